@@ -1,0 +1,16 @@
+//! The vocabulary shared by every MyloWare crate. No I/O beyond reading the
+//! project definitions at startup: ids, the run state machine, gates, provider
+//! modes, project specs and their validation, configuration and its checks,
+//! the API <-> orchestrator wire types and the `{"detail": ...}` envelope.
+
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod project;
+pub mod providers;
+pub mod run;
+pub mod wire;
+
+pub use error::ErrorBody;
+pub use providers::ProviderMode;
+pub use run::{Gate, RunStatus};
