@@ -12,12 +12,13 @@ CREATE TABLE runs (
     start_acked_at  TIMESTAMPTZ,
     start_attempts  BIGINT NOT NULL DEFAULT 0,
     start_error     TEXT,
+    next_start_at   TIMESTAMPTZ,
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX runs_status_seq ON runs (status, seq);
 CREATE INDEX runs_project_seq ON runs (project, seq);
-CREATE INDEX runs_unstarted ON runs (start_acked_at) WHERE start_acked_at IS NULL;
+CREATE INDEX runs_start_due ON runs (next_start_at) WHERE start_acked_at IS NULL;
 
 CREATE TABLE artifacts (
     seq        BIGSERIAL PRIMARY KEY,

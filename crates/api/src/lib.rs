@@ -1,1 +1,220 @@
+//! The public API service: runs, projects, (later) HITL gates, provider
+//! webhooks and chat. `build` binds the listener; `run` serves until told
+//! to stop, with the start reconciler beside it.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use myloware_core::config::Config;
+use myloware_core::project::Catalog;
+use myloware_telemetry::HttpMetrics;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub mod error;
+pub mod middleware;
+pub mod orchestrator;
+pub mod routes;
+pub mod runs;
+pub mod store;
+
+use error::{ApiError, BodyLimit};
+use middleware::RateLimiter;
+use myloware_core::auth::ApiKeys;
+use orchestrator::{HttpOrchestrator, OrchestratorClient};
+use store::ApiStore;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn ApiStore>,
+    pub catalog: Arc<Catalog>,
+    pub orchestrator: Arc<dyn OrchestratorClient>,
+    pub metrics: Arc<HttpMetrics>,
+    pub api_keys: Arc<ApiKeys>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl ApiState {
+    /// State with the HTTP orchestrator client of `config`.
+    pub fn new(config: Arc<Config>, store: Arc<dyn ApiStore>, catalog: Arc<Catalog>) -> ApiState {
+        let orchestrator = Arc::new(HttpOrchestrator::new(
+            config.orchestrator_url.clone(),
+            primary_key(&config),
+        ));
+        ApiState::with_orchestrator(config, store, catalog, orchestrator)
+    }
+
+    pub fn with_orchestrator(
+        config: Arc<Config>,
+        store: Arc<dyn ApiStore>,
+        catalog: Arc<Catalog>,
+        orchestrator: Arc<dyn OrchestratorClient>,
+    ) -> ApiState {
+        ApiState {
+            api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
+            limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            metrics: HttpMetrics::new("api"),
+            config,
+            store,
+            catalog,
+            orchestrator,
+        }
+    }
+}
+
+/// The key this service presents to the orchestrator.
+fn primary_key(config: &Config) -> SecretString {
+    config.api_keys[0].clone()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "MyloWare API", description = "Runs, projects, HITL gates, provider webhooks and chat."),
+    modifiers(&ApiKeyScheme),
+    components(schemas(myloware_core::ErrorBody, myloware_core::error::FieldError)),
+)]
+struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+            );
+    }
+}
+
+/// The routes and the OpenAPI document, declared together.
+fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let open = OpenApiRouter::<ApiState>::new()
+        .routes(routes!(routes::system::health))
+        .routes(routes!(routes::system::metrics));
+    let protected = OpenApiRouter::<ApiState>::new()
+        .routes(routes!(routes::system::ready))
+        .routes(routes!(routes::projects::list_projects))
+        .routes(routes!(routes::projects::get_project))
+        .routes(routes!(routes::runs::start_run))
+        .routes(routes!(routes::runs::list_runs))
+        .routes(routes!(routes::runs::get_run))
+        .routes(routes!(routes::runs::list_artifacts))
+        .routes(routes!(routes::runs::cancel_run))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::require_api_key,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(open)
+        .merge(protected)
+        .split_for_parts()
+}
+
+/// The API's router with every layer.
+pub fn router(state: ApiState) -> Router {
+    let (routes, mut openapi) = api_routes(&state);
+    openapi.paths.paths.insert(
+        "/openapi.json".into(),
+        utoipa::openapi::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("system")
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("The OpenAPI document"),
+                ),
+        ),
+    );
+    let openapi = Arc::new(openapi);
+    let limit = state.config.max_body_bytes;
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .route_layer(from_fn_with_state(
+            state.metrics.clone(),
+            myloware_telemetry::track_http,
+        ))
+        .fallback(|| async { ApiError::NotFound("not found".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(myloware_core::ErrorBody::new("method not allowed")),
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn(
+            move |mut request: Request, next: axum::middleware::Next| {
+                request.extensions_mut().insert(BodyLimit(limit));
+                next.run(request)
+            },
+        ))
+        .layer(CatchPanicLayer::custom(|_panic| -> Response {
+            tracing::error!("handler panicked");
+            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(from_fn(myloware_telemetry::http::request_id))
+}
+
+/// A bound, not yet serving, API.
+pub struct ApiServer {
+    listener: TcpListener,
+    state: ApiState,
+}
+
+impl ApiServer {
+    /// Binds `config.bind_host:config.api_port` (port 0 picks a free one).
+    pub async fn bind(state: ApiState) -> std::io::Result<ApiServer> {
+        let listener = TcpListener::bind((state.config.bind_host, state.config.api_port)).await?;
+        Ok(ApiServer { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reconciler = tokio::spawn(runs::reconcile_starts(
+            self.state.clone(),
+            Duration::from_secs(2),
+            stop_rx,
+        ));
+        tracing::info!(addr = %self.local_addr(), "api listening");
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = reconciler.await;
+        served
+    }
+}

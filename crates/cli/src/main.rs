@@ -1,1 +1,110 @@
-fn main() {}
+//! `mw`: the MyloWare binary. Servers, development mode and operator
+//! commands; everything else lives in the libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod env;
+mod ingest;
+mod serve;
+mod validate;
+
+#[derive(Parser)]
+#[command(
+    name = "mw",
+    version,
+    about = "MyloWare: chat requests in, published videos out"
+)]
+#[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
+Configuration comes from the environment; in development (ENVIRONMENT unset or \
+development) `.env.development` in the current folder fills in what is not set.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service (production: one process per service).
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Run the API (8080) and the orchestrator (8090) in one process, with mock
+    /// providers and the configured database (SQLite by default).
+    Dev,
+    /// Apply the database migrations of DATABASE_URL and exit.
+    Migrate,
+    /// Check the configuration without starting anything.
+    Validate {
+        #[command(subcommand)]
+        what: ValidateWhat,
+    },
+    /// Load the knowledge base (persona prompts, guardrails, project notes).
+    Ingest {
+        #[command(subcommand)]
+        what: IngestWhat,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Service {
+    /// The public API (runs, gates, webhooks, chat) on API_PORT (8080).
+    Api,
+    /// The private orchestrator (persona graphs, provider calls) on ORCHESTRATOR_PORT (8090).
+    Orchestrator,
+}
+
+#[derive(Subcommand)]
+enum ValidateWhat {
+    /// Check every variable (live mode needs every provider secret; outside
+    /// development API_KEY and HITL_SECRET must be strong), print the mode and
+    /// the provider hosts that would be called; exit 1 on any problem.
+    Env,
+}
+
+#[derive(Subcommand)]
+enum IngestWhat {
+    /// Validate the project definitions and load the knowledge documents into
+    /// the database.
+    Run {
+        /// Validate and report counts without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env::load_development_file();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve {
+                service: Service::Api,
+            } => serve::api().await,
+            Command::Serve {
+                service: Service::Orchestrator,
+            } => serve::orchestrator().await,
+            Command::Dev => serve::dev().await,
+            Command::Migrate => serve::migrate().await,
+            Command::Validate {
+                what: ValidateWhat::Env,
+            } => validate::env(),
+            Command::Ingest {
+                what: IngestWhat::Run { dry_run },
+            } => ingest::run(dry_run).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! modes, project specs and their validation, configuration and its checks,
 //! the API <-> orchestrator wire types and the `{"detail": ...}` envelope.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ids;

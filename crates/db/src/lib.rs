@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub mod testing;
 
@@ -81,7 +83,10 @@ impl Db {
         }
     }
 
-    pub async fn connect_sqlite(options: SqliteConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
+    pub async fn connect_sqlite(
+        options: SqliteConnectOptions,
+        settings: PoolSettings,
+    ) -> Result<Db, DbError> {
         let options = options
             .create_if_missing(true)
             // WAL lets readers run beside the one writer; NORMAL is durable
@@ -99,7 +104,10 @@ impl Db {
         Ok(Db::Sqlite(pool))
     }
 
-    pub async fn connect_postgres(options: PgConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
+    pub async fn connect_postgres(
+        options: PgConnectOptions,
+        settings: PoolSettings,
+    ) -> Result<Db, DbError> {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -9,9 +9,13 @@ use std::time::Instant;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
-const HTTP_LABELS: [&str; 7] = ["service", "method", "route", "status", "runId", "gate", "persona"];
+const HTTP_LABELS: [&str; 7] = [
+    "service", "method", "route", "status", "runId", "gate", "persona",
+];
 
 /// 1 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -41,8 +45,12 @@ impl HttpMetrics {
             &HTTP_LABELS,
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("register once");
-        registry.register(Box::new(duration.clone())).expect("register once");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register once");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("register once");
         Arc::new(HttpMetrics {
             service,
             registry,
@@ -69,7 +77,11 @@ impl HttpMetrics {
 /// Middleware (install with `route_layer`, so the route is matched):
 /// counts and times each request by route template and the run, gate and
 /// persona it concerns.
-pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
+pub async fn track_http(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let (mut parts, body) = request.into_parts();

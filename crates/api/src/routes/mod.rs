@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per resource. A handler parses, calls the
+//! domain (`crate::runs`) or the store, and maps the result.
+
+pub mod projects;
+pub mod runs;
+pub mod system;

@@ -1,0 +1,269 @@
+//! `/v1/runs`: start, list, read, artifacts, cancel.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use myloware_core::{ErrorBody, RunStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::{ApiError, OptionalJson, ValidJson};
+use crate::middleware::{ClientId, LimitedRoute};
+use crate::runs::{self, CancelRequest, StartRunRequest};
+use crate::store::{Artifact, Run, RunQuery};
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactView {
+    id: String,
+    kind: String,
+    persona: Option<String>,
+    #[schema(value_type = Object)]
+    data: Value,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Artifact> for ArtifactView {
+    fn from(a: Artifact) -> Self {
+        ArtifactView {
+            id: a.id,
+            kind: a.kind,
+            persona: a.persona,
+            data: a.data,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A run with everything known about it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    run_id: String,
+    project: String,
+    status: RunStatus,
+    current_persona: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// `project`, `input`, `options`, `user_id`, `graph_spec`, `metadata`.
+    #[schema(value_type = Object)]
+    payload: Value,
+    /// `videos`, `totalVideos`, `renderUrl`, `publishUrls`, `error`.
+    #[schema(value_type = Object)]
+    result: Value,
+    #[schema(value_type = Vec<Object>)]
+    gates: Vec<Value>,
+    artifacts: Vec<ArtifactView>,
+}
+
+/// A run in a list.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    run_id: String,
+    project: String,
+    status: RunStatus,
+    current_persona: Option<String>,
+    user_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Run> for RunSummary {
+    fn from(run: Run) -> Self {
+        RunSummary {
+            run_id: run.id,
+            project: run.project,
+            status: run.status,
+            current_persona: run.current_persona,
+            user_id: run.user_id,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunList {
+    runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStarted {
+    run_id: String,
+    status: RunStatus,
+    /// Present when the orchestrator has not taken the run yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ArtifactList {
+    artifacts: Vec<ArtifactView>,
+}
+
+/// Creates a run and starts it (or holds it for the workflow gate).
+#[utoipa::path(post, path = "/v1/runs/start", tag = "runs", security(("api_key" = [])),
+    request_body = StartRunRequest,
+    responses(
+        (status = 201, description = "Recorded and accepted by the orchestrator", body = RunStarted),
+        (status = 202, description = "Recorded; the orchestrator was unreachable and the start will be retried", body = RunStarted),
+        (status = 422, description = "Unknown project, no text input, or a malformed body"),
+        (status = 429, description = "Too many starts from this client", body = ErrorBody),
+    ))]
+pub async fn start_run(
+    State(state): State<ApiState>,
+    ClientId(client): ClientId,
+    ValidJson(request): ValidJson<StartRunRequest>,
+) -> Result<Response, ApiError> {
+    state.limiter.check(LimitedRoute::RunStart, &client)?;
+    let started = runs::start_run(&state, request).await?;
+    let (status, detail) = match started.delivery_error {
+        None => (StatusCode::CREATED, None),
+        Some(error) => (
+            StatusCode::ACCEPTED,
+            Some(format!(
+                "run recorded; the orchestrator has not accepted it yet ({error}); it will be started when the orchestrator is reachable"
+            )),
+        ),
+    };
+    let body = RunStarted {
+        run_id: started.run.id,
+        status: started.run.status,
+        detail,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only runs in this status.
+    status: Option<String>,
+    /// Only runs of this project.
+    project: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", security(("api_key" = [])), params(ListParams),
+    responses((status = 200, body = RunList), (status = 422, description = "Bad filter")))]
+pub async fn list_runs(
+    State(state): State<ApiState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<RunList>, ApiError> {
+    let status = params
+        .status
+        .map(|s| s.parse::<RunStatus>())
+        .transpose()
+        .map_err(|err| ApiError::invalid(&["query", "status"], err.to_string()))?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            &["query", "limit"],
+            "must be between 1 and 100",
+        ));
+    }
+    let before = params
+        .cursor
+        .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))
+        .map(|c| {
+            c.ok_or_else(|| {
+                ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")
+            })
+        })
+        .transpose()?;
+    let mut runs = state
+        .store
+        .list_runs(&RunQuery {
+            status,
+            project: params.project,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if runs.len() > limit as usize {
+        runs.truncate(limit as usize);
+        runs.last().map(|r| r.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Json(RunList {
+        runs: runs.into_iter().map(RunSummary::from).collect(),
+        next_cursor,
+    }))
+}
+
+async fn find_run(state: &ApiState, run_id: &str) -> Result<Run, ApiError> {
+    if !myloware_core::ids::is_run_id(run_id) {
+        return Err(ApiError::not_found("run"));
+    }
+    state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))
+}
+
+/// One run, with its gates and artifacts.
+#[utoipa::path(get, path = "/v1/runs/{runId}", tag = "runs", security(("api_key" = [])),
+    params(("runId" = String, Path, description = "e.g. run_abc123def456")),
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
+pub async fn get_run(
+    State(state): State<ApiState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let run = find_run(&state, &run_id).await?;
+    let artifacts = state.store.list_artifacts(&run.id).await?;
+    Ok(Json(RunView {
+        run_id: run.id,
+        project: run.project,
+        status: run.status,
+        current_persona: run.current_persona,
+        created_at: run.created_at,
+        updated_at: run.updated_at,
+        payload: run.payload,
+        result: run.result,
+        gates: Vec::new(),
+        artifacts: artifacts.into_iter().map(ArtifactView::from).collect(),
+    }))
+}
+
+/// A run's artifacts in creation order.
+#[utoipa::path(get, path = "/v1/runs/{runId}/artifacts", tag = "runs", security(("api_key" = [])),
+    params(("runId" = String, Path)),
+    responses((status = 200, body = ArtifactList), (status = 404, body = ErrorBody)))]
+pub async fn list_artifacts(
+    State(state): State<ApiState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<ArtifactList>, ApiError> {
+    let run = find_run(&state, &run_id).await?;
+    let artifacts = state.store.list_artifacts(&run.id).await?;
+    Ok(Json(ArtifactList {
+        artifacts: artifacts.into_iter().map(ArtifactView::from).collect(),
+    }))
+}
+
+/// Stops a run; 409 when it already ended.
+#[utoipa::path(post, path = "/v1/runs/{runId}/cancel", tag = "runs", security(("api_key" = [])),
+    params(("runId" = String, Path)), request_body(content = CancelRequest, description = "Optional"),
+    responses((status = 200, description = "Cancelled"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_run(
+    State(state): State<ApiState>,
+    Path(run_id): Path<String>,
+    OptionalJson(request): OptionalJson<CancelRequest>,
+) -> Result<Json<Value>, ApiError> {
+    find_run(&state, &run_id).await?;
+    let run = runs::cancel_run(&state, &run_id, request).await?;
+    Ok(Json(json!({"runId": run.id, "status": run.status})))
+}

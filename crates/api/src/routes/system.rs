@@ -1,0 +1,59 @@
+//! `/health`, `/ready`, `/metrics`, `/openapi.json`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use myloware_core::wire::Health;
+use serde_json::json;
+
+use crate::ApiState;
+
+/// Liveness: answers whenever the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses((status = 200, description = "The service is up", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        service: "api".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        time: chrono::Utc::now().to_rfc3339(),
+    })
+}
+
+/// Readiness: the database and the orchestrator answer.
+#[utoipa::path(get, path = "/ready", tag = "system", security(("api_key" = [])),
+    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency failed")))]
+pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
+    let (db, orchestrator) = tokio::join!(state.store.ping(), state.orchestrator.health());
+    let check = |ok: bool| if ok { "ok" } else { "failed" };
+    let body = json!({
+        "status": if db.is_ok() && orchestrator.is_ok() { "ready" } else { "not ready" },
+        "checks": {"database": check(db.is_ok()), "orchestrator": check(orchestrator.is_ok())},
+    });
+    if let Err(err) = &db {
+        tracing::warn!(error = %err, "readiness: database failed");
+    }
+    if let Err(err) = &orchestrator {
+        tracing::warn!(error = %err, "readiness: orchestrator failed");
+    }
+    let status = if db.is_ok() && orchestrator.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text exposition (no auth).
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

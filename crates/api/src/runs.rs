@@ -1,0 +1,405 @@
+//! Starting and cancelling runs: the rules between the HTTP handlers and the
+//! store. A run is recorded before the orchestrator is called, so a start
+//! is never lost; delivery is retried by [`reconcile_starts`] until the
+//! orchestrator acknowledges it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use myloware_core::ids::new_run_id;
+use myloware_core::project::ProjectSpec;
+use myloware_core::run::Transition;
+use myloware_core::wire::{GraphSpec, StartExecution};
+use myloware_core::{ProviderMode, RunStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::store::{Artifact, NewRun, Run, StartAttempt, now};
+
+const MAX_TEXT_CHARS: usize = 4000;
+const MAX_MODIFIERS: usize = 50;
+
+/// `POST /v1/runs/start`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRunRequest {
+    pub project: String,
+    pub input: RunInput,
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// What the video is about. At least one text field is required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modifiers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Hold the run in `pending_workflow` until the workflow gate is approved.
+    #[serde(default, rename = "requireWorkflowApproval")]
+    pub require_workflow_approval: bool,
+    /// Other options are kept in the payload as given.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: Map<String, Value>,
+}
+
+impl RunInput {
+    fn texts(&self) -> [(&'static str, &Option<String>); 5] {
+        [
+            ("prompt", &self.prompt),
+            ("title", &self.title),
+            ("subject", &self.subject),
+            ("object", &self.object),
+            ("topic", &self.topic),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        for (field, text) in self.texts() {
+            if text
+                .as_ref()
+                .is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS)
+            {
+                errors.push(field_error(
+                    &["body", "input", field],
+                    format!("at most {MAX_TEXT_CHARS} characters"),
+                ));
+            }
+        }
+        if !self
+            .texts()
+            .iter()
+            .any(|(_, t)| t.as_ref().is_some_and(|t| !t.trim().is_empty()))
+        {
+            errors.push(field_error(
+                &["body", "input"],
+                "at least one of prompt, title, subject, object or topic must be a non-empty string".into(),
+            ));
+        }
+        if self.modifiers.len() > MAX_MODIFIERS {
+            errors.push(field_error(
+                &["body", "input", "modifiers"],
+                format!("at most {MAX_MODIFIERS} modifiers"),
+            ));
+        }
+        if self
+            .modifiers
+            .iter()
+            .any(|m| m.trim().is_empty() || m.chars().count() > 200)
+        {
+            errors.push(field_error(
+                &["body", "input", "modifiers"],
+                "each modifier must be 1 to 200 characters".into(),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+fn field_error(loc: &[&str], msg: String) -> myloware_core::error::FieldError {
+    myloware_core::error::FieldError::new(loc, msg, "value_error")
+}
+
+/// The project a run may be started for, or a 422 naming the known ones.
+fn runnable_project<'a>(state: &'a ApiState, name: &str) -> Result<&'a ProjectSpec, ApiError> {
+    let spec = state.catalog.get(name).ok_or_else(|| {
+        ApiError::invalid(
+            &["body", "project"],
+            format!(
+                "unknown project {name:?}; known projects: {}",
+                state.catalog.names().join(", ")
+            ),
+        )
+    })?;
+    if !spec.is_runnable() {
+        let runnable: Vec<&str> = state
+            .catalog
+            .projects
+            .values()
+            .filter(|p| p.is_runnable())
+            .map(|p| p.project.as_str())
+            .collect();
+        return Err(ApiError::invalid(
+            &["body", "project"],
+            format!(
+                "project {name:?} is conversation only; runnable projects: {}",
+                runnable.join(", ")
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+/// The videos a run starts with: the project's fixed ones, pending.
+fn initial_videos(spec: &ProjectSpec) -> Vec<Value> {
+    spec.specs
+        .iter()
+        .flat_map(|s| s.videos.iter().enumerate())
+        .map(|(index, v)| json!({"index": index, "subject": v.subject, "header": v.header, "status": "pending"}))
+        .collect()
+}
+
+/// The outcome of a start, as the handler reports it.
+pub struct Started {
+    pub run: Run,
+    /// `None` when the orchestrator acknowledged the start (or none was due).
+    pub delivery_error: Option<String>,
+}
+
+/// Validates, records, then hands the run to the orchestrator.
+pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
+    let spec = runnable_project(state, &request.project)?;
+    request.input.validate()?;
+
+    let mode = state.config.providers_mode;
+    let graph = GraphSpec::for_project(spec);
+    let input = serde_json::to_value(&request.input).expect("input serializes");
+    let videos = initial_videos(spec);
+    let awaiting_workflow = request.options.require_workflow_approval;
+    let mut metadata = json!({
+        "project_spec": spec,
+        "providers": {"mode": mode},
+    });
+    if awaiting_workflow {
+        metadata["workflow_proposal"] = json!({
+            "project": spec.project,
+            "pipeline": graph.pipeline,
+            "gates": graph.hitl_gates,
+            "input": input,
+        });
+    }
+    let payload = json!({
+        "project": spec.project,
+        "input": input,
+        "options": request.options,
+        "user_id": request.options.user_id,
+        "graph_spec": graph,
+        "metadata": metadata,
+    });
+    let result = json!({
+        "videos": videos,
+        "totalVideos": spec.video_count(),
+        "renderUrl": null,
+        "publishUrls": [],
+        "error": null,
+    });
+    let run = state
+        .store
+        .insert_run(&NewRun {
+            id: new_run_id(),
+            project: spec.project.clone(),
+            status: if awaiting_workflow {
+                RunStatus::PendingWorkflow
+            } else {
+                RunStatus::Pending
+            },
+            user_id: request.options.user_id.clone(),
+            payload,
+            result,
+            created_at: now(),
+        })
+        .await?;
+    tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, "run created");
+
+    let delivery_error = if awaiting_workflow {
+        None
+    } else {
+        deliver_start(state, &run).await.err()
+    };
+    Ok(Started {
+        run,
+        delivery_error,
+    })
+}
+
+/// The orchestrator's start request for a stored run.
+pub fn start_request(run: &Run) -> Result<StartExecution, ApiError> {
+    let field = |name: &str| run.payload.get(name).cloned().unwrap_or(Value::Null);
+    let corrupt = |what: &str, err: serde_json::Error| {
+        ApiError::Internal(anyhow::anyhow!("run {}: {what}: {err}", run.id))
+    };
+    let metadata = field("metadata");
+    Ok(StartExecution {
+        run_id: run.id.clone(),
+        project: run.project.clone(),
+        graph_spec: serde_json::from_value(field("graph_spec"))
+            .map_err(|e| corrupt("graph_spec", e))?,
+        project_spec: serde_json::from_value(metadata["project_spec"].clone())
+            .map_err(|e| corrupt("project_spec", e))?,
+        providers_mode: serde_json::from_value::<ProviderMode>(
+            metadata["providers"]["mode"].clone(),
+        )
+        .map_err(|e| corrupt("providers.mode", e))?,
+        input: field("input"),
+        videos: run.result["videos"].as_array().cloned().unwrap_or_default(),
+        traceparent: None,
+    })
+}
+
+/// One attempt to hand `run` to the orchestrator, recorded either way.
+pub async fn deliver_start(state: &ApiState, run: &Run) -> Result<(), String> {
+    let outcome = match start_request(run) {
+        Ok(request) => state
+            .orchestrator
+            .start(&request)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    let attempt = match &outcome {
+        Ok(()) => StartAttempt::Acked,
+        Err(error) => {
+            tracing::warn!(runId = %run.id, attempt = run.start.attempts + 1, %error, "start not delivered; will retry");
+            StartAttempt::Failed {
+                error: error.clone(),
+                retry_at: Utc::now() + start_backoff(run.start.attempts),
+            }
+        }
+    };
+    if let Err(err) = state.store.record_start_attempt(&run.id, &attempt).await {
+        tracing::error!(runId = %run.id, error = %err, "cannot record the start attempt");
+    }
+    outcome
+}
+
+/// 2 s, 4 s, 8 s, ... capped at 5 minutes.
+fn start_backoff(previous_attempts: i64) -> chrono::Duration {
+    let exp = previous_attempts.clamp(0, 8) as u32;
+    chrono::Duration::seconds((2i64 << exp).min(300))
+}
+
+/// Background task: delivers starts the orchestrator has not acknowledged,
+/// until `shutdown` fires.
+pub async fn reconcile_starts(
+    state: ApiState,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match state.store.starts_due(Utc::now(), 50).await {
+            Ok(runs) => {
+                for run in runs {
+                    let _ = deliver_start(&state, &run).await;
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "start reconciler cannot read runs"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// `POST /v1/runs/{runId}/cancel`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// Cancels a run that is not yet terminal; 409 otherwise.
+pub async fn cancel_run(
+    state: &ApiState,
+    run_id: &str,
+    request: CancelRequest,
+) -> Result<Run, ApiError> {
+    // Re-read and retry when another writer moved the run in between.
+    for _ in 0..5 {
+        let run = state
+            .store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("run"))?;
+        match run.status.transition_to(RunStatus::Cancelled) {
+            Err(_) => return Err(ApiError::Conflict(format!("run is already {}", run.status))),
+            Ok(Transition::Unchanged) => unreachable!("a cancelled run is terminal"),
+            Ok(Transition::Moved) => {}
+        }
+        let artifact = Artifact::new(
+            run_id,
+            "run.cancelled",
+            None,
+            json!({"reason": request.reason, "actor": request.actor, "previousStatus": run.status}),
+        );
+        if state
+            .store
+            .transition(run_id, run.status, RunStatus::Cancelled, Some(&artifact))
+            .await?
+        {
+            tracing::info!(runId = %run_id, actor = ?request.actor, "run cancelled");
+            if run.start.acked_at.is_some() {
+                if let Err(err) = state
+                    .orchestrator
+                    .cancel(run_id, request.reason.as_deref())
+                    .await
+                {
+                    tracing::warn!(runId = %run_id, error = %err, "orchestrator not told of the cancel");
+                }
+            }
+            return state
+                .store
+                .get_run(run_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("run"));
+        }
+    }
+    Err(ApiError::Conflict(
+        "run is changing; retry the cancel".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_backoff_doubles_and_caps() {
+        assert_eq!(start_backoff(0).num_seconds(), 2);
+        assert_eq!(start_backoff(1).num_seconds(), 4);
+        assert_eq!(start_backoff(5).num_seconds(), 64);
+        assert_eq!(start_backoff(50).num_seconds(), 300);
+    }
+
+    #[test]
+    fn input_needs_one_non_empty_text() {
+        assert!(RunInput::default().validate().is_err());
+        let blank = RunInput {
+            prompt: Some("  ".into()),
+            ..Default::default()
+        };
+        assert!(blank.validate().is_err());
+        let ok = RunInput {
+            topic: Some("candles".into()),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+    }
+}

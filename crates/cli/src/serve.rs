@@ -1,0 +1,136 @@
+//! `mw serve api|orchestrator`, `mw dev`, `mw migrate`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use myloware_api::{ApiServer, ApiState};
+use myloware_core::ProviderMode;
+use myloware_core::config::Config;
+use myloware_db::{Db, PoolSettings};
+use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use crate::env;
+
+async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config.database_url.expose_secret(), PoolSettings::default())
+        .await
+        .with_context(|| format!("database {}", config.database_url_redacted()))?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Resolves on SIGINT or SIGTERM; every subscriber of the returned channel
+/// sees it.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
+    let catalog = Arc::new(env::catalog(&config)?);
+    let state = ApiState::new(config.clone(), myloware_api::store::open(db), catalog);
+    ApiServer::bind(state).await.with_context(|| {
+        format!(
+            "binding the API to {}:{}",
+            config.bind_host, config.api_port
+        )
+    })
+}
+
+async fn orchestrator_server(config: Arc<Config>, db: &Db) -> anyhow::Result<OrchestratorServer> {
+    let state = OrchestratorState::new(config.clone(), myloware_orchestrator::store::open(db));
+    OrchestratorServer::bind(state).await.with_context(|| {
+        format!(
+            "binding the orchestrator to {}:{}",
+            config.bind_host, config.orchestrator_port
+        )
+    })
+}
+
+pub async fn api() -> anyhow::Result<()> {
+    let config = Arc::new(env::config()?);
+    env::init_logging(&config);
+    let db = open_database(&config).await?;
+    let server = api_server(config, &db).await?;
+    server.run(until(shutdown_signal())).await?;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn orchestrator() -> anyhow::Result<()> {
+    let config = Arc::new(env::config()?);
+    env::init_logging(&config);
+    let db = open_database(&config).await?;
+    let server = orchestrator_server(config, &db).await?;
+    server.run(until(shutdown_signal())).await?;
+    db.close().await;
+    Ok(())
+}
+
+/// Both services in one process, mock providers, one database.
+pub async fn dev() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config = env::config()?;
+    if config.providers_mode != ProviderMode::Mock {
+        eprintln!("mw dev always uses mock providers (USE_MOCK_PROVIDERS is ignored)");
+        config.providers_mode = ProviderMode::Mock;
+    }
+    let config = Arc::new(config);
+    env::init_logging(&config);
+    let db = open_database(&config).await?;
+    let orchestrator = orchestrator_server(config.clone(), &db).await?;
+    let api = api_server(config.clone(), &db).await?;
+    let (api_addr, orchestrator_addr) = (api.local_addr(), orchestrator.local_addr());
+    let stop = shutdown_signal();
+    let orchestrator = tokio::spawn(orchestrator.run(until(stop.clone())));
+    let api = tokio::spawn(api.run(until(stop)));
+    tracing::info!(
+        api = %api_addr,
+        orchestrator = %orchestrator_addr,
+        database = %config.database_url_redacted(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "mw dev ready (mock providers)"
+    );
+    let (api, orchestrator) = tokio::join!(api, orchestrator);
+    api??;
+    orchestrator??;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn migrate() -> anyhow::Result<()> {
+    let config = env::config()?;
+    let db = open_database(&config).await?;
+    println!("migrations applied to {}", config.database_url_redacted());
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `mw validate env`.
+
+use myloware_core::ProviderMode;
+use myloware_core::config::Config;
+use myloware_core::providers::Provider;
+
+use crate::env;
+
+pub fn env() -> anyhow::Result<()> {
+    let config = match env::config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            anyhow::bail!("the configuration is not valid; fix the variables above");
+        }
+    };
+    print_summary(&config);
+    let catalog = env::catalog(&config)?;
+    println!(
+        "projects: {} ({})",
+        catalog.projects.len(),
+        catalog.names().join(", ")
+    );
+    println!("configuration OK");
+    Ok(())
+}
+
+/// Mode, database and provider hosts: what a service started now would use.
+pub fn print_summary(config: &Config) {
+    println!("environment: {}", config.environment.as_str());
+    println!("providers mode: {}", config.providers_mode);
+    println!("database: {}", config.database_url_redacted());
+    println!("public base url: {}", config.public_base_url);
+    println!("orchestrator url: {}", config.orchestrator_url);
+    let note = match config.providers_mode {
+        ProviderMode::Mock => {
+            " (mock mode: no provider is called; these are the hosts live mode would call)"
+        }
+        ProviderMode::Live => "",
+    };
+    println!("provider hosts{note}:");
+    for provider in Provider::ALL {
+        let endpoint = config.providers.endpoint(provider);
+        let configured = if config.providers.is_configured(provider) {
+            "configured"
+        } else {
+            "not configured"
+        };
+        println!(
+            "  {:<11} {:<28} {configured}",
+            provider.key(),
+            endpoint.base_url.as_str()
+        );
+    }
+    let llm = if config.llm.api_key.is_some() {
+        format!("{} at {}", config.llm.model, config.llm.base_url)
+    } else {
+        "not configured (personas and Brendan run scripted)".to_string()
+    };
+    println!("llm: {llm}");
+}
