@@ -338,10 +338,8 @@ pub async fn cancel_run(
             .get_run(run_id)
             .await?
             .ok_or_else(|| ApiError::not_found("run"))?;
-        match run.status.transition_to(RunStatus::Cancelled) {
-            Err(_) => return Err(ApiError::Conflict(format!("run is already {}", run.status))),
-            Ok(Transition::Unchanged) => unreachable!("a cancelled run is terminal"),
-            Ok(Transition::Moved) => {}
+        if run.status.transition_to(RunStatus::Cancelled) != Ok(Transition::Moved) {
+            return Err(ApiError::Conflict(format!("run is already {}", run.status)));
         }
         let artifact = Artifact::new(
             run_id,

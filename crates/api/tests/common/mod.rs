@@ -1,0 +1,183 @@
+//! Test harness: the real API router on a random port, a fresh database,
+//! and a fake orchestrator speaking HTTP that records what it is sent.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use myloware_api::{ApiServer, ApiState};
+use myloware_core::config::Config;
+use myloware_core::project::Catalog;
+use myloware_db::Db;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const API_KEY: &str = "test-api-key";
+
+/// Answers `POST /v1/executions` with the configured status, recording bodies.
+#[derive(Clone)]
+pub struct FakeOrchestrator {
+    pub url: String,
+    status: Arc<AtomicU16>,
+    starts: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeOrchestrator {
+    pub async fn start() -> FakeOrchestrator {
+        let fake = FakeOrchestrator {
+            url: String::new(),
+            status: Arc::new(AtomicU16::new(202)),
+            starts: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route(
+                "/v1/executions",
+                post(
+                    |State(fake): State<FakeOrchestrator>, Json(body): Json<Value>| async move {
+                        let status =
+                            StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap();
+                        if status.is_success() {
+                            fake.starts.lock().unwrap().push(body.clone());
+                        }
+                        (
+                            status,
+                            Json(json!({"runId": body["runId"], "status": "queued"})),
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/health",
+                get(|State(fake): State<FakeOrchestrator>| async move {
+                    StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap()
+                }),
+            )
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeOrchestrator { url, ..fake }
+    }
+
+    /// The status every later call gets (e.g. 503 for "down").
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// The start bodies accepted so far.
+    pub fn starts(&self) -> Vec<Value> {
+        self.starts.lock().unwrap().clone()
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub orchestrator: FakeOrchestrator,
+    pub state: ApiState,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn catalog() -> Catalog {
+    Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
+        .expect("the real catalog loads")
+}
+
+/// Starts the API on `db` with test defaults overridden by `vars`.
+pub async fn spawn_app(db: &Db, vars: &[(&str, &str)]) -> TestApp {
+    let orchestrator = FakeOrchestrator::start().await;
+    let mut env: HashMap<String, String> = [
+        ("API_KEY", API_KEY),
+        ("API_PORT", "0"),
+        ("BIND_HOST", "127.0.0.1"),
+        ("ORCHESTRATOR_URL", orchestrator.url.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config =
+        Config::from_lookup(|var| env.get(var).cloned()).expect("test configuration is valid");
+    let state = ApiState::new(
+        Arc::new(config),
+        myloware_api::store::open(db),
+        Arc::new(catalog()),
+    );
+    let server = ApiServer::bind(state.clone()).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        orchestrator,
+        state,
+        stop: Some(stop),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).header("x-api-key", API_KEY)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).header("x-api-key", API_KEY)
+    }
+
+    /// `POST /v1/runs/start`; returns the status and body.
+    pub async fn start_run(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .post("/v1/runs/start")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
