@@ -25,6 +25,18 @@ pub fn config() -> anyhow::Result<Config> {
     Config::from_env().map_err(|err| anyhow::anyhow!("{err}"))
 }
 
+/// The configuration with `overrides` taking precedence over the environment.
+pub fn config_with(overrides: &[(&str, &str)]) -> anyhow::Result<Config> {
+    Config::from_lookup(|var| {
+        overrides
+            .iter()
+            .find(|(name, _)| *name == var)
+            .map(|(_, value)| value.to_string())
+            .or_else(|| std::env::var(var).ok())
+    })
+    .map_err(|err| anyhow::anyhow!("{err}"))
+}
+
 pub fn catalog(config: &Config) -> anyhow::Result<Catalog> {
     Catalog::load(&config.projects_dir)
         .map_err(|err| anyhow::anyhow!("{err}"))

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use myloware_api::{ApiServer, ApiState};
-use myloware_core::ProviderMode;
 use myloware_core::config::Config;
 use myloware_db::{Db, PoolSettings};
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
@@ -49,10 +48,8 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
@@ -99,12 +96,11 @@ pub async fn orchestrator() -> anyhow::Result<()> {
 /// Both services in one process, mock providers, one database.
 pub async fn dev() -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut config = env::config()?;
-    if config.providers_mode != ProviderMode::Mock {
-        eprintln!("mw dev always uses mock providers (USE_MOCK_PROVIDERS is ignored)");
-        config.providers_mode = ProviderMode::Mock;
-    }
-    let config = Arc::new(config);
+    // Development always mocks providers, whatever the environment says.
+    let config = Arc::new(env::config_with(&[
+        ("USE_MOCK_PROVIDERS", "true"),
+        ("PROVIDERS_MODE", "mock"),
+    ])?);
     env::init_logging(&config);
     let db = open_database(&config).await?;
     let orchestrator = orchestrator_server(config.clone(), &db).await?;

@@ -1,0 +1,361 @@
+//! The `mw` binary as an operator runs it: real processes, a clean
+//! environment, a folder of its own.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LIVE_SECRETS: [(&str, &str); 5] = [
+    ("KIEAI_API_KEY", "kie-key-value"),
+    ("KIEAI_SIGNING_SECRET", "kie-signing-value"),
+    ("SHOTSTACK_API_KEY", "shotstack-key-value"),
+    ("UPLOAD_POST_API_KEY", "upload-key-value"),
+    ("UPLOAD_POST_SIGNING_SECRET", "upload-signing-value"),
+];
+const MISSING_IN_LIVE: [&str; 5] = [
+    "KIEAI_API_KEY",
+    "KIEAI_SIGNING_SECRET",
+    "SHOTSTACK_API_KEY",
+    "UPLOAD_POST_API_KEY",
+    "UPLOAD_POST_SIGNING_SECRET",
+];
+
+fn projects_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../projects")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A scratch folder (no `.env.development` in it) removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mw-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `mw` with only PATH, the projects folder and a database in `dir`.
+fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
+    command
+        .args(args)
+        .current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PROJECTS_DIR", projects_dir())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/mw.db", dir.0.display()),
+        )
+        .envs(vars.iter().copied());
+    command
+}
+
+fn run(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    mw(dir, args, vars).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_health(port: u16) -> Duration {
+    let started = Instant::now();
+    let client = reqwest::blocking::Client::new();
+    loop {
+        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/health")).send() {
+            if response.status().is_success() {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "port {port} never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn get_json(port: u16, path: &str, key: &str) -> Value {
+    reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("x-api-key", key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn help_explains_every_command() {
+    let dir = Scratch::new("help");
+    let output = run(&dir, &["--help"], &[]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for command in ["serve", "dev", "migrate", "validate", "ingest"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let output = run(&dir, &["ingest", "run", "--help"], &[]);
+    assert!(text(&output.stdout).contains("--dry-run"));
+}
+
+#[test]
+fn validate_env_in_mock_mode_prints_mode_and_hosts() {
+    let dir = Scratch::new("validate-mock");
+    let output = run(&dir, &["validate", "env"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("providers mode: mock"), "{stdout}");
+    for host in [
+        "https://api.kie.ai",
+        "https://api.shotstack.io",
+        "https://api.upload-post.com",
+    ] {
+        assert!(stdout.contains(host), "{host} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("configuration OK"));
+}
+
+#[test]
+fn live_mode_without_secrets_is_refused_by_validate_and_serve() {
+    let dir = Scratch::new("live-missing");
+    let live = [("USE_MOCK_PROVIDERS", "false")];
+    for args in [
+        &["validate", "env"][..],
+        &["serve", "api"],
+        &["serve", "orchestrator"],
+    ] {
+        let output = run(&dir, args, &live);
+        assert!(
+            !output.status.success(),
+            "mw {args:?} started without secrets"
+        );
+        let stderr = text(&output.stderr);
+        for var in MISSING_IN_LIVE {
+            assert!(
+                stderr.contains(&format!("{var}: required in live mode")),
+                "mw {args:?}: {var} not named in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn weak_keys_are_refused_outside_development_without_printing_them() {
+    let dir = Scratch::new("weak");
+    let output = run(
+        &dir,
+        &["validate", "env"],
+        &[
+            ("ENVIRONMENT", "production"),
+            ("API_KEY", "short-secret-value"),
+            ("HITL_SECRET", "dev-hitl-secret-not-for-production"),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("API_KEY: too short"), "{stderr}");
+    assert!(
+        stderr.contains("HITL_SECRET: is a development default"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("short-secret-value"),
+        "a secret was printed: {stderr}"
+    );
+}
+
+#[test]
+fn ingest_dry_run_validates_and_counts_without_writing() {
+    let dir = Scratch::new("ingest");
+    let output = run(
+        &dir,
+        &["ingest", "run", "--dry-run"],
+        &[("LOG_FORMAT", "json")],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout
+            .contains("projects: 3 (aismr, general, test_video_gen), personas: 5, guardrails: 11"),
+        "{stdout}"
+    );
+    assert!(
+        text(&output.stderr).contains("api.kie.ai"),
+        "provider hosts are logged"
+    );
+    assert!(!dir.0.join("mw.db").exists(), "a dry run writes nothing");
+
+    let output = run(&dir, &["ingest", "run"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("loaded 19 knowledge documents"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_broken_project_file_is_named_with_its_field() {
+    let dir = Scratch::new("broken");
+    let projects = dir.0.join("projects");
+    std::fs::create_dir_all(projects.join("personas")).unwrap();
+    for entry in std::fs::read_dir(projects_dir().join("personas")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            projects.join("personas").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let aismr = std::fs::read_to_string(projects_dir().join("aismr.toml")).unwrap();
+    std::fs::write(
+        projects.join("aismr.toml"),
+        aismr.replace("videoCount = 12", "videoCount = 0"),
+    )
+    .unwrap();
+    let output = run(
+        &dir,
+        &["ingest", "run", "--dry-run"],
+        &[("PROJECTS_DIR", projects.to_str().unwrap())],
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("aismr.toml: specs.videoCount: must be between 1 and 50"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database() {
+    let dir = Scratch::new("migrate");
+    let url = format!("sqlite://{}/nested/folder/mw.db", dir.0.display());
+    let output = run(&dir, &["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(dir.0.join("nested/folder/mw.db").exists());
+    // Twice is fine.
+    assert!(
+        run(&dir, &["migrate"], &[("DATABASE_URL", &url)])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn serve_api_in_live_mode_with_every_secret_reports_live() {
+    let dir = Scratch::new("live");
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut vars = vec![
+        ("USE_MOCK_PROVIDERS", "false"),
+        ("API_PORT", port_text.as_str()),
+        ("BIND_HOST", "127.0.0.1"),
+    ];
+    vars.extend(LIVE_SECRETS);
+    let child = Running(
+        mw(&dir, &["serve", "api"], &vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    let project = get_json(
+        port,
+        "/v1/projects/test_video_gen",
+        "dev-api-key-not-for-production",
+    );
+    assert_eq!(project["providers"]["mode"], "live");
+    drop(child);
+}
+
+#[test]
+fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
+    let dir = Scratch::new("dev");
+    let (api, orchestrator) = (free_port(), free_port());
+    let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
+    let vars = [
+        ("API_PORT", api_text.as_str()),
+        ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
+        (
+            "ORCHESTRATOR_URL",
+            &format!("http://127.0.0.1:{orchestrator}"),
+        ),
+        ("BIND_HOST", "127.0.0.1"),
+        ("USE_MOCK_PROVIDERS", "false"),
+    ];
+    let started = Instant::now();
+    let mut child = Running(
+        mw(&dir, &["dev"], &vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(api);
+    wait_for_health(orchestrator);
+    eprintln!("mw dev healthy after {:?} (debug build)", started.elapsed());
+    let project = get_json(
+        api,
+        "/v1/projects/test_video_gen",
+        "dev-api-key-not-for-production",
+    );
+    assert_eq!(
+        project["providers"]["mode"], "mock",
+        "mw dev always mocks providers"
+    );
+    let orchestrator_health = get_json(orchestrator, "/health", "");
+    assert_eq!(orchestrator_health["service"], "orchestrator");
+
+    // SIGTERM: both services drain and the process exits cleanly.
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "mw dev did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
