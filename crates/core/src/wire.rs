@@ -59,3 +59,15 @@ pub struct Health {
     pub version: String,
     pub time: String,
 }
+
+impl Health {
+    /// The liveness answer of `service` now.
+    pub fn ok(service: &str) -> Health {
+        Health {
+            status: "ok".into(),
+            service: service.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            time: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -49,12 +49,7 @@ fn error(status: StatusCode, detail: &str) -> Response {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        service: "orchestrator".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        time: chrono::Utc::now().to_rfc3339(),
-    })
+    Json(Health::ok("orchestrator"))
 }
 
 async fn ready(State(state): State<OrchestratorState>) -> Response {
@@ -71,14 +66,8 @@ async fn ready(State(state): State<OrchestratorState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<OrchestratorState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+async fn metrics(State(state): State<OrchestratorState>) -> Response {
+    state.metrics.exposition()
 }
 
 async fn require_api_key(

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -62,6 +63,18 @@ impl HttpMetrics {
     /// The registry, for domain metrics of the service.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// `GET /metrics`: the text exposition with its content type.
+    pub fn exposition(&self) -> Response {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            self.render(),
+        )
+            .into_response()
     }
 
     /// The Prometheus text exposition of every metric of this service.

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use myloware_core::wire::Health;
 use serde_json::json;
 
@@ -13,12 +13,7 @@ use crate::ApiState;
 #[utoipa::path(get, path = "/health", tag = "system",
     responses((status = 200, description = "The service is up", body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        service: "api".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        time: chrono::Utc::now().to_rfc3339(),
-    })
+    Json(Health::ok("api"))
 }
 
 /// Readiness: the database and the orchestrator answer.
@@ -48,12 +43,6 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 /// Prometheus text exposition (no auth).
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    state.metrics.exposition()
 }
