@@ -11,9 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod testing;
 
@@ -38,10 +36,7 @@ pub enum DbError {
     #[error("DATABASE_URL must start with sqlite:// or postgres://")]
     UnsupportedUrl,
     #[error("cannot create the folder {path} for the SQLite database: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database: {0}")]
@@ -83,10 +78,7 @@ impl Db {
         }
     }
 
-    pub async fn connect_sqlite(
-        options: SqliteConnectOptions,
-        settings: PoolSettings,
-    ) -> Result<Db, DbError> {
+    pub async fn connect_sqlite(options: SqliteConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
         let options = options
             .create_if_missing(true)
             // WAL lets readers run beside the one writer; NORMAL is durable
@@ -104,10 +96,7 @@ impl Db {
         Ok(Db::Sqlite(pool))
     }
 
-    pub async fn connect_postgres(
-        options: PgConnectOptions,
-        settings: PoolSettings,
-    ) -> Result<Db, DbError> {
+    pub async fn connect_postgres(options: PgConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -124,11 +113,27 @@ impl Db {
         }
     }
 
-    /// Applies every pending migration of this backend.
+    /// Applies every pending migration of this backend. Postgres serializes
+    /// concurrent migrators with an advisory lock; SQLite has none, so when
+    /// two processes start together on one file the loser retries (each
+    /// migration is one transaction, and applied ones are skipped).
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(pool) => {
+                let mut attempt = 1;
+                loop {
+                    match SQLITE_MIGRATIONS.run(pool).await {
+                        Ok(()) => break,
+                        Err(err) if attempt < 5 => {
+                            tracing::warn!(error = %err, attempt, "SQLite migration raced another process; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
         }
         Ok(())
     }
