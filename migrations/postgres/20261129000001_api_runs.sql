@@ -8,17 +8,13 @@ CREATE TABLE runs (
     user_id         TEXT,
     payload         JSONB NOT NULL,
     result          JSONB NOT NULL,
-    -- Delivery of the start to the orchestrator (retried until acknowledged).
-    start_acked_at  TIMESTAMPTZ,
-    start_attempts  BIGINT NOT NULL DEFAULT 0,
-    start_error     TEXT,
-    next_start_at   TIMESTAMPTZ,
+    -- seq of the last orchestrator event applied (events apply in order).
+    last_event_seq  BIGINT NOT NULL DEFAULT 0,
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX runs_status_seq ON runs (status, seq);
 CREATE INDEX runs_project_seq ON runs (project, seq);
-CREATE INDEX runs_start_due ON runs (next_start_at) WHERE start_acked_at IS NULL;
 
 CREATE TABLE artifacts (
     seq        BIGSERIAL PRIMARY KEY,

@@ -8,17 +8,13 @@ CREATE TABLE runs (
     user_id         TEXT,
     payload         TEXT NOT NULL,
     result          TEXT NOT NULL,
-    -- Delivery of the start to the orchestrator (retried until acknowledged).
-    start_acked_at  TEXT,
-    start_attempts  INTEGER NOT NULL DEFAULT 0,
-    start_error     TEXT,
-    next_start_at   TEXT,
+    -- seq of the last orchestrator event applied (events apply in order).
+    last_event_seq  INTEGER NOT NULL DEFAULT 0,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 );
 CREATE INDEX runs_status_seq ON runs (status, seq);
 CREATE INDEX runs_project_seq ON runs (project, seq);
-CREATE INDEX runs_start_due ON runs (next_start_at) WHERE start_acked_at IS NULL;
 
 CREATE TABLE artifacts (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,

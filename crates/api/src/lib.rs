@@ -22,7 +22,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod commands;
 pub mod error;
+pub mod events;
 pub mod middleware;
 pub mod orchestrator;
 pub mod routes;
@@ -106,7 +108,8 @@ impl utoipa::Modify for ApiKeyScheme {
 fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     let open = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::system::health))
-        .routes(routes!(routes::system::metrics));
+        .routes(routes!(routes::system::metrics))
+        .routes(routes!(routes::webhooks::kieai));
     let protected = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::system::ready))
         .routes(routes!(routes::projects::list_projects))
@@ -116,10 +119,8 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::runs::get_run))
         .routes(routes!(routes::runs::list_artifacts))
         .routes(routes!(routes::runs::cancel_run))
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            middleware::require_api_key,
-        ));
+        .routes(routes!(routes::internal::receive_events))
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(open)
         .merge(protected)
@@ -136,10 +137,7 @@ pub fn router(state: ApiState) -> Router {
             utoipa::openapi::path::OperationBuilder::new()
                 .summary(Some("This document"))
                 .tag("system")
-                .response(
-                    "200",
-                    utoipa::openapi::Response::new("The OpenAPI document"),
-                ),
+                .response("200", utoipa::openapi::Response::new("The OpenAPI document")),
         ),
     );
     let openapi = Arc::new(openapi);
@@ -165,12 +163,10 @@ pub fn router(state: ApiState) -> Router {
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn(
-            move |mut request: Request, next: axum::middleware::Next| {
-                request.extensions_mut().insert(BodyLimit(limit));
-                next.run(request)
-            },
-        ))
+        .layer(from_fn(move |mut request: Request, next: axum::middleware::Next| {
+            request.extensions_mut().insert(BodyLimit(limit));
+            next.run(request)
+        }))
         .layer(CatchPanicLayer::custom(|_panic| -> Response {
             tracing::error!("handler panicked");
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
@@ -192,27 +188,16 @@ impl ApiServer {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let reconciler = tokio::spawn(runs::reconcile_starts(
-            self.state.clone(),
-            Duration::from_secs(2),
-            stop_rx,
-        ));
+        let reconciler = tokio::spawn(commands::reconcile(self.state.clone(), Duration::from_secs(1), stop_rx));
         tracing::info!(addr = %self.local_addr(), "api listening");
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = reconciler.await;
         served

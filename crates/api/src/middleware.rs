@@ -29,11 +29,7 @@ pub fn authorizes(keys: &ApiKeys, headers: &HeaderMap) -> bool {
 
 /// Refuses requests without a valid `x-api-key` (route layer of the
 /// protected routes).
-pub async fn require_api_key(
-    State(state): State<ApiState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_api_key(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if authorizes(&state.api_keys, request.headers()) {
         next.run(request).await
     } else {
@@ -43,11 +39,7 @@ pub async fn require_api_key(
 
 /// Who is calling, for rate limits: the API key (by digest) when one is
 /// sent, else the client address.
-pub fn client_identity(
-    headers: &HeaderMap,
-    peer: Option<&ConnectInfo<SocketAddr>>,
-    trust_proxy: bool,
-) -> String {
+pub fn client_identity(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trust_proxy: bool) -> String {
     if let Some(key) = headers.get(&API_KEY).and_then(|v| v.to_str().ok()) {
         return format!("key:{}", ApiKeys::fingerprint(key));
     }
@@ -71,10 +63,7 @@ pub struct ClientId(pub String);
 impl FromRequestParts<ApiState> for ClientId {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &ApiState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
         Ok(ClientId(client_identity(
             &parts.headers,
@@ -127,14 +116,11 @@ impl RateLimiter {
         if buckets.len() > 10_000 {
             buckets.retain(|_, b| now.duration_since(b.refilled) < IDLE_BUCKET);
         }
-        let bucket = buckets
-            .entry((route, client.to_string()))
-            .or_insert(Bucket {
-                tokens: capacity,
-                refilled: now,
-            });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate)
-            .min(capacity);
+        let bucket = buckets.entry((route, client.to_string())).or_insert(Bucket {
+            tokens: capacity,
+            refilled: now,
+        });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;

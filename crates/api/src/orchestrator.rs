@@ -1,14 +1,14 @@
 //! The API's client of the orchestrator. Every call is idempotent on the
-//! orchestrator's side, so a failed one is simply retried (by the start
-//! reconciler, or by the caller).
+//! orchestrator's side, so a failed one is simply retried (`crate::commands`).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use myloware_core::wire::StartExecution;
-use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use url::Url;
+
+use crate::store::CommandKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -20,11 +20,10 @@ pub enum OrchestratorError {
 
 #[async_trait]
 pub trait OrchestratorClient: Send + Sync + 'static {
-    /// `POST /v1/executions`; `Ok` once the orchestrator has accepted the run.
-    async fn start(&self, request: &StartExecution) -> Result<(), OrchestratorError>;
-
-    /// `POST /v1/executions/{runId}/cancel`.
-    async fn cancel(&self, run_id: &str, reason: Option<&str>) -> Result<(), OrchestratorError>;
+    /// Sends one command: `start` to `POST /v1/executions`, `signal` to
+    /// `POST /v1/executions/{runId}/signals`, `cancel` to
+    /// `POST /v1/executions/{runId}/cancel`. `Ok` once acknowledged.
+    async fn send(&self, run_id: &str, kind: CommandKind, body: &Value) -> Result<(), OrchestratorError>;
 
     /// `GET /health`, for the API's readiness.
     async fn health(&self) -> Result<(), OrchestratorError>;
@@ -44,18 +43,14 @@ impl HttpOrchestrator {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("the HTTP client builds");
-        HttpOrchestrator {
-            base,
-            api_key,
-            http,
-        }
+        HttpOrchestrator { base, api_key, http }
     }
 
     fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("orchestrator paths are valid")
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(), OrchestratorError> {
+    async fn send_request(&self, request: reqwest::RequestBuilder) -> Result<(), OrchestratorError> {
         let response = request
             .header("x-api-key", self.api_key.expose_secret())
             .send()
@@ -97,39 +92,17 @@ fn without_url(err: &reqwest::Error) -> String {
 
 #[async_trait]
 impl OrchestratorClient for HttpOrchestrator {
-    async fn start(&self, request: &StartExecution) -> Result<(), OrchestratorError> {
-        match self
-            .send(self.http.post(self.url("/v1/executions")).json(request))
-            .await
-        {
-            // 409 means the orchestrator holds this run with another body:
-            // it has it, so there is nothing to retry.
-            Err(OrchestratorError::Refused { status, body })
-                if status == StatusCode::CONFLICT.as_u16() =>
-            {
-                tracing::warn!(runId = %request.run_id, %body, "orchestrator holds this run with a different start");
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    async fn cancel(&self, run_id: &str, reason: Option<&str>) -> Result<(), OrchestratorError> {
-        let url = self.url(&format!("/v1/executions/{run_id}/cancel"));
-        self.send(
-            self.http
-                .post(url)
-                .json(&serde_json::json!({ "reason": reason })),
-        )
-        .await
+    async fn send(&self, run_id: &str, kind: CommandKind, body: &Value) -> Result<(), OrchestratorError> {
+        let path = match kind {
+            CommandKind::Start => "/v1/executions".to_string(),
+            CommandKind::Signal => format!("/v1/executions/{run_id}/signals"),
+            CommandKind::Cancel => format!("/v1/executions/{run_id}/cancel"),
+        };
+        self.send_request(self.http.post(self.url(&path)).json(body)).await
     }
 
     async fn health(&self) -> Result<(), OrchestratorError> {
-        self.send(
-            self.http
-                .get(self.url("/health"))
-                .timeout(Duration::from_secs(2)),
-        )
-        .await
+        self.send_request(self.http.get(self.url("/health")).timeout(Duration::from_secs(2)))
+            .await
     }
 }

@@ -1,22 +1,20 @@
 //! Starting and cancelling runs: the rules between the HTTP handlers and the
-//! store. A run is recorded before the orchestrator is called, so a start
-//! is never lost; delivery is retried by [`reconcile_starts`] until the
-//! orchestrator acknowledges it.
+//! store. A run is recorded with its start command before the orchestrator
+//! is called, so a start is never lost; delivery is retried by the command
+//! reconciler (`crate::commands`) until the orchestrator acknowledges it.
 
-use std::time::Duration;
-
-use chrono::Utc;
+use myloware_core::RunStatus;
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
 use myloware_core::run::Transition;
-use myloware_core::wire::{GraphSpec, StartExecution};
-use myloware_core::{ProviderMode, RunStatus};
+use myloware_core::wire::{CancelExecution, GraphSpec, StartExecution};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
+use crate::commands;
 use crate::error::ApiError;
-use crate::store::{Artifact, NewRun, Run, StartAttempt, now};
+use crate::store::{Artifact, CommandKind, NewCommand, NewRun, Run, now};
 
 const MAX_TEXT_CHARS: usize = 4000;
 const MAX_MODIFIERS: usize = 50;
@@ -76,10 +74,7 @@ impl RunInput {
     fn validate(&self) -> Result<(), ApiError> {
         let mut errors = Vec::new();
         for (field, text) in self.texts() {
-            if text
-                .as_ref()
-                .is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS)
-            {
+            if text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
                 errors.push(field_error(
                     &["body", "input", field],
                     format!("at most {MAX_TEXT_CHARS} characters"),
@@ -170,13 +165,15 @@ pub struct Started {
     pub delivery_error: Option<String>,
 }
 
-/// Validates, records, then hands the run to the orchestrator.
+/// Validates, records the run together with its start command, then hands
+/// it to the orchestrator (the command reconciler retries if that fails).
 pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
     let spec = runnable_project(state, &request.project)?;
     request.input.validate()?;
 
     let mode = state.config.providers_mode;
     let graph = GraphSpec::for_project(spec);
+    myloware_core::graph::nodes(&graph).map_err(|err| ApiError::invalid(&["body", "project"], err.to_string()))?;
     let input = serde_json::to_value(&request.input).expect("input serializes");
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;
@@ -192,6 +189,17 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
             "input": input,
         });
     }
+    let run_id = new_run_id();
+    let start = StartExecution {
+        run_id: run_id.clone(),
+        project: spec.project.clone(),
+        graph_spec: graph.clone(),
+        project_spec: spec.clone(),
+        providers_mode: mode,
+        input: input.clone(),
+        videos: videos.clone(),
+        traceparent: None,
+    };
     let payload = json!({
         "project": spec.project,
         "input": input,
@@ -207,112 +215,37 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "publishUrls": [],
         "error": null,
     });
+    let command = (!awaiting_workflow).then(|| NewCommand {
+        run_id: run_id.clone(),
+        kind: CommandKind::Start,
+        body: serde_json::to_value(&start).expect("start serializes"),
+    });
     let run = state
         .store
-        .insert_run(&NewRun {
-            id: new_run_id(),
-            project: spec.project.clone(),
-            status: if awaiting_workflow {
-                RunStatus::PendingWorkflow
-            } else {
-                RunStatus::Pending
+        .insert_run_with_command(
+            &NewRun {
+                id: run_id,
+                project: spec.project.clone(),
+                status: if awaiting_workflow {
+                    RunStatus::PendingWorkflow
+                } else {
+                    RunStatus::Pending
+                },
+                user_id: request.options.user_id.clone(),
+                payload,
+                result,
+                created_at: now(),
             },
-            user_id: request.options.user_id.clone(),
-            payload,
-            result,
-            created_at: now(),
-        })
+            command.as_ref(),
+        )
         .await?;
     tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, "run created");
 
-    let delivery_error = if awaiting_workflow {
-        None
-    } else {
-        deliver_start(state, &run).await.err()
+    let delivery_error = match command {
+        None => None,
+        Some(_) => commands::deliver_next(state, &run.id).await.err(),
     };
-    Ok(Started {
-        run,
-        delivery_error,
-    })
-}
-
-/// The orchestrator's start request for a stored run.
-pub fn start_request(run: &Run) -> Result<StartExecution, ApiError> {
-    let field = |name: &str| run.payload.get(name).cloned().unwrap_or(Value::Null);
-    let corrupt = |what: &str, err: serde_json::Error| {
-        ApiError::Internal(anyhow::anyhow!("run {}: {what}: {err}", run.id))
-    };
-    let metadata = field("metadata");
-    Ok(StartExecution {
-        run_id: run.id.clone(),
-        project: run.project.clone(),
-        graph_spec: serde_json::from_value(field("graph_spec"))
-            .map_err(|e| corrupt("graph_spec", e))?,
-        project_spec: serde_json::from_value(metadata["project_spec"].clone())
-            .map_err(|e| corrupt("project_spec", e))?,
-        providers_mode: serde_json::from_value::<ProviderMode>(
-            metadata["providers"]["mode"].clone(),
-        )
-        .map_err(|e| corrupt("providers.mode", e))?,
-        input: field("input"),
-        videos: run.result["videos"].as_array().cloned().unwrap_or_default(),
-        traceparent: None,
-    })
-}
-
-/// One attempt to hand `run` to the orchestrator, recorded either way.
-pub async fn deliver_start(state: &ApiState, run: &Run) -> Result<(), String> {
-    let outcome = match start_request(run) {
-        Ok(request) => state
-            .orchestrator
-            .start(&request)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(err) => Err(err.to_string()),
-    };
-    let attempt = match &outcome {
-        Ok(()) => StartAttempt::Acked,
-        Err(error) => {
-            tracing::warn!(runId = %run.id, attempt = run.start.attempts + 1, %error, "start not delivered; will retry");
-            StartAttempt::Failed {
-                error: error.clone(),
-                retry_at: Utc::now() + start_backoff(run.start.attempts),
-            }
-        }
-    };
-    if let Err(err) = state.store.record_start_attempt(&run.id, &attempt).await {
-        tracing::error!(runId = %run.id, error = %err, "cannot record the start attempt");
-    }
-    outcome
-}
-
-/// 2 s, 4 s, 8 s, ... capped at 5 minutes.
-fn start_backoff(previous_attempts: i64) -> chrono::Duration {
-    let exp = previous_attempts.clamp(0, 8) as u32;
-    chrono::Duration::seconds((2i64 << exp).min(300))
-}
-
-/// Background task: delivers starts the orchestrator has not acknowledged,
-/// until `shutdown` fires.
-pub async fn reconcile_starts(
-    state: ApiState,
-    every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        match state.store.starts_due(Utc::now(), 50).await {
-            Ok(runs) => {
-                for run in runs {
-                    let _ = deliver_start(&state, &run).await;
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "start reconciler cannot read runs"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    Ok(Started { run, delivery_error })
 }
 
 /// `POST /v1/runs/{runId}/cancel`.
@@ -326,11 +259,7 @@ pub struct CancelRequest {
 }
 
 /// Cancels a run that is not yet terminal; 409 otherwise.
-pub async fn cancel_run(
-    state: &ApiState,
-    run_id: &str,
-    request: CancelRequest,
-) -> Result<Run, ApiError> {
+pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) -> Result<Run, ApiError> {
     // Re-read and retry when another writer moved the run in between.
     for _ in 0..5 {
         let run = state
@@ -347,19 +276,30 @@ pub async fn cancel_run(
             None,
             json!({"reason": request.reason, "actor": request.actor, "previousStatus": run.status}),
         );
+        // A run held for its workflow gate has no execution to stop.
+        let command = (run.status != RunStatus::PendingWorkflow).then(|| NewCommand {
+            run_id: run_id.to_string(),
+            kind: CommandKind::Cancel,
+            body: serde_json::to_value(CancelExecution {
+                reason: request.reason.clone(),
+            })
+            .expect("serializes"),
+        });
         if state
             .store
-            .transition(run_id, run.status, RunStatus::Cancelled, Some(&artifact))
+            .transition(
+                run_id,
+                run.status,
+                RunStatus::Cancelled,
+                Some(&artifact),
+                command.as_ref(),
+            )
             .await?
         {
             tracing::info!(runId = %run_id, actor = ?request.actor, "run cancelled");
-            if run.start.acked_at.is_some() {
-                if let Err(err) = state
-                    .orchestrator
-                    .cancel(run_id, request.reason.as_deref())
-                    .await
-                {
-                    tracing::warn!(runId = %run_id, error = %err, "orchestrator not told of the cancel");
+            if command.is_some() {
+                if let Err(error) = commands::deliver_next(state, run_id).await {
+                    tracing::warn!(runId = %run_id, %error, "orchestrator not told of the cancel yet; will retry");
                 }
             }
             return state
@@ -369,22 +309,12 @@ pub async fn cancel_run(
                 .ok_or_else(|| ApiError::not_found("run"));
         }
     }
-    Err(ApiError::Conflict(
-        "run is changing; retry the cancel".into(),
-    ))
+    Err(ApiError::Conflict("run is changing; retry the cancel".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_backoff_doubles_and_caps() {
-        assert_eq!(start_backoff(0).num_seconds(), 2);
-        assert_eq!(start_backoff(1).num_seconds(), 4);
-        assert_eq!(start_backoff(5).num_seconds(), 64);
-        assert_eq!(start_backoff(50).num_seconds(), 300);
-    }
 
     #[test]
     fn input_needs_one_non_empty_text() {

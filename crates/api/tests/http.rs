@@ -27,10 +27,7 @@ async fn the_runbook_check_reports_the_provider_mode(db: &Db) {
         json!({"host": "api.kie.ai", "configured": false})
     );
     assert_eq!(project["gates"], json!([]));
-    assert_eq!(
-        project["workflow"],
-        json!(["iggy", "riley", "alex", "quinn"])
-    );
+    assert_eq!(project["workflow"], json!(["iggy", "riley", "alex", "quinn"]));
     assert_eq!(
         project["specs"]["videos"][0],
         json!({"subject": "moon", "header": "cheeseburger"})
@@ -59,19 +56,13 @@ async fn projects_are_listed_with_their_gates(db: &Db) {
     let (status, body) = app.get_json("/v1/projects").await;
     assert_eq!(status, 200);
     let projects = body["projects"].as_array().unwrap();
-    let names: Vec<&str> = projects
-        .iter()
-        .map(|p| p["project"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = projects.iter().map(|p| p["project"].as_str().unwrap()).collect();
     assert_eq!(names, ["aismr", "general", "test_video_gen"]);
     let aismr = &projects[0];
     assert_eq!(aismr["gates"], json!(["ideate", "prepublish"]));
     assert_eq!(aismr["videoCount"], 12);
     let (status, body) = app.get_json("/v1/projects/nope").await;
-    assert_eq!(
-        (status, body),
-        (404, json!({"detail": "project not found"}))
-    );
+    assert_eq!((status, body), (404, json!({"detail": "project not found"})));
 }
 
 async fn requests_without_a_valid_key_are_refused_with_a_request_id(db: &Db) {
@@ -116,21 +107,15 @@ async fn requests_without_a_valid_key_are_refused_with_a_request_id(db: &Db) {
         .unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "api");
-    assert_eq!(
-        app.http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.http.get(app.url("/metrics")).send().await.unwrap().status(), 200);
 }
 
 async fn a_started_run_reads_back_in_the_documented_shape(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let (status, started) = app
-        .start_run(json!({"project": "test_video_gen", "input": {"topic": "moon and sun"}, "options": {"user_id": "u-7"}}))
+        .start_run(
+            json!({"project": "test_video_gen", "input": {"topic": "moon and sun"}, "options": {"user_id": "u-7"}}),
+        )
         .await;
     assert_eq!(status, 201, "{started}");
     assert_eq!(started["status"], "pending");
@@ -160,14 +145,8 @@ async fn a_started_run_reads_back_in_the_documented_shape(db: &Db) {
         json!({"pipeline": ["iggy", "riley", "alex", "quinn"], "hitl_gates": []})
     );
     assert_eq!(payload["metadata"]["providers"], json!({"mode": "mock"}));
-    assert_eq!(
-        payload["metadata"]["project_spec"]["project"],
-        "test_video_gen"
-    );
-    assert_eq!(
-        payload["metadata"]["project_spec"]["specs"]["videoCount"],
-        2
-    );
+    assert_eq!(payload["metadata"]["project_spec"]["project"], "test_video_gen");
+    assert_eq!(payload["metadata"]["project_spec"]["specs"]["videoCount"], 2);
     assert!(payload["metadata"].get("workflow_proposal").is_none());
     let result = &run["result"];
     assert_eq!(result["totalVideos"], 2);
@@ -202,10 +181,7 @@ async fn a_run_started_while_the_orchestrator_is_down_is_delivered_later(db: &Db
     assert_eq!(status, 202, "{started}");
     assert_eq!(started["status"], "pending");
     assert!(
-        started["detail"]
-            .as_str()
-            .unwrap()
-            .contains("will be started"),
+        started["detail"].as_str().unwrap().contains("will be started"),
         "{started}"
     );
     let run_id = started["runId"].as_str().unwrap().to_string();
@@ -229,10 +205,7 @@ async fn a_run_started_while_the_orchestrator_is_down_is_delivered_later(db: &Db
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0]["runId"], run_id.as_str());
     assert_eq!(starts[0]["project"], "aismr");
-    assert_eq!(
-        starts[0]["graphSpec"]["hitl_gates"],
-        json!(["ideate", "prepublish"])
-    );
+    assert_eq!(starts[0]["graphSpec"]["hitl_gates"], json!(["ideate", "prepublish"]));
 }
 
 async fn bad_run_requests_get_clear_422s_and_create_nothing(db: &Db) {
@@ -279,10 +252,7 @@ async fn bad_run_requests_get_clear_422s_and_create_nothing(db: &Db) {
         assert_eq!(status, 422, "{body} -> {answer}");
         let detail = &answer["detail"][0];
         assert_eq!(detail["loc"], json!(loc), "{body} -> {answer}");
-        assert!(
-            detail["msg"].as_str().unwrap().contains(message),
-            "{body} -> {answer}"
-        );
+        assert!(detail["msg"].as_str().unwrap().contains(message), "{body} -> {answer}");
         assert!(detail["type"].is_string());
     }
     let response = app
@@ -297,12 +267,7 @@ async fn bad_run_requests_get_clear_422s_and_create_nothing(db: &Db) {
         response.json::<Value>().await.unwrap()["detail"][0]["type"],
         "json_invalid"
     );
-    let response = app
-        .post("/v1/runs/start")
-        .body("project=aismr")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/v1/runs/start").body("project=aismr").send().await.unwrap();
     assert_eq!(response.status(), 415);
     assert!(
         response.json::<Value>().await.unwrap()["detail"]
@@ -323,10 +288,7 @@ async fn oversized_bodies_get_a_json_413(db: &Db) {
         .start_run(json!({"project": "aismr", "input": {"topic": big}}))
         .await;
     assert_eq!(status, 413);
-    assert_eq!(
-        body,
-        json!({"detail": "request body too large (limit 2048 bytes)"})
-    );
+    assert_eq!(body, json!({"detail": "request body too large (limit 2048 bytes)"}));
 }
 
 async fn unknown_runs_are_404(db: &Db) {
@@ -337,17 +299,9 @@ async fn unknown_runs_are_404(db: &Db) {
         "/v1/runs/run_000000000000/artifacts",
     ] {
         let (status, body) = app.get_json(path).await;
-        assert_eq!(
-            (status, body),
-            (404, json!({"detail": "run not found"})),
-            "{path}"
-        );
+        assert_eq!((status, body), (404, json!({"detail": "run not found"})), "{path}");
     }
-    let response = app
-        .post("/v1/runs/run_000000000000/cancel")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/v1/runs/run_000000000000/cancel").send().await.unwrap();
     assert_eq!(response.status(), 404);
     let (status, body) = app.get_json("/v1/nothing/here").await;
     assert_eq!((status, body), (404, json!({"detail": "not found"})));
@@ -430,13 +384,7 @@ async fn workflow_approval_holds_the_run_with_its_proposal(db: &Db) {
 async fn runs_are_listed_newest_first_with_filters_and_cursors(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let mut ids = Vec::new();
-    for project in [
-        "aismr",
-        "test_video_gen",
-        "aismr",
-        "aismr",
-        "test_video_gen",
-    ] {
+    for project in ["aismr", "test_video_gen", "aismr", "aismr", "test_video_gen"] {
         let (_, started) = app
             .start_run(json!({"project": project, "input": {"topic": "t"}}))
             .await;
@@ -481,22 +429,14 @@ async fn runs_are_listed_newest_first_with_filters_and_cursors(db: &Db) {
 }
 
 async fn run_starts_are_rate_limited_per_client(db: &Db) {
-    let app = spawn_app(
-        db,
-        &[("RATE_LIMIT_PER_MINUTE", "6"), ("RATE_LIMIT_BURST", "2")],
-    )
-    .await;
+    let app = spawn_app(db, &[("RATE_LIMIT_PER_MINUTE", "6"), ("RATE_LIMIT_BURST", "2")]).await;
     let body = json!({"project": "aismr", "input": {"topic": "t"}});
     for _ in 0..2 {
         assert_eq!(app.start_run(body.clone()).await.0, 201);
     }
     let response = app.post("/v1/runs/start").json(&body).send().await.unwrap();
     assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry_after), "{retry_after}");
     assert!(
         response.json::<Value>().await.unwrap()["detail"]
@@ -526,15 +466,11 @@ async fn metrics_label_requests_by_route_template_and_run(db: &Db) {
         .unwrap();
     let line = text
         .lines()
-        .find(|l| {
-            l.starts_with("http_requests_total{") && l.contains(&format!("runId=\"{run_id}\""))
-        })
+        .find(|l| l.starts_with("http_requests_total{") && l.contains(&format!("runId=\"{run_id}\"")))
         .unwrap_or_else(|| panic!("no series for the run in:\n{text}"));
     assert!(line.contains("route=\"/v1/runs/{runId}\""), "{line}");
     assert!(
-        line.contains("service=\"api\"")
-            && line.contains("status=\"200\"")
-            && line.contains("method=\"GET\""),
+        line.contains("service=\"api\"") && line.contains("status=\"200\"") && line.contains("method=\"GET\""),
         "{line}"
     );
     assert!(
@@ -605,3 +541,207 @@ conformance_tests!(
     the_openapi_document_describes_the_routes,
     readiness_reports_which_dependency_failed,
 );
+
+mod webhooks_and_events {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use myloware_core::signing;
+    use myloware_db::{Db, conformance_tests};
+    use serde_json::{Value, json};
+
+    use super::common::{TestApp, eventually, spawn_app};
+
+    const MOCK_KEY: &[u8] = b"mock-kieai-signing-secret";
+
+    async fn started_run(app: &TestApp) -> String {
+        let (_, started) = app
+            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "smoke"}}))
+            .await;
+        started["runId"].as_str().unwrap().to_string()
+    }
+
+    fn callback_path(run_id: &str, index: u32, token: Option<&str>) -> String {
+        let token = token.map(str::to_owned).unwrap_or_else(|| {
+            signing::callback_token(b"dev-hitl-secret-not-for-production", run_id, &format!("clip:{index}"))
+        });
+        format!("/v1/webhooks/kieai?runId={run_id}&index={index}&token={token}")
+    }
+
+    async fn post_callback(app: &TestApp, path: &str, body: &Value, signature: Option<String>) -> (u16, Value) {
+        let timestamp = Utc::now().timestamp().to_string();
+        let mut request = app
+            .http
+            .post(app.url(path))
+            .json(body)
+            .header("x-webhook-timestamp", &timestamp);
+        if let Some(signature) = signature {
+            request = request.header("x-webhook-signature", signature);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn sign(task_id: &str) -> String {
+        signing::kieai_signature(MOCK_KEY, task_id, &Utc::now().timestamp().to_string())
+    }
+
+    async fn a_signed_kieai_callback_is_relayed_once(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let body = json!({"code": 200, "msg": "success", "data": {"taskId": "task-9", "info": {"resultUrls": ["https://cdn/0.mp4"]}}});
+        let path = callback_path(&run_id, 0, None);
+        assert_eq!(
+            post_callback(&app, &path, &body, Some(sign("task-9"))).await,
+            (200, json!({"status": "accepted"}))
+        );
+        assert_eq!(
+            post_callback(&app, &path, &body, Some(sign("task-9"))).await,
+            (200, json!({"status": "duplicate"}))
+        );
+
+        let relayed = eventually(Duration::from_secs(5), "the signal relay", || async {
+            let commands = app.orchestrator.commands();
+            (!commands.is_empty()).then_some(commands)
+        })
+        .await;
+        assert_eq!(relayed.len(), 1, "one signal for two deliveries: {relayed:?}");
+        let (relayed_run, action, delivery) = &relayed[0];
+        assert_eq!((relayed_run.as_str(), action.as_str()), (run_id.as_str(), "signals"));
+        assert_eq!(
+            delivery["signal"],
+            json!({"type": "clip.completed", "taskId": "task-9", "index": 0, "url": "https://cdn/0.mp4"})
+        );
+        assert_eq!(delivery["signalId"], "kieai:task-9:200");
+
+        let deliveries = app.state.store.list_webhooks("kieai").await.unwrap();
+        let outcomes: Vec<(&str, &str)> = deliveries
+            .iter()
+            .map(|d| (d.signature_status.as_str(), d.outcome.as_str()))
+            .collect();
+        assert_eq!(outcomes, [("verified", "accepted"), ("verified", "duplicate")]);
+        assert_eq!(deliveries[0].headers["x-webhook-signature"], "[redacted]");
+    }
+
+    async fn forged_callbacks_are_refused_and_consume_nothing(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-1", "info": {"resultUrls": ["u"]}}});
+        let good_path = callback_path(&run_id, 0, None);
+        let cases = [
+            (good_path.clone(), None, "missing"),
+            (good_path.clone(), Some(sign("task-2")), "rejected"),
+            (good_path.clone(), Some(String::new()), "rejected"),
+            (
+                callback_path(&run_id, 0, Some("00ff")),
+                Some(sign("task-1")),
+                "rejected",
+            ),
+            (
+                callback_path(
+                    &run_id,
+                    1,
+                    Some(&signing::callback_token(
+                        b"dev-hitl-secret-not-for-production",
+                        &run_id,
+                        "clip:0",
+                    )),
+                ),
+                Some(sign("task-1")),
+                "rejected",
+            ),
+        ];
+        for (path, signature, _) in &cases {
+            let (status, answer) = post_callback(&app, path, &body, signature.clone()).await;
+            assert_eq!(
+                (status, answer),
+                (401, json!({"detail": "invalid signature"})),
+                "{path} {signature:?}"
+            );
+        }
+        let deliveries = app.state.store.list_webhooks("kieai").await.unwrap();
+        let statuses: Vec<&str> = deliveries.iter().map(|d| d.signature_status.as_str()).collect();
+        assert_eq!(statuses, cases.iter().map(|c| c.2).collect::<Vec<_>>());
+        assert!(
+            deliveries.iter().all(|d| d.idempotency_key.is_none()),
+            "no key consumed"
+        );
+        // The genuine callback still goes through afterwards.
+        assert_eq!(
+            post_callback(&app, &good_path, &body, Some(sign("task-1"))).await.0,
+            200
+        );
+        let response = app.http.post(app.url(&good_path)).body("x").send().await.unwrap();
+        assert_eq!(response.status(), 415);
+    }
+
+    async fn events_apply_once_and_in_order(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let event = |seq: i64, kind: &str, data: Value| json!({"eventId": format!("e-{run_id}-{seq}"), "runId": run_id, "seq": seq, "type": kind, "at": Utc::now(), "data": data});
+        let post = |events: Vec<Value>| {
+            let app = &app;
+            async move {
+                let response = app
+                    .post("/v1/internal/events")
+                    .json(&json!({"events": events}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let body: Value = response.json().await.unwrap();
+                body["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["status"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        // seq 3 before 2: refused until 2 arrives.
+        let results = post(vec![
+            event(1, "execution.started", json!({})),
+            event(3, "status.changed", json!({"status": "rendering"})),
+        ])
+        .await;
+        assert_eq!(results, ["applied", "out_of_order"]);
+        let results = post(vec![
+            event(2, "status.changed", json!({"status": "generating"})),
+            event(3, "status.changed", json!({"status": "rendering"})),
+            event(2, "status.changed", json!({"status": "generating"})),
+        ])
+        .await;
+        assert_eq!(results, ["applied", "applied", "duplicate"]);
+        let (_, run) = app.get_json(&format!("/v1/runs/{run_id}")).await;
+        assert_eq!(run["status"], "rendering");
+
+        let results = post(vec![
+            event(
+                4,
+                "execution.failed",
+                json!({"error": {"code": "x", "message": "boom", "persona": "alex"}}),
+            ),
+            event(
+                5,
+                "execution.completed",
+                json!({"videos": [], "renderUrl": "late", "publishUrls": ["late"]}),
+            ),
+        ])
+        .await;
+        assert_eq!(results, ["applied", "applied"]);
+        let (_, run) = app.get_json(&format!("/v1/runs/{run_id}")).await;
+        assert_eq!(run["status"], "failed", "a late completion never moves a terminal run");
+        assert_eq!(run["result"]["error"]["message"], "boom");
+        assert_eq!(run["result"]["renderUrl"], Value::Null);
+
+        let unknown = json!({"eventId": "e-x", "runId": "run_unknown00000", "seq": 1, "type": "execution.started", "at": Utc::now(), "data": {}});
+        assert_eq!(post(vec![unknown]).await, ["unknown_run"]);
+    }
+
+    conformance_tests!(
+        a_signed_kieai_callback_is_relayed_once,
+        forged_callbacks_are_refused_and_consume_nothing,
+        events_apply_once_and_in_order,
+    );
+}

@@ -2,7 +2,10 @@
 //! `TEST_DATABASE_URL` is set, on Postgres, each in a fresh database.
 
 use chrono::Duration;
-use myloware_api::store::{self, Artifact, NewRun, RunQuery, StartAttempt, StoreError, now};
+use myloware_api::store::{
+    self, AppliedEvent, Artifact, CommandKind, DeliveryAttempt, NewCommand, NewRun, RunQuery, RunUpdate, StoreError,
+    WebhookDelivery, now,
+};
 use myloware_core::RunStatus;
 use myloware_core::ids::new_run_id;
 use myloware_db::{Db, conformance_tests};
@@ -24,11 +27,7 @@ async fn a_run_reads_back_as_written(db: &Db) {
     let store = store::open(db);
     let new = new_run("aismr", RunStatus::Pending);
     let inserted = store.insert_run(&new).await.unwrap();
-    let read = store
-        .get_run(&new.id)
-        .await
-        .unwrap()
-        .expect("the run exists");
+    let read = store.get_run(&new.id).await.unwrap().expect("the run exists");
     assert_eq!(read, inserted);
     assert_eq!(read.id, new.id);
     assert_eq!(read.status, RunStatus::Pending);
@@ -37,8 +36,7 @@ async fn a_run_reads_back_as_written(db: &Db) {
     assert_eq!(read.user_id.as_deref(), Some("u1"));
     assert_eq!(read.created_at, new.created_at);
     assert_eq!(read.updated_at, new.created_at);
-    assert_eq!(read.start.attempts, 0);
-    assert!(read.start.acked_at.is_none());
+    assert_eq!(read.last_event_seq, 0);
     assert!(store.get_run("run_doesnotexist").await.unwrap().is_none());
 }
 
@@ -54,11 +52,7 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
     let store = store::open(db);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let project = if i % 2 == 0 {
-            "aismr"
-        } else {
-            "test_video_gen"
-        };
+        let project = if i % 2 == 0 { "aismr" } else { "test_video_gen" };
         ids.push(
             store
                 .insert_run(&new_run(project, RunStatus::Pending))
@@ -109,7 +103,7 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
     assert!(aismr.iter().all(|r| r.project == "aismr"));
 
     store
-        .transition(&ids[0], RunStatus::Pending, RunStatus::Cancelled, None)
+        .transition(&ids[0], RunStatus::Pending, RunStatus::Cancelled, None, None)
         .await
         .unwrap();
     let cancelled = store
@@ -128,19 +122,11 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
 
 async fn a_transition_applies_only_from_the_expected_status(db: &Db) {
     let store = store::open(db);
-    let run = store
-        .insert_run(&new_run("aismr", RunStatus::Pending))
-        .await
-        .unwrap();
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
     let artifact = Artifact::new(&run.id, "run.cancelled", None, json!({"reason": "test"}));
     assert!(
         !store
-            .transition(
-                &run.id,
-                RunStatus::Running,
-                RunStatus::Cancelled,
-                Some(&artifact)
-            )
+            .transition(&run.id, RunStatus::Running, RunStatus::Cancelled, Some(&artifact), None)
             .await
             .unwrap()
     );
@@ -151,12 +137,7 @@ async fn a_transition_applies_only_from_the_expected_status(db: &Db) {
 
     assert!(
         store
-            .transition(
-                &run.id,
-                RunStatus::Pending,
-                RunStatus::Cancelled,
-                Some(&artifact)
-            )
+            .transition(&run.id, RunStatus::Pending, RunStatus::Cancelled, Some(&artifact), None)
             .await
             .unwrap()
     );
@@ -168,10 +149,7 @@ async fn a_transition_applies_only_from_the_expected_status(db: &Db) {
 
 async fn concurrent_transitions_from_one_status_apply_once(db: &Db) {
     let store = store::open(db);
-    let run = store
-        .insert_run(&new_run("aismr", RunStatus::Pending))
-        .await
-        .unwrap();
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
     let attempts = (0..8).map(|i| {
         let store = store.clone();
         let id = run.id.clone();
@@ -180,12 +158,7 @@ async fn concurrent_transitions_from_one_status_apply_once(db: &Db) {
         } else {
             RunStatus::Running
         };
-        tokio::spawn(async move {
-            store
-                .transition(&id, RunStatus::Pending, to, None)
-                .await
-                .unwrap()
-        })
+        tokio::spawn(async move { store.transition(&id, RunStatus::Pending, to, None, None).await.unwrap() })
     });
     let mut moved = 0;
     for attempt in attempts {
@@ -196,14 +169,8 @@ async fn concurrent_transitions_from_one_status_apply_once(db: &Db) {
 
 async fn artifacts_list_in_creation_order(db: &Db) {
     let store = store::open(db);
-    let run = store
-        .insert_run(&new_run("aismr", RunStatus::Pending))
-        .await
-        .unwrap();
-    let other = store
-        .insert_run(&new_run("aismr", RunStatus::Pending))
-        .await
-        .unwrap();
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let other = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
     let mut written = Vec::new();
     for kind in ["persona.output", "kieai.job", "kieai.clip", "render.url"] {
         let artifact = Artifact::new(&run.id, kind, Some("riley"), json!({"kind": kind}));
@@ -217,59 +184,185 @@ async fn artifacts_list_in_creation_order(db: &Db) {
     assert_eq!(store.list_artifacts(&run.id).await.unwrap(), written);
 }
 
-async fn unacknowledged_starts_come_due_until_acknowledged(db: &Db) {
+fn command(run_id: &str, kind: CommandKind) -> NewCommand {
+    NewCommand {
+        run_id: run_id.into(),
+        kind,
+        body: json!({"runId": run_id, "kind": kind.as_str()}),
+    }
+}
+
+async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
     let store = store::open(db);
     let run = store
-        .insert_run(&new_run("aismr", RunStatus::Pending))
+        .insert_run_with_command(
+            &new_run("aismr", RunStatus::Pending),
+            Some(&command("x", CommandKind::Start)),
+        )
         .await
         .unwrap();
-    let held = store
-        .insert_run(&new_run("aismr", RunStatus::PendingWorkflow))
+    let other = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    assert!(store.list_commands(&other.id).await.unwrap().is_empty());
+    // The start was stored with the run (its run_id is the command's own).
+    let start = store
+        .first_pending_command("x")
+        .await
+        .unwrap()
+        .expect("start stored with the run");
+    assert_eq!(start.kind, CommandKind::Start);
+
+    let cancel = command(&run.id, CommandKind::Cancel);
+    assert!(
+        store
+            .transition(&run.id, RunStatus::Pending, RunStatus::Cancelled, None, Some(&cancel))
+            .await
+            .unwrap()
+    );
+    let signal = command("x", CommandKind::Signal);
+    store
+        .insert_run_with_command(&new_run("aismr", RunStatus::Pending), Some(&signal))
         .await
         .unwrap();
-    let due = store.starts_due(now(), 10).await.unwrap();
+
+    // Only the first pending command of each run is due.
+    let due = store.commands_due(now(), 10).await.unwrap();
+    let kinds: Vec<(String, CommandKind)> = due.iter().map(|c| (c.run_id.clone(), c.kind)).collect();
     assert_eq!(
-        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        [run.id.as_str()],
-        "{held:?} waits for its gate"
+        kinds,
+        [
+            ("x".to_string(), CommandKind::Start),
+            (run.id.clone(), CommandKind::Cancel)
+        ]
     );
 
     let retry_at = now() + Duration::seconds(60);
     store
-        .record_start_attempt(
-            &run.id,
-            &StartAttempt::Failed {
-                error: "orchestrator unreachable".into(),
+        .record_delivery(
+            start.seq,
+            &DeliveryAttempt::Failed {
+                error: "unreachable".into(),
                 retry_at,
             },
         )
         .await
         .unwrap();
-    assert!(store.starts_due(now(), 10).await.unwrap().is_empty());
-    let due_later = store
-        .starts_due(retry_at + Duration::seconds(1), 10)
-        .await
-        .unwrap();
-    assert_eq!(due_later.len(), 1);
-    assert_eq!(due_later[0].start.attempts, 1);
-    assert_eq!(
-        due_later[0].start.last_error.as_deref(),
-        Some("orchestrator unreachable")
-    );
+    let due = store.commands_due(now(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the failed start waits, and the signal behind it too");
+    assert_eq!(due[0].kind, CommandKind::Cancel);
 
-    store
-        .record_start_attempt(&run.id, &StartAttempt::Acked)
-        .await
-        .unwrap();
-    let read = store.get_run(&run.id).await.unwrap().unwrap();
-    assert!(read.start.acked_at.is_some());
-    assert_eq!(read.start.attempts, 2);
+    store.record_delivery(start.seq, &DeliveryAttempt::Acked).await.unwrap();
+    let pending = store.first_pending_command("x").await.unwrap().unwrap();
+    assert_eq!(pending.kind, CommandKind::Signal, "after the start, the signal");
+    let listed = store.list_commands("x").await.unwrap();
+    assert_eq!(listed[0].attempts, 2);
+    assert!(listed[0].acked_at.is_some());
+    assert_eq!(listed[0].last_error, None);
+}
+
+fn event(run_id: &str, seq: i64, kind: &str) -> AppliedEvent {
+    AppliedEvent {
+        event_id: format!("{run_id}-{seq}"),
+        run_id: run_id.into(),
+        seq,
+        kind: kind.into(),
+        data: json!({"seq": seq}),
+        at: now(),
+    }
+}
+
+async fn events_apply_once_in_order_with_their_changes(db: &Db) {
+    let store = store::open(db);
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let artifact = Artifact::new(&run.id, "kieai.job", Some("riley"), json!({"taskId": "t1"}));
+    let update = RunUpdate {
+        status: Some(RunStatus::Running),
+        current_persona: Some(Some("iggy".into())),
+        result: Some(json!({"videos": [1]})),
+        artifacts: vec![artifact.clone()],
+    };
     assert!(
         store
-            .starts_due(retry_at + Duration::days(1), 10)
+            .apply_event(&event(&run.id, 1, "execution.started"), 0, &update)
             .await
             .unwrap()
-            .is_empty()
+    );
+    // The same seq again, or one expecting a stale seq, applies nothing.
+    assert!(
+        !store
+            .apply_event(&event(&run.id, 1, "execution.started"), 0, &update)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .apply_event(&event(&run.id, 3, "x"), 0, &RunUpdate::default())
+            .await
+            .unwrap()
+    );
+    let read = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!(read.status, RunStatus::Running);
+    assert_eq!(read.current_persona.as_deref(), Some("iggy"));
+    assert_eq!(read.result, json!({"videos": [1]}));
+    assert_eq!(store.list_artifacts(&run.id).await.unwrap(), [artifact]);
+
+    // An empty update only advances the seq; clearing the persona works.
+    let clear = RunUpdate {
+        current_persona: Some(None),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .apply_event(&event(&run.id, 2, "persona.completed"), 1, &clear)
+            .await
+            .unwrap()
+    );
+    let read = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!(read.status, RunStatus::Running);
+    assert_eq!(read.current_persona, None);
+    let seqs: Vec<i64> = store
+        .list_events(&run.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert!(seqs.starts_with(&[1, 2]), "{seqs:?}");
+}
+
+async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
+    let store = store::open(db);
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let delivery = WebhookDelivery {
+        provider: "kieai".into(),
+        idempotency_key: Some("task-1:200".into()),
+        run_id: Some(run.id.clone()),
+        headers: json!({"x-webhook-signature": "[redacted]"}),
+        body: "{}".into(),
+        signature_status: "verified".into(),
+        outcome: "accepted".into(),
+        received_at: now(),
+    };
+    let signal = command(&run.id, CommandKind::Signal);
+    assert!(store.record_webhook(&delivery, Some(&signal)).await.unwrap());
+    assert!(
+        !store.record_webhook(&delivery, Some(&signal)).await.unwrap(),
+        "the key is spent"
+    );
+    let unkeyed = WebhookDelivery {
+        idempotency_key: None,
+        outcome: "rejected".into(),
+        ..delivery.clone()
+    };
+    assert!(store.record_webhook(&unkeyed, None).await.unwrap());
+    assert!(
+        store.record_webhook(&unkeyed, None).await.unwrap(),
+        "deliveries without a key are all kept"
+    );
+    assert_eq!(store.list_webhooks("kieai").await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_commands(&run.id).await.unwrap().len(),
+        1,
+        "one signal for one accepted delivery"
     );
 }
 
@@ -284,6 +377,8 @@ conformance_tests!(
     a_transition_applies_only_from_the_expected_status,
     concurrent_transitions_from_one_status_apply_once,
     artifacts_list_in_creation_order,
-    unacknowledged_starts_come_due_until_acknowledged,
+    commands_are_delivered_in_order_per_run_until_acknowledged,
+    events_apply_once_in_order_with_their_changes,
+    webhook_keys_are_used_once_and_bring_their_command,
     ping_answers,
 );

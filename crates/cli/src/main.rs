@@ -11,11 +11,7 @@ mod serve;
 mod validate;
 
 #[derive(Parser)]
-#[command(
-    name = "mw",
-    version,
-    about = "MyloWare: chat requests in, published videos out"
-)]
+#[command(name = "mw", version, about = "MyloWare: chat requests in, published videos out")]
 #[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
 Configuration comes from the environment; in development (ENVIRONMENT unset or \
 development) `.env.development` in the current folder fills in what is not set.")]
@@ -84,9 +80,7 @@ fn main() -> ExitCode {
         .expect("the tokio runtime starts");
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve {
-                service: Service::Api,
-            } => serve::api().await,
+            Command::Serve { service: Service::Api } => serve::api().await,
             Command::Serve {
                 service: Service::Orchestrator,
             } => serve::orchestrator().await,

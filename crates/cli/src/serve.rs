@@ -55,12 +55,9 @@ async fn until(mut rx: watch::Receiver<bool>) {
 async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
     let catalog = Arc::new(env::catalog(&config)?);
     let state = ApiState::new(config.clone(), myloware_api::store::open(db), catalog);
-    ApiServer::bind(state).await.with_context(|| {
-        format!(
-            "binding the API to {}:{}",
-            config.bind_host, config.api_port
-        )
-    })
+    ApiServer::bind(state)
+        .await
+        .with_context(|| format!("binding the API to {}:{}", config.bind_host, config.api_port))
 }
 
 async fn orchestrator_server(config: Arc<Config>, db: &Db) -> anyhow::Result<OrchestratorServer> {

@@ -16,11 +16,7 @@ pub fn env() -> anyhow::Result<()> {
     };
     print_summary(&config);
     let catalog = env::catalog(&config)?;
-    println!(
-        "projects: {} ({})",
-        catalog.projects.len(),
-        catalog.names().join(", ")
-    );
+    println!("projects: {} ({})", catalog.projects.len(), catalog.names().join(", "));
     println!("configuration OK");
     Ok(())
 }
@@ -33,9 +29,7 @@ pub fn print_summary(config: &Config) {
     println!("public base url: {}", config.public_base_url);
     println!("orchestrator url: {}", config.orchestrator_url);
     let note = match config.providers_mode {
-        ProviderMode::Mock => {
-            " (mock mode: no provider is called; these are the hosts live mode would call)"
-        }
+        ProviderMode::Mock => " (mock mode: no provider is called; these are the hosts live mode would call)",
         ProviderMode::Live => "",
     };
     println!("provider hosts{note}:");

@@ -57,10 +57,7 @@ fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PROJECTS_DIR", projects_dir())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/mw.db", dir.0.display()),
-        )
+        .env("DATABASE_URL", format!("sqlite://{}/mw.db", dir.0.display()))
         .envs(vars.iter().copied());
     command
 }
@@ -74,11 +71,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed on drop.
@@ -152,16 +145,9 @@ fn validate_env_in_mock_mode_prints_mode_and_hosts() {
 fn live_mode_without_secrets_is_refused_by_validate_and_serve() {
     let dir = Scratch::new("live-missing");
     let live = [("USE_MOCK_PROVIDERS", "false")];
-    for args in [
-        &["validate", "env"][..],
-        &["serve", "api"],
-        &["serve", "orchestrator"],
-    ] {
+    for args in [&["validate", "env"][..], &["serve", "api"], &["serve", "orchestrator"]] {
         let output = run(&dir, args, &live);
-        assert!(
-            !output.status.success(),
-            "mw {args:?} started without secrets"
-        );
+        assert!(!output.status.success(), "mw {args:?} started without secrets");
         let stderr = text(&output.stderr);
         for var in MISSING_IN_LIVE {
             assert!(
@@ -187,35 +173,21 @@ fn weak_keys_are_refused_outside_development_without_printing_them() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("API_KEY: too short"), "{stderr}");
-    assert!(
-        stderr.contains("HITL_SECRET: is a development default"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("short-secret-value"),
-        "a secret was printed: {stderr}"
-    );
+    assert!(stderr.contains("HITL_SECRET: is a development default"), "{stderr}");
+    assert!(!stderr.contains("short-secret-value"), "a secret was printed: {stderr}");
 }
 
 #[test]
 fn ingest_dry_run_validates_and_counts_without_writing() {
     let dir = Scratch::new("ingest");
-    let output = run(
-        &dir,
-        &["ingest", "run", "--dry-run"],
-        &[("LOG_FORMAT", "json")],
-    );
+    let output = run(&dir, &["ingest", "run", "--dry-run"], &[("LOG_FORMAT", "json")]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(
-        stdout
-            .contains("projects: 3 (aismr, general, test_video_gen), personas: 5, guardrails: 11"),
+        stdout.contains("projects: 3 (aismr, general, test_video_gen), personas: 5, guardrails: 11"),
         "{stdout}"
     );
-    assert!(
-        text(&output.stderr).contains("api.kie.ai"),
-        "provider hosts are logged"
-    );
+    assert!(text(&output.stderr).contains("api.kie.ai"), "provider hosts are logged");
     assert!(!dir.0.join("mw.db").exists(), "a dry run writes nothing");
 
     let output = run(&dir, &["ingest", "run"], &[]);
@@ -234,11 +206,7 @@ fn a_broken_project_file_is_named_with_its_field() {
     std::fs::create_dir_all(projects.join("personas")).unwrap();
     for entry in std::fs::read_dir(projects_dir().join("personas")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(
-            entry.path(),
-            projects.join("personas").join(entry.file_name()),
-        )
-        .unwrap();
+        std::fs::copy(entry.path(), projects.join("personas").join(entry.file_name())).unwrap();
     }
     let aismr = std::fs::read_to_string(projects_dir().join("aismr.toml")).unwrap();
     std::fs::write(
@@ -267,11 +235,7 @@ fn migrate_creates_the_sqlite_database() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(dir.0.join("nested/folder/mw.db").exists());
     // Twice is fine.
-    assert!(
-        run(&dir, &["migrate"], &[("DATABASE_URL", &url)])
-            .status
-            .success()
-    );
+    assert!(run(&dir, &["migrate"], &[("DATABASE_URL", &url)]).status.success());
 }
 
 #[test]
@@ -293,11 +257,7 @@ fn serve_api_in_live_mode_with_every_secret_reports_live() {
             .unwrap(),
     );
     wait_for_health(port);
-    let project = get_json(
-        port,
-        "/v1/projects/test_video_gen",
-        "dev-api-key-not-for-production",
-    );
+    let project = get_json(port, "/v1/projects/test_video_gen", "dev-api-key-not-for-production");
     assert_eq!(project["providers"]["mode"], "live");
     drop(child);
 }
@@ -310,10 +270,7 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
     let vars = [
         ("API_PORT", api_text.as_str()),
         ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
-        (
-            "ORCHESTRATOR_URL",
-            &format!("http://127.0.0.1:{orchestrator}"),
-        ),
+        ("ORCHESTRATOR_URL", &format!("http://127.0.0.1:{orchestrator}")),
         ("BIND_HOST", "127.0.0.1"),
         ("USE_MOCK_PROVIDERS", "false"),
     ];
@@ -328,27 +285,14 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
     wait_for_health(api);
     wait_for_health(orchestrator);
     eprintln!("mw dev healthy after {:?} (debug build)", started.elapsed());
-    let project = get_json(
-        api,
-        "/v1/projects/test_video_gen",
-        "dev-api-key-not-for-production",
-    );
-    assert_eq!(
-        project["providers"]["mode"], "mock",
-        "mw dev always mocks providers"
-    );
+    let project = get_json(api, "/v1/projects/test_video_gen", "dev-api-key-not-for-production");
+    assert_eq!(project["providers"]["mode"], "mock", "mw dev always mocks providers");
     let orchestrator_health = get_json(orchestrator, "/health", "");
     assert_eq!(orchestrator_health["service"], "orchestrator");
 
     // SIGTERM: both services drain and the process exits cleanly.
     let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {

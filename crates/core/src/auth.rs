@@ -22,9 +22,7 @@ impl ApiKeys {
         let candidate = digest(candidate);
         self.digests
             .iter()
-            .fold(subtle::Choice::from(0), |found, key| {
-                found | key.ct_eq(&candidate)
-            })
+            .fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(&candidate))
             .into()
     }
 
@@ -45,10 +43,7 @@ mod tests {
 
     #[test]
     fn api_keys_accept_only_configured_keys() {
-        let keys = ApiKeys::new(&[
-            SecretString::from("current"),
-            SecretString::from("previous"),
-        ]);
+        let keys = ApiKeys::new(&[SecretString::from("current"), SecretString::from("previous")]);
         assert!(keys.is_valid("current"));
         assert!(keys.is_valid("previous"));
         for bad in ["", "curren", "current ", "CURRENT", "currentx"] {

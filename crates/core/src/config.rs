@@ -46,9 +46,7 @@ impl FromStr for Environment {
             "development" | "dev" | "local" | "test" => Ok(Self::Development),
             "staging" => Ok(Self::Staging),
             "production" | "prod" => Ok(Self::Production),
-            other => Err(format!(
-                "expected development, staging or production, got {other:?}"
-            )),
+            other => Err(format!("expected development, staging or production, got {other:?}")),
         }
     }
 }
@@ -85,7 +83,21 @@ pub struct ProvidersConfig {
     pub mock_delay_ms: u64,
 }
 
+/// The kie.ai callback signing key mock runs use when `KIEAI_SIGNING_SECRET`
+/// is not set (live mode always requires the real one).
+pub const MOCK_KIEAI_SIGNING_SECRET: &str = "mock-kieai-signing-secret";
+
 impl ProvidersConfig {
+    /// The key kie.ai callbacks are signed with.
+    pub fn kieai_signing_key(&self) -> Vec<u8> {
+        self.kieai
+            .signing_secret
+            .as_ref()
+            .map_or(MOCK_KIEAI_SIGNING_SECRET.as_bytes().to_vec(), |s| {
+                s.expose_secret().as_bytes().to_vec()
+            })
+    }
+
     pub fn endpoint(&self, provider: Provider) -> &ProviderEndpoint {
         match provider {
             Provider::KieAi => &self.kieai,
@@ -97,8 +109,7 @@ impl ProvidersConfig {
     /// Whether every secret live mode needs for `provider` is set.
     pub fn is_configured(&self, provider: Provider) -> bool {
         let endpoint = self.endpoint(provider);
-        endpoint.api_key.is_some()
-            && (provider == Provider::Shotstack || endpoint.signing_secret.is_some())
+        endpoint.api_key.is_some() && (provider == Provider::Shotstack || endpoint.signing_secret.is_some())
     }
 }
 
@@ -152,6 +163,25 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Body limit for JSON routes and webhooks.
     pub max_body_bytes: usize,
+    pub engine: EngineConfig,
+}
+
+/// The orchestrator's engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Concurrent step workers per orchestrator process (`ORCHESTRATOR_WORKERS`).
+    pub workers: usize,
+    /// How long a claimed execution stays leased without a heartbeat.
+    pub lease_secs: u64,
+    /// Idle workers look for due work this often (`ENGINE_POLL_MS`).
+    pub poll_ms: u64,
+    /// Ask kie.ai for clips whose callback has not come after this long
+    /// (`CLIP_POLL_AFTER_SECS`; mock runs use a few times the mock delay).
+    pub clip_poll_after_secs: u64,
+    /// Give up on clips after this long (`CLIP_TIMEOUT_SECS`).
+    pub clip_timeout_secs: u64,
+    /// Share of mock kie.ai clips that fail (`MOCK_KIEAI_FAILURE_RATE`, 0 to 1).
+    pub mock_failure_rate: f64,
 }
 
 /// One thing wrong with the configuration.
@@ -175,11 +205,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problem(s)):",
-            self.problems.len()
-        )?;
+        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -303,10 +329,7 @@ impl Config {
         let api_port = r.parse("API_PORT", 8080u16);
         let orchestrator_port = r.parse("ORCHESTRATOR_PORT", 8090u16);
         let public_base_url = r.url("PUBLIC_BASE_URL", &format!("http://localhost:{api_port}"));
-        let orchestrator_url = r.url(
-            "ORCHESTRATOR_URL",
-            &format!("http://127.0.0.1:{orchestrator_port}"),
-        );
+        let orchestrator_url = r.url("ORCHESTRATOR_URL", &format!("http://127.0.0.1:{orchestrator_port}"));
         let api_url = r.url("API_URL", &format!("http://127.0.0.1:{api_port}"));
         let bind_host = r.parse("BIND_HOST", IpAddr::from([0, 0, 0, 0]));
 
@@ -318,10 +341,7 @@ impl Config {
             mock_delay_ms: r.parse("MOCK_PROVIDER_DELAY_MS", 20u64),
         };
         if !matches!(providers.shotstack_stage.as_str(), "stage" | "v1") {
-            r.problem(
-                "SHOTSTACK_STAGE",
-                "must be stage (sandbox) or v1 (production)",
-            );
+            r.problem("SHOTSTACK_STAGE", "must be stage (sandbox) or v1 (production)");
         }
         if providers_mode == ProviderMode::Live {
             for provider in Provider::ALL {
@@ -344,10 +364,7 @@ impl Config {
             None if environment == Environment::Development => LogFormat::Pretty,
             None => LogFormat::Json,
             Some(other) => {
-                r.problem(
-                    "LOG_FORMAT",
-                    format!("expected json or pretty, got {other:?}"),
-                );
+                r.problem("LOG_FORMAT", format!("expected json or pretty, got {other:?}"));
                 LogFormat::Json
             }
         };
@@ -364,13 +381,27 @@ impl Config {
             trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS").unwrap_or(false),
         };
         let max_body_bytes = r.parse("MAX_BODY_BYTES", 1024 * 1024usize);
-        let projects_dir =
-            PathBuf::from(r.get("PROJECTS_DIR").unwrap_or_else(|| "projects".into()));
+        let projects_dir = PathBuf::from(r.get("PROJECTS_DIR").unwrap_or_else(|| "projects".into()));
+        let engine = EngineConfig {
+            workers: r.parse("ORCHESTRATOR_WORKERS", 4usize),
+            lease_secs: r.parse("ENGINE_LEASE_SECS", 30u64),
+            poll_ms: r.parse("ENGINE_POLL_MS", 250u64),
+            clip_poll_after_secs: r.parse("CLIP_POLL_AFTER_SECS", 120u64),
+            clip_timeout_secs: r.parse("CLIP_TIMEOUT_SECS", 1800u64),
+            mock_failure_rate: r.parse("MOCK_KIEAI_FAILURE_RATE", 0.0f64),
+        };
+        if engine.workers == 0 {
+            r.problem("ORCHESTRATOR_WORKERS", "must be at least 1");
+        }
+        if engine.lease_secs < 3 {
+            r.problem("ENGINE_LEASE_SECS", "must be at least 3");
+        }
+        if !(0.0..=1.0).contains(&engine.mock_failure_rate) {
+            r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
+        }
 
         if !r.problems.is_empty() {
-            return Err(ConfigError {
-                problems: r.problems,
-            });
+            return Err(ConfigError { problems: r.problems });
         }
         Ok(Config {
             environment,
@@ -392,7 +423,13 @@ impl Config {
             telemetry,
             rate_limit,
             max_body_bytes,
+            engine,
         })
+    }
+
+    /// The HITL secret's bytes (also the key of per-run callback tokens).
+    pub fn hitl_secret_bytes(&self) -> &[u8] {
+        self.hitl_secret.expose_secret().as_bytes()
     }
 
     /// The database URL with any password replaced by `***`, for logs.
@@ -408,13 +445,9 @@ impl Config {
 /// `USE_MOCK_PROVIDERS` (true/false) or `PROVIDERS_MODE` (mock/live); mock
 /// when neither is set. Both set and disagreeing is a problem.
 fn providers_mode<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> ProviderMode {
-    let from_flag = r.bool("USE_MOCK_PROVIDERS").map(|mock| {
-        if mock {
-            ProviderMode::Mock
-        } else {
-            ProviderMode::Live
-        }
-    });
+    let from_flag = r
+        .bool("USE_MOCK_PROVIDERS")
+        .map(|mock| if mock { ProviderMode::Mock } else { ProviderMode::Live });
     let from_mode = r.get("PROVIDERS_MODE").and_then(|raw| match raw.parse() {
         Ok(mode) => Some(mode),
         Err(err) => {
@@ -446,10 +479,7 @@ fn service_secrets<F: Fn(&str) -> Option<String>>(
         match r.get(var) {
             None if environment == Environment::Development => default.to_string(),
             None => {
-                r.problem(
-                    var,
-                    format!("missing; required in {}", environment.as_str()),
-                );
+                r.problem(var, format!("missing; required in {}", environment.as_str()));
                 String::new()
             }
             Some(value) => {
@@ -457,10 +487,7 @@ fn service_secrets<F: Fn(&str) -> Option<String>>(
                     if value == default || value.starts_with("dev-") {
                         r.problem(var, "is a development default; set a random value");
                     } else if value.chars().count() < MIN_SECRET_LEN {
-                        r.problem(
-                            var,
-                            format!("too short; use at least {MIN_SECRET_LEN} characters"),
-                        );
+                        r.problem(var, format!("too short; use at least {MIN_SECRET_LEN} characters"));
                     }
                 }
                 value
@@ -541,10 +568,7 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|var| map.get(var).cloned())
     }
 
@@ -585,10 +609,7 @@ mod tests {
                 "UPLOAD_POST_SIGNING_SECRET"
             ]
         );
-        assert!(
-            err.to_string()
-                .contains("KIEAI_SIGNING_SECRET: required in live mode")
-        );
+        assert!(err.to_string().contains("KIEAI_SIGNING_SECRET: required in live mode"));
     }
 
     #[test]
@@ -597,23 +618,16 @@ mod tests {
         vars.push(("USE_MOCK_PROVIDERS", "false"));
         let config = config(&vars).unwrap();
         assert_eq!(config.providers_mode, ProviderMode::Live);
-        assert!(
-            Provider::ALL
-                .iter()
-                .all(|p| config.providers.is_configured(*p))
-        );
+        assert!(Provider::ALL.iter().all(|p| config.providers.is_configured(*p)));
     }
 
     #[test]
     fn providers_mode_is_an_alias_and_conflicts_are_refused() {
         assert_eq!(
-            config(&[("PROVIDERS_MODE", "mock")])
-                .unwrap()
-                .providers_mode,
+            config(&[("PROVIDERS_MODE", "mock")]).unwrap().providers_mode,
             ProviderMode::Mock
         );
-        let err =
-            config(&[("PROVIDERS_MODE", "live"), ("USE_MOCK_PROVIDERS", "true")]).unwrap_err();
+        let err = config(&[("PROVIDERS_MODE", "live"), ("USE_MOCK_PROVIDERS", "true")]).unwrap_err();
         assert_eq!(vars_named(&err), ["PROVIDERS_MODE"]);
         let err = config(&[("USE_MOCK_PROVIDERS", "maybe")]).unwrap_err();
         assert_eq!(vars_named(&err), ["USE_MOCK_PROVIDERS"]);
@@ -672,8 +686,7 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(vars_named(&err), ["KIEAI_BASE_URL"]);
-        let err =
-            config(&[("SHOTSTACK_BASE_URL", "https://api.shotstack.io/edit/v1")]).unwrap_err();
+        let err = config(&[("SHOTSTACK_BASE_URL", "https://api.shotstack.io/edit/v1")]).unwrap_err();
         assert_eq!(vars_named(&err), ["SHOTSTACK_BASE_URL"]);
     }
 
@@ -691,9 +704,6 @@ mod tests {
     #[test]
     fn database_passwords_are_redacted() {
         let config = config(&[("DATABASE_URL", "postgres://me:hunter2@db:5432/mw")]).unwrap();
-        assert_eq!(
-            config.database_url_redacted(),
-            "postgres://me:***@db:5432/mw"
-        );
+        assert_eq!(config.database_url_redacted(), "postgres://me:***@db:5432/mw");
     }
 }

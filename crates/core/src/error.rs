@@ -10,9 +10,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(detail: impl Into<String>) -> Self {
-        Self {
-            detail: detail.into(),
-        }
+        Self { detail: detail.into() }
     }
 }
 

@@ -49,9 +49,7 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in [
-            "", "run_", "abc123", "RUN_abc", "run_ABC", "run_a b", "run_../x",
-        ] {
+        for bad in ["", "run_", "abc123", "RUN_abc", "run_ABC", "run_a b", "run_../x"] {
             assert!(!is_run_id(bad), "{bad:?} accepted");
         }
         assert!(is_run_id("run_abc123"));

@@ -6,10 +6,12 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod graph;
 pub mod ids;
 pub mod project;
 pub mod providers;
 pub mod run;
+pub mod signing;
 pub mod wire;
 
 pub use error::ErrorBody;

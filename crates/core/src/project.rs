@@ -12,19 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::run::Gate;
 
 /// Who does the work. Brendan is the chat front, never a graph node.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Persona {
     Brendan,
@@ -35,13 +23,7 @@ pub enum Persona {
 }
 
 impl Persona {
-    pub const ALL: [Persona; 5] = [
-        Self::Brendan,
-        Self::Iggy,
-        Self::Riley,
-        Self::Alex,
-        Self::Quinn,
-    ];
+    pub const ALL: [Persona; 5] = [Self::Brendan, Self::Iggy, Self::Riley, Self::Alex, Self::Quinn];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -192,9 +174,7 @@ impl ProjectSpec {
     /// Parses and validates one project file. `file` is used in messages only.
     pub fn parse(file: &Path, text: &str) -> Result<ProjectSpec, Vec<String>> {
         let spec: ProjectSpec = toml::from_str(text).map_err(|err| {
-            let line = err
-                .span()
-                .map(|span| text[..span.start].lines().count().max(1));
+            let line = err.span().map(|span| text[..span.start].lines().count().max(1));
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             vec![format!("{}: {}{at}", file.display(), err.message().trim())]
         })?;
@@ -233,10 +213,7 @@ impl ProjectSpec {
                 );
             }
             if self.workflow[..i].contains(persona) {
-                bad(
-                    &format!("workflow[{i}]"),
-                    format!("{persona} appears twice"),
-                );
+                bad(&format!("workflow[{i}]"), format!("{persona} appears twice"));
             }
         }
         for (i, point) in self.hitl_points.iter().enumerate() {
@@ -273,10 +250,7 @@ impl ProjectSpec {
                 if !possible.contains(&tool.as_str()) {
                     bad(
                         &format!("personas.{persona}.tools"),
-                        format!(
-                            "{tool:?} is not a tool of {persona}; possible: {}",
-                            possible.join(", ")
-                        ),
+                        format!("{tool:?} is not a tool of {persona}; possible: {}", possible.join(", ")),
                     );
                 }
             }
@@ -304,16 +278,10 @@ impl VideoSpecs {
             bad("specs.videoCount", "must be between 1 and 50".into());
         }
         if !(self.clip_duration_seconds > 0.0 && self.clip_duration_seconds <= 60.0) {
-            bad(
-                "specs.clipDurationSeconds",
-                "must be more than 0 and at most 60".into(),
-            );
+            bad("specs.clipDurationSeconds", "must be more than 0 and at most 60".into());
         }
         if !["9:16", "16:9", "1:1", "4:5"].contains(&self.aspect_ratio.as_str()) {
-            bad(
-                "specs.aspectRatio",
-                "must be one of 9:16, 16:9, 1:1, 4:5".into(),
-            );
+            bad("specs.aspectRatio", "must be one of 9:16, 16:9, 1:1, 4:5".into());
         }
         let dims: Option<(u32, u32)> = self
             .resolution
@@ -322,28 +290,16 @@ impl VideoSpecs {
         if dims.is_none_or(|(w, h)| w == 0 || h == 0) {
             bad("specs.resolution", "must look like 1080x1920".into());
         }
-        if self
-            .compilation_length_seconds
-            .is_some_and(|len| len <= 0.0)
-        {
+        if self.compilation_length_seconds.is_some_and(|len| len <= 0.0) {
             bad("specs.compilationLengthSeconds", "must be positive".into());
         }
         if !["top", "center", "bottom"].contains(&self.overlay.position.as_str()) {
-            bad(
-                "specs.overlay.position",
-                "must be top, center or bottom".into(),
-            );
+            bad("specs.overlay.position", "must be top, center or bottom".into());
         }
-        for (field, color) in [
-            ("color", &self.overlay.color),
-            ("background", &self.overlay.background),
-        ] {
+        for (field, color) in [("color", &self.overlay.color), ("background", &self.overlay.background)] {
             let hex = color.strip_prefix('#').unwrap_or("");
             if !matches!(hex.len(), 6 | 8) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bad(
-                    &format!("specs.overlay.{field}"),
-                    "must be #RRGGBB or #RRGGBBAA".into(),
-                );
+                bad(&format!("specs.overlay.{field}"), "must be #RRGGBB or #RRGGBBAA".into());
             }
         }
         if !self.videos.is_empty() && self.videos.len() != self.video_count as usize {
@@ -370,10 +326,7 @@ impl VideoSpecs {
 impl PublishSpec {
     fn problems(&self, bad: &mut impl FnMut(&str, String)) {
         if self.platforms.is_empty() {
-            bad(
-                "publish.platforms",
-                "must name at least one platform".into(),
-            );
+            bad("publish.platforms", "must name at least one platform".into());
         }
         for platform in &self.platforms {
             if platform != "tiktok" {
@@ -406,10 +359,7 @@ impl PublishSpec {
             if !self.hashtags.is_empty() && self.hashtags.len() != count as usize {
                 bad(
                     "publish.hashtags",
-                    format!(
-                        "lists {} hashtags but hashtagCount is {count}",
-                        self.hashtags.len()
-                    ),
+                    format!("lists {} hashtags but hashtagCount is {count}", self.hashtags.len()),
                 );
             }
         }
@@ -461,10 +411,7 @@ impl Catalog {
             Ok(entries) => entries,
             Err(err) => {
                 return Err(CatalogError {
-                    problems: vec![format!(
-                        "{}: cannot read the projects folder: {err}",
-                        dir.display()
-                    )],
+                    problems: vec![format!("{}: cannot read the projects folder: {err}", dir.display())],
                 });
             }
         };
@@ -483,10 +430,7 @@ impl Catalog {
             };
             match ProjectSpec::parse(&path, &text) {
                 Ok(spec) => {
-                    let stem = path
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or_default();
+                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
                     if stem != spec.project {
                         problems.push(format!(
                             "{}: project: is {:?} but the file is named {stem}.toml",
@@ -500,10 +444,7 @@ impl Catalog {
             }
         }
         if projects.is_empty() && problems.is_empty() {
-            problems.push(format!(
-                "{}: no project definitions (*.toml) found",
-                dir.display()
-            ));
+            problems.push(format!("{}: no project definitions (*.toml) found", dir.display()));
         }
 
         let mut prompts = BTreeMap::new();
@@ -511,20 +452,10 @@ impl Catalog {
             let path = dir.join("personas").join(format!("{persona}.md"));
             match std::fs::read_to_string(&path) {
                 Ok(text) if !text.trim().is_empty() => {
-                    prompts.insert(
-                        persona,
-                        PersonaPrompt {
-                            persona,
-                            path,
-                            text,
-                        },
-                    );
+                    prompts.insert(persona, PersonaPrompt { persona, path, text });
                 }
                 Ok(_) => problems.push(format!("{}: the persona prompt is empty", path.display())),
-                Err(err) => problems.push(format!(
-                    "{}: cannot read the persona prompt: {err}",
-                    path.display()
-                )),
+                Err(err) => problems.push(format!("{}: cannot read the persona prompt: {err}", path.display())),
             }
         }
 
@@ -568,9 +499,7 @@ impl Catalog {
                 persona: None,
                 kind: "project_notes",
                 title: spec.title.clone(),
-                body: format!("{}\n\n{}", spec.description, spec.notes)
-                    .trim()
-                    .to_string(),
+                body: format!("{}\n\n{}", spec.description, spec.notes).trim().to_string(),
             });
             for (i, rule) in spec.guardrails.iter().enumerate() {
                 docs.push(KnowledgeDoc {
@@ -642,10 +571,7 @@ requiredTools = ["submit_clips"]
         let text = MINIMAL
             .replace("videoCount = 1", "videoCount = 0")
             .replace("\"after_iggy\"", "\"after_lunch\"")
-            .replace(
-                "requiredTools = [\"submit_clips\"]",
-                "requiredTools = [\"publish\"]",
-            );
+            .replace("requiredTools = [\"submit_clips\"]", "requiredTools = [\"publish\"]");
         let errs = parse(&text).unwrap_err();
         let joined = errs.join("\n");
         assert!(
@@ -676,20 +602,13 @@ requiredTools = ["submit_clips"]
     fn a_runnable_project_needs_specs_and_publish() {
         let text = "project = \"x\"\ntitle = \"X\"\ndescription = \"\"\nworkflow = [\"iggy\", \"quinn\"]\n";
         let errs = parse(text).unwrap_err();
-        assert!(
-            errs.iter().any(|e| e.contains("specs: required")),
-            "{errs:?}"
-        );
-        assert!(
-            errs.iter().any(|e| e.contains("publish: required")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains("specs: required")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("publish: required")), "{errs:?}");
     }
 
     #[test]
     fn conversation_only_projects_need_no_specs() {
-        let spec =
-            parse("project = \"general\"\ntitle = \"General\"\ndescription = \"chat\"\n").unwrap();
+        let spec = parse("project = \"general\"\ntitle = \"General\"\ndescription = \"chat\"\n").unwrap();
         assert!(!spec.is_runnable());
         assert!(spec.gates().is_empty());
     }

@@ -100,10 +100,7 @@ impl Provider {
 /// Whether `host` is a loopback name or address.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -115,10 +112,7 @@ mod tests {
         assert_eq!(" Live ".parse::<ProviderMode>(), Ok(ProviderMode::Live));
         assert_eq!("mock".parse::<ProviderMode>(), Ok(ProviderMode::Mock));
         assert!("real".parse::<ProviderMode>().is_err());
-        assert_eq!(
-            serde_json::to_string(&ProviderMode::Mock).unwrap(),
-            "\"mock\""
-        );
+        assert_eq!(serde_json::to_string(&ProviderMode::Mock).unwrap(), "\"mock\"");
     }
 
     #[test]

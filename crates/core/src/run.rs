@@ -79,10 +79,7 @@ impl RunStatus {
 
     /// Terminal statuses never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Published | Self::Failed | Self::Cancelled | Self::Rejected
-        )
+        matches!(self, Self::Published | Self::Failed | Self::Cancelled | Self::Rejected)
     }
 
     /// The execution is doing work (as opposed to waiting for a person).
@@ -113,9 +110,7 @@ impl RunStatus {
             _ if matches!(to, Cancelled | Failed) => true,
             PendingWorkflow => matches!(to, Pending | Rejected),
             Pending => matches!(to, Running),
-            s if s.is_active() => {
-                to.is_active() || matches!(to, AwaitingIdeate | AwaitingPrepublish | Published)
-            }
+            s if s.is_active() => to.is_active() || matches!(to, AwaitingIdeate | AwaitingPrepublish | Published),
             // A decided gate resumes the execution; a rejection ends the run.
             AwaitingIdeate | AwaitingPrepublish => to.is_active() || to == Rejected,
             _ => false,
@@ -274,15 +269,11 @@ mod tests {
         ),
         (
             AwaitingIdeate,
-            &[
-                Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed,
-            ],
+            &[Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed],
         ),
         (
             AwaitingPrepublish,
-            &[
-                Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed,
-            ],
+            &[Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed],
         ),
         (Published, &[]),
         (Failed, &[]),
@@ -298,11 +289,7 @@ mod tests {
                 if *from == to {
                     assert_eq!(got, Ok(Transition::Unchanged), "{from} -> {to}");
                 } else if allowed.contains(&to) {
-                    assert_eq!(
-                        got,
-                        Ok(Transition::Moved),
-                        "{from} -> {to} should be allowed"
-                    );
+                    assert_eq!(got, Ok(Transition::Moved), "{from} -> {to} should be allowed");
                 } else {
                     assert_eq!(
                         got,
@@ -327,10 +314,7 @@ mod tests {
     #[test]
     fn refusal_names_both_statuses() {
         let err = Published.transition_to(Running).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "run is published; it cannot become running"
-        );
+        assert_eq!(err.to_string(), "run is published; it cannot become running");
     }
 
     #[test]
@@ -350,10 +334,7 @@ mod tests {
         assert_eq!(Gate::Workflow.awaiting_status(), PendingWorkflow);
         assert_eq!(Gate::Prepublish.awaiting_status(), AwaitingPrepublish);
         assert_eq!(Gate::from_hitl_point("after_iggy"), Some(Gate::Ideate));
-        assert_eq!(
-            Gate::from_hitl_point("before_quinn"),
-            Some(Gate::Prepublish)
-        );
+        assert_eq!(Gate::from_hitl_point("before_quinn"), Some(Gate::Prepublish));
         assert_eq!(Gate::from_hitl_point("after_alex"), None);
     }
 }

@@ -71,3 +71,118 @@ impl Health {
         }
     }
 }
+
+/// What the orchestrator tells the API about a run. Applied once per
+/// `eventId`, in `seq` order per run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_id: String,
+    pub run_id: String,
+    /// 1, 2, 3... per run, without gaps.
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// `POST /v1/internal/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum EventKind {
+    #[serde(rename = "execution.started")]
+    ExecutionStarted,
+    /// `{persona}`
+    #[serde(rename = "persona.started")]
+    PersonaStarted,
+    /// `{persona, output}`
+    #[serde(rename = "persona.completed")]
+    PersonaCompleted,
+    /// `{kind, persona?, data}`; `kieai.clip`, `render.url` and `publish.url`
+    /// also update the run's `result`.
+    #[serde(rename = "artifact.created")]
+    ArtifactCreated,
+    /// `{status}`
+    #[serde(rename = "status.changed")]
+    StatusChanged,
+    /// `{gate, persona, preview}`
+    #[serde(rename = "gate.reached")]
+    GateReached,
+    /// `{videos, renderUrl, publishUrls}`
+    #[serde(rename = "execution.completed")]
+    ExecutionCompleted,
+    /// `{error: {code, message, persona}}`
+    #[serde(rename = "execution.failed")]
+    ExecutionFailed,
+    /// `{reason}`
+    #[serde(rename = "execution.cancelled")]
+    ExecutionCancelled,
+    /// `{gate, reason}`
+    #[serde(rename = "execution.rejected")]
+    ExecutionRejected,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExecutionStarted => "execution.started",
+            Self::PersonaStarted => "persona.started",
+            Self::PersonaCompleted => "persona.completed",
+            Self::ArtifactCreated => "artifact.created",
+            Self::StatusChanged => "status.changed",
+            Self::GateReached => "gate.reached",
+            Self::ExecutionCompleted => "execution.completed",
+            Self::ExecutionFailed => "execution.failed",
+            Self::ExecutionCancelled => "execution.cancelled",
+            Self::ExecutionRejected => "execution.rejected",
+        }
+    }
+}
+
+/// Something that happened outside the orchestrator and that a waiting
+/// execution may be waiting for (relayed by the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type")]
+pub enum Signal {
+    #[serde(rename = "clip.completed", rename_all = "camelCase")]
+    ClipCompleted { task_id: String, index: u32, url: String },
+    #[serde(rename = "clip.failed", rename_all = "camelCase")]
+    ClipFailed {
+        task_id: String,
+        index: u32,
+        code: i64,
+        message: String,
+    },
+    #[serde(rename = "gate.decision", rename_all = "camelCase")]
+    GateDecision {
+        gate: Gate,
+        approve: bool,
+        #[serde(default)]
+        approver: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// `POST /v1/executions/{runId}/signals`: a signal with the id that makes
+/// its delivery idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalDelivery {
+    pub signal_id: String,
+    pub signal: Signal,
+}
+
+/// `POST /v1/executions/{runId}/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CancelExecution {
+    #[serde(default)]
+    pub reason: Option<String>,
+}

@@ -104,10 +104,7 @@ fn runnable_projects_grant_and_require_the_specialist_tools() {
                 .personas
                 .get(&persona)
                 .unwrap_or_else(|| panic!("{name}: no tools for {persona}"));
-            assert!(
-                tools.tools.iter().any(|t| t == "knowledge_search"),
-                "{name}: {persona}"
-            );
+            assert!(tools.tools.iter().any(|t| t == "knowledge_search"), "{name}: {persona}");
         }
         let required = |persona: Persona| spec.personas[&persona].required_tools.clone();
         assert_eq!(required(Persona::Riley), ["submit_clips", "wait_for_clips"]);
@@ -138,10 +135,7 @@ fn all_five_persona_prompts_load() {
             .prompts
             .get(&persona)
             .unwrap_or_else(|| panic!("no prompt for {persona}"));
-        assert!(
-            prompt.text.lines().count() >= 30,
-            "{persona} prompt is too short"
-        );
+        assert!(prompt.text.lines().count() >= 30, "{persona} prompt is too short");
     }
 }
 

@@ -32,9 +32,7 @@ impl TestDb {
         let db = Db::connect_sqlite(options, PoolSettings::default())
             .await
             .expect("open a SQLite test database");
-        db.migrate()
-            .await
-            .expect("migrate the SQLite test database");
+        db.migrate().await.expect("migrate the SQLite test database");
         TestDb {
             db,
             cleanup: Cleanup::SqliteFile(path),
@@ -54,9 +52,7 @@ impl TestDb {
             return None;
         };
         let schema = unique_name("mw_test");
-        let admin = sqlx::PgPool::connect(&url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
+        let admin = sqlx::PgPool::connect(&url).await.expect("connect to TEST_DATABASE_URL");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await
@@ -72,9 +68,7 @@ impl TestDb {
         let db = Db::connect_postgres(options, settings)
             .await
             .expect("connect to the test schema");
-        db.migrate()
-            .await
-            .expect("migrate the Postgres test schema");
+        db.migrate().await.expect("migrate the Postgres test schema");
         Some(TestDb {
             db,
             cleanup: Cleanup::PostgresSchema { url, schema },
@@ -97,16 +91,12 @@ impl Drop for TestDb {
                 // on a thread of its own.
                 let (url, schema) = (url.clone(), schema.clone());
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                     rt.block_on(async {
                         let admin = sqlx::PgPool::connect(&url).await?;
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                        )))
-                        .execute(&admin)
-                        .await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                            .execute(&admin)
+                            .await?;
                         admin.close().await;
                         Ok::<_, sqlx::Error>(())
                     })

@@ -21,21 +21,51 @@ use myloware_telemetry::HttpMetrics;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+pub mod engine;
+pub mod outbox;
+mod routes;
 pub mod store;
 
-use store::OrchestratorStore;
+use engine::{Engine, ProviderSets};
+use myloware_providers::Providers;
+use myloware_providers::mock::{MockKie, MockKieSettings, MockShotstack, MockUploadPost};
+use store::{OrchestratorStore, StoreLedger};
 
 #[derive(Clone)]
 pub struct OrchestratorState {
     pub config: Arc<Config>,
     pub store: Arc<dyn OrchestratorStore>,
+    pub engine: Arc<Engine>,
     pub metrics: Arc<HttpMetrics>,
     pub api_keys: Arc<ApiKeys>,
 }
 
+/// The mock providers, recording their calls in `store`.
+pub fn mock_providers(config: &Config, store: Arc<dyn OrchestratorStore>) -> Providers {
+    let ledger = Arc::new(StoreLedger(store));
+    Providers {
+        video: Arc::new(MockKie::new(
+            ledger.clone(),
+            MockKieSettings {
+                delay: std::time::Duration::from_millis(config.providers.mock_delay_ms),
+                failure_rate: config.engine.mock_failure_rate,
+                signing_key: config.providers.kieai_signing_key(),
+            },
+        )),
+        render: Arc::new(MockShotstack::new(ledger.clone())),
+        publish: Arc::new(MockUploadPost::new(ledger)),
+    }
+}
+
 impl OrchestratorState {
+    /// State with mock providers (live clients join with the live-providers work).
     pub fn new(config: Arc<Config>, store: Arc<dyn OrchestratorStore>) -> OrchestratorState {
+        let providers = ProviderSets {
+            mock: mock_providers(&config, store.clone()),
+            live: None,
+        };
         OrchestratorState {
+            engine: Engine::new(config.clone(), store.clone(), providers),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             metrics: HttpMetrics::new("orchestrator"),
             config,
@@ -70,11 +100,7 @@ async fn metrics(State(state): State<OrchestratorState>) -> Response {
     state.metrics.exposition()
 }
 
-async fn require_api_key(
-    State(state): State<OrchestratorState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_api_key(State(state): State<OrchestratorState>, request: Request, next: Next) -> Response {
     let authorized = request
         .headers()
         .get("x-api-key")
@@ -91,6 +117,11 @@ async fn require_api_key(
 pub fn router(state: OrchestratorState) -> Router {
     let protected = Router::new()
         .route("/ready", get(ready))
+        .route("/v1/executions", axum::routing::post(routes::start))
+        .route("/v1/executions/{runId}", get(routes::show))
+        .route("/v1/executions/{runId}/signals", axum::routing::post(routes::signals))
+        .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
+        .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
         .route_layer(from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))
@@ -101,11 +132,15 @@ pub fn router(state: OrchestratorState) -> Router {
             myloware_telemetry::track_http,
         ))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
-        .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::Extension(myloware_telemetry::http::BodyLimit(
+            state.config.max_body_bytes,
+        )))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+        }))
         .layer(from_fn(myloware_telemetry::http::request_id))
 }
 
@@ -118,25 +153,28 @@ pub struct OrchestratorServer {
 impl OrchestratorServer {
     /// Binds `config.bind_host:config.orchestrator_port` (0 picks a free port).
     pub async fn bind(state: OrchestratorState) -> std::io::Result<OrchestratorServer> {
-        let listener =
-            TcpListener::bind((state.config.bind_host, state.config.orchestrator_port)).await?;
+        let listener = TcpListener::bind((state.config.bind_host, state.config.orchestrator_port)).await?;
         Ok(OrchestratorServer { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "orchestrator listening");
-        axum::serve(self.listener, router(self.state))
+    /// Serves, runs the workers and the outbox dispatcher until `shutdown`
+    /// completes, then drains in-flight requests and steps.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), workers = self.state.config.engine.workers, "orchestrator listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = self.state.engine.spawn_workers(stop_rx.clone());
+        tasks.push(tokio::spawn(outbox::dispatch(self.state.engine.clone(), stop_rx)));
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        served
     }
 }

@@ -11,12 +11,7 @@ use serde_json::{Value, json};
 const KEY: &str = "orchestrator-test-key";
 
 async fn spawn(db: &Db) -> String {
-    let env: HashMap<&str, &str> = [
-        ("API_KEY", KEY),
-        ("ORCHESTRATOR_PORT", "0"),
-        ("BIND_HOST", "127.0.0.1"),
-    ]
-    .into();
+    let env: HashMap<&str, &str> = [("API_KEY", KEY), ("ORCHESTRATOR_PORT", "0"), ("BIND_HOST", "127.0.0.1")].into();
     let config = Config::from_lookup(|var| env.get(var).map(|v| v.to_string())).unwrap();
     let state = OrchestratorState::new(Arc::new(config), myloware_orchestrator::store::open(db));
     let server = OrchestratorServer::bind(state).await.unwrap();
@@ -67,10 +62,7 @@ async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"detail": "not found"})
-    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"detail": "not found"}));
 
     let metrics = http
         .get(format!("{base}/metrics"))
@@ -81,12 +73,10 @@ async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
         .await
         .unwrap();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("http_requests_total{")
-                && l.contains("service=\"orchestrator\"")
-                && l.contains("route=\"/ready\"")
-                && l.contains("status=\"401\"")),
+        metrics.lines().any(|l| l.starts_with("http_requests_total{")
+            && l.contains("service=\"orchestrator\"")
+            && l.contains("route=\"/ready\"")
+            && l.contains("status=\"401\"")),
         "{metrics}"
     );
 }

@@ -7,6 +7,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
+pub use crate::body::{BodyError, BodyLimit, JsonBytes, OptionalJson, ValidJson, parse_json};
+
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id, as stored in its extensions.
@@ -23,11 +25,10 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
-    request
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), header.clone());
+    request.headers_mut().insert(REQUEST_ID.clone(), header.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     response.headers_mut().insert(REQUEST_ID.clone(), header);
     response

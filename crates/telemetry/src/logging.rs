@@ -12,11 +12,7 @@ pub fn init(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
+        builder.json().flatten_event(true).with_current_span(true).try_init()
     } else {
         builder.compact().try_init()
     };

@@ -10,13 +10,9 @@ use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-const HTTP_LABELS: [&str; 7] = [
-    "service", "method", "route", "status", "runId", "gate", "persona",
-];
+const HTTP_LABELS: [&str; 7] = ["service", "method", "route", "status", "runId", "gate", "persona"];
 
 /// 1 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -35,23 +31,16 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn new(service: &'static str) -> Arc<HttpMetrics> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered"),
-            &HTTP_LABELS,
-        )
-        .expect("valid metric");
+        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered"), &HTTP_LABELS)
+            .expect("valid metric");
         let duration = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &HTTP_LABELS,
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("register once");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("register once");
+        registry.register(Box::new(requests.clone())).expect("register once");
+        registry.register(Box::new(duration.clone())).expect("register once");
         Arc::new(HttpMetrics {
             service,
             registry,
@@ -68,10 +57,7 @@ impl HttpMetrics {
     /// `GET /metrics`: the text exposition with its content type.
     pub fn exposition(&self) -> Response {
         (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
             self.render(),
         )
             .into_response()
@@ -90,11 +76,7 @@ impl HttpMetrics {
 /// Middleware (install with `route_layer`, so the route is matched):
 /// counts and times each request by route template and the run, gate and
 /// persona it concerns.
-pub async fn track_http(
-    State(metrics): State<Arc<HttpMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let (mut parts, body) = request.into_parts();

@@ -169,19 +169,12 @@ pub async fn list_runs(
         .map_err(|err| ApiError::invalid(&["query", "status"], err.to_string()))?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            &["query", "limit"],
-            "must be between 1 and 100",
-        ));
+        return Err(ApiError::invalid(&["query", "limit"], "must be between 1 and 100"));
     }
     let before = params
         .cursor
         .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))
-        .map(|c| {
-            c.ok_or_else(|| {
-                ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")
-            })
-        })
+        .map(|c| c.ok_or_else(|| ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")))
         .transpose()?;
     let mut runs = state
         .store
@@ -219,10 +212,7 @@ async fn find_run(state: &ApiState, run_id: &str) -> Result<Run, ApiError> {
 #[utoipa::path(get, path = "/v1/runs/{runId}", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path, description = "e.g. run_abc123def456")),
     responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
-pub async fn get_run(
-    State(state): State<ApiState>,
-    Path(run_id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
+pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) -> Result<Json<RunView>, ApiError> {
     let run = find_run(&state, &run_id).await?;
     let artifacts = state.store.list_artifacts(&run.id).await?;
     Ok(Json(RunView {

@@ -43,20 +43,12 @@ pub struct Run {
     pub user_id: Option<String>,
     pub payload: Value,
     pub result: Value,
-    pub start: StartDelivery,
+    /// seq of the last orchestrator event applied.
+    pub last_event_seq: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Insertion order; the list cursor.
     pub seq: i64,
-}
-
-/// Delivery of a run's start to the orchestrator, retried until acknowledged.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct StartDelivery {
-    pub acked_at: Option<DateTime<Utc>>,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// A run to insert.
@@ -103,19 +95,112 @@ impl Artifact {
     }
 }
 
-/// The outcome of one attempt to deliver a start.
+/// What the API asks of the orchestrator. Commands of one run are
+/// delivered in order and retried until acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    Start,
+    Signal,
+    Cancel,
+}
+
+impl CommandKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Signal => "signal",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+impl std::str::FromStr for CommandKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "start" => Ok(Self::Start),
+            "signal" => Ok(Self::Signal),
+            "cancel" => Ok(Self::Cancel),
+            other => Err(format!("unknown command kind {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub run_id: String,
+    pub kind: CommandKind,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub seq: i64,
+    pub run_id: String,
+    pub kind: CommandKind,
+    pub body: Value,
+    pub attempts: i64,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The outcome of one attempt to deliver a command.
 #[derive(Debug, Clone)]
-pub enum StartAttempt {
+pub enum DeliveryAttempt {
     Acked,
+    /// Delivered but refused for good (recorded, never retried).
+    Refused {
+        error: String,
+    },
     Failed {
         error: String,
         retry_at: DateTime<Utc>,
     },
 }
 
+/// How an applied event changes its run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunUpdate {
+    pub status: Option<RunStatus>,
+    /// `Some(None)` clears the current persona.
+    pub current_persona: Option<Option<String>>,
+    pub result: Option<Value>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// An orchestrator event, as recorded when applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedEvent {
+    pub event_id: String,
+    pub run_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A provider webhook delivery, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub provider: String,
+    /// `None` for deliveries that must not consume a key (rejected, duplicate).
+    pub idempotency_key: Option<String>,
+    pub run_id: Option<String>,
+    pub headers: Value,
+    pub body: String,
+    /// `verified`, `missing` or `rejected`.
+    pub signature_status: String,
+    /// `accepted`, `duplicate`, `rejected`.
+    pub outcome: String,
+    pub received_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait ApiStore: Send + Sync + 'static {
-    async fn insert_run(&self, run: &NewRun) -> StoreResult<Run>;
+    async fn insert_run(&self, run: &NewRun) -> StoreResult<Run> {
+        self.insert_run_with_command(run, None).await
+    }
 
     async fn get_run(&self, id: &str) -> StoreResult<Option<Run>>;
 
@@ -123,20 +208,45 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>>;
 
     /// Moves the run from `from` to `to` if it is still in `from` (so two
-    /// concurrent writers cannot both move it), recording `artifact` in the
-    /// same transaction. `false` when the run was not in `from`.
+    /// concurrent writers cannot both move it), recording `artifact` and
+    /// enqueueing `command` in the same transaction. `false` when the run
+    /// was not in `from` (then nothing is written).
     async fn transition(
         &self,
         id: &str,
         from: RunStatus,
         to: RunStatus,
         artifact: Option<&Artifact>,
+        command: Option<&NewCommand>,
     ) -> StoreResult<bool>;
 
-    async fn record_start_attempt(&self, id: &str, attempt: &StartAttempt) -> StoreResult<()>;
+    /// Inserts `run` and, in the same transaction, its first command.
+    async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run>;
 
-    /// Runs whose start was never acknowledged and whose next attempt is due.
-    async fn starts_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Run>>;
+    /// The oldest unacknowledged command of each run whose next attempt is
+    /// due (later commands of a run wait for the earlier ones).
+    async fn commands_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Command>>;
+
+    /// The oldest unacknowledged command of `run_id`, due or not.
+    async fn first_pending_command(&self, run_id: &str) -> StoreResult<Option<Command>>;
+
+    async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+
+    async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
+
+    /// Applies one event if the run's last applied seq is still
+    /// `expected_last_seq`: records the event, writes `update`, advances the
+    /// seq. `false` when another writer got there first.
+    async fn apply_event(&self, event: &AppliedEvent, expected_last_seq: i64, update: &RunUpdate) -> StoreResult<bool>;
+
+    async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>>;
+
+    /// Records a webhook delivery and, when it is accepted, enqueues
+    /// `command` in the same transaction. `Ok(false)` when its idempotency
+    /// key was already used (nothing is written then).
+    async fn record_webhook(&self, delivery: &WebhookDelivery, command: Option<&NewCommand>) -> StoreResult<bool>;
+
+    async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
 
     async fn insert_artifact(&self, artifact: &Artifact) -> StoreResult<()>;
 

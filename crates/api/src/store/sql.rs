@@ -1,21 +1,24 @@
 //! The SQL behind [`ApiStore`], written once and compiled for each backend:
 //! both speak `$n` placeholders, `RETURNING` and `ON CONFLICT`, and the
 //! column types map to the same Rust types (TEXT/JSONB -> `Json`,
-//! TEXT/TIMESTAMPTZ -> `DateTime<Utc>`).
+//! TEXT/TIMESTAMPTZ -> `DateTime<Utc>`; SQLite keeps UTC RFC 3339 text,
+//! whose byte order is time order).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use myloware_core::RunStatus;
 use myloware_db::is_unique_violation;
 use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiStore, Artifact, NewRun, Run, RunQuery, StartAttempt, StartDelivery, StoreError,
-    StoreResult, now,
+    ApiStore, AppliedEvent, Artifact, Command, DeliveryAttempt, NewCommand, NewRun, Run, RunQuery, RunUpdate,
+    StoreError, StoreResult, WebhookDelivery, now,
 };
 
-const RUN_COLUMNS: &str = "seq, id, project, status, current_persona, user_id, payload, result, \
-     start_acked_at, start_attempts, start_error, next_start_at, created_at, updated_at";
+const RUN_COLUMNS: &str =
+    "seq, id, project, status, current_persona, user_id, payload, result, last_event_seq, created_at, updated_at";
+const COMMAND_COLUMNS: &str = "seq, run_id, kind, body, attempts, acked_at, last_error, next_attempt_at";
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -27,10 +30,7 @@ struct RunRow {
     user_id: Option<String>,
     payload: Json<Value>,
     result: Json<Value>,
-    start_acked_at: Option<DateTime<Utc>>,
-    start_attempts: i64,
-    start_error: Option<String>,
-    next_start_at: Option<DateTime<Utc>>,
+    last_event_seq: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -49,12 +49,7 @@ impl TryFrom<RunRow> for Run {
             user_id: row.user_id,
             payload: row.payload.0,
             result: row.result.0,
-            start: StartDelivery {
-                acked_at: row.start_acked_at,
-                attempts: row.start_attempts,
-                last_error: row.start_error,
-                next_attempt_at: row.next_start_at,
-            },
+            last_event_seq: row.last_event_seq,
             created_at: row.created_at,
             updated_at: row.updated_at,
             seq: row.seq,
@@ -85,8 +80,94 @@ impl From<ArtifactRow> for Artifact {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct CommandRow {
+    seq: i64,
+    run_id: String,
+    kind: String,
+    body: Json<Value>,
+    attempts: i64,
+    acked_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    next_attempt_at: DateTime<Utc>,
+}
+
+impl TryFrom<CommandRow> for Command {
+    type Error = StoreError;
+    fn try_from(row: CommandRow) -> Result<Command, StoreError> {
+        Ok(Command {
+            kind: row.kind.parse().map_err(StoreError::Corrupt)?,
+            seq: row.seq,
+            run_id: row.run_id,
+            body: row.body.0,
+            attempts: row.attempts,
+            acked_at: row.acked_at,
+            last_error: row.last_error,
+            next_attempt_at: row.next_attempt_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_id: String,
+    run_id: String,
+    seq: i64,
+    kind: String,
+    data: Json<Value>,
+    at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    provider: String,
+    idempotency_key: Option<String>,
+    run_id: Option<String>,
+    headers: Json<Value>,
+    body: String,
+    signature_status: String,
+    outcome: String,
+    received_at: DateTime<Utc>,
+}
+
 fn runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
     rows.into_iter().map(Run::try_from).collect()
+}
+
+fn commands(rows: Vec<CommandRow>) -> StoreResult<Vec<Command>> {
+    rows.into_iter().map(Command::try_from).collect()
+}
+
+macro_rules! insert_artifact {
+    ($artifact:expr, $executor:expr) => {
+        sqlx::query(
+            "INSERT INTO artifacts (id, run_id, kind, persona, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&$artifact.id)
+        .bind(&$artifact.run_id)
+        .bind(&$artifact.kind)
+        .bind(&$artifact.persona)
+        .bind(Json(&$artifact.data))
+        .bind($artifact.created_at)
+        .execute($executor)
+        .await?
+    };
+}
+
+macro_rules! insert_command {
+    ($command:expr, $executor:expr) => {{
+        let at = now();
+        sqlx::query(
+            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&$command.run_id)
+        .bind($command.kind.as_str())
+        .bind(Json(&$command.body))
+        .bind(at)
+        .execute($executor)
+        .await?
+    }};
 }
 
 macro_rules! sql_api_store {
@@ -104,11 +185,11 @@ macro_rules! sql_api_store {
 
         #[async_trait]
         impl ApiStore for $store {
-            async fn insert_run(&self, run: &NewRun) -> StoreResult<Run> {
+            async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
+                let mut tx = self.pool.begin().await?;
                 let row: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO runs (id, project, status, user_id, payload, result, \
-                     next_start_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING {RUN_COLUMNS}"
+                    "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {RUN_COLUMNS}"
                 )))
                 .bind(&run.id)
                 .bind(&run.project)
@@ -117,7 +198,7 @@ macro_rules! sql_api_store {
                 .bind(Json(&run.payload))
                 .bind(Json(&run.result))
                 .bind(run.created_at)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(|err| {
                     if is_unique_violation(&err) {
@@ -126,16 +207,19 @@ macro_rules! sql_api_store {
                         err.into()
                     }
                 })?;
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
+                tx.commit().await?;
                 row.try_into()
             }
 
             async fn get_run(&self, id: &str) -> StoreResult<Option<Run>> {
-                let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                let row: Option<RunRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 row.map(Run::try_from).transpose()
             }
 
@@ -158,21 +242,20 @@ macro_rules! sql_api_store {
             async fn transition(
                 &self,
                 id: &str,
-                from: myloware_core::RunStatus,
-                to: myloware_core::RunStatus,
+                from: RunStatus,
+                to: RunStatus,
                 artifact: Option<&Artifact>,
+                command: Option<&NewCommand>,
             ) -> StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let moved = sqlx::query(
-                    "UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
-                )
-                .bind(id)
-                .bind(from.as_str())
-                .bind(to.as_str())
-                .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
+                let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+                    .bind(id)
+                    .bind(from.as_str())
+                    .bind(to.as_str())
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
                     == 1;
                 if !moved {
                     return Ok(false);
@@ -180,21 +263,50 @@ macro_rules! sql_api_store {
                 if let Some(artifact) = artifact {
                     insert_artifact!(artifact, &mut *tx);
                 }
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn record_start_attempt(&self, id: &str, attempt: &StartAttempt) -> StoreResult<()> {
+            async fn commands_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands c \
+                     WHERE c.acked_at IS NULL AND c.next_attempt_at <= $1 \
+                       AND NOT EXISTS (SELECT 1 FROM commands p \
+                                       WHERE p.run_id = c.run_id AND p.acked_at IS NULL AND p.seq < c.seq) \
+                     ORDER BY c.seq LIMIT $2"
+                )))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                commands(rows)
+            }
+
+            async fn first_pending_command(&self, run_id: &str) -> StoreResult<Option<Command>> {
+                let row: Option<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 AND acked_at IS NULL ORDER BY seq LIMIT 1"
+                )))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Command::try_from).transpose()
+            }
+
+            async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+                let at = now();
                 let (acked_at, error, retry_at) = match attempt {
-                    StartAttempt::Acked => (Some(now()), None, None),
-                    StartAttempt::Failed { error, retry_at } => (None, Some(error.as_str()), Some(*retry_at)),
+                    DeliveryAttempt::Acked => (Some(at), None, at),
+                    DeliveryAttempt::Refused { error } => (Some(at), Some(error.as_str()), at),
+                    DeliveryAttempt::Failed { error, retry_at } => (None, Some(error.as_str()), *retry_at),
                 };
                 sqlx::query(
-                    "UPDATE runs SET start_attempts = start_attempts + 1, start_acked_at = $2, \
-                     start_error = $3, next_start_at = $4 \
-                     WHERE id = $1 AND start_acked_at IS NULL",
+                    "UPDATE commands SET attempts = attempts + 1, acked_at = $2, last_error = $3, next_attempt_at = $4 \
+                     WHERE seq = $1 AND acked_at IS NULL",
                 )
-                .bind(id)
+                .bind(seq)
                 .bind(acked_at)
                 .bind(error)
                 .bind(retry_at)
@@ -203,17 +315,143 @@ macro_rules! sql_api_store {
                 Ok(())
             }
 
-            async fn starts_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Run>> {
-                let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs \
-                     WHERE start_acked_at IS NULL AND status = 'pending' AND next_start_at <= $1 \
-                     ORDER BY next_start_at LIMIT $2"
+            async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq"
                 )))
-                .bind(now)
-                .bind(i64::from(limit))
+                .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-                runs(rows)
+                commands(rows)
+            }
+
+            async fn apply_event(
+                &self,
+                event: &AppliedEvent,
+                expected_last_seq: i64,
+                update: &RunUpdate,
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let (persona_set, persona) = match &update.current_persona {
+                    Some(persona) => (true, persona.clone()),
+                    None => (false, None),
+                };
+                let moved = sqlx::query(
+                    "UPDATE runs SET last_event_seq = $3, updated_at = $4, \
+                       status = COALESCE($5, status), \
+                       result = COALESCE($6, result), \
+                       current_persona = CASE WHEN $7 THEN $8 ELSE current_persona END \
+                     WHERE id = $1 AND last_event_seq = $2",
+                )
+                .bind(&event.run_id)
+                .bind(expected_last_seq)
+                .bind(event.seq)
+                .bind(now())
+                .bind(update.status.map(|s| s.as_str()))
+                .bind(update.result.as_ref().map(Json))
+                .bind(persona_set)
+                .bind(persona)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !moved {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&event.event_id)
+                .bind(&event.run_id)
+                .bind(event.seq)
+                .bind(&event.kind)
+                .bind(Json(&event.data))
+                .bind(event.at)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+                for artifact in &update.artifacts {
+                    insert_artifact!(artifact, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| AppliedEvent {
+                        event_id: r.event_id,
+                        run_id: r.run_id,
+                        seq: r.seq,
+                        kind: r.kind,
+                        data: r.data.0,
+                        at: r.at,
+                    })
+                    .collect())
+            }
+
+            async fn record_webhook(
+                &self,
+                delivery: &WebhookDelivery,
+                command: Option<&NewCommand>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO webhook_deliveries \
+                     (provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(&delivery.provider)
+                .bind(&delivery.idempotency_key)
+                .bind(&delivery.run_id)
+                .bind(Json(&delivery.headers))
+                .bind(&delivery.body)
+                .bind(&delivery.signature_status)
+                .bind(&delivery.outcome)
+                .bind(delivery.received_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    return Ok(false);
+                }
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
+                let rows: Vec<WebhookRow> = sqlx::query_as(
+                    "SELECT provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at \
+                     FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
+                )
+                .bind(provider)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| WebhookDelivery {
+                        provider: r.provider,
+                        idempotency_key: r.idempotency_key,
+                        run_id: r.run_id,
+                        headers: r.headers.0,
+                        body: r.body,
+                        signature_status: r.signature_status,
+                        outcome: r.outcome,
+                        received_at: r.received_at,
+                    })
+                    .collect())
             }
 
             async fn insert_artifact(&self, artifact: &Artifact) -> StoreResult<()> {
@@ -237,23 +475,6 @@ macro_rules! sql_api_store {
                 Ok(())
             }
         }
-    };
-}
-
-macro_rules! insert_artifact {
-    ($artifact:expr, $executor:expr) => {
-        sqlx::query(
-            "INSERT INTO artifacts (id, run_id, kind, persona, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&$artifact.id)
-        .bind(&$artifact.run_id)
-        .bind(&$artifact.kind)
-        .bind(&$artifact.persona)
-        .bind(Json(&$artifact.data))
-        .bind($artifact.created_at)
-        .execute($executor)
-        .await?
     };
 }
 

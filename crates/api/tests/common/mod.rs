@@ -28,6 +28,7 @@ pub struct FakeOrchestrator {
     pub url: String,
     status: Arc<AtomicU16>,
     starts: Arc<Mutex<Vec<Value>>>,
+    others: Arc<Mutex<Vec<(String, String, Value)>>>,
 }
 
 impl FakeOrchestrator {
@@ -36,21 +37,32 @@ impl FakeOrchestrator {
             url: String::new(),
             status: Arc::new(AtomicU16::new(202)),
             starts: Arc::default(),
+            others: Arc::default(),
         };
         let app = axum::Router::new()
             .route(
                 "/v1/executions",
                 post(
                     |State(fake): State<FakeOrchestrator>, Json(body): Json<Value>| async move {
-                        let status =
-                            StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap();
+                        let status = StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap();
                         if status.is_success() {
                             fake.starts.lock().unwrap().push(body.clone());
                         }
-                        (
-                            status,
-                            Json(json!({"runId": body["runId"], "status": "queued"})),
-                        )
+                        (status, Json(json!({"runId": body["runId"], "status": "queued"})))
+                    },
+                ),
+            )
+            .route(
+                "/v1/executions/{run_id}/{action}",
+                post(
+                    |State(fake): State<FakeOrchestrator>,
+                     axum::extract::Path((run_id, action)): axum::extract::Path<(String, String)>,
+                     Json(body): Json<Value>| async move {
+                        let status = StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap();
+                        if status.is_success() {
+                            fake.others.lock().unwrap().push((run_id, action, body));
+                        }
+                        (status, Json(json!({"status": "accepted"})))
                     },
                 ),
             )
@@ -70,6 +82,11 @@ impl FakeOrchestrator {
     /// The status every later call gets (e.g. 503 for "down").
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// `(runId, "signals" | "cancel", body)` accepted so far.
+    pub fn commands(&self) -> Vec<(String, String, Value)> {
+        self.others.lock().unwrap().clone()
     }
 
     /// The start bodies accepted so far.
@@ -95,8 +112,7 @@ impl Drop for TestApp {
 }
 
 pub fn catalog() -> Catalog {
-    Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
-        .expect("the real catalog loads")
+    Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")).expect("the real catalog loads")
 }
 
 /// Starts the API on `db` with test defaults overridden by `vars`.
@@ -112,13 +128,8 @@ pub async fn spawn_app(db: &Db, vars: &[(&str, &str)]) -> TestApp {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config =
-        Config::from_lookup(|var| env.get(var).cloned()).expect("test configuration is valid");
-    let state = ApiState::new(
-        Arc::new(config),
-        myloware_api::store::open(db),
-        Arc::new(catalog()),
-    );
+    let config = Config::from_lookup(|var| env.get(var).cloned()).expect("test configuration is valid");
+    let state = ApiState::new(Arc::new(config), myloware_api::store::open(db), Arc::new(catalog()));
     let server = ApiServer::bind(state.clone()).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -149,12 +160,7 @@ impl TestApp {
 
     /// `POST /v1/runs/start`; returns the status and body.
     pub async fn start_run(&self, body: Value) -> (u16, Value) {
-        let response = self
-            .post("/v1/runs/start")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.post("/v1/runs/start").json(&body).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }

@@ -1,13 +1,18 @@
-//! What the orchestrator keeps: (for now) the knowledge base the personas
-//! search; executions, the step journal, waits and the outbox join it with
-//! the engine. One trait, a SQLite and a Postgres implementation, one
-//! conformance suite (`tests/store.rs`).
+//! What the orchestrator keeps: executions (one per run: its graph position,
+//! state, wait and lease), the signals they wait for, the journal of their
+//! side effects, the outbox of events for the API, the mock providers'
+//! ledger, and the knowledge base the personas search. One trait, a SQLite
+//! and a Postgres implementation, one conformance suite (`tests/store.rs`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use myloware_core::project::KnowledgeDoc;
+use myloware_core::wire::EventKind;
 use myloware_db::Db;
+use myloware_providers::mock::MockCall;
+use serde_json::Value;
 
 mod sql;
 
@@ -26,8 +31,236 @@ pub struct KnowledgeHit {
     pub body: String,
 }
 
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStatus {
+    /// Ready for a worker (or being worked on, under a lease).
+    Runnable,
+    /// Parked until a signal arrives or `wake_at` passes.
+    Waiting,
+    Completed,
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl ExecStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Runnable => "runnable",
+            Self::Waiting => "waiting",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Runnable | Self::Waiting)
+    }
+}
+
+impl std::str::FromStr for ExecStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Runnable,
+            Self::Waiting,
+            Self::Completed,
+            Self::Failed,
+            Self::Cancelled,
+            Self::Rejected,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| format!("unknown execution status {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub run_id: String,
+    pub project: String,
+    /// The `StartExecution` body it was created from.
+    pub request: Value,
+    pub status: ExecStatus,
+    /// Index of the next node to run.
+    pub node: i64,
+    pub state: Value,
+    pub wait: Option<Value>,
+    pub wake_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub event_seq: i64,
+    pub steps: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    pub run_id: String,
+    pub project: String,
+    pub request: Value,
+    pub state: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// Already there; `same` when it was created from an identical request.
+    Exists {
+        same: bool,
+    },
+}
+
+/// An event to append to the outbox (its seq is assigned on commit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub data: Value,
+}
+
+/// What one step leaves behind, committed in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCommit {
+    pub run_id: String,
+    pub worker: String,
+    pub node: i64,
+    /// `Waiting` becomes `Runnable` if a signal or a cancel arrived meanwhile.
+    pub status: ExecStatus,
+    pub state: Value,
+    pub wait: Option<Value>,
+    pub wake_at: Option<DateTime<Utc>>,
+    pub events: Vec<NewEvent>,
+    /// Signals up to this seq were read by the step.
+    pub consumed_through: Option<i64>,
+    /// Keep the lease until then (the worker goes on with the next node);
+    /// `None` releases it.
+    pub keep_lease_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSignal {
+    pub seq: i64,
+    pub signal_id: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalOutcome {
+    Accepted,
+    Duplicate,
+    UnknownExecution,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub key: String,
+    pub provider: String,
+    pub operation: String,
+    /// `started`, `succeeded` or `failed`.
+    pub status: String,
+    pub request: Value,
+    pub response: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JournalBegin {
+    /// This worker owns the call: make it.
+    Begun,
+    /// The call was begun before (maybe answered, maybe not).
+    Existing(JournalEntry),
+    /// Another worker holds the execution now.
+    LeaseLost,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub run_id: String,
+    pub run_seq: i64,
+    pub kind: String,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i64,
+}
+
+/// Work the engine still holds, for gauges and test teardown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    pub runnable: i64,
+    pub waiting: i64,
+    pub outbox_pending: i64,
+}
+
 #[async_trait]
 pub trait OrchestratorStore: Send + Sync + 'static {
+    /// Creates the execution with its first event, or reports that it exists.
+    async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created>;
+
+    async fn get_execution(&self, run_id: &str) -> StoreResult<Option<Execution>>;
+
+    /// Leases one runnable execution (or a waiting one whose `wake_at` has
+    /// passed) whose lease is free or expired.
+    async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Option<Execution>>;
+
+    /// `false` when the lease is no longer this worker's.
+    async fn extend_lease(&self, run_id: &str, worker: &str, until: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Commits a step if `commit.worker` still holds the lease.
+    async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool>;
+
+    async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome>;
+
+    async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>>;
+
+    /// Marks the execution for cancellation and wakes it; `None` if unknown.
+    async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
+
+    async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
+
+    async fn journal_begin(
+        &self,
+        run_id: &str,
+        worker: &str,
+        key: &str,
+        provider: &str,
+        operation: &str,
+        request: &Value,
+    ) -> StoreResult<JournalBegin>;
+
+    async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()>;
+
+    async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;
+
+    /// Undelivered events that are due, oldest first, never one that waits
+    /// behind an earlier undelivered event of its run.
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
+
+    async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()>;
+
+    /// Postpones every undelivered event of the run.
+    async fn outbox_retry(&self, run_id: &str, error: &str, retry_at: DateTime<Utc>) -> StoreResult<()>;
+
+    async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>>;
+
+    async fn counts(&self) -> StoreResult<EngineCounts>;
+
+    async fn record_mock_call(&self, call: &MockCall) -> StoreResult<()>;
+
+    async fn find_mock_call(&self, provider: &str, operation: &str, key: &str) -> StoreResult<Option<MockCall>>;
+
+    /// Every mock call of a run, in order.
+    async fn mock_calls(&self, run_id: &str) -> StoreResult<Vec<MockCall>>;
+
     /// Replaces the whole knowledge base with `docs`, atomically.
     async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()>;
 
@@ -44,6 +277,23 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<KnowledgeHit>>;
 
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The mock providers' ledger, kept in this store.
+pub struct StoreLedger(pub Arc<dyn OrchestratorStore>);
+
+#[async_trait]
+impl myloware_providers::mock::MockLedger for StoreLedger {
+    async fn record(&self, call: &MockCall) -> Result<(), String> {
+        self.0.record_mock_call(call).await.map_err(|e| e.to_string())
+    }
+
+    async fn find(&self, provider: &str, operation: &str, key: &str) -> Result<Option<MockCall>, String> {
+        self.0
+            .find_mock_call(provider, operation, key)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub fn open(db: &Db) -> Arc<dyn OrchestratorStore> {

@@ -2,10 +2,170 @@
 //! only the full-text search differs (FTS5 on SQLite, tsvector on Postgres).
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use myloware_core::project::KnowledgeDoc;
+use myloware_providers::mock::MockCall;
+use serde_json::Value;
+use sqlx::types::Json;
 
-use super::{KnowledgeHit, OrchestratorStore, StoreResult, query_terms};
+use super::{
+    Created, EngineCounts, ExecStatus, Execution, JournalBegin, JournalEntry, KnowledgeHit, NewEvent, NewExecution,
+    OrchestratorStore, OutboxEvent, SignalOutcome, StepCommit, StoreResult, StoredSignal, query_terms,
+};
+
+const EXECUTION_COLUMNS: &str = "run_id, project, request, status, node, state, wait, wake_at, cancel_requested, \
+     lease_owner, lease_until, event_seq, steps, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct ExecutionRow {
+    run_id: String,
+    project: String,
+    request: Json<Value>,
+    status: String,
+    node: i64,
+    state: Json<Value>,
+    wait: Option<Json<Value>>,
+    wake_at: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    lease_owner: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+    event_seq: i64,
+    steps: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = sqlx::Error;
+    fn try_from(row: ExecutionRow) -> Result<Execution, sqlx::Error> {
+        Ok(Execution {
+            status: row.status.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            run_id: row.run_id,
+            project: row.project,
+            request: row.request.0,
+            node: row.node,
+            state: row.state.0,
+            wait: row.wait.map(|w| w.0),
+            wake_at: row.wake_at,
+            cancel_requested: row.cancel_requested,
+            lease_owner: row.lease_owner,
+            lease_until: row.lease_until,
+            event_seq: row.event_seq,
+            steps: row.steps,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct JournalRow {
+    key: String,
+    provider: String,
+    operation: String,
+    status: String,
+    request: Json<Value>,
+    response: Option<Json<Value>>,
+}
+
+impl From<JournalRow> for JournalEntry {
+    fn from(r: JournalRow) -> JournalEntry {
+        JournalEntry {
+            key: r.key,
+            provider: r.provider,
+            operation: r.operation,
+            status: r.status,
+            request: r.request.0,
+            response: r.response.map(|j| j.0),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    event_id: String,
+    run_id: String,
+    run_seq: i64,
+    kind: String,
+    data: Json<Value>,
+    created_at: DateTime<Utc>,
+    attempts: i64,
+}
+
+impl From<OutboxRow> for OutboxEvent {
+    fn from(r: OutboxRow) -> OutboxEvent {
+        OutboxEvent {
+            event_id: r.event_id,
+            run_id: r.run_id,
+            run_seq: r.run_seq,
+            kind: r.kind,
+            data: r.data.0,
+            created_at: r.created_at,
+            attempts: r.attempts,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MockCallRow {
+    provider: String,
+    operation: String,
+    key: String,
+    run_id: String,
+    request: Json<Value>,
+    response: Json<Value>,
+}
+
+impl From<MockCallRow> for MockCall {
+    fn from(r: MockCallRow) -> MockCall {
+        MockCall {
+            provider: r.provider,
+            operation: r.operation,
+            key: r.key,
+            run_id: r.run_id,
+            request: r.request.0,
+            response: r.response.0,
+        }
+    }
+}
+
+const CLAIMABLE: &str = "(status = 'runnable' OR (status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= $3)) \
+     AND (lease_until IS NULL OR lease_until < $3)";
+
+/// SQLite serializes writers, so the sub-select and the update are atomic.
+const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
+     (SELECT run_id FROM executions WHERE {CLAIMABLE} ORDER BY updated_at LIMIT 1) RETURNING {EXECUTION_COLUMNS}";
+
+/// Postgres: workers skip rows another worker is claiming.
+const POSTGRES_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
+     (SELECT run_id FROM executions WHERE {CLAIMABLE} ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING {EXECUTION_COLUMNS}";
+
+fn claim_sql(template: &str) -> String {
+    template
+        .replace("{CLAIMABLE}", CLAIMABLE)
+        .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
+}
+
+macro_rules! insert_events {
+    ($tx:expr, $run_id:expr, $first_seq:expr, $events:expr) => {{
+        let at = Utc::now();
+        for (i, event) in $events.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, run_id, run_seq, kind, data, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind($run_id)
+            .bind($first_seq + i as i64)
+            .bind(event.kind.as_str())
+            .bind(Json(&event.data))
+            .bind(at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
 
 #[derive(sqlx::FromRow)]
 struct HitRow {
@@ -46,7 +206,7 @@ fn postgres_match(terms: &[String]) -> String {
 }
 
 macro_rules! sql_orchestrator_store {
-    ($store:ident, $db:ty, $search:expr, $match:expr) => {
+    ($store:ident, $db:ty, $search:expr, $match:expr, $claim:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -62,7 +222,9 @@ macro_rules! sql_orchestrator_store {
         impl OrchestratorStore for $store {
             async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("DELETE FROM knowledge_documents").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM knowledge_documents")
+                    .execute(&mut *tx)
+                    .await?;
                 let now = Utc::now();
                 for doc in docs {
                     sqlx::query(
@@ -122,6 +284,358 @@ macro_rules! sql_orchestrator_store {
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
             }
+
+            async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
+                let mut tx = self.pool.begin().await?;
+                let now = Utc::now();
+                let inserted = sqlx::query(
+                    "INSERT INTO executions (run_id, project, request, status, state, event_seq, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'runnable', $4, 1, $5, $5) ON CONFLICT (run_id) DO NOTHING",
+                )
+                .bind(&new.run_id)
+                .bind(&new.project)
+                .bind(Json(&new.request))
+                .bind(Json(&new.state))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    let (existing,): (Json<Value>,) =
+                        sqlx::query_as("SELECT request FROM executions WHERE run_id = $1")
+                            .bind(&new.run_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    return Ok(Created::Exists { same: existing.0 == new.request });
+                }
+                insert_events!(tx, &new.run_id, 1i64, std::slice::from_ref(first_event));
+                tx.commit().await?;
+                Ok(Created::Created)
+            }
+
+            async fn get_execution(&self, run_id: &str) -> StoreResult<Option<Execution>> {
+                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE run_id = $1"
+                )))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Execution::try_from).transpose()
+            }
+
+            async fn claim(
+                &self,
+                worker: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+            ) -> StoreResult<Option<Execution>> {
+                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql($claim)))
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(Execution::try_from).transpose()
+            }
+
+            async fn extend_lease(&self, run_id: &str, worker: &str, until: DateTime<Utc>) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE executions SET lease_until = $3 WHERE run_id = $1 AND lease_owner = $2")
+                    .bind(run_id)
+                    .bind(worker)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let now = Utc::now();
+                if let Some(through) = commit.consumed_through {
+                    sqlx::query(
+                        "UPDATE signals SET consumed_at = $3 WHERE run_id = $1 AND seq <= $2 AND consumed_at IS NULL",
+                    )
+                    .bind(&commit.run_id)
+                    .bind(through)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let keep = commit.keep_lease_until.is_some();
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE executions SET node = $3, \
+                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR EXISTS \
+                         (SELECT 1 FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL)) \
+                         THEN 'runnable' ELSE $4 END, \
+                       state = $5, wait = $6, wake_at = $7, \
+                       lease_owner = CASE WHEN $8 THEN lease_owner ELSE NULL END, \
+                       lease_until = CASE WHEN $8 THEN $9 ELSE NULL END, \
+                       event_seq = event_seq + $10, steps = steps + 1, updated_at = $11 \
+                     WHERE run_id = $1 AND lease_owner = $2 RETURNING event_seq",
+                )
+                .bind(&commit.run_id)
+                .bind(&commit.worker)
+                .bind(commit.node)
+                .bind(commit.status.as_str())
+                .bind(Json(&commit.state))
+                .bind(commit.wait.as_ref().map(Json))
+                .bind(commit.wake_at)
+                .bind(keep)
+                .bind(commit.keep_lease_until)
+                .bind(commit.events.len() as i64)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((last_seq,)) = row else {
+                    // Lease lost: roll back everything (the signals stay unread).
+                    return Ok(false);
+                };
+                let first_seq = last_seq - commit.events.len() as i64 + 1;
+                insert_events!(tx, &commit.run_id, first_seq, &commit.events);
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let now = Utc::now();
+                let woke = sqlx::query(
+                    "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
+                     updated_at = $2 WHERE run_id = $1",
+                )
+                .bind(run_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if woke.rows_affected() == 0 {
+                    return Ok(SignalOutcome::UnknownExecution);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO signals (run_id, signal_id, body, received_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (run_id, signal_id) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(signal_id)
+                .bind(Json(body))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(SignalOutcome::Duplicate);
+                }
+                tx.commit().await?;
+                Ok(SignalOutcome::Accepted)
+            }
+
+            async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>> {
+                let rows: Vec<(i64, String, Json<Value>)> = sqlx::query_as(
+                    "SELECT seq, signal_id, body FROM signals WHERE run_id = $1 AND consumed_at IS NULL ORDER BY seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, signal_id, body)| StoredSignal { seq, signal_id, body: body.0 })
+                    .collect())
+            }
+
+            async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "UPDATE executions SET cancel_requested = TRUE, \
+                     status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, updated_at = $2 \
+                     WHERE run_id = $1 RETURNING status",
+                )
+                .bind(run_id)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|(s,)| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
+            }
+
+            async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool> {
+                let row: Option<(bool,)> = sqlx::query_as("SELECT cancel_requested FROM executions WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some_and(|(c,)| c))
+            }
+
+            async fn journal_begin(
+                &self,
+                run_id: &str,
+                worker: &str,
+                key: &str,
+                provider: &str,
+                operation: &str,
+                request: &Value,
+            ) -> StoreResult<JournalBegin> {
+                let mut tx = self.pool.begin().await?;
+                let now = Utc::now();
+                let held = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
+                    .bind(run_id)
+                    .bind(worker)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if held.rows_affected() == 0 {
+                    return Ok(JournalBegin::LeaseLost);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(key)
+                .bind(provider)
+                .bind(operation)
+                .bind(Json(request))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    tx.commit().await?;
+                    return Ok(JournalBegin::Begun);
+                }
+                let row: JournalRow = sqlx::query_as(
+                    "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2",
+                )
+                .bind(run_id)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+                Ok(JournalBegin::Existing(row.into()))
+            }
+
+            async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()> {
+                sqlx::query("UPDATE journal SET status = $3, response = $4, updated_at = $5 WHERE run_id = $1 AND key = $2")
+                    .bind(run_id)
+                    .bind(key)
+                    .bind(if succeeded { "succeeded" } else { "failed" })
+                    .bind(Json(response))
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
+                let rows: Vec<JournalRow> = sqlx::query_as(
+                    "SELECT key, provider, operation, status, request, response FROM journal \
+                     WHERE run_id = $1 ORDER BY created_at, key",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(JournalEntry::from).collect())
+            }
+
+            async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts FROM outbox o \
+                     WHERE o.delivered_at IS NULL AND o.next_attempt_at <= $1 \
+                       AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.run_id = o.run_id AND p.delivered_at IS NULL \
+                                       AND p.run_seq < o.run_seq AND p.next_attempt_at > $1) \
+                     ORDER BY o.seq LIMIT $2",
+                )
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+            }
+
+            async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let now = Utc::now();
+                for id in event_ids {
+                    sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE event_id = $1 AND delivered_at IS NULL")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+
+            async fn outbox_retry(&self, run_id: &str, error: &str, retry_at: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
+                     WHERE run_id = $1 AND delivered_at IS NULL",
+                )
+                .bind(run_id)
+                .bind(error)
+                .bind(retry_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts FROM outbox \
+                     WHERE run_id = $1 ORDER BY run_seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+            }
+
+            async fn counts(&self) -> StoreResult<EngineCounts> {
+                let (runnable, waiting): (i64, i64) = sqlx::query_as(
+                    "SELECT COALESCE(SUM(CASE WHEN status = 'runnable' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) FROM executions",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let (outbox_pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(EngineCounts { runnable, waiting, outbox_pending })
+            }
+
+            async fn record_mock_call(&self, call: &MockCall) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO mock_provider_calls (provider, operation, key, run_id, request, response, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&call.provider)
+                .bind(&call.operation)
+                .bind(&call.key)
+                .bind(&call.run_id)
+                .bind(Json(&call.request))
+                .bind(Json(&call.response))
+                .bind(Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_mock_call(&self, provider: &str, operation: &str, key: &str) -> StoreResult<Option<MockCall>> {
+                let row: Option<MockCallRow> = sqlx::query_as(
+                    "SELECT provider, operation, key, run_id, request, response FROM mock_provider_calls \
+                     WHERE provider = $1 AND key = $2 AND operation = $3 ORDER BY seq LIMIT 1",
+                )
+                .bind(provider)
+                .bind(key)
+                .bind(operation)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(MockCall::from))
+            }
+
+            async fn mock_calls(&self, run_id: &str) -> StoreResult<Vec<MockCall>> {
+                let rows: Vec<MockCallRow> = sqlx::query_as(
+                    "SELECT provider, operation, key, run_id, request, response FROM mock_provider_calls \
+                     WHERE run_id = $1 ORDER BY seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(MockCall::from).collect())
+            }
         }
     };
 }
@@ -130,11 +644,13 @@ sql_orchestrator_store!(
     SqliteOrchestratorStore,
     sqlx::Sqlite,
     SQLITE_SEARCH,
-    sqlite_match
+    sqlite_match,
+    SQLITE_CLAIM
 );
 sql_orchestrator_store!(
     PgOrchestratorStore,
     sqlx::Postgres,
     POSTGRES_SEARCH,
-    postgres_match
+    postgres_match,
+    POSTGRES_CLAIM
 );

@@ -1,0 +1,118 @@
+//! Delivery of commands (start, signal, cancel) to the orchestrator: in
+//! order per run, each retried with capped exponential backoff until the
+//! orchestrator acknowledges it. Every command is stored (with the state
+//! change that caused it) before the first attempt, so none is lost when
+//! the orchestrator or this process is down.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use myloware_core::RunStatus;
+use serde_json::json;
+
+use crate::ApiState;
+use crate::orchestrator::OrchestratorError;
+use crate::store::{Artifact, Command, CommandKind, DeliveryAttempt};
+
+/// 1 s, 2 s, 4 s ... capped at 30 s.
+fn backoff(previous_attempts: i64) -> chrono::Duration {
+    let exp = previous_attempts.clamp(0, 5) as u32;
+    chrono::Duration::seconds((1i64 << exp).min(30))
+}
+
+/// One attempt at `command`, recorded either way. `Err` says why it was not
+/// acknowledged.
+pub async fn deliver(state: &ApiState, command: &Command) -> Result<(), String> {
+    let outcome = state
+        .orchestrator
+        .send(&command.run_id, command.kind, &command.body)
+        .await;
+    let attempt = match &outcome {
+        Ok(()) => DeliveryAttempt::Acked,
+        // The orchestrator understood and refused: retrying cannot help.
+        Err(OrchestratorError::Refused { status, body }) if matches!(status, 400 | 404 | 409 | 422) => {
+            let error = format!("orchestrator refused the {} ({status}): {body}", command.kind.as_str());
+            tracing::error!(runId = %command.run_id, command = command.kind.as_str(), %error, "command refused");
+            if command.kind == CommandKind::Start && *status != 409 {
+                fail_unstartable_run(state, &command.run_id, &error).await;
+            }
+            DeliveryAttempt::Refused { error }
+        }
+        Err(err) => {
+            tracing::warn!(
+                runId = %command.run_id,
+                command = command.kind.as_str(),
+                attempt = command.attempts + 1,
+                error = %err,
+                "command not delivered; will retry"
+            );
+            DeliveryAttempt::Failed {
+                error: err.to_string(),
+                retry_at: Utc::now() + backoff(command.attempts),
+            }
+        }
+    };
+    if let Err(err) = state.store.record_delivery(command.seq, &attempt).await {
+        tracing::error!(runId = %command.run_id, error = %err, "cannot record a command delivery");
+    }
+    match attempt {
+        DeliveryAttempt::Acked => Ok(()),
+        DeliveryAttempt::Refused { error } | DeliveryAttempt::Failed { error, .. } => Err(error),
+    }
+}
+
+/// Delivers the run's oldest pending command now (the one just enqueued,
+/// unless an earlier one is still waiting, which then goes first).
+pub async fn deliver_next(state: &ApiState, run_id: &str) -> Result<(), String> {
+    match state.store.first_pending_command(run_id).await {
+        Ok(Some(command)) => deliver(state, &command).await,
+        Ok(None) => Ok(()),
+        Err(err) => Err(format!("cannot read pending commands: {err}")),
+    }
+}
+
+/// A start the orchestrator will never accept (e.g. an invalid graph) fails
+/// the run with the orchestrator's reason, instead of leaving it pending.
+async fn fail_unstartable_run(state: &ApiState, run_id: &str, error: &str) {
+    let artifact = Artifact::new(run_id, "run.failed", None, json!({"error": error}));
+    match state
+        .store
+        .transition(run_id, RunStatus::Pending, RunStatus::Failed, Some(&artifact), None)
+        .await
+    {
+        Ok(true) => tracing::error!(runId = %run_id, "run failed: the orchestrator refused its start"),
+        Ok(false) => {}
+        Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail an unstartable run"),
+    }
+}
+
+/// Background task: delivers due commands until `shutdown` fires.
+pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match state.store.commands_due(Utc::now(), 100).await {
+            Ok(due) => {
+                for command in due {
+                    let _ = deliver(&state, &command).await;
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0).num_seconds(), 1);
+        assert_eq!(backoff(1).num_seconds(), 2);
+        assert_eq!(backoff(4).num_seconds(), 16);
+        assert_eq!(backoff(40).num_seconds(), 30);
+    }
+}

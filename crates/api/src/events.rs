@@ -1,0 +1,327 @@
+//! Applying the orchestrator's events to runs: each event once (by
+//! `eventId`, and by `seq`: a seq at or below the run's last is a
+//! duplicate), in `seq` order per run (a gap is refused so the outbox
+//! retries it later), in one transaction with its artifacts. Terminal runs
+//! never move: late events are recorded but change neither status nor
+//! result.
+
+use myloware_core::RunStatus;
+use myloware_core::run::Transition;
+use myloware_core::wire::{Event, EventKind};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::store::{AppliedEvent, Artifact, Run, RunUpdate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOutcome {
+    Applied,
+    Duplicate,
+    /// An earlier event of the run has not arrived yet; send again later.
+    OutOfOrder,
+    /// No such run here (deleted by retention): nothing to apply, do not retry.
+    UnknownRun,
+}
+
+impl EventOutcome {
+    /// Whether the sender may forget the event.
+    pub fn is_final(self) -> bool {
+        self != EventOutcome::OutOfOrder
+    }
+}
+
+/// Applies one event; retries when another writer applied one concurrently.
+pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {
+    for _ in 0..5 {
+        let Some(run) = state.store.get_run(&event.run_id).await? else {
+            tracing::warn!(runId = %event.run_id, eventId = %event.event_id, "event for an unknown run dropped");
+            return Ok(EventOutcome::UnknownRun);
+        };
+        if event.seq <= run.last_event_seq {
+            return Ok(EventOutcome::Duplicate);
+        }
+        if event.seq > run.last_event_seq + 1 {
+            return Ok(EventOutcome::OutOfOrder);
+        }
+        let update = effect(&run, event);
+        let applied = AppliedEvent {
+            event_id: event.event_id.clone(),
+            run_id: event.run_id.clone(),
+            seq: event.seq,
+            kind: event.kind.as_str().to_string(),
+            data: event.data.clone(),
+            at: event.at,
+        };
+        if state.store.apply_event(&applied, run.last_event_seq, &update).await? {
+            if let Some(status) = update.status {
+                tracing::info!(runId = %run.id, from = %run.status, to = %status, event = event.kind.as_str(), "run status changed");
+            }
+            return Ok(EventOutcome::Applied);
+        }
+    }
+    Err(ApiError::Conflict("the run is changing; send the event again".into()))
+}
+
+/// What `event` does to `run` (pure; the store writes it).
+pub fn effect(run: &Run, event: &Event) -> RunUpdate {
+    let data = &event.data;
+    let persona = data["persona"].as_str().map(str::to_owned);
+    let mut update = RunUpdate::default();
+    let mut result = run.result.clone();
+    let mut result_changed = false;
+    let mut move_to = |to: RunStatus| match run.status.transition_to(to) {
+        Ok(Transition::Moved) => update.status = Some(to),
+        Ok(Transition::Unchanged) => {}
+        Err(refused) => {
+            tracing::warn!(runId = %run.id, event = event.kind.as_str(), %refused, "event does not move the run")
+        }
+    };
+    match event.kind {
+        EventKind::ExecutionStarted => move_to(RunStatus::Running),
+        EventKind::PersonaStarted => {
+            if matches!(
+                run.status,
+                RunStatus::Pending | RunStatus::AwaitingIdeate | RunStatus::AwaitingPrepublish
+            ) {
+                move_to(RunStatus::Running);
+            }
+        }
+        EventKind::StatusChanged => match data["status"].as_str().and_then(|s| s.parse::<RunStatus>().ok()) {
+            Some(status) => move_to(status),
+            None => tracing::warn!(runId = %run.id, data = %data, "status.changed without a known status"),
+        },
+        EventKind::GateReached => match data["gate"]
+            .as_str()
+            .and_then(|g| g.parse::<myloware_core::Gate>().ok())
+        {
+            Some(gate) => move_to(gate.awaiting_status()),
+            None => tracing::warn!(runId = %run.id, data = %data, "gate.reached without a known gate"),
+        },
+        EventKind::ExecutionCompleted => {
+            move_to(RunStatus::Published);
+            for field in ["videos", "renderUrl", "publishUrls"] {
+                if let Some(value) = data.get(field) {
+                    result[field] = value.clone();
+                }
+            }
+            result_changed = true;
+        }
+        EventKind::ExecutionFailed => {
+            move_to(RunStatus::Failed);
+            result["error"] = data["error"].clone();
+            result_changed = true;
+        }
+        EventKind::ExecutionCancelled => move_to(RunStatus::Cancelled),
+        EventKind::ExecutionRejected => move_to(RunStatus::Rejected),
+        EventKind::PersonaCompleted | EventKind::ArtifactCreated => {}
+    }
+
+    // Artifacts record what happened, even for a run that already ended.
+    match event.kind {
+        EventKind::PersonaCompleted => update.artifacts.push(Artifact::new(
+            &run.id,
+            "persona.output",
+            persona.as_deref(),
+            data["output"].clone(),
+        )),
+        EventKind::ArtifactCreated => {
+            let kind = data["kind"].as_str().unwrap_or("unknown");
+            update
+                .artifacts
+                .push(Artifact::new(&run.id, kind, persona.as_deref(), data["data"].clone()));
+            result_changed |= update_result_for_artifact(&mut result, kind, &data["data"]);
+        }
+        EventKind::GateReached => update.artifacts.push(Artifact::new(
+            &run.id,
+            "gate.reached",
+            persona.as_deref(),
+            json!({"gate": data["gate"], "preview": data["preview"]}),
+        )),
+        EventKind::ExecutionFailed => update.artifacts.push(Artifact::new(
+            &run.id,
+            "run.failed",
+            persona.as_deref(),
+            data["error"].clone(),
+        )),
+        _ => {}
+    }
+    if event.kind == EventKind::PersonaCompleted && persona.as_deref() == Some("iggy") {
+        // Iggy's ideas are the run's videos from now on.
+        if let Some(ideas) = data["output"]["ideas"].as_array() {
+            result["videos"] = Value::Array(
+                ideas
+                    .iter()
+                    .map(|idea| {
+                        json!({"index": idea["index"], "subject": idea["subject"], "header": idea["header"], "status": "pending"})
+                    })
+                    .collect(),
+            );
+            result_changed = true;
+        }
+    }
+
+    if run.status.is_terminal() {
+        // Late events never move a terminal run.
+        update.status = None;
+        return update;
+    }
+    match event.kind {
+        EventKind::PersonaStarted => update.current_persona = Some(persona),
+        EventKind::ExecutionCompleted
+        | EventKind::ExecutionFailed
+        | EventKind::ExecutionCancelled
+        | EventKind::ExecutionRejected => update.current_persona = Some(None),
+        _ => {}
+    }
+    if result_changed {
+        update.result = Some(result);
+    }
+    update
+}
+
+/// `kieai.clip`, `render.url` and `publish.url` artifacts also fill `result`.
+fn update_result_for_artifact(result: &mut Value, kind: &str, data: &Value) -> bool {
+    match kind {
+        "kieai.clip" => {
+            let Some(index) = data["index"].as_u64() else {
+                return false;
+            };
+            let videos = result["videos"].as_array_mut();
+            let Some(videos) = videos else { return false };
+            let video = match videos.iter_mut().find(|v| v["index"].as_u64() == Some(index)) {
+                Some(video) => video,
+                None => {
+                    videos.push(json!({"index": index}));
+                    videos.last_mut().expect("just pushed")
+                }
+            };
+            video["status"] = data["status"].clone();
+            if let Some(url) = data.get("url").filter(|u| !u.is_null()) {
+                video["assetUrl"] = url.clone();
+            }
+            true
+        }
+        "render.url" => {
+            result["renderUrl"] = data["url"].clone();
+            true
+        }
+        "publish.url" => {
+            let url = data["url"].clone();
+            match result["publishUrls"].as_array_mut() {
+                Some(urls) if urls.contains(&url) => return false,
+                Some(urls) => urls.push(url),
+                None => result["publishUrls"] = json!([url]),
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(status: RunStatus) -> Run {
+        Run {
+            id: "run_abc".into(),
+            project: "test_video_gen".into(),
+            status,
+            current_persona: None,
+            user_id: None,
+            payload: json!({}),
+            result: json!({"videos": [{"index": 0, "subject": "moon", "header": "cheeseburger", "status": "pending"}], "renderUrl": null, "publishUrls": [], "error": null}),
+            last_event_seq: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            seq: 1,
+        }
+    }
+
+    fn event(kind: EventKind, data: Value) -> Event {
+        Event {
+            event_id: "e1".into(),
+            run_id: "run_abc".into(),
+            seq: 1,
+            kind,
+            at: Utc::now(),
+            data,
+        }
+    }
+
+    #[test]
+    fn clips_renders_and_publishes_fill_the_result() {
+        let clip = event(
+            EventKind::ArtifactCreated,
+            json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": 0, "status": "completed", "url": "https://x/0.mp4"}}),
+        );
+        let update = effect(&run(RunStatus::Generating), &clip);
+        let result = update.result.unwrap();
+        assert_eq!(result["videos"][0]["status"], "completed");
+        assert_eq!(result["videos"][0]["assetUrl"], "https://x/0.mp4");
+        assert_eq!(result["videos"][0]["subject"], "moon");
+        assert_eq!(update.artifacts[0].kind, "kieai.clip");
+
+        let publish = event(
+            EventKind::ArtifactCreated,
+            json!({"kind": "publish.url", "data": {"url": "https://tiktok/1"}}),
+        );
+        let result = effect(&run(RunStatus::Publishing), &publish).result.unwrap();
+        assert_eq!(result["publishUrls"], json!(["https://tiktok/1"]));
+    }
+
+    #[test]
+    fn failures_carry_the_error_into_the_result() {
+        let failed = event(
+            EventKind::ExecutionFailed,
+            json!({"error": {"code": "kieai.clip_failed", "message": "content policy", "persona": "riley"}}),
+        );
+        let update = effect(&run(RunStatus::Generating), &failed);
+        assert_eq!(update.status, Some(RunStatus::Failed));
+        assert_eq!(update.result.unwrap()["error"]["message"], "content policy");
+        assert_eq!(update.current_persona, Some(None));
+    }
+
+    #[test]
+    fn terminal_runs_do_not_move_or_change_their_result() {
+        for kind in [
+            EventKind::ExecutionStarted,
+            EventKind::ExecutionCompleted,
+            EventKind::ExecutionFailed,
+        ] {
+            let update = effect(&run(RunStatus::Cancelled), &event(kind, json!({"videos": []})));
+            assert_eq!(update.status, None, "{kind:?}");
+            assert_eq!(update.result, None, "{kind:?}");
+            assert_eq!(update.current_persona, None, "{kind:?}");
+        }
+        let late_clip = event(
+            EventKind::ArtifactCreated,
+            json!({"kind": "kieai.clip", "data": {"index": 0, "status": "completed"}}),
+        );
+        let update = effect(&run(RunStatus::Cancelled), &late_clip);
+        assert_eq!(update.artifacts.len(), 1, "what happened is still recorded");
+        assert_eq!(update.result, None);
+    }
+
+    #[test]
+    fn gates_and_resumption_move_the_status() {
+        let gate = event(
+            EventKind::GateReached,
+            json!({"gate": "ideate", "persona": "iggy", "preview": {}}),
+        );
+        assert_eq!(
+            effect(&run(RunStatus::Running), &gate).status,
+            Some(RunStatus::AwaitingIdeate)
+        );
+        let resumed = event(EventKind::PersonaStarted, json!({"persona": "riley"}));
+        let update = effect(&run(RunStatus::AwaitingIdeate), &resumed);
+        assert_eq!(update.status, Some(RunStatus::Running));
+        assert_eq!(update.current_persona, Some(Some("riley".into())));
+    }
+}

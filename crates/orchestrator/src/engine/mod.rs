@@ -1,0 +1,338 @@
+//! The durable engine. An execution walks its graph's nodes; each node
+//! invocation is a step whose output, new state and events for the API are
+//! committed in one transaction, fenced by the worker's lease. Provider
+//! calls are journaled by idempotency key before they are made, so a step
+//! re-run after a crash recovers the earlier call instead of paying twice.
+//! Waiting executions are rows, not tasks: signals and timers make them
+//! runnable again. See docs/engine.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use myloware_core::config::Config;
+use myloware_core::graph::{self, Node};
+use myloware_core::project::Persona;
+use myloware_core::wire::{EventKind, StartExecution};
+use myloware_core::{Gate, ProviderMode};
+use myloware_providers::Providers;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
+
+pub mod scripted;
+pub mod state;
+mod steps;
+
+use state::RunState;
+
+/// Why a step stopped without committing, or failed the run.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Another worker holds the execution now; drop this step's work.
+    #[error("lease lost")]
+    LeaseLost,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// A failure that ends the run, with a reason a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+    pub persona: Option<Persona>,
+}
+
+/// What a step decided.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The node is done; go on with the next one.
+    Advance,
+    /// Wait for a signal, or until `wake_at`.
+    Park {
+        wait: Value,
+        wake_at: Option<chrono::DateTime<Utc>>,
+    },
+    Fail(RunError),
+    Cancelled,
+    Rejected {
+        gate: Gate,
+        reason: Option<String>,
+    },
+}
+
+/// The providers of each mode; a run uses the set of its own mode.
+#[derive(Clone)]
+pub struct ProviderSets {
+    pub mock: Providers,
+    pub live: Option<Providers>,
+}
+
+/// Shared by workers, routes and the outbox dispatcher.
+pub struct Engine {
+    pub store: Arc<dyn OrchestratorStore>,
+    pub config: Arc<Config>,
+    pub providers: ProviderSets,
+    /// New runnable work (a start, a signal, a cancel).
+    pub work: Notify,
+    /// New events in the outbox.
+    pub events: Notify,
+}
+
+/// One step's working set.
+pub struct Step<'a> {
+    pub engine: &'a Engine,
+    pub worker: &'a str,
+    pub run_id: String,
+    pub request: StartExecution,
+    pub state: RunState,
+    pub signals: Vec<StoredSignal>,
+    pub events: Vec<NewEvent>,
+}
+
+impl Step<'_> {
+    pub fn emit(&mut self, kind: EventKind, data: Value) {
+        self.events.push(NewEvent { kind, data });
+    }
+
+    pub fn providers(&self) -> Result<&Providers, RunError> {
+        match self.request.providers_mode {
+            ProviderMode::Mock => Ok(&self.engine.providers.mock),
+            ProviderMode::Live => self.engine.providers.live.as_ref().ok_or_else(|| RunError {
+                code: "providers.live_unavailable".into(),
+                message: "this run is in live mode but this orchestrator has no live provider clients".into(),
+                persona: None,
+            }),
+        }
+    }
+
+    /// Stops before a side effect if the run was cancelled meanwhile.
+    pub async fn cancelled(&self) -> Result<bool, StepError> {
+        Ok(self.engine.store.cancel_requested(&self.run_id).await?)
+    }
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>, store: Arc<dyn OrchestratorStore>, providers: ProviderSets) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            config,
+            providers,
+            work: Notify::new(),
+            events: Notify::new(),
+        })
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.engine.lease_secs as i64)
+    }
+
+    /// Runs `config.engine.workers` workers until `shutdown` fires.
+    pub fn spawn_workers(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let process = uuid::Uuid::new_v4().simple().to_string();
+        (0..self.config.engine.workers)
+            .map(|i| {
+                let engine = self.clone();
+                let worker = format!("{}-{i}", &process[..8]);
+                tokio::spawn(engine.work_loop(worker, shutdown.clone()))
+            })
+            .collect()
+    }
+
+    async fn work_loop(self: Arc<Self>, worker: String, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.config.engine.poll_ms);
+        while !*shutdown.borrow() {
+            let now = Utc::now();
+            match self.store.claim(&worker, now, now + self.lease()).await {
+                Ok(Some(execution)) => self.drive(&worker, execution).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.work.notified() => {}
+                        _ = tokio::time::sleep(idle) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%worker, error = %err, "cannot claim work");
+                    tokio::time::sleep(idle).await;
+                }
+            }
+        }
+    }
+
+    /// Runs steps of one claimed execution until it parks or ends, keeping
+    /// the lease alive meanwhile.
+    async fn drive(self: &Arc<Self>, worker: &str, execution: Execution) {
+        let run_id = execution.run_id.clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (engine, worker, run_id, lost) = (self.clone(), worker.to_string(), run_id.clone(), lost.clone());
+            tokio::spawn(async move {
+                let every = Duration::from_secs((engine.config.engine.lease_secs / 3).max(1));
+                loop {
+                    tokio::time::sleep(every).await;
+                    match engine
+                        .store
+                        .extend_lease(&run_id, &worker, Utc::now() + engine.lease())
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(err) => tracing::warn!(runId = %run_id, error = %err, "heartbeat failed"),
+                    }
+                }
+            })
+        };
+        let span = tracing::info_span!("execution", runId = %run_id, project = %execution.project);
+        let result = tracing::Instrument::instrument(self.run_steps(worker, execution, &lost), span).await;
+        heartbeat.abort();
+        match result {
+            Ok(()) => {}
+            Err(StepError::LeaseLost) => {
+                tracing::warn!(runId = %run_id, %worker, "lease lost; another worker continues")
+            }
+            Err(StepError::Store(err)) => {
+                // Nothing was committed; the lease expires and the step runs again.
+                tracing::error!(runId = %run_id, error = %err, "step failed to commit; will be retried")
+            }
+        }
+    }
+
+    async fn run_steps(&self, worker: &str, mut execution: Execution, lost: &AtomicBool) -> Result<(), StepError> {
+        let request: StartExecution = match serde_json::from_value(execution.request.clone()) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::error!(runId = %execution.run_id, error = %err, "stored request unreadable");
+                return Ok(());
+            }
+        };
+        let nodes = graph::nodes(&request.graph_spec).unwrap_or_default();
+        loop {
+            if lost.load(Ordering::SeqCst) {
+                return Err(StepError::LeaseLost);
+            }
+            let state: RunState = serde_json::from_value(execution.state.clone()).unwrap_or_default();
+            let signals = self.store.pending_signals(&execution.run_id).await?;
+            let consumed_through = signals.last().map(|s| s.seq);
+            let mut step = Step {
+                engine: self,
+                worker,
+                run_id: execution.run_id.clone(),
+                request: request.clone(),
+                state,
+                signals,
+                events: Vec::new(),
+            };
+            let node = nodes.get(execution.node as usize).copied();
+            let outcome = if self.store.cancel_requested(&execution.run_id).await? {
+                Outcome::Cancelled
+            } else {
+                match node {
+                    Some(node) => steps::run(&mut step, node).await?,
+                    None => Outcome::Advance,
+                }
+            };
+            let started = std::time::Instant::now();
+            let mut next_node = execution.node;
+            let (status, wait, wake_at) = match outcome {
+                Outcome::Advance => {
+                    next_node += 1;
+                    if next_node as usize >= nodes.len() {
+                        step.emit(EventKind::ExecutionCompleted, completion(&step.state));
+                        (ExecStatus::Completed, None, None)
+                    } else {
+                        (ExecStatus::Runnable, None, None)
+                    }
+                }
+                Outcome::Park { wait, wake_at } => (ExecStatus::Waiting, Some(wait), wake_at),
+                Outcome::Fail(error) => {
+                    tracing::warn!(runId = %execution.run_id, code = %error.code, message = %error.message, "run failed");
+                    step.emit(
+                        EventKind::ExecutionFailed,
+                        json!({"error": {"code": error.code, "message": error.message, "persona": error.persona}}),
+                    );
+                    (ExecStatus::Failed, None, None)
+                }
+                Outcome::Cancelled => {
+                    step.emit(EventKind::ExecutionCancelled, json!({"reason": "cancelled"}));
+                    (ExecStatus::Cancelled, None, None)
+                }
+                Outcome::Rejected { gate, reason } => {
+                    step.emit(EventKind::ExecutionRejected, json!({"gate": gate, "reason": reason}));
+                    (ExecStatus::Rejected, None, None)
+                }
+            };
+            let keep_going = status == ExecStatus::Runnable;
+            let state = serde_json::to_value(&step.state).expect("state serializes");
+            let had_events = !step.events.is_empty();
+            let commit = StepCommit {
+                run_id: execution.run_id.clone(),
+                worker: worker.to_string(),
+                node: next_node,
+                status,
+                state: state.clone(),
+                wait: wait.clone(),
+                wake_at,
+                events: step.events,
+                consumed_through,
+                keep_lease_until: keep_going.then(|| Utc::now() + self.lease()),
+            };
+            if !self.store.commit_step(&commit).await? {
+                return Err(StepError::LeaseLost);
+            }
+            tracing::debug!(runId = %execution.run_id, node = ?node, status = status.as_str(), commit_us = started.elapsed().as_micros() as u64, "step committed");
+            if had_events {
+                self.events.notify_one();
+            }
+            if !keep_going {
+                return Ok(());
+            }
+            execution.node = next_node;
+            execution.state = state;
+        }
+    }
+}
+
+/// `execution.completed`: the videos with their clips, the render, the posts.
+fn completion(state: &RunState) -> Value {
+    let videos: Vec<Value> = state
+        .ideas
+        .iter()
+        .map(|idea| {
+            let clip = state.clips.iter().find(|c| c.index == idea.index);
+            json!({
+                "index": idea.index,
+                "subject": idea.subject,
+                "header": idea.header,
+                "status": clip.map_or("pending", |c| match c.status {
+                    state::ClipStatus::Completed => "completed",
+                    state::ClipStatus::Failed => "failed",
+                    state::ClipStatus::Pending => "pending",
+                }),
+                "assetUrl": clip.and_then(|c| c.url.clone()),
+                "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
+            })
+        })
+        .collect();
+    json!({
+        "videos": videos,
+        "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
+        "publishUrls": state.publish.as_ref().map(|p| p.urls.clone()).unwrap_or_default(),
+    })
+}
+
+/// The first persona node at or after `node`, for events about gates.
+pub fn node_persona(node: Node) -> Option<Persona> {
+    match node {
+        Node::Persona(p) => Some(p),
+        Node::Gate(Gate::Ideate) => Some(Persona::Iggy),
+        Node::Gate(Gate::Prepublish) => Some(Persona::Quinn),
+        Node::Gate(Gate::Workflow) => None,
+    }
+}

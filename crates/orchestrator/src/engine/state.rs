@@ -1,0 +1,86 @@
+//! The typed run state an execution carries from step to step (stored as
+//! JSON in `executions.state`): each persona's output is the next one's
+//! input.
+
+use chrono::{DateTime, Utc};
+use myloware_core::Gate;
+use myloware_core::project::Persona;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Idea {
+    pub index: u32,
+    pub subject: String,
+    pub header: String,
+    pub concept: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Script {
+    pub index: u32,
+    pub prompt: String,
+    pub duration: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Clip {
+    pub index: u32,
+    pub task_id: Option<String>,
+    /// Submitted (journaled) even if the task id is not known yet.
+    pub submitted: bool,
+    pub status: ClipStatus,
+    pub url: Option<String>,
+    pub duration: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Render {
+    pub id: String,
+    pub url: Option<String>,
+    pub polls: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Publish {
+    pub caption: String,
+    pub hashtags: Vec<String>,
+    pub urls: Vec<String>,
+    pub polls: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    /// Personas whose `persona.started` was emitted.
+    #[serde(default)]
+    pub started: Vec<Persona>,
+    /// Gates whose `gate.reached` was emitted.
+    #[serde(default)]
+    pub gates_reached: Vec<Gate>,
+    #[serde(default)]
+    pub ideas: Vec<Idea>,
+    #[serde(default)]
+    pub scripts: Vec<Script>,
+    #[serde(default)]
+    pub clips: Vec<Clip>,
+    /// When the wait for clips began.
+    #[serde(default)]
+    pub clips_waiting_since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub clip_polls: u32,
+    #[serde(default)]
+    pub render: Option<Render>,
+    #[serde(default)]
+    pub publish: Option<Publish>,
+}

@@ -1,0 +1,609 @@
+//! What each node does in one step. Steps are re-entrant: a node may run
+//! several times (before and after a wait, or again after a crash) and
+//! picks up from the run state and the journal.
+
+use chrono::Utc;
+use myloware_core::graph::Node;
+use myloware_core::project::Persona;
+use myloware_core::signing;
+use myloware_core::wire::{EventKind, Signal};
+use myloware_core::{Gate, ProviderMode, RunStatus};
+use myloware_providers::{
+    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, RenderRequest, RenderState,
+};
+use serde_json::{Value, json};
+
+use super::state::{Clip, ClipStatus, Publish, Render};
+use super::{Outcome, RunError, Step, StepError, node_persona, scripted};
+use crate::store::{JournalBegin, JournalEntry};
+
+pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> {
+    match node {
+        Node::Persona(persona) => {
+            if !step.state.started.contains(&persona) {
+                step.state.started.push(persona);
+                step.emit(EventKind::PersonaStarted, json!({"persona": persona}));
+                if let Some(status) = persona_status(persona) {
+                    step.emit(EventKind::StatusChanged, json!({"status": status}));
+                }
+            }
+            let outcome = match persona {
+                Persona::Iggy => iggy(step),
+                Persona::Riley => riley(step).await?,
+                Persona::Alex => alex(step).await?,
+                Persona::Quinn => quinn(step).await?,
+                Persona::Brendan => Outcome::Advance,
+            };
+            Ok(outcome)
+        }
+        Node::Gate(gate) => Ok(gate_node(step, gate, node_persona(node))),
+    }
+}
+
+/// The run status a persona's work shows as.
+fn persona_status(persona: Persona) -> Option<RunStatus> {
+    match persona {
+        Persona::Iggy => Some(RunStatus::Running),
+        Persona::Riley => Some(RunStatus::Generating),
+        Persona::Alex => Some(RunStatus::Rendering),
+        Persona::Quinn => Some(RunStatus::Publishing),
+        Persona::Brendan => None,
+    }
+}
+
+fn fail(persona: Persona, code: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Fail(RunError {
+        code: code.into(),
+        message: message.into(),
+        persona: Some(persona),
+    })
+}
+
+fn provider_failure(persona: Persona, code: &str, err: &ProviderError) -> Outcome {
+    fail(persona, code, err.to_string())
+}
+
+fn iggy(step: &mut Step<'_>) -> Outcome {
+    let ideas = scripted::ideas(&step.request.project_spec, &step.request.input);
+    step.emit(
+        EventKind::PersonaCompleted,
+        json!({"persona": "iggy", "output": {"ideas": ideas}}),
+    );
+    step.state.ideas = ideas;
+    Outcome::Advance
+}
+
+/// The outcome of a journaled provider call.
+enum Journaled {
+    /// Nobody made this call before: make it now.
+    Fresh,
+    /// Made and answered before (the stored response).
+    Answered(Value),
+    /// Made before, answer lost: ask the provider.
+    Unanswered,
+    /// Made before and failed.
+    Failed(Value),
+}
+
+async fn begin(
+    step: &Step<'_>,
+    key: &str,
+    provider: &str,
+    operation: &str,
+    request: &Value,
+) -> Result<Journaled, StepError> {
+    match step
+        .engine
+        .store
+        .journal_begin(&step.run_id, step.worker, key, provider, operation, request)
+        .await?
+    {
+        JournalBegin::Begun => Ok(Journaled::Fresh),
+        JournalBegin::LeaseLost => Err(StepError::LeaseLost),
+        JournalBegin::Existing(JournalEntry { status, response, .. }) => Ok(match (status.as_str(), response) {
+            ("succeeded", Some(response)) => Journaled::Answered(response),
+            ("failed", response) => Journaled::Failed(response.unwrap_or(Value::Null)),
+            _ => Journaled::Unanswered,
+        }),
+    }
+}
+
+async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response: Value) -> Result<(), StepError> {
+    Ok(step
+        .engine
+        .store
+        .journal_finish(&step.run_id, key, succeeded, &response)
+        .await?)
+}
+
+fn callback_url(step: &Step<'_>, index: u32) -> String {
+    let config = &step.engine.config;
+    // Mock callbacks come from inside the deployment; real ones from kie.ai.
+    let base = match step.request.providers_mode {
+        ProviderMode::Mock => &config.api_url,
+        ProviderMode::Live => &config.public_base_url,
+    };
+    let token = signing::callback_token(config.hitl_secret_bytes(), &step.run_id, &format!("clip:{index}"));
+    let mut url = base.join("/v1/webhooks/kieai").expect("valid path");
+    url.query_pairs_mut()
+        .append_pair("runId", &step.run_id)
+        .append_pair("index", &index.to_string())
+        .append_pair("token", &token);
+    url.to_string()
+}
+
+/// Riley: scripts, one journaled submission per clip, then waits for every
+/// clip (callbacks relayed as signals; `record-info` after a while).
+async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
+    let persona = Persona::Riley;
+    if step.state.scripts.is_empty() {
+        let scripts = scripted::scripts(&step.request.project_spec, &step.state.ideas);
+        step.state.clips = scripts
+            .iter()
+            .map(|s| Clip {
+                index: s.index,
+                task_id: None,
+                submitted: false,
+                status: ClipStatus::Pending,
+                url: None,
+                duration: s.duration,
+            })
+            .collect();
+        step.state.scripts = scripts;
+    }
+    let providers = match step.providers() {
+        Ok(providers) => providers.clone(),
+        Err(err) => {
+            return Ok(Outcome::Fail(RunError {
+                persona: Some(persona),
+                ..err
+            }));
+        }
+    };
+    let aspect_ratio = step
+        .request
+        .project_spec
+        .specs
+        .as_ref()
+        .map_or("9:16".to_string(), |s| s.aspect_ratio.clone());
+
+    for i in 0..step.state.clips.len() {
+        if step.state.clips[i].submitted {
+            continue;
+        }
+        if step.cancelled().await? {
+            return Ok(Outcome::Cancelled);
+        }
+        let script = step.state.scripts[i].clone();
+        let request = ClipRequest {
+            run_id: step.run_id.clone(),
+            index: script.index,
+            prompt: script.prompt.clone(),
+            duration_seconds: script.duration,
+            aspect_ratio: aspect_ratio.clone(),
+            callback_url: callback_url(step, script.index),
+        };
+        let key = format!("{}:riley:clip:{}", step.run_id, script.index);
+        let task_id = match begin(
+            step,
+            &key,
+            "kieai",
+            "submit",
+            &json!({"index": script.index, "prompt": script.prompt}),
+        )
+        .await?
+        {
+            Journaled::Fresh => match providers.video.submit(&key, &request).await {
+                Ok(task_id) => {
+                    finish(step, &key, true, json!({"taskId": task_id})).await?;
+                    Some(task_id)
+                }
+                Err(err) => {
+                    finish(step, &key, false, json!({"error": err.to_string()})).await?;
+                    return Ok(provider_failure(persona, "kieai.submit_failed", &err));
+                }
+            },
+            Journaled::Answered(response) => response["taskId"].as_str().map(str::to_owned),
+            Journaled::Failed(response) => {
+                return Ok(fail(
+                    persona,
+                    "kieai.submit_failed",
+                    response["error"].as_str().unwrap_or("submission failed"),
+                ));
+            }
+            // Never submit again: find the task, or wait for its callback
+            // (the callback URL names the run and clip).
+            Journaled::Unanswered => match providers.video.recover(&key).await {
+                Ok(Some(task_id)) => {
+                    finish(step, &key, true, json!({"taskId": task_id, "recovered": true})).await?;
+                    Some(task_id)
+                }
+                Ok(None) => None,
+                Err(err) => return Ok(provider_failure(persona, "kieai.recover_failed", &err)),
+            },
+        };
+        let clip = &mut step.state.clips[i];
+        clip.submitted = true;
+        clip.task_id = task_id.clone();
+        step.emit(
+            EventKind::ArtifactCreated,
+            json!({"kind": "kieai.job", "persona": "riley", "data": {"index": script.index, "taskId": task_id}}),
+        );
+    }
+
+    for signal in std::mem::take(&mut step.signals) {
+        match serde_json::from_value::<Signal>(signal.body) {
+            Ok(Signal::ClipCompleted { task_id, index, url }) => complete_clip(step, index, Some(task_id), url),
+            Ok(Signal::ClipFailed {
+                task_id,
+                index,
+                code,
+                message,
+            }) => {
+                step.emit(
+                    EventKind::ArtifactCreated,
+                    json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message}}),
+                );
+                return Ok(fail(
+                    persona,
+                    "kieai.clip_failed",
+                    format!("clip {index} failed: {message} (kie.ai code {code})"),
+                ));
+            }
+            Ok(other) => {
+                tracing::warn!(runId = %step.run_id, signal = ?other, "signal ignored while waiting for clips")
+            }
+            Err(err) => tracing::warn!(runId = %step.run_id, error = %err, "unreadable signal ignored"),
+        }
+    }
+
+    let now = Utc::now();
+    let since = *step.state.clips_waiting_since.get_or_insert(now);
+    let engine_config = &step.engine.config.engine;
+    let mock_delay = step.engine.config.providers.mock_delay_ms;
+    let (poll_after, timeout) = match step.request.providers_mode {
+        ProviderMode::Mock => (
+            chrono::Duration::milliseconds((mock_delay as i64 * 5).max(2000)),
+            chrono::Duration::seconds(engine_config.clip_timeout_secs.min(120) as i64),
+        ),
+        ProviderMode::Live => (
+            chrono::Duration::seconds(engine_config.clip_poll_after_secs as i64),
+            chrono::Duration::seconds(engine_config.clip_timeout_secs as i64),
+        ),
+    };
+    // Callbacks may be lost: past the poll time, ask the provider.
+    if now >= since + poll_after * (step.state.clip_polls as i32 + 1) {
+        step.state.clip_polls += 1;
+        let pending: Vec<(u32, String)> = step
+            .state
+            .clips
+            .iter()
+            .filter(|c| c.status == ClipStatus::Pending)
+            .filter_map(|c| c.task_id.clone().map(|t| (c.index, t)))
+            .collect();
+        for (index, task_id) in pending {
+            match providers.video.status(&task_id).await {
+                Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
+                Ok(ClipState::Failed { code, message }) => {
+                    return Ok(fail(
+                        persona,
+                        "kieai.clip_failed",
+                        format!("clip {index} failed: {message} (kie.ai code {code})"),
+                    ));
+                }
+                Ok(ClipState::Generating) => {}
+                Err(err) => {
+                    tracing::warn!(runId = %step.run_id, clip = index, error = %err, "clip status lookup failed")
+                }
+            }
+        }
+    }
+    let waiting: Vec<u32> = step
+        .state
+        .clips
+        .iter()
+        .filter(|c| c.status != ClipStatus::Completed)
+        .map(|c| c.index)
+        .collect();
+    if waiting.is_empty() {
+        let clips = step.state.clips.clone();
+        step.emit(
+            EventKind::PersonaCompleted,
+            json!({"persona": "riley", "output": {"scripts": step.state.scripts, "clips": clips}}),
+        );
+        return Ok(Outcome::Advance);
+    }
+    if now >= since + timeout {
+        return Ok(fail(
+            persona,
+            "kieai.clip_timeout",
+            format!("clips {waiting:?} not ready after {} s", timeout.num_seconds()),
+        ));
+    }
+    let next_poll = since + poll_after * (step.state.clip_polls as i32 + 1);
+    Ok(Outcome::Park {
+        wait: json!({"for": "clips", "clips": waiting}),
+        wake_at: Some(next_poll.min(since + timeout)),
+    })
+}
+
+fn complete_clip(step: &mut Step<'_>, index: u32, task_id: Option<String>, url: String) {
+    let Some(clip) = step.state.clips.iter_mut().find(|c| c.index == index) else {
+        tracing::warn!(runId = %step.run_id, clip = index, "completion for an unknown clip ignored");
+        return;
+    };
+    if clip.status == ClipStatus::Completed {
+        return;
+    }
+    clip.status = ClipStatus::Completed;
+    clip.url = Some(url.clone());
+    if clip.task_id.is_none() {
+        clip.task_id = task_id;
+    }
+    let task_id = clip.task_id.clone();
+    step.emit(
+        EventKind::ArtifactCreated,
+        json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "completed", "url": url}}),
+    );
+}
+
+/// Alex: the edit, one journaled render per run, polled to done.
+async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
+    let persona = Persona::Alex;
+    let providers = match step.providers() {
+        Ok(providers) => providers.clone(),
+        Err(err) => {
+            return Ok(Outcome::Fail(RunError {
+                persona: Some(persona),
+                ..err
+            }));
+        }
+    };
+    let edit = scripted::edit(&step.request.project_spec, &step.state.ideas, &step.state.clips);
+    if step.state.render.is_none() {
+        if step.cancelled().await? {
+            return Ok(Outcome::Cancelled);
+        }
+        let key = format!("{}:alex:render", step.run_id);
+        let request = RenderRequest {
+            run_id: step.run_id.clone(),
+            edit: edit.clone(),
+        };
+        let render_id = match begin(step, &key, "shotstack", "render", &edit).await? {
+            Journaled::Fresh => match providers.render.render(&key, &request).await {
+                Ok(id) => {
+                    finish(step, &key, true, json!({"id": id})).await?;
+                    id
+                }
+                Err(err) => {
+                    finish(step, &key, false, json!({"error": err.to_string()})).await?;
+                    return Ok(provider_failure(persona, "shotstack.render_failed", &err));
+                }
+            },
+            Journaled::Answered(response) => response["id"].as_str().unwrap_or_default().to_string(),
+            Journaled::Failed(response) => {
+                return Ok(fail(
+                    persona,
+                    "shotstack.render_failed",
+                    response["error"].as_str().unwrap_or("render failed"),
+                ));
+            }
+            Journaled::Unanswered => match providers.render.recover(&key).await {
+                Ok(Some(id)) => {
+                    finish(step, &key, true, json!({"id": id, "recovered": true})).await?;
+                    id
+                }
+                Ok(None) => {
+                    return Ok(fail(
+                        persona,
+                        "shotstack.render_unknown",
+                        "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
+                    ));
+                }
+                Err(err) => return Ok(provider_failure(persona, "shotstack.recover_failed", &err)),
+            },
+        };
+        step.state.render = Some(Render {
+            id: render_id,
+            url: None,
+            polls: 0,
+        });
+    }
+    let render = step.state.render.clone().expect("set above");
+    match providers.render.status(&render.id).await {
+        Ok(RenderState::Done { url }) => {
+            step.state.render = Some(Render {
+                url: Some(url.clone()),
+                ..render.clone()
+            });
+            step.emit(
+                EventKind::ArtifactCreated,
+                json!({"kind": "render.url", "persona": "alex", "data": {"url": url, "renderId": render.id}}),
+            );
+            step.emit(
+                EventKind::PersonaCompleted,
+                json!({"persona": "alex", "output": {"edit": edit, "renderUrl": url}}),
+            );
+            Ok(Outcome::Advance)
+        }
+        Ok(RenderState::Failed { message }) => Ok(fail(persona, "shotstack.render_failed", message)),
+        Ok(RenderState::Rendering) | Err(_) => {
+            let polls = render.polls + 1;
+            if polls > 60 {
+                return Ok(fail(persona, "shotstack.render_timeout", "the render did not finish"));
+            }
+            step.state.render = Some(Render { polls, ..render });
+            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
+            Ok(Outcome::Park {
+                wait: json!({"for": "render"}),
+                wake_at: Some(Utc::now() + backoff),
+            })
+        }
+    }
+}
+
+/// Quinn: caption and hashtags, one publish per run under our own request
+/// id, resolved by status when an answer was lost.
+async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
+    let persona = Persona::Quinn;
+    let providers = match step.providers() {
+        Ok(providers) => providers.clone(),
+        Err(err) => {
+            return Ok(Outcome::Fail(RunError {
+                persona: Some(persona),
+                ..err
+            }));
+        }
+    };
+    let key = format!("{}:quinn:publish:1", step.run_id);
+    let publish = match step.state.publish.clone() {
+        Some(publish) => publish,
+        None => {
+            let (caption, hashtags) = scripted::caption(&step.request.project_spec, &step.state.ideas);
+            let video_url = step
+                .state
+                .render
+                .as_ref()
+                .and_then(|r| r.url.clone())
+                .or_else(|| step.state.clips.first().and_then(|c| c.url.clone()))
+                .unwrap_or_default();
+            if step.cancelled().await? {
+                return Ok(Outcome::Cancelled);
+            }
+            let spec = &step.request.project_spec;
+            let request = PublishRequest {
+                run_id: step.run_id.clone(),
+                video_url,
+                caption: format!("{caption} {}", hashtags.join(" ")).trim().to_string(),
+                platforms: spec
+                    .publish
+                    .as_ref()
+                    .map(|p| p.platforms.clone())
+                    .unwrap_or_else(|| vec!["tiktok".into()]),
+                profile: spec.publish.as_ref().and_then(|p| p.profile.clone()),
+            };
+            let state = match begin(
+                step,
+                &key,
+                "upload_post",
+                "publish",
+                &serde_json::to_value(&request).expect("serializes"),
+            )
+            .await?
+            {
+                Journaled::Fresh => providers.publish.publish(&key, &request).await,
+                Journaled::Answered(response) => Ok(serde_json::from_value(response).unwrap_or(PublishState::Pending)),
+                Journaled::Failed(response) => {
+                    return Ok(fail(
+                        persona,
+                        "upload_post.publish_failed",
+                        response["error"].as_str().unwrap_or("publish failed"),
+                    ));
+                }
+                // Our request id makes the lost answer recoverable: ask, and
+                // publish only if the provider never saw it.
+                Journaled::Unanswered => match providers.publish.status(&key).await {
+                    Ok(Some(state)) => Ok(state),
+                    Ok(None) => providers.publish.publish(&key, &request).await,
+                    Err(err) => Err(err),
+                },
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(err) => {
+                    finish(step, &key, false, json!({"error": err.to_string()})).await?;
+                    return Ok(provider_failure(persona, "upload_post.publish_failed", &err));
+                }
+            };
+            finish(step, &key, true, serde_json::to_value(&state).expect("serializes")).await?;
+            let publish = Publish {
+                caption,
+                hashtags,
+                urls: Vec::new(),
+                polls: 0,
+            };
+            step.state.publish = Some(publish.clone());
+            return Ok(published(step, publish, state));
+        }
+    };
+    let state = match providers.publish.status(&key).await {
+        Ok(Some(state)) => state,
+        Ok(None) | Err(_) => PublishState::Pending,
+    };
+    Ok(published(step, publish, state))
+}
+
+fn published(step: &mut Step<'_>, publish: Publish, state: PublishState) -> Outcome {
+    match state {
+        PublishState::Published { urls } => {
+            for url in &urls {
+                step.emit(
+                    EventKind::ArtifactCreated,
+                    json!({"kind": "publish.url", "persona": "quinn", "data": {"url": url, "platform": "tiktok"}}),
+                );
+            }
+            step.emit(
+                EventKind::PersonaCompleted,
+                json!({"persona": "quinn", "output": {"caption": publish.caption, "hashtags": publish.hashtags, "publishUrls": urls}}),
+            );
+            step.state.publish = Some(Publish { urls, ..publish });
+            Outcome::Advance
+        }
+        PublishState::Failed { message } => fail(Persona::Quinn, "upload_post.publish_failed", message),
+        PublishState::Pending => {
+            let polls = publish.polls + 1;
+            if polls > 60 {
+                return fail(
+                    Persona::Quinn,
+                    "upload_post.publish_timeout",
+                    "the publish did not complete",
+                );
+            }
+            step.state.publish = Some(Publish { polls, ..publish });
+            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
+            Outcome::Park {
+                wait: json!({"for": "publish"}),
+                wake_at: Some(Utc::now() + backoff),
+            }
+        }
+    }
+}
+
+/// A gate: announce it once, then wait for the decision.
+fn gate_node(step: &mut Step<'_>, gate: Gate, persona: Option<Persona>) -> Outcome {
+    for signal in std::mem::take(&mut step.signals) {
+        if let Ok(Signal::GateDecision {
+            gate: decided,
+            approve,
+            reason,
+            ..
+        }) = serde_json::from_value(signal.body)
+        {
+            if decided == gate {
+                return if approve {
+                    Outcome::Advance
+                } else {
+                    Outcome::Rejected { gate, reason }
+                };
+            }
+        }
+    }
+    if !step.state.gates_reached.contains(&gate) {
+        step.state.gates_reached.push(gate);
+        let preview = match gate {
+            Gate::Ideate => json!({"ideas": step.state.ideas}),
+            _ => json!({
+                "renderUrl": step.state.render.as_ref().and_then(|r| r.url.clone()),
+                "clips": step.state.clips,
+            }),
+        };
+        step.emit(
+            EventKind::GateReached,
+            json!({"gate": gate, "persona": persona, "preview": preview}),
+        );
+    }
+    Outcome::Park {
+        wait: json!({"for": "gate", "gate": gate}),
+        wake_at: None,
+    }
+}

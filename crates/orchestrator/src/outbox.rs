@@ -1,0 +1,123 @@
+//! The outbox dispatcher: delivers committed events to the API
+//! (`POST /v1/internal/events`) in order per run, retrying each run's
+//! undelivered events with capped exponential backoff until the API
+//! acknowledges them. The API applies each event once, so a delivery
+//! repeated after a crash (or by a second orchestrator) is harmless.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::store::OutboxEvent;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventResult {
+    event_id: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct EventResults {
+    results: Vec<EventResult>,
+}
+
+/// 0.5 s, 1 s, 2 s ... capped at 30 s.
+fn backoff(attempts: i64) -> chrono::Duration {
+    chrono::Duration::milliseconds((500i64 << attempts.clamp(0, 6)).min(30_000))
+}
+
+pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("the HTTP client builds");
+    let url = engine.config.api_url.join("/v1/internal/events").expect("valid path");
+    let idle = Duration::from_millis(engine.config.engine.poll_ms);
+    while !*shutdown.borrow() {
+        let due = match engine.store.outbox_due(Utc::now(), 200).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "outbox: cannot read due events");
+                Vec::new()
+            }
+        };
+        if due.is_empty() {
+            tokio::select! {
+                _ = engine.events.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        deliver(&engine, &http, url.as_str(), due).await;
+    }
+}
+
+async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<OutboxEvent>) {
+    let events: Vec<_> = due
+        .iter()
+        .map(|e| json!({"eventId": e.event_id, "runId": e.run_id, "seq": e.run_seq, "type": e.kind, "at": e.created_at, "data": e.data}))
+        .collect();
+    let answer = http
+        .post(url)
+        .header("x-api-key", engine.config.api_keys[0].expose_secret())
+        .json(&json!({"events": events}))
+        .send()
+        .await;
+    let results = match answer {
+        Ok(response) if response.status().is_success() => {
+            response.json::<EventResults>().await.map_err(|e| e.to_string())
+        }
+        Ok(response) => Err(format!("API answered {}", response.status())),
+        Err(err) => Err(format!("API unreachable: {err}")),
+    };
+    let statuses: HashMap<String, String> = match results {
+        Ok(results) => results.results.into_iter().map(|r| (r.event_id, r.status)).collect(),
+        Err(error) => {
+            // Nothing acknowledged: every run of the batch waits and retries.
+            let mut runs: HashMap<&str, i64> = HashMap::new();
+            for event in &due {
+                runs.entry(&event.run_id).or_insert(event.attempts);
+            }
+            tracing::warn!(%error, events = due.len(), "outbox delivery failed; will retry");
+            for (run_id, attempts) in runs {
+                let _ = engine
+                    .store
+                    .outbox_retry(run_id, &error, Utc::now() + backoff(attempts))
+                    .await;
+            }
+            return;
+        }
+    };
+    let mut delivered = Vec::new();
+    let mut retry: HashMap<&str, i64> = HashMap::new();
+    for event in &due {
+        match statuses.get(&event.event_id).map(String::as_str) {
+            Some("applied" | "duplicate" | "unknown_run") => delivered.push(event.event_id.clone()),
+            _ => {
+                retry.entry(&event.run_id).or_insert(event.attempts);
+            }
+        }
+    }
+    if let Err(err) = engine.store.outbox_delivered(&delivered).await {
+        tracing::error!(error = %err, "outbox: cannot mark events delivered");
+    }
+    for (run_id, attempts) in retry {
+        let _ = engine
+            .store
+            .outbox_retry(
+                run_id,
+                "the API has not applied an earlier event yet",
+                Utc::now() + backoff(attempts),
+            )
+            .await;
+    }
+}

@@ -1,0 +1,176 @@
+//! `/v1/executions`: start, read, signal, cancel, resume.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use myloware_core::Gate;
+use myloware_core::wire::{EventKind, Signal, SignalDelivery, StartExecution};
+use myloware_telemetry::http::ValidJson;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::OrchestratorState;
+use crate::store::{Created, NewEvent, NewExecution, SignalOutcome};
+
+fn error(status: StatusCode, detail: impl Into<String>) -> Response {
+    (status, Json(json!({"detail": detail.into()}))).into_response()
+}
+
+fn internal(err: sqlx::Error) -> Response {
+    tracing::error!(error = %err, "store failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+}
+
+/// `POST /v1/executions`: idempotent on `runId`.
+pub async fn start(State(state): State<OrchestratorState>, ValidJson(request): ValidJson<StartExecution>) -> Response {
+    if !myloware_core::ids::is_run_id(&request.run_id) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "runId is not a run id");
+    }
+    if let Err(err) = myloware_core::graph::nodes(&request.graph_spec) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, err.to_string());
+    }
+    let new = NewExecution {
+        run_id: request.run_id.clone(),
+        project: request.project.clone(),
+        request: serde_json::to_value(&request).expect("serializes"),
+        state: json!({}),
+    };
+    let first = NewEvent {
+        kind: EventKind::ExecutionStarted,
+        data: json!({"providersMode": request.providers_mode}),
+    };
+    match state.engine.store.create_execution(&new, &first).await {
+        Ok(Created::Created) => {
+            tracing::info!(runId = %request.run_id, project = %request.project, "execution queued");
+            state.engine.work.notify_one();
+            state.engine.events.notify_one();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"runId": request.run_id, "status": "queued"})),
+            )
+                .into_response()
+        }
+        Ok(Created::Exists { same: true }) => (
+            StatusCode::OK,
+            Json(json!({"runId": request.run_id, "status": "exists"})),
+        )
+            .into_response(),
+        Ok(Created::Exists { same: false }) => error(
+            StatusCode::CONFLICT,
+            "an execution with this runId exists with a different request",
+        ),
+        Err(err) => internal(err),
+    }
+}
+
+/// `GET /v1/executions/{runId}`: state and journal, for debugging.
+pub async fn show(State(state): State<OrchestratorState>, Path(run_id): Path<String>) -> Response {
+    let store = &state.engine.store;
+    let execution = match store.get_execution(&run_id).await {
+        Ok(Some(execution)) => execution,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "execution not found"),
+        Err(err) => return internal(err),
+    };
+    let journal = store.journal(&run_id).await.unwrap_or_default();
+    let outbox = store.outbox(&run_id).await.unwrap_or_default();
+    Json(json!({
+        "runId": execution.run_id,
+        "project": execution.project,
+        "status": execution.status.as_str(),
+        "node": execution.node,
+        "state": execution.state,
+        "wait": execution.wait,
+        "wakeAt": execution.wake_at,
+        "cancelRequested": execution.cancel_requested,
+        "leaseOwner": execution.lease_owner,
+        "leaseUntil": execution.lease_until,
+        "steps": execution.steps,
+        "journal": journal.iter().map(|j| json!({"key": j.key, "provider": j.provider, "operation": j.operation, "status": j.status, "response": j.response})).collect::<Vec<Value>>(),
+        "events": outbox.iter().map(|e| json!({"seq": e.run_seq, "type": e.kind, "delivered": e.attempts > 0})).collect::<Vec<Value>>(),
+    }))
+    .into_response()
+}
+
+async fn signal(state: &OrchestratorState, run_id: &str, signal_id: &str, signal: &Signal) -> Response {
+    let body = serde_json::to_value(signal).expect("serializes");
+    match state.engine.store.add_signal(run_id, signal_id, &body).await {
+        Ok(SignalOutcome::Accepted) => {
+            state.engine.work.notify_one();
+            (StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response()
+        }
+        Ok(SignalOutcome::Duplicate) => (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response(),
+        Ok(SignalOutcome::UnknownExecution) => error(StatusCode::NOT_FOUND, "execution not found"),
+        Err(err) => internal(err),
+    }
+}
+
+/// `POST /v1/executions/{runId}/signals`: relayed webhooks; idempotent on `signalId`.
+pub async fn signals(
+    State(state): State<OrchestratorState>,
+    Path(run_id): Path<String>,
+    ValidJson(delivery): ValidJson<SignalDelivery>,
+) -> Response {
+    signal(&state, &run_id, &delivery.signal_id, &delivery.signal).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    gate: Gate,
+    decision: String,
+    #[serde(default)]
+    approver: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/executions/{runId}/resume`: a gate decision.
+pub async fn resume(
+    State(state): State<OrchestratorState>,
+    Path(run_id): Path<String>,
+    ValidJson(resume): ValidJson<Resume>,
+) -> Response {
+    let approve = match resume.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return error(StatusCode::UNPROCESSABLE_ENTITY, "decision must be approve or reject"),
+    };
+    let execution = match state.engine.store.get_execution(&run_id).await {
+        Ok(Some(execution)) => execution,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "execution not found"),
+        Err(err) => return internal(err),
+    };
+    let waiting_here = execution.wait.as_ref().is_some_and(|w| w["gate"] == json!(resume.gate));
+    if execution.status.is_finished() || !waiting_here {
+        return error(
+            StatusCode::CONFLICT,
+            format!("the execution is not waiting at the {} gate", resume.gate),
+        );
+    }
+    let signal_id = format!("gate:{}", resume.gate);
+    let decision = Signal::GateDecision {
+        gate: resume.gate,
+        approve,
+        approver: resume.approver,
+        reason: resume.reason,
+    };
+    signal(&state, &run_id, &signal_id, &decision).await
+}
+
+/// `POST /v1/executions/{runId}/cancel`: stops before the next side effect.
+pub async fn cancel(State(state): State<OrchestratorState>, Path(run_id): Path<String>) -> Response {
+    match state.engine.store.request_cancel(&run_id).await {
+        Ok(Some(status)) => {
+            state.engine.work.notify_one();
+            tracing::info!(runId = %run_id, "cancel requested");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"runId": run_id, "status": status.as_str(), "cancelRequested": true})),
+            )
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "execution not found"),
+        Err(err) => internal(err),
+    }
+}
