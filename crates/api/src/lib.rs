@@ -187,6 +187,11 @@ impl ApiServer {
         Ok(ApiServer { listener, state })
     }
 
+    /// Serves on a listener bound elsewhere (tests, `mw dev`).
+    pub fn with_listener(listener: TcpListener, state: ApiState) -> ApiServer {
+        ApiServer { listener, state }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }

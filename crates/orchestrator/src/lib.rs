@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 pub mod engine;
+pub mod faults;
 pub mod outbox;
 mod routes;
 pub mod store;
@@ -155,6 +156,11 @@ impl OrchestratorServer {
     pub async fn bind(state: OrchestratorState) -> std::io::Result<OrchestratorServer> {
         let listener = TcpListener::bind((state.config.bind_host, state.config.orchestrator_port)).await?;
         Ok(OrchestratorServer { listener, state })
+    }
+
+    /// Serves on a listener bound elsewhere (tests).
+    pub fn with_listener(listener: TcpListener, state: OrchestratorState) -> OrchestratorServer {
+        OrchestratorServer { listener, state }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -79,6 +79,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
         Ok(response) => Err(format!("API answered {}", response.status())),
         Err(err) => Err(format!("API unreachable: {err}")),
     };
+    crate::faults::point("outbox.after_send");
     let statuses: HashMap<String, String> = match results {
         Ok(results) => results.results.into_iter().map(|r| (r.event_id, r.status)).collect(),
         Err(error) => {

@@ -283,9 +283,11 @@ impl Engine {
                 consumed_through,
                 keep_lease_until: keep_going.then(|| Utc::now() + self.lease()),
             };
+            crate::faults::point("step.before_commit");
             if !self.store.commit_step(&commit).await? {
                 return Err(StepError::LeaseLost);
             }
+            crate::faults::point("step.after_commit");
             tracing::debug!(runId = %execution.run_id, node = ?node, status = status.as_str(), commit_us = started.elapsed().as_micros() as u64, "step committed");
             if had_events {
                 self.events.notify_one();

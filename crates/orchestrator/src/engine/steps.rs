@@ -195,6 +195,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         {
             Journaled::Fresh => match providers.video.submit(&key, &request).await {
                 Ok(task_id) => {
+                    crate::faults::point("riley.after_submit");
                     finish(step, &key, true, json!({"taskId": task_id})).await?;
                     Some(task_id)
                 }
@@ -372,6 +373,7 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         let render_id = match begin(step, &key, "shotstack", "render", &edit).await? {
             Journaled::Fresh => match providers.render.render(&key, &request).await {
                 Ok(id) => {
+                    crate::faults::point("alex.after_render");
                     finish(step, &key, true, json!({"id": id})).await?;
                     id
                 }
@@ -491,7 +493,11 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             )
             .await?
             {
-                Journaled::Fresh => providers.publish.publish(&key, &request).await,
+                Journaled::Fresh => {
+                    let state = providers.publish.publish(&key, &request).await;
+                    crate::faults::point("quinn.after_publish");
+                    state
+                }
                 Journaled::Answered(response) => Ok(serde_json::from_value(response).unwrap_or(PublishState::Pending)),
                 Journaled::Failed(response) => {
                     return Ok(fail(
