@@ -12,7 +12,9 @@ use support::{artifact_kinds, smoke, start};
 const QUICK: Duration = Duration::from_secs(15);
 
 fn count(calls: &std::collections::HashMap<(String, String), Vec<String>>, provider: &str, operation: &str) -> usize {
-    calls.get(&(provider.to_string(), operation.to_string())).map_or(0, Vec::len)
+    calls
+        .get(&(provider.to_string(), operation.to_string()))
+        .map_or(0, Vec::len)
 }
 
 async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db) {
@@ -23,29 +25,64 @@ async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db)
     let result = &run["result"];
     let videos = result["videos"].as_array().unwrap();
     assert_eq!(videos.len(), 2);
-    assert_eq!((videos[0]["subject"].as_str(), videos[0]["header"].as_str()), (Some("moon"), Some("cheeseburger")));
-    assert_eq!((videos[1]["subject"].as_str(), videos[1]["header"].as_str()), (Some("sun"), Some("pickle")));
-    assert!(videos.iter().all(|v| v["status"] == "completed" && v["assetUrl"].as_str().is_some_and(|u| u.ends_with(".mp4"))));
-    assert!(result["renderUrl"].as_str().unwrap().starts_with("https://mock.shotstack.io/"));
+    assert_eq!(
+        (videos[0]["subject"].as_str(), videos[0]["header"].as_str()),
+        (Some("moon"), Some("cheeseburger"))
+    );
+    assert_eq!(
+        (videos[1]["subject"].as_str(), videos[1]["header"].as_str()),
+        (Some("sun"), Some("pickle"))
+    );
+    assert!(
+        videos
+            .iter()
+            .all(|v| v["status"] == "completed" && v["assetUrl"].as_str().is_some_and(|u| u.ends_with(".mp4")))
+    );
+    assert!(
+        result["renderUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://mock.shotstack.io/")
+    );
     let publish_urls = result["publishUrls"].as_array().unwrap();
     assert_eq!(publish_urls.len(), 1);
-    assert!(publish_urls[0].as_str().unwrap().contains("@myloware-test"), "the test account: {publish_urls:?}");
+    assert!(
+        publish_urls[0].as_str().unwrap().contains("@myloware-test"),
+        "the test account: {publish_urls:?}"
+    );
     assert_eq!(result["error"], Value::Null);
     assert_eq!(run["currentPersona"], Value::Null);
 
     let kinds = artifact_kinds(&run);
-    for (kind, n) in [("persona.output", 4), ("kieai.job", 2), ("kieai.clip", 2), ("render.url", 1), ("publish.url", 1)] {
+    for (kind, n) in [
+        ("persona.output", 4),
+        ("kieai.job", 2),
+        ("kieai.clip", 2),
+        ("render.url", 1),
+        ("publish.url", 1),
+    ] {
         assert_eq!(kinds.iter().filter(|k| *k == kind).count(), n, "{kind} in {kinds:?}");
     }
-    let outputs: Vec<&Value> = run["artifacts"].as_array().unwrap().iter().filter(|a| a["kind"] == "persona.output").collect();
+    let outputs: Vec<&Value> = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "persona.output")
+        .collect();
     let personas: Vec<&str> = outputs.iter().map(|a| a["persona"].as_str().unwrap()).collect();
     assert_eq!(personas, ["iggy", "riley", "alex", "quinn"]);
     let edit = &outputs[2]["data"]["edit"];
     assert_eq!(edit["lengthSeconds"], 16.0, "total length = sum of the clips");
     let overlays = edit["timeline"]["tracks"][0]["clips"].as_array().unwrap();
     assert_eq!(overlays[0]["asset"]["text"], "CHEESEBURGER");
-    assert_eq!((overlays[1]["asset"]["text"].as_str(), overlays[1]["start"].as_f64()), (Some("PICKLE"), Some(8.0)));
-    assert_eq!(outputs[3]["data"]["caption"], "Test video generation - moon/cheeseburger + sun/pickle");
+    assert_eq!(
+        (overlays[1]["asset"]["text"].as_str(), overlays[1]["start"].as_f64()),
+        (Some("PICKLE"), Some(8.0))
+    );
+    assert_eq!(
+        outputs[3]["data"]["caption"],
+        "Test video generation - moon/cheeseburger + sun/pickle"
+    );
     assert_eq!(outputs[3]["data"]["hashtags"], json!(["#test", "#videoGeneration"]));
 
     let calls = system.mock_calls(&run_id).await;
@@ -63,7 +100,11 @@ async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db)
     assert_eq!(statuses, ["running", "generating", "rendering", "publishing"]);
     assert_eq!(events.last().unwrap().kind, "execution.completed");
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every event once, in order");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
 
     // Replaying every event changes nothing.
     let before = system.run(&run_id).await;
@@ -71,9 +112,17 @@ async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db)
         .iter()
         .map(|e| json!({"eventId": e.event_id, "runId": e.run_id, "seq": e.seq, "type": e.kind, "at": e.at, "data": e.data}))
         .collect();
-    let (status, answer) = system.post(&format!("{}/v1/internal/events", system.api), json!({"events": replay})).await;
+    let (status, answer) = system
+        .post(&format!("{}/v1/internal/events", system.api), json!({"events": replay}))
+        .await;
     assert_eq!(status, 200);
-    assert!(answer["results"].as_array().unwrap().iter().all(|r| r["status"] == "duplicate"));
+    assert!(
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "duplicate")
+    );
     assert_eq!(system.run(&run_id).await, before);
     system.stop_idle().await;
 }
@@ -83,11 +132,21 @@ async fn a_failed_clip_fails_the_run_at_once_with_the_providers_message(db: &Db)
     let started = Instant::now();
     let run_id = system.start_run(smoke()).await;
     let run = system.wait_status(&run_id, "failed", QUICK).await;
-    assert!(started.elapsed() < Duration::from_secs(1), "failed after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "failed after {:?}",
+        started.elapsed()
+    );
     let error = &run["result"]["error"];
     assert_eq!(error["code"], "kieai.clip_failed");
     assert_eq!(error["persona"], "riley");
-    assert!(error["message"].as_str().unwrap().contains("generation failed (simulated)"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("generation failed (simulated)"),
+        "{error}"
+    );
     assert!(error["message"].as_str().unwrap().contains("code 501"), "{error}");
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "shotstack", "render"), 0);
@@ -99,12 +158,19 @@ async fn cancelling_during_generation_stops_before_render_and_publish(db: &Db) {
     let system = start(db, &[("MOCK_PROVIDER_DELAY_MS", "1500")]).await;
     let run_id = system.start_run(smoke()).await;
     system.wait_status(&run_id, "generating", QUICK).await;
-    let (status, _) = system.post(&format!("{}/v1/runs/{run_id}/cancel", system.api), json!({"reason": "test"})).await;
+    let (status, _) = system
+        .post(
+            &format!("{}/v1/runs/{run_id}/cancel", system.api),
+            json!({"reason": "test"}),
+        )
+        .await;
     assert_eq!(status, 200);
     // The execution ends too, and the late clip callbacks change nothing.
     let deadline = Instant::now() + QUICK;
     loop {
-        let execution = system.get(&format!("{}/v1/executions/{run_id}", system.orchestrator)).await;
+        let execution = system
+            .get(&format!("{}/v1/executions/{run_id}", system.orchestrator))
+            .await;
         if execution["status"] == "cancelled" {
             break;
         }
@@ -122,27 +188,61 @@ async fn cancelling_during_generation_stops_before_render_and_publish(db: &Db) {
 
 async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system.start_run(json!({"project": "aismr", "input": {"object": "candles"}})).await;
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
+        .await;
     let run = system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    assert_eq!(run["result"]["videos"].as_array().unwrap().len(), 12, "Iggy's ideas are the videos");
-    assert!(system.mock_calls(&run_id).await.is_empty(), "nothing paid before the ideate gate");
+    assert_eq!(
+        run["result"]["videos"].as_array().unwrap().len(),
+        12,
+        "Iggy's ideas are the videos"
+    );
+    assert!(
+        system.mock_calls(&run_id).await.is_empty(),
+        "nothing paid before the ideate gate"
+    );
 
     let resume = format!("{}/v1/executions/{run_id}/resume", system.orchestrator);
-    let (status, _) = system.post(&resume, json!({"gate": "prepublish", "decision": "approve"})).await;
+    let (status, _) = system
+        .post(&resume, json!({"gate": "prepublish", "decision": "approve"}))
+        .await;
     assert_eq!(status, 409, "not waiting at prepublish");
-    let (status, _) = system.post(&resume, json!({"gate": "ideate", "decision": "approve"})).await;
+    let (status, _) = system
+        .post(&resume, json!({"gate": "ideate", "decision": "approve"}))
+        .await;
     assert_eq!(status, 202);
     let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    assert!(run["result"]["videos"].as_array().unwrap().iter().all(|v| v["status"] == "completed"));
+    assert!(
+        run["result"]["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["status"] == "completed")
+    );
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "kieai", "submit"), 12);
-    assert_eq!(count(&calls, "upload_post", "publish"), 0, "nothing published before the prepublish gate");
+    assert_eq!(
+        count(&calls, "upload_post", "publish"),
+        0,
+        "nothing published before the prepublish gate"
+    );
 
-    let (status, _) = system.post(&resume, json!({"gate": "prepublish", "decision": "approve"})).await;
+    let (status, _) = system
+        .post(&resume, json!({"gate": "prepublish", "decision": "approve"}))
+        .await;
     assert_eq!(status, 202);
     let run = system.wait_status(&run_id, "published", QUICK).await;
-    let quinn = run["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "persona.output" && a["persona"] == "quinn").unwrap();
-    assert_eq!(quinn["data"]["hashtags"].as_array().unwrap().len(), 5, "exactly 5 hashtags");
+    let quinn = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "persona.output" && a["persona"] == "quinn")
+        .unwrap();
+    assert_eq!(
+        quinn["data"]["hashtags"].as_array().unwrap().len(),
+        5,
+        "exactly 5 hashtags"
+    );
     system.stop_idle().await;
 }
 
@@ -150,14 +250,21 @@ async fn duplicate_starts_and_signals_change_nothing(db: &Db) {
     let system = start(db, &[]).await;
     let run_id = system.start_run(smoke()).await;
     system.wait_status(&run_id, "published", QUICK).await;
-    let start = system.api_state.store.list_commands(&run_id).await.unwrap()[0].body.clone();
-    let (status, _) = system.post(&format!("{}/v1/executions", system.orchestrator), start.clone()).await;
+    let start = system.api_state.store.list_commands(&run_id).await.unwrap()[0]
+        .body
+        .clone();
+    let (status, _) = system
+        .post(&format!("{}/v1/executions", system.orchestrator), start.clone())
+        .await;
     assert_eq!(status, 200, "same start again: nothing new");
     let mut other = start;
     other["project"] = json!("aismr");
-    let (status, _) = system.post(&format!("{}/v1/executions", system.orchestrator), other).await;
+    let (status, _) = system
+        .post(&format!("{}/v1/executions", system.orchestrator), other)
+        .await;
     assert_eq!(status, 409);
-    let signal = json!({"signalId": "kieai:x:200", "signal": {"type": "clip.completed", "taskId": "x", "index": 0, "url": "u"}});
+    let signal =
+        json!({"signalId": "kieai:x:200", "signal": {"type": "clip.completed", "taskId": "x", "index": 0, "url": "u"}});
     let signals = format!("{}/v1/executions/{run_id}/signals", system.orchestrator);
     assert_eq!(system.post(&signals, signal.clone()).await.0, 202);
     assert_eq!(system.post(&signals, signal).await.0, 200);

@@ -21,7 +21,11 @@ fn configured() -> Option<&'static Fault> {
                 Some((point, n)) => (point.to_string(), n.parse().unwrap_or(1)),
                 None => (raw, 1),
             };
-            Some(Fault { point, at, seen: AtomicU64::new(0) })
+            Some(Fault {
+                point,
+                at,
+                seen: AtomicU64::new(0),
+            })
         })
         .as_ref()
 }

@@ -29,6 +29,17 @@ pub enum ProviderError {
     NotConfigured(String),
 }
 
+/// What a provider knows of a call whose answer was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered<T> {
+    /// It received the call: here is what it answered.
+    Found(T),
+    /// It never received the call: making it now pays once.
+    NotFound,
+    /// It cannot tell (no lookup by our key): do not call again.
+    Unknown,
+}
+
 /// One clip to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipRequest {
@@ -52,9 +63,10 @@ pub enum ClipState {
 pub trait VideoGenerator: Send + Sync {
     /// Submits a clip; returns the provider's task id.
     async fn submit(&self, key: &str, request: &ClipRequest) -> Result<String, ProviderError>;
-    /// The task id of a submission whose answer was lost, if the provider
-    /// can tell; `None` means "unknown: wait for the callback".
-    async fn recover(&self, key: &str) -> Result<Option<String>, ProviderError>;
+    /// The task id of a submission whose answer was lost. kie.ai cannot
+    /// look up by our key (`Unknown`): the callback, whose URL names the run
+    /// and clip, is then the only way to learn it.
+    async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError>;
     /// kie.ai's `record-info`: for clips whose callback never came.
     async fn status(&self, task_id: &str) -> Result<ClipState, ProviderError>;
 }
@@ -77,7 +89,7 @@ pub enum RenderState {
 pub trait Renderer: Send + Sync {
     /// Starts a render; returns the render id.
     async fn render(&self, key: &str, request: &RenderRequest) -> Result<String, ProviderError>;
-    async fn recover(&self, key: &str) -> Result<Option<String>, ProviderError>;
+    async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError>;
     async fn status(&self, render_id: &str) -> Result<RenderState, ProviderError>;
 }
 

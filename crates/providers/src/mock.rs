@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, Publisher, RenderRequest, RenderState,
-    Renderer, VideoGenerator,
+    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, Publisher, Recovered, RenderRequest,
+    RenderState, Renderer, VideoGenerator,
 };
 
 /// One recorded call.
@@ -121,6 +121,14 @@ impl MockKie {
     }
 }
 
+/// The mocks' ledger knows every call they received.
+fn found(value: Option<String>) -> Recovered<String> {
+    match value {
+        Some(value) => Recovered::Found(value),
+        None => Recovered::NotFound,
+    }
+}
+
 /// Deterministic mock ids: the same key always maps to the same id.
 fn mock_id(prefix: &str, key: &str) -> String {
     format!("{prefix}_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..20])
@@ -156,13 +164,15 @@ impl VideoGenerator for MockKie {
         Ok(task_id)
     }
 
-    async fn recover(&self, key: &str) -> Result<Option<String>, ProviderError> {
+    async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError> {
         let call = self
             .ledger
             .find("kieai", "submit", key)
             .await
             .map_err(ledger_error("kieai"))?;
-        Ok(call.and_then(|c| c.response["taskId"].as_str().map(str::to_owned)))
+        Ok(found(
+            call.and_then(|c| c.response["taskId"].as_str().map(str::to_owned)),
+        ))
     }
 
     async fn status(&self, task_id: &str) -> Result<ClipState, ProviderError> {
@@ -198,13 +208,13 @@ impl Renderer for MockShotstack {
         Ok(render_id)
     }
 
-    async fn recover(&self, key: &str) -> Result<Option<String>, ProviderError> {
+    async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError> {
         let call = self
             .ledger
             .find("shotstack", "render", key)
             .await
             .map_err(ledger_error("shotstack"))?;
-        Ok(call.and_then(|c| c.response["id"].as_str().map(str::to_owned)))
+        Ok(found(call.and_then(|c| c.response["id"].as_str().map(str::to_owned))))
     }
 
     async fn status(&self, render_id: &str) -> Result<RenderState, ProviderError> {

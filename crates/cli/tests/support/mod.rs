@@ -65,7 +65,15 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
             OrchestratorServer::with_listener(orchestrator_listener, orchestrator_state.clone()).run(until(stopped)),
         ),
     ];
-    System { api, orchestrator, http: reqwest::Client::new(), api_state, orchestrator_state, stop, tasks }
+    System {
+        api,
+        orchestrator,
+        http: reqwest::Client::new(),
+        api_state,
+        orchestrator_state,
+        stop,
+        tasks,
+    }
 }
 
 impl System {
@@ -88,11 +96,26 @@ impl System {
     }
 
     pub async fn get(&self, url: &str) -> Value {
-        self.http.get(url).header("x-api-key", API_KEY).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(url)
+            .header("x-api-key", API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, url: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(url).header("x-api-key", API_KEY).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(url)
+            .header("x-api-key", API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -105,13 +128,18 @@ impl System {
             if done(&run) {
                 return run;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; run is {}", run["status"]);
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; run is {}",
+                run["status"]
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     pub async fn wait_status(&self, run_id: &str, status: &str, timeout: Duration) -> Value {
-        self.wait_for(run_id, timeout, status, |run| run["status"] == status).await
+        self.wait_for(run_id, timeout, status, |run| run["status"] == status)
+            .await
     }
 
     /// `(provider, operation)` counts of the mock calls of a run.
@@ -129,7 +157,12 @@ impl System {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let counts = self.orchestrator_state.store.counts().await.unwrap();
-            let commands = self.api_state.store.commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10).await.unwrap();
+            let commands = self
+                .api_state
+                .store
+                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
+                .await
+                .unwrap();
             if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
                 break;
             }
@@ -148,7 +181,12 @@ impl System {
 }
 
 pub fn artifact_kinds(run: &Value) -> Vec<String> {
-    run["artifacts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect()
+    run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn json_status(value: &Value) -> &str {

@@ -9,7 +9,7 @@ use myloware_core::signing;
 use myloware_core::wire::{EventKind, Signal};
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_providers::{
-    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, RenderRequest, RenderState,
+    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, Recovered, RenderRequest, RenderState,
 };
 use serde_json::{Value, json};
 
@@ -116,6 +116,22 @@ async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response: Value) ->
         .await?)
 }
 
+/// Records a fresh call's answer in the journal.
+async fn recorded<T>(
+    step: &Step<'_>,
+    key: &str,
+    answer: Result<T, ProviderError>,
+    crash_point: &str,
+    to_json: impl Fn(&T) -> Value,
+) -> Result<Result<T, ProviderError>, StepError> {
+    crate::faults::point(crash_point);
+    match &answer {
+        Ok(value) => finish(step, key, true, to_json(value)).await?,
+        Err(err) => finish(step, key, false, json!({"error": err.to_string()})).await?,
+    }
+    Ok(answer)
+}
+
 fn callback_url(step: &Step<'_>, index: u32) -> String {
     let config = &step.engine.config;
     // Mock callbacks come from inside the deployment; real ones from kie.ai.
@@ -184,44 +200,35 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             callback_url: callback_url(step, script.index),
         };
         let key = format!("{}:riley:clip:{}", step.run_id, script.index);
-        let task_id = match begin(
-            step,
-            &key,
-            "kieai",
-            "submit",
-            &json!({"index": script.index, "prompt": script.prompt}),
-        )
-        .await?
-        {
-            Journaled::Fresh => match providers.video.submit(&key, &request).await {
-                Ok(task_id) => {
-                    crate::faults::point("riley.after_submit");
-                    finish(step, &key, true, json!({"taskId": task_id})).await?;
-                    Some(task_id)
-                }
-                Err(err) => {
-                    finish(step, &key, false, json!({"error": err.to_string()})).await?;
-                    return Ok(provider_failure(persona, "kieai.submit_failed", &err));
-                }
-            },
-            Journaled::Answered(response) => response["taskId"].as_str().map(str::to_owned),
-            Journaled::Failed(response) => {
-                return Ok(fail(
-                    persona,
-                    "kieai.submit_failed",
-                    response["error"].as_str().unwrap_or("submission failed"),
-                ));
-            }
-            // Never submit again: find the task, or wait for its callback
-            // (the callback URL names the run and clip).
+        let journal_request = json!({"index": script.index, "prompt": script.prompt});
+        let journaled = match begin(step, &key, "kieai", "submit", &journal_request).await? {
+            // Never submit twice: ask first (the callback URL names the run
+            // and clip, so an unknown submission can still complete).
             Journaled::Unanswered => match providers.video.recover(&key).await {
-                Ok(Some(task_id)) => {
+                Ok(Recovered::Found(task_id)) => {
                     finish(step, &key, true, json!({"taskId": task_id, "recovered": true})).await?;
-                    Some(task_id)
+                    Journaled::Answered(json!({"taskId": task_id}))
                 }
-                Ok(None) => None,
+                Ok(Recovered::NotFound) => Journaled::Fresh,
+                Ok(Recovered::Unknown) => Journaled::Unanswered,
                 Err(err) => return Ok(provider_failure(persona, "kieai.recover_failed", &err)),
             },
+            other => other,
+        };
+        let task_id = match journaled {
+            Journaled::Fresh => {
+                let answer = providers.video.submit(&key, &request).await;
+                match recorded(step, &key, answer, "riley.after_submit", |t| json!({"taskId": t})).await? {
+                    Ok(task_id) => Some(task_id),
+                    Err(err) => return Ok(provider_failure(persona, "kieai.submit_failed", &err)),
+                }
+            }
+            Journaled::Answered(response) => response["taskId"].as_str().map(str::to_owned),
+            Journaled::Failed(response) => {
+                let message = response["error"].as_str().unwrap_or("submission failed");
+                return Ok(fail(persona, "kieai.submit_failed", message));
+            }
+            Journaled::Unanswered => None,
         };
         let clip = &mut step.state.clips[i];
         clip.submitted = true;
@@ -370,40 +377,38 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             run_id: step.run_id.clone(),
             edit: edit.clone(),
         };
-        let render_id = match begin(step, &key, "shotstack", "render", &edit).await? {
-            Journaled::Fresh => match providers.render.render(&key, &request).await {
-                Ok(id) => {
-                    crate::faults::point("alex.after_render");
-                    finish(step, &key, true, json!({"id": id})).await?;
-                    id
-                }
-                Err(err) => {
-                    finish(step, &key, false, json!({"error": err.to_string()})).await?;
-                    return Ok(provider_failure(persona, "shotstack.render_failed", &err));
-                }
-            },
-            Journaled::Answered(response) => response["id"].as_str().unwrap_or_default().to_string(),
-            Journaled::Failed(response) => {
-                return Ok(fail(
-                    persona,
-                    "shotstack.render_failed",
-                    response["error"].as_str().unwrap_or("render failed"),
-                ));
-            }
+        let journaled = match begin(step, &key, "shotstack", "render", &edit).await? {
             Journaled::Unanswered => match providers.render.recover(&key).await {
-                Ok(Some(id)) => {
+                Ok(Recovered::Found(id)) => {
                     finish(step, &key, true, json!({"id": id, "recovered": true})).await?;
-                    id
+                    Journaled::Answered(json!({"id": id}))
                 }
-                Ok(None) => {
-                    return Ok(fail(
-                        persona,
-                        "shotstack.render_unknown",
-                        "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
-                    ));
-                }
+                Ok(Recovered::NotFound) => Journaled::Fresh,
+                Ok(Recovered::Unknown) => Journaled::Unanswered,
                 Err(err) => return Ok(provider_failure(persona, "shotstack.recover_failed", &err)),
             },
+            other => other,
+        };
+        let render_id = match journaled {
+            Journaled::Fresh => {
+                let answer = providers.render.render(&key, &request).await;
+                match recorded(step, &key, answer, "alex.after_render", |id| json!({"id": id})).await? {
+                    Ok(id) => id,
+                    Err(err) => return Ok(provider_failure(persona, "shotstack.render_failed", &err)),
+                }
+            }
+            Journaled::Answered(response) => response["id"].as_str().unwrap_or_default().to_string(),
+            Journaled::Failed(response) => {
+                let message = response["error"].as_str().unwrap_or("render failed");
+                return Ok(fail(persona, "shotstack.render_failed", message));
+            }
+            Journaled::Unanswered => {
+                return Ok(fail(
+                    persona,
+                    "shotstack.render_unknown",
+                    "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
+                ));
+            }
         };
         step.state.render = Some(Render {
             id: render_id,
