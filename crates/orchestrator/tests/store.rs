@@ -3,9 +3,15 @@
 
 use std::path::Path;
 
+use chrono::{Duration, Utc};
 use myloware_core::project::Catalog;
+use myloware_core::wire::EventKind;
 use myloware_db::{Db, conformance_tests};
-use myloware_orchestrator::store;
+use myloware_orchestrator::store::{
+    self, Created, ExecStatus, JournalBegin, NewEvent, NewExecution, SignalOutcome, StepCommit,
+};
+use myloware_providers::mock::MockCall;
+use serde_json::json;
 
 fn catalog() -> Catalog {
     Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")).expect("the real catalog loads")
@@ -73,7 +79,378 @@ async fn knowledge_is_full_text_searchable_by_project_and_persona(db: &Db) {
     }
 }
 
+fn new_execution(run_id: &str) -> NewExecution {
+    NewExecution {
+        run_id: run_id.into(),
+        project: "test_video_gen".into(),
+        request: json!({"runId": run_id}),
+        state: json!({}),
+    }
+}
+
+fn started() -> NewEvent {
+    NewEvent {
+        kind: EventKind::ExecutionStarted,
+        data: json!({}),
+    }
+}
+
+fn commit(run_id: &str, worker: &str, status: ExecStatus, events: usize) -> StepCommit {
+    StepCommit {
+        run_id: run_id.into(),
+        worker: worker.into(),
+        node: 1,
+        status,
+        state: json!({"step": 1}),
+        wait: (status == ExecStatus::Waiting).then(|| json!({"for": "clips"})),
+        wake_at: None,
+        events: (0..events)
+            .map(|i| NewEvent {
+                kind: EventKind::StatusChanged,
+                data: json!({"i": i}),
+            })
+            .collect(),
+        consumed_through: None,
+        keep_lease_until: None,
+    }
+}
+
+fn soon(secs: i64) -> chrono::DateTime<Utc> {
+    Utc::now() + Duration::seconds(secs)
+}
+
+async fn executions_are_created_once_per_run(db: &Db) {
+    let store = store::open(db);
+    assert_eq!(
+        store
+            .create_execution(&new_execution("run_a"), &started())
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        store
+            .create_execution(&new_execution("run_a"), &started())
+            .await
+            .unwrap(),
+        Created::Exists { same: true }
+    );
+    let other = NewExecution {
+        request: json!({"runId": "run_a", "x": 1}),
+        ..new_execution("run_a")
+    };
+    assert_eq!(
+        store.create_execution(&other, &started()).await.unwrap(),
+        Created::Exists { same: false }
+    );
+    let outbox = store.outbox("run_a").await.unwrap();
+    assert_eq!(outbox.len(), 1, "one execution.started");
+    assert_eq!((outbox[0].run_seq, outbox[0].kind.as_str()), (1, "execution.started"));
+    let execution = store.get_execution("run_a").await.unwrap().unwrap();
+    assert_eq!(
+        (execution.status, execution.node, execution.event_seq),
+        (ExecStatus::Runnable, 0, 1)
+    );
+}
+
+async fn one_worker_holds_an_execution_until_its_lease_expires(db: &Db) {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    let claims = (0..6).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(&format!("w{i}"), Utc::now(), soon(30)).await.unwrap() })
+    });
+    let mut winners = Vec::new();
+    for claim in claims {
+        if let Some(execution) = claim.await.unwrap() {
+            winners.push(execution.lease_owner.unwrap());
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim: {winners:?}");
+    let holder = winners.remove(0);
+    assert!(store.claim("late", Utc::now(), soon(30)).await.unwrap().is_none());
+    assert!(store.extend_lease("run_a", &holder, soon(30)).await.unwrap());
+    assert!(!store.extend_lease("run_a", "late", soon(30)).await.unwrap());
+
+    // Once the lease has expired, another worker takes over, and the old
+    // holder can no longer commit or journal.
+    let taken = store
+        .claim("rescuer", soon(31), soon(60))
+        .await
+        .unwrap()
+        .expect("expired lease is claimable");
+    assert_eq!(taken.lease_owner.as_deref(), Some("rescuer"));
+    assert!(
+        !store
+            .commit_step(&commit("run_a", &holder, ExecStatus::Runnable, 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .journal_begin("run_a", &holder, "k", "kieai", "submit", &json!({}))
+            .await
+            .unwrap(),
+        JournalBegin::LeaseLost
+    );
+    assert_eq!(
+        store.outbox("run_a").await.unwrap().len(),
+        1,
+        "the fenced commit wrote nothing"
+    );
+    assert!(
+        store
+            .commit_step(&commit("run_a", "rescuer", ExecStatus::Runnable, 2))
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_commit_appends_events_in_sequence_and_releases_the_lease(db: &Db) {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let mut keep = commit("run_a", "w", ExecStatus::Runnable, 2);
+    keep.keep_lease_until = Some(soon(30));
+    assert!(store.commit_step(&keep).await.unwrap());
+    assert!(
+        store
+            .commit_step(&commit("run_a", "w", ExecStatus::Completed, 3))
+            .await
+            .unwrap()
+    );
+    let seqs: Vec<i64> = store.outbox("run_a").await.unwrap().iter().map(|e| e.run_seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+    let execution = store.get_execution("run_a").await.unwrap().unwrap();
+    assert_eq!(
+        (execution.status, execution.steps, execution.event_seq),
+        (ExecStatus::Completed, 2, 6)
+    );
+    assert_eq!(execution.lease_owner, None);
+    assert_eq!(execution.state, json!({"step": 1}));
+    assert!(
+        store.claim("w", Utc::now(), soon(30)).await.unwrap().is_none(),
+        "completed work is never claimed"
+    );
+}
+
+async fn signals_wake_waiting_executions_once(db: &Db) {
+    let store = store::open(db);
+    assert_eq!(
+        store.add_signal("run_x", "s1", &json!({})).await.unwrap(),
+        SignalOutcome::UnknownExecution
+    );
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    assert!(
+        store
+            .commit_step(&commit("run_a", "w", ExecStatus::Waiting, 0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Waiting
+    );
+    assert!(
+        store.claim("w", Utc::now(), soon(30)).await.unwrap().is_none(),
+        "parked without a deadline"
+    );
+
+    assert_eq!(
+        store.add_signal("run_a", "s1", &json!({"n": 1})).await.unwrap(),
+        SignalOutcome::Accepted
+    );
+    assert_eq!(
+        store.add_signal("run_a", "s1", &json!({"n": 1})).await.unwrap(),
+        SignalOutcome::Duplicate
+    );
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Runnable
+    );
+    let claimed = store
+        .claim("w", Utc::now(), soon(30))
+        .await
+        .unwrap()
+        .expect("woken by the signal");
+    let pending = store.pending_signals(&claimed.run_id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+
+    // A signal that arrives while the step runs keeps the execution runnable
+    // when the step parks: it is never missed.
+    store.add_signal("run_a", "s2", &json!({"n": 2})).await.unwrap();
+    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
+    park.consumed_through = Some(pending[0].seq);
+    assert!(store.commit_step(&park).await.unwrap());
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Runnable
+    );
+    let left: Vec<String> = store
+        .pending_signals("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.signal_id)
+        .collect();
+    assert_eq!(left, ["s2"]);
+}
+
+async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
+    park.wake_at = Some(soon(60));
+    assert!(store.commit_step(&park).await.unwrap());
+    assert!(store.claim("w", Utc::now(), soon(30)).await.unwrap().is_none());
+    assert!(
+        store.claim("w", soon(61), soon(90)).await.unwrap().is_some(),
+        "due at its deadline"
+    );
+
+    store
+        .create_execution(&new_execution("run_b"), &started())
+        .await
+        .unwrap();
+    store.claim("w2", Utc::now(), soon(30)).await.unwrap().unwrap();
+    assert!(
+        store
+            .commit_step(&commit("run_b", "w2", ExecStatus::Waiting, 0))
+            .await
+            .unwrap()
+    );
+    assert!(!store.cancel_requested("run_b").await.unwrap());
+    assert_eq!(store.request_cancel("run_b").await.unwrap(), Some(ExecStatus::Runnable));
+    assert!(store.cancel_requested("run_b").await.unwrap());
+    assert_eq!(store.request_cancel("run_nope").await.unwrap(), None);
+}
+
+async fn the_journal_lets_a_call_be_begun_once(db: &Db) {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let request = json!({"index": 0});
+    let begin = || store.journal_begin("run_a", "w", "run_a:riley:clip:0", "kieai", "submit", &request);
+    assert_eq!(begin().await.unwrap(), JournalBegin::Begun);
+    let JournalBegin::Existing(entry) = begin().await.unwrap() else {
+        panic!("second begin must see the first")
+    };
+    assert_eq!((entry.status.as_str(), entry.response), ("started", None));
+    store
+        .journal_finish("run_a", "run_a:riley:clip:0", true, &json!({"taskId": "t"}))
+        .await
+        .unwrap();
+    let JournalBegin::Existing(entry) = begin().await.unwrap() else {
+        panic!("the entry stays")
+    };
+    assert_eq!(
+        (entry.status.as_str(), entry.response),
+        ("succeeded", Some(json!({"taskId": "t"})))
+    );
+    assert_eq!(store.journal("run_a").await.unwrap().len(), 1);
+}
+
+async fn the_outbox_keeps_each_runs_order(db: &Db) {
+    let store = store::open(db);
+    for run in ["run_a", "run_b"] {
+        store.create_execution(&new_execution(run), &started()).await.unwrap();
+        store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+        // Parked, so the next claim takes the other run.
+        assert!(
+            store
+                .commit_step(&commit(run, "w", ExecStatus::Waiting, 2))
+                .await
+                .unwrap()
+        );
+    }
+    let due = store.outbox_due(Utc::now(), 100).await.unwrap();
+    let order: Vec<(String, i64)> = due.iter().map(|e| (e.run_id.clone(), e.run_seq)).collect();
+    assert_eq!(order.len(), 6);
+    for run in ["run_a", "run_b"] {
+        let seqs: Vec<i64> = order.iter().filter(|(r, _)| r == run).map(|(_, s)| *s).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+    // run_a's first event is delivered; the rest of run_a waits for a retry.
+    // run_b is unaffected.
+    let first_a = due.iter().find(|e| e.run_id == "run_a").unwrap().event_id.clone();
+    store.outbox_delivered(&[first_a]).await.unwrap();
+    store.outbox_retry("run_a", "API down", soon(60)).await.unwrap();
+    let due = store.outbox_due(Utc::now(), 100).await.unwrap();
+    assert!(due.iter().all(|e| e.run_id == "run_b"), "{due:?}");
+    let later = store.outbox_due(soon(61), 100).await.unwrap();
+    let a: Vec<i64> = later
+        .iter()
+        .filter(|e| e.run_id == "run_a")
+        .map(|e| e.run_seq)
+        .collect();
+    assert_eq!(a, [2, 3]);
+    assert_eq!(store.counts().await.unwrap().outbox_pending, 5);
+}
+
+async fn mock_calls_are_all_recorded(db: &Db) {
+    let store = store::open(db);
+    let call = MockCall {
+        provider: "kieai".into(),
+        operation: "submit".into(),
+        key: "run_a:riley:clip:0".into(),
+        run_id: "run_a".into(),
+        request: json!({}),
+        response: json!({"taskId": "t1"}),
+    };
+    store.record_mock_call(&call).await.unwrap();
+    store
+        .record_mock_call(&MockCall {
+            response: json!({"taskId": "t2"}),
+            ..call.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mock_calls("run_a").await.unwrap().len(),
+        2,
+        "duplicates are counted, not merged"
+    );
+    let first = store
+        .find_mock_call("kieai", "submit", "run_a:riley:clip:0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.response, json!({"taskId": "t1"}));
+    assert!(
+        store
+            .find_mock_call("kieai", "status", "run_a:riley:clip:0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 conformance_tests!(
     ingest_replaces_the_knowledge_base,
-    knowledge_is_full_text_searchable_by_project_and_persona
+    knowledge_is_full_text_searchable_by_project_and_persona,
+    executions_are_created_once_per_run,
+    one_worker_holds_an_execution_until_its_lease_expires,
+    a_commit_appends_events_in_sequence_and_releases_the_lease,
+    signals_wake_waiting_executions_once,
+    deadlines_and_cancels_make_parked_executions_runnable,
+    the_journal_lets_a_call_be_begun_once,
+    the_outbox_keeps_each_runs_order,
+    mock_calls_are_all_recorded,
 );

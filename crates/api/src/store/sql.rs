@@ -258,6 +258,7 @@ macro_rules! sql_api_store {
                     .rows_affected()
                     == 1;
                 if !moved {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
                 if let Some(artifact) = artifact {
@@ -356,6 +357,7 @@ macro_rules! sql_api_store {
                 .rows_affected()
                     == 1;
                 if !moved {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
                 sqlx::query(
@@ -422,6 +424,7 @@ macro_rules! sql_api_store {
                 .rows_affected()
                     == 1;
                 if !inserted {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
                 if let Some(command) = command {

@@ -307,6 +307,7 @@ macro_rules! sql_orchestrator_store {
                             .bind(&new.run_id)
                             .fetch_one(&mut *tx)
                             .await?;
+                    tx.rollback().await?;
                     return Ok(Created::Exists { same: existing.0 == new.request });
                 }
                 insert_events!(tx, &new.run_id, 1i64, std::slice::from_ref(first_event));
@@ -389,6 +390,7 @@ macro_rules! sql_orchestrator_store {
                 .await?;
                 let Some((last_seq,)) = row else {
                     // Lease lost: roll back everything (the signals stay unread).
+                    tx.rollback().await?;
                     return Ok(false);
                 };
                 let first_seq = last_seq - commit.events.len() as i64 + 1;
@@ -409,6 +411,7 @@ macro_rules! sql_orchestrator_store {
                 .execute(&mut *tx)
                 .await?;
                 if woke.rows_affected() == 0 {
+                    tx.rollback().await?;
                     return Ok(SignalOutcome::UnknownExecution);
                 }
                 let inserted = sqlx::query(
@@ -422,6 +425,7 @@ macro_rules! sql_orchestrator_store {
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
                     return Ok(SignalOutcome::Duplicate);
                 }
                 tx.commit().await?;
@@ -480,6 +484,7 @@ macro_rules! sql_orchestrator_store {
                     .execute(&mut *tx)
                     .await?;
                 if held.rows_affected() == 0 {
+                    tx.rollback().await?;
                     return Ok(JournalBegin::LeaseLost);
                 }
                 let inserted = sqlx::query(
@@ -505,6 +510,7 @@ macro_rules! sql_orchestrator_store {
                 .bind(key)
                 .fetch_one(&mut *tx)
                 .await?;
+                tx.rollback().await?;
                 Ok(JournalBegin::Existing(row.into()))
             }
 
