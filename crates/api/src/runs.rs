@@ -3,11 +3,12 @@
 //! is called, so a start is never lost; delivery is retried by the command
 //! reconciler (`crate::commands`) until the orchestrator acknowledges it.
 
-use myloware_core::RunStatus;
 use myloware_core::ids::new_run_id;
+use myloware_core::project::Persona;
 use myloware_core::project::ProjectSpec;
 use myloware_core::run::Transition;
 use myloware_core::wire::{CancelExecution, GraphSpec, StartExecution};
+use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -54,6 +55,11 @@ pub struct RunOptions {
     /// Hold the run in `pending_workflow` until the workflow gate is approved.
     #[serde(default, rename = "requireWorkflowApproval")]
     pub require_workflow_approval: bool,
+    /// Personas to leave out of the project's pipeline (e.g. `["alex"]`:
+    /// "skip editing"; Quinn then publishes the first clip). Their gates go too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub skip: Vec<Persona>,
     /// Other options are kept in the payload as given.
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -172,8 +178,15 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
     request.input.validate()?;
 
     let mode = state.config.providers_mode;
-    let graph = GraphSpec::for_project(spec);
-    myloware_core::graph::nodes(&graph).map_err(|err| ApiError::invalid(&["body", "project"], err.to_string()))?;
+    let mut graph = GraphSpec::for_project(spec);
+    graph.pipeline.retain(|persona| !request.options.skip.contains(persona));
+    graph.hitl_gates.retain(|gate| match gate {
+        Gate::Ideate => graph.pipeline.contains(&Persona::Iggy),
+        Gate::Prepublish => graph.pipeline.contains(&Persona::Quinn),
+        Gate::Workflow => true,
+    });
+    myloware_core::graph::nodes(&graph)
+        .map_err(|err| ApiError::invalid(&["body", "options", "skip"], err.to_string()))?;
     let input = serde_json::to_value(&request.input).expect("input serializes");
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;

@@ -275,7 +275,48 @@ async fn duplicate_starts_and_signals_change_nothing(db: &Db) {
     system.stop_idle().await;
 }
 
+async fn skipping_editing_publishes_a_clip_without_a_render(db: &Db) {
+    let system = start(db, &[]).await;
+    let run_id = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "no edit"}, "options": {"skip": ["alex"]}}))
+        .await;
+    let run = system.wait_status(&run_id, "published", QUICK).await;
+    assert_eq!(
+        run["payload"]["graph_spec"]["pipeline"],
+        json!(["iggy", "riley", "quinn"])
+    );
+    assert_eq!(run["result"]["renderUrl"], Value::Null);
+    let calls = system.mock_calls(&run_id).await;
+    assert_eq!(count(&calls, "shotstack", "render"), 0);
+    assert_eq!(count(&calls, "upload_post", "publish"), 1);
+    let published = system.orchestrator_state.store.mock_calls(&run_id).await.unwrap();
+    let publish = published.iter().find(|c| c.provider == "upload_post").unwrap();
+    assert_eq!(
+        publish.request["video_url"], run["result"]["videos"][0]["assetUrl"],
+        "the first clip is published"
+    );
+
+    // Skipping what another persona needs is refused before anything runs.
+    let response = system
+        .http
+        .post(format!("{}/v1/runs/start", system.api))
+        .header("x-api-key", support::API_KEY)
+        .json(&json!({"project": "test_video_gen", "input": {"prompt": "x"}, "options": {"skip": ["riley"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "options", "skip"]));
+    assert!(
+        body["detail"][0]["msg"].as_str().unwrap().contains("alex needs riley"),
+        "{body}"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    skipping_editing_publishes_a_clip_without_a_render,
     a_smoke_run_is_published_with_two_clips_one_render_one_publish,
     a_failed_clip_fails_the_run_at_once_with_the_providers_message,
     cancelling_during_generation_stops_before_render_and_publish,
