@@ -116,6 +116,26 @@ async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response: Value) ->
         .await?)
 }
 
+/// What to do about a call whose answer was lost, once the provider was
+/// asked: use what it found (recorded under `field`), call now if it never
+/// saw the call, or treat it as unanswered if it cannot tell.
+async fn after_recovery(
+    step: &Step<'_>,
+    key: &str,
+    recovered: Result<Recovered<String>, ProviderError>,
+    field: &str,
+) -> Result<Result<Journaled, ProviderError>, StepError> {
+    Ok(match recovered {
+        Ok(Recovered::Found(id)) => {
+            finish(step, key, true, json!({ field: id, "recovered": true })).await?;
+            Ok(Journaled::Answered(json!({ field: id })))
+        }
+        Ok(Recovered::NotFound) => Ok(Journaled::Fresh),
+        Ok(Recovered::Unknown) => Ok(Journaled::Unanswered),
+        Err(err) => Err(err),
+    })
+}
+
 /// Records a fresh call's answer in the journal.
 async fn recorded<T>(
     step: &Step<'_>,
@@ -204,15 +224,13 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         let journaled = match begin(step, &key, "kieai", "submit", &journal_request).await? {
             // Never submit twice: ask first (the callback URL names the run
             // and clip, so an unknown submission can still complete).
-            Journaled::Unanswered => match providers.video.recover(&key).await {
-                Ok(Recovered::Found(task_id)) => {
-                    finish(step, &key, true, json!({"taskId": task_id, "recovered": true})).await?;
-                    Journaled::Answered(json!({"taskId": task_id}))
+            Journaled::Unanswered => {
+                let recovered = providers.video.recover(&key).await;
+                match after_recovery(step, &key, recovered, "taskId").await? {
+                    Ok(journaled) => journaled,
+                    Err(err) => return Ok(provider_failure(persona, "kieai.recover_failed", &err)),
                 }
-                Ok(Recovered::NotFound) => Journaled::Fresh,
-                Ok(Recovered::Unknown) => Journaled::Unanswered,
-                Err(err) => return Ok(provider_failure(persona, "kieai.recover_failed", &err)),
-            },
+            }
             other => other,
         };
         let task_id = match journaled {
@@ -378,15 +396,13 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             edit: edit.clone(),
         };
         let journaled = match begin(step, &key, "shotstack", "render", &edit).await? {
-            Journaled::Unanswered => match providers.render.recover(&key).await {
-                Ok(Recovered::Found(id)) => {
-                    finish(step, &key, true, json!({"id": id, "recovered": true})).await?;
-                    Journaled::Answered(json!({"id": id}))
+            Journaled::Unanswered => {
+                let recovered = providers.render.recover(&key).await;
+                match after_recovery(step, &key, recovered, "id").await? {
+                    Ok(journaled) => journaled,
+                    Err(err) => return Ok(provider_failure(persona, "shotstack.recover_failed", &err)),
                 }
-                Ok(Recovered::NotFound) => Journaled::Fresh,
-                Ok(Recovered::Unknown) => Journaled::Unanswered,
-                Err(err) => return Ok(provider_failure(persona, "shotstack.recover_failed", &err)),
-            },
+            }
             other => other,
         };
         let render_id = match journaled {

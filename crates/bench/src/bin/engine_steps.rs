@@ -1,0 +1,623 @@
+//! `engine-steps`: the durable engine's own overhead per step, on SQLite or
+//! Postgres, without HTTP and without provider delays. See
+//! docs/benchmarks.md for what is measured and the results.
+//!
+//! Three passes over one fresh database (a temporary SQLite file, or a new
+//! schema in the Postgres database `--database-url` names, dropped at the
+//! end):
+//!
+//! 1. throughput: N executions of a one-node graph (`[iggy]`, which calls
+//!    no provider) are created directly in the store, then the real engine
+//!    runs them with W workers; wall time until nothing is runnable or
+//!    waiting, steps counted from `executions.steps`;
+//! 2. single worker: the same on N/4 new executions with one worker; wall
+//!    time / steps is the mean latency of a step;
+//! 3. store overhead: N/4 new executions, each driven by hand through the
+//!    store calls one step makes, in order (`claim`, `pending_signals`,
+//!    `cancel_requested`, `commit_step` with the events the engine commits),
+//!    single-threaded and timed one by one for percentiles.
+//!
+//! The outbox dispatcher does not run (there is no API): outbox rows pile
+//! up, which is part of what a commit costs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use chrono::Utc;
+use clap::Parser;
+use myloware_core::config::Config;
+use myloware_core::project::{Catalog, Persona, ProjectSpec};
+use myloware_core::wire::{EventKind, GraphSpec, StartExecution};
+use myloware_core::{ProviderMode, graph, ids};
+use myloware_db::{Backend, Db, PoolSettings};
+use myloware_orchestrator::engine::state::RunState;
+use myloware_orchestrator::engine::{Engine, ProviderSets, scripted};
+use myloware_orchestrator::store::{ExecStatus, NewEvent, NewExecution, OrchestratorStore, StepCommit};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const PROJECT: &str = "test_video_gen";
+
+#[derive(Debug, Parser)]
+#[command(name = "engine-steps", about = "Benchmark of the durable engine's per-step overhead")]
+struct Args {
+    /// Database to run on: sqlite://FILE, or a Postgres database in which a
+    /// fresh schema is created and dropped again. Default: a new temporary
+    /// SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+
+    /// Executions of the throughput pass (the other two passes use N/4).
+    #[arg(long, default_value_t = 2000)]
+    executions: usize,
+
+    /// Engine workers of the throughput pass (ORCHESTRATOR_WORKERS).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+
+    /// Comma-separated personas of the benchmark graph. Only `iggy` runs
+    /// without any provider call; later personas call the (undelayed) mock
+    /// providers and park waiting for callbacks that nobody sends here, so
+    /// the run would only end at --timeout-secs.
+    #[arg(long, default_value = "iggy")]
+    pipeline: String,
+
+    /// Database pool size (the services use 16).
+    #[arg(long, default_value_t = PoolSettings::default().max_connections)]
+    pool_size: u32,
+
+    /// The project catalog (`projects/`).
+    #[arg(long, default_value_os_t = default_projects_dir())]
+    projects_dir: PathBuf,
+
+    /// Give up on a pass after this long.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+
+    /// Keep the benchmark's database (SQLite file or Postgres schema) for
+    /// inspection instead of removing it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn default_projects_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")
+}
+
+/// A database of the benchmark's own, removed by [`BenchDb::cleanup`].
+struct BenchDb {
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(PathBuf),
+    PostgresSchema { admin_url: String, schema: String },
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}_{nanos}", std::process::id())
+}
+
+impl BenchDb {
+    async fn prepare(url: Option<&str>) -> anyhow::Result<BenchDb> {
+        match url {
+            None => {
+                let path = std::env::temp_dir().join(format!("myloware-bench-{}.db", unique_suffix()));
+                Ok(BenchDb {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::SqliteFile(path),
+                })
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                ensure!(
+                    !Path::new(path).exists(),
+                    "{path} exists: the benchmark wants a fresh SQLite file (it deletes it afterwards)"
+                );
+                Ok(BenchDb {
+                    url: url.to_string(),
+                    cleanup: Cleanup::SqliteFile(PathBuf::from(path)),
+                })
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let schema = format!("mw_bench_{}", unique_suffix());
+                let admin = sqlx::PgPool::connect(url)
+                    .await
+                    .context("cannot connect to the Postgres database (create it first)")?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&admin)
+                    .await
+                    .context("cannot create the benchmark schema")?;
+                admin.close().await;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                Ok(BenchDb {
+                    url: format!("{url}{separator}options=-c%20search_path%3D{schema}"),
+                    cleanup: Cleanup::PostgresSchema {
+                        admin_url: url.to_string(),
+                        schema,
+                    },
+                })
+            }
+            Some(_) => bail!("--database-url must start with sqlite:// or postgres://"),
+        }
+    }
+
+    async fn cleanup(self) {
+        match self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Cleanup::PostgresSchema { admin_url, schema } => {
+                let dropped = async {
+                    let admin = sqlx::PgPool::connect(&admin_url).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                        .execute(&admin)
+                        .await?;
+                    admin.close().await;
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                if let Err(err) = dropped {
+                    eprintln!("warning: could not drop schema {schema}: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// The engine configuration of one pass: no provider delay, a short idle poll.
+fn config(database_url: &str, projects_dir: &Path, workers: usize) -> anyhow::Result<Config> {
+    let vars: HashMap<&str, String> = [
+        ("DATABASE_URL", database_url.to_string()),
+        ("PROJECTS_DIR", projects_dir.display().to_string()),
+        ("USE_MOCK_PROVIDERS", "true".to_string()),
+        ("MOCK_PROVIDER_DELAY_MS", "0".to_string()),
+        ("ORCHESTRATOR_WORKERS", workers.to_string()),
+        ("ENGINE_POLL_MS", "5".to_string()),
+        ("ENGINE_LEASE_SECS", "30".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    Config::from_lookup(|var| vars.get(var).cloned()).map_err(|err| anyhow::anyhow!("configuration: {err:?}"))
+}
+
+/// What the API would send for a run of `spec` on `graph`.
+fn start_request(spec: &ProjectSpec, graph: &GraphSpec) -> StartExecution {
+    let videos: Vec<Value> = spec
+        .specs
+        .as_ref()
+        .map(|s| {
+            s.videos
+                .iter()
+                .enumerate()
+                .map(
+                    |(index, v)| json!({"index": index, "subject": v.subject, "header": v.header, "status": "pending"}),
+                )
+                .collect()
+        })
+        .unwrap_or_default();
+    StartExecution {
+        run_id: String::new(),
+        project: spec.project.clone(),
+        graph_spec: graph.clone(),
+        project_spec: spec.clone(),
+        providers_mode: ProviderMode::Mock,
+        input: json!({"prompt": "benchmark"}),
+        videos,
+        traceparent: None,
+    }
+}
+
+/// Creates `count` runnable executions like `POST /v1/executions` does.
+async fn create_executions(
+    store: &Arc<dyn OrchestratorStore>,
+    template: &StartExecution,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut run_ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut request = template.clone();
+        request.run_id = ids::new_run_id();
+        let new = NewExecution {
+            run_id: request.run_id.clone(),
+            project: request.project.clone(),
+            request: serde_json::to_value(&request)?,
+            state: json!({}),
+        };
+        let first = NewEvent {
+            kind: EventKind::ExecutionStarted,
+            data: json!({"providersMode": request.providers_mode}),
+        };
+        store.create_execution(&new, &first).await?;
+        run_ids.push(request.run_id);
+    }
+    Ok(run_ids)
+}
+
+/// One pass of the real engine.
+struct EnginePass {
+    executions: usize,
+    steps: i64,
+    wall: Duration,
+}
+
+impl EnginePass {
+    fn steps_per_sec(&self) -> f64 {
+        self.steps as f64 / self.wall.as_secs_f64()
+    }
+
+    fn mean_step_ms(&self) -> f64 {
+        self.wall.as_secs_f64() * 1000.0 / self.steps as f64
+    }
+}
+
+/// Runs `run_ids` (already created) to the end with `config.engine.workers`
+/// workers. The wall time ends at the last commit (`updated_at` of the last
+/// execution to finish), so the completion poll adds no error.
+async fn engine_pass(
+    config: Config,
+    store: &Arc<dyn OrchestratorStore>,
+    run_ids: &[String],
+    timeout: Duration,
+) -> anyhow::Result<EnginePass> {
+    let config = Arc::new(config);
+    let providers = ProviderSets {
+        mock: myloware_orchestrator::mock_providers(&config, store.clone()),
+        live: None,
+    };
+    let engine = Engine::new(config, store.clone(), providers);
+    let (stop, stopped) = watch::channel(false);
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let workers = engine.spawn_workers(stopped);
+    loop {
+        let counts = store.counts().await?;
+        if counts.runnable == 0 && counts.waiting == 0 {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let _ = stop.send(true);
+            bail!("timed out after {timeout:?} with {counts:?} (does the pipeline wait for callbacks?)");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let polled = started.elapsed();
+    let _ = stop.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+
+    let mut steps = 0;
+    let mut last_commit = started_at;
+    for run_id in run_ids {
+        let execution = store
+            .get_execution(run_id)
+            .await?
+            .with_context(|| format!("{run_id} vanished"))?;
+        ensure!(
+            execution.status == ExecStatus::Completed,
+            "{run_id} ended {} instead of completed",
+            execution.status.as_str()
+        );
+        steps += execution.steps;
+        last_commit = last_commit.max(execution.updated_at);
+    }
+    let wall = (last_commit - started_at).to_std().unwrap_or(polled);
+    Ok(EnginePass {
+        executions: run_ids.len(),
+        steps,
+        wall,
+    })
+}
+
+/// Durations of the store calls of one step, in microseconds.
+#[derive(Default)]
+struct StoreTimings {
+    total: Vec<f64>,
+    claim: Vec<f64>,
+    pending_signals: Vec<f64>,
+    cancel_requested: Vec<f64>,
+    commit_step: Vec<f64>,
+}
+
+/// Drives `count` executions (already created, runnable) through the store
+/// calls of one step of the one-node graph, single-threaded.
+async fn store_pass(
+    store: &Arc<dyn OrchestratorStore>,
+    spec: &ProjectSpec,
+    input: &Value,
+    count: usize,
+) -> anyhow::Result<StoreTimings> {
+    let worker = "bench-0";
+    let lease = chrono::Duration::seconds(30);
+    let ideas = scripted::ideas(spec, input);
+    let mut timings = StoreTimings::default();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for _ in 0..count {
+        let t0 = Instant::now();
+        let now = Utc::now();
+        let execution = store
+            .claim(worker, now, now + lease)
+            .await?
+            .context("nothing to claim: the store pass ran out of executions")?;
+        let t1 = Instant::now();
+        let signals = store.pending_signals(&execution.run_id).await?;
+        let t2 = Instant::now();
+        let cancelled = store.cancel_requested(&execution.run_id).await?;
+        let t3 = Instant::now();
+        ensure!(!cancelled, "{} was cancelled", execution.run_id);
+        // Exactly what the engine commits for Iggy as the last node: its
+        // three events, then the completion in the same transaction.
+        let state = RunState {
+            started: vec![Persona::Iggy],
+            ideas: ideas.clone(),
+            ..RunState::default()
+        };
+        let events = vec![
+            NewEvent {
+                kind: EventKind::PersonaStarted,
+                data: json!({"persona": "iggy"}),
+            },
+            NewEvent {
+                kind: EventKind::StatusChanged,
+                data: json!({"status": "running"}),
+            },
+            NewEvent {
+                kind: EventKind::PersonaCompleted,
+                data: json!({"persona": "iggy", "output": {"ideas": ideas}}),
+            },
+            NewEvent {
+                kind: EventKind::ExecutionCompleted,
+                data: json!({"videos": [], "renderUrl": null, "publishUrls": []}),
+            },
+        ];
+        let commit = StepCommit {
+            run_id: execution.run_id.clone(),
+            worker: worker.to_string(),
+            node: execution.node + 1,
+            status: ExecStatus::Completed,
+            state: serde_json::to_value(&state)?,
+            wait: None,
+            wake_at: None,
+            events,
+            consumed_through: signals.last().map(|s| s.seq),
+            keep_lease_until: None,
+        };
+        let t4 = Instant::now();
+        ensure!(store.commit_step(&commit).await?, "lease lost on {}", execution.run_id);
+        let t5 = Instant::now();
+        timings.claim.push(us(t1 - t0));
+        timings.pending_signals.push(us(t2 - t1));
+        timings.cancel_requested.push(us(t3 - t2));
+        timings.commit_step.push(us(t5 - t4));
+        // The state and events are built outside the store calls' timings.
+        timings.total.push(us((t5 - t0) - (t4 - t3)));
+    }
+    Ok(timings)
+}
+
+#[derive(Clone, Copy)]
+struct Summary {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    mean: f64,
+    max: f64,
+}
+
+/// Nearest-rank percentiles of microsecond samples, in milliseconds.
+fn summarize(samples: &[f64]) -> Summary {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len().max(1);
+    let rank = |p: f64| {
+        sorted
+            .get(((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1)
+            .copied()
+    };
+    let ms = |v: Option<f64>| v.unwrap_or(f64::NAN) / 1000.0;
+    Summary {
+        p50: ms(rank(50.0)),
+        p95: ms(rank(95.0)),
+        p99: ms(rank(99.0)),
+        mean: sorted.iter().sum::<f64>() / n as f64 / 1000.0,
+        max: ms(sorted.last().copied()),
+    }
+}
+
+fn summary_json(s: Summary) -> Value {
+    let r = |v: f64| (v * 1000.0).round() / 1000.0;
+    json!({"p50": r(s.p50), "p95": r(s.p95), "p99": r(s.p99), "mean": r(s.mean), "max": r(s.max)})
+}
+
+fn kernel() -> String {
+    std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn parse_pipeline(raw: &str) -> anyhow::Result<Vec<Persona>> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::from_value(json!(p)).with_context(|| format!("unknown persona {p:?} in --pipeline")))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(args.executions >= 4, "--executions must be at least 4");
+    ensure!(args.workers >= 1, "--workers must be at least 1");
+    let pipeline = parse_pipeline(&args.pipeline)?;
+    let graph = GraphSpec {
+        pipeline,
+        hitl_gates: Vec::new(),
+    };
+    graph::nodes(&graph).map_err(|err| anyhow::anyhow!("--pipeline: {err}"))?;
+    if graph.pipeline != [Persona::Iggy] {
+        eprintln!(
+            "warning: pipeline {:?} goes beyond iggy: its steps call the mock providers and may park waiting \
+             for callbacks that never come without the API; the store pass still commits iggy's step",
+            args.pipeline
+        );
+    }
+    let catalog = Catalog::load(&args.projects_dir)
+        .map_err(|err| anyhow::anyhow!("cannot load {}: {err:?}", args.projects_dir.display()))?;
+    let spec = catalog
+        .get(PROJECT)
+        .with_context(|| format!("project {PROJECT} is not in the catalog"))?
+        .clone();
+    let template = start_request(&spec, &graph);
+
+    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let outcome = run(&args, &bench_db.url, &spec, &template).await;
+    if args.keep {
+        eprintln!("kept the benchmark database: {}", bench_db.url);
+    } else {
+        bench_db.cleanup().await;
+    }
+    outcome
+}
+
+async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecution) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let main_config = config(url, &args.projects_dir, args.workers)?;
+    let db = Db::connect(
+        main_config.database_url.expose_secret(),
+        PoolSettings {
+            max_connections: args.pool_size,
+            ..PoolSettings::default()
+        },
+    )
+    .await?;
+    db.migrate().await?;
+    let backend = match db.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let store = myloware_orchestrator::store::open(&db);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = kernel();
+    let small = (args.executions / 4).max(1);
+
+    println!("engine-steps: the durable engine's per-step overhead");
+    println!("  backend     {backend}");
+    println!("  machine     {nproc} CPUs, Linux {kernel}");
+    println!(
+        "  graph       [{}] of {PROJECT}, mock providers without delay, no outbox dispatcher",
+        args.pipeline
+    );
+    println!("  pool        {} connections", args.pool_size);
+    println!();
+
+    // 1. Throughput with W workers.
+    let created = Instant::now();
+    let run_ids = create_executions(&store, template, args.executions).await?;
+    let create_secs = created.elapsed().as_secs_f64();
+    println!(
+        "created {} executions in {:.2} s ({:.0}/s)",
+        args.executions,
+        create_secs,
+        args.executions as f64 / create_secs
+    );
+    let throughput = engine_pass(main_config, &store, &run_ids, timeout).await?;
+    println!(
+        "throughput, {} workers: {} executions, {} steps in {:.3} s = {:.0} steps/s ({:.3} ms of wall time per step)",
+        args.workers,
+        throughput.executions,
+        throughput.steps,
+        throughput.wall.as_secs_f64(),
+        throughput.steps_per_sec(),
+        throughput.mean_step_ms()
+    );
+
+    // 2. Mean step latency with one worker.
+    let run_ids = create_executions(&store, template, small).await?;
+    let single = engine_pass(config(url, &args.projects_dir, 1)?, &store, &run_ids, timeout).await?;
+    println!(
+        "single worker:          {} executions, {} steps in {:.3} s = {:.0} steps/s, mean step latency {:.3} ms",
+        single.executions,
+        single.steps,
+        single.wall.as_secs_f64(),
+        single.steps_per_sec(),
+        single.mean_step_ms()
+    );
+
+    // 3. Store calls of one step, timed one by one.
+    create_executions(&store, template, small).await?;
+    let timings = store_pass(&store, spec, &template.input, small).await?;
+    let total = summarize(&timings.total);
+    println!(
+        "step store overhead ({small} steps, one at a time): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms \
+         (mean {:.3}, max {:.3})",
+        total.p50, total.p95, total.p99, total.mean, total.max
+    );
+    let parts = [
+        ("claim", summarize(&timings.claim)),
+        ("pending_signals", summarize(&timings.pending_signals)),
+        ("cancel_requested", summarize(&timings.cancel_requested)),
+        ("commit_step", summarize(&timings.commit_step)),
+    ];
+    for (name, s) in &parts {
+        println!(
+            "  {name:<17} p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms (mean {:.3})",
+            s.p50, s.p95, s.p99, s.mean
+        );
+    }
+    let counts = store.counts().await?;
+    println!(
+        "outbox rows left undelivered (no dispatcher): {}",
+        counts.outbox_pending
+    );
+    db.close().await;
+
+    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    let summary = json!({
+        "bench": "engine-steps",
+        "backend": backend,
+        "nproc": nproc,
+        "kernel": kernel,
+        "pipeline": args.pipeline,
+        "pool_size": args.pool_size,
+        "executions": throughput.executions,
+        "workers": args.workers,
+        "steps": throughput.steps,
+        "wall_ms": r3(throughput.wall.as_secs_f64() * 1000.0),
+        "steps_per_s": r3(throughput.steps_per_sec()),
+        "single_worker": {
+            "executions": single.executions,
+            "steps": single.steps,
+            "wall_ms": r3(single.wall.as_secs_f64() * 1000.0),
+            "steps_per_s": r3(single.steps_per_sec()),
+            "mean_step_ms": r3(single.mean_step_ms()),
+        },
+        "store_overhead_ms": summary_json(total),
+        "store_calls_ms": parts.iter().map(|(name, s)| (name.to_string(), summary_json(*s))).collect::<serde_json::Map<_, _>>(),
+    });
+    println!();
+    println!("{summary}");
+    Ok(())
+}
