@@ -5,15 +5,16 @@
 //! never move: late events are recorded but change neither status nor
 //! result.
 
-use myloware_core::RunStatus;
 use myloware_core::run::Transition;
 use myloware_core::wire::{Event, EventKind};
+use myloware_core::{Gate, RunStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::store::{AppliedEvent, Artifact, Run, RunUpdate};
+use crate::hitl;
+use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -46,7 +47,10 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
         if event.seq > run.last_event_seq + 1 {
             return Ok(EventOutcome::OutOfOrder);
         }
-        let update = effect(&run, event);
+        let mut update = effect(&run, event);
+        if event.kind == EventKind::GateReached && !run.status.is_terminal() {
+            open_gate(state, &run, event, &mut update);
+        }
         let applied = AppliedEvent {
             event_id: event.event_id.clone(),
             run_id: event.run_id.clone(),
@@ -63,6 +67,34 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
         }
     }
     Err(ApiError::Conflict("the run is changing; send the event again".into()))
+}
+
+/// A `gate.reached` opens the gate and, when the run has an owner, puts
+/// the approval link in their chat transcript, in the event's transaction.
+fn open_gate(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate) {
+    let Some(gate) = event.data["gate"].as_str().and_then(|g| g.parse::<Gate>().ok()) else {
+        return;
+    };
+    update.gate = Some(NewGate {
+        run_id: run.id.clone(),
+        gate,
+        preview: event.data["preview"].clone(),
+    });
+    if let Some(user_id) = &run.user_id {
+        let link = hitl::mint(state, &run.id, gate);
+        update.messages.push(ChatMessage {
+            user_id: user_id.clone(),
+            role: "assistant".into(),
+            text: format!(
+                "Run {} ({}) is waiting for your approval at the {gate} gate. Approve or reject: {}",
+                run.id, run.project, link.approval_url
+            ),
+            run_id: Some(run.id.clone()),
+            gate: Some(gate.as_str().into()),
+            link: Some(link.approval_url),
+            created_at: crate::store::now(),
+        });
+    }
 }
 
 /// What `event` does to `run` (pure; the store writes it).

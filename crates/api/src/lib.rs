@@ -25,8 +25,10 @@ use utoipa_axum::routes;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod hitl;
 pub mod middleware;
 pub mod orchestrator;
+pub mod page;
 pub mod routes;
 pub mod runs;
 pub mod store;
@@ -109,7 +111,9 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
     let open = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::system::health))
         .routes(routes!(routes::system::metrics))
-        .routes(routes!(routes::webhooks::kieai));
+        .routes(routes!(routes::webhooks::kieai))
+        .routes(routes!(routes::hitl::open_link, routes::hitl::approve))
+        .routes(routes!(routes::hitl::reject));
     let protected = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::system::ready))
         .routes(routes!(routes::projects::list_projects))
@@ -120,6 +124,8 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::runs::list_artifacts))
         .routes(routes!(routes::runs::cancel_run))
         .routes(routes!(routes::internal::receive_events))
+        .routes(routes!(routes::hitl::link))
+        .routes(routes!(routes::hitl::pending))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(open)

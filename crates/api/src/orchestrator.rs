@@ -97,6 +97,7 @@ impl OrchestratorClient for HttpOrchestrator {
             CommandKind::Start => "/v1/executions".to_string(),
             CommandKind::Signal => format!("/v1/executions/{run_id}/signals"),
             CommandKind::Cancel => format!("/v1/executions/{run_id}/cancel"),
+            CommandKind::Resume => format!("/v1/executions/{run_id}/resume"),
         };
         self.send_request(self.http.post(self.url(&path)).json(body)).await
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
-use crate::store::{Artifact, CommandKind, NewCommand, NewRun, Run, now};
+use crate::store::{Artifact, CommandKind, NewCommand, NewGate, NewRun, Run, now};
 
 const MAX_TEXT_CHARS: usize = 4000;
 const MAX_MODIFIERS: usize = 50;
@@ -237,6 +237,11 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         .store
         .insert_run_with_command(
             &NewRun {
+                gate: awaiting_workflow.then(|| NewGate {
+                    run_id: run_id.clone(),
+                    gate: Gate::Workflow,
+                    preview: payload["metadata"]["workflow_proposal"].clone(),
+                }),
                 id: run_id,
                 project: spec.project.clone(),
                 status: if awaiting_workflow {

@@ -13,6 +13,7 @@ use serde_json::json;
 
 fn new_run(project: &str, status: RunStatus) -> NewRun {
     NewRun {
+        gate: None,
         id: new_run_id(),
         project: project.into(),
         status,
@@ -279,6 +280,7 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
         current_persona: Some(Some("iggy".into())),
         result: Some(json!({"videos": [1]})),
         artifacts: vec![artifact.clone()],
+        ..Default::default()
     };
     assert!(
         store

@@ -9,7 +9,7 @@ use myloware_db::{Db, conformance_tests};
 use serde_json::{Value, json};
 use support::{artifact_kinds, smoke, start};
 
-const QUICK: Duration = Duration::from_secs(15);
+const QUICK: Duration = Duration::from_secs(30);
 
 fn count(calls: &std::collections::HashMap<(String, String), Vec<String>>, provider: &str, operation: &str) -> usize {
     calls

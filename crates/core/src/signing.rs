@@ -94,6 +94,41 @@ pub fn verify_callback_token(secret: &[u8], run_id: &str, purpose: &str, token: 
     })
 }
 
+/// A HITL approval token: `{exp}.{hex HMAC-SHA256(secret, "{run_id}:{gate}:{exp}")}`.
+pub fn hitl_token(secret: &[u8], run_id: &str, gate: &str, exp: i64) -> String {
+    let exp = exp.to_string();
+    let sig = mac(
+        secret,
+        &[run_id.as_bytes(), b":", gate.as_bytes(), b":", exp.as_bytes()],
+    )
+    .finalize()
+    .into_bytes();
+    format!("{exp}.{}", hex::encode(sig))
+}
+
+/// Whether `token` approves `gate` of `run_id` at `now` under any of
+/// `secrets` (the current one and, during rotation, the previous one).
+pub fn verify_hitl_token(secrets: &[&[u8]], run_id: &str, gate: &str, token: &str, now: i64) -> bool {
+    let Some((exp, sig)) = token.trim().split_once('.') else {
+        return false;
+    };
+    let Ok(expires) = exp.parse::<i64>() else { return false };
+    let Ok(given) = hex::decode(sig) else { return false };
+    if expires < now {
+        return false;
+    }
+    // Check every secret, so timing does not say which one matched.
+    secrets.iter().fold(false, |ok, secret| {
+        let valid = mac(
+            secret,
+            &[run_id.as_bytes(), b":", gate.as_bytes(), b":", exp.as_bytes()],
+        )
+        .verify_slice(&given)
+        .is_ok();
+        ok | valid
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +222,43 @@ mod tests {
         assert!(!verify_callback_token(b"other", "run_abc", "clip:0", &token));
         assert!(!verify_callback_token(b"secret", "run_abc", "clip:0", ""));
         assert!(!verify_callback_token(b"secret", "run_abc", "clip:0", &token[..20]));
+    }
+
+    #[test]
+    fn hitl_tokens_bind_run_gate_expiry_and_secret() {
+        let now = 1_700_000_000;
+        let token = hitl_token(b"current", "run_a", "ideate", now + 3600);
+        assert!(token.starts_with("1700003600."));
+        assert!(verify_hitl_token(&[b"current"], "run_a", "ideate", &token, now));
+        assert!(
+            verify_hitl_token(&[b"new", b"current"], "run_a", "ideate", &token, now),
+            "previous secret"
+        );
+        assert!(!verify_hitl_token(&[b"other"], "run_a", "ideate", &token, now));
+        assert!(!verify_hitl_token(&[b"current"], "run_b", "ideate", &token, now));
+        assert!(!verify_hitl_token(&[b"current"], "run_a", "prepublish", &token, now));
+        assert!(
+            !verify_hitl_token(&[b"current"], "run_a", "ideate", &token, now + 3601),
+            "expired"
+        );
+        let (_, sig) = token.split_once('.').unwrap();
+        let extended = format!("{}.{sig}", now + 999_999);
+        assert!(
+            !verify_hitl_token(&[b"current"], "run_a", "ideate", &extended, now),
+            "expiry is signed"
+        );
+        for bad in [
+            "",
+            ".",
+            "abc",
+            "1700003600.",
+            "1700003600.zz",
+            &token[..token.len() - 2],
+        ] {
+            assert!(
+                !verify_hitl_token(&[b"current"], "run_a", "ideate", bad, now),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -141,6 +141,22 @@ pub async fn resume(
         Ok(None) => return error(StatusCode::NOT_FOUND, "execution not found"),
         Err(err) => return internal(err),
     };
+    let signal_id = format!("gate:{}", resume.gate);
+    // The same decision again is a no-op; the opposite one is a conflict.
+    match state.engine.store.find_signal(&run_id, &signal_id).await {
+        Ok(Some(earlier)) => {
+            return if earlier["approve"] == json!(approve) {
+                (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
+            } else {
+                error(
+                    StatusCode::CONFLICT,
+                    format!("the {} gate was already decided otherwise", resume.gate),
+                )
+            };
+        }
+        Ok(None) => {}
+        Err(err) => return internal(err),
+    }
     let waiting_here = execution.wait.as_ref().is_some_and(|w| w["gate"] == json!(resume.gate));
     if execution.status.is_finished() || !waiting_here {
         return error(
@@ -148,7 +164,6 @@ pub async fn resume(
             format!("the execution is not waiting at the {} gate", resume.gate),
         );
     }
-    let signal_id = format!("gate:{}", resume.gate);
     let decision = Signal::GateDecision {
         gate: resume.gate,
         approve,

@@ -215,6 +215,7 @@ async fn find_run(state: &ApiState, run_id: &str) -> Result<Run, ApiError> {
 pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) -> Result<Json<RunView>, ApiError> {
     let run = find_run(&state, &run_id).await?;
     let artifacts = state.store.list_artifacts(&run.id).await?;
+    let gates = state.store.list_gates(&run.id).await?;
     Ok(Json(RunView {
         run_id: run.id,
         project: run.project,
@@ -224,7 +225,7 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
         updated_at: run.updated_at,
         payload: run.payload,
         result: run.result,
-        gates: Vec::new(),
+        gates: gates.iter().map(crate::hitl::gate_view).collect(),
         artifacts: artifacts.into_iter().map(ArtifactView::from).collect(),
     }))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use myloware_core::RunStatus;
+use myloware_core::{Gate, RunStatus};
 use myloware_db::Db;
 use serde_json::Value;
 
@@ -54,6 +54,8 @@ pub struct Run {
 /// A run to insert.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// Opened with the run (the workflow gate of a proposed run).
+    pub gate: Option<NewGate>,
     pub id: String,
     pub project: String,
     pub status: RunStatus,
@@ -102,6 +104,8 @@ pub enum CommandKind {
     Start,
     Signal,
     Cancel,
+    /// A gate decision (`POST /v1/executions/{runId}/resume`).
+    Resume,
 }
 
 impl CommandKind {
@@ -110,6 +114,7 @@ impl CommandKind {
             Self::Start => "start",
             Self::Signal => "signal",
             Self::Cancel => "cancel",
+            Self::Resume => "resume",
         }
     }
 }
@@ -121,6 +126,7 @@ impl std::str::FromStr for CommandKind {
             "start" => Ok(Self::Start),
             "signal" => Ok(Self::Signal),
             "cancel" => Ok(Self::Cancel),
+            "resume" => Ok(Self::Resume),
             other => Err(format!("unknown command kind {other:?}")),
         }
     }
@@ -167,6 +173,105 @@ pub struct RunUpdate {
     pub current_persona: Option<Option<String>>,
     pub result: Option<Value>,
     pub artifacts: Vec<Artifact>,
+    /// A gate the event opens.
+    pub gate: Option<NewGate>,
+    /// Messages for the run owner's chat transcript.
+    pub messages: Vec<ChatMessage>,
+}
+
+/// A HITL gate to open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewGate {
+    pub run_id: String,
+    pub gate: Gate,
+    pub preview: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateStatus {
+    Awaiting,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl GateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Awaiting => "awaiting",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for GateStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Awaiting, Self::Approved, Self::Rejected, Self::Expired]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| format!("unknown gate status {s:?}"))
+    }
+}
+
+/// A gate instance, with whether the orchestrator has its decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRecord {
+    pub run_id: String,
+    pub gate: Gate,
+    pub status: GateStatus,
+    pub preview: Value,
+    pub requested_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub decision: Option<String>,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    /// `None` before a decision or when none had to be delivered.
+    pub delivered: Option<bool>,
+}
+
+/// One decision, with what it changes beside the gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub run_id: String,
+    pub gate: Gate,
+    pub approve: bool,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    /// The run status move the decision makes, if any (`from`, `to`).
+    pub run_move: Option<(RunStatus, RunStatus)>,
+    pub artifact: Option<Artifact>,
+    /// What the orchestrator must be told.
+    pub command: Option<NewCommand>,
+}
+
+/// One decision attempt, whatever its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub run_id: String,
+    pub gate: String,
+    pub at: DateTime<Utc>,
+    /// `approve`, `reject`, `view`, `link`.
+    pub action: String,
+    pub outcome: String,
+    /// `token:<fingerprint>` or `api_key:<fingerprint>`; never the secret.
+    pub credential: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub user_id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub text: String,
+    pub run_id: Option<String>,
+    pub gate: Option<String>,
+    pub link: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An orchestrator event, as recorded when applied.
@@ -247,6 +352,27 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn record_webhook(&self, delivery: &WebhookDelivery, command: Option<&NewCommand>) -> StoreResult<bool>;
 
     async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
+
+    /// Applies a decision if the gate is still awaiting (one conditional
+    /// update: of two simultaneous decisions one wins), with its run move,
+    /// artifact and command, in one transaction. `false` when it was not
+    /// awaiting (nothing written).
+    async fn decide(&self, decision: &Decision) -> StoreResult<bool>;
+
+    async fn get_gate(&self, run_id: &str, gate: Gate) -> StoreResult<Option<GateRecord>>;
+
+    async fn list_gates(&self, run_id: &str) -> StoreResult<Vec<GateRecord>>;
+
+    /// Every gate awaiting a decision, oldest first.
+    async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>>;
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
+    async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>>;
+
+    async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()>;
+
+    async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>>;
 
     async fn insert_artifact(&self, artifact: &Artifact) -> StoreResult<()>;
 

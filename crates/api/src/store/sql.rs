@@ -12,9 +12,10 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiStore, AppliedEvent, Artifact, Command, DeliveryAttempt, NewCommand, NewRun, Run, RunQuery, RunUpdate,
-    StoreError, StoreResult, WebhookDelivery, now,
+    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatMessage, Command, Decision, DeliveryAttempt, GateRecord,
+    NewCommand, NewGate, NewRun, Run, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
 };
+use myloware_core::Gate;
 
 const RUN_COLUMNS: &str =
     "seq, id, project, status, current_persona, user_id, payload, result, last_event_seq, created_at, updated_at";
@@ -130,6 +131,104 @@ struct WebhookRow {
     received_at: DateTime<Utc>,
 }
 
+const GATE_COLUMNS: &str = "g.run_id, g.gate, g.status, g.preview, g.requested_at, g.resolved_at, g.decision, \
+     g.approver, g.reason, g.command_seq, c.acked_at";
+
+#[derive(sqlx::FromRow)]
+struct GateRow {
+    run_id: String,
+    gate: String,
+    status: String,
+    preview: Json<Value>,
+    requested_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    decision: Option<String>,
+    approver: Option<String>,
+    reason: Option<String>,
+    command_seq: Option<i64>,
+    acked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<GateRow> for GateRecord {
+    type Error = StoreError;
+    fn try_from(row: GateRow) -> Result<GateRecord, StoreError> {
+        Ok(GateRecord {
+            gate: row.gate.parse().map_err(StoreError::Corrupt)?,
+            status: row.status.parse().map_err(StoreError::Corrupt)?,
+            run_id: row.run_id,
+            preview: row.preview.0,
+            requested_at: row.requested_at,
+            resolved_at: row.resolved_at,
+            decision: row.decision,
+            approver: row.approver,
+            reason: row.reason,
+            delivered: row.command_seq.map(|_| row.acked_at.is_some()),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    run_id: String,
+    gate: String,
+    at: DateTime<Utc>,
+    action: String,
+    outcome: String,
+    credential: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChatRow {
+    user_id: String,
+    role: String,
+    text: String,
+    run_id: Option<String>,
+    gate: Option<String>,
+    link: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+fn gates(rows: Vec<GateRow>) -> StoreResult<Vec<GateRecord>> {
+    rows.into_iter().map(GateRecord::try_from).collect()
+}
+
+macro_rules! insert_gate {
+    ($gate:expr, $executor:expr) => {{
+        let gate: &NewGate = $gate;
+        sqlx::query(
+            "INSERT INTO gates (run_id, gate, status, preview, requested_at) VALUES ($1, $2, 'awaiting', $3, $4) \
+             ON CONFLICT (run_id, gate) DO NOTHING",
+        )
+        .bind(&gate.run_id)
+        .bind(gate.gate.as_str())
+        .bind(Json(&gate.preview))
+        .bind(now())
+        .execute($executor)
+        .await?
+    }};
+}
+
+macro_rules! insert_chat {
+    ($message:expr, $executor:expr) => {{
+        let message: &ChatMessage = $message;
+        sqlx::query(
+            "INSERT INTO chat_messages (user_id, role, text, run_id, gate, link, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&message.user_id)
+        .bind(&message.role)
+        .bind(&message.text)
+        .bind(&message.run_id)
+        .bind(&message.gate)
+        .bind(&message.link)
+        .bind(message.created_at)
+        .execute($executor)
+        .await?
+    }};
+}
+
 fn runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
     rows.into_iter().map(Run::try_from).collect()
 }
@@ -209,6 +308,9 @@ macro_rules! sql_api_store {
                 })?;
                 if let Some(command) = command {
                     insert_command!(command, &mut *tx);
+                }
+                if let Some(gate) = &run.gate {
+                    insert_gate!(gate, &mut *tx);
                 }
                 tx.commit().await?;
                 row.try_into()
@@ -376,8 +478,179 @@ macro_rules! sql_api_store {
                 for artifact in &update.artifacts {
                     insert_artifact!(artifact, &mut *tx);
                 }
+                if let Some(gate) = &update.gate {
+                    insert_gate!(gate, &mut *tx);
+                }
+                for message in &update.messages {
+                    insert_chat!(message, &mut *tx);
+                }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn decide(&self, decision: &Decision) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let at = now();
+                let decided = sqlx::query(
+                    "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7 \
+                     WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                )
+                .bind(&decision.run_id)
+                .bind(decision.gate.as_str())
+                .bind(if decision.approve { "approved" } else { "rejected" })
+                .bind(at)
+                .bind(if decision.approve { "approve" } else { "reject" })
+                .bind(&decision.approver)
+                .bind(&decision.reason)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !decided {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some((from, to)) = decision.run_move {
+                    let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+                        .bind(&decision.run_id)
+                        .bind(from.as_str())
+                        .bind(to.as_str())
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if !moved {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                if let Some(artifact) = &decision.artifact {
+                    insert_artifact!(artifact, &mut *tx);
+                }
+                if let Some(command) = &decision.command {
+                    let (seq,): (i64,) = sqlx::query_as(
+                        "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) \
+                         VALUES ($1, $2, $3, $4, $4) RETURNING seq",
+                    )
+                    .bind(&command.run_id)
+                    .bind(command.kind.as_str())
+                    .bind(Json(&command.body))
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE gates SET command_seq = $3 WHERE run_id = $1 AND gate = $2")
+                        .bind(&decision.run_id)
+                        .bind(decision.gate.as_str())
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn get_gate(&self, run_id: &str, gate: Gate) -> StoreResult<Option<GateRecord>> {
+                let row: Option<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
+                     WHERE g.run_id = $1 AND g.gate = $2"
+                )))
+                .bind(run_id)
+                .bind(gate.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(GateRecord::try_from).transpose()
+            }
+
+            async fn list_gates(&self, run_id: &str) -> StoreResult<Vec<GateRecord>> {
+                let rows: Vec<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
+                     WHERE g.run_id = $1 ORDER BY g.requested_at"
+                )))
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                gates(rows)
+            }
+
+            async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>> {
+                let rows: Vec<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
+                     WHERE g.status = 'awaiting' ORDER BY g.requested_at LIMIT $1"
+                )))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                gates(rows)
+            }
+
+            async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO gate_audit (run_id, gate, at, action, outcome, credential, ip, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&entry.run_id)
+                .bind(&entry.gate)
+                .bind(entry.at)
+                .bind(&entry.action)
+                .bind(&entry.outcome)
+                .bind(&entry.credential)
+                .bind(&entry.ip)
+                .bind(&entry.user_agent)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>> {
+                let rows: Vec<AuditRow> = sqlx::query_as(
+                    "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
+                     WHERE run_id = $1 ORDER BY seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| AuditEntry {
+                        run_id: r.run_id,
+                        gate: r.gate,
+                        at: r.at,
+                        action: r.action,
+                        outcome: r.outcome,
+                        credential: r.credential,
+                        ip: r.ip,
+                        user_agent: r.user_agent,
+                    })
+                    .collect())
+            }
+
+            async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()> {
+                insert_chat!(message, &self.pool);
+                Ok(())
+            }
+
+            async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>> {
+                let rows: Vec<ChatRow> = sqlx::query_as(
+                    "SELECT user_id, role, text, run_id, gate, link, created_at FROM \
+                     (SELECT * FROM chat_messages WHERE user_id = $1 ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
+                )
+                .bind(user_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| ChatMessage {
+                        user_id: r.user_id,
+                        role: r.role,
+                        text: r.text,
+                        run_id: r.run_id,
+                        gate: r.gate,
+                        link: r.link,
+                        created_at: r.created_at,
+                    })
+                    .collect())
             }
 
             async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {

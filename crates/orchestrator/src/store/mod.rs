@@ -222,6 +222,9 @@ pub trait OrchestratorStore: Send + Sync + 'static {
 
     async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>>;
 
+    /// A signal received before (consumed or not).
+    async fn find_signal(&self, run_id: &str, signal_id: &str) -> StoreResult<Option<Value>>;
+
     /// Marks the execution for cancellation and wakes it; `None` if unknown.
     async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
 

@@ -445,6 +445,16 @@ macro_rules! sql_orchestrator_store {
                     .collect())
             }
 
+            async fn find_signal(&self, run_id: &str, signal_id: &str) -> StoreResult<Option<Value>> {
+                let row: Option<(Json<Value>,)> =
+                    sqlx::query_as("SELECT body FROM signals WHERE run_id = $1 AND signal_id = $2")
+                        .bind(run_id)
+                        .bind(signal_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(body,)| body.0))
+            }
+
             async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>> {
                 let row: Option<(String,)> = sqlx::query_as(
                     "UPDATE executions SET cancel_requested = TRUE, \

@@ -1,0 +1,359 @@
+//! Human approval at gates: signed links, decisions (each gate decided once,
+//! by one conditional update), the audit of every attempt, and delivery of
+//! the decision to the orchestrator (kept and retried if it is down).
+
+use chrono::{Duration, Utc};
+use myloware_core::auth::ApiKeys;
+use myloware_core::graph;
+use myloware_core::signing;
+use myloware_core::wire::{GraphSpec, StartExecution};
+use myloware_core::{Gate, ProviderMode, RunStatus};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::commands;
+use crate::error::ApiError;
+use crate::store::{Artifact, AuditEntry, CommandKind, Decision, GateRecord, GateStatus, NewCommand, Run, now};
+
+/// Log target of gate decisions (the runbook greps for it).
+pub const LOG_TARGET: &str = "myloware.api.hitl";
+
+/// A signed approval link.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub run_id: String,
+    pub gate: Gate,
+    pub token: String,
+    pub approval_url: String,
+    pub reject_url: String,
+    pub expires_at: chrono::DateTime<Utc>,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+}
+
+/// Mints a fresh link for `gate` of `run_id`.
+pub fn mint(state: &ApiState, run_id: &str, gate: Gate) -> Link {
+    let config = &state.config;
+    let expires_at = Utc::now() + Duration::hours(config.hitl_token_expiry_hours as i64);
+    let token = signing::hitl_token(
+        config.hitl_secret_bytes(),
+        run_id,
+        gate.as_str(),
+        expires_at.timestamp(),
+    );
+    let url = |action: &str| {
+        let mut url = config
+            .public_base_url
+            .join(&format!("/v1/hitl/{action}/{run_id}/{gate}"))
+            .expect("valid path");
+        url.query_pairs_mut().append_pair("token", &token);
+        url.to_string()
+    };
+    Link {
+        run_id: run_id.to_string(),
+        gate,
+        approval_url: url("approve"),
+        reject_url: url("reject"),
+        token,
+        expires_at,
+        expires_in: (expires_at - Utc::now()).num_seconds(),
+    }
+}
+
+/// Whether `token` is a valid, unexpired link token for the gate, under the
+/// current `HITL_SECRET` or, during rotation, `HITL_SECRET_PREVIOUS`.
+pub fn token_is_valid(state: &ApiState, run_id: &str, gate: &str, token: &str) -> bool {
+    let config = &state.config;
+    let mut secrets: Vec<&[u8]> = vec![config.hitl_secret_bytes()];
+    if let Some(previous) = &config.hitl_secret_previous {
+        secrets.push(previous.expose_secret().as_bytes());
+    }
+    signing::verify_hitl_token(&secrets, run_id, gate, token, Utc::now().timestamp())
+}
+
+/// Who is deciding, as the audit records it (never the secret itself).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ApiKey(String),
+    Token(String),
+    None,
+}
+
+impl Credential {
+    pub fn api_key(key: &str) -> Credential {
+        Credential::ApiKey(ApiKeys::fingerprint(key))
+    }
+
+    pub fn token(token: &str) -> Credential {
+        Credential::Token(ApiKeys::fingerprint(token))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Credential::ApiKey(fp) => format!("api_key:{fp}"),
+            Credential::Token(fp) => format!("token:{fp}"),
+            Credential::None => "none".into(),
+        }
+    }
+
+    pub fn via(&self) -> &'static str {
+        match self {
+            Credential::ApiKey(_) => "api_key",
+            _ => "token",
+        }
+    }
+}
+
+/// One decision attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub run_id: String,
+    pub gate: String,
+    pub approve: bool,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    pub credential: Credential,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Approved,
+    Rejected,
+    AlreadyApproved,
+    AlreadyRejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::AlreadyApproved => "already_approved",
+            Self::AlreadyRejected => "already_rejected",
+        }
+    }
+}
+
+/// Records the attempt in the audit log, whatever happened.
+pub async fn audit(state: &ApiState, attempt: &Attempt, action: &str, outcome: &str) {
+    let entry = AuditEntry {
+        run_id: attempt.run_id.clone(),
+        gate: attempt.gate.clone(),
+        at: now(),
+        action: action.into(),
+        outcome: outcome.into(),
+        credential: attempt.credential.describe(),
+        ip: attempt.ip.clone(),
+        user_agent: attempt.user_agent.clone(),
+    };
+    if let Err(err) = state.store.record_audit(&entry).await {
+        tracing::error!(target: LOG_TARGET, runId = %attempt.run_id, gate = %attempt.gate, error = %err, "cannot record the audit entry");
+    }
+}
+
+/// The run and the gate, if the gate belongs to the run's graph.
+pub async fn run_and_gate(state: &ApiState, run_id: &str, gate: &str) -> Result<(Run, Gate), ApiError> {
+    let gate: Gate = gate.parse().map_err(|_| ApiError::not_found("gate"))?;
+    if !myloware_core::ids::is_run_id(run_id) {
+        return Err(ApiError::not_found("run"));
+    }
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    let in_graph = match gate {
+        Gate::Workflow => !run.payload["metadata"]["workflow_proposal"].is_null(),
+        other => run.payload["graph_spec"]["hitl_gates"]
+            .as_array()
+            .is_some_and(|gates| gates.iter().any(|g| g == other.as_str())),
+    };
+    if !in_graph {
+        return Err(ApiError::NotFound(format!("the {gate} gate is not part of this run")));
+    }
+    Ok((run, gate))
+}
+
+/// Decides, audits, and tells the orchestrator. A decision kept while the
+/// orchestrator is down answers 502 and is delivered later (by the command
+/// reconciler, or by a retry of the link).
+pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
+    let action = if attempt.approve { "approve" } else { "reject" };
+    let result = decide_unaudited(state, attempt).await;
+    let outcome = match &result {
+        Ok(outcome) => outcome.as_str().to_string(),
+        Err(err) => err.to_string(),
+    };
+    audit(state, attempt, action, &outcome).await;
+    result
+}
+
+async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
+    let (run, gate) = run_and_gate(state, &attempt.run_id, &attempt.gate).await?;
+    for _ in 0..5 {
+        let record = state.store.get_gate(&run.id, gate).await?;
+        let run = state
+            .store
+            .get_run(&run.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("run"))?;
+        match record {
+            Some(GateRecord {
+                status: GateStatus::Awaiting,
+                ..
+            }) if run.status == gate.awaiting_status() => {
+                let decision = decision(&run, gate, attempt)?;
+                if state.store.decide(&decision).await? {
+                    tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = if attempt.approve { "approve" } else { "reject" }, approver = ?attempt.approver, via = attempt.credential.via(), "gate decided");
+                    if decision.command.is_some() {
+                        deliver(state, &run.id, gate).await?;
+                    }
+                    return Ok(if attempt.approve {
+                        Outcome::Approved
+                    } else {
+                        Outcome::Rejected
+                    });
+                }
+            }
+            Some(
+                record @ GateRecord {
+                    status: GateStatus::Approved | GateStatus::Rejected,
+                    ..
+                },
+            ) => {
+                let approved = record.status == GateStatus::Approved;
+                if approved != attempt.approve {
+                    return Err(ApiError::Conflict(format!(
+                        "the {gate} gate was already {}",
+                        record.status.as_str()
+                    )));
+                }
+                // The same decision again: no second decision, but a
+                // decision the orchestrator has not acknowledged is sent again.
+                if record.delivered == Some(false) {
+                    deliver(state, &run.id, gate).await?;
+                }
+                return Ok(if approved {
+                    Outcome::AlreadyApproved
+                } else {
+                    Outcome::AlreadyRejected
+                });
+            }
+            _ => {
+                return Err(ApiError::Conflict(format!(
+                    "the {gate} gate is not awaiting a decision; the run is {}",
+                    run.status
+                )));
+            }
+        }
+    }
+    Err(ApiError::Conflict("the gate is changing; try again".into()))
+}
+
+/// Sends the run's pending commands now; 502 (decision kept) if the
+/// orchestrator cannot be reached.
+async fn deliver(state: &ApiState, run_id: &str, gate: Gate) -> Result<(), ApiError> {
+    commands::deliver_next(state, run_id).await.map_err(|error| {
+        tracing::error!(target: LOG_TARGET, runId = %run_id, %gate, %error, "failed to resume run; the decision is kept and will be delivered");
+        ApiError::BadGateway("failed to resume run".into())
+    })
+}
+
+/// What deciding `gate` of `run` changes.
+fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiError> {
+    let rejected_artifact = || {
+        Artifact::new(
+            &run.id,
+            "run.rejected",
+            None,
+            json!({"gate": gate, "reason": attempt.reason, "approver": attempt.approver}),
+        )
+    };
+    let base = Decision {
+        run_id: run.id.clone(),
+        gate,
+        approve: attempt.approve,
+        approver: attempt.approver.clone(),
+        reason: attempt.reason.clone(),
+        run_move: None,
+        artifact: None,
+        command: None,
+    };
+    Ok(match (gate, attempt.approve) {
+        (Gate::Workflow, true) => Decision {
+            run_move: Some((RunStatus::PendingWorkflow, RunStatus::Pending)),
+            command: Some(NewCommand {
+                run_id: run.id.clone(),
+                kind: CommandKind::Start,
+                body: serde_json::to_value(proposed_start(run)?).expect("serializes"),
+            }),
+            ..base
+        },
+        (Gate::Workflow, false) => Decision {
+            run_move: Some((RunStatus::PendingWorkflow, RunStatus::Rejected)),
+            artifact: Some(rejected_artifact()),
+            ..base
+        },
+        (_, approve) => Decision {
+            run_move: (!approve).then(|| (gate.awaiting_status(), RunStatus::Rejected)),
+            artifact: (!approve).then(rejected_artifact),
+            command: Some(NewCommand {
+                run_id: run.id.clone(),
+                kind: CommandKind::Resume,
+                body: json!({
+                    "gate": gate,
+                    "decision": if approve { "approve" } else { "reject" },
+                    "approver": attempt.approver,
+                    "reason": attempt.reason,
+                }),
+            }),
+            ..base
+        },
+    })
+}
+
+/// The start of a proposed run: exactly the approved graph. A proposal
+/// without a usable graph is refused (409), never approved into a stuck run.
+fn proposed_start(run: &Run) -> Result<StartExecution, ApiError> {
+    let proposal = &run.payload["metadata"]["workflow_proposal"];
+    let refuse = |why: String| ApiError::Conflict(format!("the workflow proposal cannot start: {why}"));
+    let graph = GraphSpec {
+        pipeline: serde_json::from_value(proposal["pipeline"].clone())
+            .map_err(|e| refuse(format!("no pipeline ({e})")))?,
+        hitl_gates: serde_json::from_value(proposal["gates"].clone()).map_err(|e| refuse(format!("no gates ({e})")))?,
+    };
+    graph::nodes(&graph).map_err(|e| refuse(e.to_string()))?;
+    let metadata = &run.payload["metadata"];
+    Ok(StartExecution {
+        run_id: run.id.clone(),
+        project: run.project.clone(),
+        graph_spec: graph,
+        project_spec: serde_json::from_value(metadata["project_spec"].clone())
+            .map_err(|e| refuse(format!("no project spec ({e})")))?,
+        providers_mode: serde_json::from_value::<ProviderMode>(metadata["providers"]["mode"].clone())
+            .map_err(|e| refuse(format!("no provider mode ({e})")))?,
+        input: proposal.get("input").cloned().unwrap_or(Value::Null),
+        videos: run.result["videos"].as_array().cloned().unwrap_or_default(),
+        traceparent: None,
+    })
+}
+
+/// The gate as `GET /v1/runs/{runId}` shows it.
+pub fn gate_view(record: &GateRecord) -> Value {
+    json!({
+        "gate": record.gate,
+        "status": record.status.as_str(),
+        "requestedAt": record.requested_at,
+        "resolvedAt": record.resolved_at,
+        "decision": record.decision,
+        "approver": record.approver,
+        "reason": record.reason,
+        "delivered": record.delivered,
+    })
+}

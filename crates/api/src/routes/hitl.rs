@@ -1,0 +1,369 @@
+//! `/v1/hitl`: signed links, the confirmation page, approve and reject.
+//!
+//! A link opened by a browser, an unfurler or a bot never changes anything:
+//! `GET` shows the page (or, for `Accept: application/json`, a description).
+//! Only a `POST` with the link's token, or any request with a valid API key
+//! (the runbook's manual curl), decides.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::hitl::{self, Attempt, Credential, Link, Outcome};
+use crate::middleware::{API_KEY, ClientId, LimitedRoute, authorizes};
+use crate::page;
+use crate::store::GateStatus;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TokenQuery {
+    /// The link's token.
+    token: Option<String>,
+}
+
+/// A decision's body: form fields (from the page) or JSON, all optional.
+#[derive(Debug, Default, Deserialize)]
+struct DecisionBody {
+    token: Option<String>,
+    approver: Option<String>,
+    reason: Option<String>,
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn client(headers: &HeaderMap, client: &ClientId) -> (Option<String>, Option<String>) {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(300).collect());
+    (Some(client.0.clone()), agent)
+}
+
+/// Refuses a token-authenticated POST that a browser says comes from
+/// another site (the form's token already binds it to the link).
+fn cross_site(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (header("origin"), header("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+            origin_host != host
+        }
+        _ => false,
+    }
+}
+
+/// The credential of a request: a valid API key, or a valid token for this
+/// gate, else 403 (`invalid or expired token`).
+fn credential(
+    state: &ApiState,
+    headers: &HeaderMap,
+    run_id: &str,
+    gate: &str,
+    token: Option<&str>,
+) -> Result<Credential, ApiError> {
+    let forbidden = || ApiError::Forbidden("invalid or expired token".into());
+    let token_ok = token.map(|t| hitl::token_is_valid(state, run_id, gate, t));
+    if authorizes(&state.api_keys, headers) {
+        // A token given with an API key must still be right.
+        if token_ok == Some(false) {
+            return Err(forbidden());
+        }
+        let key = headers.get(&API_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        return Ok(Credential::api_key(key));
+    }
+    match (token, token_ok) {
+        (Some(token), Some(true)) => Ok(Credential::token(token)),
+        _ => Err(forbidden()),
+    }
+}
+
+fn answer(html: bool, status: StatusCode, title: &str, body: Value) -> Response {
+    if html {
+        let message = body["detail"]
+            .as_str()
+            .or(body["message"].as_str())
+            .unwrap_or(title)
+            .to_string();
+        (status, Html(page::result(title, &message))).into_response()
+    } else {
+        (status, Json(body)).into_response()
+    }
+}
+
+fn error_answer(html: bool, err: ApiError) -> Response {
+    if html {
+        let status = err.status();
+        answer(html, status, "Not decided", json!({"detail": err.to_string()}))
+    } else {
+        err.into_response()
+    }
+}
+
+fn outcome_answer(html: bool, outcome: Outcome, run_id: &str, gate: &str) -> Response {
+    let (title, message) = match outcome {
+        Outcome::Approved => ("Approved", "Thank you: the run continues."),
+        Outcome::Rejected => ("Rejected", "The run was stopped."),
+        Outcome::AlreadyApproved => ("Already approved", "This gate was already approved; nothing changed."),
+        Outcome::AlreadyRejected => ("Already rejected", "This gate was already rejected; nothing changed."),
+    };
+    answer(
+        html,
+        StatusCode::OK,
+        title,
+        json!({"status": outcome.as_str(), "runId": run_id, "gate": gate, "message": message}),
+    )
+}
+
+async fn decide(
+    state: &ApiState,
+    headers: &HeaderMap,
+    client_id: &ClientId,
+    run_id: &str,
+    gate: &str,
+    approve: bool,
+    body: DecisionBody,
+) -> Response {
+    let html = wants_html(headers);
+    let token = body.token;
+    let (ip, user_agent) = client(headers, client_id);
+    let mut attempt = Attempt {
+        run_id: run_id.to_string(),
+        gate: gate.to_string(),
+        approve,
+        approver: body.approver,
+        reason: body.reason.map(|r| r.chars().take(2000).collect()),
+        credential: Credential::None,
+        ip,
+        user_agent,
+    };
+    let action = if approve { "approve" } else { "reject" };
+    if let Err(err) = state.limiter.check(LimitedRoute::HitlDecision, &client_id.0) {
+        hitl::audit(state, &attempt, action, "rate_limited").await;
+        return err.into_response();
+    }
+    attempt.credential = match credential(state, headers, run_id, gate, token.as_deref()) {
+        Ok(credential) => credential,
+        Err(err) => {
+            hitl::audit(state, &attempt, action, &err.to_string()).await;
+            return error_answer(html, err);
+        }
+    };
+    if matches!(attempt.credential, Credential::Token(_)) && cross_site(headers) {
+        hitl::audit(state, &attempt, action, "cross_site_refused").await;
+        return error_answer(html, ApiError::Forbidden("cross-site request refused".into()));
+    }
+    match hitl::decide(state, &attempt).await {
+        Ok(outcome) => outcome_answer(html, outcome, run_id, gate),
+        Err(err) => error_answer(html, err),
+    }
+}
+
+fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiError> {
+    if bytes.is_empty() {
+        return Ok(DecisionBody::default());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::invalid(&["body"], e.to_string()))
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(&["body"], e.to_string()))
+    } else {
+        Err(ApiError::BadRequest("send the decision as a form or as JSON".into()))
+    }
+}
+
+/// Opens the link: the confirmation page (browsers), a JSON description
+/// (`Accept: application/json`), or, with a valid API key, the approval.
+#[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
+    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
+pub async fn open_link(
+    State(state): State<ApiState>,
+    Path((run_id, gate)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    client_id: ClientId,
+    headers: HeaderMap,
+) -> Response {
+    if authorizes(&state.api_keys, &headers) {
+        let body = DecisionBody {
+            token: query.token,
+            ..DecisionBody::default()
+        };
+        return decide(&state, &headers, &client_id, &run_id, &gate, true, body).await;
+    }
+    let html = wants_html(&headers)
+        || !headers
+            .get(header::ACCEPT)
+            .is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("json")));
+    let token = query.token.unwrap_or_default();
+    let (ip, user_agent) = client(&headers, &client_id);
+    let attempt = Attempt {
+        run_id: run_id.clone(),
+        gate: gate.clone(),
+        approve: true,
+        approver: None,
+        reason: None,
+        credential: Credential::token(&token),
+        ip,
+        user_agent,
+    };
+    if !hitl::token_is_valid(&state, &run_id, &gate, &token) {
+        hitl::audit(&state, &attempt, "view", "invalid or expired token").await;
+        return error_answer(html, ApiError::Forbidden("invalid or expired token".into()));
+    }
+    let (run, gate) = match hitl::run_and_gate(&state, &run_id, &gate).await {
+        Ok(found) => found,
+        Err(err) => return error_answer(html, err),
+    };
+    let record = match state.store.get_gate(&run.id, gate).await {
+        Ok(record) => record,
+        Err(err) => return error_answer(html, err.into()),
+    };
+    hitl::audit(&state, &attempt, "view", "shown").await;
+    let status = record.as_ref().map_or("not_reached", |r| r.status.as_str());
+    let preview = record.as_ref().map(|r| r.preview.clone()).unwrap_or(Value::Null);
+    if !html {
+        return Json(
+            json!({"runId": run.id, "gate": gate, "status": status, "runStatus": run.status, "preview": preview}),
+        )
+        .into_response();
+    }
+    match record.map(|r| r.status) {
+        Some(GateStatus::Awaiting) => {
+            let expires = token.split('.').next().and_then(|e| e.parse::<i64>().ok());
+            let expires = expires
+                .and_then(|e| chrono::DateTime::<Utc>::from_timestamp(e, 0))
+                .map_or("soon".to_string(), |e| e.format("%Y-%m-%d %H:%M UTC").to_string());
+            Html(page::confirmation(
+                &run.id,
+                &run.project,
+                gate,
+                &preview,
+                &token,
+                &expires,
+            ))
+            .into_response()
+        }
+        Some(GateStatus::Approved) => answer(
+            true,
+            StatusCode::OK,
+            "Already approved",
+            json!({"message": "This gate was already approved."}),
+        ),
+        Some(GateStatus::Rejected) => answer(
+            true,
+            StatusCode::OK,
+            "Already rejected",
+            json!({"message": "This gate was already rejected."}),
+        ),
+        _ => answer(
+            true,
+            StatusCode::CONFLICT,
+            "Not waiting",
+            json!({"detail": format!("the {gate} gate is not awaiting a decision; the run is {}", run.status)}),
+        ),
+    }
+}
+
+/// Approves with the link's token (query or form) or an API key.
+#[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
+    responses((status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
+pub async fn approve(
+    State(state): State<ApiState>,
+    Path((run_id, gate)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    client_id: ClientId,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    match parse_body(&headers, &bytes) {
+        Ok(body) => {
+            let body = DecisionBody {
+                token: query.token.or(body.token),
+                ..body
+            };
+            decide(&state, &headers, &client_id, &run_id, &gate, true, body).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Rejects (with an optional `reason`); the run ends `rejected`.
+#[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
+    responses((status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
+pub async fn reject(
+    State(state): State<ApiState>,
+    Path((run_id, gate)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    client_id: ClientId,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    match parse_body(&headers, &bytes) {
+        Ok(body) => {
+            let body = DecisionBody {
+                token: query.token.or(body.token),
+                ..body
+            };
+            decide(&state, &headers, &client_id, &run_id, &gate, false, body).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// A fresh link for an awaiting gate.
+#[utoipa::path(get, path = "/v1/hitl/link/{runId}/{gate}", tag = "hitl", security(("api_key" = [])), params(("runId" = String, Path), ("gate" = String, Path)),
+    responses((status = 200, body = Link), (status = 404), (status = 409)))]
+pub async fn link(
+    State(state): State<ApiState>,
+    Path((run_id, gate)): Path<(String, String)>,
+) -> Result<Json<Link>, ApiError> {
+    let (run, gate) = hitl::run_and_gate(&state, &run_id, &gate).await?;
+    match state.store.get_gate(&run.id, gate).await? {
+        Some(record) if record.status == GateStatus::Awaiting => Ok(Json(hitl::mint(&state, &run.id, gate))),
+        Some(record) => Err(ApiError::Conflict(format!(
+            "the {gate} gate was already {}",
+            record.status.as_str()
+        ))),
+        None => Err(ApiError::Conflict(format!(
+            "the {gate} gate has not been reached; the run is {}",
+            run.status
+        ))),
+    }
+}
+
+/// Gates awaiting a decision, with fresh links.
+#[utoipa::path(get, path = "/v1/hitl/pending", tag = "hitl", security(("api_key" = [])),
+    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, link}]}`")))]
+pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let gates = state.store.awaiting_gates(200).await?;
+    let pending: Vec<Value> = gates
+        .iter()
+        .map(|g| {
+            let link = hitl::mint(&state, &g.run_id, g.gate);
+            json!({"runId": g.run_id, "gate": g.gate, "requestedAt": g.requested_at, "preview": g.preview,
+                   "approvalUrl": link.approval_url, "rejectUrl": link.reject_url, "expiresAt": link.expires_at})
+        })
+        .collect();
+    Ok(Json(json!({"pending": pending})))
+}
