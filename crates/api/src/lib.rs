@@ -126,6 +126,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::internal::receive_events))
         .routes(routes!(routes::hitl::link))
         .routes(routes!(routes::hitl::pending))
+        .routes(routes!(routes::hitl::chat_messages))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(open)

@@ -23,6 +23,8 @@ pub struct System {
     pub http: reqwest::Client,
     pub api_state: ApiState,
     pub orchestrator_state: OrchestratorState,
+    /// Cuts the API off from the orchestrator.
+    pub switch: Switch,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -36,14 +38,51 @@ async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
+/// A TCP proxy in front of the orchestrator that can cut it off, as if it
+/// were down: new connections are refused and open ones are dropped.
+#[derive(Clone)]
+pub struct Switch(Arc<watch::Sender<bool>>);
+
+impl Switch {
+    pub fn set_down(&self, down: bool) {
+        self.0.send_replace(down);
+    }
+}
+
+async fn proxy(target: std::net::SocketAddr) -> (String, Switch) {
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if *rx.borrow() {
+                continue;
+            }
+            let mut down = rx.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|d| *d) => {}
+                    }
+                }
+            });
+        }
+    });
+    (url, Switch(Arc::new(tx)))
+}
+
 /// Starts the API and the orchestrator on `db` with `vars` over test defaults.
 pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
     let (api_listener, orchestrator_listener) = (listener().await, listener().await);
     let api = format!("http://{}", api_listener.local_addr().unwrap());
     let orchestrator = format!("http://{}", orchestrator_listener.local_addr().unwrap());
+    // The API reaches the orchestrator through a switchable proxy.
+    let (orchestrator_via_proxy, switch) = proxy(orchestrator_listener.local_addr().unwrap()).await;
     let mut env: HashMap<String, String> = [
         ("API_URL", api.as_str()),
-        ("ORCHESTRATOR_URL", orchestrator.as_str()),
+        ("PUBLIC_BASE_URL", api.as_str()),
+        ("ORCHESTRATOR_URL", orchestrator_via_proxy.as_str()),
         ("MOCK_PROVIDER_DELAY_MS", "20"),
         ("ENGINE_POLL_MS", "50"),
         ("RATE_LIMIT_PER_MINUTE", "0"),
@@ -71,6 +110,7 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
         http: reqwest::Client::new(),
         api_state,
         orchestrator_state,
+        switch,
         stop,
         tasks,
     }
