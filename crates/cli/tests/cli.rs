@@ -303,3 +303,98 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs a runbook line with `sh`, the way an operator would.
+fn shell(line: &str, vars: &[(&str, &str)]) -> String {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{line}: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+#[test]
+fn the_runbooks_commands_work_against_mw_dev() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "curl is needed for the runbook test");
+        return;
+    }
+    let dir = Scratch::new("runbook");
+    let (api, orchestrator) = (free_port(), free_port());
+    let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
+    let orchestrator_url = format!("http://127.0.0.1:{orchestrator}");
+    let public = format!("http://localhost:{api}");
+    let vars = [
+        ("API_PORT", api_text.as_str()),
+        ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
+        ("ORCHESTRATOR_URL", orchestrator_url.as_str()),
+        ("PUBLIC_BASE_URL", public.as_str()),
+        ("BIND_HOST", "127.0.0.1"),
+    ];
+    let _dev = Running(
+        mw(&dir, &["dev"], &vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(api);
+    wait_for_health(orchestrator);
+    let key = "dev-api-key-not-for-production";
+    let env = [("API_KEY", key)];
+
+    // §1: mock mode, health of both services.
+    let providers = shell(
+        &format!("curl -sS -H \"x-api-key: $API_KEY\" http://localhost:{api}/v1/projects/test_video_gen"),
+        &env,
+    );
+    let providers: Value = serde_json::from_str(&providers).unwrap();
+    assert_eq!(providers["providers"]["mode"], "mock");
+    for port in [api, orchestrator] {
+        let health: Value =
+            serde_json::from_str(&shell(&format!("curl -sS http://localhost:{port}/health"), &[])).unwrap();
+        assert_eq!(health["status"], "ok");
+    }
+
+    // §2: a run waiting at the ideate gate, a fresh link, the manual approval.
+    let client = reqwest::blocking::Client::new();
+    let started: Value = client
+        .post(format!("http://127.0.0.1:{api}/v1/runs/start"))
+        .header("x-api-key", key)
+        .json(&serde_json::json!({"project": "aismr", "input": {"object": "candles"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let run_id = started["runId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(api, &format!("/v1/runs/{run_id}"), key)["status"] != "awaiting_ideate" {
+        assert!(Instant::now() < deadline, "run never reached the ideate gate");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let link = shell(
+        &format!("curl -sS -H \"x-api-key: $API_KEY\" http://localhost:{api}/v1/hitl/link/{run_id}/ideate"),
+        &env,
+    );
+    let link: Value = serde_json::from_str(&link).unwrap();
+    let token = link["token"].as_str().unwrap().to_string();
+    let approved = shell(
+        &format!(
+            "curl -sS -H \"x-api-key: $API_KEY\" \\\n  \"http://localhost:{api}/v1/hitl/approve/{run_id}/ideate?token=$TOKEN\""
+        ),
+        &[("API_KEY", key), ("TOKEN", token.as_str())],
+    );
+    let approved: Value = serde_json::from_str(&approved).unwrap();
+    assert_eq!(approved["status"], "approved", "{approved}");
+    // An expired or foreign token: the documented 403.
+    let refused = shell(
+        &format!(
+            "curl -sS \"http://localhost:{api}/v1/hitl/approve/{run_id}/prepublish?token=$TOKEN\" -H 'accept: application/json'"
+        ),
+        &[("TOKEN", token.as_str())],
+    );
+    assert_eq!(refused.trim(), r#"{"detail":"invalid or expired token"}"#);
+}
