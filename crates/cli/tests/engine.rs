@@ -212,6 +212,21 @@ async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
         .await;
     assert_eq!(status, 202);
     let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
+    // The same decision again is a no-op; the opposite one a conflict.
+    assert_eq!(
+        system
+            .post(&resume, json!({"gate": "ideate", "decision": "approve"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        system
+            .post(&resume, json!({"gate": "ideate", "decision": "reject"}))
+            .await
+            .0,
+        409
+    );
     assert!(
         run["result"]["videos"]
             .as_array()
