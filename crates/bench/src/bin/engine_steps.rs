@@ -297,7 +297,9 @@ async fn engine_pass(
             let _ = stop.send(true);
             bail!("timed out after {timeout:?} with {counts:?} (does the pipeline wait for callbacks?)");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Seldom: counts() scans whole tables, and the wall time comes from
+        // the commits' own timestamps, not from this poll.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let polled = started.elapsed();
     let _ = stop.send(true);

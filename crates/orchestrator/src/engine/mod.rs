@@ -213,6 +213,8 @@ impl Engine {
             }
         };
         let nodes = graph::nodes(&request.graph_spec).unwrap_or_default();
+        // The claim just read the flag, in the statement that took the lease.
+        let mut cancel_known = Some(execution.cancel_requested);
         loop {
             if lost.load(Ordering::SeqCst) {
                 return Err(StepError::LeaseLost);
@@ -230,7 +232,11 @@ impl Engine {
                 events: Vec::new(),
             };
             let node = nodes.get(execution.node as usize).copied();
-            let outcome = if self.store.cancel_requested(&execution.run_id).await? {
+            let cancelled = match cancel_known.take() {
+                Some(cancelled) => cancelled,
+                None => self.store.cancel_requested(&execution.run_id).await?,
+            };
+            let outcome = if cancelled {
                 Outcome::Cancelled
             } else {
                 match node {

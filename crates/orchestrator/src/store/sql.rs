@@ -129,40 +129,50 @@ impl From<MockCallRow> for MockCall {
     }
 }
 
-const CLAIMABLE: &str = "(status = 'runnable' OR (status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= $3)) \
-     AND (lease_until IS NULL OR lease_until < $3)";
+/// The oldest runnable execution and the earliest due waiting one whose
+/// lease is free, each found by an index walk that stops at the first hit.
+const READY: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'runnable' \
+     AND (lease_until IS NULL OR lease_until < $3) ORDER BY updated_at LIMIT 1";
+const DUE: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'waiting' AND wake_at <= $3 \
+     AND (lease_until IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT 1";
 
 /// SQLite serializes writers, so the sub-select and the update are atomic.
 const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
-     (SELECT run_id FROM executions WHERE {CLAIMABLE} ORDER BY updated_at LIMIT 1) RETURNING {EXECUTION_COLUMNS}";
+     (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) ORDER BY updated_at LIMIT 1) \
+     RETURNING {EXECUTION_COLUMNS}";
 
 /// Postgres: workers skip rows another worker is claiming.
-const POSTGRES_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
-     (SELECT run_id FROM executions WHERE {CLAIMABLE} ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), due AS ({DUE} FOR UPDATE SKIP LOCKED) \
+     UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
 fn claim_sql(template: &str) -> String {
     template
-        .replace("{CLAIMABLE}", CLAIMABLE)
+        .replace("{READY}", READY)
+        .replace("{DUE}", DUE)
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
 }
 
 macro_rules! insert_events {
     ($tx:expr, $run_id:expr, $first_seq:expr, $events:expr) => {{
         let at = Utc::now();
-        for (i, event) in $events.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO outbox (event_id, run_id, run_seq, kind, data, created_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind($run_id)
-            .bind($first_seq + i as i64)
-            .bind(event.kind.as_str())
-            .bind(Json(&event.data))
-            .bind(at)
-            .execute(&mut *$tx)
-            .await?;
+        let events = $events;
+        if !events.is_empty() {
+            // One multi-row INSERT: one round trip however many events.
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox (event_id, run_id, run_seq, kind, data, created_at, next_attempt_at) ",
+            );
+            insert.push_values(events.iter().enumerate(), |mut row, (i, event)| {
+                row.push_bind(uuid::Uuid::now_v7().to_string())
+                    .push_bind($run_id)
+                    .push_bind($first_seq + i as i64)
+                    .push_bind(event.kind.as_str())
+                    .push_bind(Json(&event.data))
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            insert.build().execute(&mut *$tx).await?;
         }
     }};
 }
