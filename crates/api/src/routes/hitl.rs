@@ -6,7 +6,7 @@
 //! (the runbook's manual curl), decides.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
@@ -130,18 +130,18 @@ fn outcome_answer(html: bool, outcome: Outcome, run_id: &str, gate: &str) -> Res
     )
 }
 
-async fn decide(
-    state: &ApiState,
-    headers: &HeaderMap,
-    client_id: &ClientId,
-    run_id: &str,
-    gate: &str,
-    approve: bool,
-    body: DecisionBody,
-) -> Response {
+async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Response {
+    let DecisionRequest {
+        run_id,
+        gate,
+        client: client_id,
+        headers,
+        body,
+    } = request;
+    let (run_id, gate, headers) = (run_id.as_str(), gate.as_str(), &headers);
     let html = wants_html(headers);
     let token = body.token;
-    let (ip, user_agent) = client(headers, client_id);
+    let (ip, user_agent) = client(headers, &client_id);
     let mut attempt = Attempt {
         run_id: run_id.to_string(),
         gate: gate.to_string(),
@@ -171,6 +171,47 @@ async fn decide(
     match hitl::decide(state, &attempt).await {
         Ok(outcome) => outcome_answer(html, outcome, run_id, gate),
         Err(err) => error_answer(html, err),
+    }
+}
+
+/// Everything a decision route reads: the path, the token (query or body),
+/// the client, the headers, and the optional form or JSON body.
+pub struct DecisionRequest {
+    run_id: String,
+    gate: String,
+    client: ClientId,
+    headers: HeaderMap,
+    body: DecisionBody,
+}
+
+impl FromRequest<ApiState> for DecisionRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let Path((run_id, gate)) = Path::<(String, String)>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Query(query) = Query::<TokenQuery>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Ok(client) = ClientId::from_request_parts(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let body = parse_body(&headers, &bytes).map_err(IntoResponse::into_response)?;
+        let body = DecisionBody {
+            token: query.token.or(body.token),
+            ..body
+        };
+        Ok(DecisionRequest {
+            run_id,
+            gate,
+            client,
+            headers,
+            body,
+        })
     }
 }
 
@@ -207,7 +248,14 @@ pub async fn open_link(
             token: query.token,
             ..DecisionBody::default()
         };
-        return decide(&state, &headers, &client_id, &run_id, &gate, true, body).await;
+        let request = DecisionRequest {
+            run_id,
+            gate,
+            client: client_id,
+            headers,
+            body,
+        };
+        return decide(&state, request, true).await;
     }
     let html = wants_html(&headers)
         || !headers
@@ -287,48 +335,16 @@ pub async fn open_link(
 #[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
     responses((status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
-pub async fn approve(
-    State(state): State<ApiState>,
-    Path((run_id, gate)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    client_id: ClientId,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    match parse_body(&headers, &bytes) {
-        Ok(body) => {
-            let body = DecisionBody {
-                token: query.token.or(body.token),
-                ..body
-            };
-            decide(&state, &headers, &client_id, &run_id, &gate, true, body).await
-        }
-        Err(err) => err.into_response(),
-    }
+pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) -> Response {
+    decide(&state, request, true).await
 }
 
 /// Rejects (with an optional `reason`); the run ends `rejected`.
 #[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
     responses((status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
-pub async fn reject(
-    State(state): State<ApiState>,
-    Path((run_id, gate)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    client_id: ClientId,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    match parse_body(&headers, &bytes) {
-        Ok(body) => {
-            let body = DecisionBody {
-                token: query.token.or(body.token),
-                ..body
-            };
-            decide(&state, &headers, &client_id, &run_id, &gate, false, body).await
-        }
-        Err(err) => err.into_response(),
-    }
+pub async fn reject(State(state): State<ApiState>, request: DecisionRequest) -> Response {
+    decide(&state, request, false).await
 }
 
 /// A fresh link for an awaiting gate.
