@@ -97,6 +97,9 @@ impl Db {
     }
 
     pub async fn connect_postgres(options: PgConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
+        // A transaction left open (a bug, a stuck task) would keep Postgres
+        // from pruning the hot executions rows; end it after a minute.
+        let options = options.options([("idle_in_transaction_session_timeout", "60000")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -220,7 +220,11 @@ impl Engine {
                 return Err(StepError::LeaseLost);
             }
             let state: RunState = serde_json::from_value(execution.state.clone()).unwrap_or_default();
-            let signals = self.store.pending_signals(&execution.run_id).await?;
+            // One read per step: the claim already carried the cancel flag.
+            let (cancelled, signals) = match cancel_known.take() {
+                Some(cancelled) => (cancelled, self.store.pending_signals(&execution.run_id).await?),
+                None => self.store.step_inputs(&execution.run_id).await?,
+            };
             let consumed_through = signals.last().map(|s| s.seq);
             let mut step = Step {
                 engine: self,
@@ -232,10 +236,6 @@ impl Engine {
                 events: Vec::new(),
             };
             let node = nodes.get(execution.node as usize).copied();
-            let cancelled = match cancel_known.take() {
-                Some(cancelled) => cancelled,
-                None => self.store.cancel_requested(&execution.run_id).await?,
-            };
             let outcome = if cancelled {
                 Outcome::Cancelled
             } else {

@@ -222,6 +222,10 @@ pub trait OrchestratorStore: Send + Sync + 'static {
 
     async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>>;
 
+    /// What a step reads before it runs, in one round trip: whether a
+    /// cancel was requested, and the unconsumed signals.
+    async fn step_inputs(&self, run_id: &str) -> StoreResult<(bool, Vec<StoredSignal>)>;
+
     /// A signal received before (consumed or not).
     async fn find_signal(&self, run_id: &str, signal_id: &str) -> StoreResult<Option<Value>>;
 

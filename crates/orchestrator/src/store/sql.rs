@@ -455,6 +455,25 @@ macro_rules! sql_orchestrator_store {
                     .collect())
             }
 
+            async fn step_inputs(&self, run_id: &str) -> StoreResult<(bool, Vec<StoredSignal>)> {
+                let rows: Vec<(bool, Option<i64>, Option<String>, Option<Json<Value>>)> = sqlx::query_as(
+                    "SELECT e.cancel_requested, s.seq, s.signal_id, s.body FROM executions e \
+                     LEFT JOIN signals s ON s.run_id = e.run_id AND s.consumed_at IS NULL \
+                     WHERE e.run_id = $1 ORDER BY s.seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                let cancel = rows.first().is_some_and(|row| row.0);
+                let signals = rows
+                    .into_iter()
+                    .filter_map(|(_, seq, signal_id, body)| {
+                        Some(StoredSignal { seq: seq?, signal_id: signal_id?, body: body?.0 })
+                    })
+                    .collect();
+                Ok((cancel, signals))
+            }
+
             async fn find_signal(&self, run_id: &str, signal_id: &str) -> StoreResult<Option<Value>> {
                 let row: Option<(Json<Value>,)> =
                     sqlx::query_as("SELECT body FROM signals WHERE run_id = $1 AND signal_id = $2")
