@@ -361,7 +361,43 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
     system.stop_idle().await;
 }
 
+async fn rejecting_ideas_ends_the_run_and_the_execution(db: &Db) {
+    let system = start(db, &[]).await;
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let token = support_link(&system, &run_id, "ideate").await;
+    let (status, body) = form(&system, "reject", &run_id, "ideate", &token, "too tame").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("rejected")));
+    let run = system.run(&run_id).await;
+    assert_eq!(run["status"], "rejected");
+    assert_eq!(run["gates"][0]["reason"], "too tame");
+    let deadline = std::time::Instant::now() + QUICK;
+    loop {
+        let execution = system
+            .get(&format!("{}/v1/executions/{run_id}", system.orchestrator))
+            .await;
+        if execution["status"] == "rejected" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "execution not ended: {execution}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        system.mock_calls(&run_id).await.is_empty(),
+        "no clip paid for rejected ideas"
+    );
+    assert_eq!(
+        system.run(&run_id).await["status"],
+        "rejected",
+        "the late execution.rejected changes nothing"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    rejecting_ideas_ends_the_run_and_the_execution,
     aismr_passes_both_gates_by_their_links,
     the_workflow_gate_starts_or_ends_a_proposed_run,
     bad_tokens_are_refused_and_change_nothing,
