@@ -62,7 +62,7 @@ impl TestDb {
             .expect("TEST_DATABASE_URL is a Postgres URL")
             .options([("search_path", schema.as_str())]);
         let settings = PoolSettings {
-            max_connections: 8,
+            max_connections: 16,
             ..PoolSettings::default()
         };
         let db = Db::connect_postgres(options, settings)

@@ -59,11 +59,12 @@ pub fn mock_providers(config: &Config, store: Arc<dyn OrchestratorStore>) -> Pro
 }
 
 impl OrchestratorState {
-    /// State with mock providers (live clients join with the live-providers work).
+    /// State with the mock providers and, when their secrets are set, the
+    /// live clients (each run uses the set of its own mode).
     pub fn new(config: Arc<Config>, store: Arc<dyn OrchestratorStore>) -> OrchestratorState {
         let providers = ProviderSets {
             mock: mock_providers(&config, store.clone()),
-            live: None,
+            live: myloware_providers::live::live_providers(&config),
         };
         OrchestratorState {
             engine: Engine::new(config.clone(), store.clone(), providers),

@@ -29,9 +29,10 @@ struct EventResults {
     results: Vec<EventResult>,
 }
 
-/// 0.5 s, 1 s, 2 s ... capped at 30 s.
+/// 0.5 s, 1 s, 2 s ... capped at 10 s: the API is usually back quickly,
+/// and a run's later events wait behind its first undelivered one.
 fn backoff(attempts: i64) -> chrono::Duration {
-    chrono::Duration::milliseconds((500i64 << attempts.clamp(0, 6)).min(30_000))
+    chrono::Duration::milliseconds((500i64 << attempts.clamp(0, 6)).min(10_000))
 }
 
 pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {

@@ -207,6 +207,20 @@ async fn one_worker_holds_an_execution_until_its_lease_expires(db: &Db) {
             .await
             .unwrap()
     );
+
+    // A worker whose step failed gives the lease back: no wait for expiry.
+    store
+        .claim("unlucky", Utc::now(), soon(30))
+        .await
+        .unwrap()
+        .expect("runnable again");
+    store.release_lease("run_a", "someone-else").await.unwrap();
+    assert!(
+        store.claim("next", Utc::now(), soon(30)).await.unwrap().is_none(),
+        "only the holder releases"
+    );
+    store.release_lease("run_a", "unlucky").await.unwrap();
+    assert!(store.claim("next", Utc::now(), soon(30)).await.unwrap().is_some());
 }
 
 async fn a_commit_appends_events_in_sequence_and_releases_the_lease(db: &Db) {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod live;
 pub mod mock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

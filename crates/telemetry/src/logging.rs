@@ -17,3 +17,15 @@ pub fn init(json: bool) {
         builder.compact().try_init()
     };
 }
+
+/// For tests: pretty logs through the test harness, so only a failing
+/// test's logs are shown (`RUST_LOG` filters, default `info`).
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .compact()
+        .try_init();
+}

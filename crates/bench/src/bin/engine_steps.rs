@@ -281,7 +281,7 @@ async fn engine_pass(
     let config = Arc::new(config);
     let providers = ProviderSets {
         mock: myloware_orchestrator::mock_providers(&config, store.clone()),
-        live: None,
+        live: Err("the benchmark runs mock providers only".into()),
     };
     let engine = Engine::new(config, store.clone(), providers);
     let (stop, stopped) = watch::channel(false);

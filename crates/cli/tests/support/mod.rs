@@ -74,6 +74,8 @@ async fn proxy(target: std::net::SocketAddr) -> (String, Switch) {
 
 /// Starts the API and the orchestrator on `db` with `vars` over test defaults.
 pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
+    // Logs of a failing test are printed with it (the harness captures them).
+    myloware_telemetry::logging::init_for_tests();
     let (api_listener, orchestrator_listener) = (listener().await, listener().await);
     let api = format!("http://{}", api_listener.local_addr().unwrap());
     let orchestrator = format!("http://{}", orchestrator_listener.local_addr().unwrap());

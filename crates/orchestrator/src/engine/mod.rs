@@ -64,11 +64,12 @@ pub enum Outcome {
     },
 }
 
-/// The providers of each mode; a run uses the set of its own mode.
+/// The providers of each mode; a run uses the set of its own mode. `live`
+/// is the reason there are none when live mode is not configured here.
 #[derive(Clone)]
 pub struct ProviderSets {
     pub mock: Providers,
-    pub live: Option<Providers>,
+    pub live: Result<Providers, String>,
 }
 
 /// Shared by workers, routes and the outbox dispatcher.
@@ -101,9 +102,9 @@ impl Step<'_> {
     pub fn providers(&self) -> Result<&Providers, RunError> {
         match self.request.providers_mode {
             ProviderMode::Mock => Ok(&self.engine.providers.mock),
-            ProviderMode::Live => self.engine.providers.live.as_ref().ok_or_else(|| RunError {
-                code: "providers.live_unavailable".into(),
-                message: "this run is in live mode but this orchestrator has no live provider clients".into(),
+            ProviderMode::Live => self.engine.providers.live.as_ref().map_err(|why| RunError {
+                code: "providers.not_configured".into(),
+                message: format!("this run is in live mode but the orchestrator cannot call the providers: {why}"),
                 persona: None,
             }),
         }
@@ -198,8 +199,12 @@ impl Engine {
                 tracing::warn!(runId = %run_id, %worker, "lease lost; another worker continues")
             }
             Err(StepError::Store(err)) => {
-                // Nothing was committed; the lease expires and the step runs again.
-                tracing::error!(runId = %run_id, error = %err, "step failed to commit; will be retried")
+                // Nothing was committed: give the lease back so the step runs
+                // again soon (if even that fails, the lease expires).
+                tracing::error!(runId = %run_id, error = %err, "step failed; it will run again");
+                if let Err(err) = self.store.release_lease(&run_id, worker).await {
+                    tracing::warn!(runId = %run_id, error = %err, "cannot release the lease; it will expire");
+                }
             }
         }
     }

@@ -212,6 +212,10 @@ pub trait OrchestratorStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Option<Execution>>;
 
+    /// Gives the lease back early (after a failed step), so another worker
+    /// retries without waiting for it to expire.
+    async fn release_lease(&self, run_id: &str, worker: &str) -> StoreResult<()>;
+
     /// `false` when the lease is no longer this worker's.
     async fn extend_lease(&self, run_id: &str, worker: &str, until: DateTime<Utc>) -> StoreResult<bool>;
 

@@ -350,6 +350,17 @@ macro_rules! sql_orchestrator_store {
                 row.map(Execution::try_from).transpose()
             }
 
+            async fn release_lease(&self, run_id: &str, worker: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL WHERE run_id = $1 AND lease_owner = $2",
+                )
+                .bind(run_id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn extend_lease(&self, run_id: &str, worker: &str, until: DateTime<Utc>) -> StoreResult<bool> {
                 let done = sqlx::query("UPDATE executions SET lease_until = $3 WHERE run_id = $1 AND lease_owner = $2")
                     .bind(run_id)
