@@ -318,36 +318,56 @@ fn parse_json(provider: &'static str, status: StatusCode, body: &[u8]) -> Result
     serde_json::from_slice(body).map_err(|_| unexpected(provider, status, body, "not JSON"))
 }
 
-// ---------------------------------------------------------------- kie.ai
-
-/// kie.ai's Veo 3 API.
-pub struct KieAi {
+/// What every client holds: its checked base URL, key, HTTP client and
+/// retry policy. `Debug` shows the base URL only, never the key.
+struct Connection {
     base: Url,
     api_key: SecretString,
     http: reqwest::Client,
     settings: LiveSettings,
 }
 
-impl std::fmt::Debug for KieAi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KieAi")
-            .field("base", &self.base.as_str())
-            .finish_non_exhaustive()
-    }
-}
-
-impl KieAi {
-    pub fn new(base: Url, api_key: SecretString, settings: LiveSettings) -> Result<KieAi, String> {
-        Ok(KieAi {
-            base: base_url(KIEAI, base)?,
+impl Connection {
+    fn new(
+        provider: &'static str,
+        base: Url,
+        api_key: SecretString,
+        settings: LiveSettings,
+    ) -> Result<Connection, String> {
+        Ok(Connection {
+            base: base_url(provider, base)?,
             http: http_client(&settings)?,
             api_key,
             settings,
         })
     }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------- kie.ai
+
+/// kie.ai's Veo 3 API.
+#[derive(Debug)]
+pub struct KieAi {
+    conn: Connection,
+}
+
+impl KieAi {
+    pub fn new(base: Url, api_key: SecretString, settings: LiveSettings) -> Result<KieAi, String> {
+        Ok(KieAi {
+            conn: Connection::new(KIEAI, base, api_key, settings)?,
+        })
+    }
 
     fn bearer(&self) -> String {
-        format!("Bearer {}", self.api_key.expose_secret())
+        format!("Bearer {}", self.conn.api_key.expose_secret())
     }
 
     /// kie.ai's envelope `{code, msg, data}`: `data` when `code` is 200.
@@ -378,7 +398,7 @@ impl KieAi {
 #[async_trait]
 impl VideoGenerator for KieAi {
     async fn submit(&self, _key: &str, request: &ClipRequest) -> Result<String, ProviderError> {
-        let url = endpoint(&self.base, &["api", "v1", "veo", "generate"]);
+        let url = endpoint(&self.conn.base, &["api", "v1", "veo", "generate"]);
         let body = json!({
             "prompt": request.prompt,
             "model": "veo3_fast",
@@ -388,8 +408,8 @@ impl VideoGenerator for KieAi {
         let auth = self.bearer();
         call(
             KIEAI,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::POST,
             &url,
             |builder| builder.header(reqwest::header::AUTHORIZATION, &auth).json(&body),
@@ -406,13 +426,13 @@ impl VideoGenerator for KieAi {
     }
 
     async fn status(&self, task_id: &str) -> Result<ClipState, ProviderError> {
-        let mut url = endpoint(&self.base, &["api", "v1", "veo", "record-info"]);
+        let mut url = endpoint(&self.conn.base, &["api", "v1", "veo", "record-info"]);
         url.query_pairs_mut().append_pair("taskId", task_id);
         let auth = self.bearer();
         call(
             KIEAI,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::GET,
             &url,
             |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
@@ -444,21 +464,10 @@ impl VideoGenerator for KieAi {
 // ---------------------------------------------------------------- Shotstack
 
 /// Shotstack's Edit API (`stage` sandbox or `v1`).
+#[derive(Debug)]
 pub struct Shotstack {
-    base: Url,
+    conn: Connection,
     stage: String,
-    api_key: SecretString,
-    http: reqwest::Client,
-    settings: LiveSettings,
-}
-
-impl std::fmt::Debug for Shotstack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shotstack")
-            .field("base", &self.base.as_str())
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Shotstack {
@@ -473,11 +482,8 @@ impl Shotstack {
             return Err(format!("shotstack: invalid stage {stage:?} (expected stage or v1)"));
         }
         Ok(Shotstack {
-            base: base_url(SHOTSTACK, base)?,
+            conn: Connection::new(SHOTSTACK, base, api_key, settings)?,
             stage,
-            http: http_client(&settings)?,
-            api_key,
-            settings,
         })
     }
 }
@@ -493,14 +499,18 @@ impl Renderer for Shotstack {
             });
         };
         let body = json!({"timeline": timeline, "output": output});
-        let url = endpoint(&self.base, &["edit", &self.stage, "render"]);
+        let url = endpoint(&self.conn.base, &["edit", &self.stage, "render"]);
         call(
             SHOTSTACK,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::POST,
             &url,
-            |builder| builder.header("x-api-key", self.api_key.expose_secret()).json(&body),
+            |builder| {
+                builder
+                    .header("x-api-key", self.conn.api_key.expose_secret())
+                    .json(&body)
+            },
             |status, bytes| {
                 if !status.is_success() {
                     return Err(refused(SHOTSTACK, status, bytes));
@@ -521,14 +531,14 @@ impl Renderer for Shotstack {
     }
 
     async fn status(&self, render_id: &str) -> Result<RenderState, ProviderError> {
-        let url = endpoint(&self.base, &["edit", &self.stage, "render", render_id]);
+        let url = endpoint(&self.conn.base, &["edit", &self.stage, "render", render_id]);
         call(
             SHOTSTACK,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::GET,
             &url,
-            |builder| builder.header("x-api-key", self.api_key.expose_secret()),
+            |builder| builder.header("x-api-key", self.conn.api_key.expose_secret()),
             |status, bytes| {
                 if !status.is_success() {
                     return Err(refused(SHOTSTACK, status, bytes));
@@ -559,33 +569,20 @@ impl Renderer for Shotstack {
 // ---------------------------------------------------------------- Upload-Post
 
 /// Upload-Post's API (publishing to TikTok).
+#[derive(Debug)]
 pub struct UploadPost {
-    base: Url,
-    api_key: SecretString,
-    http: reqwest::Client,
-    settings: LiveSettings,
-}
-
-impl std::fmt::Debug for UploadPost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UploadPost")
-            .field("base", &self.base.as_str())
-            .finish_non_exhaustive()
-    }
+    conn: Connection,
 }
 
 impl UploadPost {
     pub fn new(base: Url, api_key: SecretString, settings: LiveSettings) -> Result<UploadPost, String> {
         Ok(UploadPost {
-            base: base_url(UPLOAD_POST, base)?,
-            http: http_client(&settings)?,
-            api_key,
-            settings,
+            conn: Connection::new(UPLOAD_POST, base, api_key, settings)?,
         })
     }
 
     fn auth(&self) -> String {
-        format!("Apikey {}", self.api_key.expose_secret())
+        format!("Apikey {}", self.conn.api_key.expose_secret())
     }
 }
 
@@ -661,12 +658,12 @@ impl Publisher for UploadPost {
         fields.push(("async_upload", "true"));
         fields.push(("request_id", key));
         let (content_type, body) = multipart(&fields);
-        let url = endpoint(&self.base, &["api", "upload"]);
+        let url = endpoint(&self.conn.base, &["api", "upload"]);
         let auth = self.auth();
         call(
             UPLOAD_POST,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::POST,
             &url,
             |builder| {
@@ -694,13 +691,13 @@ impl Publisher for UploadPost {
     }
 
     async fn status(&self, key: &str) -> Result<Option<PublishState>, ProviderError> {
-        let mut url = endpoint(&self.base, &["api", "uploadposts", "status"]);
+        let mut url = endpoint(&self.conn.base, &["api", "uploadposts", "status"]);
         url.query_pairs_mut().append_pair("request_id", key);
         let auth = self.auth();
         call(
             UPLOAD_POST,
-            &self.http,
-            &self.settings,
+            &self.conn.http,
+            &self.conn.settings,
             Method::GET,
             &url,
             |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
