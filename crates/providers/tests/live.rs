@@ -707,3 +707,11 @@ fn live_providers_builds_all_three_clients() {
     .unwrap();
     assert!(live_providers(&config).is_ok());
 }
+
+#[tokio::test]
+async fn clients_never_show_their_keys() {
+    let fake = fake(vec![]).await;
+    let shown = format!("{:?} {:?} {:?}", kie(&fake), shotstack(&fake), upload_post(&fake));
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+    assert!(!shown.contains(secrecy::ExposeSecret::expose_secret(&key())), "{shown}");
+}
