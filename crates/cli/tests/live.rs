@@ -1,0 +1,195 @@
+//! A whole aismr run in live mode, against fake kie.ai, Shotstack and
+//! Upload-Post servers on loopback that speak the providers' HTTP: the
+//! fake kie.ai answers with task ids and posts signed callbacks to the API.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use myloware_db::{Db, conformance_tests};
+use serde_json::{Value, json};
+use support::{API_KEY, start};
+
+const SIGNING: &str = "live-test-kie-signing-secret";
+
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<Vec<(String, Value)>>>);
+
+impl Calls {
+    fn push(&self, what: &str, body: Value) {
+        self.0.lock().unwrap().push((what.to_string(), body));
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|(w, _)| w == what).count()
+    }
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+/// kie.ai: task ids, then a signed callback to the URL it was given.
+async fn fake_kie(calls: Calls) -> String {
+    let generate = |State(calls): State<Calls>, headers: HeaderMap, Json(body): Json<Value>| async move {
+        assert_eq!(headers["authorization"], "Bearer kie-live-key");
+        let task_id = format!("task-{}", calls.count("kieai.submit"));
+        calls.push("kieai.submit", body.clone());
+        let callback = body["callBackUrl"].as_str().unwrap().to_string();
+        let task = task_id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let timestamp = chrono::Utc::now().timestamp().to_string();
+            let signature = myloware_core::signing::kieai_signature(SIGNING.as_bytes(), &task, &timestamp);
+            let body = json!({"code": 200, "msg": "success",
+                "data": {"taskId": task, "info": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}});
+            reqwest::Client::new()
+                .post(callback)
+                .header("x-webhook-timestamp", timestamp)
+                .header("x-webhook-signature", signature)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+        });
+        Json(json!({"code": 200, "msg": "success", "data": {"taskId": task_id}}))
+    };
+    let record_info = || async { Json(json!({"code": 200, "data": {"successFlag": 0}})) };
+    serve(
+        axum::Router::new()
+            .route("/api/v1/veo/generate", post(generate))
+            .route("/api/v1/veo/record-info", get(record_info))
+            .with_state(calls),
+    )
+    .await
+}
+
+async fn fake_shotstack(calls: Calls) -> String {
+    let render = |State(calls): State<Calls>, Json(body): Json<Value>| async move {
+        calls.push("shotstack.render", body);
+        Json(json!({"success": true, "message": "Created", "response": {"id": "render-1"}}))
+    };
+    let status = || async {
+        Json(
+            json!({"success": true, "response": {"id": "render-1", "status": "done", "url": "https://cdn.fake-shotstack/render-1.mp4"}}),
+        )
+    };
+    serve(
+        axum::Router::new()
+            .route("/edit/stage/render", post(render))
+            .route("/edit/stage/render/{id}", get(status))
+            .with_state(calls),
+    )
+    .await
+}
+
+async fn fake_upload_post(calls: Calls) -> String {
+    let upload = |State(calls): State<Calls>, headers: HeaderMap, body: axum::body::Bytes| async move {
+        calls.push(
+            "upload_post.publish",
+            json!({
+                "requestId": headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+                "body": String::from_utf8_lossy(&body),
+            }),
+        );
+        Json(
+            json!({"success": true, "results": {"tiktok": {"success": true, "url": "https://www.tiktok.com/@myloware-aismr/video/1"}}}),
+        )
+    };
+    serve(axum::Router::new().route("/api/upload", post(upload)).with_state(calls)).await
+}
+
+async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) {
+    let calls = Calls::default();
+    let (kie, shotstack, upload) = (
+        fake_kie(calls.clone()).await,
+        fake_shotstack(calls.clone()).await,
+        fake_upload_post(calls.clone()).await,
+    );
+    let system = start(
+        db,
+        &[
+            ("USE_MOCK_PROVIDERS", "false"),
+            ("KIEAI_API_KEY", "kie-live-key"),
+            ("KIEAI_SIGNING_SECRET", SIGNING),
+            ("KIEAI_BASE_URL", &kie),
+            ("SHOTSTACK_API_KEY", "shotstack-live-key"),
+            ("SHOTSTACK_BASE_URL", &shotstack),
+            ("UPLOAD_POST_API_KEY", "upload-live-key"),
+            ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
+            ("UPLOAD_POST_BASE_URL", &upload),
+        ],
+    )
+    .await;
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
+        .await;
+    assert_eq!(
+        system.run(&run_id).await["payload"]["metadata"]["providers"]["mode"],
+        "live"
+    );
+    for gate in ["ideate", "prepublish"] {
+        system
+            .wait_status(&run_id, &format!("awaiting_{gate}"), Duration::from_secs(30))
+            .await;
+        let link = system
+            .get(&format!("{}/v1/hitl/link/{run_id}/{gate}", system.api))
+            .await;
+        let response = system
+            .http
+            .get(link["approvalUrl"].as_str().unwrap())
+            .header("x-api-key", API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+    assert_eq!(calls.count("kieai.submit"), 12, "one submission per clip");
+    assert_eq!(calls.count("shotstack.render"), 1);
+    assert_eq!(calls.count("upload_post.publish"), 1);
+    assert_eq!(run["result"]["renderUrl"], "https://cdn.fake-shotstack/render-1.mp4");
+    assert_eq!(
+        run["result"]["publishUrls"],
+        json!(["https://www.tiktok.com/@myloware-aismr/video/1"])
+    );
+    assert!(
+        run["result"]["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["assetUrl"].as_str().unwrap().starts_with("https://cdn.fake-kie/"))
+    );
+    let submitted = calls.0.lock().unwrap().clone();
+    let first = &submitted.iter().find(|(w, _)| w == "kieai.submit").unwrap().1;
+    assert_eq!(first["model"], "veo3_fast");
+    assert_eq!(first["aspectRatio"], "9:16");
+    assert!(
+        first["callBackUrl"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("runId={run_id}"))
+    );
+    let publish = &submitted.iter().find(|(w, _)| w == "upload_post.publish").unwrap().1;
+    assert_eq!(publish["requestId"], format!("{run_id}:quinn:publish:1"));
+    assert!(
+        publish["body"].as_str().unwrap().contains("myloware-aismr"),
+        "the project's own profile"
+    );
+    // The callbacks were verified with kie.ai's scheme.
+    let deliveries = system.api_state.store.list_webhooks("kieai").await.unwrap();
+    assert_eq!(deliveries.len(), 12);
+    assert!(deliveries.iter().all(|d| d.signature_status == "verified"));
+    assert!(system.mock_calls(&run_id).await.is_empty(), "no mock was used");
+    system.stop_idle().await;
+}
+
+conformance_tests!(an_aismr_run_in_live_mode_is_published_against_fake_providers);
