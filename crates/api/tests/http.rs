@@ -739,7 +739,79 @@ mod webhooks_and_events {
         assert_eq!(post(vec![unknown]).await, ["unknown_run"]);
     }
 
+    async fn a_hundred_identical_callbacks_at_once_are_processed_once(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-par", "info": {"resultUrls": ["u"]}}});
+        let path = callback_path(&run_id, 1, None);
+        let timestamp = Utc::now().timestamp().to_string();
+        let signature = signing::kieai_signature(MOCK_KEY, "task-par", &timestamp);
+        let sends = (0..100).map(|_| {
+            let request = app
+                .http
+                .post(app.url(&path))
+                .json(&body)
+                .header("x-webhook-timestamp", &timestamp)
+                .header("x-webhook-signature", &signature);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap()["status"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+        });
+        let mut outcomes = Vec::new();
+        for send in sends {
+            outcomes.push(send.await.unwrap());
+        }
+        assert_eq!(outcomes.iter().filter(|o| o.1 == "accepted").count(), 1, "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| o.1 == "duplicate").count(), 99);
+        assert!(outcomes.iter().all(|o| o.0 == 200));
+        let signals = app.state.store.list_commands(&run_id).await.unwrap();
+        assert_eq!(
+            signals
+                .iter()
+                .filter(|c| c.kind == myloware_api::store::CommandKind::Signal)
+                .count(),
+            1
+        );
+    }
+
+    async fn stale_and_replayed_signatures_are_refused(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-old", "info": {"resultUrls": ["u"]}}});
+        let stale = (Utc::now().timestamp() - 301).to_string();
+        let signature = signing::kieai_signature(MOCK_KEY, "task-old", &stale);
+        let response = app
+            .http
+            .post(app.url(&callback_path(&run_id, 0, None)))
+            .json(&body)
+            .header("x-webhook-timestamp", &stale)
+            .header("x-webhook-signature", &signature)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "older than 5 minutes");
+        // A signature replayed on another task's body does not verify.
+        let other = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-new", "info": {"resultUrls": ["u"]}}});
+        let (status, _) = post_callback(&app, &callback_path(&run_id, 0, None), &other, Some(sign("task-old"))).await;
+        assert_eq!(status, 401);
+        let recorded = app.state.store.list_webhooks("kieai").await.unwrap();
+        assert!(
+            recorded
+                .iter()
+                .all(|d| d.signature_status == "rejected" && d.idempotency_key.is_none())
+        );
+    }
+
     conformance_tests!(
+        a_hundred_identical_callbacks_at_once_are_processed_once,
+        stale_and_replayed_signatures_are_refused,
         a_signed_kieai_callback_is_relayed_once,
         forged_callbacks_are_refused_and_consume_nothing,
         events_apply_once_and_in_order,
