@@ -37,20 +37,45 @@ async fn serve(router: axum::Router) -> String {
     url
 }
 
-/// kie.ai: task ids, then a signed callback to the URL it was given.
+/// How the fake kie.ai behaves after accepting a clip.
+#[derive(Clone, Copy, PartialEq)]
+enum Kie {
+    /// Posts a signed success callback.
+    Callback,
+    /// Posts a signed failure callback (code 501).
+    FailureCallback,
+    /// Never calls back; `record-info` says success.
+    SilentSuccess,
+    /// Never calls back; `record-info` says generation failed (3).
+    SilentFailure,
+}
+
+/// kie.ai: task ids, then (depending on `behaviour`) a signed callback to
+/// the URL it was given, and `record-info` answers.
 async fn fake_kie(calls: Calls) -> String {
-    let generate = |State(calls): State<Calls>, headers: HeaderMap, Json(body): Json<Value>| async move {
+    fake_kie_behaving(calls, Kie::Callback).await
+}
+
+async fn fake_kie_behaving(calls: Calls, behaviour: Kie) -> String {
+    let generate = move |State(calls): State<Calls>, headers: HeaderMap, Json(body): Json<Value>| async move {
         assert_eq!(headers["authorization"], "Bearer kie-live-key");
         let task_id = format!("task-{}", calls.count("kieai.submit"));
         calls.push("kieai.submit", body.clone());
         let callback = body["callBackUrl"].as_str().unwrap().to_string();
         let task = task_id.clone();
+        if matches!(behaviour, Kie::SilentSuccess | Kie::SilentFailure) {
+            return Json(json!({"code": 200, "msg": "success", "data": {"taskId": task_id}}));
+        }
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
             let timestamp = chrono::Utc::now().timestamp().to_string();
             let signature = myloware_core::signing::kieai_signature(SIGNING.as_bytes(), &task, &timestamp);
-            let body = json!({"code": 200, "msg": "success",
-                "data": {"taskId": task, "info": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}});
+            let body = if behaviour == Kie::FailureCallback {
+                json!({"code": 501, "msg": "content policy violation", "data": {"taskId": task}})
+            } else {
+                json!({"code": 200, "msg": "success",
+                    "data": {"taskId": task, "info": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}})
+            };
             reqwest::Client::new()
                 .post(callback)
                 .header("x-webhook-timestamp", timestamp)
@@ -62,7 +87,18 @@ async fn fake_kie(calls: Calls) -> String {
         });
         Json(json!({"code": 200, "msg": "success", "data": {"taskId": task_id}}))
     };
-    let record_info = || async { Json(json!({"code": 200, "data": {"successFlag": 0}})) };
+    let record_info = move |axum::extract::Query(query): axum::extract::Query<
+        std::collections::HashMap<String, String>,
+    >| async move {
+        let task = query.get("taskId").cloned().unwrap_or_default();
+        Json(match behaviour {
+            Kie::SilentSuccess => json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
+                "response": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}}),
+            Kie::SilentFailure => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
+                "errorMessage": "generation failed upstream"}}),
+            _ => json!({"code": 200, "data": {"taskId": task, "successFlag": 0}}),
+        })
+    };
     serve(
         axum::Router::new()
             .route("/api/v1/veo/generate", post(generate))
@@ -105,6 +141,68 @@ async fn fake_upload_post(calls: Calls) -> String {
         )
     };
     serve(axum::Router::new().route("/api/upload", post(upload)).with_state(calls)).await
+}
+
+async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> support::System {
+    let (kie, shotstack, upload) = (
+        fake_kie_behaving(calls.clone(), behaviour).await,
+        fake_shotstack(calls.clone()).await,
+        fake_upload_post(calls.clone()).await,
+    );
+    start(
+        db,
+        &[
+            ("USE_MOCK_PROVIDERS", "false"),
+            ("KIEAI_API_KEY", "kie-live-key"),
+            ("KIEAI_SIGNING_SECRET", SIGNING),
+            ("KIEAI_BASE_URL", &kie),
+            ("SHOTSTACK_API_KEY", "shotstack-live-key"),
+            ("SHOTSTACK_BASE_URL", &shotstack),
+            ("UPLOAD_POST_API_KEY", "upload-live-key"),
+            ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
+            ("UPLOAD_POST_BASE_URL", &upload),
+            ("CLIP_POLL_AFTER_SECS", "1"),
+        ],
+    )
+    .await
+}
+
+async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &Db) {
+    let calls = Calls::default();
+    let system = live_system(db, &calls, Kie::SilentSuccess).await;
+    let run_id = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
+        .await;
+    let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+    assert_eq!(calls.count("kieai.submit"), 2, "never resubmitted");
+    assert!(
+        run["result"]["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["status"] == "completed")
+    );
+    system.stop_idle().await;
+}
+
+async fn provider_failures_fail_the_run_with_the_providers_message(db: &Db) {
+    for (behaviour, message) in [
+        (Kie::FailureCallback, "content policy violation"),
+        (Kie::SilentFailure, "generation failed upstream"),
+    ] {
+        let calls = Calls::default();
+        let system = live_system(db, &calls, behaviour).await;
+        let run_id = system
+            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
+            .await;
+        let run = system.wait_status(&run_id, "failed", Duration::from_secs(30)).await;
+        let error = &run["result"]["error"];
+        assert_eq!(error["code"], "kieai.clip_failed");
+        assert!(error["message"].as_str().unwrap().contains(message), "{error}");
+        assert_eq!(calls.count("shotstack.render"), 0);
+        assert_eq!(calls.count("upload_post.publish"), 0);
+        system.stop_idle().await;
+    }
 }
 
 async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) {
@@ -192,4 +290,8 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     system.stop_idle().await;
 }
 
-conformance_tests!(an_aismr_run_in_live_mode_is_published_against_fake_providers);
+conformance_tests!(
+    an_aismr_run_in_live_mode_is_published_against_fake_providers,
+    a_clip_whose_callback_never_came_is_recovered_through_record_info,
+    provider_failures_fail_the_run_with_the_providers_message,
+);
