@@ -36,6 +36,17 @@ pub async fn deliver(state: &ApiState, command: &Command) -> Result<(), String> 
             if command.kind == CommandKind::Start && *status != 409 {
                 fail_unstartable_run(state, &command.run_id, &error).await;
             }
+            // A signal nobody took is kept for replay (before the command is
+            // closed, so a crash in between repeats this, never loses it).
+            if command.kind == CommandKind::Signal && command.body.get("replayOf").is_none() {
+                if let Err(err) = state
+                    .store
+                    .add_dead_letter("signal", Some(&command.run_id), &command.body, &error)
+                    .await
+                {
+                    tracing::error!(runId = %command.run_id, error = %err, "cannot dead-letter a refused signal");
+                }
+            }
             DeliveryAttempt::Refused { error }
         }
         Err(err) => {

@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod commands;
+pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod hitl;
@@ -127,6 +128,8 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::hitl::link))
         .routes(routes!(routes::hitl::pending))
         .routes(routes!(routes::hitl::chat_messages))
+        .routes(routes!(routes::dlq::list))
+        .routes(routes!(routes::dlq::replay))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(open)

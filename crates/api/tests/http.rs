@@ -809,7 +809,73 @@ mod webhooks_and_events {
         );
     }
 
+    async fn refused_signals_are_dead_lettered_and_really_replayed(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        app.orchestrator.answer_signals(404);
+        let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-dlq", "info": {"resultUrls": ["u"]}}});
+        let (status, _) = post_callback(&app, &callback_path(&run_id, 0, None), &body, Some(sign("task-dlq"))).await;
+        assert_eq!(status, 200, "the delivery itself is accepted");
+        let (_, list) = app.get_json("/v1/dlq").await;
+        let letters = list["deadLetters"].as_array().unwrap();
+        assert_eq!(letters.len(), 1, "{list}");
+        assert_eq!(
+            (letters[0]["kind"].as_str(), letters[0]["runId"].as_str()),
+            (Some("signal"), Some(run_id.as_str()))
+        );
+        assert!(letters[0]["error"].as_str().unwrap().contains("404"));
+        let seq = letters[0]["seq"].as_i64().unwrap();
+
+        // Still refused: the entry records the attempt, no second entry.
+        let replay = app.post(&format!("/v1/dlq/{seq}/replay")).send().await.unwrap();
+        let answer: Value = replay.json().await.unwrap();
+        assert_eq!(answer["resolved"], false, "{answer}");
+        assert_eq!(
+            app.get_json("/v1/dlq").await.1["deadLetters"].as_array().unwrap().len(),
+            1
+        );
+
+        app.orchestrator.answer_signals(202);
+        let answer: Value = app
+            .post(&format!("/v1/dlq/{seq}/replay"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({"seq": seq, "resolved": true}));
+        let relayed = app.orchestrator.commands();
+        assert_eq!(relayed.len(), 1, "the replay reached the orchestrator: {relayed:?}");
+        assert_eq!(
+            relayed[0].2["signalId"], "kieai:task-dlq:200:replay:2",
+            "a new id: idempotency does not swallow it"
+        );
+        assert_eq!(relayed[0].2["signal"]["type"], "clip.completed");
+        assert_eq!(app.get_json("/v1/dlq").await.1["deadLetters"], json!([]));
+        assert_eq!(
+            app.get_json("/v1/dlq?all=true").await.1["deadLetters"][0]["attempts"],
+            2
+        );
+        let again = app.post(&format!("/v1/dlq/{seq}/replay")).send().await.unwrap();
+        assert_eq!(again.status(), 409);
+    }
+
+    async fn a_verified_callback_for_an_unknown_run_is_dead_lettered(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-x", "info": {"resultUrls": ["u"]}}});
+        let path = callback_path("run_unknown00000", 0, None);
+        let (status, answer) = post_callback(&app, &path, &body, Some(sign("task-x"))).await;
+        assert_eq!((status, answer), (200, json!({"status": "dead_lettered"})));
+        let (_, list) = app.get_json("/v1/dlq").await;
+        assert_eq!(list["deadLetters"][0]["kind"], "webhook");
+        assert_eq!(list["deadLetters"][0]["error"], "unknown run");
+        assert!(app.orchestrator.commands().is_empty());
+    }
+
     conformance_tests!(
+        refused_signals_are_dead_lettered_and_really_replayed,
+        a_verified_callback_for_an_unknown_run_is_dead_lettered,
         a_hundred_identical_callbacks_at_once_are_processed_once,
         stale_and_replayed_signatures_are_refused,
         a_signed_kieai_callback_is_relayed_once,

@@ -140,6 +140,25 @@ pub async fn kieai(
         .expect("serializes"),
     };
     delivery.idempotency_key = Some(key);
+    if state.store.get_run(&run_id).await?.is_none() {
+        // Verified, but for no run we know: keep it for replay, and tell
+        // kie.ai it was received (retrying cannot help).
+        delivery.outcome = "dead_lettered".into();
+        if !state.store.record_webhook(&delivery, None).await? {
+            return Ok(Json(json!({"status": "duplicate"})));
+        }
+        state
+            .store
+            .add_dead_letter(
+                "webhook",
+                Some(&run_id),
+                &json!({"provider": "kieai", "signal": command.body}),
+                "unknown run",
+            )
+            .await?;
+        tracing::warn!(runId = %run_id, %task_id, "kie.ai callback for an unknown run dead-lettered");
+        return Ok(Json(json!({"status": "dead_lettered"})));
+    }
     delivery.outcome = "accepted".into();
     if !state.store.record_webhook(&delivery, Some(&command)).await? {
         delivery.idempotency_key = None;

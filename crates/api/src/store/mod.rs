@@ -232,6 +232,21 @@ pub struct GateRecord {
     pub delivered: Option<bool>,
 }
 
+/// Something that could not be processed, kept for replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    /// `signal` (a signal the orchestrator refused) or `webhook`.
+    pub kind: String,
+    pub run_id: Option<String>,
+    pub payload: Value,
+    pub error: String,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
 /// One decision, with what it changes beside the gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -371,6 +386,20 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>>;
 
     async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()>;
+
+    /// Enqueues a command on its own (a replay).
+    async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()>;
+
+    async fn add_dead_letter(&self, kind: &str, run_id: Option<&str>, payload: &Value, error: &str)
+    -> StoreResult<i64>;
+
+    /// Unresolved dead letters (all of them with `include_resolved`), oldest first.
+    async fn dead_letters(&self, include_resolved: bool, limit: u32) -> StoreResult<Vec<DeadLetter>>;
+
+    async fn get_dead_letter(&self, seq: i64) -> StoreResult<Option<DeadLetter>>;
+
+    /// Records a replay attempt; `resolved` closes the entry.
+    async fn record_replay(&self, seq: i64, resolved: bool, error: Option<&str>) -> StoreResult<()>;
 
     async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>>;
 

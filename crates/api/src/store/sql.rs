@@ -12,8 +12,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatMessage, Command, Decision, DeliveryAttempt, GateRecord,
-    NewCommand, NewGate, NewRun, Run, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
+    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatMessage, Command, DeadLetter, Decision, DeliveryAttempt,
+    GateRecord, NewCommand, NewGate, NewRun, Run, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
 
@@ -188,6 +188,38 @@ struct ChatRow {
     gate: Option<String>,
     link: Option<String>,
     created_at: DateTime<Utc>,
+}
+
+const DEAD_LETTER_COLUMNS: &str =
+    "seq, kind, run_id, payload, error, attempts, created_at, last_attempt_at, resolved_at";
+
+#[derive(sqlx::FromRow)]
+struct DeadLetterRow {
+    seq: i64,
+    kind: String,
+    run_id: Option<String>,
+    payload: Json<Value>,
+    error: String,
+    attempts: i64,
+    created_at: DateTime<Utc>,
+    last_attempt_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeadLetterRow> for DeadLetter {
+    fn from(r: DeadLetterRow) -> DeadLetter {
+        DeadLetter {
+            seq: r.seq,
+            kind: r.kind,
+            run_id: r.run_id,
+            payload: r.payload.0,
+            error: r.error,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            last_attempt_at: r.last_attempt_at,
+            resolved_at: r.resolved_at,
+        }
+    }
 }
 
 fn gates(rows: Vec<GateRow>) -> StoreResult<Vec<GateRecord>> {
@@ -623,6 +655,68 @@ macro_rules! sql_api_store {
                         user_agent: r.user_agent,
                     })
                     .collect())
+            }
+
+            async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()> {
+                insert_command!(command, &self.pool);
+                Ok(())
+            }
+
+            async fn add_dead_letter(
+                &self,
+                kind: &str,
+                run_id: Option<&str>,
+                payload: &Value,
+                error: &str,
+            ) -> StoreResult<i64> {
+                let (seq,): (i64,) = sqlx::query_as(
+                    "INSERT INTO dead_letters (kind, run_id, payload, error, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+                )
+                .bind(kind)
+                .bind(run_id)
+                .bind(Json(payload))
+                .bind(error)
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(seq)
+            }
+
+            async fn dead_letters(&self, include_resolved: bool, limit: u32) -> StoreResult<Vec<DeadLetter>> {
+                let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE ($1 OR resolved_at IS NULL) ORDER BY seq LIMIT $2"
+                )))
+                .bind(include_resolved)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(DeadLetter::from).collect())
+            }
+
+            async fn get_dead_letter(&self, seq: i64) -> StoreResult<Option<DeadLetter>> {
+                let row: Option<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE seq = $1"
+                )))
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(DeadLetter::from))
+            }
+
+            async fn record_replay(&self, seq: i64, resolved: bool, error: Option<&str>) -> StoreResult<()> {
+                let at = now();
+                sqlx::query(
+                    "UPDATE dead_letters SET attempts = attempts + 1, last_attempt_at = $2, \
+                     resolved_at = CASE WHEN $3 THEN $2 ELSE NULL END, error = COALESCE($4, error) WHERE seq = $1",
+                )
+                .bind(seq)
+                .bind(at)
+                .bind(resolved)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
 
             async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()> {

@@ -27,6 +27,7 @@ pub const API_KEY: &str = "test-api-key";
 pub struct FakeOrchestrator {
     pub url: String,
     status: Arc<AtomicU16>,
+    signal_status: Arc<AtomicU16>,
     starts: Arc<Mutex<Vec<Value>>>,
     others: Arc<Mutex<Vec<(String, String, Value)>>>,
 }
@@ -36,6 +37,7 @@ impl FakeOrchestrator {
         let fake = FakeOrchestrator {
             url: String::new(),
             status: Arc::new(AtomicU16::new(202)),
+            signal_status: Arc::new(AtomicU16::new(202)),
             starts: Arc::default(),
             others: Arc::default(),
         };
@@ -58,7 +60,12 @@ impl FakeOrchestrator {
                     |State(fake): State<FakeOrchestrator>,
                      axum::extract::Path((run_id, action)): axum::extract::Path<(String, String)>,
                      Json(body): Json<Value>| async move {
-                        let status = StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap();
+                        let code = if action == "signals" {
+                            &fake.signal_status
+                        } else {
+                            &fake.status
+                        };
+                        let status = StatusCode::from_u16(code.load(Ordering::SeqCst)).unwrap();
                         if status.is_success() {
                             fake.others.lock().unwrap().push((run_id, action, body));
                         }
@@ -82,6 +89,11 @@ impl FakeOrchestrator {
     /// The status every later call gets (e.g. 503 for "down").
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// The status signals get (e.g. 404 for "no such execution").
+    pub fn answer_signals(&self, status: u16) {
+        self.signal_status.store(status, Ordering::SeqCst);
     }
 
     /// `(runId, "signals" | "cancel", body)` accepted so far.

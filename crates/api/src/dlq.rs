@@ -1,0 +1,75 @@
+//! The dead-letter queue: signals the orchestrator refused and verified
+//! webhooks that could not be processed, kept with their error, listed and
+//! replayed. A replay really processes the entry again: its signal gets a
+//! new id, so the orchestrator's idempotency does not swallow it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ApiState;
+use crate::commands;
+use crate::error::ApiError;
+use crate::store::{CommandKind, DeadLetter, NewCommand};
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replayed {
+    pub seq: i64,
+    pub resolved: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The signal delivery a dead letter asks for, with a fresh signal id.
+fn replay_signal(letter: &DeadLetter) -> Result<(String, Value), String> {
+    let run_id = letter.run_id.clone().ok_or("the entry names no run")?;
+    let mut body = match letter.kind.as_str() {
+        "signal" => letter.payload.clone(),
+        "webhook" => letter.payload["signal"].clone(),
+        other => return Err(format!("cannot replay a {other:?} entry")),
+    };
+    let original = body["signalId"].as_str().ok_or("the entry has no signal")?.to_string();
+    body["signalId"] = Value::String(format!("{original}:replay:{}", letter.attempts + 1));
+    // A refused replay updates this entry instead of adding another.
+    body["replayOf"] = Value::from(letter.seq);
+    Ok((run_id, body))
+}
+
+/// Processes a dead letter again; resolved once the orchestrator has it.
+pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
+    let letter = state
+        .store
+        .get_dead_letter(seq)
+        .await?
+        .ok_or_else(|| ApiError::not_found("dead letter"))?;
+    if letter.resolved_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {seq} was already replayed successfully"
+        )));
+    }
+    let outcome = match replay_signal(&letter) {
+        Err(error) => Err(error),
+        Ok((run_id, body)) => {
+            state
+                .store
+                .enqueue_command(&NewCommand {
+                    run_id: run_id.clone(),
+                    kind: CommandKind::Signal,
+                    body,
+                })
+                .await?;
+            commands::deliver_next(state, &run_id).await
+        }
+    };
+    let error = outcome.err();
+    state
+        .store
+        .record_replay(seq, error.is_none(), error.as_deref())
+        .await?;
+    tracing::info!(seq, resolved = error.is_none(), error = ?error, "dead letter replayed");
+    Ok(Replayed {
+        seq,
+        resolved: error.is_none(),
+        error,
+    })
+}

@@ -1,0 +1,42 @@
+//! `/v1/dlq`: the dead-letter queue, for operators (`mw dlq list|replay`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::dlq::{self, Replayed};
+use crate::error::ApiError;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Include entries already replayed successfully.
+    #[serde(default)]
+    all: bool,
+}
+
+/// Dead letters, oldest first.
+#[utoipa::path(get, path = "/v1/dlq", tag = "dlq", security(("api_key" = [])), params(ListParams),
+    responses((status = 200, description = "`{\"deadLetters\":[{seq, kind, runId, error, attempts, createdAt, lastAttemptAt, resolvedAt, payload}]}`")))]
+pub async fn list(State(state): State<ApiState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+    let letters = state.store.dead_letters(params.all, 500).await?;
+    let letters: Vec<Value> = letters
+        .into_iter()
+        .map(|l| {
+            json!({"seq": l.seq, "kind": l.kind, "runId": l.run_id, "error": l.error, "attempts": l.attempts,
+                   "createdAt": l.created_at, "lastAttemptAt": l.last_attempt_at, "resolvedAt": l.resolved_at,
+                   "payload": l.payload})
+        })
+        .collect();
+    Ok(Json(json!({"deadLetters": letters})))
+}
+
+/// Processes a dead letter again.
+#[utoipa::path(post, path = "/v1/dlq/{seq}/replay", tag = "dlq", security(("api_key" = [])),
+    params(("seq" = i64, Path)),
+    responses((status = 200, body = Replayed), (status = 404), (status = 409, description = "Already resolved")))]
+pub async fn replay(State(state): State<ApiState>, Path(seq): Path<i64>) -> Result<Json<Replayed>, ApiError> {
+    dlq::replay(&state, seq).await.map(Json)
+}
