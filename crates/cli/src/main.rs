@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dlq;
 mod env;
 mod ingest;
 mod serve;
@@ -42,6 +43,33 @@ enum Command {
         #[command(subcommand)]
         what: IngestWhat,
     },
+    /// The dead-letter queue of a running API (MW_API_URL, API_KEY).
+    Dlq {
+        #[command(subcommand)]
+        what: DlqWhat,
+        #[command(flatten)]
+        target: dlq::ApiTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqWhat {
+    /// Entries that could not be processed (open ones; --all for every one).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Process entries again (exit 1 if any still fails).
+    Replay {
+        /// Entry numbers (`seq` in the list).
+        seqs: Vec<i64>,
+        /// Every open entry.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -72,8 +100,10 @@ enum IngestWhat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Before parsing, so `.env.development` also fills flags read from the
+    // environment (API_KEY for the operator commands).
     env::load_development_file();
+    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,6 +122,14 @@ fn main() -> ExitCode {
             Command::Ingest {
                 what: IngestWhat::Run { dry_run },
             } => ingest::run(dry_run).await,
+            Command::Dlq {
+                what: DlqWhat::List { all, json },
+                target,
+            } => dlq::list(&target, all, json).await,
+            Command::Dlq {
+                what: DlqWhat::Replay { seqs, all },
+                target,
+            } => dlq::replay(&target, &seqs, all).await,
         }
     });
     match outcome {

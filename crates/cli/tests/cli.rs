@@ -390,6 +390,35 @@ fn the_runbooks_commands_work_against_mw_dev() {
     let approved: Value = serde_json::from_str(&approved).unwrap();
     assert_eq!(approved["status"], "approved", "{approved}");
     // An expired or foreign token: the documented 403.
+    // The dead-letter queue from the operator's side.
+    let api_url = format!("http://127.0.0.1:{api}");
+    let list = mw(&dir, &["dlq", "list", "--api-url", &api_url], &[("API_KEY", key)])
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    assert_eq!(text(&list.stdout).trim(), "no dead letters");
+    let replay = mw(
+        &dir,
+        &["dlq", "replay", "--all", "--api-url", &api_url],
+        &[("API_KEY", key)],
+    )
+    .output()
+    .unwrap();
+    assert!(!replay.status.success());
+    assert!(
+        text(&replay.stderr).contains("nothing to replay"),
+        "{}",
+        text(&replay.stderr)
+    );
+    let unauthorized = mw(&dir, &["dlq", "list", "--api-url", &api_url], &[("API_KEY", "wrong")])
+        .output()
+        .unwrap();
+    assert!(
+        text(&unauthorized.stderr).contains("set API_KEY"),
+        "{}",
+        text(&unauthorized.stderr)
+    );
+
     let refused = shell(
         &format!(
             "curl -sS \"http://localhost:{api}/v1/hitl/approve/{run_id}/prepublish?token=$TOKEN\" -H 'accept: application/json'"
