@@ -85,7 +85,13 @@ enum ValidateWhat {
     /// Check every variable (live mode needs every provider secret; outside
     /// development API_KEY and HITL_SECRET must be strong), print the mode and
     /// the provider hosts that would be called; exit 1 on any problem.
-    Env,
+    Env {
+        /// In live mode, also call each provider with a request that costs
+        /// nothing (kie.ai credits, Shotstack and Upload-Post lookups) to
+        /// check reachability and credentials.
+        #[arg(long)]
+        online: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,8 +123,8 @@ fn main() -> ExitCode {
             Command::Dev => serve::dev().await,
             Command::Migrate => serve::migrate().await,
             Command::Validate {
-                what: ValidateWhat::Env,
-            } => validate::env(),
+                what: ValidateWhat::Env { online },
+            } => validate::env(online).await,
             Command::Ingest {
                 what: IngestWhat::Run { dry_run },
             } => ingest::run(dry_run).await,

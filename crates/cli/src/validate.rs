@@ -6,7 +6,7 @@ use myloware_core::providers::Provider;
 
 use crate::env;
 
-pub fn env() -> anyhow::Result<()> {
+pub async fn env(online: bool) -> anyhow::Result<()> {
     let config = match env::config() {
         Ok(config) => config,
         Err(err) => {
@@ -17,7 +17,40 @@ pub fn env() -> anyhow::Result<()> {
     print_summary(&config);
     let catalog = env::catalog(&config)?;
     println!("projects: {} ({})", catalog.projects.len(), catalog.names().join(", "));
+    if online {
+        check_online(&config).await?;
+    }
     println!("configuration OK");
+    Ok(())
+}
+
+/// Calls each provider with a harmless request (live mode only).
+async fn check_online(config: &Config) -> anyhow::Result<()> {
+    if config.providers_mode != ProviderMode::Live {
+        println!("online check: skipped in mock mode (no provider is called)");
+        return Ok(());
+    }
+    env::init_logging(config);
+    let mut failed = 0;
+    for (provider, outcome) in myloware_providers::live::probe(config).await {
+        let host = config.providers.endpoint(provider).host();
+        tracing::info!(
+            provider = provider.key(),
+            host,
+            ok = outcome.is_ok(),
+            "provider checked online"
+        );
+        match outcome {
+            Ok(detail) => println!("  {:<11} {host:<28} ok: {detail}", provider.key()),
+            Err(error) => {
+                failed += 1;
+                println!("  {:<11} {host:<28} FAILED: {error}", provider.key());
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} provider(s) failed the online check");
+    }
     Ok(())
 }
 

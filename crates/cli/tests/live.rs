@@ -87,6 +87,13 @@ async fn fake_kie_behaving(calls: Calls, behaviour: Kie) -> String {
         });
         Json(json!({"code": 200, "msg": "success", "data": {"taskId": task_id}}))
     };
+    let credit = |headers: HeaderMap| async move {
+        if headers["authorization"] == "Bearer kie-live-key" {
+            Json(json!({"code": 200, "msg": "success", "data": 100}))
+        } else {
+            Json(json!({"code": 401, "msg": "Unauthorized: invalid API key"}))
+        }
+    };
     let record_info = move |axum::extract::Query(query): axum::extract::Query<
         std::collections::HashMap<String, String>,
     >| async move {
@@ -103,6 +110,7 @@ async fn fake_kie_behaving(calls: Calls, behaviour: Kie) -> String {
         axum::Router::new()
             .route("/api/v1/veo/generate", post(generate))
             .route("/api/v1/veo/record-info", get(record_info))
+            .route("/api/v1/chat/credit", get(credit))
             .with_state(calls),
     )
     .await
@@ -295,3 +303,63 @@ conformance_tests!(
     a_clip_whose_callback_never_came_is_recovered_through_record_info,
     provider_failures_fail_the_run_with_the_providers_message,
 );
+
+/// `mw validate env --online` in live mode against the fakes.
+fn validate_online(kie_key: &str, kie: &str, shotstack: &str, upload: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mw"))
+        .args(["validate", "env", "--online"])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "PROJECTS_DIR",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"),
+        )
+        .env("USE_MOCK_PROVIDERS", "false")
+        .env("KIEAI_API_KEY", kie_key)
+        .env("KIEAI_SIGNING_SECRET", SIGNING)
+        .env("KIEAI_BASE_URL", kie)
+        .env("SHOTSTACK_API_KEY", "shotstack-live-key")
+        .env("SHOTSTACK_BASE_URL", shotstack)
+        .env("UPLOAD_POST_API_KEY", "upload-live-key")
+        .env("UPLOAD_POST_SIGNING_SECRET", "upload-signing")
+        .env("UPLOAD_POST_BASE_URL", upload)
+        .output()
+        .unwrap()
+}
+
+/// `mw validate env --online` asks each provider something harmless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_env_online_checks_every_provider() {
+    let calls = Calls::default();
+    let (kie, shotstack, upload) = (
+        fake_kie(calls.clone()).await,
+        fake_shotstack(calls.clone()).await,
+        fake_upload_post(calls.clone()).await,
+    );
+    let (k, s, u) = (kie.clone(), shotstack.clone(), upload.clone());
+    let output = tokio::task::spawn_blocking(move || validate_online("kie-live-key", &k, &s, &u))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("100 credits left"), "{stdout}");
+    assert_eq!(stdout.matches("ok: key accepted").count(), 3, "{stdout}");
+    let paid = calls.count("kieai.submit") + calls.count("shotstack.render") + calls.count("upload_post.publish");
+    assert_eq!(paid, 0, "nothing paid");
+
+    let bad = tokio::task::spawn_blocking(move || validate_online("wrong-key", &kie, &shotstack, &upload))
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        stdout.contains("kieai") && stdout.contains("FAILED") && stdout.contains("invalid API key"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("wrong-key"), "the key is never printed: {stdout}");
+}

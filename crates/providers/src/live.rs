@@ -728,3 +728,91 @@ impl Publisher for UploadPost {
         .await
     }
 }
+
+// ---------------------------------------------------------------- probes
+
+impl KieAi {
+    /// `GET /api/v1/chat/credit`: the account's remaining credits.
+    pub async fn credits(&self) -> Result<i64, ProviderError> {
+        let url = endpoint(&self.conn.base, &["api", "v1", "chat", "credit"]);
+        call(
+            KIEAI,
+            &self.conn.http,
+            &self.conn.settings,
+            Method::GET,
+            &url,
+            |builder| builder.header("authorization", self.bearer()),
+            |status, bytes| {
+                if !status.is_success() {
+                    return Err(refused(KIEAI, status, bytes));
+                }
+                let value = parse_json(KIEAI, status, bytes)?;
+                match value["code"].as_i64() {
+                    Some(200) => value["data"]
+                        .as_i64()
+                        .ok_or_else(|| unexpected(KIEAI, status, bytes, "no credit count")),
+                    code => Err(Failure::Fatal(ProviderError::Refused {
+                        provider: KIEAI,
+                        code: code.unwrap_or(0),
+                        message: message_of(&value).unwrap_or_else(|| "no message".into()),
+                    })),
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// What `mw validate env --online` asks each provider: requests that cost
+/// nothing and show the host answers and accepts the key (kie.ai's credit
+/// balance, a Shotstack render lookup, an Upload-Post status lookup).
+pub async fn probe(config: &Config) -> Vec<(Provider, Result<String, String>)> {
+    let settings = LiveSettings {
+        max_attempts: 2,
+        timeout: Duration::from_secs(10),
+        ..LiveSettings::default()
+    };
+    let mut out = Vec::new();
+    let kie = async {
+        let client = KieAi::new(
+            checked_base(config, Provider::KieAi)?,
+            api_key(config, Provider::KieAi)?,
+            settings.clone(),
+        )?;
+        client
+            .credits()
+            .await
+            .map(|n| format!("key accepted, {n} credits left"))
+            .map_err(|e| e.to_string())
+    };
+    out.push((Provider::KieAi, kie.await));
+    let shotstack = async {
+        let client = Shotstack::new(
+            checked_base(config, Provider::Shotstack)?,
+            config.providers.shotstack_stage.clone(),
+            api_key(config, Provider::Shotstack)?,
+            settings.clone(),
+        )?;
+        // A render that does not exist: 404 means the key was accepted.
+        match client.status("00000000-0000-0000-0000-000000000000").await {
+            Ok(_) => Ok("key accepted".to_string()),
+            Err(ProviderError::Refused { code: 404, .. }) => Ok("key accepted".to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    };
+    out.push((Provider::Shotstack, shotstack.await));
+    let upload = async {
+        let client = UploadPost::new(
+            checked_base(config, Provider::UploadPost)?,
+            api_key(config, Provider::UploadPost)?,
+            settings,
+        )?;
+        client
+            .status("mw-validate-env-probe")
+            .await
+            .map(|_| "key accepted".to_string())
+            .map_err(|e| e.to_string())
+    };
+    out.push((Provider::UploadPost, upload.await));
+    out
+}
