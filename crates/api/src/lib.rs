@@ -113,6 +113,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::system::health))
         .routes(routes!(routes::system::metrics))
         .routes(routes!(routes::webhooks::kieai))
+        .routes(routes!(routes::webhooks::upload_post))
         .routes(routes!(routes::hitl::open_link, routes::hitl::approve))
         .routes(routes!(routes::hitl::reject));
     let protected = OpenApiRouter::<ApiState>::new()

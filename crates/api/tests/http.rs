@@ -873,7 +873,78 @@ mod webhooks_and_events {
         assert!(app.orchestrator.commands().is_empty());
     }
 
+    async fn upload_post_webhooks_are_verified_deduplicated_and_relayed(db: &Db) {
+        let app = spawn_app(db, &[("UPLOAD_POST_SIGNING_SECRET", "up-secret")]).await;
+        let run_id = started_run(&app).await;
+        let body = json!({"request_id": format!("{run_id}:quinn:publish:1"), "status": "completed"}).to_string();
+        let post = |signature: Option<String>, body: String| {
+            let mut request = app
+                .http
+                .post(app.url("/v1/webhooks/upload-post"))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(signature) = signature {
+                request = request.header("x-upload-post-signature", signature);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let good = signing::hex_body_signature(b"up-secret", body.as_bytes());
+        assert_eq!(post(None, body.clone()).await.0, 401);
+        assert_eq!(post(Some("00".repeat(32)), body.clone()).await.0, 401);
+        assert_eq!(
+            post(
+                Some(signing::hex_body_signature(b"other", body.as_bytes())),
+                body.clone()
+            )
+            .await
+            .0,
+            401
+        );
+        assert_eq!(
+            post(Some(good.clone()), body.clone()).await,
+            (200, json!({"status": "accepted"}))
+        );
+        assert_eq!(
+            post(Some(good), body.clone()).await,
+            (200, json!({"status": "duplicate"}))
+        );
+        let relayed = eventually(Duration::from_secs(5), "the publish signal", || async {
+            let commands = app.orchestrator.commands();
+            (!commands.is_empty()).then_some(commands)
+        })
+        .await;
+        assert_eq!(relayed.len(), 1);
+        assert_eq!(
+            relayed[0].2["signal"],
+            json!({"type": "publish.updated", "requestId": format!("{run_id}:quinn:publish:1"), "status": "completed"})
+        );
+        let statuses: Vec<String> = app
+            .state
+            .store
+            .list_webhooks("upload-post")
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| format!("{}/{}", d.signature_status, d.outcome))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                "missing/rejected",
+                "rejected/rejected",
+                "rejected/rejected",
+                "verified/accepted",
+                "verified/duplicate"
+            ]
+        );
+    }
+
     conformance_tests!(
+        upload_post_webhooks_are_verified_deduplicated_and_relayed,
         refused_signals_are_dead_lettered_and_really_replayed,
         a_verified_callback_for_an_unknown_run_is_dead_lettered,
         a_hundred_identical_callbacks_at_once_are_processed_once,

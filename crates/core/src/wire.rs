@@ -160,6 +160,9 @@ pub enum Signal {
         code: i64,
         message: String,
     },
+    /// Upload-Post reported a publish's status (the step then asks for it).
+    #[serde(rename = "publish.updated", rename_all = "camelCase")]
+    PublishUpdated { request_id: String, status: String },
     #[serde(rename = "gate.decision", rename_all = "camelCase")]
     GateDecision {
         gate: Gate,

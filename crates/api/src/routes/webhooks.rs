@@ -172,3 +172,104 @@ pub async fn kieai(
     }
     Ok(Json(json!({"status": "accepted"})))
 }
+
+/// Upload-Post publish status: hex HMAC-SHA256 of the raw body with
+/// `UPLOAD_POST_SIGNING_SECRET`, in `X-Upload-Post-Signature` (or
+/// `X-Signature`). Deduplicated by request id and status; the run is the
+/// one our request id names (`{runId}:quinn:publish:{attempt}`).
+#[utoipa::path(post, path = "/v1/webhooks/upload-post", tag = "webhooks",
+    responses(
+        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"dead_lettered\"}`"),
+        (status = 401, description = "Missing or bad signature"),
+        (status = 413), (status = 415),
+    ))]
+pub async fn upload_post(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header("x-upload-post-signature").or_else(|| header("x-signature"));
+    let verified = match &state.config.providers.upload_post.signing_secret {
+        Some(secret) => {
+            use secrecy::ExposeSecret;
+            signing::verify_hex_body(secret.expose_secret().as_bytes(), &body, signature)
+        }
+        None => Err(SignatureError::Mismatch),
+    };
+    let signature_status = match verified {
+        Ok(()) => "verified",
+        Err(SignatureError::Missing) => "missing",
+        Err(_) => "rejected",
+    };
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let request_id = parsed["request_id"]
+        .as_str()
+        .or(parsed["requestId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let status = parsed["status"].as_str().unwrap_or("unknown").to_string();
+    let run_id = request_id
+        .split(':')
+        .next()
+        .filter(|id| myloware_core::ids::is_run_id(id))
+        .map(str::to_owned);
+    let mut delivery = WebhookDelivery {
+        provider: "upload-post".into(),
+        idempotency_key: None,
+        run_id: run_id.clone(),
+        headers: redacted_headers(&headers),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        signature_status: signature_status.into(),
+        outcome: "rejected".into(),
+        received_at: crate::store::now(),
+    };
+    if signature_status != "verified" {
+        state.store.record_webhook(&delivery, None).await?;
+        tracing::warn!(%signature_status, "Upload-Post webhook refused");
+        return Err(ApiError::InvalidSignature);
+    }
+    delivery.idempotency_key = Some(format!("{request_id}:{status}"));
+    let known = match &run_id {
+        Some(run_id) => state.store.get_run(run_id).await?.is_some(),
+        None => false,
+    };
+    let signal = SignalDelivery {
+        signal_id: format!("upload-post:{request_id}:{status}"),
+        signal: Signal::PublishUpdated {
+            request_id: request_id.clone(),
+            status: status.clone(),
+        },
+    };
+    let payload = serde_json::to_value(&signal).expect("serializes");
+    if !known {
+        delivery.outcome = "dead_lettered".into();
+        if !state.store.record_webhook(&delivery, None).await? {
+            return Ok(Json(json!({"status": "duplicate"})));
+        }
+        let payload = json!({"provider": "upload-post", "signal": payload});
+        state
+            .store
+            .add_dead_letter("webhook", run_id.as_deref(), &payload, "unknown run")
+            .await?;
+        return Ok(Json(json!({"status": "dead_lettered"})));
+    }
+    let run_id = run_id.expect("known runs have an id");
+    let command = NewCommand {
+        run_id: run_id.clone(),
+        kind: CommandKind::Signal,
+        body: payload,
+    };
+    delivery.outcome = "accepted".into();
+    if !state.store.record_webhook(&delivery, Some(&command)).await? {
+        delivery.idempotency_key = None;
+        delivery.outcome = "duplicate".into();
+        state.store.record_webhook(&delivery, None).await?;
+        return Ok(Json(json!({"status": "duplicate"})));
+    }
+    tracing::info!(runId = %run_id, %request_id, %status, "Upload-Post webhook accepted");
+    if let Err(error) = commands::deliver_next(&state, &run_id).await {
+        tracing::warn!(runId = %run_id, %error, "publish signal not relayed yet; will retry");
+    }
+    Ok(Json(json!({"status": "accepted"})))
+}
