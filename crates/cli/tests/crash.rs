@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use myloware_db::{Db, PoolSettings};
 use serde_json::{Value, json};
 
+mod support;
+
 const KEY: &str = "dev-api-key-not-for-production";
 
 fn free_port() -> u16 {
@@ -96,6 +98,8 @@ fn rand_seed() -> u128 {
 
 struct Cluster {
     db: SharedDb,
+    /// Extra variables of every process (live-mode settings).
+    extra: Vec<(String, String)>,
     api_port: u16,
     orchestrator_ports: Vec<u16>,
     http: reqwest::Client,
@@ -124,6 +128,7 @@ impl Cluster {
             .env("RATE_LIMIT_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
+            .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.db.dir);
     }
 
@@ -153,11 +158,16 @@ impl Cluster {
     }
 
     async fn start(db: SharedDb, orchestrators: usize) -> Cluster {
+        Cluster::start_with(db, orchestrators, Vec::new()).await
+    }
+
+    async fn start_with(db: SharedDb, orchestrators: usize, extra: Vec<(String, String)>) -> Cluster {
         let api_port = free_port();
         let orchestrator_ports = (0..orchestrators).map(|_| free_port()).collect();
         let placeholder = Process(Command::new("true").spawn().unwrap());
         let mut cluster = Cluster {
             db,
+            extra,
             api_port,
             orchestrator_ports,
             http: reqwest::Client::new(),
@@ -385,4 +395,90 @@ async fn two_orchestrators_on_postgres_complete_fifty_runs_exactly_once() {
     cluster.assert_exactly_once(&ids).await;
     let Cluster { db, .. } = cluster;
     db.cleanup().await;
+}
+
+/// Live mode against fake providers: the orchestrator dies right after kie.ai
+/// accepted a clip (before the answer was journaled), and right after
+/// Upload-Post published; a new one continues. kie.ai cannot be asked by our
+/// key, so the clip completes through its callback; the publish is found by
+/// our request id. Exactly one submission per clip and one publish per run.
+async fn live_crashes(db: SharedDb) {
+    use support::fakes::{Calls, SIGNING, fake_kie, fake_shotstack, fake_upload_post};
+    let calls = Calls::default();
+    let (kie, shotstack, upload) = (
+        fake_kie(calls.clone()).await,
+        fake_shotstack(calls.clone()).await,
+        fake_upload_post(calls.clone()).await,
+    );
+    let extra: Vec<(String, String)> = [
+        ("USE_MOCK_PROVIDERS", "false"),
+        ("KIEAI_API_KEY", "kie-live-key"),
+        ("KIEAI_SIGNING_SECRET", SIGNING),
+        ("KIEAI_BASE_URL", kie.as_str()),
+        ("SHOTSTACK_API_KEY", "shotstack-live-key"),
+        ("SHOTSTACK_BASE_URL", shotstack.as_str()),
+        ("UPLOAD_POST_API_KEY", "upload-live-key"),
+        ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
+        ("UPLOAD_POST_BASE_URL", upload.as_str()),
+        ("CLIP_POLL_AFTER_SECS", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut cluster = Cluster::start_with(db, 1, extra).await;
+    cluster.extra.push((
+        "PUBLIC_BASE_URL".into(),
+        format!("http://127.0.0.1:{}", cluster.api_port),
+    ));
+    let mut all = Vec::new();
+    for point in ["riley.after_submit:2", "quinn.after_publish"] {
+        let ids = cluster.start_runs(2).await;
+        let mut doomed = cluster.orchestrator(0, Some(point));
+        let signal = wait_exit(&mut doomed, Duration::from_secs(30)).await;
+        assert_eq!(
+            signal,
+            Some(SIGABRT),
+            "did not crash at {point}; logs in {}",
+            cluster.db.dir.display()
+        );
+        let _survivor = cluster.orchestrator(0, None);
+        cluster.wait_all_published(&ids, Duration::from_secs(60)).await;
+        all.extend(ids);
+    }
+    let submissions = calls.0.lock().unwrap().clone();
+    for id in &all {
+        for clip in 0..2 {
+            let marker = format!("runId={id}&index={clip}&");
+            let count = submissions
+                .iter()
+                .filter(|(what, body)| {
+                    what == "kieai.submit" && body["callBackUrl"].as_str().unwrap_or("").contains(&marker)
+                })
+                .count();
+            assert_eq!(count, 1, "submissions of clip {clip} of {id}");
+        }
+        let publishes = submissions
+            .iter()
+            .filter(|(what, body)| {
+                what == "upload_post.publish" && body["requestId"] == format!("{id}:quinn:publish:1")
+            })
+            .count();
+        assert_eq!(publishes, 1, "publishes of {id}");
+    }
+    assert_eq!(calls.count("shotstack.render"), all.len(), "one render per run");
+    let Cluster { db, .. } = cluster;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_live_mode_crashes_pay_nothing_twice() {
+    live_crashes(SharedDb::sqlite("live")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_live_mode_crashes_pay_nothing_twice() {
+    let Some(db) = SharedDb::postgres("live").await else {
+        return;
+    };
+    live_crashes(db).await;
 }
