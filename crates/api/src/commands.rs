@@ -108,6 +108,7 @@ pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sy
             }
             Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),
         }
+        crate::dlq::retry_due(&state).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,

@@ -73,3 +73,42 @@ pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
         error,
     })
 }
+
+/// Wait before the automatic replay after `attempts` failed ones: 1 min
+/// doubling, capped at 6 hours.
+fn backoff(attempts: i64) -> chrono::Duration {
+    chrono::Duration::minutes((1i64 << attempts.clamp(0, 10)).min(360))
+}
+
+/// Replays the open entries whose backoff has passed (called by the
+/// command reconciler); an operator can always replay at once.
+pub async fn retry_due(state: &ApiState) {
+    let letters = match state.store.dead_letters(false, 50).await {
+        Ok(letters) => letters,
+        Err(err) => {
+            tracing::error!(error = %err, "dead-letter retry cannot read the queue");
+            return;
+        }
+    };
+    let now = chrono::Utc::now();
+    for letter in letters {
+        let since = letter.last_attempt_at.unwrap_or(letter.created_at);
+        if since + backoff(letter.attempts) <= now {
+            if let Err(err) = replay(state, letter.seq).await {
+                tracing::warn!(seq = letter.seq, error = %err, "dead-letter retry failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_backoff_doubles_and_caps() {
+        assert_eq!(backoff(0).num_minutes(), 1);
+        assert_eq!(backoff(3).num_minutes(), 8);
+        assert_eq!(backoff(30).num_minutes(), 360);
+    }
+}
