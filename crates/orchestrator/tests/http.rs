@@ -81,4 +81,65 @@ async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
     );
 }
 
-conformance_tests!(health_and_metrics_are_open_everything_else_needs_the_key);
+/// A live-mode run on an orchestrator without the providers' secrets fails
+/// its first provider step with a message naming the missing variable.
+async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
+    let base = spawn(db).await;
+    let catalog =
+        myloware_core::project::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
+            .unwrap();
+    let spec = catalog.get("test_video_gen").unwrap().clone();
+    let start = myloware_core::wire::StartExecution {
+        run_id: "run_livenokeys1".into(),
+        project: spec.project.clone(),
+        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
+        project_spec: spec,
+        providers_mode: myloware_core::ProviderMode::Live,
+        input: json!({"prompt": "live"}),
+        videos: Vec::new(),
+        traceparent: None,
+    };
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/v1/executions"))
+        .header("x-api-key", KEY)
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let store = myloware_orchestrator::store::open(db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let execution = store.get_execution("run_livenokeys1").await.unwrap().unwrap();
+        if execution.status == myloware_orchestrator::store::ExecStatus::Failed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {:?}", execution.status);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let events = store.outbox("run_livenokeys1").await.unwrap();
+    let failed = events
+        .iter()
+        .find(|e| e.kind == "execution.failed")
+        .expect("a failure event");
+    assert_eq!(failed.data["error"]["code"], "providers.not_configured");
+    assert!(
+        failed.data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KIEAI_API_KEY is not set"),
+        "{}",
+        failed.data
+    );
+    assert_eq!(failed.data["error"]["persona"], "riley");
+    assert!(
+        store.mock_calls("run_livenokeys1").await.unwrap().is_empty(),
+        "never falls back to the mocks"
+    );
+}
+
+conformance_tests!(
+    health_and_metrics_are_open_everything_else_needs_the_key,
+    live_mode_without_keys_fails_the_step_naming_the_variable,
+);
