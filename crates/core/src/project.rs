@@ -96,6 +96,10 @@ pub struct VideoSpecs {
     /// One continuous shot per clip, no cuts.
     #[serde(default)]
     pub single_shot: bool,
+    /// How often a failed clip is submitted again (each try is paid).
+    /// Default 0: a failed clip fails the run.
+    #[serde(default)]
+    pub clip_retries: u32,
     pub overlay: OverlayStyle,
     /// Fixed subjects and headers; when empty, Iggy invents them.
     #[serde(default)]
@@ -292,6 +296,9 @@ impl VideoSpecs {
         }
         if self.compilation_length_seconds.is_some_and(|len| len <= 0.0) {
             bad("specs.compilationLengthSeconds", "must be positive".into());
+        }
+        if self.clip_retries > 3 {
+            bad("specs.clipRetries", "must be at most 3 (each retry is paid)".into());
         }
         if !["top", "center", "bottom"].contains(&self.overlay.position.as_str()) {
             bad("specs.overlay.position", "must be top, center or bottom".into());

@@ -11,7 +11,18 @@ use serde_json::{Value, json};
 const KEY: &str = "orchestrator-test-key";
 
 async fn spawn(db: &Db) -> String {
-    let env: HashMap<&str, &str> = [("API_KEY", KEY), ("ORCHESTRATOR_PORT", "0"), ("BIND_HOST", "127.0.0.1")].into();
+    spawn_with(db, &[]).await
+}
+
+async fn spawn_with(db: &Db, vars: &[(&'static str, &'static str)]) -> String {
+    let mut env: HashMap<&str, &str> = [
+        ("API_KEY", KEY),
+        ("ORCHESTRATOR_PORT", "0"),
+        ("BIND_HOST", "127.0.0.1"),
+        ("API_URL", "http://127.0.0.1:9"),
+    ]
+    .into();
+    env.extend(vars.iter().copied());
     let config = Config::from_lookup(|var| env.get(var).map(|v| v.to_string())).unwrap();
     let state = OrchestratorState::new(Arc::new(config), myloware_orchestrator::store::open(db));
     let server = OrchestratorServer::bind(state).await.unwrap();
@@ -139,7 +150,76 @@ async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
     );
 }
 
+/// With `specs.clipRetries = 1` a failed clip is submitted once more (a new,
+/// journaled, paid call); when that fails too the run fails, saying so.
+async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
+    let base = spawn_with(
+        db,
+        &[("MOCK_KIEAI_FAILURE_RATE", "1"), ("MOCK_PROVIDER_DELAY_MS", "10")],
+    )
+    .await;
+    let catalog =
+        myloware_core::project::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
+            .unwrap();
+    let mut spec = catalog.get("test_video_gen").unwrap().clone();
+    spec.specs.as_mut().unwrap().clip_retries = 1;
+    let start = myloware_core::wire::StartExecution {
+        run_id: "run_retryclip001".into(),
+        project: spec.project.clone(),
+        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
+        project_spec: spec,
+        providers_mode: myloware_core::ProviderMode::Mock,
+        input: json!({"prompt": "retry"}),
+        videos: Vec::new(),
+        traceparent: None,
+    };
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/v1/executions"))
+        .header("x-api-key", KEY)
+        .json(&start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let store = myloware_orchestrator::store::open(db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.get_execution("run_retryclip001").await.unwrap().unwrap().status
+        != myloware_orchestrator::store::ExecStatus::Failed
+    {
+        assert!(std::time::Instant::now() < deadline, "the run never failed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let calls = store.mock_calls("run_retryclip001").await.unwrap();
+    let keys: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.operation == "submit")
+        .map(|c| c.key.as_str())
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| **k == "run_retryclip001:riley:clip:0").count(),
+        1,
+        "{keys:?}"
+    );
+    assert!(keys.len() <= 4, "at most two tries per clip: {keys:?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with(":attempt:1")),
+        "a retry was submitted: {keys:?}"
+    );
+    let events = store.outbox("run_retryclip001").await.unwrap();
+    let failed = events.iter().find(|e| e.kind == "execution.failed").unwrap();
+    assert!(
+        failed.data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("after 2 attempts"),
+        "{}",
+        failed.data
+    );
+}
+
 conformance_tests!(
+    a_project_may_retry_a_failed_clip_once,
     health_and_metrics_are_open_everything_else_needs_the_key,
     live_mode_without_keys_fails_the_step_naming_the_variable,
 );

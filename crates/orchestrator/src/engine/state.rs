@@ -40,6 +40,9 @@ pub struct Clip {
     pub status: ClipStatus,
     pub url: Option<String>,
     pub duration: f64,
+    /// 0 for the first submission, then one more per retry.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -183,6 +183,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 status: ClipStatus::Pending,
                 url: None,
                 duration: s.duration,
+                attempt: 0,
             })
             .collect();
         step.state.scripts = scripts;
@@ -219,7 +220,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             aspect_ratio: aspect_ratio.clone(),
             callback_url: callback_url(step, script.index),
         };
-        let key = format!("{}:riley:clip:{}", step.run_id, script.index);
+        let key = clip_key(&step.run_id, script.index, step.state.clips[i].attempt);
         let journal_request = json!({"index": script.index, "prompt": script.prompt});
         let journaled = match begin(step, &key, "kieai", "submit", &journal_request).await? {
             // Never submit twice: ask first (the callback URL names the run
@@ -266,15 +267,9 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 code,
                 message,
             }) => {
-                step.emit(
-                    EventKind::ArtifactCreated,
-                    json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message}}),
-                );
-                return Ok(fail(
-                    persona,
-                    "kieai.clip_failed",
-                    format!("clip {index} failed: {message} (kie.ai code {code})"),
-                ));
+                if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
+                    return Ok(outcome);
+                }
             }
             Ok(other) => {
                 tracing::warn!(runId = %step.run_id, signal = ?other, "signal ignored while waiting for clips")
@@ -311,11 +306,9 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             match providers.video.status(&task_id).await {
                 Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
                 Ok(ClipState::Failed { code, message }) => {
-                    return Ok(fail(
-                        persona,
-                        "kieai.clip_failed",
-                        format!("clip {index} failed: {message} (kie.ai code {code})"),
-                    ));
+                    if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
+                        return Ok(outcome);
+                    }
                 }
                 Ok(ClipState::Generating) => {}
                 Err(err) => {
@@ -323,6 +316,13 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 }
             }
         }
+    }
+    if step.state.clips.iter().any(|c| !c.submitted) {
+        // A failed clip is to be submitted again: at once, in the next step.
+        return Ok(Outcome::Park {
+            wait: json!({"for": "clips", "retrying": true}),
+            wake_at: Some(Utc::now()),
+        });
     }
     let waiting: Vec<u32> = step
         .state
@@ -351,6 +351,49 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         wait: json!({"for": "clips", "clips": waiting}),
         wake_at: Some(next_poll.min(since + timeout)),
     })
+}
+
+/// The journal key of a clip submission (each retry is a new, paid call).
+fn clip_key(run_id: &str, index: u32, attempt: u32) -> String {
+    match attempt {
+        0 => format!("{run_id}:riley:clip:{index}"),
+        n => format!("{run_id}:riley:clip:{index}:attempt:{n}"),
+    }
+}
+
+/// A clip failed: retry it if the project allows (`specs.clipRetries`),
+/// else fail the run at once with the provider's message. Reports of an
+/// earlier attempt are ignored.
+fn clip_failed(step: &mut Step<'_>, index: u32, task_id: Option<String>, code: i64, message: &str) -> Option<Outcome> {
+    let retries = step.request.project_spec.specs.as_ref().map_or(0, |s| s.clip_retries);
+    let clip = step.state.clips.iter_mut().find(|c| c.index == index)?;
+    if clip.status == ClipStatus::Completed || (clip.task_id.is_some() && task_id.is_some() && clip.task_id != task_id)
+    {
+        return None;
+    }
+    let attempt = clip.attempt;
+    step.emit(
+        EventKind::ArtifactCreated,
+        json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message, "attempt": attempt}}),
+    );
+    let clip = step.state.clips.iter_mut().find(|c| c.index == index)?;
+    if attempt < retries {
+        clip.attempt += 1;
+        clip.submitted = false;
+        clip.task_id = None;
+        tracing::info!(runId = %step.run_id, clip = index, attempt = clip.attempt, "clip failed; submitting it again");
+        return None;
+    }
+    let tries = if attempt == 0 {
+        String::new()
+    } else {
+        format!(" after {} attempts", attempt + 1)
+    };
+    Some(fail(
+        Persona::Riley,
+        "kieai.clip_failed",
+        format!("clip {index} failed{tries}: {message} (kie.ai code {code})"),
+    ))
 }
 
 fn complete_clip(step: &mut Step<'_>, index: u32, task_id: Option<String>, url: String) {
