@@ -421,6 +421,12 @@ async fn live_crashes(db: SharedDb) {
         ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
         ("UPLOAD_POST_BASE_URL", upload.as_str()),
         ("CLIP_POLL_AFTER_SECS", "2"),
+        // One worker, so the crash interrupts exactly the call at the crash
+        // point. With several, another worker may be killed between
+        // journaling a kie.ai submission and sending it: kie.ai cannot be
+        // asked about it, so that clip is (by design) never sent again and
+        // its run fails after CLIP_TIMEOUT_SECS saying why.
+        ("ORCHESTRATOR_WORKERS", "1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
