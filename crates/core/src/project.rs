@@ -128,8 +128,8 @@ pub struct FixedVideo {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishSpec {
     pub platforms: Vec<String>,
-    /// The Upload-Post profile (`user`) to post as; overridable by
-    /// `UPLOAD_POST_PROFILE_<PROJECT>`. A live publish without one fails.
+    /// The Upload-Post profile (`user`) to post as. A live publish for a
+    /// project without one fails; it never falls back to another account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// A fixed caption; when absent Quinn writes one.
