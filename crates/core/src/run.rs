@@ -90,13 +90,6 @@ impl RunStatus {
         )
     }
 
-    fn is_awaiting_gate(self) -> bool {
-        matches!(
-            self,
-            Self::PendingWorkflow | Self::AwaitingIdeate | Self::AwaitingPrepublish
-        )
-    }
-
     /// Checks the move from `self` to `to` against the lifecycle in
     /// ARCHITECTURE.md ("Run lifecycle").
     pub fn transition_to(self, to: RunStatus) -> Result<Transition, TransitionRefused> {
@@ -120,11 +113,6 @@ impl RunStatus {
         } else {
             Err(TransitionRefused { from: self, to })
         }
-    }
-
-    /// Whether a person can still decide something about this run.
-    pub fn is_waiting_for_decision(self) -> bool {
-        self.is_awaiting_gate()
     }
 }
 

@@ -3,8 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
+use myloware_core::ProviderMode;
 use myloware_core::config::Config;
+use myloware_core::project::{Catalog, ProjectSpec};
+use myloware_core::wire::{GraphSpec, StartExecution};
 use myloware_db::{Db, conformance_tests};
+use myloware_orchestrator::store::ExecStatus;
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
 use serde_json::{Value, json};
 
@@ -92,26 +98,25 @@ async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
     );
 }
 
-/// A live-mode run on an orchestrator without the providers' secrets fails
-/// its first provider step with a message naming the missing variable.
-async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
-    let base = spawn(db).await;
-    let catalog =
-        myloware_core::project::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
-            .unwrap();
-    let spec = catalog.get("test_video_gen").unwrap().clone();
-    let start = myloware_core::wire::StartExecution {
-        run_id: "run_livenokeys1".into(),
+/// The test_video_gen project, as the API would send it.
+fn smoke_spec() -> ProjectSpec {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects");
+    Catalog::load(&dir).unwrap().get("test_video_gen").unwrap().clone()
+}
+
+/// Starts an execution of `spec` in `mode` and waits until it has failed.
+async fn run_until_failed(db: &Db, base: &str, run_id: &str, spec: ProjectSpec, mode: ProviderMode) {
+    let start = StartExecution {
+        run_id: run_id.into(),
         project: spec.project.clone(),
-        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
+        graph_spec: GraphSpec::for_project(&spec),
         project_spec: spec,
-        providers_mode: myloware_core::ProviderMode::Live,
-        input: json!({"prompt": "live"}),
+        providers_mode: mode,
+        input: json!({"prompt": "test"}),
         videos: Vec::new(),
         traceparent: None,
     };
-    let http = reqwest::Client::new();
-    let response = http
+    let response = reqwest::Client::new()
         .post(format!("{base}/v1/executions"))
         .header("x-api-key", KEY)
         .json(&start)
@@ -120,15 +125,23 @@ async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
         .unwrap();
     assert_eq!(response.status(), 202);
     let store = myloware_orchestrator::store::open(db);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let execution = store.get_execution("run_livenokeys1").await.unwrap().unwrap();
-        if execution.status == myloware_orchestrator::store::ExecStatus::Failed {
-            break;
+        let status = store.get_execution(run_id).await.unwrap().unwrap().status;
+        if status == ExecStatus::Failed {
+            return;
         }
-        assert!(std::time::Instant::now() < deadline, "still {:?}", execution.status);
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        assert!(Instant::now() < deadline, "{run_id} never failed; still {status:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A live-mode run on an orchestrator without the providers' secrets fails
+/// its first provider step with a message naming the missing variable.
+async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
+    let base = spawn(db).await;
+    run_until_failed(db, &base, "run_livenokeys1", smoke_spec(), ProviderMode::Live).await;
+    let store = myloware_orchestrator::store::open(db);
     let events = store.outbox("run_livenokeys1").await.unwrap();
     let failed = events
         .iter()
@@ -158,38 +171,10 @@ async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
         &[("MOCK_KIEAI_FAILURE_RATE", "1"), ("MOCK_PROVIDER_DELAY_MS", "10")],
     )
     .await;
-    let catalog =
-        myloware_core::project::Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
-            .unwrap();
-    let mut spec = catalog.get("test_video_gen").unwrap().clone();
+    let mut spec = smoke_spec();
     spec.specs.as_mut().unwrap().clip_retries = 1;
-    let start = myloware_core::wire::StartExecution {
-        run_id: "run_retryclip001".into(),
-        project: spec.project.clone(),
-        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
-        project_spec: spec,
-        providers_mode: myloware_core::ProviderMode::Mock,
-        input: json!({"prompt": "retry"}),
-        videos: Vec::new(),
-        traceparent: None,
-    };
-    let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{base}/v1/executions"))
-        .header("x-api-key", KEY)
-        .json(&start)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    run_until_failed(db, &base, "run_retryclip001", spec, ProviderMode::Mock).await;
     let store = myloware_orchestrator::store::open(db);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while store.get_execution("run_retryclip001").await.unwrap().unwrap().status
-        != myloware_orchestrator::store::ExecStatus::Failed
-    {
-        assert!(std::time::Instant::now() < deadline, "the run never failed");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     let calls = store.mock_calls("run_retryclip001").await.unwrap();
     let keys: Vec<&str> = calls
         .iter()

@@ -233,10 +233,6 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
         .collect()
 }
 
-pub fn json_status(value: &Value) -> &str {
-    value["status"].as_str().unwrap_or_default()
-}
-
 pub fn smoke() -> Value {
     json!({"project": "test_video_gen", "input": {"prompt": "smoke"}})
 }

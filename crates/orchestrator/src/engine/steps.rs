@@ -136,6 +136,70 @@ async fn after_recovery(
     })
 }
 
+/// A journaled provider call that answers an id (a task, a render).
+struct IdCall<'a> {
+    key: &'a str,
+    provider: &'static str,
+    operation: &'static str,
+    /// What the journal keeps of the request.
+    request: &'a Value,
+    /// The answer's field in the journal (`taskId`, `id`).
+    field: &'static str,
+    crash_point: &'static str,
+    persona: Persona,
+}
+
+/// Makes `call` once: a fresh call is made and journaled; an answered one
+/// reuses the journal; a lost answer is asked of the provider (`recover`),
+/// which may say to call now. `Ok(None)`: the provider cannot tell whether
+/// it got the call, so it is not made again. `Err`: the run's outcome.
+async fn journaled_id<R, C>(
+    step: &Step<'_>,
+    call: IdCall<'_>,
+    recover: impl FnOnce() -> R,
+    make: impl FnOnce() -> C,
+) -> Result<Result<Option<String>, Outcome>, StepError>
+where
+    R: std::future::Future<Output = Result<Recovered<String>, ProviderError>>,
+    C: std::future::Future<Output = Result<String, ProviderError>>,
+{
+    let (persona, field) = (call.persona, call.field);
+    let code = |what: &str| format!("{}.{}_{what}", call.provider, call.operation);
+    let journaled = match begin(step, call.key, call.provider, call.operation, call.request).await? {
+        Journaled::Unanswered => match after_recovery(step, call.key, recover().await, field).await? {
+            Ok(journaled) => journaled,
+            Err(err) => {
+                let code = format!("{}.recover_failed", call.provider);
+                return Ok(Err(provider_failure(persona, &code, &err)));
+            }
+        },
+        other => other,
+    };
+    Ok(match journaled {
+        Journaled::Fresh => {
+            match recorded(
+                step,
+                call.key,
+                make().await,
+                call.crash_point,
+                |id| json!({ field: id }),
+            )
+            .await?
+            {
+                Ok(id) => Ok(Some(id)),
+                Err(err) => Err(provider_failure(persona, &code("failed"), &err)),
+            }
+        }
+        Journaled::Answered(response) => Ok(response[field].as_str().map(str::to_owned)),
+        Journaled::Failed(response) => Err(fail(
+            persona,
+            &code("failed"),
+            response["error"].as_str().unwrap_or("the call failed"),
+        )),
+        Journaled::Unanswered => Ok(None),
+    })
+}
+
 /// Records a fresh call's answer in the journal.
 async fn recorded<T>(
     step: &Step<'_>,
@@ -222,32 +286,27 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         };
         let key = clip_key(&step.run_id, script.index, step.state.clips[i].attempt);
         let journal_request = json!({"index": script.index, "prompt": script.prompt});
-        let journaled = match begin(step, &key, "kieai", "submit", &journal_request).await? {
-            // Never submit twice: ask first (the callback URL names the run
-            // and clip, so an unknown submission can still complete).
-            Journaled::Unanswered => {
-                let recovered = providers.video.recover(&key).await;
-                match after_recovery(step, &key, recovered, "taskId").await? {
-                    Ok(journaled) => journaled,
-                    Err(err) => return Ok(provider_failure(persona, "kieai.recover_failed", &err)),
-                }
-            }
-            other => other,
+        let call = IdCall {
+            key: &key,
+            provider: "kieai",
+            operation: "submit",
+            request: &journal_request,
+            field: "taskId",
+            crash_point: "riley.after_submit",
+            persona,
         };
-        let task_id = match journaled {
-            Journaled::Fresh => {
-                let answer = providers.video.submit(&key, &request).await;
-                match recorded(step, &key, answer, "riley.after_submit", |t| json!({"taskId": t})).await? {
-                    Ok(task_id) => Some(task_id),
-                    Err(err) => return Ok(provider_failure(persona, "kieai.submit_failed", &err)),
-                }
-            }
-            Journaled::Answered(response) => response["taskId"].as_str().map(str::to_owned),
-            Journaled::Failed(response) => {
-                let message = response["error"].as_str().unwrap_or("submission failed");
-                return Ok(fail(persona, "kieai.submit_failed", message));
-            }
-            Journaled::Unanswered => None,
+        // Never submit twice: an unknown submission (kie.ai cannot be asked
+        // by our key) waits for its callback, whose URL names run and clip.
+        let task_id = match journaled_id(
+            step,
+            call,
+            || providers.video.recover(&key),
+            || providers.video.submit(&key, &request),
+        )
+        .await?
+        {
+            Ok(task_id) => task_id,
+            Err(outcome) => return Ok(outcome),
         };
         let clip = &mut step.state.clips[i];
         clip.submitted = true;
@@ -438,36 +497,32 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             run_id: step.run_id.clone(),
             edit: edit.clone(),
         };
-        let journaled = match begin(step, &key, "shotstack", "render", &edit).await? {
-            Journaled::Unanswered => {
-                let recovered = providers.render.recover(&key).await;
-                match after_recovery(step, &key, recovered, "id").await? {
-                    Ok(journaled) => journaled,
-                    Err(err) => return Ok(provider_failure(persona, "shotstack.recover_failed", &err)),
-                }
-            }
-            other => other,
+        let call = IdCall {
+            key: &key,
+            provider: "shotstack",
+            operation: "render",
+            request: &edit,
+            field: "id",
+            crash_point: "alex.after_render",
+            persona,
         };
-        let render_id = match journaled {
-            Journaled::Fresh => {
-                let answer = providers.render.render(&key, &request).await;
-                match recorded(step, &key, answer, "alex.after_render", |id| json!({"id": id})).await? {
-                    Ok(id) => id,
-                    Err(err) => return Ok(provider_failure(persona, "shotstack.render_failed", &err)),
-                }
-            }
-            Journaled::Answered(response) => response["id"].as_str().unwrap_or_default().to_string(),
-            Journaled::Failed(response) => {
-                let message = response["error"].as_str().unwrap_or("render failed");
-                return Ok(fail(persona, "shotstack.render_failed", message));
-            }
-            Journaled::Unanswered => {
+        let render_id = match journaled_id(
+            step,
+            call,
+            || providers.render.recover(&key),
+            || providers.render.render(&key, &request),
+        )
+        .await?
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => {
                 return Ok(fail(
                     persona,
                     "shotstack.render_unknown",
                     "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
                 ));
             }
+            Err(outcome) => return Ok(outcome),
         };
         step.state.render = Some(Render {
             id: render_id,
