@@ -60,6 +60,9 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
             at: event.at,
         };
         if state.store.apply_event(&applied, run.last_event_seq, &update).await? {
+            if update.messages.iter().any(|m| !m.pushes.is_empty()) {
+                state.pushes.notify_one();
+            }
             if let Some(status) = update.status {
                 tracing::info!(runId = %run.id, from = %run.status, to = %status, event = event.kind.as_str(), "run status changed");
             }
@@ -93,6 +96,7 @@ fn open_gate(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate)
             gate: Some(gate.as_str().into()),
             link: Some(link.approval_url),
             created_at: crate::store::now(),
+            pushes: crate::chat::notification_pushes(&state.config, user_id),
         });
     }
 }

@@ -79,6 +79,8 @@ pub fn token_is_valid(state: &ApiState, run_id: &str, gate: &str, token: &str) -
 pub enum Credential {
     ApiKey(String),
     Token(String),
+    /// "approve" typed in chat by this user (the chat route needs the API key).
+    Chat(String),
     None,
 }
 
@@ -95,6 +97,7 @@ impl Credential {
         match self {
             Credential::ApiKey(fp) => format!("api_key:{fp}"),
             Credential::Token(fp) => format!("token:{fp}"),
+            Credential::Chat(user) => format!("chat:{user}"),
             Credential::None => "none".into(),
         }
     }
@@ -102,6 +105,7 @@ impl Credential {
     pub fn via(&self) -> &'static str {
         match self {
             Credential::ApiKey(_) => "api_key",
+            Credential::Chat(_) => "chat",
             _ => "token",
         }
     }

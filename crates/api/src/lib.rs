@@ -22,6 +22,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod chat;
 pub mod commands;
 pub mod dlq;
 pub mod error;
@@ -50,6 +51,11 @@ pub struct ApiState {
     pub metrics: Arc<HttpMetrics>,
     pub api_keys: Arc<ApiKeys>,
     pub limiter: Arc<RateLimiter>,
+    pub chat_locks: Arc<chat::UserLocks>,
+    /// Chat messages were queued for a channel.
+    pub pushes: Arc<tokio::sync::Notify>,
+    /// Outbound HTTP other than the orchestrator (chat channels).
+    pub http: reqwest::Client,
 }
 
 impl ApiState {
@@ -71,6 +77,14 @@ impl ApiState {
         ApiState {
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            chat_locks: Arc::default(),
+            pushes: Arc::default(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client builds"),
             metrics: HttpMetrics::new("api"),
             config,
             store,
@@ -114,6 +128,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::system::metrics))
         .routes(routes!(routes::webhooks::kieai))
         .routes(routes!(routes::webhooks::upload_post))
+        .routes(routes!(routes::chat::telegram))
         .routes(routes!(routes::hitl::open_link, routes::hitl::approve))
         .routes(routes!(routes::hitl::reject));
     let protected = OpenApiRouter::<ApiState>::new()
@@ -128,7 +143,8 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::internal::receive_events))
         .routes(routes!(routes::hitl::link))
         .routes(routes!(routes::hitl::pending))
-        .routes(routes!(routes::hitl::chat_messages))
+        .routes(routes!(routes::chat::brendan))
+        .routes(routes!(routes::chat::messages))
         .routes(routes!(routes::dlq::list))
         .routes(routes!(routes::dlq::replay))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
@@ -210,12 +226,18 @@ impl ApiServer {
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let reconciler = tokio::spawn(commands::reconcile(self.state.clone(), Duration::from_secs(1), stop_rx));
+        let reconciler = tokio::spawn(commands::reconcile(
+            self.state.clone(),
+            Duration::from_secs(1),
+            stop_rx.clone(),
+        ));
+        let pusher = tokio::spawn(chat::push_loop(self.state.clone(), Duration::from_secs(1), stop_rx));
         tracing::info!(addr = %self.local_addr(), "api listening");
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = reconciler.await;
+        let _ = pusher.await;
         served
     }
 }

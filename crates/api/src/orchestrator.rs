@@ -8,6 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use myloware_core::wire::{ChatReply, ChatTurn};
+
 use crate::store::CommandKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +29,13 @@ pub trait OrchestratorClient: Send + Sync + 'static {
 
     /// `GET /health`, for the API's readiness.
     async fn health(&self) -> Result<(), OrchestratorError>;
+
+    /// `POST /v1/chat/brendan`: one of Brendan's turns.
+    async fn chat(&self, turn: &ChatTurn) -> Result<ChatReply, OrchestratorError>;
 }
+
+/// How long a chat turn may take (LLM calls and tools included).
+const CHAT_TIMEOUT_SECS: u64 = 90;
 
 /// The orchestrator over HTTP, authenticated with the shared API key.
 pub struct HttpOrchestrator {
@@ -51,6 +59,11 @@ impl HttpOrchestrator {
     }
 
     async fn send_request(&self, request: reqwest::RequestBuilder) -> Result<(), OrchestratorError> {
+        self.call(request).await.map(drop)
+    }
+
+    /// Sends `request`; the response when it is a 2xx.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, OrchestratorError> {
         let response = request
             .header("x-api-key", self.api_key.expose_secret())
             .send()
@@ -58,7 +71,7 @@ impl HttpOrchestrator {
             .map_err(|err| OrchestratorError::Unreachable(without_url(&err)))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
         Err(OrchestratorError::Refused {
@@ -105,5 +118,19 @@ impl OrchestratorClient for HttpOrchestrator {
     async fn health(&self) -> Result<(), OrchestratorError> {
         self.send_request(self.http.get(self.url("/health")).timeout(Duration::from_secs(2)))
             .await
+    }
+
+    async fn chat(&self, turn: &ChatTurn) -> Result<ChatReply, OrchestratorError> {
+        // An LLM turn may call several tools: a longer budget than commands.
+        let request = self
+            .http
+            .post(self.url("/v1/chat/brendan"))
+            .timeout(Duration::from_secs(CHAT_TIMEOUT_SECS))
+            .json(turn);
+        let response = self.call(request).await?;
+        response.json().await.map_err(|err| OrchestratorError::Refused {
+            status: 200,
+            body: format!("unreadable chat reply: {}", without_url(&err)),
+        })
     }
 }

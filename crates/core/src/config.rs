@@ -120,6 +120,26 @@ pub struct LlmConfig {
     pub model: String,
 }
 
+/// Where chat messages go besides the transcript: Telegram and a
+/// Slack-compatible incoming webhook. Both optional.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// `TELEGRAM_BOT_TOKEN`: send messages as this bot.
+    pub telegram_bot_token: Option<SecretString>,
+    /// `TELEGRAM_WEBHOOK_SECRET`: the secret token Telegram sends with each
+    /// update (`setWebhook ... secret_token`); without it the Telegram front
+    /// door refuses every update.
+    pub telegram_webhook_secret: Option<SecretString>,
+    /// `TELEGRAM_CHAT_ID`: where gate links of users who did not come from
+    /// Telegram go (users from Telegram get them in their own chat).
+    pub telegram_chat_id: Option<String>,
+    /// `TELEGRAM_API_BASE_URL` (`https://api.telegram.org`).
+    pub telegram_base_url: Url,
+    /// `CHAT_WEBHOOK_URL`: every gate notification is posted here as
+    /// `{"text": ...}` (Slack, Mattermost, Discord's `/slack` endpoint).
+    pub webhook_url: Option<Url>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
     pub log_format: LogFormat,
@@ -159,6 +179,7 @@ pub struct Config {
     pub projects_dir: PathBuf,
     pub providers: ProvidersConfig,
     pub llm: LlmConfig,
+    pub chat: ChatConfig,
     pub telemetry: TelemetryConfig,
     pub rate_limit: RateLimitConfig,
     /// Body limit for JSON routes and webhooks.
@@ -358,6 +379,7 @@ impl Config {
             base_url: r.url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             model: r.get("LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
         };
+        let chat = chat_config(&mut r, environment);
         let log_format = match r.get("LOG_FORMAT").as_deref() {
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -420,6 +442,7 @@ impl Config {
             projects_dir,
             providers,
             llm,
+            chat,
             telemetry,
             rate_limit,
             max_body_bytes,
@@ -548,6 +571,53 @@ fn provider_endpoint<F: Fn(&str) -> Option<String>>(
         base_url,
         api_key: r.secret(key_var),
         signing_secret: rest.first().and_then(|var| r.secret(var)),
+    }
+}
+
+fn chat_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, environment: Environment) -> ChatConfig {
+    let telegram_base_url = r.url("TELEGRAM_API_BASE_URL", "https://api.telegram.org");
+    let host = telegram_base_url.host_str().unwrap_or_default().to_string();
+    let loopback = is_loopback_host(&host);
+    if host != "api.telegram.org" && !(loopback && environment != Environment::Production) {
+        r.problem(
+            "TELEGRAM_API_BASE_URL",
+            format!(
+                "host {host:?} is not allowed; use api.telegram.org (loopback hosts are allowed outside production)"
+            ),
+        );
+    }
+    let webhook_url = r
+        .get("CHAT_WEBHOOK_URL")
+        .map(|_| r.url("CHAT_WEBHOOK_URL", "https://invalid.example"));
+    if let Some(url) = &webhook_url {
+        let loopback = is_loopback_host(url.host_str().unwrap_or_default());
+        if url.scheme() != "https" && !(loopback && environment != Environment::Production) {
+            r.problem(
+                "CHAT_WEBHOOK_URL",
+                "must use https (plain http to loopback hosts is allowed outside production)",
+            );
+        }
+    }
+    let telegram_webhook_secret = r.secret("TELEGRAM_WEBHOOK_SECRET");
+    if let Some(secret) = &telegram_webhook_secret {
+        let secret = secret.expose_secret();
+        if secret.len() > 256
+            || !secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            r.problem(
+                "TELEGRAM_WEBHOOK_SECRET",
+                "Telegram accepts 1 to 256 characters of A-Z, a-z, 0-9, _ and -",
+            );
+        }
+    }
+    ChatConfig {
+        telegram_bot_token: r.secret("TELEGRAM_BOT_TOKEN"),
+        telegram_webhook_secret,
+        telegram_chat_id: r.get("TELEGRAM_CHAT_ID"),
+        telegram_base_url,
+        webhook_url,
     }
 }
 

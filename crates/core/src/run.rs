@@ -82,6 +82,14 @@ impl RunStatus {
         matches!(self, Self::Published | Self::Failed | Self::Cancelled | Self::Rejected)
     }
 
+    /// A gate of the run waits for a person's decision.
+    pub fn is_awaiting_gate(self) -> bool {
+        matches!(
+            self,
+            Self::PendingWorkflow | Self::AwaitingIdeate | Self::AwaitingPrepublish
+        )
+    }
+
     /// The execution is doing work (as opposed to waiting for a person).
     fn is_active(self) -> bool {
         matches!(

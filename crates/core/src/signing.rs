@@ -94,6 +94,15 @@ pub fn verify_callback_token(secret: &[u8], run_id: &str, purpose: &str, token: 
     })
 }
 
+/// Whether two secrets are equal, in time independent of where they differ
+/// (digests are compared, so lengths leak nothing either).
+pub fn secrets_equal(expected: &[u8], given: &[u8]) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let (a, b) = (sha2::Sha256::digest(expected), sha2::Sha256::digest(given));
+    a.ct_eq(&b).into()
+}
+
 /// A HITL approval token: `{exp}.{hex HMAC-SHA256(secret, "{run_id}:{gate}:{exp}")}`.
 pub fn hitl_token(secret: &[u8], run_id: &str, gate: &str, exp: i64) -> String {
     let exp = exp.to_string();

@@ -21,8 +21,10 @@ use myloware_telemetry::HttpMetrics;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+pub mod brendan;
 pub mod engine;
 pub mod faults;
+pub mod llm;
 pub mod outbox;
 mod routes;
 pub mod store;
@@ -124,6 +126,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/executions/{runId}/signals", axum::routing::post(routes::signals))
         .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
         .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
+        .route("/v1/chat/brendan", axum::routing::post(routes::chat))
         .route_layer(from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))

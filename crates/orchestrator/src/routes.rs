@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use myloware_core::Gate;
-use myloware_core::wire::{EventKind, Signal, SignalDelivery, StartExecution};
+use myloware_core::wire::{ChatTurn, EventKind, Signal, SignalDelivery, StartExecution};
 use myloware_telemetry::http::ValidJson;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -187,5 +187,34 @@ pub async fn cancel(State(state): State<OrchestratorState>, Path(run_id): Path<S
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "execution not found"),
         Err(err) => internal(err),
+    }
+}
+
+/// Limits of a chat turn (the API enforces its own before calling).
+const MAX_MESSAGE_CHARS: usize = 4000;
+const MAX_HISTORY: usize = 100;
+
+/// `POST /v1/chat/brendan`: one turn of Brendan's. Stateless: the API sends
+/// the transcript and the runs, and applies the actions he answers.
+pub async fn chat(State(state): State<OrchestratorState>, ValidJson(turn): ValidJson<ChatTurn>) -> Response {
+    let chars = turn.message.trim().chars().count();
+    if chars == 0 || chars > MAX_MESSAGE_CHARS {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("message must be 1 to {MAX_MESSAGE_CHARS} characters"),
+        );
+    }
+    if turn.history.len() > MAX_HISTORY {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("at most {MAX_HISTORY} history lines"),
+        );
+    }
+    match crate::brendan::turn(&state.engine, &turn).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(err) => {
+            tracing::warn!(user = %turn.user_id, error = %err, "brendan failed");
+            error(StatusCode::BAD_GATEWAY, format!("Brendan could not answer: {err}"))
+        }
     }
 }

@@ -383,20 +383,3 @@ pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         .collect();
     Ok(Json(json!({"pending": pending})))
 }
-
-/// `GET /v1/chat/brendan/{user_id}/messages`: the user's transcript,
-/// including gate notifications with their links.
-#[utoipa::path(get, path = "/v1/chat/brendan/{user_id}/messages", tag = "chat", security(("api_key" = [])),
-    params(("user_id" = String, Path)),
-    responses((status = 200, description = "`{\"messages\":[{role, text, runId, gate, link, createdAt}]}`")))]
-pub async fn chat_messages(
-    State(state): State<ApiState>,
-    Path(user_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let messages = state.store.chat_messages(&user_id, 200).await?;
-    let messages: Vec<Value> = messages
-        .into_iter()
-        .map(|m| json!({"role": m.role, "text": m.text, "runId": m.run_id, "gate": m.gate, "link": m.link, "createdAt": m.created_at}))
-        .collect();
-    Ok(Json(json!({"userId": user_id, "messages": messages})))
-}

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource. A handler parses, calls the
 //! domain (`crate::runs`) or the store, and maps the result.
 
+pub mod chat;
 pub mod dlq;
 pub mod hitl;
 pub mod internal;

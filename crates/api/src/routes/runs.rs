@@ -149,6 +149,8 @@ pub struct ListParams {
     status: Option<String>,
     /// Only runs of this project.
     project: Option<String>,
+    /// Only runs started for this user (`options.user_id`, or chat).
+    user_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
@@ -182,6 +184,7 @@ pub async fn list_runs(
             status,
             project: params.project,
             before,
+            user_id: params.user_id,
             limit: limit + 1,
         })
         .await?;

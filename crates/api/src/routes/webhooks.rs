@@ -27,8 +27,9 @@ pub struct KieCallbackQuery {
 }
 
 /// Headers kept with a delivery, secrets replaced.
-fn redacted_headers(headers: &HeaderMap) -> Value {
-    const SECRET: [&str; 5] = [
+pub(crate) fn redacted_headers(headers: &HeaderMap) -> Value {
+    const SECRET: [&str; 6] = [
+        "x-telegram-bot-api-secret-token",
         "authorization",
         "x-api-key",
         "cookie",

@@ -71,6 +71,7 @@ pub struct RunQuery {
     pub status: Option<RunStatus>,
     pub project: Option<String>,
     pub before: Option<i64>,
+    pub user_id: Option<String>,
     pub limit: u32,
 }
 
@@ -287,6 +288,42 @@ pub struct ChatMessage {
     pub gate: Option<String>,
     pub link: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Channels to push the message to besides the transcript (written
+    /// with the message, delivered by `crate::chat::deliver`). Empty when read.
+    pub pushes: Vec<Push>,
+}
+
+/// Where a chat message is to be pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// `telegram` or `webhook`.
+    pub channel: String,
+    /// The Telegram chat id, or the webhook URL.
+    pub target: String,
+}
+
+/// A push of a chat message to a channel, as queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatDelivery {
+    pub id: i64,
+    pub message_seq: i64,
+    pub channel: String,
+    pub target: String,
+    pub text: String,
+    /// `pending`, `delivered` or `failed` (gave up).
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// How a delivery attempt of a chat push ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    Delivered,
+    Retry { error: String, at: DateTime<Utc> },
+    GaveUp { error: String },
 }
 
 /// An orchestrator event, as recorded when applied.
@@ -385,7 +422,21 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>>;
 
-    async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// Appends to the transcript and queues the message's pushes, in one
+    /// transaction. The message's seq.
+    async fn append_chat(&self, message: &ChatMessage) -> StoreResult<i64>;
+
+    /// Pending pushes whose next attempt is due, oldest first.
+    async fn chat_deliveries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ChatDelivery>>;
+
+    /// Takes a due push for one attempt if nobody else did (its attempt
+    /// count is still `attempts`), holding it until `hold_until`.
+    async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool>;
+
+    async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()>;
+
+    /// Every push, newest first.
+    async fn list_chat_deliveries(&self, limit: u32) -> StoreResult<Vec<ChatDelivery>>;
 
     /// Enqueues a command on its own (a replay).
     async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()>;

@@ -12,8 +12,9 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatMessage, Command, DeadLetter, Decision, DeliveryAttempt,
-    GateRecord, NewCommand, NewGate, NewRun, Run, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
+    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
+    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, PushOutcome, Run, RunQuery, RunUpdate, StoreError,
+    StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
 
@@ -242,12 +243,48 @@ macro_rules! insert_gate {
     }};
 }
 
+const CHAT_DELIVERY_COLUMNS: &str =
+    "id, message_seq, channel, target, text, status, attempts, next_attempt_at, last_error, delivered_at";
+
+#[derive(sqlx::FromRow)]
+struct ChatDeliveryRow {
+    id: i64,
+    message_seq: i64,
+    channel: String,
+    target: String,
+    text: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: DateTime<Utc>,
+    last_error: Option<String>,
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<ChatDeliveryRow> for ChatDelivery {
+    fn from(r: ChatDeliveryRow) -> ChatDelivery {
+        ChatDelivery {
+            id: r.id,
+            message_seq: r.message_seq,
+            channel: r.channel,
+            target: r.target,
+            text: r.text,
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+            delivered_at: r.delivered_at,
+        }
+    }
+}
+
+/// Inserts a chat message and queues its pushes; evaluates to its seq.
+/// `$tx` is a transaction (used several times).
 macro_rules! insert_chat {
-    ($message:expr, $executor:expr) => {{
+    ($message:expr, $tx:expr) => {{
         let message: &ChatMessage = $message;
-        sqlx::query(
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO chat_messages (user_id, role, text, run_id, gate, link, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
         )
         .bind(&message.user_id)
         .bind(&message.role)
@@ -256,8 +293,22 @@ macro_rules! insert_chat {
         .bind(&message.gate)
         .bind(&message.link)
         .bind(message.created_at)
-        .execute($executor)
-        .await?
+        .fetch_one(&mut *$tx)
+        .await?;
+        for push in &message.pushes {
+            sqlx::query(
+                "INSERT INTO chat_deliveries (message_seq, channel, target, text, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(seq)
+            .bind(&push.channel)
+            .bind(&push.target)
+            .bind(&message.text)
+            .bind(message.created_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        seq
     }};
 }
 
@@ -361,13 +412,14 @@ macro_rules! sql_api_store {
                 let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {RUN_COLUMNS} FROM runs \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR project = $2) \
-                       AND ($3 IS NULL OR seq < $3) \
+                       AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR user_id = $5) \
                      ORDER BY seq DESC LIMIT $4"
                 )))
                 .bind(query.status.map(|s| s.as_str()))
                 .bind(&query.project)
                 .bind(query.before)
                 .bind(i64::from(query.limit))
+                .bind(&query.user_id)
                 .fetch_all(&self.pool)
                 .await?;
                 runs(rows)
@@ -514,7 +566,7 @@ macro_rules! sql_api_store {
                     insert_gate!(gate, &mut *tx);
                 }
                 for message in &update.messages {
-                    insert_chat!(message, &mut *tx);
+                    insert_chat!(message, tx);
                 }
                 tx.commit().await?;
                 Ok(true)
@@ -719,9 +771,67 @@ macro_rules! sql_api_store {
                 Ok(())
             }
 
-            async fn append_chat(&self, message: &ChatMessage) -> StoreResult<()> {
-                insert_chat!(message, &self.pool);
+            async fn append_chat(&self, message: &ChatMessage) -> StoreResult<i64> {
+                let mut tx = self.pool.begin().await?;
+                let seq = insert_chat!(message, tx);
+                tx.commit().await?;
+                Ok(seq)
+            }
+
+            async fn chat_deliveries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
+                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(ChatDelivery::from).collect())
+            }
+
+            async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool> {
+                let claimed = sqlx::query(
+                    "UPDATE chat_deliveries SET attempts = attempts + 1, next_attempt_at = $3 \
+                     WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(hold_until)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(claimed == 1)
+            }
+
+            async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()> {
+                let (status, error, next, delivered) = match outcome {
+                    PushOutcome::Delivered => ("delivered", None, None, Some(now())),
+                    PushOutcome::Retry { error, at } => ("pending", Some(error.as_str()), Some(*at), None),
+                    PushOutcome::GaveUp { error } => ("failed", Some(error.as_str()), None, None),
+                };
+                sqlx::query(
+                    "UPDATE chat_deliveries SET status = $2, last_error = COALESCE($3, last_error), \
+                     next_attempt_at = COALESCE($4, next_attempt_at), delivered_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(error)
+                .bind(next)
+                .bind(delivered)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
+            }
+
+            async fn list_chat_deliveries(&self, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
+                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries ORDER BY id DESC LIMIT $1"
+                )))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(ChatDelivery::from).collect())
             }
 
             async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>> {
@@ -743,6 +853,7 @@ macro_rules! sql_api_store {
                         gate: r.gate,
                         link: r.link,
                         created_at: r.created_at,
+                        pushes: Vec::new(),
                     })
                     .collect())
             }

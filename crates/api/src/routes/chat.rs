@@ -1,0 +1,149 @@
+//! Chat with Brendan: the HTTP front door, the transcript, and Telegram.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::chat::{self, ChatResponse, Origin};
+use crate::error::{ApiError, JsonBytes, ValidJson};
+use crate::middleware::{ClientId, LimitedRoute};
+use crate::store::WebhookDelivery;
+
+/// `POST /v1/chat/brendan`. The wire keeps `user_id` (HTTP.md).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    /// 1 to 128 characters of letters, digits and `_-.:@`.
+    pub user_id: String,
+    /// 1 to 4000 characters.
+    pub message: String,
+}
+
+/// One turn with Brendan. A proposed run is created held at the workflow
+/// gate and its approval link is in `links`; "approve"/"reject" decide the
+/// user's gate awaiting a decision.
+#[utoipa::path(post, path = "/v1/chat/brendan", tag = "chat", security(("api_key" = [])),
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "Brendan's reply", body = ChatResponse),
+        (status = 422, description = "Bad user id or message"),
+        (status = 429, description = "Too many turns from this client"),
+        (status = 502, description = "The orchestrator did not answer (the message is kept in the transcript)"),
+    ))]
+pub async fn brendan(
+    State(state): State<ApiState>,
+    ClientId(client): ClientId,
+    ValidJson(request): ValidJson<ChatRequest>,
+) -> Result<Json<ChatResponse>, ApiError> {
+    state.limiter.check(LimitedRoute::Chat, &client)?;
+    chat::validate_user_id(&request.user_id).map_err(|msg| ApiError::invalid(&["body", "user_id"], msg))?;
+    let message = request.message.trim();
+    if message.is_empty() || message.chars().count() > chat::MAX_MESSAGE_CHARS {
+        return Err(ApiError::invalid(
+            &["body", "message"],
+            format!("must be 1 to {} characters", chat::MAX_MESSAGE_CHARS),
+        ));
+    }
+    Ok(Json(chat::turn(&state, &request.user_id, message, &Origin::Api).await?))
+}
+
+/// `GET /v1/chat/brendan/{user_id}/messages`: the user's transcript,
+/// including gate notifications with their links.
+#[utoipa::path(get, path = "/v1/chat/brendan/{user_id}/messages", tag = "chat", security(("api_key" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 200, description = "`{\"messages\":[{role, text, runId, gate, link, createdAt}]}`")))]
+pub async fn messages(State(state): State<ApiState>, Path(user_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let messages = state.store.chat_messages(&user_id, 200).await?;
+    let messages: Vec<Value> = messages
+        .into_iter()
+        .map(|m| json!({"role": m.role, "text": m.text, "runId": m.run_id, "gate": m.gate, "link": m.link, "createdAt": m.created_at}))
+        .collect();
+    Ok(Json(json!({"userId": user_id, "messages": messages})))
+}
+
+/// Telegram's header carrying the webhook's secret token.
+const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// Telegram bot updates: the user chats with Brendan from Telegram. No API
+/// key; Telegram's secret-token header must match `TELEGRAM_WEBHOOK_SECRET`.
+/// Each update is handled once (by `update_id`); Brendan's reply goes back
+/// to the chat through the push queue.
+#[utoipa::path(post, path = "/v1/telegram/webhook", tag = "chat",
+    responses(
+        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
+        (status = 401, description = "Missing or wrong secret token"),
+        (status = 404, description = "Telegram is not configured (no TELEGRAM_WEBHOOK_SECRET)"),
+    ))]
+pub async fn telegram(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(secret) = &state.config.chat.telegram_webhook_secret else {
+        return Err(ApiError::NotFound(
+            "the Telegram front door is not configured (set TELEGRAM_WEBHOOK_SECRET and TELEGRAM_BOT_TOKEN)".into(),
+        ));
+    };
+    let given = headers
+        .get(TELEGRAM_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let update: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let verified =
+        !given.is_empty() && myloware_core::signing::secrets_equal(secret.expose_secret().as_bytes(), given.as_bytes());
+    let mut delivery = WebhookDelivery {
+        provider: "telegram".into(),
+        idempotency_key: None,
+        run_id: None,
+        headers: crate::routes::webhooks::redacted_headers(&headers),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        signature_status: if given.is_empty() { "missing" } else { "rejected" }.into(),
+        outcome: "rejected".into(),
+        received_at: Utc::now(),
+    };
+    if !verified {
+        state.store.record_webhook(&delivery, None).await?;
+        tracing::warn!("telegram update refused: bad secret token");
+        return Err(ApiError::Unauthorized);
+    }
+    delivery.signature_status = "verified".into();
+    let Some(update_id) = update["update_id"].as_i64() else {
+        return Err(ApiError::invalid(
+            &["body", "update_id"],
+            "a Telegram update has an update_id",
+        ));
+    };
+    let message = &update["message"];
+    let chat_id = message["chat"]["id"].as_i64().map(|id| id.to_string());
+    let text = message["text"].as_str().map(str::trim).filter(|t| !t.is_empty());
+    delivery.idempotency_key = Some(format!("update:{update_id}"));
+    delivery.outcome = "accepted".into();
+    if !state.store.record_webhook(&delivery, None).await? {
+        return Ok(Json(json!({"status": "duplicate"})));
+    }
+    let (Some(chat_id), Some(text)) = (chat_id, text) else {
+        // Edits, joins, stickers: nothing for Brendan.
+        return Ok(Json(json!({"status": "ignored"})));
+    };
+    let text: String = text.chars().take(chat::MAX_MESSAGE_CHARS).collect();
+    let user_id = chat::telegram_user(&chat_id);
+    let origin = Origin::Telegram { chat_id };
+    if let Err(err) = chat::turn(&state, &user_id, &text, &origin).await {
+        // Answer Telegram anyway (it would only resend the same update),
+        // and tell the user in their chat.
+        tracing::warn!(user = %user_id, error = %err, "telegram turn failed");
+        chat::tell(
+            &state,
+            &user_id,
+            &origin,
+            format!("Sorry, I could not answer that: {err}"),
+        )
+        .await?;
+    }
+    Ok(Json(json!({"status": "accepted"})))
+}

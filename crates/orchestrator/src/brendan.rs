@@ -1,0 +1,491 @@
+//! Brendan, the showrunner: one chat turn at a time. He answers questions
+//! about projects and runs, reports status, proposes runs and relays
+//! approvals; he never does specialist work. The API owns the transcript
+//! and turns his actions into runs and decisions.
+//!
+//! Two implementations: [`scripted`] (deterministic keyword rules, used when
+//! no LLM is configured) and the LLM one in [`crate::personas`].
+
+use myloware_core::project::Persona;
+use myloware_core::wire::{ChatAction, ChatReply, ChatRun, ChatTurn};
+use serde_json::{Map, Value, json};
+
+use crate::engine::Engine;
+
+/// Words that, opening a message, decide the user's pending gate.
+const APPROVE: [&str; 8] = ["approve", "approved", "approving", "lgtm", "yes", "ok", "okay", "ship"];
+const REJECT: [&str; 5] = ["reject", "rejected", "rejecting", "no", "decline"];
+
+/// A project named in `text`, as a slug the API knows.
+fn project_in(text: &str, turn: &ChatTurn) -> Option<String> {
+    let known = |slug: &str| turn.projects.is_empty() || turn.projects.iter().any(|p| p.project == slug && p.runnable);
+    let words = words(text);
+    let has = |w: &str| words.iter().any(|x| x == w);
+    if (has("aismr") || has("asmr") || has("surreal")) && known("aismr") {
+        return Some("aismr".into());
+    }
+    if (has("test") || text.contains("test_video_gen") || text.contains("smoke")) && known("test_video_gen") {
+        return Some("test_video_gen".into());
+    }
+    turn.projects
+        .iter()
+        .find(|p| p.runnable && has(&p.project))
+        .map(|p| p.project.clone())
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Cuts a phrase at the first clause that is not part of the subject.
+fn trim_phrase(phrase: &str) -> String {
+    let lower = phrase.to_lowercase();
+    let mut end = phrase.len();
+    for stop in [
+        " with ",
+        " using ",
+        " but ",
+        " without ",
+        " and skip",
+        " skip",
+        ", ",
+        ". ",
+        "; ",
+        " please",
+        " for tiktok",
+        "!",
+        "?",
+    ] {
+        if let Some(at) = lower.find(stop) {
+            end = end.min(at);
+        }
+    }
+    let mut subject = phrase[..end].trim().trim_end_matches(['.', ',', '!', '?']).trim();
+    for article in ["a ", "an ", "the ", "some "] {
+        if subject.to_lowercase().starts_with(article) {
+            subject = subject[article.len()..].trim();
+        }
+    }
+    subject.to_string()
+}
+
+/// The subject after "about", "featuring" or "of" (`a video about candles`).
+fn subject_in(message: &str) -> Option<String> {
+    let lower = message.to_lowercase();
+    ["about ", "featuring ", "video of ", "videos of ", "clips of "]
+        .iter()
+        .find_map(|marker| lower.find(marker).map(|at| at + marker.len()))
+        .map(|start| trim_phrase(&message[start..]))
+        .filter(|s| !s.is_empty())
+}
+
+/// Modifiers the user asked for: `with modifiers glass, velvet and moss`.
+fn modifiers_in(message: &str) -> Vec<String> {
+    let lower = message.to_lowercase();
+    let Some(at) = lower.find("modifiers") else {
+        return Vec::new();
+    };
+    let rest = message[at + "modifiers".len()..].trim_start_matches([':', ' ']);
+    let rest = ["like ", "such as "]
+        .iter()
+        .find_map(|p| rest.to_lowercase().starts_with(p).then(|| &rest[p.len()..]))
+        .unwrap_or(rest);
+    let rest = rest.split(['.', ';', '!', '?']).next().unwrap_or("");
+    let lower_rest = rest.to_lowercase();
+    let end = [", skip", " skip", " please", " without", " but "]
+        .iter()
+        .filter_map(|stop| lower_rest.find(stop))
+        .min()
+        .unwrap_or(rest.len());
+    let rest = &rest[..end];
+    rest.split(',')
+        .flat_map(|part| part.split(" and "))
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty() && m.chars().count() <= 200)
+        .take(50)
+        .collect()
+}
+
+fn skips_editing(lower: &str) -> bool {
+    [
+        "skip editing",
+        "no editing",
+        "without editing",
+        "skip the edit",
+        "skip alex",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
+fn is_status_question(lower: &str) -> bool {
+    [
+        "status",
+        "how is",
+        "how's",
+        "progress",
+        "where is",
+        "what happened",
+        "is it done",
+        "my runs",
+        "my video",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
+fn is_projects_question(lower: &str) -> bool {
+    [
+        "what projects",
+        "which projects",
+        "what can you",
+        "help",
+        "what kinds",
+        "what kind of",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
+/// One line about a run: its status, gate, links, error.
+pub fn describe_run(run: &ChatRun) -> String {
+    let about = ["object", "subject", "topic", "title", "prompt"]
+        .iter()
+        .find_map(|f| run.input[f].as_str())
+        .map(|s| format!(" about {s}"))
+        .unwrap_or_default();
+    let mut line = format!("Run {} ({}{about}) is {}", run.run_id, run.project, run.status);
+    if let Some(gate) = run.awaiting_gate {
+        line.push_str(&format!(", waiting for your approval at the {gate} gate"));
+    }
+    if !run.publish_urls.is_empty() {
+        line.push_str(&format!("; published at {}", run.publish_urls.join(", ")));
+    }
+    if let Some(error) = &run.error {
+        line.push_str(&format!("; it failed: {error}"));
+    }
+    line.push('.');
+    line
+}
+
+/// The proposal's input for `project` from what the user said.
+fn proposal_input(project: &str, subject: Option<&str>, modifiers: Vec<String>, message: &str) -> Value {
+    let mut input = Map::new();
+    match subject {
+        Some(subject) => {
+            let field = if project == "aismr" { "object" } else { "subject" };
+            input.insert(field.into(), json!(subject));
+        }
+        None => {
+            input.insert("title".into(), json!(format!("{project} video")));
+        }
+    }
+    input.insert("prompt".into(), json!(message.chars().take(4000).collect::<String>()));
+    if !modifiers.is_empty() {
+        input.insert("modifiers".into(), json!(modifiers));
+    }
+    Value::Object(input)
+}
+
+/// A person-readable description of a proposal.
+pub fn describe_proposal(project: &str, input: &Value, skip: &[Persona]) -> String {
+    let subject = ["object", "subject"].iter().find_map(|f| input[f].as_str());
+    let what = match (project, subject) {
+        ("aismr", Some(s)) => format!("an AISMR video about {s}: twelve surreal 8-second clips of {s}"),
+        ("aismr", None) => "an AISMR video".to_string(),
+        ("test_video_gen", _) => "a test video (moon/cheeseburger and sun/pickle)".to_string(),
+        (project, Some(s)) => format!("a {project} video about {s}"),
+        (project, None) => format!("a {project} video"),
+    };
+    let mut plan = format!("Here is the plan: {what}.");
+    if let Some(modifiers) = input["modifiers"].as_array().filter(|m| !m.is_empty()) {
+        let list: Vec<&str> = modifiers.iter().filter_map(Value::as_str).collect();
+        plan.push_str(&format!(" Modifiers: {}.", list.join(", ")));
+    }
+    if skip.contains(&Persona::Alex) {
+        plan.push_str(" Editing is skipped: the first clip is published as is.");
+    }
+    plan.push_str(" Approve the plan to start it.");
+    plan
+}
+
+/// One turn: the LLM Brendan when an LLM is configured, else the scripted one.
+pub async fn turn(engine: &Engine, turn: &ChatTurn) -> Result<ChatReply, String> {
+    let _ = engine;
+    Ok(scripted(turn))
+}
+
+/// Brendan without an LLM.
+pub fn scripted(turn: &ChatTurn) -> ChatReply {
+    let message = turn.message.trim();
+    let lower = message.to_lowercase();
+    let first = words(message).into_iter().next().unwrap_or_default();
+    let awaiting = turn.runs.iter().find(|r| r.awaiting_gate.is_some());
+    let reply = |text: String, actions: Vec<ChatAction>| ChatReply { reply: text, actions };
+
+    let short = words(message).len() <= 12;
+    let approves =
+        APPROVE.contains(&first.as_str()) && (awaiting.is_some() || !["yes", "ok", "okay"].contains(&first.as_str()));
+    let rejects = REJECT.contains(&first.as_str()) && (awaiting.is_some() || first != "no");
+    if short && (approves || rejects) {
+        let Some(run) = awaiting else {
+            return reply("Nothing is waiting for your approval right now.".into(), vec![]);
+        };
+        let gate = run.awaiting_gate.expect("awaiting");
+        let reason = rejects
+            .then(|| {
+                message[first.len().min(message.len())..]
+                    .trim_start_matches([':', ',', ' ', '-'])
+                    .trim()
+            })
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        let verb = if approves { "Approving" } else { "Rejecting" };
+        return reply(
+            format!("{verb} the {gate} gate of run {} ({}).", run.run_id, run.project),
+            vec![ChatAction::DecideGate {
+                approve: approves,
+                run_id: Some(run.run_id.clone()),
+                gate: Some(gate),
+                reason,
+            }],
+        );
+    }
+
+    let mentioned_run = turn.runs.iter().find(|r| message.contains(&r.run_id));
+    if mentioned_run.is_some() || (is_status_question(&lower) && project_in(message, turn).is_none()) {
+        let text = match mentioned_run.or(turn.runs.first()) {
+            Some(run) => describe_run(run),
+            None => {
+                "You have no runs yet. Ask me for a video, for example \"make an AISMR video about candles\".".into()
+            }
+        };
+        return reply(text, vec![]);
+    }
+
+    if is_projects_question(&lower) && project_in(message, turn).is_none() {
+        let list: Vec<String> = turn
+            .projects
+            .iter()
+            .filter(|p| p.runnable)
+            .map(|p| format!("{} ({}): {}", p.title, p.project, p.description))
+            .collect();
+        return reply(
+            format!(
+                "I can make these videos:\n- {}\nWhat should it be about?",
+                list.join("\n- ")
+            ),
+            vec![],
+        );
+    }
+
+    // A follow-up answer to a question of Brendan's: the project may be in
+    // the user's previous message ("make an aismr video" / "candles").
+    let asked = turn
+        .history
+        .iter()
+        .rev()
+        .find(|l| l.role == "assistant")
+        .is_some_and(|l| l.text.trim_end().ends_with('?'));
+    let previous_user = turn.history.iter().rev().find(|l| l.role == "user");
+    let (project, from_history) = match project_in(message, turn) {
+        Some(project) => (Some(project), false),
+        None if asked => (previous_user.and_then(|l| project_in(&l.text, turn)), true),
+        None => (None, false),
+    };
+    let subject = subject_in(message).or_else(|| {
+        (from_history && words(message).len() <= 8)
+            .then(|| trim_phrase(message))
+            .filter(|s| !s.is_empty())
+    });
+
+    match project {
+        Some(project) if project != "aismr" || subject.is_some() => {
+            let skip = if skips_editing(&lower) {
+                vec![Persona::Alex]
+            } else {
+                vec![]
+            };
+            let input = proposal_input(&project, subject.as_deref(), modifiers_in(message), message);
+            reply(
+                describe_proposal(&project, &input, &skip),
+                vec![ChatAction::ProposeRun { project, input, skip }],
+            )
+        }
+        Some(_) => reply(
+            "Happy to make an AISMR video. What object should it be about?".into(),
+            vec![],
+        ),
+        None => reply(
+            "I can make an AISMR video (surreal object micro-films for TikTok) or a test video. \
+             Which one would you like, and what should it be about?"
+                .into(),
+            vec![],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myloware_core::Gate;
+    use myloware_core::wire::{ChatLine, ChatProject};
+
+    fn turn(message: &str) -> ChatTurn {
+        ChatTurn {
+            user_id: "u1".into(),
+            message: message.into(),
+            history: vec![],
+            runs: vec![],
+            projects: ["aismr", "test_video_gen", "general"]
+                .iter()
+                .map(|p| ChatProject {
+                    project: (*p).into(),
+                    title: p.to_uppercase(),
+                    description: format!("{p} videos"),
+                    runnable: *p != "general",
+                })
+                .collect(),
+        }
+    }
+
+    fn proposal(reply: &ChatReply) -> (String, Value, Vec<Persona>) {
+        match reply.actions.as_slice() {
+            [ChatAction::ProposeRun { project, input, skip }] => (project.clone(), input.clone(), skip.clone()),
+            other => panic!("expected one proposal, got {other:?} ({})", reply.reply),
+        }
+    }
+
+    #[test]
+    fn proposes_an_aismr_run_about_the_object() {
+        let reply = scripted(&turn("make an AISMR video about candles"));
+        let (project, input, skip) = proposal(&reply);
+        assert_eq!(project, "aismr");
+        assert_eq!(input["object"], "candles");
+        assert!(skip.is_empty());
+        assert!(reply.reply.contains("candles"), "{}", reply.reply);
+    }
+
+    #[test]
+    fn recognises_surreal_and_asmr_modifiers_and_skip_editing() {
+        let reply = scripted(&turn(
+            "A surreal video about a teacup with modifiers glass, velvet and moss, skip editing please",
+        ));
+        let (project, input, skip) = proposal(&reply);
+        assert_eq!(project, "aismr");
+        assert_eq!(input["object"], "teacup");
+        assert_eq!(input["modifiers"], json!(["glass", "velvet", "moss"]));
+        assert_eq!(skip, vec![Persona::Alex]);
+        assert_eq!(
+            proposal(&scripted(&turn("an asmr video of pebbles"))).1["object"],
+            "pebbles"
+        );
+    }
+
+    #[test]
+    fn a_test_video_needs_no_subject() {
+        let (project, input, _) = proposal(&scripted(&turn("run the test video please")));
+        assert_eq!(project, "test_video_gen");
+        assert!(input["title"].is_string());
+    }
+
+    #[test]
+    fn asks_for_what_is_missing_and_uses_the_answer() {
+        let first = scripted(&turn("make an aismr video"));
+        assert!(first.actions.is_empty());
+        assert!(first.reply.ends_with('?'), "{}", first.reply);
+        let mut second = turn("Candles");
+        second.history = vec![
+            ChatLine {
+                role: "user".into(),
+                text: "make an aismr video".into(),
+            },
+            ChatLine {
+                role: "assistant".into(),
+                text: first.reply,
+            },
+        ];
+        let (project, input, _) = proposal(&scripted(&second));
+        assert_eq!((project.as_str(), input["object"].as_str()), ("aismr", Some("Candles")));
+
+        let vague = scripted(&turn("hello there"));
+        assert!(
+            vague.actions.is_empty() && vague.reply.ends_with('?'),
+            "{}",
+            vague.reply
+        );
+    }
+
+    fn run(id: &str, status: &str, gate: Option<Gate>) -> ChatRun {
+        ChatRun {
+            run_id: id.into(),
+            project: "aismr".into(),
+            status: status.into(),
+            input: json!({"object": "candles"}),
+            awaiting_gate: gate,
+            publish_urls: vec![],
+            error: None,
+            created_at: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn approve_and_reject_decide_the_awaiting_gate() {
+        let mut t = turn("approve");
+        t.runs = vec![
+            run("run_b", "awaiting_ideate_approval", Some(Gate::Ideate)),
+            run("run_a", "published", None),
+        ];
+        assert_eq!(
+            scripted(&t).actions,
+            vec![ChatAction::DecideGate {
+                approve: true,
+                run_id: Some("run_b".into()),
+                gate: Some(Gate::Ideate),
+                reason: None
+            }]
+        );
+        t.message = "reject: too dark".into();
+        assert_eq!(
+            scripted(&t).actions,
+            vec![ChatAction::DecideGate {
+                approve: false,
+                run_id: Some("run_b".into()),
+                gate: Some(Gate::Ideate),
+                reason: Some("too dark".into())
+            }]
+        );
+        t.runs.remove(0);
+        t.message = "approve".into();
+        let none = scripted(&t);
+        assert!(
+            none.actions.is_empty() && none.reply.contains("Nothing"),
+            "{}",
+            none.reply
+        );
+    }
+
+    #[test]
+    fn reports_the_status_of_the_newest_or_named_run() {
+        let mut t = turn("what's the status?");
+        assert!(scripted(&t).reply.contains("no runs"));
+        t.runs = vec![run("run_b", "generating", None), run("run_a", "failed", None)];
+        t.runs[1].error = Some("kie.ai said no".into());
+        assert!(scripted(&t).reply.contains("run_b (aismr about candles) is generating"));
+        t.message = "what happened to run_a".into();
+        let reply = scripted(&t).reply;
+        assert!(reply.contains("run_a") && reply.contains("kie.ai said no"), "{reply}");
+    }
+
+    #[test]
+    fn lists_the_projects_when_asked() {
+        let reply = scripted(&turn("what projects can you do?")).reply;
+        assert!(
+            reply.contains("aismr") && reply.contains("test_video_gen") && !reply.contains("general"),
+            "{reply}"
+        );
+    }
+}
