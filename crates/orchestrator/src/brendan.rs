@@ -10,7 +10,7 @@ use myloware_core::project::Persona;
 use myloware_core::wire::{ChatAction, ChatReply, ChatRun, ChatTurn};
 use serde_json::{Map, Value, json};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Personas};
 
 /// Words that, opening a message, decide the user's pending gate.
 const APPROVE: [&str; 8] = ["approve", "approved", "approving", "lgtm", "yes", "ok", "okay", "ship"];
@@ -214,8 +214,11 @@ pub fn describe_proposal(project: &str, input: &Value, skip: &[Persona]) -> Stri
 
 /// One turn: the LLM Brendan when an LLM is configured, else the scripted one.
 pub async fn turn(engine: &Engine, turn: &ChatTurn) -> Result<ChatReply, String> {
-    let _ = engine;
-    Ok(scripted(turn))
+    match &engine.personas {
+        Personas::Scripted => Ok(scripted(turn)),
+        Personas::Llm(llm) => llm.brendan(engine.store.as_ref(), turn).await,
+        Personas::Unavailable(why) => Err(why.clone()),
+    }
 }
 
 /// Brendan without an LLM.

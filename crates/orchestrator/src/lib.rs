@@ -26,10 +26,11 @@ pub mod engine;
 pub mod faults;
 pub mod llm;
 pub mod outbox;
+pub mod personas;
 mod routes;
 pub mod store;
 
-use engine::{Engine, ProviderSets};
+use engine::{Engine, Personas, ProviderSets};
 use myloware_providers::Providers;
 use myloware_providers::mock::{MockKie, MockKieSettings, MockShotstack, MockUploadPost};
 use store::{OrchestratorStore, StoreLedger};
@@ -69,7 +70,7 @@ impl OrchestratorState {
             live: myloware_providers::live::live_providers(&config),
         };
         OrchestratorState {
-            engine: Engine::new(config.clone(), store.clone(), providers),
+            engine: Engine::new(config.clone(), store.clone(), providers, Personas::from_config(&config)),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             metrics: HttpMetrics::new("orchestrator"),
             config,

@@ -34,7 +34,7 @@ use myloware_core::wire::{EventKind, GraphSpec, StartExecution};
 use myloware_core::{ProviderMode, graph, ids};
 use myloware_db::{Backend, Db, PoolSettings};
 use myloware_orchestrator::engine::state::RunState;
-use myloware_orchestrator::engine::{Engine, ProviderSets, scripted};
+use myloware_orchestrator::engine::{Engine, Personas, ProviderSets, scripted};
 use myloware_orchestrator::store::{ExecStatus, NewEvent, NewExecution, OrchestratorStore, StepCommit};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -283,7 +283,7 @@ async fn engine_pass(
         mock: myloware_orchestrator::mock_providers(&config, store.clone()),
         live: Err("the benchmark runs mock providers only".into()),
     };
-    let engine = Engine::new(config, store.clone(), providers);
+    let engine = Engine::new(config, store.clone(), providers, Personas::Scripted);
     let (stop, stopped) = watch::channel(false);
     let started_at = Utc::now();
     let started = Instant::now();

@@ -20,6 +20,7 @@ use myloware_providers::Providers;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::personas::LlmPersonas;
 use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
 
 pub mod scripted;
@@ -51,6 +52,9 @@ pub struct RunError {
 pub enum Outcome {
     /// The node is done; go on with the next one.
     Advance,
+    /// Commit the state so far and run the same node again at once (an
+    /// LLM's answer is kept before the side effects that follow it).
+    Checkpoint,
     /// Wait for a signal, or until `wake_at`.
     Park {
         wait: Value,
@@ -72,11 +76,39 @@ pub struct ProviderSets {
     pub live: Result<Providers, String>,
 }
 
+/// Who does the personas' creative work.
+pub enum Personas {
+    /// Deterministic outputs from the project (no LLM configured).
+    Scripted,
+    Llm(Arc<LlmPersonas>),
+    /// An LLM is configured but cannot be used (the reason): persona steps
+    /// fail rather than fall back to scripted output.
+    Unavailable(String),
+}
+
+impl Personas {
+    /// The personas `config` asks for.
+    pub fn from_config(config: &Config) -> Personas {
+        match LlmPersonas::from_config(config) {
+            Ok(None) => Personas::Scripted,
+            Ok(Some(llm)) => {
+                tracing::info!(model = llm.model(), "personas use the LLM");
+                Personas::Llm(llm)
+            }
+            Err(why) => {
+                tracing::error!(reason = %why, "an LLM is configured but the persona prompts cannot be loaded");
+                Personas::Unavailable(format!("the persona prompts cannot be loaded: {why}"))
+            }
+        }
+    }
+}
+
 /// Shared by workers, routes and the outbox dispatcher.
 pub struct Engine {
     pub store: Arc<dyn OrchestratorStore>,
     pub config: Arc<Config>,
     pub providers: ProviderSets,
+    pub personas: Personas,
     /// New runnable work (a start, a signal, a cancel).
     pub work: Notify,
     /// New events in the outbox.
@@ -117,11 +149,17 @@ impl Step<'_> {
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>, store: Arc<dyn OrchestratorStore>, providers: ProviderSets) -> Arc<Engine> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn OrchestratorStore>,
+        providers: ProviderSets,
+        personas: Personas,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             config,
             providers,
+            personas,
             work: Notify::new(),
             events: Notify::new(),
         })
@@ -261,6 +299,7 @@ impl Engine {
                         (ExecStatus::Runnable, None, None)
                     }
                 }
+                Outcome::Checkpoint => (ExecStatus::Runnable, None, None),
                 Outcome::Park { wait, wake_at } => (ExecStatus::Waiting, Some(wait), wake_at),
                 Outcome::Fail(error) => {
                     tracing::warn!(runId = %execution.run_id, code = %error.code, message = %error.message, "run failed");

@@ -4,7 +4,7 @@
 use myloware_core::project::ProjectSpec;
 use serde_json::{Value, json};
 
-use super::state::{Clip, Idea, Script};
+use super::state::{Clip, Idea, Overlay, Script};
 
 /// Built-in surreal modifiers for projects without fixed videos.
 const MODIFIERS: [&str; 12] = [
@@ -91,10 +91,21 @@ pub fn scripts(spec: &ProjectSpec, ideas: &[Idea]) -> Vec<Script> {
         .collect()
 }
 
-/// Alex: the Shotstack edit. Clips in order on the video track, each header
-/// as a text overlay during its clip (the first track is drawn on top),
-/// fades in and out; total length is the sum of the clip lengths.
-pub fn edit(spec: &ProjectSpec, ideas: &[Idea], clips: &[Clip]) -> Value {
+/// Alex, scripted: each clip's overlay is its idea's header.
+pub fn overlays(ideas: &[Idea]) -> Vec<Overlay> {
+    ideas
+        .iter()
+        .map(|idea| Overlay {
+            index: idea.index,
+            text: idea.header.clone(),
+        })
+        .collect()
+}
+
+/// The Shotstack edit. Clips in order on the video track, each overlay as
+/// text during its clip (the first track is drawn on top), fades in and
+/// out; total length is the sum of the clip lengths.
+pub fn edit(spec: &ProjectSpec, overlays: &[Overlay], clips: &[Clip]) -> Value {
     let specs = spec.specs.as_ref();
     let overlay = specs.map(|s| &s.overlay);
     let mut start = 0.0;
@@ -106,11 +117,11 @@ pub fn edit(spec: &ProjectSpec, ideas: &[Idea], clips: &[Clip]) -> Value {
             "asset": {"type": "video", "src": clip.url},
             "start": start, "length": length, "transition": {"in": "fade", "out": "fade"}
         }));
-        if let Some(idea) = ideas.iter().find(|i| i.index == clip.index) {
+        if let Some(text) = overlays.iter().find(|o| o.index == clip.index).map(|o| &o.text) {
             let text = if overlay.is_some_and(|o| o.uppercase) {
-                idea.header.to_uppercase()
+                text.to_uppercase()
             } else {
-                idea.header.clone()
+                text.clone()
             };
             texts.push(json!({
                 "asset": {

@@ -22,6 +22,31 @@ pub struct Script {
     pub duration: f64,
 }
 
+/// Alex's overlay text for a clip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overlay {
+    pub index: u32,
+    pub text: String,
+}
+
+/// Quinn's words, kept before the publish so a re-run publishes the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Caption {
+    pub caption: String,
+    pub hashtags: Vec<String>,
+}
+
+/// Tokens an LLM persona used in this run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmUsage {
+    pub persona: Option<Persona>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub calls: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClipStatus {
@@ -86,4 +111,13 @@ pub struct RunState {
     pub render: Option<Render>,
     #[serde(default)]
     pub publish: Option<Publish>,
+    /// Alex's overlays (LLM personas; the scripted edit uses the headers).
+    #[serde(default)]
+    pub overlays: Option<Vec<Overlay>>,
+    /// Quinn's caption and hashtags, once written.
+    #[serde(default)]
+    pub caption: Option<Caption>,
+    /// LLM tokens per persona.
+    #[serde(default)]
+    pub llm_usage: Vec<LlmUsage>,
 }

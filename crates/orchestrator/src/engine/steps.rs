@@ -13,8 +13,10 @@ use myloware_providers::{
 };
 use serde_json::{Value, json};
 
-use super::state::{Clip, ClipStatus, Publish, Render};
-use super::{Outcome, RunError, Step, StepError, node_persona, scripted};
+use super::state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render};
+use super::{Outcome, Personas, RunError, Step, StepError, node_persona, scripted};
+use crate::llm::Usage;
+use crate::personas::LlmPersonas;
 use crate::store::{JournalBegin, JournalEntry};
 
 pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> {
@@ -28,7 +30,7 @@ pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> 
                 }
             }
             let outcome = match persona {
-                Persona::Iggy => iggy(step),
+                Persona::Iggy => iggy(step).await,
                 Persona::Riley => riley(step).await?,
                 Persona::Alex => alex(step).await?,
                 Persona::Quinn => quinn(step).await?,
@@ -63,11 +65,71 @@ fn provider_failure(persona: Persona, code: &str, err: &ProviderError) -> Outcom
     fail(persona, code, err.to_string())
 }
 
-fn iggy(step: &mut Step<'_>) -> Outcome {
-    let ideas = scripted::ideas(&step.request.project_spec, &step.request.input);
+/// The LLM personas, if they do this run's work; `Err` fails the step
+/// (an LLM is configured but unusable: never fall back to scripted output).
+fn llm<'a>(step: &Step<'a>, persona: Persona) -> Result<Option<&'a LlmPersonas>, Outcome> {
+    match &step.engine.personas {
+        Personas::Scripted => Ok(None),
+        Personas::Llm(llm) => Ok(Some(llm)),
+        Personas::Unavailable(why) => Err(fail(persona, "llm.unavailable", why.clone())),
+    }
+}
+
+/// Keeps what an LLM persona used, for the run's record.
+fn record_usage(step: &mut Step<'_>, persona: Persona, usage: &Usage) {
+    tracing::info!(runId = %step.run_id, %persona, tokens = usage.total_tokens, calls = usage.calls, "llm persona answered");
+    step.state.llm_usage.push(LlmUsage {
+        persona: Some(persona),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.total_tokens,
+        calls: usage.calls,
+    });
+}
+
+/// The tokens `persona` used in this run, for its `persona.completed`.
+fn usage_of(step: &Step<'_>, persona: Persona) -> Value {
+    let used: Vec<&LlmUsage> = step
+        .state
+        .llm_usage
+        .iter()
+        .filter(|u| u.persona == Some(persona))
+        .collect();
+    if used.is_empty() {
+        return Value::Null;
+    }
+    json!({
+        "promptTokens": used.iter().map(|u| u.prompt_tokens).sum::<u64>(),
+        "completionTokens": used.iter().map(|u| u.completion_tokens).sum::<u64>(),
+        "totalTokens": used.iter().map(|u| u.total_tokens).sum::<u64>(),
+        "calls": used.iter().map(|u| u.calls).sum::<u32>(),
+    })
+}
+
+fn llm_failed(persona: Persona, reason: String) -> Outcome {
+    fail(persona, &format!("llm.{persona}_failed"), reason)
+}
+
+async fn iggy(step: &mut Step<'_>) -> Outcome {
+    let persona = Persona::Iggy;
+    let ideas = match llm(step, persona) {
+        Err(outcome) => return outcome,
+        Ok(None) => scripted::ideas(&step.request.project_spec, &step.request.input),
+        Ok(Some(llm)) => {
+            let store = step.engine.store.as_ref();
+            match llm.ideas(store, &step.request.project_spec, &step.request.input).await {
+                Ok(answer) => {
+                    record_usage(step, persona, &answer.usage);
+                    answer.output
+                }
+                Err(reason) => return llm_failed(persona, reason),
+            }
+        }
+    };
+    let usage = usage_of(step, persona);
     step.emit(
         EventKind::PersonaCompleted,
-        json!({"persona": "iggy", "output": {"ideas": ideas}}),
+        json!({"persona": "iggy", "output": {"ideas": ideas}, "usage": usage}),
     );
     step.state.ideas = ideas;
     Outcome::Advance
@@ -237,7 +299,23 @@ fn callback_url(step: &Step<'_>, index: u32) -> String {
 async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let persona = Persona::Riley;
     if step.state.scripts.is_empty() {
-        let scripts = scripted::scripts(&step.request.project_spec, &step.state.ideas);
+        let from_llm = match llm(step, persona) {
+            Err(outcome) => return Ok(outcome),
+            Ok(llm) => llm,
+        };
+        let scripts = match from_llm {
+            None => scripted::scripts(&step.request.project_spec, &step.state.ideas),
+            Some(llm) => {
+                let store = step.engine.store.as_ref();
+                match llm.scripts(store, &step.request.project_spec, &step.state.ideas).await {
+                    Ok(answer) => {
+                        record_usage(step, persona, &answer.usage);
+                        answer.output
+                    }
+                    Err(reason) => return Ok(llm_failed(persona, reason)),
+                }
+            }
+        };
         step.state.clips = scripts
             .iter()
             .map(|s| Clip {
@@ -251,6 +329,10 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             })
             .collect();
         step.state.scripts = scripts;
+        if from_llm.is_some() {
+            // Keep the answer before paying for clips.
+            return Ok(Outcome::Checkpoint);
+        }
     }
     let providers = match step.providers() {
         Ok(providers) => providers.clone(),
@@ -394,7 +476,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         let clips = step.state.clips.clone();
         step.emit(
             EventKind::PersonaCompleted,
-            json!({"persona": "riley", "output": {"scripts": step.state.scripts, "clips": clips}}),
+            json!({"persona": "riley", "output": {"scripts": step.state.scripts, "clips": clips}, "usage": usage_of(step, persona)}),
         );
         return Ok(Outcome::Advance);
     }
@@ -487,7 +569,31 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             }));
         }
     };
-    let edit = scripted::edit(&step.request.project_spec, &step.state.ideas, &step.state.clips);
+    if step.state.render.is_none() && step.state.overlays.is_none() {
+        match llm(step, persona) {
+            Err(outcome) => return Ok(outcome),
+            Ok(None) => {}
+            Ok(Some(llm)) => {
+                let store = step.engine.store.as_ref();
+                let spec = &step.request.project_spec;
+                match llm.overlays(store, spec, &step.state.ideas, &step.state.clips).await {
+                    Ok(answer) => {
+                        record_usage(step, persona, &answer.usage);
+                        step.state.overlays = Some(answer.output);
+                        // Keep the answer before paying for the render.
+                        return Ok(Outcome::Checkpoint);
+                    }
+                    Err(reason) => return Ok(llm_failed(persona, reason)),
+                }
+            }
+        }
+    }
+    let overlays = step
+        .state
+        .overlays
+        .clone()
+        .unwrap_or_else(|| scripted::overlays(&step.state.ideas));
+    let edit = scripted::edit(&step.request.project_spec, &overlays, &step.state.clips);
     if step.state.render.is_none() {
         if step.cancelled().await? {
             return Ok(Outcome::Cancelled);
@@ -543,7 +649,7 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             );
             step.emit(
                 EventKind::PersonaCompleted,
-                json!({"persona": "alex", "output": {"edit": edit, "renderUrl": url}}),
+                json!({"persona": "alex", "output": {"edit": edit, "renderUrl": url}, "usage": usage_of(step, persona)}),
             );
             Ok(Outcome::Advance)
         }
@@ -580,7 +686,6 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let publish = match step.state.publish.clone() {
         Some(publish) => publish,
         None => {
-            let (caption, hashtags) = scripted::caption(&step.request.project_spec, &step.state.ideas);
             let video_url = step
                 .state
                 .render
@@ -588,6 +693,30 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 .and_then(|r| r.url.clone())
                 .or_else(|| step.state.clips.first().and_then(|c| c.url.clone()))
                 .unwrap_or_default();
+            let Caption { caption, hashtags } = match step.state.caption.clone() {
+                Some(words) => words,
+                None => match llm(step, persona) {
+                    Err(outcome) => return Ok(outcome),
+                    Ok(None) => {
+                        let (caption, hashtags) = scripted::caption(&step.request.project_spec, &step.state.ideas);
+                        Caption { caption, hashtags }
+                    }
+                    Ok(Some(llm)) => {
+                        let store = step.engine.store.as_ref();
+                        let spec = &step.request.project_spec;
+                        match llm.caption(store, spec, &step.state.ideas, &video_url).await {
+                            Ok(answer) => {
+                                record_usage(step, persona, &answer.usage);
+                                let (caption, hashtags) = answer.output;
+                                step.state.caption = Some(Caption { caption, hashtags });
+                                // Keep the words before publishing them.
+                                return Ok(Outcome::Checkpoint);
+                            }
+                            Err(reason) => return Ok(llm_failed(persona, reason)),
+                        }
+                    }
+                },
+            };
             if step.cancelled().await? {
                 return Ok(Outcome::Cancelled);
             }
@@ -669,7 +798,7 @@ fn published(step: &mut Step<'_>, publish: Publish, state: PublishState) -> Outc
             }
             step.emit(
                 EventKind::PersonaCompleted,
-                json!({"persona": "quinn", "output": {"caption": publish.caption, "hashtags": publish.hashtags, "publishUrls": urls}}),
+                json!({"persona": "quinn", "output": {"caption": publish.caption, "hashtags": publish.hashtags, "publishUrls": urls}, "usage": usage_of(step, Persona::Quinn)}),
             );
             step.state.publish = Some(Publish { urls, ..publish });
             Outcome::Advance

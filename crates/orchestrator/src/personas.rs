@@ -1,0 +1,635 @@
+//! The LLM-backed personas and Brendan: each runs with its prompt
+//! (`projects/personas/<name>.md`), the project's guardrails and notes, the
+//! tools its project allows, and a JSON-schema output matching the typed
+//! output the next persona reads. Required tools must be called; an invalid
+//! answer gets one corrective retry (see [`crate::llm`]), then the step
+//! fails with the reason. There is no fallback to scripted output once an
+//! LLM is configured: a run never carries made-up data.
+//!
+//! Side-effect tools (`submit_clips`, `wait_for_clips`, `render_timeline`,
+//! `publish`) are declarations: the persona calls them to say the work is
+//! to be done, and the engine does it after the answer, journaled, exactly
+//! once (an LLM loop that crashed half-way must not have paid for anything).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use myloware_core::config::Config;
+use myloware_core::project::{Catalog, Persona, ProjectSpec};
+use myloware_core::wire::{ChatAction, ChatReply, ChatTurn};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::engine::state::{Clip, Idea, Overlay, Script};
+use crate::llm::{AgentTask, Llm, OutputSchema, Role, ToolHandler, ToolSpec, Usage};
+use crate::store::OrchestratorStore;
+
+/// Tools whose work the engine does after the persona's answer.
+const ACTION_TOOLS: [&str; 4] = ["submit_clips", "wait_for_clips", "render_timeline", "publish"];
+/// Tool-call rounds per attempt.
+const MAX_ROUNDS: u32 = 8;
+/// Knowledge hits per search, and characters of each shown to the model.
+const SEARCH_LIMIT: u32 = 5;
+const EXCERPT_CHARS: usize = 1200;
+
+/// The LLM and the persona prompts.
+pub struct LlmPersonas {
+    llm: Llm,
+    prompts: BTreeMap<Persona, String>,
+}
+
+/// A persona's typed output and what it cost.
+pub struct Answer<T> {
+    pub output: T,
+    pub usage: Usage,
+}
+
+impl LlmPersonas {
+    pub fn new(llm: Llm, prompts: BTreeMap<Persona, String>) -> LlmPersonas {
+        LlmPersonas { llm, prompts }
+    }
+
+    /// The LLM personas of `config`: `Ok(None)` without `OPENAI_API_KEY`;
+    /// an error when the key is set but the prompts cannot be read.
+    pub fn from_config(config: &Config) -> Result<Option<Arc<LlmPersonas>>, String> {
+        let Some(llm) = Llm::from_config(&config.llm) else {
+            return Ok(None);
+        };
+        let catalog = Catalog::load(&config.projects_dir).map_err(|err| err.to_string())?;
+        let prompts = catalog
+            .prompts
+            .into_iter()
+            .map(|(p, prompt)| (p, prompt.text))
+            .collect();
+        Ok(Some(Arc::new(LlmPersonas::new(llm, prompts))))
+    }
+
+    pub fn model(&self) -> &str {
+        self.llm.model()
+    }
+
+    fn prompt(&self, persona: Persona) -> &str {
+        self.prompts.get(&persona).map_or("", String::as_str)
+    }
+
+    /// Runs `persona` of `spec` to a validated `T` (`check` adds the
+    /// project's rules to the schema's).
+    async fn run<T: DeserializeOwned + 'static>(
+        &self,
+        store: &dyn OrchestratorStore,
+        spec: &ProjectSpec,
+        persona: Persona,
+        user: String,
+        schema: Value,
+        check: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<Answer<T>, String> {
+        let grants = spec.personas.get(&persona).cloned().unwrap_or_default();
+        let task = AgentTask {
+            name: persona.to_string(),
+            system: system_prompt(self.prompt(persona), spec),
+            user,
+            history: Vec::new(),
+            tools: grants.tools.iter().filter_map(|t| tool_spec(t)).collect(),
+            required_tools: grants.required_tools.clone(),
+            output: Some(OutputSchema {
+                name: format!("{persona}_output"),
+                schema,
+            }),
+            validate: Some(Box::new(move |value: &Value| {
+                let typed: T = serde_json::from_value(value.clone()).map_err(|err| err.to_string())?;
+                check(&typed)
+            })),
+            max_rounds: MAX_ROUNDS,
+        };
+        let tools = Tools {
+            store,
+            project: Some(spec.project.clone()),
+            persona,
+            turn: None,
+            actions: Mutex::default(),
+        };
+        let answer = self.llm.run(&task, &tools).await.map_err(|err| err.to_string())?;
+        let output = answer.output.ok_or("the answer had no JSON output")?;
+        let output = serde_json::from_value(output).map_err(|err| err.to_string())?;
+        Ok(Answer {
+            output,
+            usage: answer.usage,
+        })
+    }
+
+    /// Iggy: exactly as many ideas as the project asks, the fixed ones
+    /// where the project fixes them.
+    pub async fn ideas(
+        &self,
+        store: &dyn OrchestratorStore,
+        spec: &ProjectSpec,
+        input: &Value,
+    ) -> Result<Answer<Vec<Idea>>, String> {
+        let specs = spec.specs.clone().ok_or("the project has no video specs")?;
+        let fixed = specs.videos.clone();
+        let count = if fixed.is_empty() {
+            specs.video_count as usize
+        } else {
+            fixed.len()
+        };
+        let user = format!(
+            "Write exactly {count} ideas for this run.\nThe user's input: {input}\n{}",
+            if fixed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "The project fixes the subjects and headers, in this order: {}",
+                    serde_json::to_string(&fixed).expect("serializes")
+                )
+            }
+        );
+        #[derive(Deserialize)]
+        struct Out {
+            ideas: Vec<Idea>,
+        }
+        let schema = object(json!({"ideas": array(object(json!({
+            "index": {"type": "integer"}, "subject": {"type": "string"},
+            "header": {"type": "string"}, "concept": {"type": "string"}
+        })))}));
+        let answer = self
+            .run(store, spec, Persona::Iggy, user, schema, move |out: &Out| {
+                indexed(out.ideas.iter().map(|i| i.index), count, "ideas")?;
+                for idea in &out.ideas {
+                    if [&idea.subject, &idea.header, &idea.concept]
+                        .iter()
+                        .any(|s| s.trim().is_empty())
+                    {
+                        return Err(format!("idea {} has an empty subject, header or concept", idea.index));
+                    }
+                    if let Some(want) = fixed.get(idea.index as usize)
+                        && (want.subject != idea.subject || want.header != idea.header)
+                    {
+                        return Err(format!(
+                            "idea {} must keep the fixed subject {:?} and header {:?}",
+                            idea.index, want.subject, want.header
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Answer {
+            output: answer.output.ideas,
+            usage: answer.usage,
+        })
+    }
+
+    /// Riley: one clip prompt per idea, of the project's clip duration.
+    pub async fn scripts(
+        &self,
+        store: &dyn OrchestratorStore,
+        spec: &ProjectSpec,
+        ideas: &[Idea],
+    ) -> Result<Answer<Vec<Script>>, String> {
+        let duration = spec.specs.as_ref().map_or(8.0, |s| s.clip_duration_seconds);
+        let count = ideas.len();
+        let user = format!(
+            "Write one clip prompt per idea, each {duration} seconds long, then call the tools to submit the clips \
+             and wait for them.\nIdeas: {}",
+            serde_json::to_string(ideas).expect("serializes")
+        );
+        #[derive(Deserialize)]
+        struct Out {
+            scripts: Vec<Script>,
+        }
+        let schema = object(json!({"scripts": array(object(json!({
+            "index": {"type": "integer"}, "prompt": {"type": "string"}, "duration": {"type": "number"}
+        })))}));
+        let answer = self
+            .run(store, spec, Persona::Riley, user, schema, move |out: &Out| {
+                indexed(out.scripts.iter().map(|s| s.index), count, "scripts")?;
+                for script in &out.scripts {
+                    if script.prompt.trim().is_empty() || script.prompt.chars().count() > 4000 {
+                        return Err(format!(
+                            "script {} needs a prompt of 1 to 4000 characters",
+                            script.index
+                        ));
+                    }
+                    if (script.duration - duration).abs() > 0.1 {
+                        return Err(format!(
+                            "script {} lasts {} s; clips are {duration} s (plus or minus 0.1)",
+                            script.index, script.duration
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Answer {
+            output: answer.output.scripts,
+            usage: answer.usage,
+        })
+    }
+
+    /// Alex: the overlay text of each clip (the engine builds the timeline).
+    pub async fn overlays(
+        &self,
+        store: &dyn OrchestratorStore,
+        spec: &ProjectSpec,
+        ideas: &[Idea],
+        clips: &[Clip],
+    ) -> Result<Answer<Vec<Overlay>>, String> {
+        let count = clips.len();
+        let user = format!(
+            "Choose the header overlay text of each clip (a word or two, usually the idea's header), then call \
+             render_timeline.\nIdeas: {}\nClips: {}",
+            serde_json::to_string(ideas).expect("serializes"),
+            serde_json::to_string(clips).expect("serializes")
+        );
+        #[derive(Deserialize)]
+        struct Out {
+            overlays: Vec<Overlay>,
+        }
+        let schema = object(json!({"overlays": array(object(json!({
+            "index": {"type": "integer"}, "text": {"type": "string"}
+        })))}));
+        let answer = self
+            .run(store, spec, Persona::Alex, user, schema, move |out: &Out| {
+                indexed(out.overlays.iter().map(|o| o.index), count, "overlays")?;
+                match out
+                    .overlays
+                    .iter()
+                    .find(|o| o.text.trim().is_empty() || o.text.chars().count() > 40)
+                {
+                    Some(bad) => Err(format!("overlay {} needs 1 to 40 characters", bad.index)),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+        Ok(Answer {
+            output: answer.output.overlays,
+            usage: answer.usage,
+        })
+    }
+
+    /// Quinn: the caption and hashtags within the project's limits.
+    pub async fn caption(
+        &self,
+        store: &dyn OrchestratorStore,
+        spec: &ProjectSpec,
+        ideas: &[Idea],
+        video_url: &str,
+    ) -> Result<Answer<(String, Vec<String>)>, String> {
+        let publish = spec
+            .publish
+            .clone()
+            .unwrap_or_else(|| myloware_core::project::PublishSpec {
+                platforms: vec!["tiktok".into()],
+                profile: None,
+                caption: None,
+                hashtags: Vec::new(),
+                hashtag_count: None,
+                max_caption_chars: 2200,
+            });
+        let user = format!(
+            "Write the caption and hashtags for this video, then call publish.\nVideo: {video_url}\nIdeas: {}\n\
+             Limits: the caption plus the hashtags (joined by spaces) within {} characters{}{}.",
+            serde_json::to_string(ideas).expect("serializes"),
+            publish.max_caption_chars,
+            publish
+                .hashtag_count
+                .map(|n| format!("; exactly {n} hashtags"))
+                .unwrap_or_default(),
+            publish
+                .caption
+                .as_ref()
+                .map(|c| format!("; the caption is fixed: {c:?}"))
+                .unwrap_or_default(),
+        );
+        #[derive(Deserialize)]
+        struct Out {
+            caption: String,
+            hashtags: Vec<String>,
+        }
+        let schema = object(json!({"caption": {"type": "string"}, "hashtags": array(json!({"type": "string"}))}));
+        let answer = self
+            .run(store, spec, Persona::Quinn, user, schema, move |out: &Out| {
+                if out.caption.trim().is_empty() {
+                    return Err("the caption is empty".into());
+                }
+                if let Some(fixed) = &publish.caption
+                    && out.caption != *fixed
+                {
+                    return Err(format!("the caption is fixed: {fixed:?}"));
+                }
+                if let Some(bad) = out
+                    .hashtags
+                    .iter()
+                    .find(|h| !h.starts_with('#') || h.contains(' ') || h.len() < 2)
+                {
+                    return Err(format!("{bad:?} is not a hashtag (#word)"));
+                }
+                if let Some(n) = publish.hashtag_count
+                    && out.hashtags.len() != n as usize
+                {
+                    return Err(format!("exactly {n} hashtags, got {}", out.hashtags.len()));
+                }
+                let length = out.caption.chars().count() + 1 + out.hashtags.join(" ").chars().count();
+                if length > publish.max_caption_chars as usize {
+                    return Err(format!(
+                        "caption and hashtags are {length} characters; at most {}",
+                        publish.max_caption_chars
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Answer {
+            output: (answer.output.caption, answer.output.hashtags),
+            usage: answer.usage,
+        })
+    }
+
+    /// Brendan's turn: his reply text, and the actions his tool calls asked for.
+    pub async fn brendan(&self, store: &dyn OrchestratorStore, turn: &ChatTurn) -> Result<ChatReply, String> {
+        let projects = serde_json::to_string(&turn.projects).expect("serializes");
+        let task = AgentTask {
+            name: "brendan".into(),
+            system: format!(
+                "{}\n\n## Projects you can propose\n{projects}\n\nAnswer the user in plain text. To start a video, \
+                 call propose_run; the API adds the approval link to your reply. To approve or reject the user's \
+                 pending gate, call decide_gate.",
+                self.prompt(Persona::Brendan)
+            ),
+            user: turn.message.clone(),
+            history: turn
+                .history
+                .iter()
+                .map(|line| {
+                    let role = if line.role == "user" {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    };
+                    (role, line.text.clone())
+                })
+                .collect(),
+            tools: [
+                "knowledge_search",
+                "list_runs",
+                "run_status",
+                "propose_run",
+                "decide_gate",
+            ]
+            .iter()
+            .filter_map(|t| tool_spec(t))
+            .collect(),
+            required_tools: Vec::new(),
+            output: None,
+            validate: None,
+            max_rounds: MAX_ROUNDS,
+        };
+        let tools = Tools {
+            store,
+            project: None,
+            persona: Persona::Brendan,
+            turn: Some(turn),
+            actions: Mutex::default(),
+        };
+        let answer = self.llm.run(&task, &tools).await.map_err(|err| err.to_string())?;
+        tracing::info!(user = %turn.user_id, tokens = answer.usage.total_tokens, calls = answer.usage.calls, "brendan answered");
+        Ok(ChatReply {
+            reply: answer.content.trim().to_string(),
+            actions: tools.actions.into_inner().expect("actions lock"),
+        })
+    }
+}
+
+/// The persona's prompt with the project's definition, guardrails and notes.
+fn system_prompt(prompt: &str, spec: &ProjectSpec) -> String {
+    let mut system = format!(
+        "{prompt}\n\n## Project: {} ({})\n{}\n",
+        spec.title, spec.project, spec.description
+    );
+    if let Some(specs) = &spec.specs {
+        system.push_str(&format!(
+            "\nSpecs: {}\n",
+            serde_json::to_string(specs).expect("serializes")
+        ));
+    }
+    if !spec.guardrails.is_empty() {
+        system.push_str("\n## Guardrails (must hold)\n");
+        for rule in &spec.guardrails {
+            system.push_str(&format!("- {rule}\n"));
+        }
+    }
+    if !spec.notes.is_empty() {
+        system.push_str(&format!("\n## Notes\n{}\n", spec.notes));
+    }
+    system.push_str("\nAnswer with JSON matching the output schema, nothing else.");
+    system
+}
+
+/// Indices are exactly `0..count`, each once.
+fn indexed(indices: impl Iterator<Item = u32>, count: usize, what: &str) -> Result<(), String> {
+    let mut seen: Vec<u32> = indices.collect();
+    seen.sort_unstable();
+    let want: Vec<u32> = (0..count as u32).collect();
+    if seen == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {count} {what} with indexes 0 to {}, got {} with indexes {seen:?}",
+            count.saturating_sub(1),
+            seen.len()
+        ))
+    }
+}
+
+/// A strict JSON-schema object: every property required, nothing else.
+fn object(properties: Value) -> Value {
+    let required: Vec<Value> = properties
+        .as_object()
+        .map(|p| p.keys().map(|k| json!(k)).collect())
+        .unwrap_or_default();
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+/// The function definition of a tool, by name.
+fn tool_spec(name: &str) -> Option<ToolSpec> {
+    let (description, parameters) = match name {
+        "knowledge_search" => (
+            "Full-text search of the knowledge base (persona prompts, guardrails, project notes). Returns the best \
+             matching documents.",
+            object(json!({"query": {"type": "string", "description": "words to look for"}})),
+        ),
+        "submit_clips" => (
+            "Submit the clip prompts of your answer to kie.ai. The engine submits them once, after your answer.",
+            object(json!({})),
+        ),
+        "wait_for_clips" => (
+            "Wait for every submitted clip. The engine waits after your answer.",
+            object(json!({})),
+        ),
+        "render_timeline" => (
+            "Render the timeline built from the clips and your overlays (once per run). The engine renders after \
+             your answer.",
+            object(json!({})),
+        ),
+        "publish" => (
+            "Publish the video with your caption and hashtags. The engine publishes once, after your answer.",
+            object(json!({})),
+        ),
+        "list_runs" => ("The user's recent runs, newest first, with status.", object(json!({}))),
+        "run_status" => (
+            "One run's status, gate, publish URLs and error.",
+            object(json!({"runId": {"type": "string"}})),
+        ),
+        "propose_run" => (
+            "Propose a video run for the user to approve. The API creates it held at the workflow gate and adds the \
+             approval link to your reply.",
+            object(json!({
+                "project": {"type": "string", "description": "a project slug"},
+                "object": {"type": "string", "description": "what the video is about (aismr: the object)"},
+                "modifiers": array(json!({"type": "string"})),
+                "skipEditing": {"type": "boolean", "description": "leave Alex (editing) out"}
+            })),
+        ),
+        "decide_gate" => (
+            "Approve or reject the user's run waiting at a gate (the newest one unless runId is given).",
+            object(json!({
+                "decision": {"type": "string", "enum": ["approve", "reject"]},
+                "runId": {"type": ["string", "null"]},
+                "reason": {"type": ["string", "null"]}
+            })),
+        ),
+        _ => return None,
+    };
+    Some(ToolSpec {
+        name: name.to_string(),
+        description: description.to_string(),
+        parameters,
+    })
+}
+
+/// What a persona's or Brendan's tool calls reach.
+struct Tools<'a> {
+    store: &'a dyn OrchestratorStore,
+    project: Option<String>,
+    persona: Persona,
+    turn: Option<&'a ChatTurn>,
+    /// Brendan's actions, in call order.
+    actions: Mutex<Vec<ChatAction>>,
+}
+
+impl Tools<'_> {
+    fn run(&self, run_id: &str) -> Result<Value, String> {
+        let turn = self.turn.ok_or("no runs here")?;
+        let run = turn
+            .runs
+            .iter()
+            .find(|r| r.run_id == run_id)
+            .ok_or_else(|| format!("the user has no run {run_id}"))?;
+        Ok(json!({"summary": crate::brendan::describe_run(run), "run": run}))
+    }
+
+    fn propose(&self, args: &Value) -> Result<Value, String> {
+        let turn = self.turn.ok_or("not in a chat")?;
+        let project = args["project"].as_str().unwrap_or_default();
+        if !turn.projects.iter().any(|p| p.project == project && p.runnable) {
+            let known: Vec<&str> = turn
+                .projects
+                .iter()
+                .filter(|p| p.runnable)
+                .map(|p| p.project.as_str())
+                .collect();
+            return Err(format!("unknown project {project:?}; propose one of {known:?}"));
+        }
+        let mut input = serde_json::Map::new();
+        match args["object"].as_str().map(str::trim).filter(|o| !o.is_empty()) {
+            Some(object) => input.insert("object".into(), json!(object)),
+            None if project == "aismr" => return Err("an aismr run needs the object it is about".into()),
+            None => input.insert("title".into(), json!(format!("{project} video"))),
+        };
+        input.insert("prompt".into(), json!(turn.message));
+        if let Some(modifiers) = args["modifiers"].as_array().filter(|m| !m.is_empty()) {
+            input.insert("modifiers".into(), json!(modifiers));
+        }
+        let skip = if args["skipEditing"].as_bool() == Some(true) {
+            vec![Persona::Alex]
+        } else {
+            Vec::new()
+        };
+        let input = Value::Object(input);
+        let plan = crate::brendan::describe_proposal(project, &input, &skip);
+        self.actions.lock().expect("actions lock").push(ChatAction::ProposeRun {
+            project: project.to_string(),
+            input,
+            skip,
+        });
+        Ok(json!({"proposed": true, "plan": plan, "note": "the API adds the approval link to your reply"}))
+    }
+
+    fn decide(&self, args: &Value) -> Result<Value, String> {
+        let turn = self.turn.ok_or("not in a chat")?;
+        let approve = match args["decision"].as_str() {
+            Some("approve") => true,
+            Some("reject") => false,
+            _ => return Err("decision must be approve or reject".into()),
+        };
+        let run_id = args["runId"].as_str().map(str::to_owned);
+        let run = match &run_id {
+            Some(id) => turn.runs.iter().find(|r| &r.run_id == id),
+            None => turn.runs.iter().find(|r| r.awaiting_gate.is_some()),
+        };
+        let Some(run) = run.filter(|r| r.awaiting_gate.is_some()) else {
+            return Err("none of the user's runs is waiting at a gate".into());
+        };
+        self.actions.lock().expect("actions lock").push(ChatAction::DecideGate {
+            approve,
+            run_id: Some(run.run_id.clone()),
+            gate: run.awaiting_gate,
+            reason: args["reason"].as_str().map(str::to_owned),
+        });
+        Ok(json!({"queued": true, "runId": run.run_id, "gate": run.awaiting_gate}))
+    }
+}
+
+#[async_trait]
+impl ToolHandler for Tools<'_> {
+    async fn call(&self, name: &str, args: Value) -> Result<Value, String> {
+        match name {
+            "knowledge_search" => {
+                let query = args["query"].as_str().unwrap_or_default();
+                let persona = (self.persona != Persona::Brendan).then(|| self.persona.as_str());
+                let hits = self
+                    .store
+                    .search_knowledge(query, self.project.as_deref(), persona, SEARCH_LIMIT)
+                    .await
+                    .map_err(|err| format!("the knowledge base is unavailable: {err}"))?;
+                let results: Vec<Value> = hits
+                    .into_iter()
+                    .map(|h| {
+                        json!({"id": h.id, "title": h.title, "kind": h.kind,
+                               "text": h.body.chars().take(EXCERPT_CHARS).collect::<String>()})
+                    })
+                    .collect();
+                Ok(json!({"results": results}))
+            }
+            action if ACTION_TOOLS.contains(&action) => Ok(json!({
+                "accepted": true,
+                "note": "the engine does this once your final answer is in"
+            })),
+            "list_runs" => {
+                let turn = self.turn.ok_or("not in a chat")?;
+                let runs: Vec<String> = turn.runs.iter().map(crate::brendan::describe_run).collect();
+                Ok(json!({"runs": runs}))
+            }
+            "run_status" => self.run(args["runId"].as_str().unwrap_or_default()),
+            "propose_run" => self.propose(&args),
+            "decide_gate" => self.decide(&args),
+            other => Err(format!("unknown tool {other}")),
+        }
+    }
+}
