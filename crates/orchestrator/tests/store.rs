@@ -456,7 +456,37 @@ async fn mock_calls_are_all_recorded(db: &Db) {
     );
 }
 
+async fn knowledge_hits_are_ranked_best_match_first(db: &Db) {
+    let store = store::open(db);
+    let doc = |id: &str, body: &str| myloware_core::project::KnowledgeDoc {
+        id: id.into(),
+        project: Some("aismr".into()),
+        persona: None,
+        kind: "project_notes",
+        title: format!("note {id}"),
+        body: body.into(),
+    };
+    store
+        .replace_knowledge(&[
+            doc("one-term", "A candle on a shelf next to a teacup and a spoon and a plate."),
+            doc("none", "A teacup of porcelain that rings when tapped."),
+            doc("all-terms", "A wax candle melting upward, the wax hums; candle light flickers on wax."),
+        ])
+        .await
+        .unwrap();
+    let hits = store.search_knowledge("candle wax", Some("aismr"), None, 5).await.unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(ids, ["all-terms", "one-term"], "the document matching more, more often, ranks first");
+    // Query syntax is never passed through: operators are just words.
+    let odd = store
+        .search_knowledge("candle\" OR * NEAR( -wax", Some("aismr"), None, 5)
+        .await
+        .unwrap();
+    assert_eq!(odd.first().map(|h| h.id.as_str()), Some("all-terms"));
+}
+
 conformance_tests!(
+    knowledge_hits_are_ranked_best_match_first,
     ingest_replaces_the_knowledge_base,
     knowledge_is_full_text_searchable_by_project_and_persona,
     executions_are_created_once_per_run,
