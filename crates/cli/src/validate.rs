@@ -85,4 +85,16 @@ pub fn print_summary(config: &Config) {
         "not configured (personas and Brendan run scripted)".to_string()
     };
     println!("llm: {llm}");
+    let chat = &config.chat;
+    let telegram = match (&chat.telegram_bot_token, &chat.telegram_webhook_secret) {
+        (Some(_), Some(_)) => "bot and webhook secret set (chat front door open)",
+        (Some(_), None) => "bot set; no TELEGRAM_WEBHOOK_SECRET, so /v1/telegram/webhook is closed",
+        (None, Some(_)) => "webhook secret set but no TELEGRAM_BOT_TOKEN: replies cannot be sent",
+        (None, None) => "not configured",
+    };
+    println!("telegram: {telegram}");
+    let webhook = chat.webhook_url.as_ref().map_or("not configured".to_string(), |u| {
+        format!("{}://{} (gate links)", u.scheme(), u.host_str().unwrap_or_default())
+    });
+    println!("chat webhook: {webhook}");
 }
