@@ -400,7 +400,8 @@ pub async fn push_loop(state: ApiState, every: Duration, mut shutdown: tokio::sy
     }
 }
 
-/// Attempts every due push once.
+/// Attempts every due push once, concurrently (a channel that hangs holds
+/// up only its own messages).
 pub async fn push_due(state: &ApiState) {
     let due = match state.store.chat_deliveries_due(Utc::now(), 50).await {
         Ok(due) => due,
@@ -409,47 +410,55 @@ pub async fn push_due(state: &ApiState) {
             return;
         }
     };
+    let mut attempts = tokio::task::JoinSet::new();
     for delivery in due {
-        let hold = Utc::now() + chrono::Duration::seconds(PUSH_HOLD_SECS);
-        match state
-            .store
-            .claim_chat_delivery(delivery.id, delivery.attempts, hold)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot claim a chat push");
-                continue;
-            }
+        let state = state.clone();
+        attempts.spawn(async move { push_one(&state, delivery).await });
+    }
+    while attempts.join_next().await.is_some() {}
+}
+
+/// One attempt of one push, claimed first so no other instance sends it too.
+async fn push_one(state: &ApiState, delivery: ChatDelivery) {
+    let hold = Utc::now() + chrono::Duration::seconds(PUSH_HOLD_SECS);
+    match state
+        .store
+        .claim_chat_delivery(delivery.id, delivery.attempts, hold)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot claim a chat push");
+            return;
         }
-        let attempts = delivery.attempts + 1;
-        let outcome = match send(state, &delivery).await {
-            Ok(()) => PushOutcome::Delivered,
-            Err(Failure {
-                error,
-                retry_after,
-                permanent: false,
-            }) if attempts < MAX_PUSH_ATTEMPTS => PushOutcome::Retry {
-                error,
-                at: Utc::now() + retry_after.unwrap_or_else(|| push_backoff(attempts)),
-            },
-            Err(Failure { error, .. }) => PushOutcome::GaveUp { error },
-        };
-        match &outcome {
-            PushOutcome::Delivered => {
-                tracing::info!(channel = %delivery.channel, message = delivery.message_seq, "chat message pushed")
-            }
-            PushOutcome::Retry { error, at } => {
-                tracing::warn!(channel = %delivery.channel, message = delivery.message_seq, attempts, %error, retry_at = %at, "chat push failed; will retry")
-            }
-            PushOutcome::GaveUp { error } => {
-                tracing::error!(channel = %delivery.channel, message = delivery.message_seq, attempts, %error, "chat push failed; giving up")
-            }
+    }
+    let attempts = delivery.attempts + 1;
+    let outcome = match send(state, &delivery).await {
+        Ok(()) => PushOutcome::Delivered,
+        Err(Failure {
+            error,
+            retry_after,
+            permanent: false,
+        }) if attempts < MAX_PUSH_ATTEMPTS => PushOutcome::Retry {
+            error,
+            at: Utc::now() + retry_after.unwrap_or_else(|| push_backoff(attempts)),
+        },
+        Err(Failure { error, .. }) => PushOutcome::GaveUp { error },
+    };
+    match &outcome {
+        PushOutcome::Delivered => {
+            tracing::info!(channel = %delivery.channel, message = delivery.message_seq, "chat message pushed")
         }
-        if let Err(err) = state.store.finish_chat_delivery(delivery.id, &outcome).await {
-            tracing::error!(error = %err, "cannot record a chat push");
+        PushOutcome::Retry { error, at } => {
+            tracing::warn!(channel = %delivery.channel, message = delivery.message_seq, attempts, %error, retry_at = %at, "chat push failed; will retry")
         }
+        PushOutcome::GaveUp { error } => {
+            tracing::error!(channel = %delivery.channel, message = delivery.message_seq, attempts, %error, "chat push failed; giving up")
+        }
+    }
+    if let Err(err) = state.store.finish_chat_delivery(delivery.id, &outcome).await {
+        tracing::error!(error = %err, "cannot record a chat push");
     }
 }
 

@@ -1,47 +1,8 @@
 //! `mw dlq list|replay`: the API's dead-letter queue, for operators.
 
-use anyhow::{Context, bail};
-use serde_json::Value;
+use anyhow::bail;
 
-/// Where the API is and how to authenticate (from flags or the environment).
-#[derive(clap::Args, Debug)]
-pub struct ApiTarget {
-    /// The API's base URL.
-    #[arg(long, env = "MW_API_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub api_url: String,
-    /// The API key.
-    #[arg(long, env = "API_KEY", hide_env_values = true, global = true)]
-    pub api_key: Option<String>,
-}
-
-impl ApiTarget {
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let Some(key) = &self.api_key else {
-            bail!("no API key: set API_KEY or pass --api-key");
-        };
-        let response = request
-            .header("x-api-key", key)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the API at {}; is it running (MW_API_URL)?", self.api_url))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.as_u16() == 401 {
-            bail!("the API refused the key (401): set API_KEY to a key of that API");
-        }
-        if !status.is_success() {
-            bail!(
-                "the API answered {status}: {}",
-                body["detail"].as_str().unwrap_or("no detail")
-            );
-        }
-        Ok(body)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api_url.trim_end_matches('/'))
-    }
-}
+use crate::client::ApiTarget;
 
 pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<()> {
     let http = reqwest::Client::new();

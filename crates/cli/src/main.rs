@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod chat;
+mod client;
 mod dlq;
 mod env;
 mod ingest;
@@ -48,7 +50,22 @@ enum Command {
         #[command(subcommand)]
         what: DlqWhat,
         #[command(flatten)]
-        target: dlq::ApiTarget,
+        target: client::ApiTarget,
+    },
+    /// One message to Brendan through a running API (MW_API_URL, API_KEY):
+    /// prints his reply and the approval links of the runs he proposes.
+    Chat {
+        /// The message (several words are joined with spaces).
+        #[arg(required = true)]
+        message: Vec<String>,
+        /// The chat user (default `cli:$USER`).
+        #[arg(long)]
+        user: Option<String>,
+        /// The API's JSON answer, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
     },
 }
 
@@ -136,6 +153,20 @@ fn main() -> ExitCode {
                 what: DlqWhat::Replay { seqs, all },
                 target,
             } => dlq::replay(&target, &seqs, all).await,
+            Command::Chat {
+                message,
+                user,
+                json,
+                target,
+            } => {
+                chat::send(
+                    &target,
+                    &user.unwrap_or_else(chat::default_user),
+                    &message.join(" "),
+                    json,
+                )
+                .await
+            }
         }
     });
     match outcome {

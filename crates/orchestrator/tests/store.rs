@@ -468,15 +468,28 @@ async fn knowledge_hits_are_ranked_best_match_first(db: &Db) {
     };
     store
         .replace_knowledge(&[
-            doc("one-term", "A candle on a shelf next to a teacup and a spoon and a plate."),
+            doc(
+                "one-term",
+                "A candle on a shelf next to a teacup and a spoon and a plate.",
+            ),
             doc("none", "A teacup of porcelain that rings when tapped."),
-            doc("all-terms", "A wax candle melting upward, the wax hums; candle light flickers on wax."),
+            doc(
+                "all-terms",
+                "A wax candle melting upward, the wax hums; candle light flickers on wax.",
+            ),
         ])
         .await
         .unwrap();
-    let hits = store.search_knowledge("candle wax", Some("aismr"), None, 5).await.unwrap();
+    let hits = store
+        .search_knowledge("candle wax", Some("aismr"), None, 5)
+        .await
+        .unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
-    assert_eq!(ids, ["all-terms", "one-term"], "the document matching more, more often, ranks first");
+    assert_eq!(
+        ids,
+        ["all-terms", "one-term"],
+        "the document matching more, more often, ranks first"
+    );
     // Query syntax is never passed through: operators are just words.
     let odd = store
         .search_knowledge("candle\" OR * NEAR( -wax", Some("aismr"), None, 5)

@@ -289,7 +289,7 @@ pub struct ChatMessage {
     pub link: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Channels to push the message to besides the transcript (written
-    /// with the message, delivered by `crate::chat::deliver`). Empty when read.
+    /// with the message, sent by `crate::chat::push_loop`). Empty when read.
     pub pushes: Vec<Push>,
 }
 

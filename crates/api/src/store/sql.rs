@@ -805,13 +805,15 @@ macro_rules! sql_api_store {
             }
 
             async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()> {
+                // A delivered push keeps no error of an earlier attempt.
                 let (status, error, next, delivered) = match outcome {
                     PushOutcome::Delivered => ("delivered", None, None, Some(now())),
                     PushOutcome::Retry { error, at } => ("pending", Some(error.as_str()), Some(*at), None),
                     PushOutcome::GaveUp { error } => ("failed", Some(error.as_str()), None, None),
                 };
                 sqlx::query(
-                    "UPDATE chat_deliveries SET status = $2, last_error = COALESCE($3, last_error), \
+                    "UPDATE chat_deliveries SET status = $2, \
+                     last_error = CASE WHEN $2 = 'delivered' THEN NULL ELSE COALESCE($3, last_error) END, \
                      next_attempt_at = COALESCE($4, next_attempt_at), delivered_at = $5 WHERE id = $1",
                 )
                 .bind(id)
