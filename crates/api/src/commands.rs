@@ -91,7 +91,12 @@ async fn fail_unstartable_run(state: &ApiState, run_id: &str, error: &str) {
         .transition(run_id, RunStatus::Pending, RunStatus::Failed, Some(&artifact), None)
         .await
     {
-        Ok(true) => tracing::error!(runId = %run_id, "run failed: the orchestrator refused its start"),
+        Ok(true) => {
+            tracing::error!(runId = %run_id, "run failed: the orchestrator refused its start");
+            if let Ok(Some(run)) = state.store.get_run(run_id).await {
+                state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
+            }
+        }
         Ok(false) => {}
         Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail an unstartable run"),
     }

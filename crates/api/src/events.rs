@@ -64,6 +64,7 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
                 state.pushes.notify_one();
             }
             if let Some(status) = update.status {
+                state.metrics.run_ended(&run.id, &run.project, status);
                 tracing::info!(runId = %run.id, from = %run.status, to = %status, event = event.kind.as_str(), "run status changed");
             }
             return Ok(EventOutcome::Applied);

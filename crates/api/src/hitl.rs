@@ -210,10 +210,21 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
         match record {
             Some(GateRecord {
                 status: GateStatus::Awaiting,
+                requested_at,
                 ..
             }) if run.status == gate.awaiting_status() => {
                 let decision = decision(&run, gate, attempt)?;
                 if state.store.decide(&decision).await? {
+                    state.metrics.gate_decided(
+                        &run.project,
+                        gate,
+                        attempt.approve,
+                        attempt.credential.via(),
+                        requested_at,
+                    );
+                    if let Some((_, to)) = decision.run_move {
+                        state.metrics.run_ended(&run.id, &run.project, to);
+                    }
                     tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = if attempt.approve { "approve" } else { "reject" }, approver = ?attempt.approver, via = attempt.credential.via(), "gate decided");
                     if decision.command.is_some() {
                         deliver(state, &run.id, gate).await?;

@@ -28,6 +28,7 @@ pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod hitl;
+pub mod metrics;
 pub mod middleware;
 pub mod orchestrator;
 pub mod page;
@@ -48,7 +49,7 @@ pub struct ApiState {
     pub store: Arc<dyn ApiStore>,
     pub catalog: Arc<Catalog>,
     pub orchestrator: Arc<dyn OrchestratorClient>,
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Arc<metrics::ApiMetrics>,
     pub api_keys: Arc<ApiKeys>,
     pub limiter: Arc<RateLimiter>,
     pub chat_locks: Arc<chat::UserLocks>,
@@ -85,7 +86,7 @@ impl ApiState {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the HTTP client builds"),
-            metrics: HttpMetrics::new("api"),
+            metrics: metrics::ApiMetrics::new(HttpMetrics::new("api", config.telemetry.run_series_ttl)),
             config,
             store,
             catalog,
@@ -178,7 +179,7 @@ pub fn router(state: ApiState) -> Router {
             }),
         )
         .route_layer(from_fn_with_state(
-            state.metrics.clone(),
+            state.metrics.http.clone(),
             myloware_telemetry::track_http,
         ))
         .fallback(|| async { ApiError::NotFound("not found".into()) })

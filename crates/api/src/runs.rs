@@ -314,6 +314,7 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) 
             )
             .await?
         {
+            state.metrics.run_ended(run_id, &run.project, RunStatus::Cancelled);
             tracing::info!(runId = %run_id, actor = ?request.actor, "run cancelled");
             if command.is_some() {
                 if let Err(error) = commands::deliver_next(state, run_id).await {

@@ -147,6 +147,9 @@ pub struct TelemetryConfig {
     pub langsmith_api_key: Option<SecretString>,
     pub langsmith_project: Option<String>,
     pub langsmith_endpoint: Option<String>,
+    /// `METRICS_RUN_SERIES_TTL` (seconds, default 3600): how long a finished
+    /// run's metric series stay in the services' registries.
+    pub run_series_ttl: std::time::Duration,
 }
 
 /// Requests per minute and burst for each client on the rate-limited routes
@@ -396,6 +399,7 @@ impl Config {
             langsmith_api_key: r.secret("LANGSMITH_API_KEY"),
             langsmith_project: r.get("LANGSMITH_PROJECT"),
             langsmith_endpoint: r.get("LANGSMITH_ENDPOINT"),
+            run_series_ttl: std::time::Duration::from_secs(r.parse("METRICS_RUN_SERIES_TTL", 3600u64)),
         };
         let rate_limit = RateLimitConfig {
             per_minute: r.parse("RATE_LIMIT_PER_MINUTE", 120u32),

@@ -216,7 +216,13 @@ pub fn describe_proposal(project: &str, input: &Value, skip: &[Persona]) -> Stri
 pub async fn turn(engine: &Engine, turn: &ChatTurn) -> Result<ChatReply, String> {
     match &engine.personas {
         Personas::Scripted => Ok(scripted(turn)),
-        Personas::Llm(llm) => llm.brendan(engine.store.as_ref(), turn).await,
+        Personas::Llm(llm) => {
+            let (reply, usage) = llm.brendan(engine.store.as_ref(), turn).await?;
+            engine
+                .metrics
+                .llm_tokens(llm.model(), usage.prompt_tokens, usage.completion_tokens);
+            Ok(reply)
+        }
         Personas::Unavailable(why) => Err(why.clone()),
     }
 }

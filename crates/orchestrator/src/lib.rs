@@ -13,11 +13,11 @@ use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, extract::DefaultBodyLimit};
+use metrics::EngineMetrics;
 use myloware_core::ErrorBody;
 use myloware_core::auth::ApiKeys;
 use myloware_core::config::Config;
 use myloware_core::wire::Health;
-use myloware_telemetry::HttpMetrics;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -25,6 +25,7 @@ pub mod brendan;
 pub mod engine;
 pub mod faults;
 pub mod llm;
+pub mod metrics;
 pub mod outbox;
 pub mod personas;
 mod routes;
@@ -40,7 +41,7 @@ pub struct OrchestratorState {
     pub config: Arc<Config>,
     pub store: Arc<dyn OrchestratorStore>,
     pub engine: Arc<Engine>,
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Arc<EngineMetrics>,
     pub api_keys: Arc<ApiKeys>,
 }
 
@@ -69,10 +70,11 @@ impl OrchestratorState {
             mock: mock_providers(&config, store.clone()),
             live: myloware_providers::live::live_providers(&config),
         };
+        let engine = Engine::new(config.clone(), store.clone(), providers, Personas::from_config(&config));
         OrchestratorState {
-            engine: Engine::new(config.clone(), store.clone(), providers, Personas::from_config(&config)),
+            metrics: engine.metrics.clone(),
+            engine,
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
-            metrics: HttpMetrics::new("orchestrator"),
             config,
             store,
         }
@@ -102,7 +104,12 @@ async fn ready(State(state): State<OrchestratorState>) -> Response {
 }
 
 async fn metrics(State(state): State<OrchestratorState>) -> Response {
-    state.metrics.exposition()
+    // Gauges come from the database; a failed read keeps the last values.
+    match state.store.counts().await {
+        Ok(counts) => state.metrics.set_gauges(&counts),
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot read the queue counts"),
+    }
+    state.metrics.http.exposition()
 }
 
 async fn require_api_key(State(state): State<OrchestratorState>, request: Request, next: Next) -> Response {
@@ -134,7 +141,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/metrics", get(metrics))
         .merge(protected)
         .route_layer(from_fn_with_state(
-            state.metrics.clone(),
+            state.metrics.http.clone(),
             myloware_telemetry::track_http,
         ))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })

@@ -348,7 +348,7 @@ impl LlmPersonas {
     }
 
     /// Brendan's turn: his reply text, and the actions his tool calls asked for.
-    pub async fn brendan(&self, store: &dyn OrchestratorStore, turn: &ChatTurn) -> Result<ChatReply, String> {
+    pub async fn brendan(&self, store: &dyn OrchestratorStore, turn: &ChatTurn) -> Result<(ChatReply, Usage), String> {
         let projects = serde_json::to_string(&turn.projects).expect("serializes");
         let task = AgentTask {
             name: "brendan".into(),
@@ -395,10 +395,11 @@ impl LlmPersonas {
         };
         let answer = self.llm.run(&task, &tools).await.map_err(|err| err.to_string())?;
         tracing::info!(user = %turn.user_id, tokens = answer.usage.total_tokens, calls = answer.usage.calls, "brendan answered");
-        Ok(ChatReply {
+        let reply = ChatReply {
             reply: answer.content.trim().to_string(),
             actions: tools.actions.into_inner().expect("actions lock"),
-        })
+        };
+        Ok((reply, answer.usage))
     }
 }
 

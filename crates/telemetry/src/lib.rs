@@ -6,4 +6,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 
-pub use metrics::{HttpMetrics, track_http};
+pub use metrics::{HttpMetrics, RunLabel, track_http};
+/// The services' metric types, from the same crate version as the registry.
+pub use prometheus;

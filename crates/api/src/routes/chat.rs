@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -39,7 +40,7 @@ pub async fn brendan(
     State(state): State<ApiState>,
     ClientId(client): ClientId,
     ValidJson(request): ValidJson<ChatRequest>,
-) -> Result<Json<ChatResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     state.limiter.check(LimitedRoute::Chat, &client)?;
     chat::validate_user_id(&request.user_id).map_err(|msg| ApiError::invalid(&["body", "user_id"], msg))?;
     let message = request.message.trim();
@@ -49,7 +50,16 @@ pub async fn brendan(
             format!("must be 1 to {} characters", chat::MAX_MESSAGE_CHARS),
         ));
     }
-    Ok(Json(chat::turn(&state, &request.user_id, message, &Origin::Api).await?))
+    let answer = chat::turn(&state, &request.user_id, message, &Origin::Api).await;
+    state.metrics.chat_turn(answer.is_ok());
+    let answer = answer?;
+    // The run a turn proposed or decided, for the request's metrics.
+    let label = answer.run_ids.first().cloned().map(myloware_telemetry::RunLabel);
+    let mut response = Json(answer).into_response();
+    if let Some(label) = label {
+        response.extensions_mut().insert(label);
+    }
+    Ok(response)
 }
 
 /// `GET /v1/chat/brendan/{user_id}/messages`: the user's transcript,
@@ -107,7 +117,7 @@ pub async fn telegram(
         received_at: Utc::now(),
     };
     if !verified {
-        state.store.record_webhook(&delivery, None).await?;
+        crate::routes::webhooks::record(&state, &delivery, None).await?;
         tracing::warn!("telegram update refused: bad secret token");
         return Err(ApiError::Unauthorized);
     }
@@ -123,7 +133,7 @@ pub async fn telegram(
     let text = message["text"].as_str().map(str::trim).filter(|t| !t.is_empty());
     delivery.idempotency_key = Some(format!("update:{update_id}"));
     delivery.outcome = "accepted".into();
-    if !state.store.record_webhook(&delivery, None).await? {
+    if !crate::routes::webhooks::record(&state, &delivery, None).await? {
         return Ok(Json(json!({"status": "duplicate"})));
     }
     let (Some(chat_id), Some(text)) = (chat_id, text) else {
@@ -133,7 +143,9 @@ pub async fn telegram(
     let text: String = text.chars().take(chat::MAX_MESSAGE_CHARS).collect();
     let user_id = chat::telegram_user(&chat_id);
     let origin = Origin::Telegram { chat_id };
-    if let Err(err) = chat::turn(&state, &user_id, &text, &origin).await {
+    let answer = chat::turn(&state, &user_id, &text, &origin).await;
+    state.metrics.chat_turn(answer.is_ok());
+    if let Err(err) = answer {
         // Answer Telegram anyway (it would only resend the same update),
         // and tell the user in their chat.
         tracing::warn!(user = %user_id, error = %err, "telegram turn failed");

@@ -134,12 +134,13 @@ pub async fn start_run(
             )),
         ),
     };
+    let label = myloware_telemetry::RunLabel(started.run.id.clone());
     let body = RunStarted {
         run_id: started.run.id,
         status: started.run.status,
         detail,
     };
-    Ok((status, Json(body)).into_response())
+    Ok((status, axum::Extension(label), Json(body)).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

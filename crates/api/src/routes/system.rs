@@ -44,5 +44,11 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
-    state.metrics.exposition()
+    // Gauges come from the database; a failed read leaves the last values
+    // (the scrape itself must not fail with the database).
+    match state.store.gauges().await {
+        Ok(gauges) => state.metrics.set_gauges(&gauges),
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot read the gauges"),
+    }
+    state.metrics.http.exposition()
 }

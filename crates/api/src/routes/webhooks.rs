@@ -26,6 +26,30 @@ pub struct KieCallbackQuery {
     token: Option<String>,
 }
 
+/// Records a delivery (see [`crate::store::ApiStore::record_webhook`]) and
+/// counts it in `webhook_events_total`: `false` (its key was used) is a
+/// duplicate; the extra "duplicate" record made after one is not counted
+/// again.
+pub(crate) async fn record(
+    state: &ApiState,
+    delivery: &WebhookDelivery,
+    command: Option<&NewCommand>,
+) -> Result<bool, ApiError> {
+    let fresh = state.store.record_webhook(delivery, command).await?;
+    let result = match (fresh, delivery.outcome.as_str()) {
+        (false, _) => Some("duplicate"),
+        (true, "accepted") => Some("processed"),
+        (true, "dead_lettered") => Some("dlq"),
+        (true, "rejected") => Some("rejected"),
+        (true, _) => None,
+    };
+    if let Some(result) = result {
+        let provider = delivery.provider.replace('-', "_");
+        state.metrics.webhook(&provider, &delivery.signature_status, result);
+    }
+    Ok(fresh)
+}
+
 /// Headers kept with a delivery, secrets replaced.
 pub(crate) fn redacted_headers(headers: &HeaderMap) -> Value {
     const SECRET: [&str; 6] = [
@@ -100,7 +124,7 @@ pub async fn kieai(
         received_at: crate::store::now(),
     };
     if signature_status != "verified" || task_id.is_empty() {
-        state.store.record_webhook(&delivery, None).await?;
+        crate::routes::webhooks::record(&state, &delivery, None).await?;
         tracing::warn!(runId = ?query.run_id, %signature_status, "kie.ai callback refused");
         return Err(ApiError::InvalidSignature);
     }
@@ -145,7 +169,7 @@ pub async fn kieai(
         // Verified, but for no run we know: keep it for replay, and tell
         // kie.ai it was received (retrying cannot help).
         delivery.outcome = "dead_lettered".into();
-        if !state.store.record_webhook(&delivery, None).await? {
+        if !crate::routes::webhooks::record(&state, &delivery, None).await? {
             return Ok(Json(json!({"status": "duplicate"})));
         }
         state
@@ -161,10 +185,10 @@ pub async fn kieai(
         return Ok(Json(json!({"status": "dead_lettered"})));
     }
     delivery.outcome = "accepted".into();
-    if !state.store.record_webhook(&delivery, Some(&command)).await? {
+    if !crate::routes::webhooks::record(&state, &delivery, Some(&command)).await? {
         delivery.idempotency_key = None;
         delivery.outcome = "duplicate".into();
-        state.store.record_webhook(&delivery, None).await?;
+        crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
     tracing::info!(runId = %run_id, clip = index, %task_id, code, "kie.ai callback accepted");
@@ -226,7 +250,7 @@ pub async fn upload_post(
         received_at: crate::store::now(),
     };
     if signature_status != "verified" {
-        state.store.record_webhook(&delivery, None).await?;
+        crate::routes::webhooks::record(&state, &delivery, None).await?;
         tracing::warn!(%signature_status, "Upload-Post webhook refused");
         return Err(ApiError::InvalidSignature);
     }
@@ -245,7 +269,7 @@ pub async fn upload_post(
     let payload = serde_json::to_value(&signal).expect("serializes");
     if !known {
         delivery.outcome = "dead_lettered".into();
-        if !state.store.record_webhook(&delivery, None).await? {
+        if !crate::routes::webhooks::record(&state, &delivery, None).await? {
             return Ok(Json(json!({"status": "duplicate"})));
         }
         let payload = json!({"provider": "upload-post", "signal": payload});
@@ -262,10 +286,10 @@ pub async fn upload_post(
         body: payload,
     };
     delivery.outcome = "accepted".into();
-    if !state.store.record_webhook(&delivery, Some(&command)).await? {
+    if !crate::routes::webhooks::record(&state, &delivery, Some(&command)).await? {
         delivery.idempotency_key = None;
         delivery.outcome = "duplicate".into();
-        state.store.record_webhook(&delivery, None).await?;
+        crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
     tracing::info!(runId = %run_id, %request_id, %status, "Upload-Post webhook accepted");

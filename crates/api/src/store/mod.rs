@@ -318,6 +318,16 @@ pub struct ChatDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// Counts behind the API's gauges.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiGauges {
+    /// `(project, status, runs)` of runs not ended.
+    pub active_runs: Vec<(String, String, i64)>,
+    pub dead_letters_open: i64,
+    pub commands_pending: i64,
+    pub chat_pushes_pending: i64,
+}
+
 /// How a delivery attempt of a chat push ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PushOutcome {
@@ -458,6 +468,9 @@ pub trait ApiStore: Send + Sync + 'static {
 
     /// A run's artifacts in creation order.
     async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>>;
+
+    /// The counts behind the gauges of `/metrics`.
+    async fn gauges(&self) -> StoreResult<ApiGauges>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

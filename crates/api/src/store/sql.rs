@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
+    ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
     DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, PushOutcome, Run, RunQuery, RunUpdate, StoreError,
     StoreResult, WebhookDelivery, now,
 };
@@ -951,6 +951,29 @@ macro_rules! sql_api_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(Artifact::from).collect())
+            }
+
+            async fn gauges(&self) -> StoreResult<ApiGauges> {
+                let active_runs: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT project, status, COUNT(*) FROM runs \
+                     WHERE status NOT IN ('published', 'failed', 'cancelled', 'rejected') \
+                     GROUP BY project, status ORDER BY project, status",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let (dead_letters_open, commands_pending, chat_pushes_pending): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM dead_letters WHERE resolved_at IS NULL), \
+                            (SELECT COUNT(*) FROM commands WHERE acked_at IS NULL), \
+                            (SELECT COUNT(*) FROM chat_deliveries WHERE status = 'pending')",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(ApiGauges {
+                    active_runs,
+                    dead_letters_open,
+                    commands_pending,
+                    chat_pushes_pending,
+                })
             }
 
             async fn ping(&self) -> StoreResult<()> {

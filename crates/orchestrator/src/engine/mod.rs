@@ -20,8 +20,10 @@ use myloware_providers::Providers;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::metrics::{EngineMetrics, Observation};
 use crate::personas::LlmPersonas;
 use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
+use myloware_telemetry::HttpMetrics;
 
 pub mod scripted;
 pub mod state;
@@ -109,6 +111,7 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub providers: ProviderSets,
     pub personas: Personas,
+    pub metrics: Arc<EngineMetrics>,
     /// New runnable work (a start, a signal, a cancel).
     pub work: Notify,
     /// New events in the outbox.
@@ -124,11 +127,17 @@ pub struct Step<'a> {
     pub state: RunState,
     pub signals: Vec<StoredSignal>,
     pub events: Vec<NewEvent>,
+    /// Metrics to record once the step commits.
+    pub observations: Vec<Observation>,
 }
 
 impl Step<'_> {
     pub fn emit(&mut self, kind: EventKind, data: Value) {
         self.events.push(NewEvent { kind, data });
+    }
+
+    pub fn observe(&mut self, observation: Observation) {
+        self.observations.push(observation);
     }
 
     pub fn providers(&self) -> Result<&Providers, RunError> {
@@ -155,11 +164,13 @@ impl Engine {
         providers: ProviderSets,
         personas: Personas,
     ) -> Arc<Engine> {
+        let metrics = EngineMetrics::new(HttpMetrics::new("orchestrator", config.telemetry.run_series_ttl));
         Arc::new(Engine {
             store,
             config,
             providers,
             personas,
+            metrics,
             work: Notify::new(),
             events: Notify::new(),
         })
@@ -277,6 +288,7 @@ impl Engine {
                 state,
                 signals,
                 events: Vec::new(),
+                observations: Vec::new(),
             };
             let node = nodes.get(execution.node as usize).copied();
             let outcome = if cancelled {
@@ -303,6 +315,14 @@ impl Engine {
                 Outcome::Park { wait, wake_at } => (ExecStatus::Waiting, Some(wait), wake_at),
                 Outcome::Fail(error) => {
                     tracing::warn!(runId = %execution.run_id, code = %error.code, message = %error.message, "run failed");
+                    if let Some(persona) = error.persona {
+                        let seconds = step.state.persona_seconds(persona);
+                        step.observe(Observation::Persona {
+                            persona,
+                            outcome: "failed",
+                            seconds,
+                        });
+                    }
                     step.emit(
                         EventKind::ExecutionFailed,
                         json!({"error": {"code": error.code, "message": error.message, "persona": error.persona}}),
@@ -338,6 +358,11 @@ impl Engine {
                 return Err(StepError::LeaseLost);
             }
             crate::faults::point("step.after_commit");
+            let metrics = &self.metrics;
+            metrics.record(&request.project, request.providers_mode, &step.observations);
+            if status.is_finished() {
+                metrics.http.run_finished(&execution.run_id);
+            }
             tracing::debug!(runId = %execution.run_id, node = ?node, status = status.as_str(), commit_us = started.elapsed().as_micros() as u64, "step committed");
             if had_events {
                 self.events.notify_one();

@@ -2,6 +2,8 @@
 //! JSON in `executions.state`): each persona's output is the next one's
 //! input.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use myloware_core::Gate;
 use myloware_core::project::Persona;
@@ -68,6 +70,9 @@ pub struct Clip {
     /// 0 for the first submission, then one more per retry.
     #[serde(default)]
     pub attempt: u32,
+    /// When the current attempt was submitted.
+    #[serde(default)]
+    pub submitted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +81,8 @@ pub struct Render {
     pub id: String,
     pub url: Option<String>,
     pub polls: u32,
+    #[serde(default)]
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +92,8 @@ pub struct Publish {
     pub hashtags: Vec<String>,
     pub urls: Vec<String>,
     pub polls: u32,
+    #[serde(default)]
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -93,6 +102,9 @@ pub struct RunState {
     /// Personas whose `persona.started` was emitted.
     #[serde(default)]
     pub started: Vec<Persona>,
+    /// When each persona started.
+    #[serde(default)]
+    pub started_at: BTreeMap<Persona, DateTime<Utc>>,
     /// Gates whose `gate.reached` was emitted.
     #[serde(default)]
     pub gates_reached: Vec<Gate>,
@@ -120,4 +132,16 @@ pub struct RunState {
     /// LLM tokens per persona.
     #[serde(default)]
     pub llm_usage: Vec<LlmUsage>,
+}
+
+/// Seconds from `since` (if known) to now.
+pub fn seconds_since(since: Option<DateTime<Utc>>) -> f64 {
+    since.map_or(0.0, |at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
+}
+
+impl RunState {
+    /// How long `persona` has been at work in this run.
+    pub fn persona_seconds(&self, persona: Persona) -> f64 {
+        seconds_since(self.started_at.get(&persona).copied())
+    }
 }

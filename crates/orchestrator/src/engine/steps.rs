@@ -13,9 +13,10 @@ use myloware_providers::{
 };
 use serde_json::{Value, json};
 
-use super::state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render};
+use super::state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
 use super::{Outcome, Personas, RunError, Step, StepError, node_persona, scripted};
 use crate::llm::Usage;
+use crate::metrics::{Job, Observation};
 use crate::personas::LlmPersonas;
 use crate::store::{JournalBegin, JournalEntry};
 
@@ -24,6 +25,7 @@ pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> 
         Node::Persona(persona) => {
             if !step.state.started.contains(&persona) {
                 step.state.started.push(persona);
+                step.state.started_at.insert(persona, Utc::now());
                 step.emit(EventKind::PersonaStarted, json!({"persona": persona}));
                 if let Some(status) = persona_status(persona) {
                     step.emit(EventKind::StatusChanged, json!({"status": status}));
@@ -77,6 +79,11 @@ fn llm<'a>(step: &Step<'a>, persona: Persona) -> Result<Option<&'a LlmPersonas>,
 
 /// Keeps what an LLM persona used, for the run's record.
 fn record_usage(step: &mut Step<'_>, persona: Persona, usage: &Usage) {
+    if let Personas::Llm(llm) = &step.engine.personas {
+        step.engine
+            .metrics
+            .llm_tokens(llm.model(), usage.prompt_tokens, usage.completion_tokens);
+    }
     tracing::info!(runId = %step.run_id, %persona, tokens = usage.total_tokens, calls = usage.calls, "llm persona answered");
     step.state.llm_usage.push(LlmUsage {
         persona: Some(persona),
@@ -106,6 +113,44 @@ fn usage_of(step: &Step<'_>, persona: Persona) -> Value {
     })
 }
 
+/// `persona.completed` with the persona's output and token usage, and its
+/// duration for the metrics.
+fn persona_completed(step: &mut Step<'_>, persona: Persona, output: Value) {
+    let usage = usage_of(step, persona);
+    step.emit(
+        EventKind::PersonaCompleted,
+        json!({"persona": persona, "output": output, "usage": usage}),
+    );
+    let seconds = step.state.persona_seconds(persona);
+    step.observe(Observation::Persona {
+        persona,
+        outcome: "completed",
+        seconds,
+    });
+}
+
+/// Counts a request to a provider (`provider_requests_total`).
+fn counted<T>(
+    step: &Step<'_>,
+    provider: &str,
+    operation: &str,
+    result: Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    step.engine
+        .metrics
+        .provider_request(provider, operation, step.request.providers_mode, result.is_ok());
+    result
+}
+
+/// A provider job ended: its time from submission, for the metrics.
+fn job_ended(step: &mut Step<'_>, job: Job, succeeded: bool, since: Option<chrono::DateTime<Utc>>) {
+    step.observe(Observation::Job {
+        job,
+        outcome: if succeeded { "succeeded" } else { "failed" },
+        seconds: seconds_since(since),
+    });
+}
+
 fn llm_failed(persona: Persona, reason: String) -> Outcome {
     fail(persona, &format!("llm.{persona}_failed"), reason)
 }
@@ -126,11 +171,7 @@ async fn iggy(step: &mut Step<'_>) -> Outcome {
             }
         }
     };
-    let usage = usage_of(step, persona);
-    step.emit(
-        EventKind::PersonaCompleted,
-        json!({"persona": "iggy", "output": {"ideas": ideas}, "usage": usage}),
-    );
+    persona_completed(step, persona, json!({"ideas": ideas}));
     step.state.ideas = ideas;
     Outcome::Advance
 }
@@ -228,7 +269,14 @@ where
     let (persona, field) = (call.persona, call.field);
     let code = |what: &str| format!("{}.{}_{what}", call.provider, call.operation);
     let journaled = match begin(step, call.key, call.provider, call.operation, call.request).await? {
-        Journaled::Unanswered => match after_recovery(step, call.key, recover().await, field).await? {
+        Journaled::Unanswered => match after_recovery(
+            step,
+            call.key,
+            counted(step, call.provider, "recover", recover().await),
+            field,
+        )
+        .await?
+        {
             Ok(journaled) => journaled,
             Err(err) => {
                 let code = format!("{}.recover_failed", call.provider);
@@ -242,7 +290,7 @@ where
             match recorded(
                 step,
                 call.key,
-                make().await,
+                counted(step, call.provider, call.operation, make().await),
                 call.crash_point,
                 |id| json!({ field: id }),
             )
@@ -326,6 +374,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 url: None,
                 duration: s.duration,
                 attempt: 0,
+                submitted_at: None,
             })
             .collect();
         step.state.scripts = scripts;
@@ -393,6 +442,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         let clip = &mut step.state.clips[i];
         clip.submitted = true;
         clip.task_id = task_id.clone();
+        clip.submitted_at = Some(Utc::now());
         step.emit(
             EventKind::ArtifactCreated,
             json!({"kind": "kieai.job", "persona": "riley", "data": {"index": script.index, "taskId": task_id}}),
@@ -444,7 +494,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             .filter_map(|c| c.task_id.clone().map(|t| (c.index, t)))
             .collect();
         for (index, task_id) in pending {
-            match providers.video.status(&task_id).await {
+            match counted(step, "kieai", "status", providers.video.status(&task_id).await) {
                 Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
                 Ok(ClipState::Failed { code, message }) => {
                     if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
@@ -474,10 +524,8 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         .collect();
     if waiting.is_empty() {
         let clips = step.state.clips.clone();
-        step.emit(
-            EventKind::PersonaCompleted,
-            json!({"persona": "riley", "output": {"scripts": step.state.scripts, "clips": clips}, "usage": usage_of(step, persona)}),
-        );
+        let output = json!({"scripts": step.state.scripts, "clips": clips});
+        persona_completed(step, persona, output);
         return Ok(Outcome::Advance);
     }
     if now >= since + timeout {
@@ -512,7 +560,8 @@ fn clip_failed(step: &mut Step<'_>, index: u32, task_id: Option<String>, code: i
     {
         return None;
     }
-    let attempt = clip.attempt;
+    let (attempt, submitted_at) = (clip.attempt, clip.submitted_at);
+    job_ended(step, Job::KieAi, false, submitted_at);
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message, "attempt": attempt}}),
@@ -550,7 +599,8 @@ fn complete_clip(step: &mut Step<'_>, index: u32, task_id: Option<String>, url: 
     if clip.task_id.is_none() {
         clip.task_id = task_id;
     }
-    let task_id = clip.task_id.clone();
+    let (task_id, submitted_at) = (clip.task_id.clone(), clip.submitted_at);
+    job_ended(step, Job::KieAi, true, submitted_at);
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "completed", "url": url}}),
@@ -634,10 +684,11 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             id: render_id,
             url: None,
             polls: 0,
+            requested_at: Some(Utc::now()),
         });
     }
     let render = step.state.render.clone().expect("set above");
-    match providers.render.status(&render.id).await {
+    match counted(step, "shotstack", "status", providers.render.status(&render.id).await) {
         Ok(RenderState::Done { url }) => {
             step.state.render = Some(Render {
                 url: Some(url.clone()),
@@ -647,13 +698,14 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 EventKind::ArtifactCreated,
                 json!({"kind": "render.url", "persona": "alex", "data": {"url": url, "renderId": render.id}}),
             );
-            step.emit(
-                EventKind::PersonaCompleted,
-                json!({"persona": "alex", "output": {"edit": edit, "renderUrl": url}, "usage": usage_of(step, persona)}),
-            );
+            job_ended(step, Job::Shotstack, true, render.requested_at);
+            persona_completed(step, persona, json!({"edit": edit, "renderUrl": url}));
             Ok(Outcome::Advance)
         }
-        Ok(RenderState::Failed { message }) => Ok(fail(persona, "shotstack.render_failed", message)),
+        Ok(RenderState::Failed { message }) => {
+            job_ended(step, Job::Shotstack, false, render.requested_at);
+            Ok(fail(persona, "shotstack.render_failed", message))
+        }
         Ok(RenderState::Rendering) | Err(_) => {
             let polls = render.polls + 1;
             if polls > 60 {
@@ -742,7 +794,12 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             .await?
             {
                 Journaled::Fresh => {
-                    let state = providers.publish.publish(&key, &request).await;
+                    let state = counted(
+                        step,
+                        "upload_post",
+                        "publish",
+                        providers.publish.publish(&key, &request).await,
+                    );
                     crate::faults::point("quinn.after_publish");
                     state
                 }
@@ -756,11 +813,18 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 }
                 // Our request id makes the lost answer recoverable: ask, and
                 // publish only if the provider never saw it.
-                Journaled::Unanswered => match providers.publish.status(&key).await {
-                    Ok(Some(state)) => Ok(state),
-                    Ok(None) => providers.publish.publish(&key, &request).await,
-                    Err(err) => Err(err),
-                },
+                Journaled::Unanswered => {
+                    match counted(step, "upload_post", "status", providers.publish.status(&key).await) {
+                        Ok(Some(state)) => Ok(state),
+                        Ok(None) => counted(
+                            step,
+                            "upload_post",
+                            "publish",
+                            providers.publish.publish(&key, &request).await,
+                        ),
+                        Err(err) => Err(err),
+                    }
+                }
             };
             let state = match state {
                 Ok(state) => state,
@@ -775,12 +839,13 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 hashtags,
                 urls: Vec::new(),
                 polls: 0,
+                requested_at: Some(Utc::now()),
             };
             step.state.publish = Some(publish.clone());
             return Ok(published(step, publish, state));
         }
     };
-    let state = match providers.publish.status(&key).await {
+    let state = match counted(step, "upload_post", "status", providers.publish.status(&key).await) {
         Ok(Some(state)) => state,
         Ok(None) | Err(_) => PublishState::Pending,
     };
@@ -796,14 +861,16 @@ fn published(step: &mut Step<'_>, publish: Publish, state: PublishState) -> Outc
                     json!({"kind": "publish.url", "persona": "quinn", "data": {"url": url, "platform": "tiktok"}}),
                 );
             }
-            step.emit(
-                EventKind::PersonaCompleted,
-                json!({"persona": "quinn", "output": {"caption": publish.caption, "hashtags": publish.hashtags, "publishUrls": urls}, "usage": usage_of(step, Persona::Quinn)}),
-            );
+            job_ended(step, Job::UploadPost, true, publish.requested_at);
+            let output = json!({"caption": publish.caption, "hashtags": publish.hashtags, "publishUrls": urls});
+            persona_completed(step, Persona::Quinn, output);
             step.state.publish = Some(Publish { urls, ..publish });
             Outcome::Advance
         }
-        PublishState::Failed { message } => fail(Persona::Quinn, "upload_post.publish_failed", message),
+        PublishState::Failed { message } => {
+            job_ended(step, Job::UploadPost, false, publish.requested_at);
+            fail(Persona::Quinn, "upload_post.publish_failed", message)
+        }
         PublishState::Pending => {
             let polls = publish.polls + 1;
             if polls > 60 {

@@ -1,0 +1,120 @@
+//! The API's domain metrics (OBSERVABILITY.md), in the service's registry
+//! next to the HTTP ones. Counters move where things happen; gauges are
+//! read from the database at scrape time, so they are right after a restart
+//! and across instances.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use myloware_core::{Gate, RunStatus};
+use myloware_telemetry::HttpMetrics;
+use myloware_telemetry::metrics::{WAIT_BUCKETS, counter, gauge, gauge_vec, histogram};
+use myloware_telemetry::prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
+
+use crate::store::ApiGauges;
+
+pub struct ApiMetrics {
+    pub http: Arc<HttpMetrics>,
+    runs_total: IntCounterVec,
+    runs_active: IntGaugeVec,
+    gate_wait: HistogramVec,
+    decisions: IntCounterVec,
+    webhooks: IntCounterVec,
+    chat_turns: IntCounterVec,
+    dead_letters_open: IntGauge,
+    commands_pending: IntGauge,
+    chat_pushes_pending: IntGauge,
+}
+
+impl ApiMetrics {
+    pub fn new(http: Arc<HttpMetrics>) -> Arc<ApiMetrics> {
+        let r = http.registry();
+        Arc::new(ApiMetrics {
+            runs_total: counter(
+                r,
+                "myloware_runs_total",
+                "Runs that ended, by terminal status",
+                &["project", "status"],
+            ),
+            runs_active: gauge_vec(
+                r,
+                "myloware_runs_active",
+                "Runs not ended, by status",
+                &["project", "status"],
+            ),
+            gate_wait: histogram(
+                r,
+                "myloware_gate_wait_seconds",
+                "Time from a gate opening to its decision",
+                &["project", "gate", "decision"],
+                &WAIT_BUCKETS,
+            ),
+            decisions: counter(
+                r,
+                "hitl_decisions_total",
+                "Gate decisions taken",
+                &["gate", "decision", "via"],
+            ),
+            webhooks: counter(
+                r,
+                "webhook_events_total",
+                "Webhook deliveries by signature status and what became of them",
+                &["provider", "signature", "result"],
+            ),
+            chat_turns: counter(r, "myloware_chat_turns_total", "Chat turns with Brendan", &["outcome"]),
+            dead_letters_open: gauge(r, "myloware_dead_letters_open", "Dead letters not yet replayed"),
+            commands_pending: gauge(
+                r,
+                "commands_pending",
+                "Commands to the orchestrator not yet acknowledged",
+            ),
+            chat_pushes_pending: gauge(
+                r,
+                "chat_pushes_pending",
+                "Chat messages waiting to be pushed to a channel",
+            ),
+            http,
+        })
+    }
+
+    /// A run reached a terminal status: count it, and let its HTTP series
+    /// go after the TTL.
+    pub fn run_ended(&self, run_id: &str, project: &str, status: RunStatus) {
+        if status.is_terminal() {
+            self.runs_total.with_label_values(&[project, status.as_str()]).inc();
+            self.http.run_finished(run_id);
+        }
+    }
+
+    pub fn gate_decided(&self, project: &str, gate: Gate, approve: bool, via: &str, opened: DateTime<Utc>) {
+        let decision = if approve { "approve" } else { "reject" };
+        self.decisions.with_label_values(&[gate.as_str(), decision, via]).inc();
+        let waited = (Utc::now() - opened).num_milliseconds().max(0) as f64 / 1000.0;
+        self.gate_wait
+            .with_label_values(&[project, gate.as_str(), decision])
+            .observe(waited);
+    }
+
+    /// A webhook delivery: `signature` verified|missing|rejected, `result`
+    /// processed|duplicate|dlq|rejected.
+    pub fn webhook(&self, provider: &str, signature: &str, result: &str) {
+        self.webhooks.with_label_values(&[provider, signature, result]).inc();
+    }
+
+    pub fn chat_turn(&self, ok: bool) {
+        self.chat_turns
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Sets the gauges from the database's counts.
+    pub fn set_gauges(&self, gauges: &ApiGauges) {
+        self.runs_active.reset();
+        for (project, status, count) in &gauges.active_runs {
+            self.runs_active.with_label_values(&[project, status]).set(*count);
+        }
+        self.dead_letters_open.set(gauges.dead_letters_open);
+        self.commands_pending.set(gauges.commands_pending);
+        self.chat_pushes_pending.set(gauges.chat_pushes_pending);
+    }
+}
