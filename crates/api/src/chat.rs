@@ -161,7 +161,9 @@ async fn chat_run(state: &ApiState, run: Run) -> Result<ChatRun, ApiError> {
     })
 }
 
-/// One turn of `user_id` with Brendan.
+/// One turn of `user_id` with Brendan: the root span of its trace (a run
+/// it proposes is a child, so chat → approval → publish is one trace).
+#[tracing::instrument(name = "brendan-chat", skip_all, fields(user_id = %user_id, langsmith.span.kind = "chain"))]
 pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) -> Result<ChatResponse, ApiError> {
     let _turn = state.chat_locks.lock(user_id).await;
     let history = state.store.chat_messages(user_id, HISTORY).await?;

@@ -355,7 +355,7 @@ fn proposed_start(run: &Run) -> Result<StartExecution, ApiError> {
             .map_err(|e| refuse(format!("no provider mode ({e})")))?,
         input: proposal.get("input").cloned().unwrap_or(Value::Null),
         videos: run.result["videos"].as_array().cloned().unwrap_or_default(),
-        traceparent: None,
+        traceparent: metadata["traceparent"].as_str().map(str::to_owned),
     })
 }
 

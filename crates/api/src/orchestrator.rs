@@ -122,11 +122,15 @@ impl OrchestratorClient for HttpOrchestrator {
 
     async fn chat(&self, turn: &ChatTurn) -> Result<ChatReply, OrchestratorError> {
         // An LLM turn may call several tools: a longer budget than commands.
-        let request = self
+        let mut request = self
             .http
             .post(self.url("/v1/chat/brendan"))
             .timeout(Duration::from_secs(CHAT_TIMEOUT_SECS))
             .json(turn);
+        // Brendan's spans join the turn's trace.
+        if let Some(traceparent) = myloware_telemetry::trace::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         let response = self.call(request).await?;
         response.json().await.map_err(|err| OrchestratorError::Refused {
             status: 200,

@@ -203,6 +203,18 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         });
     }
     let run_id = new_run_id();
+    // The run's root span; the orchestrator's steps are its children (under
+    // the chat turn's span when the run came from chat).
+    let root = tracing::info_span!(
+        "run-graph",
+        otel.name = %format!("{}-graph", spec.project),
+        run_id = %run_id,
+        langsmith.metadata.run_id = %run_id,
+        langsmith.span.kind = "chain",
+        project = %spec.project,
+    );
+    let traceparent = myloware_telemetry::trace::traceparent_of(&root);
+    drop(root);
     let start = StartExecution {
         run_id: run_id.clone(),
         project: spec.project.clone(),
@@ -211,8 +223,12 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         providers_mode: mode,
         input: input.clone(),
         videos: videos.clone(),
-        traceparent: None,
+        traceparent,
     };
+    if let Some(traceparent) = &start.traceparent {
+        // A proposed run starts on approval: it keeps its trace for then.
+        metadata["traceparent"] = json!(traceparent);
+    }
     let payload = json!({
         "project": spec.project,
         "input": input,

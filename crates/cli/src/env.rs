@@ -43,9 +43,16 @@ pub fn catalog(config: &Config) -> anyhow::Result<Catalog> {
         .with_context(|| format!("loading projects from {}", config.projects_dir.display()))
 }
 
+/// Logs for a one-shot command (no trace export).
 pub fn init_logging(config: &Config) {
-    myloware_telemetry::logging::init(matches!(
-        config.telemetry.log_format,
-        myloware_core::config::LogFormat::Json
-    ));
+    let json = matches!(config.telemetry.log_format, myloware_core::config::LogFormat::Json);
+    myloware_telemetry::logging::init(json, None, "myloware-cli");
+}
+
+/// Logs and, when configured, trace export for a server named `service`;
+/// shut the result down on exit to flush the last spans.
+pub fn init_tracing(config: &Config, service: &str) -> Option<myloware_telemetry::trace::Tracing> {
+    let json = matches!(config.telemetry.log_format, myloware_core::config::LogFormat::Json);
+    let export = myloware_telemetry::trace::export(&config.telemetry);
+    myloware_telemetry::logging::init(json, export.as_ref(), service)
 }

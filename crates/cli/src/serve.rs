@@ -72,21 +72,23 @@ async fn orchestrator_server(config: Arc<Config>, db: &Db) -> anyhow::Result<Orc
 
 pub async fn api() -> anyhow::Result<()> {
     let config = Arc::new(env::config()?);
-    env::init_logging(&config);
+    let tracing = env::init_tracing(&config, "myloware-api");
     let db = open_database(&config).await?;
     let server = api_server(config, &db).await?;
     server.run(until(shutdown_signal())).await?;
     db.close().await;
+    flush(tracing).await;
     Ok(())
 }
 
 pub async fn orchestrator() -> anyhow::Result<()> {
     let config = Arc::new(env::config()?);
-    env::init_logging(&config);
+    let tracing = env::init_tracing(&config, "myloware-orchestrator");
     let db = open_database(&config).await?;
     let server = orchestrator_server(config, &db).await?;
     server.run(until(shutdown_signal())).await?;
     db.close().await;
+    flush(tracing).await;
     Ok(())
 }
 
@@ -98,7 +100,7 @@ pub async fn dev() -> anyhow::Result<()> {
         ("USE_MOCK_PROVIDERS", "true"),
         ("PROVIDERS_MODE", "mock"),
     ])?);
-    env::init_logging(&config);
+    let tracing = env::init_tracing(&config, "myloware");
     let db = open_database(&config).await?;
     let orchestrator = orchestrator_server(config.clone(), &db).await?;
     let api = api_server(config.clone(), &db).await?;
@@ -117,7 +119,15 @@ pub async fn dev() -> anyhow::Result<()> {
     api??;
     orchestrator??;
     db.close().await;
+    flush(tracing).await;
     Ok(())
+}
+
+/// Exports the spans still queued (the exporter blocks; off the runtime).
+async fn flush(tracing: Option<myloware_telemetry::trace::Tracing>) {
+    if let Some(tracing) = tracing {
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
 }
 
 pub async fn migrate() -> anyhow::Result<()> {

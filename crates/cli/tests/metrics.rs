@@ -62,16 +62,27 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
 
     // The runbook's query, on both services.
     assert!(value(&api, "http_requests_total", &run).is_some(), "{api}");
-    assert!(value(&orchestrator, "http_requests_total", &run).is_some(), "{orchestrator}");
+    assert!(
+        value(&orchestrator, "http_requests_total", &run).is_some(),
+        "{orchestrator}"
+    );
     // The start (run id in the body) is labelled with its run too.
     assert_eq!(
-        value(&api, "http_requests_total", &[("route", "/v1/runs/start"), ("runId", &run_id)]),
+        value(
+            &api,
+            "http_requests_total",
+            &[("route", "/v1/runs/start"), ("runId", &run_id)]
+        ),
         Some(1.0)
     );
     // Latency per persona gate.
     for (gate, persona) in [("ideate", "iggy"), ("prepublish", "quinn")] {
         let labels = [("runId", run_id.as_str()), ("gate", gate), ("persona", persona)];
-        assert_eq!(value(&api, "http_request_duration_seconds_count", &labels), Some(1.0), "{gate}");
+        assert_eq!(
+            value(&api, "http_request_duration_seconds_count", &labels),
+            Some(1.0),
+            "{gate}"
+        );
     }
 
     // Domain metrics of the API.
@@ -83,7 +94,11 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
         let labels = [("project", "aismr"), ("gate", gate), ("decision", "approve")];
         assert_eq!(value(&api, "myloware_gate_wait_seconds_count", &labels), Some(1.0));
     }
-    let callbacks = [("provider", "kieai"), ("signature", "verified"), ("result", "processed")];
+    let callbacks = [
+        ("provider", "kieai"),
+        ("signature", "verified"),
+        ("result", "processed"),
+    ];
     assert_eq!(value(&api, "webhook_events_total", &callbacks), Some(12.0));
     for gauge in ["myloware_dead_letters_open", "commands_pending", "chat_pushes_pending"] {
         assert_eq!(value(&api, gauge, &[]), Some(0.0), "{gauge}");
@@ -100,7 +115,10 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
     }
     let mock_ok = [("mode", "mock"), ("outcome", "succeeded")];
     assert_eq!(value(&orchestrator, "kieai_job_seconds_count", &mock_ok), Some(12.0));
-    assert_eq!(value(&orchestrator, "shotstack_render_seconds_count", &mock_ok), Some(1.0));
+    assert_eq!(
+        value(&orchestrator, "shotstack_render_seconds_count", &mock_ok),
+        Some(1.0)
+    );
     assert_eq!(value(&orchestrator, "upload_post_seconds_count", &mock_ok), Some(1.0));
     let submits = [("provider", "kieai"), ("operation", "submit"), ("status", "ok")];
     assert_eq!(value(&orchestrator, "provider_requests_total", &submits), Some(12.0));

@@ -144,6 +144,8 @@ pub struct ChatConfig {
 pub struct TelemetryConfig {
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`; may hold credentials).
+    pub otlp_headers: Option<SecretString>,
     pub langsmith_api_key: Option<SecretString>,
     pub langsmith_project: Option<String>,
     pub langsmith_endpoint: Option<String>,
@@ -396,6 +398,7 @@ impl Config {
         let telemetry = TelemetryConfig {
             log_format,
             otlp_endpoint: r.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_headers: r.secret("OTEL_EXPORTER_OTLP_HEADERS"),
             langsmith_api_key: r.secret("LANGSMITH_API_KEY"),
             langsmith_project: r.get("LANGSMITH_PROJECT"),
             langsmith_endpoint: r.get("LANGSMITH_ENDPOINT"),

@@ -99,6 +99,8 @@ pub struct AgentTask {
     pub validate: Option<Validator>,
     /// Bound on tool-call rounds per attempt.
     pub max_rounds: u32,
+    /// The run this task works for: on every span of the task.
+    pub run_id: Option<String>,
 }
 
 impl fmt::Debug for AgentTask {
@@ -378,16 +380,27 @@ impl Llm {
             }),
             ..Default::default()
         };
+        // GenAI semantic conventions; LangSmith reads the `langsmith.*` ones.
         let span = tracing::info_span!(
             "llm.call",
+            otel.name = %format!("chat {}", self.model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
             gen_ai.system = "openai",
             gen_ai.request.model = %self.model,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            langsmith.span.kind = "llm",
+            run_id = tracing::field::Empty,
+            langsmith.metadata.run_id = tracing::field::Empty,
             task = %task.name,
             attempt,
             round,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
         );
+        if let Some(run_id) = &task.run_id {
+            span.record("run_id", run_id.as_str());
+            span.record("langsmith.metadata.run_id", run_id.as_str());
+        }
         async {
             let sent = tokio::time::timeout(CALL_DEADLINE, self.client.chat().create(request)).await;
             let response = match sent {
@@ -459,7 +472,21 @@ impl Llm {
                     false,
                 ),
                 Ok(arguments) => {
-                    let result = match tools.call(&name, arguments.clone()).await {
+                    let span = tracing::info_span!(
+                        "tool",
+                        otel.name = %format!("tool {name}"),
+                        gen_ai.operation.name = "execute_tool",
+                        gen_ai.tool.name = %name,
+                        langsmith.span.kind = "tool",
+                        run_id = tracing::field::Empty,
+                        langsmith.metadata.run_id = tracing::field::Empty,
+                    );
+                    if let Some(run_id) = &task.run_id {
+                        span.record("run_id", run_id.as_str());
+                        span.record("langsmith.metadata.run_id", run_id.as_str());
+                    }
+                    let called = tools.call(&name, arguments.clone()).instrument(span).await;
+                    let result = match called {
                         Ok(value) => value,
                         Err(message) => json!({"error": message}),
                     };

@@ -40,6 +40,14 @@ pub struct LlmPersonas {
     prompts: BTreeMap<Persona, String>,
 }
 
+/// What a persona works on: the run and its project.
+#[derive(Clone, Copy)]
+pub struct Work<'a> {
+    pub store: &'a dyn OrchestratorStore,
+    pub run_id: &'a str,
+    pub spec: &'a ProjectSpec,
+}
+
 /// A persona's typed output and what it cost.
 pub struct Answer<T> {
     pub output: T,
@@ -78,13 +86,13 @@ impl LlmPersonas {
     /// project's rules to the schema's).
     async fn run<T: DeserializeOwned + 'static>(
         &self,
-        store: &dyn OrchestratorStore,
-        spec: &ProjectSpec,
+        work: Work<'_>,
         persona: Persona,
         user: String,
         schema: Value,
         check: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
     ) -> Result<Answer<T>, String> {
+        let Work { store, run_id, spec } = work;
         let grants = spec.personas.get(&persona).cloned().unwrap_or_default();
         let task = AgentTask {
             name: persona.to_string(),
@@ -102,6 +110,7 @@ impl LlmPersonas {
                 check(&typed)
             })),
             max_rounds: MAX_ROUNDS,
+            run_id: Some(run_id.to_string()),
         };
         let tools = Tools {
             store,
@@ -121,13 +130,8 @@ impl LlmPersonas {
 
     /// Iggy: exactly as many ideas as the project asks, the fixed ones
     /// where the project fixes them.
-    pub async fn ideas(
-        &self,
-        store: &dyn OrchestratorStore,
-        spec: &ProjectSpec,
-        input: &Value,
-    ) -> Result<Answer<Vec<Idea>>, String> {
-        let specs = spec.specs.clone().ok_or("the project has no video specs")?;
+    pub async fn ideas(&self, work: Work<'_>, input: &Value) -> Result<Answer<Vec<Idea>>, String> {
+        let specs = work.spec.specs.clone().ok_or("the project has no video specs")?;
         let fixed = specs.videos.clone();
         let count = if fixed.is_empty() {
             specs.video_count as usize
@@ -154,7 +158,7 @@ impl LlmPersonas {
             "header": {"type": "string"}, "concept": {"type": "string"}
         })))}));
         let answer = self
-            .run(store, spec, Persona::Iggy, user, schema, move |out: &Out| {
+            .run(work, Persona::Iggy, user, schema, move |out: &Out| {
                 indexed(out.ideas.iter().map(|i| i.index), count, "ideas")?;
                 for idea in &out.ideas {
                     if [&idea.subject, &idea.header, &idea.concept]
@@ -182,13 +186,8 @@ impl LlmPersonas {
     }
 
     /// Riley: one clip prompt per idea, of the project's clip duration.
-    pub async fn scripts(
-        &self,
-        store: &dyn OrchestratorStore,
-        spec: &ProjectSpec,
-        ideas: &[Idea],
-    ) -> Result<Answer<Vec<Script>>, String> {
-        let duration = spec.specs.as_ref().map_or(8.0, |s| s.clip_duration_seconds);
+    pub async fn scripts(&self, work: Work<'_>, ideas: &[Idea]) -> Result<Answer<Vec<Script>>, String> {
+        let duration = work.spec.specs.as_ref().map_or(8.0, |s| s.clip_duration_seconds);
         let count = ideas.len();
         let user = format!(
             "Write one clip prompt per idea, each {duration} seconds long, then call the tools to submit the clips \
@@ -203,7 +202,7 @@ impl LlmPersonas {
             "index": {"type": "integer"}, "prompt": {"type": "string"}, "duration": {"type": "number"}
         })))}));
         let answer = self
-            .run(store, spec, Persona::Riley, user, schema, move |out: &Out| {
+            .run(work, Persona::Riley, user, schema, move |out: &Out| {
                 indexed(out.scripts.iter().map(|s| s.index), count, "scripts")?;
                 for script in &out.scripts {
                     if script.prompt.trim().is_empty() || script.prompt.chars().count() > 4000 {
@@ -231,8 +230,7 @@ impl LlmPersonas {
     /// Alex: the overlay text of each clip (the engine builds the timeline).
     pub async fn overlays(
         &self,
-        store: &dyn OrchestratorStore,
-        spec: &ProjectSpec,
+        work: Work<'_>,
         ideas: &[Idea],
         clips: &[Clip],
     ) -> Result<Answer<Vec<Overlay>>, String> {
@@ -251,7 +249,7 @@ impl LlmPersonas {
             "index": {"type": "integer"}, "text": {"type": "string"}
         })))}));
         let answer = self
-            .run(store, spec, Persona::Alex, user, schema, move |out: &Out| {
+            .run(work, Persona::Alex, user, schema, move |out: &Out| {
                 indexed(out.overlays.iter().map(|o| o.index), count, "overlays")?;
                 match out
                     .overlays
@@ -272,12 +270,12 @@ impl LlmPersonas {
     /// Quinn: the caption and hashtags within the project's limits.
     pub async fn caption(
         &self,
-        store: &dyn OrchestratorStore,
-        spec: &ProjectSpec,
+        work: Work<'_>,
         ideas: &[Idea],
         video_url: &str,
     ) -> Result<Answer<(String, Vec<String>)>, String> {
-        let publish = spec
+        let publish = work
+            .spec
             .publish
             .clone()
             .unwrap_or_else(|| myloware_core::project::PublishSpec {
@@ -310,7 +308,7 @@ impl LlmPersonas {
         }
         let schema = object(json!({"caption": {"type": "string"}, "hashtags": array(json!({"type": "string"}))}));
         let answer = self
-            .run(store, spec, Persona::Quinn, user, schema, move |out: &Out| {
+            .run(work, Persona::Quinn, user, schema, move |out: &Out| {
                 if out.caption.trim().is_empty() {
                     return Err("the caption is empty".into());
                 }
@@ -385,6 +383,7 @@ impl LlmPersonas {
             output: None,
             validate: None,
             max_rounds: MAX_ROUNDS,
+            run_id: None,
         };
         let tools = Tools {
             store,

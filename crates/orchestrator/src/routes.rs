@@ -196,7 +196,11 @@ const MAX_HISTORY: usize = 100;
 
 /// `POST /v1/chat/brendan`: one turn of Brendan's. Stateless: the API sends
 /// the transcript and the runs, and applies the actions he answers.
-pub async fn chat(State(state): State<OrchestratorState>, ValidJson(turn): ValidJson<ChatTurn>) -> Response {
+pub async fn chat(
+    State(state): State<OrchestratorState>,
+    headers: axum::http::HeaderMap,
+    ValidJson(turn): ValidJson<ChatTurn>,
+) -> Response {
     let chars = turn.message.trim().chars().count();
     if chars == 0 || chars > MAX_MESSAGE_CHARS {
         return error(
@@ -210,7 +214,12 @@ pub async fn chat(State(state): State<OrchestratorState>, ValidJson(turn): Valid
             format!("at most {MAX_HISTORY} history lines"),
         );
     }
-    match crate::brendan::turn(&state.engine, &turn).await {
+    // A child of the API's `brendan-chat` span.
+    let span = tracing::info_span!("brendan.turn", user_id = %turn.user_id, langsmith.span.kind = "chain");
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    myloware_telemetry::trace::set_parent(&span, traceparent);
+    let answer = tracing::Instrument::instrument(crate::brendan::turn(&state.engine, &turn), span).await;
+    match answer {
         Ok(reply) => Json(reply).into_response(),
         Err(err) => {
             tracing::warn!(user = %turn.user_id, error = %err, "brendan failed");

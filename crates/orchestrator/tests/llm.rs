@@ -171,6 +171,7 @@ fn iggy() -> AgentTask {
         output: Some(ideas_schema()),
         validate: None,
         max_rounds: 8,
+        run_id: None,
     }
 }
 
@@ -564,6 +565,7 @@ async fn tool_calls_past_max_rounds_fail() {
     let tools = Tools::default();
     let task = AgentTask {
         max_rounds: 2,
+        run_id: None,
         ..iggy()
     };
 

@@ -1,10 +1,11 @@
 //! Logging, Prometheus metrics and the HTTP metrics middleware shared by
-//! both services. (OTLP tracing joins here with the observability work.)
+//! both services, and the OTLP trace export.
 
 pub mod body;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::{HttpMetrics, RunLabel, track_http};
 /// The services' metric types, from the same crate version as the registry.

@@ -265,6 +265,7 @@ mod tests {
         metrics.run_finished("run_a");
         assert!(metrics.render().contains("runId=\"run_a\""), "kept until the TTL");
         std::thread::sleep(Duration::from_millis(60));
+        metrics.sweep();
         let text = metrics.render();
         assert!(!text.contains("runId=\"run_a\""), "{text}");
         assert!(text.contains("runId=\"run_b\""), "a running run keeps its series");

@@ -239,7 +239,16 @@ impl Engine {
                 }
             })
         };
-        let span = tracing::info_span!("execution", runId = %run_id, project = %execution.project);
+        // Part of the run's trace: a child of the API's `<project>-graph`.
+        let span = tracing::info_span!(
+            "execution",
+            runId = %run_id,
+            run_id = %run_id,
+            langsmith.metadata.run_id = %run_id,
+            project = %execution.project,
+            worker = %worker,
+        );
+        myloware_telemetry::trace::set_parent(&span, execution.request["traceparent"].as_str());
         let result = tracing::Instrument::instrument(self.run_steps(worker, execution, &lost), span).await;
         heartbeat.abort();
         match result {
@@ -295,7 +304,10 @@ impl Engine {
                 Outcome::Cancelled
             } else {
                 match node {
-                    Some(node) => steps::run(&mut step, node).await?,
+                    Some(node) => {
+                        let span = step_span(&execution.run_id, &request.project, node);
+                        tracing::Instrument::instrument(steps::run(&mut step, node), span).await?
+                    }
                     None => Outcome::Advance,
                 }
             };
@@ -402,6 +414,22 @@ fn completion(state: &RunState) -> Value {
         "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
         "publishUrls": state.publish.as_ref().map(|p| p.urls.clone()).unwrap_or_default(),
     })
+}
+
+/// The span of one step: `persona.<name>` or `gate.<gate>`.
+fn step_span(run_id: &str, project: &str, node: Node) -> tracing::Span {
+    let name = match node {
+        Node::Persona(persona) => format!("persona.{persona}"),
+        Node::Gate(gate) => format!("gate.{gate}"),
+    };
+    tracing::info_span!(
+        "step",
+        otel.name = %name,
+        run_id = %run_id,
+        langsmith.metadata.run_id = %run_id,
+        langsmith.span.kind = "chain",
+        project = %project,
+    )
 }
 
 /// The first persona node at or after `node`, for events about gates.

@@ -17,7 +17,7 @@ use super::state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds
 use super::{Outcome, Personas, RunError, Step, StepError, node_persona, scripted};
 use crate::llm::Usage;
 use crate::metrics::{Job, Observation};
-use crate::personas::LlmPersonas;
+use crate::personas::{LlmPersonas, Work};
 use crate::store::{JournalBegin, JournalEntry};
 
 pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> {
@@ -77,6 +77,15 @@ fn llm<'a>(step: &Step<'a>, persona: Persona) -> Result<Option<&'a LlmPersonas>,
     }
 }
 
+/// What an LLM persona of this step works on.
+fn work<'a>(step: &'a Step<'_>) -> Work<'a> {
+    Work {
+        store: step.engine.store.as_ref(),
+        run_id: &step.run_id,
+        spec: &step.request.project_spec,
+    }
+}
+
 /// Keeps what an LLM persona used, for the run's record.
 fn record_usage(step: &mut Step<'_>, persona: Persona, usage: &Usage) {
     if let Personas::Llm(llm) = &step.engine.personas {
@@ -129,16 +138,29 @@ fn persona_completed(step: &mut Step<'_>, persona: Persona, output: Value) {
     });
 }
 
-/// Counts a request to a provider (`provider_requests_total`).
-fn counted<T>(
+/// A request to a provider, in its span (`provider.<name>.<operation>`)
+/// and counted in `provider_requests_total`.
+async fn counted<T>(
     step: &Step<'_>,
     provider: &str,
     operation: &str,
-    result: Result<T, ProviderError>,
+    request: impl std::future::Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
+    let mode = step.request.providers_mode;
+    let span = tracing::info_span!(
+        "provider",
+        otel.name = %format!("provider.{provider}.{operation}"),
+        otel.kind = "client",
+        run_id = %step.run_id,
+        langsmith.metadata.run_id = %step.run_id,
+        langsmith.span.kind = "tool",
+        provider = %provider,
+        mode = %mode,
+    );
+    let result = tracing::Instrument::instrument(request, span).await;
     step.engine
         .metrics
-        .provider_request(provider, operation, step.request.providers_mode, result.is_ok());
+        .provider_request(provider, operation, mode, result.is_ok());
     result
 }
 
@@ -160,16 +182,13 @@ async fn iggy(step: &mut Step<'_>) -> Outcome {
     let ideas = match llm(step, persona) {
         Err(outcome) => return outcome,
         Ok(None) => scripted::ideas(&step.request.project_spec, &step.request.input),
-        Ok(Some(llm)) => {
-            let store = step.engine.store.as_ref();
-            match llm.ideas(store, &step.request.project_spec, &step.request.input).await {
-                Ok(answer) => {
-                    record_usage(step, persona, &answer.usage);
-                    answer.output
-                }
-                Err(reason) => return llm_failed(persona, reason),
+        Ok(Some(llm)) => match llm.ideas(work(step), &step.request.input).await {
+            Ok(answer) => {
+                record_usage(step, persona, &answer.usage);
+                answer.output
             }
-        }
+            Err(reason) => return llm_failed(persona, reason),
+        },
     };
     persona_completed(step, persona, json!({"ideas": ideas}));
     step.state.ideas = ideas;
@@ -272,7 +291,7 @@ where
         Journaled::Unanswered => match after_recovery(
             step,
             call.key,
-            counted(step, call.provider, "recover", recover().await),
+            counted(step, call.provider, "recover", recover()).await,
             field,
         )
         .await?
@@ -290,7 +309,7 @@ where
             match recorded(
                 step,
                 call.key,
-                counted(step, call.provider, call.operation, make().await),
+                counted(step, call.provider, call.operation, make()).await,
                 call.crash_point,
                 |id| json!({ field: id }),
             )
@@ -353,16 +372,13 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         };
         let scripts = match from_llm {
             None => scripted::scripts(&step.request.project_spec, &step.state.ideas),
-            Some(llm) => {
-                let store = step.engine.store.as_ref();
-                match llm.scripts(store, &step.request.project_spec, &step.state.ideas).await {
-                    Ok(answer) => {
-                        record_usage(step, persona, &answer.usage);
-                        answer.output
-                    }
-                    Err(reason) => return Ok(llm_failed(persona, reason)),
+            Some(llm) => match llm.scripts(work(step), &step.state.ideas).await {
+                Ok(answer) => {
+                    record_usage(step, persona, &answer.usage);
+                    answer.output
                 }
-            }
+                Err(reason) => return Ok(llm_failed(persona, reason)),
+            },
         };
         step.state.clips = scripts
             .iter()
@@ -494,7 +510,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             .filter_map(|c| c.task_id.clone().map(|t| (c.index, t)))
             .collect();
         for (index, task_id) in pending {
-            match counted(step, "kieai", "status", providers.video.status(&task_id).await) {
+            match counted(step, "kieai", "status", providers.video.status(&task_id)).await {
                 Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
                 Ok(ClipState::Failed { code, message }) => {
                     if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
@@ -624,9 +640,7 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             Err(outcome) => return Ok(outcome),
             Ok(None) => {}
             Ok(Some(llm)) => {
-                let store = step.engine.store.as_ref();
-                let spec = &step.request.project_spec;
-                match llm.overlays(store, spec, &step.state.ideas, &step.state.clips).await {
+                match llm.overlays(work(step), &step.state.ideas, &step.state.clips).await {
                     Ok(answer) => {
                         record_usage(step, persona, &answer.usage);
                         step.state.overlays = Some(answer.output);
@@ -688,7 +702,7 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         });
     }
     let render = step.state.render.clone().expect("set above");
-    match counted(step, "shotstack", "status", providers.render.status(&render.id).await) {
+    match counted(step, "shotstack", "status", providers.render.status(&render.id)).await {
         Ok(RenderState::Done { url }) => {
             step.state.render = Some(Render {
                 url: Some(url.clone()),
@@ -754,9 +768,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                         Caption { caption, hashtags }
                     }
                     Ok(Some(llm)) => {
-                        let store = step.engine.store.as_ref();
-                        let spec = &step.request.project_spec;
-                        match llm.caption(store, spec, &step.state.ideas, &video_url).await {
+                        match llm.caption(work(step), &step.state.ideas, &video_url).await {
                             Ok(answer) => {
                                 record_usage(step, persona, &answer.usage);
                                 let (caption, hashtags) = answer.output;
@@ -798,8 +810,9 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                         step,
                         "upload_post",
                         "publish",
-                        providers.publish.publish(&key, &request).await,
-                    );
+                        providers.publish.publish(&key, &request),
+                    )
+                    .await;
                     crate::faults::point("quinn.after_publish");
                     state
                 }
@@ -814,14 +827,17 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 // Our request id makes the lost answer recoverable: ask, and
                 // publish only if the provider never saw it.
                 Journaled::Unanswered => {
-                    match counted(step, "upload_post", "status", providers.publish.status(&key).await) {
+                    match counted(step, "upload_post", "status", providers.publish.status(&key)).await {
                         Ok(Some(state)) => Ok(state),
-                        Ok(None) => counted(
-                            step,
-                            "upload_post",
-                            "publish",
-                            providers.publish.publish(&key, &request).await,
-                        ),
+                        Ok(None) => {
+                            counted(
+                                step,
+                                "upload_post",
+                                "publish",
+                                providers.publish.publish(&key, &request),
+                            )
+                            .await
+                        }
                         Err(err) => Err(err),
                     }
                 }
@@ -845,7 +861,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             return Ok(published(step, publish, state));
         }
     };
-    let state = match counted(step, "upload_post", "status", providers.publish.status(&key).await) {
+    let state = match counted(step, "upload_post", "status", providers.publish.status(&key)).await {
         Ok(Some(state)) => state,
         Ok(None) | Err(_) => PublishState::Pending,
     };
