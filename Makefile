@@ -36,15 +36,17 @@ ingest:
 validate:
 	$(CARGO) run --bin mw -- validate env
 
-## The full stack in containers: api, orchestrator, Postgres, Prometheus, Grafana.
+## The full stack in containers (docker-compose.yml): api, orchestrator, Postgres, Prometheus, Grafana.
 up:
 	$(COMPOSE) up -d --build
 
+## Stops the stack; `docker compose down -v` also drops the Postgres and Prometheus data.
 down:
 	$(COMPOSE) down
 
+## Follows the API's and the orchestrator's logs (`docker compose logs -f` alone shows every container).
 logs:
-	$(COMPOSE) logs -f --tail=200
+	$(COMPOSE) logs -f --tail=200 api orchestrator
 
 clean:
 	$(CARGO) clean

@@ -128,7 +128,11 @@ async fn receive(State(collector): State<Collector>, headers: HeaderMap, body: B
                     parent: hex(&span.parent_span_id),
                     name: span.name,
                     service: service.clone(),
-                    attributes: span.attributes.iter().map(|kv| (kv.key.clone(), text(&kv.value))).collect(),
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), text(&kv.value)))
+                        .collect(),
                 });
             }
         }
@@ -185,7 +189,10 @@ impl Dev {
             .arg("dev")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PROJECTS_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"))
+            .env(
+                "PROJECTS_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"),
+            )
             .env("BIND_HOST", "127.0.0.1")
             .env("API_PORT", api_port.to_string())
             .env("ORCHESTRATOR_PORT", orchestrator_port.to_string())
@@ -293,7 +300,10 @@ async fn a_chat_proposed_run_is_one_trace_with_run_id_on_every_span() {
     let personas = ["persona.iggy", "persona.riley", "persona.alex", "persona.quinn"];
     let spans = spans_until(&collector, "the whole run", |spans| {
         let has = |name: &str| spans.iter().any(|s| s.name == name);
-        has("brendan-chat") && has("aismr-graph") && personas.iter().all(|p| has(p)) && has("provider.upload_post.publish")
+        has("brendan-chat")
+            && has("aismr-graph")
+            && personas.iter().all(|p| has(p))
+            && has("provider.upload_post.publish")
     })
     .await;
     let chat = spans.iter().find(|s| s.name == "brendan-chat").unwrap();
@@ -304,8 +314,14 @@ async fn a_chat_proposed_run_is_one_trace_with_run_id_on_every_span() {
     assert_eq!(graph.trace, chat.trace);
     assert_eq!(graph.parent, chat.id);
     // Brendan's side of the turn (the orchestrator) joins it through traceparent.
-    let turn = spans.iter().find(|s| s.name == "brendan.turn").expect("the orchestrator's turn span");
-    assert_eq!((turn.trace.as_str(), turn.parent.as_str()), (chat.trace.as_str(), chat.id.as_str()));
+    let turn = spans
+        .iter()
+        .find(|s| s.name == "brendan.turn")
+        .expect("the orchestrator's turn span");
+    assert_eq!(
+        (turn.trace.as_str(), turn.parent.as_str()),
+        (chat.trace.as_str(), chat.id.as_str())
+    );
 
     // Every span about the run is in that trace and names the run.
     let of_run: Vec<&SpanSeen> = spans
@@ -331,7 +347,10 @@ async fn a_chat_proposed_run_is_one_trace_with_run_id_on_every_span() {
     assert!(executions.iter().any(|e| e.id == iggy.parent));
     let submit = of_run.iter().find(|s| s.name == "provider.kieai.submit").unwrap();
     let riley: Vec<&&SpanSeen> = of_run.iter().filter(|s| s.name == "persona.riley").collect();
-    assert!(riley.iter().any(|r| r.id == submit.parent), "provider requests are children of their step");
+    assert!(
+        riley.iter().any(|r| r.id == submit.parent),
+        "provider requests are children of their step"
+    );
     // `mw dev` runs both services in one process: one service name.
     assert!(spans.iter().all(|s| s.service == "myloware"), "{:?}", spans[0].service);
 }
@@ -377,5 +396,9 @@ async fn langsmith_variables_send_its_headers_and_a_dead_collector_changes_nothi
         )
         .await;
     dev.wait_status(run["runId"].as_str().unwrap(), "published").await;
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
