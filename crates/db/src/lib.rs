@@ -24,6 +24,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// How the stores open a write transaction on SQLite: IMMEDIATE takes the
+/// write lock at once, waiting in the busy handler. A DEFERRED transaction
+/// that reads first and writes later can fail with SQLITE_BUSY (no waiting)
+/// when another writer committed in between.
+pub const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
+/// Postgres: a plain transaction (row locks and `SKIP LOCKED` do the rest).
+pub const POSTGRES_BEGIN: &str = "BEGIN";
+
 /// A pool on one of the two backends.
 #[derive(Debug, Clone)]
 pub enum Db {

@@ -353,7 +353,7 @@ macro_rules! insert_command {
 }
 
 macro_rules! sql_api_store {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $db:ty, $begin:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -368,7 +368,7 @@ macro_rules! sql_api_store {
         #[async_trait]
         impl ApiStore for $store {
             async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let row: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {RUN_COLUMNS}"
@@ -433,7 +433,7 @@ macro_rules! sql_api_store {
                 artifact: Option<&Artifact>,
                 command: Option<&NewCommand>,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
                     .bind(id)
                     .bind(from.as_str())
@@ -518,7 +518,7 @@ macro_rules! sql_api_store {
                 expected_last_seq: i64,
                 update: &RunUpdate,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let (persona_set, persona) = match &update.current_persona {
                     Some(persona) => (true, persona.clone()),
                     None => (false, None),
@@ -573,7 +573,7 @@ macro_rules! sql_api_store {
             }
 
             async fn decide(&self, decision: &Decision) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let at = now();
                 let decided = sqlx::query(
                     "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7 \
@@ -772,7 +772,7 @@ macro_rules! sql_api_store {
             }
 
             async fn append_chat(&self, message: &ChatMessage) -> StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let seq = insert_chat!(message, tx);
                 tx.commit().await?;
                 Ok(seq)
@@ -885,7 +885,7 @@ macro_rules! sql_api_store {
                 delivery: &WebhookDelivery,
                 command: Option<&NewCommand>,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO webhook_deliveries \
                      (provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at) \
@@ -984,5 +984,5 @@ macro_rules! sql_api_store {
     };
 }
 
-sql_api_store!(SqliteApiStore, sqlx::Sqlite);
-sql_api_store!(PgApiStore, sqlx::Postgres);
+sql_api_store!(SqliteApiStore, sqlx::Sqlite, myloware_db::SQLITE_BEGIN);
+sql_api_store!(PgApiStore, sqlx::Postgres, myloware_db::POSTGRES_BEGIN);

@@ -216,7 +216,7 @@ fn postgres_match(terms: &[String]) -> String {
 }
 
 macro_rules! sql_orchestrator_store {
-    ($store:ident, $db:ty, $search:expr, $match:expr, $claim:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -231,7 +231,7 @@ macro_rules! sql_orchestrator_store {
         #[async_trait]
         impl OrchestratorStore for $store {
             async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 sqlx::query("DELETE FROM knowledge_documents")
                     .execute(&mut *tx)
                     .await?;
@@ -296,7 +296,7 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 let inserted = sqlx::query(
                     "INSERT INTO executions (run_id, project, request, status, state, event_seq, created_at, updated_at) \
@@ -372,7 +372,7 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 if let Some(through) = commit.consumed_through {
                     sqlx::query(
@@ -421,7 +421,7 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 let woke = sqlx::query(
                     "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
@@ -525,7 +525,7 @@ macro_rules! sql_orchestrator_store {
                 operation: &str,
                 request: &Value,
             ) -> StoreResult<JournalBegin> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 let held = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
                     .bind(run_id)
@@ -603,7 +603,7 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 for id in event_ids {
                     sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE event_id = $1 AND delivered_at IS NULL")
@@ -699,6 +699,7 @@ macro_rules! sql_orchestrator_store {
 sql_orchestrator_store!(
     SqliteOrchestratorStore,
     sqlx::Sqlite,
+    myloware_db::SQLITE_BEGIN,
     SQLITE_SEARCH,
     sqlite_match,
     SQLITE_CLAIM
@@ -706,6 +707,7 @@ sql_orchestrator_store!(
 sql_orchestrator_store!(
     PgOrchestratorStore,
     sqlx::Postgres,
+    myloware_db::POSTGRES_BEGIN,
     POSTGRES_SEARCH,
     postgres_match,
     POSTGRES_CLAIM
