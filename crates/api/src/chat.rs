@@ -131,6 +131,16 @@ fn message(user_id: &str, role: &str, text: String) -> ChatMessage {
     }
 }
 
+/// The user's newest runs.
+async fn recent_runs(state: &ApiState, user_id: &str) -> Result<Vec<Run>, ApiError> {
+    let query = RunQuery {
+        user_id: Some(user_id.to_string()),
+        limit: RUNS,
+        ..RunQuery::default()
+    };
+    Ok(state.store.list_runs(&query).await?)
+}
+
 /// What Brendan sees of a run.
 async fn chat_run(state: &ApiState, run: Run) -> Result<ChatRun, ApiError> {
     let awaiting_gate = if run.status.is_awaiting_gate() {
@@ -172,14 +182,7 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
         .append_chat(&message(user_id, "user", text.to_string()))
         .await?;
 
-    let recent = state
-        .store
-        .list_runs(&RunQuery {
-            user_id: Some(user_id.to_string()),
-            limit: RUNS,
-            ..RunQuery::default()
-        })
-        .await?;
+    let recent = recent_runs(state, user_id).await?;
     let mut runs = Vec::with_capacity(recent.len());
     for run in recent {
         runs.push(chat_run(state, run).await?);
@@ -332,14 +335,7 @@ async fn decide(
     gate: Option<Gate>,
     reason: Option<String>,
 ) -> Result<(String, String), ApiError> {
-    let runs = state
-        .store
-        .list_runs(&RunQuery {
-            user_id: Some(user_id.to_string()),
-            limit: RUNS,
-            ..RunQuery::default()
-        })
-        .await?;
+    let runs = recent_runs(state, user_id).await?;
     let mut target = None;
     for run in runs {
         if run_id.as_ref().is_some_and(|id| *id != run.id) || !run.status.is_awaiting_gate() {

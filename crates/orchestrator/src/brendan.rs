@@ -109,45 +109,39 @@ fn modifiers_in(message: &str) -> Vec<String> {
         .collect()
 }
 
-fn skips_editing(lower: &str) -> bool {
-    [
-        "skip editing",
-        "no editing",
-        "without editing",
-        "skip the edit",
-        "skip alex",
-    ]
-    .iter()
-    .any(|p| lower.contains(p))
-}
+/// Phrases that ask to leave Alex (editing) out.
+const SKIP_EDITING: [&str; 5] = [
+    "skip editing",
+    "no editing",
+    "without editing",
+    "skip the edit",
+    "skip alex",
+];
+/// Phrases of a question about runs.
+const STATUS_QUESTIONS: [&str; 9] = [
+    "status",
+    "how is",
+    "how's",
+    "progress",
+    "where is",
+    "what happened",
+    "is it done",
+    "my runs",
+    "my video",
+];
+/// Phrases of a question about what Brendan can make.
+const PROJECT_QUESTIONS: [&str; 6] = [
+    "what projects",
+    "which projects",
+    "what can you",
+    "help",
+    "what kinds",
+    "what kind of",
+];
 
-fn is_status_question(lower: &str) -> bool {
-    [
-        "status",
-        "how is",
-        "how's",
-        "progress",
-        "where is",
-        "what happened",
-        "is it done",
-        "my runs",
-        "my video",
-    ]
-    .iter()
-    .any(|p| lower.contains(p))
-}
-
-fn is_projects_question(lower: &str) -> bool {
-    [
-        "what projects",
-        "which projects",
-        "what can you",
-        "help",
-        "what kinds",
-        "what kind of",
-    ]
-    .iter()
-    .any(|p| lower.contains(p))
+/// Whether lowercased `text` contains one of `phrases`.
+fn mentions(text: &str, phrases: &[&str]) -> bool {
+    phrases.iter().any(|p| text.contains(p))
 }
 
 /// One line about a run: its status, gate, links, error.
@@ -265,7 +259,7 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
     }
 
     let mentioned_run = turn.runs.iter().find(|r| message.contains(&r.run_id));
-    if mentioned_run.is_some() || (is_status_question(&lower) && project_in(message, turn).is_none()) {
+    if mentioned_run.is_some() || (mentions(&lower, &STATUS_QUESTIONS) && project_in(message, turn).is_none()) {
         let text = match mentioned_run.or(turn.runs.first()) {
             Some(run) => describe_run(run),
             None => {
@@ -275,7 +269,7 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
         return reply(text, vec![]);
     }
 
-    if is_projects_question(&lower) && project_in(message, turn).is_none() {
+    if mentions(&lower, &PROJECT_QUESTIONS) && project_in(message, turn).is_none() {
         let list: Vec<String> = turn
             .projects
             .iter()
@@ -313,7 +307,7 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
 
     match project {
         Some(project) if project != "aismr" || subject.is_some() => {
-            let skip = if skips_editing(&lower) {
+            let skip = if mentions(&lower, &SKIP_EDITING) {
                 vec![Persona::Alex]
             } else {
                 vec![]
