@@ -72,14 +72,43 @@ pub async fn deliver(state: &ApiState, command: &Command) -> Result<(), String> 
     }
 }
 
-/// Delivers the run's oldest pending command now (the one just enqueued,
-/// unless an earlier one is still waiting, which then goes first).
-pub async fn deliver_next(state: &ApiState, run_id: &str) -> Result<(), String> {
-    match state.store.first_pending_command(run_id).await {
-        Ok(Some(command)) => deliver(state, &command).await,
-        Ok(None) => Ok(()),
-        Err(err) => Err(format!("cannot read pending commands: {err}")),
+/// Most commands one call delivers for a run (a bound, not a quota: the
+/// reconciler picks the rest up).
+const DRAIN_LIMIT: usize = 100;
+
+/// Delivers the run's pending commands now, oldest first, until none is
+/// left (then `Ok`: the one just enqueued was acknowledged too) or one is
+/// not acknowledged (its error). Commands of a run queue behind each other,
+/// so delivering only the oldest would leave the rest to the reconciler's
+/// next ticks (seen: a gate decision waiting seconds behind clip signals
+/// that concurrent callbacks had enqueued).
+///
+/// A command the orchestrator refused is closed (and dead-lettered if it
+/// was a signal); the next ones still go. The answer is that of the last
+/// command delivered, normally the one the caller just enqueued.
+pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), String> {
+    let mut last = Ok(());
+    for _ in 0..DRAIN_LIMIT {
+        let command = match state.store.first_pending_command(run_id).await {
+            Ok(Some(command)) => command,
+            Ok(None) => return last,
+            Err(err) => return Err(format!("cannot read pending commands: {err}")),
+        };
+        last = deliver(state, &command).await;
+        if last.is_err() {
+            let still_pending = state
+                .store
+                .first_pending_command(run_id)
+                .await
+                .map_err(|err| format!("cannot read pending commands: {err}"))?
+                .is_some_and(|next| next.seq == command.seq);
+            if still_pending {
+                // Not acknowledged: it is retried later, and the rest waits behind it.
+                return last;
+            }
+        }
     }
+    last
 }
 
 /// A start the orchestrator will never accept (e.g. an invalid graph) fails
@@ -108,7 +137,9 @@ pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sy
         match state.store.commands_due(Utc::now(), 100).await {
             Ok(due) => {
                 for command in due {
-                    let _ = deliver(&state, &command).await;
+                    if deliver(&state, &command).await.is_ok() {
+                        let _ = deliver_pending(&state, &command.run_id).await;
+                    }
                 }
             }
             Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),

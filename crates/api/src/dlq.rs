@@ -58,7 +58,7 @@ pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
                     body,
                 })
                 .await?;
-            commands::deliver_next(state, &run_id).await
+            commands::deliver_pending(state, &run_id).await
         }
     };
     let error = outcome.err();

@@ -274,7 +274,7 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
 /// Sends the run's pending commands now; 502 (decision kept) if the
 /// orchestrator cannot be reached.
 async fn deliver(state: &ApiState, run_id: &str, gate: Gate) -> Result<(), ApiError> {
-    commands::deliver_next(state, run_id).await.map_err(|error| {
+    commands::deliver_pending(state, run_id).await.map_err(|error| {
         tracing::error!(target: LOG_TARGET, runId = %run_id, %gate, %error, "failed to resume run; the decision is kept and will be delivered");
         ApiError::BadGateway("failed to resume run".into())
     })

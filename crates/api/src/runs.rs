@@ -277,7 +277,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
 
     let delivery_error = match command {
         None => None,
-        Some(_) => commands::deliver_next(state, &run.id).await.err(),
+        Some(_) => commands::deliver_pending(state, &run.id).await.err(),
     };
     Ok(Started { run, delivery_error })
 }
@@ -333,7 +333,7 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) 
             state.metrics.run_ended(run_id, &run.project, RunStatus::Cancelled);
             tracing::info!(runId = %run_id, actor = ?request.actor, "run cancelled");
             if command.is_some() {
-                if let Err(error) = commands::deliver_next(state, run_id).await {
+                if let Err(error) = commands::deliver_pending(state, run_id).await {
                     tracing::warn!(runId = %run_id, %error, "orchestrator not told of the cancel yet; will retry");
                 }
             }

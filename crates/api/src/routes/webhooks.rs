@@ -192,7 +192,7 @@ pub async fn kieai(
         return Ok(Json(json!({"status": "duplicate"})));
     }
     tracing::info!(runId = %run_id, clip = index, %task_id, code, "kie.ai callback accepted");
-    if let Err(error) = commands::deliver_next(&state, &run_id).await {
+    if let Err(error) = commands::deliver_pending(&state, &run_id).await {
         tracing::warn!(runId = %run_id, %error, "clip signal not relayed yet; will retry");
     }
     Ok(Json(json!({"status": "accepted"})))
@@ -293,7 +293,7 @@ pub async fn upload_post(
         return Ok(Json(json!({"status": "duplicate"})));
     }
     tracing::info!(runId = %run_id, %request_id, %status, "Upload-Post webhook accepted");
-    if let Err(error) = commands::deliver_next(&state, &run_id).await {
+    if let Err(error) = commands::deliver_pending(&state, &run_id).await {
         tracing::warn!(runId = %run_id, %error, "publish signal not relayed yet; will retry");
     }
     Ok(Json(json!({"status": "accepted"})))
