@@ -23,7 +23,7 @@ pub enum EventOutcome {
     Duplicate,
     /// An earlier event of the run has not arrived yet; send again later.
     OutOfOrder,
-    /// No such run here (deleted by retention): nothing to apply, do not retry.
+    /// No such run here (another deployment's, or a database reset): nothing to apply, do not retry.
     UnknownRun,
 }
 

@@ -148,6 +148,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::chat::messages))
         .routes(routes!(routes::dlq::list))
         .routes(routes!(routes::dlq::replay))
+        .routes(routes!(routes::retention::prune))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(open)

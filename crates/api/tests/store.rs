@@ -3,8 +3,8 @@
 
 use chrono::Duration;
 use myloware_api::store::{
-    self, AppliedEvent, Artifact, CommandKind, DeliveryAttempt, NewCommand, NewRun, RunQuery, RunUpdate, StoreError,
-    WebhookDelivery, now,
+    self, AppliedEvent, Artifact, ChatMessage, CommandKind, DeliveryAttempt, NewCommand, NewRun, Pruned, Push,
+    PushOutcome, RunQuery, RunUpdate, StoreError, WebhookDelivery, now,
 };
 use myloware_core::RunStatus;
 use myloware_core::ids::new_run_id;
@@ -368,6 +368,147 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
     );
 }
 
+fn delivery(key: &str, run_id: Option<&str>, days_ago: i64) -> WebhookDelivery {
+    WebhookDelivery {
+        provider: "kieai".into(),
+        idempotency_key: Some(key.into()),
+        run_id: run_id.map(str::to_string),
+        headers: json!({}),
+        body: "{}".into(),
+        signature_status: "verified".into(),
+        outcome: "accepted".into(),
+        received_at: now() - Duration::days(days_ago),
+    }
+}
+
+async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
+    let store = store::open(db);
+    let old = now() - Duration::days(40);
+    let run_at = |status, at| NewRun {
+        created_at: at,
+        ..new_run("aismr", status)
+    };
+    // Ended 40 days ago; still running since 40 days ago; started 40 days
+    // ago but ended just now.
+    let ended = store.insert_run(&run_at(RunStatus::Published, old)).await.unwrap();
+    let running = store.insert_run(&run_at(RunStatus::Running, old)).await.unwrap();
+    let just_ended = store.insert_run(&run_at(RunStatus::Running, old)).await.unwrap();
+    assert!(
+        store
+            .transition(&just_ended.id, RunStatus::Running, RunStatus::Failed, None, None)
+            .await
+            .unwrap()
+    );
+    for run in [&ended, &running, &just_ended] {
+        for kind in ["persona.output", "kieai.clip", "render.url"] {
+            let artifact = Artifact {
+                created_at: old,
+                ..Artifact::new(&run.id, kind, Some("riley"), json!({}))
+            };
+            store.insert_artifact(&artifact).await.unwrap();
+        }
+    }
+    let deliveries = [
+        delivery("ended-old", Some(&ended.id), 40),
+        delivery("unknown-run-old", Some("run_gone00000000"), 40),
+        delivery("no-run-old", None, 40),
+        delivery("running-old", Some(&running.id), 40),
+        delivery("ended-recent", Some(&ended.id), 1),
+    ];
+    for d in &deliveries {
+        assert!(store.record_webhook(d, None).await.unwrap());
+    }
+    let push = Push {
+        channel: "webhook".into(),
+        target: "http://127.0.0.1:9/hook".into(),
+    };
+    for (days_ago, text) in [
+        (40, "delivered-old"),
+        (40, "failed-old"),
+        (40, "pending-old"),
+        (1, "delivered-recent"),
+    ] {
+        store
+            .append_chat(&ChatMessage {
+                user_id: "u1".into(),
+                role: "assistant".into(),
+                text: text.into(),
+                run_id: None,
+                gate: None,
+                link: None,
+                created_at: now() - Duration::days(days_ago),
+                pushes: vec![push.clone()],
+            })
+            .await
+            .unwrap();
+    }
+    for d in store.list_chat_deliveries(10).await.unwrap() {
+        let outcome = match d.text.as_str() {
+            "failed-old" => PushOutcome::GaveUp { error: "410".into() },
+            "pending-old" => continue,
+            _ => PushOutcome::Delivered,
+        };
+        store.finish_chat_delivery(d.id, &outcome).await.unwrap();
+    }
+
+    let cutoff = now() - Duration::days(30);
+    let expected = Pruned {
+        webhook_deliveries: 3,
+        artifacts: 3,
+        chat_deliveries: 2,
+    };
+    assert_eq!(store.prune(cutoff, true).await.unwrap(), expected, "the dry run counts");
+    assert_eq!(
+        store.list_webhooks("kieai").await.unwrap().len(),
+        5,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.list_artifacts(&ended.id).await.unwrap().len(), 3);
+    assert_eq!(store.list_chat_deliveries(10).await.unwrap().len(), 4);
+
+    assert_eq!(store.prune(cutoff, false).await.unwrap(), expected, "as counted");
+    let keys: Vec<_> = store
+        .list_webhooks("kieai")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| d.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["running-old", "ended-recent"]);
+    assert!(store.list_artifacts(&ended.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_artifacts(&running.id).await.unwrap().len(),
+        3,
+        "a running run's"
+    );
+    assert_eq!(
+        store.list_artifacts(&just_ended.id).await.unwrap().len(),
+        3,
+        "ended after the cutoff"
+    );
+    let mut left: Vec<_> = store
+        .list_chat_deliveries(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["delivered-recent", "pending-old"]);
+    assert_eq!(
+        store.get_run(&ended.id).await.unwrap().unwrap().status,
+        RunStatus::Published,
+        "runs themselves stay"
+    );
+    // A spent key of an unfinished run is still spent.
+    assert!(!store.record_webhook(&deliveries[3], None).await.unwrap());
+    assert_eq!(
+        store.prune(cutoff, false).await.unwrap(),
+        Pruned::default(),
+        "nothing left"
+    );
+}
+
 async fn ping_answers(db: &Db) {
     store::open(db).ping().await.unwrap();
 }
@@ -382,5 +523,6 @@ conformance_tests!(
     commands_are_delivered_in_order_per_run_until_acknowledged,
     events_apply_once_in_order_with_their_changes,
     webhook_keys_are_used_once_and_bring_their_command,
+    retention_prunes_only_old_rows_no_unfinished_run_needs,
     ping_answers,
 );

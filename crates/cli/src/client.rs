@@ -1,6 +1,8 @@
 //! The operator commands' client of a running API: where it is, the key,
 //! and errors that say what to do next.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 
@@ -15,34 +17,82 @@ pub struct ApiTarget {
     pub api_key: Option<String>,
 }
 
+/// A non-2xx answer of the API; its message says what to do next.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The HTTP client of the operator commands: a request that hangs fails
+/// instead of hanging the terminal.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("the HTTP client builds")
+}
+
 impl ApiTarget {
     /// Sends `request` with the key; the JSON body of a 2xx.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        self.send_about(None, request).await
+    }
+
+    /// [`Self::send`] for a request about one run: a 404 for the run says
+    /// there is no such run.
+    pub async fn send_about_run(&self, run_id: &str, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        self.send_about(Some(run_id), request).await
+    }
+
+    async fn send_about(&self, run_id: Option<&str>, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let Some(key) = &self.api_key else {
             bail!("no API key: set API_KEY or pass --api-key");
         };
         let api = self.api_url.trim_end_matches('/');
         let response = request.header("x-api-key", key).send().await.with_context(|| {
-            format!("cannot reach the API at {api}; is the API running? start it with `mw dev` (or set MW_API_URL)")
+            format!("cannot reach the API at {api}; is the API running? start it with `mw dev` or set MW_API_URL")
         })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        match status.as_u16() {
-            200..=299 => Ok(body),
-            401 => bail!("the API refused the key (401): set API_KEY to a key of that API"),
-            422 => bail!("the API refused the request: {}", detail(&body)),
-            429 => bail!("{}; wait a minute and try again", detail(&body)),
-            502 => bail!(
-                "{}; check the orchestrator (`mw dev` runs both services) and try again",
-                detail(&body)
-            ),
-            _ => bail!("the API answered {status}: {}", detail(&body)),
+        let detail = detail(&body);
+        let message = match status.as_u16() {
+            200..=299 => return Ok(body),
+            401 => "the API refused the key (401): set API_KEY (or --api-key) to a key of that API".into(),
+            404 => match run_id {
+                Some(run_id) if detail == "run not found" => format!("no run {run_id}; `mw runs list` shows the runs"),
+                _ => format!("not found: {detail}"),
+            },
+            409 => detail,
+            422 => format!("the API refused the request: {detail}"),
+            429 => format!("{detail}; wait a minute and try again"),
+            502 => format!("{detail}; check the orchestrator (`mw dev` runs both services) and try again"),
+            _ => format!("the API answered {status}: {detail}"),
+        };
+        Err(Refused {
+            status: status.as_u16(),
+            message,
         }
+        .into())
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api_url.trim_end_matches('/'))
     }
+}
+
+/// The HTTP status of a refusal, `None` for anything else (unreachable).
+pub fn refused_status(err: &anyhow::Error) -> Option<u16> {
+    err.downcast_ref::<Refused>().map(|r| r.status)
 }
 
 /// The API's `{"detail"}`: a sentence, or the list of field errors of a 422.
@@ -63,4 +113,29 @@ pub fn detail(body: &Value) -> String {
             .join("; "),
         _ => "no detail".into(),
     }
+}
+
+/// Prints `value` for scripts: indented, or on one line (`compact`) for
+/// streams of answers.
+pub fn print_json(value: &Value, compact: bool) -> anyhow::Result<()> {
+    if compact {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    }
+    Ok(())
+}
+
+/// `2026-11-29T17:09:50.723Z` as `2026-11-29 17:09:50`; `-` when absent.
+pub fn when(value: &Value) -> String {
+    match value.as_str() {
+        Some(at) if at.len() >= 19 => at[..19].replace('T', " "),
+        Some(at) => at.to_string(),
+        None => "-".into(),
+    }
+}
+
+/// A string field, or `-`.
+pub fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
 }

@@ -7,9 +7,14 @@ use clap::{Parser, Subcommand};
 
 mod chat;
 mod client;
+mod demo;
 mod dlq;
 mod env;
+mod follow;
+mod hitl;
 mod ingest;
+mod retention;
+mod runs;
 mod serve;
 mod validate;
 
@@ -17,7 +22,10 @@ mod validate;
 #[command(name = "mw", version, about = "MyloWare: chat requests in, published videos out")]
 #[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
 Configuration comes from the environment; in development (ENVIRONMENT unset or \
-development) `.env.development` in the current folder fills in what is not set.")]
+development) `.env.development` in the current folder fills in what is not set.\n\n\
+The operator commands (runs, hitl, demo, retention, dlq, chat) talk to a running API: \
+MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
+Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +57,57 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         what: DlqWhat,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Runs of a running API (MW_API_URL, API_KEY): start, list, show, watch, cancel.
+    Runs {
+        #[command(subcommand)]
+        what: runs::RunsCommand,
+        /// The API's JSON instead of text, for scripts (one line per change for `watch`).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Gates awaiting a decision, their links, approving and rejecting (MW_API_URL, API_KEY).
+    Hitl {
+        #[command(subcommand)]
+        what: hitl::HitlCommand,
+        /// The API's JSON instead of text, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Start a run on a running API and follow it from start to publish URL:
+    /// personas, gates with their links, clips, the render and the publish.
+    /// Exit 0 when it is published.
+    Demo {
+        /// The project (aismr, test_video_gen).
+        project: String,
+        /// What the video is about (aismr: "candles" by default).
+        #[arg(long)]
+        object: Option<String>,
+        /// Approve every gate with the API key instead of waiting for a person.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Give up (exit 1) after this many seconds; by default wait until the run ends.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// The API's JSON instead of text: one line per answer and per change of the run.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Delete old rows no unfinished run needs (MW_API_URL, API_KEY).
+    Retention {
+        #[command(subcommand)]
+        what: RetentionWhat,
+        /// The API's JSON instead of text, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(flatten)]
         target: client::ApiTarget,
     },
@@ -86,6 +145,20 @@ enum DlqWhat {
         /// Every open entry.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionWhat {
+    /// Delete webhook deliveries (of ended or unknown runs), artifacts of
+    /// runs that ended, and finished chat pushes, older than the cutoff.
+    Prune {
+        /// Keep this many days (1 to 3650).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        older_than_days: i64,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -153,6 +226,25 @@ fn main() -> ExitCode {
                 what: DlqWhat::Replay { seqs, all },
                 target,
             } => dlq::replay(&target, &seqs, all).await,
+            Command::Runs { what, json, target } => runs::run(what, &target, json).await,
+            Command::Hitl { what, json, target } => hitl::run(what, &target, json).await,
+            Command::Demo {
+                project,
+                object,
+                auto_approve,
+                timeout,
+                json,
+                target,
+            } => demo::run(&target, &project, object, auto_approve, timeout, json).await,
+            Command::Retention {
+                what:
+                    RetentionWhat::Prune {
+                        older_than_days,
+                        dry_run,
+                    },
+                json,
+                target,
+            } => retention::prune(&target, older_than_days, dry_run, json).await,
             Command::Chat {
                 message,
                 user,

@@ -370,7 +370,7 @@ pub async fn link(
 
 /// Gates awaiting a decision, with fresh links.
 #[utoipa::path(get, path = "/v1/hitl/pending", tag = "hitl", security(("api_key" = [])),
-    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, link}]}`")))]
+    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, approvalUrl, rejectUrl, expiresAt}]}`")))]
 pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let gates = state.store.awaiting_gates(200).await?;
     let pending: Vec<Value> = gates

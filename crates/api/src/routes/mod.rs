@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod hitl;
 pub mod internal;
 pub mod projects;
+pub mod retention;
 pub mod runs;
 pub mod system;
 pub mod webhooks;

@@ -13,8 +13,8 @@ use sqlx::types::Json;
 
 use super::{
     ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
-    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, PushOutcome, Run, RunQuery, RunUpdate, StoreError,
-    StoreResult, WebhookDelivery, now,
+    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, Run, RunQuery, RunUpdate,
+    StoreError, StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
 
@@ -351,6 +351,22 @@ macro_rules! insert_command {
         .await?
     }};
 }
+
+/// The rows retention removes, as `FROM` clauses (`$1` is the cutoff), so a
+/// dry run counts exactly what a real prune deletes. Statuses listed are the
+/// terminal ones (`RunStatus::is_terminal`).
+const PRUNABLE: [&str; 3] = [
+    // Deliveries whose run has ended or is unknown: no unfinished run can
+    // receive their idempotency key again.
+    "webhook_deliveries WHERE received_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
+       WHERE runs.id = webhook_deliveries.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    // Artifacts of runs that ended before the cutoff (a late event on an
+    // ended run moves its updated_at, which only keeps them longer).
+    "artifacts WHERE run_id IN (SELECT id FROM runs \
+       WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
+    // Pushes that are done: delivered, or given up.
+    "chat_deliveries WHERE status IN ('delivered', 'failed') AND created_at < $1",
+];
 
 macro_rules! sql_api_store {
     ($store:ident, $db:ty, $begin:expr) => {
@@ -951,6 +967,33 @@ macro_rules! sql_api_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(Artifact::from).collect())
+            }
+
+            async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<Pruned> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut counts = [0u64; PRUNABLE.len()];
+                for (count, rows) in counts.iter_mut().zip(PRUNABLE) {
+                    *count = if dry_run {
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {rows}")))
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        n.max(0) as u64
+                    } else {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {rows}")))
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                    };
+                }
+                tx.commit().await?;
+                let [webhook_deliveries, artifacts, chat_deliveries] = counts;
+                Ok(Pruned {
+                    webhook_deliveries,
+                    artifacts,
+                    chat_deliveries,
+                })
             }
 
             async fn gauges(&self) -> StoreResult<ApiGauges> {

@@ -1,0 +1,33 @@
+//! `mw retention prune`: deletes (or counts, with `--dry-run`) rows older
+//! than a cutoff that no unfinished run needs, through the API.
+
+use serde_json::json;
+
+use crate::client::{self, ApiTarget, when};
+
+pub async fn prune(target: &ApiTarget, older_than_days: i64, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let body = json!({"olderThanDays": older_than_days, "dryRun": dry_run});
+    let report = target
+        .send(client::http().post(target.url("/v1/retention/prune")).json(&body))
+        .await?;
+    if json {
+        return client::print_json(&report, false);
+    }
+    let cutoff = when(&report["cutoff"]);
+    if dry_run {
+        println!("dry run: would delete, from before {cutoff} UTC ({older_than_days} days):");
+    } else {
+        println!("deleted, from before {cutoff} UTC ({older_than_days} days):");
+    }
+    for (label, field) in [
+        ("webhook deliveries", "webhookDeliveries"),
+        ("artifacts", "artifacts"),
+        ("chat deliveries", "chatDeliveries"),
+    ] {
+        println!("  {label:<19} {}", report[field]);
+    }
+    if dry_run {
+        println!("delete them: mw retention prune --older-than-days {older_than_days}");
+    }
+    Ok(())
+}
