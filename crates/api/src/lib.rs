@@ -174,10 +174,12 @@ pub fn router(state: ApiState) -> Router {
     routes
         .route(
             "/openapi.json",
+            // Like every route not listed as open in HTTP.md: the API key.
             axum::routing::get(move || {
                 let openapi = openapi.clone();
                 async move { axum::Json(openapi.as_ref().clone()) }
-            }),
+            })
+            .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key)),
         )
         .route_layer(from_fn_with_state(
             state.metrics.http.clone(),

@@ -54,7 +54,11 @@ pub fn verify_kieai(
         return Err(SignatureError::Missing);
     };
     let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - sent).abs() > WEBHOOK_TOLERANCE_SECS {
+    // Checked: a timestamp near i64::MIN must not overflow the difference.
+    if now
+        .checked_sub(sent)
+        .is_none_or(|age| age.abs() > WEBHOOK_TOLERANCE_SECS)
+    {
         return Err(SignatureError::Stale);
     }
     let given = BASE64.decode(signature.trim()).map_err(|_| SignatureError::Mismatch)?;

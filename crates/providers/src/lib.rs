@@ -25,6 +25,15 @@ pub enum ProviderError {
     /// Could not get an answer (after the client's own retries).
     #[error("{provider} unavailable: {message}")]
     Unavailable { provider: &'static str, message: String },
+    /// A call that creates work (a clip, a render, a post) was sent but not
+    /// answered in time: the provider may have received it, so it is not
+    /// sent again; the caller asks the provider (or waits) instead.
+    #[error("{provider} did not answer in time and may have received the request: {message}")]
+    Unanswered { provider: &'static str, message: String },
+    /// The mocks' call ledger (our own database) failed: nothing is known
+    /// about the call; the step is run again, not failed.
+    #[error("{provider} mock ledger: {message}")]
+    Ledger { provider: &'static str, message: String },
     /// Live mode without what the provider needs.
     #[error("{0}")]
     NotConfigured(String),

@@ -172,6 +172,10 @@ async fn call<T>(
     interpret: impl Fn(StatusCode, &[u8]) -> Result<T, Failure> + Send + Sync,
 ) -> Result<T, ProviderError> {
     let attempts = settings.max_attempts.max(1);
+    // A GET can be repeated; a POST that creates paid work must not be sent
+    // again once it may have reached the provider (a timeout after sending).
+    let repeatable = method == Method::GET;
+    let unanswered = |message: String| ProviderError::Unanswered { provider, message };
     let host = url.host_str().unwrap_or_default();
     let mut last = String::from("no attempt made");
     for attempt in 1..=attempts {
@@ -182,6 +186,9 @@ async fn call<T>(
         let request = build(http.request(method.clone(), url.clone()).timeout(settings.timeout));
         let response = match request.send().await {
             Ok(response) => response,
+            Err(err) if err.is_timeout() && !err.is_connect() && !repeatable => {
+                return Err(unanswered(describe(&err)));
+            }
             Err(err) if err.is_connect() || err.is_timeout() => {
                 last = describe(&err);
                 tracing::debug!(provider, attempt, error = %last, "provider request failed; transient");
@@ -197,6 +204,7 @@ async fn call<T>(
         let status = response.status();
         let body = match response.bytes().await {
             Ok(body) => body,
+            Err(err) if err.is_timeout() && !repeatable => return Err(unanswered(describe(&err))),
             Err(err) if err.is_timeout() => {
                 last = describe(&err);
                 continue;

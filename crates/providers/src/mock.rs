@@ -36,10 +36,7 @@ pub trait MockLedger: Send + Sync {
 }
 
 fn ledger_error(provider: &'static str) -> impl Fn(String) -> ProviderError {
-    move |message| ProviderError::Unavailable {
-        provider,
-        message: format!("mock ledger: {message}"),
-    }
+    move |message| ProviderError::Ledger { provider, message }
 }
 
 /// Settings of the mock kie.ai.

@@ -69,16 +69,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
             return Err(BodyError::UnsupportedMediaType);
         }
         let limit = req.extensions().get::<BodyLimit>().map_or(usize::MAX, |limit| limit.0);
-        bytes::Bytes::from_request(req, state)
+        let bytes = bytes::Bytes::from_request(req, state)
             .await
-            .map(JsonBytes)
             .map_err(|rejection: BytesRejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     BodyError::TooLarge(limit)
                 } else {
                     BodyError::Unreadable(rejection.body_text())
                 }
-            })
+            })?;
+        if has_nul(&bytes) {
+            return Err(nul_refused());
+        }
+        Ok(JsonBytes(bytes))
     }
 }
 
@@ -105,8 +108,11 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 
 /// Deserializes `bytes` as `T`, reporting the failing field's path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    if has_nul(bytes) {
+        return Err(nul_refused());
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let mut loc = vec!["body"];
@@ -119,7 +125,33 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
             "value_error"
         };
         BodyError::Invalid(vec![FieldError::new(&loc, strip_position(&inner.to_string()), kind)])
-    })
+    })?;
+    // One JSON value and nothing after it (`{...}garbage` is not a body).
+    deserializer.end().map_err(|err| {
+        BodyError::Invalid(vec![FieldError::new(
+            &["body"],
+            strip_position(&err.to_string()),
+            "json_invalid",
+        )])
+    })?;
+    Ok(value)
+}
+
+fn nul_refused() -> BodyError {
+    BodyError::Invalid(vec![FieldError::new(
+        &["body"],
+        "text must not contain NUL characters (U+0000)",
+        "value_error",
+    )])
+}
+
+/// A raw NUL byte or a `\u0000` escape: Postgres text and JSONB cannot
+/// hold the character, so it is refused at the door on every backend.
+pub fn has_nul(bytes: &[u8]) -> bool {
+    bytes.contains(&0)
+        || bytes
+            .windows(6)
+            .any(|w| w[0] == b'\\' && w[1] == b'u' && &w[2..] == b"0000")
 }
 
 /// serde_json appends " at line 1 column 42"; the loc already says where.

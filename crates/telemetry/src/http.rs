@@ -1,11 +1,15 @@
 //! Request ids: every request gets one (the caller's `X-Request-ID` if it
 //! is a sane token, else a fresh UUID), every response carries it, errors
-//! included, and every log line of the request is inside its span.
+//! included, and every log line of the request is inside its span. The same
+//! outermost layer keeps every error JSON: axum's own plain-text rejections
+//! (a bad query or path parameter, a body over the limit) leave as
+//! `{"detail": …}` with their status.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use myloware_core::ErrorBody;
 
 pub use crate::body::{BodyError, BodyLimit, JsonBytes, OptionalJson, ValidJson, parse_json};
 
@@ -29,9 +33,53 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let span =
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    let mut response = if has_encoded_nul(request.uri()) {
+        // Postgres text cannot hold U+0000: refuse it before any handler.
+        json_error(StatusCode::BAD_REQUEST, "the URL must not contain NUL characters (%00)")
+    } else {
+        let response = tracing::Instrument::instrument(next.run(request), span).await;
+        as_json_error(response).await
+    };
     response.headers_mut().insert(REQUEST_ID.clone(), header);
     response
+}
+
+fn json_error(status: StatusCode, detail: &str) -> Response {
+    (status, axum::Json(ErrorBody::new(detail))).into_response()
+}
+
+fn has_encoded_nul(uri: &axum::http::Uri) -> bool {
+    uri.path_and_query()
+        .is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00"))
+}
+
+/// Longest plain-text error body carried into `detail`.
+const MAX_DETAIL_BYTES: usize = 4096;
+
+/// An error answered in plain text (axum's extractor rejections) becomes
+/// `{"detail": "<the text>"}` with the same status.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_DETAIL_BYTES).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).trim().to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let mut json = json_error(status, &text);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 fn is_sane_request_id(id: &str) -> bool {

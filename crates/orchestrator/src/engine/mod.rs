@@ -39,6 +39,9 @@ pub enum StepError {
     LeaseLost,
     #[error(transparent)]
     Store(#[from] sqlx::Error),
+    /// The mock providers' ledger (this database) failed mid-call.
+    #[error("{0}")]
+    Ledger(String),
 }
 
 /// A failure that ends the run, with a reason a person can act on.
@@ -256,7 +259,7 @@ impl Engine {
             Err(StepError::LeaseLost) => {
                 tracing::warn!(runId = %run_id, %worker, "lease lost; another worker continues")
             }
-            Err(StepError::Store(err)) => {
+            Err(err @ (StepError::Store(_) | StepError::Ledger(_))) => {
                 // Nothing was committed: give the lease back so the step runs
                 // again soon (if even that fails, the lease expires).
                 tracing::error!(runId = %run_id, error = %err, "step failed; it will run again");

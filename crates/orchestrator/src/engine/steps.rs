@@ -145,7 +145,7 @@ async fn counted<T>(
     provider: &str,
     operation: &str,
     request: impl std::future::Future<Output = Result<T, ProviderError>>,
-) -> Result<T, ProviderError> {
+) -> Result<Result<T, ProviderError>, StepError> {
     let mode = step.request.providers_mode;
     let span = tracing::info_span!(
         "provider",
@@ -161,7 +161,17 @@ async fn counted<T>(
     step.engine
         .metrics
         .provider_request(provider, operation, mode, result.is_ok());
-    result
+    ledger_failure(&result)?;
+    Ok(result)
+}
+
+/// A mock call whose ledger write failed is not a provider's answer: the
+/// step stops uncommitted and runs again (the journal recovers the call).
+fn ledger_failure<T>(result: &Result<T, ProviderError>) -> Result<(), StepError> {
+    match result {
+        Err(err @ ProviderError::Ledger { .. }) => Err(StepError::Ledger(err.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// A provider job ended: its time from submission, for the metrics.
@@ -291,7 +301,7 @@ where
         Journaled::Unanswered => match after_recovery(
             step,
             call.key,
-            counted(step, call.provider, "recover", recover()).await,
+            counted(step, call.provider, "recover", recover()).await?,
             field,
         )
         .await?
@@ -309,13 +319,18 @@ where
             match recorded(
                 step,
                 call.key,
-                counted(step, call.provider, call.operation, make()).await,
+                counted(step, call.provider, call.operation, make()).await?,
                 call.crash_point,
                 |id| json!({ field: id }),
             )
             .await?
             {
                 Ok(id) => Ok(Some(id)),
+                // Maybe received: never sent again (as for a lost answer).
+                Err(ProviderError::Unanswered { message, .. }) => {
+                    tracing::warn!(runId = %step.run_id, key = call.key, %message, "provider call unanswered; not sending it again");
+                    Ok(None)
+                }
                 Err(err) => Err(provider_failure(persona, &code("failed"), &err)),
             }
         }
@@ -329,7 +344,9 @@ where
     })
 }
 
-/// Records a fresh call's answer in the journal.
+/// Records a fresh call's answer in the journal. A call the provider may
+/// have received without answering ([`ProviderError::Unanswered`]) stays
+/// begun: a later run of the step recovers it like a lost answer.
 async fn recorded<T>(
     step: &Step<'_>,
     key: &str,
@@ -340,6 +357,7 @@ async fn recorded<T>(
     crate::faults::point(crash_point);
     match &answer {
         Ok(value) => finish(step, key, true, to_json(value)).await?,
+        Err(ProviderError::Unanswered { .. }) => {}
         Err(err) => finish(step, key, false, json!({"error": err.to_string()})).await?,
     }
     Ok(answer)
@@ -510,7 +528,7 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             .filter_map(|c| c.task_id.clone().map(|t| (c.index, t)))
             .collect();
         for (index, task_id) in pending {
-            match counted(step, "kieai", "status", providers.video.status(&task_id)).await {
+            match counted(step, "kieai", "status", providers.video.status(&task_id)).await? {
                 Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
                 Ok(ClipState::Failed { code, message }) => {
                     if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
@@ -702,7 +720,7 @@ async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         });
     }
     let render = step.state.render.clone().expect("set above");
-    match counted(step, "shotstack", "status", providers.render.status(&render.id)).await {
+    match counted(step, "shotstack", "status", providers.render.status(&render.id)).await? {
         Ok(RenderState::Done { url }) => {
             step.state.render = Some(Render {
                 url: Some(url.clone()),
@@ -812,9 +830,18 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                         "publish",
                         providers.publish.publish(&key, &request),
                     )
-                    .await;
+                    .await?;
                     crate::faults::point("quinn.after_publish");
-                    state
+                    match state {
+                        // Maybe posted: ask by our request id, never post again.
+                        Err(ProviderError::Unanswered { .. }) => {
+                            match counted(step, "upload_post", "status", providers.publish.status(&key)).await? {
+                                Ok(Some(state)) => Ok(state),
+                                Ok(None) | Err(_) => Ok(PublishState::Pending),
+                            }
+                        }
+                        other => other,
+                    }
                 }
                 Journaled::Answered(response) => Ok(serde_json::from_value(response).unwrap_or(PublishState::Pending)),
                 Journaled::Failed(response) => {
@@ -827,7 +854,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 // Our request id makes the lost answer recoverable: ask, and
                 // publish only if the provider never saw it.
                 Journaled::Unanswered => {
-                    match counted(step, "upload_post", "status", providers.publish.status(&key)).await {
+                    match counted(step, "upload_post", "status", providers.publish.status(&key)).await? {
                         Ok(Some(state)) => Ok(state),
                         Ok(None) => {
                             counted(
@@ -836,7 +863,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                                 "publish",
                                 providers.publish.publish(&key, &request),
                             )
-                            .await
+                            .await?
                         }
                         Err(err) => Err(err),
                     }
@@ -861,7 +888,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             return Ok(published(step, publish, state));
         }
     };
-    let state = match counted(step, "upload_post", "status", providers.publish.status(&key)).await {
+    let state = match counted(step, "upload_post", "status", providers.publish.status(&key)).await? {
         Ok(Some(state)) => state,
         Ok(None) | Err(_) => PublishState::Pending,
     };
