@@ -192,6 +192,9 @@ pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiE
     let result = decide_unaudited(state, attempt).await;
     let outcome = match &result {
         Ok(outcome) => outcome.as_str().to_string(),
+        // The decision is kept; only telling the orchestrator failed.
+        Err(ApiError::BadGateway(_)) if attempt.approve => "approved; resume pending".to_string(),
+        Err(ApiError::BadGateway(_)) => "rejected; resume pending".to_string(),
         Err(err) => err.to_string(),
     };
     audit(state, attempt, action, &outcome).await;

@@ -87,7 +87,7 @@ pub async fn show(State(state): State<OrchestratorState>, Path(run_id): Path<Str
         "leaseUntil": execution.lease_until,
         "steps": execution.steps,
         "journal": journal.iter().map(|j| json!({"key": j.key, "provider": j.provider, "operation": j.operation, "status": j.status, "response": j.response})).collect::<Vec<Value>>(),
-        "events": outbox.iter().map(|e| json!({"seq": e.run_seq, "type": e.kind, "delivered": e.attempts > 0})).collect::<Vec<Value>>(),
+        "events": outbox.iter().map(|e| json!({"seq": e.run_seq, "type": e.kind, "delivered": e.delivered_at.is_some(), "attempts": e.attempts})).collect::<Vec<Value>>(),
     }))
     .into_response()
 }

@@ -152,8 +152,9 @@ pub struct ListParams {
     project: Option<String>,
     /// Only runs started for this user (`options.user_id`, or chat).
     user_id: Option<String>,
-    /// Page size, 1 to 100 (default 20).
-    limit: Option<u32>,
+    /// Page size, 1 to 100 (default 20). Read as text so that a value
+    /// that is not a number gets the same 422 as one out of range.
+    limit: Option<String>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
@@ -170,10 +171,14 @@ pub async fn list_runs(
         .map(|s| s.parse::<RunStatus>())
         .transpose()
         .map_err(|err| ApiError::invalid(&["query", "status"], err.to_string()))?;
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(&["query", "limit"], "must be between 1 and 100"));
-    }
+    let limit = match params.limit.as_deref() {
+        None => 20,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid(&["query", "limit"], "must be a whole number between 1 and 100"))?,
+    };
     let before = params
         .cursor
         .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))

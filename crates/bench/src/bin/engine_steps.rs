@@ -11,7 +11,10 @@
 //!    runs them with W workers; wall time until nothing is runnable or
 //!    waiting, steps counted from `executions.steps`;
 //! 2. single worker: the same on N/4 new executions with one worker; wall
-//!    time / steps is the mean latency of a step;
+//!    time / steps is the mean latency of a step, and, since each execution
+//!    is one step and the worker takes them one after another, the gaps
+//!    between consecutive commits (`updated_at`) are the latencies of the
+//!    engine's steps, claim included: their median is the target's median;
 //! 3. store overhead: N/4 new executions, each driven by hand through the
 //!    store calls one step makes, in order (`claim`, `pending_signals`,
 //!    `commit_step` with the events the engine commits),
@@ -19,6 +22,9 @@
 //!
 //! The outbox dispatcher does not run (there is no API): outbox rows pile
 //! up, which is part of what a commit costs.
+//!
+//! Targets: median step ≤ 2 ms on Postgres and ≤ 1 ms on SQLite (the
+//! single-worker median), ≥ 500 steps/s sustained on Postgres (pass 1).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +34,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use chrono::Utc;
 use clap::Parser;
+use myloware_bench::db::BenchDb;
+use myloware_bench::default_projects_dir;
+use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::stats::{r3, summarize_us};
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, Persona, ProjectSpec};
 use myloware_core::wire::{EventKind, GraphSpec, StartExecution};
@@ -54,6 +64,10 @@ struct Args {
     /// Executions of the throughput pass (the other two passes use N/4).
     #[arg(long, default_value_t = 2000)]
     executions: usize,
+
+    /// A run of seconds: 400 executions (noisier; for checking that it works).
+    #[arg(long)]
+    quick: bool,
 
     /// Engine workers of the throughput pass (ORCHESTRATOR_WORKERS).
     #[arg(long, default_value_t = 4)]
@@ -82,105 +96,6 @@ struct Args {
     /// inspection instead of removing it.
     #[arg(long)]
     keep: bool,
-}
-
-fn default_projects_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")
-}
-
-/// A database of the benchmark's own, removed by [`BenchDb::cleanup`].
-struct BenchDb {
-    url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    SqliteFile(PathBuf),
-    PostgresSchema { admin_url: String, schema: String },
-}
-
-fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
-
-impl BenchDb {
-    async fn prepare(url: Option<&str>) -> anyhow::Result<BenchDb> {
-        match url {
-            None => {
-                let path = std::env::temp_dir().join(format!("myloware-bench-{}.db", unique_suffix()));
-                Ok(BenchDb {
-                    url: format!("sqlite://{}", path.display()),
-                    cleanup: Cleanup::SqliteFile(path),
-                })
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:")
-                    .split('?')
-                    .next()
-                    .unwrap_or_default();
-                ensure!(
-                    !Path::new(path).exists(),
-                    "{path} exists: the benchmark wants a fresh SQLite file (it deletes it afterwards)"
-                );
-                Ok(BenchDb {
-                    url: url.to_string(),
-                    cleanup: Cleanup::SqliteFile(PathBuf::from(path)),
-                })
-            }
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let schema = format!("mw_bench_{}", unique_suffix());
-                let admin = sqlx::PgPool::connect(url)
-                    .await
-                    .context("cannot connect to the Postgres database (create it first)")?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&admin)
-                    .await
-                    .context("cannot create the benchmark schema")?;
-                admin.close().await;
-                let separator = if url.contains('?') { '&' } else { '?' };
-                Ok(BenchDb {
-                    url: format!("{url}{separator}options=-c%20search_path%3D{schema}"),
-                    cleanup: Cleanup::PostgresSchema {
-                        admin_url: url.to_string(),
-                        schema,
-                    },
-                })
-            }
-            Some(_) => bail!("--database-url must start with sqlite:// or postgres://"),
-        }
-    }
-
-    async fn cleanup(self) {
-        match self.cleanup {
-            Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            Cleanup::PostgresSchema { admin_url, schema } => {
-                let dropped = async {
-                    let admin = sqlx::PgPool::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                        .execute(&admin)
-                        .await?;
-                    admin.close().await;
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await;
-                if let Err(err) = dropped {
-                    eprintln!("warning: could not drop schema {schema}: {err}");
-                }
-            }
-        }
-    }
 }
 
 /// The engine configuration of one pass: no provider delay, a short idle poll.
@@ -257,6 +172,10 @@ struct EnginePass {
     executions: usize,
     steps: i64,
     wall: Duration,
+    /// Gaps between consecutive commits, in microseconds, when every
+    /// execution made exactly one step (with one worker: each step's
+    /// latency, its claim included).
+    commit_gaps_us: Vec<f64>,
 }
 
 impl EnginePass {
@@ -309,6 +228,7 @@ async fn engine_pass(
 
     let mut steps = 0;
     let mut last_commit = started_at;
+    let mut commits = Vec::with_capacity(run_ids.len());
     for run_id in run_ids {
         let execution = store
             .get_execution(run_id)
@@ -321,12 +241,24 @@ async fn engine_pass(
         );
         steps += execution.steps;
         last_commit = last_commit.max(execution.updated_at);
+        commits.push(execution.updated_at);
     }
     let wall = (last_commit - started_at).to_std().unwrap_or(polled);
+    commits.sort();
+    // The first commit also carries the workers' start; leave it out.
+    let commit_gaps_us = if steps == run_ids.len() as i64 {
+        commits
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_microseconds().unwrap_or(i64::MAX) as f64)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(EnginePass {
         executions: run_ids.len(),
         steps,
         wall,
+        commit_gaps_us,
     })
 }
 
@@ -416,50 +348,6 @@ async fn store_pass(
     Ok(timings)
 }
 
-#[derive(Clone, Copy)]
-struct Summary {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    mean: f64,
-    max: f64,
-}
-
-/// Nearest-rank percentiles of microsecond samples, in milliseconds.
-fn summarize(samples: &[f64]) -> Summary {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len().max(1);
-    let rank = |p: f64| {
-        sorted
-            .get(((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1)
-            .copied()
-    };
-    let ms = |v: Option<f64>| v.unwrap_or(f64::NAN) / 1000.0;
-    Summary {
-        p50: ms(rank(50.0)),
-        p95: ms(rank(95.0)),
-        p99: ms(rank(99.0)),
-        mean: sorted.iter().sum::<f64>() / n as f64 / 1000.0,
-        max: ms(sorted.last().copied()),
-    }
-}
-
-fn summary_json(s: Summary) -> Value {
-    let r = |v: f64| (v * 1000.0).round() / 1000.0;
-    json!({"p50": r(s.p50), "p95": r(s.p95), "p99": r(s.p99), "mean": r(s.mean), "max": r(s.max)})
-}
-
-fn kernel() -> String {
-    std::process::Command::new("uname")
-        .arg("-r")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn parse_pipeline(raw: &str) -> anyhow::Result<Vec<Persona>> {
     raw.split(',')
         .map(str::trim)
@@ -470,7 +358,10 @@ fn parse_pipeline(raw: &str) -> anyhow::Result<Vec<Persona>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.quick {
+        args.executions = 400;
+    }
     ensure!(args.executions >= 4, "--executions must be at least 4");
     ensure!(args.workers >= 1, "--workers must be at least 1");
     let pipeline = parse_pipeline(&args.pipeline)?;
@@ -496,11 +387,7 @@ async fn main() -> anyhow::Result<()> {
 
     let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
     let outcome = run(&args, &bench_db.url, &spec, &template).await;
-    if args.keep {
-        eprintln!("kept the benchmark database: {}", bench_db.url);
-    } else {
-        bench_db.cleanup().await;
-    }
+    bench_db.finish(args.keep).await;
     outcome
 }
 
@@ -521,13 +408,12 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
         Backend::Postgres => "postgres",
     };
     let store = myloware_orchestrator::store::open(&db);
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = kernel();
     let small = (args.executions / 4).max(1);
 
+    let mut report = Report::new("engine-steps", Machine::probe());
     println!("engine-steps: the durable engine's per-step overhead");
     println!("  backend     {backend}");
-    println!("  machine     {nproc} CPUs, Linux {kernel}");
+    report.machine.print();
     println!(
         "  graph       [{}] of {PROJECT}, mock providers without delay, no outbox dispatcher",
         args.pipeline
@@ -556,9 +442,10 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
         throughput.mean_step_ms()
     );
 
-    // 2. Mean step latency with one worker.
+    // 2. Step latency with one worker.
     let run_ids = create_executions(&store, template, small).await?;
     let single = engine_pass(config(url, &args.projects_dir, 1)?, &store, &run_ids, timeout).await?;
+    let step = summarize_us(&single.commit_gaps_us);
     println!(
         "single worker:          {} executions, {} steps in {:.3} s = {:.0} steps/s, mean step latency {:.3} ms",
         single.executions,
@@ -567,20 +454,23 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
         single.steps_per_sec(),
         single.mean_step_ms()
     );
+    if step.count > 0 {
+        println!("  step latency (gaps between commits): {}", step.line("ms"));
+    }
 
     // 3. Store calls of one step, timed one by one.
     create_executions(&store, template, small).await?;
     let timings = store_pass(&store, spec, &template.input, small).await?;
-    let total = summarize(&timings.total);
+    let total = summarize_us(&timings.total);
     println!(
         "step store overhead ({small} steps, one at a time): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms \
          (mean {:.3}, max {:.3})",
         total.p50, total.p95, total.p99, total.mean, total.max
     );
     let parts = [
-        ("claim", summarize(&timings.claim)),
-        ("pending_signals", summarize(&timings.pending_signals)),
-        ("commit_step", summarize(&timings.commit_step)),
+        ("claim", summarize_us(&timings.claim)),
+        ("pending_signals", summarize_us(&timings.pending_signals)),
+        ("commit_step", summarize_us(&timings.commit_step)),
     ];
     for (name, s) in &parts {
         println!(
@@ -595,30 +485,69 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
     );
     db.close().await;
 
-    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
-    let summary = json!({
-        "bench": "engine-steps",
-        "backend": backend,
-        "nproc": nproc,
-        "kernel": kernel,
-        "pipeline": args.pipeline,
-        "pool_size": args.pool_size,
-        "executions": throughput.executions,
-        "workers": args.workers,
-        "steps": throughput.steps,
-        "wall_ms": r3(throughput.wall.as_secs_f64() * 1000.0),
-        "steps_per_s": r3(throughput.steps_per_sec()),
-        "single_worker": {
+    // The engine's own median (pass 2); the store pass's p50 when the
+    // pipeline made more than one step per execution.
+    let (median, how) = if step.count > 0 {
+        (step.p50, "engine median, 1 worker")
+    } else {
+        (total.p50, "store pass p50")
+    };
+    let measured = format!(
+        "{median:.3} ms ({how}; mean {:.3} ms; store pass p50 {:.3} ms)",
+        single.mean_step_ms(),
+        total.p50
+    );
+    let (own, limit, other) = if backend == "postgres" {
+        ("Postgres: median step ≤ 2 ms", 2.0, "SQLite: median step ≤ 1 ms")
+    } else {
+        ("SQLite: median step ≤ 1 ms", 1.0, "Postgres: median step ≤ 2 ms")
+    };
+    report.check(Check::new(own, measured, median <= limit));
+    report.check(Check::not_applicable(other, "run on the other backend"));
+    let rate = throughput.steps_per_sec();
+    let sustained = format!(
+        "{rate:.0} steps/s ({} workers, {} executions)",
+        args.workers, throughput.executions
+    );
+    if backend == "postgres" {
+        report.check(Check::new(
+            "Postgres: ≥ 500 steps/s sustained",
+            sustained,
+            rate >= 500.0,
+        ));
+    } else {
+        report.check(Check::not_applicable("Postgres: ≥ 500 steps/s sustained", sustained));
+    }
+
+    report.detail("backend", json!(backend));
+    report.detail("pipeline", json!(args.pipeline));
+    report.detail("pool_size", json!(args.pool_size));
+    report.detail("executions", json!(throughput.executions));
+    report.detail("workers", json!(args.workers));
+    report.detail("steps", json!(throughput.steps));
+    report.detail("wall_ms", json!(r3(throughput.wall.as_secs_f64() * 1000.0)));
+    report.detail("steps_per_s", json!(r3(rate)));
+    report.detail(
+        "single_worker",
+        json!({
             "executions": single.executions,
             "steps": single.steps,
             "wall_ms": r3(single.wall.as_secs_f64() * 1000.0),
             "steps_per_s": r3(single.steps_per_sec()),
             "mean_step_ms": r3(single.mean_step_ms()),
-        },
-        "store_overhead_ms": summary_json(total),
-        "store_calls_ms": parts.iter().map(|(name, s)| (name.to_string(), summary_json(*s))).collect::<serde_json::Map<_, _>>(),
-    });
-    println!();
-    println!("{summary}");
+            "step_ms": step.to_json(),
+        }),
+    );
+    report.detail("median_step_ms", json!(r3(median)));
+    report.detail("store_overhead_ms", total.to_json());
+    report.detail(
+        "store_calls_ms",
+        parts
+            .iter()
+            .map(|(name, s)| (name.to_string(), s.to_json()))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    report.print();
     Ok(())
 }

@@ -186,6 +186,8 @@ pub struct OutboxEvent {
     pub data: Value,
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
+    /// When the API acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Work the engine still holds, for gauges and test teardown.

@@ -90,6 +90,7 @@ struct OutboxRow {
     data: Json<Value>,
     created_at: DateTime<Utc>,
     attempts: i64,
+    delivered_at: Option<DateTime<Utc>>,
 }
 
 impl From<OutboxRow> for OutboxEvent {
@@ -102,6 +103,7 @@ impl From<OutboxRow> for OutboxEvent {
             data: r.data.0,
             created_at: r.created_at,
             attempts: r.attempts,
+            delivered_at: r.delivered_at,
         }
     }
 }
@@ -589,7 +591,7 @@ macro_rules! sql_orchestrator_store {
 
             async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
                 let rows: Vec<OutboxRow> = sqlx::query_as(
-                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts FROM outbox o \
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox o \
                      WHERE o.delivered_at IS NULL AND o.next_attempt_at <= $1 \
                        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.run_id = o.run_id AND p.delivered_at IS NULL \
                                        AND p.run_seq < o.run_seq AND p.next_attempt_at > $1) \
@@ -630,7 +632,7 @@ macro_rules! sql_orchestrator_store {
 
             async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>> {
                 let rows: Vec<OutboxRow> = sqlx::query_as(
-                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts FROM outbox \
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox \
                      WHERE run_id = $1 ORDER BY run_seq",
                 )
                 .bind(run_id)

@@ -1,0 +1,563 @@
+//! `gate-park`: many aismr runs parked at the `ideate` gate (after Iggy),
+//! then all approved. Both services are real processes (`mw serve api`,
+//! `mw serve orchestrator`), mock providers without delay.
+//!
+//! 1. `--runs` (10,000) aismr runs are started through the API (64 at a
+//!    time) and waited for until every one is `awaiting_ideate`;
+//! 2. the RSS of both processes is read from `/proc/<pid>/status` once
+//!    they are all parked (and after a short settle);
+//! 3. every gate is approved through the API (`POST
+//!    /v1/hitl/approve/{runId}/ideate` with the API key, 64 at a time), and
+//!    the clock runs until every run left the gate: Riley's twelve clips
+//!    generated on the mock kie.ai (twelve signed callbacks per run through
+//!    the API), Alex's render, and the next gate, `prepublish`, reached (or
+//!    beyond).
+//!
+//! Targets: orchestrator RSS ≤ 150 MB and API RSS ≤ 100 MB with 10,000
+//! parked; approving all of them finishes within 60 s.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure};
+use clap::Parser;
+use myloware_bench::db::{ActivitySampler, BenchDb, Probe};
+use myloware_bench::load::{self, Stop, Workload};
+use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::services::{self, Memory, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::stats::r3;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gate-park",
+    about = "Runs parked at a gate: RSS of both services, then approving them all"
+)]
+struct Args {
+    /// Postgres database to create a schema in (dropped at the end);
+    /// default: a temporary SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Runs to park.
+    #[arg(long, default_value_t = 10_000)]
+    runs: usize,
+    /// Concurrent starts and approvals.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds to wait, once all are parked, before reading the RSS.
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+    /// Give up on parking after this long.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Stop watching the approved runs after this long (the target is
+    /// 60 s): the verdict is then a miss, with the share done and a
+    /// projection from the rate reached, so the benchmark stays a few
+    /// minutes long however slow the system is.
+    #[arg(long, default_value_t = 180)]
+    approval_cap_secs: u64,
+    /// The `mw` binary (default: target/release/mw).
+    #[arg(long)]
+    mw: Option<std::path::PathBuf>,
+    /// Engine workers of the orchestrator (ORCHESTRATOR_WORKERS; the
+    /// service's default is 4).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// A run of seconds: 200 runs.
+    #[arg(long)]
+    quick: bool,
+    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
+    /// autovacuum would (0: never; this machine's server runs without
+    /// autovacuum).
+    #[arg(long, default_value_t = 20)]
+    vacuum_every_secs: u64,
+    /// Keep the database and the services' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Run starts (aismr) through the API, recording run ids.
+struct Starts {
+    api: std::net::SocketAddr,
+    count: u64,
+    run_ids: Mutex<Vec<String>>,
+}
+
+impl Workload for Starts {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        if i >= self.count {
+            return false;
+        }
+        let body = json!({"project": "aismr", "input": {"object": format!("candle {i}")}});
+        load::post_json(
+            buf,
+            self.api,
+            "/v1/runs/start",
+            &[("x-api-key", services::API_KEY)],
+            body.to_string().as_bytes(),
+        );
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Some(run_id) = answer["runId"].as_str() {
+            self.run_ids.lock().expect("lock").push(run_id.to_string());
+        }
+        status == 201
+    }
+}
+
+/// One approval per run, with the API key (the runbook's way).
+struct Approvals {
+    api: std::net::SocketAddr,
+    run_ids: Vec<String>,
+}
+
+impl Workload for Approvals {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        let Some(run_id) = self.run_ids.get(i as usize) else {
+            return false;
+        };
+        let request = format!(
+            "POST /v1/hitl/approve/{run_id}/ideate HTTP/1.1\r\nhost: {}\r\nx-api-key: {}\r\ncontent-length: 0\r\n\r\n",
+            self.api,
+            services::API_KEY
+        );
+        buf.extend_from_slice(request.as_bytes());
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        status == 200 && answer["status"] == "approved"
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.runs = 200;
+        args.settle_secs = 1;
+    }
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    let mw = services::mw_binary(args.mw.as_deref())?;
+    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let workdir = Workdir::create()?;
+    let mut report = Report::new("gate-park", Machine::probe());
+    println!("gate-park: aismr runs parked at the ideate gate, then approved");
+    println!("  backend     {}", bench_db.backend());
+    println!("  binary      {}", mw.display());
+    report.machine.print();
+    println!("  runs        {}, {} at a time", args.runs, args.connections);
+    println!();
+    report.detail("backend", json!(bench_db.backend()));
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
+    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
+    if let Some(maintenance) = maintenance {
+        report.detail("vacuum_passes", json!(maintenance.stop().await));
+    }
+    bench_db.finish(args.keep).await;
+    workdir.finish(args.keep || outcome.is_err());
+    outcome?;
+    report.print();
+    Ok(())
+}
+
+const LEFT_THE_GATE: [&str; 3] = ["awaiting_prepublish", "publishing", "published"];
+const ENDED_BADLY: [&str; 3] = ["failed", "cancelled", "rejected"];
+
+fn count_of(counts: &BTreeMap<String, i64>, statuses: &[&str]) -> i64 {
+    statuses.iter().filter_map(|s| counts.get(*s)).sum()
+}
+
+fn memory_line(name: &str, memory: Memory) -> String {
+    format!("{name} RSS {:.1} MB (peak {:.1} MB)", memory.rss_mb(), memory.peak_mb())
+}
+
+async fn run(
+    args: &Args,
+    mw: &std::path::Path,
+    bench_db: &BenchDb,
+    workdir: &Workdir,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let api_port = free_port()?;
+    let mut env = service_env(&bench_db.url, api_port, free_port()?);
+    if let Some(workers) = args.workers {
+        set_var(&mut env, "ORCHESTRATOR_WORKERS", &workers.to_string());
+    }
+    let (orchestrator, api) = services::start_both(mw, &env, workdir).await?;
+    let probe = Probe::connect(&bench_db.url).await?;
+    let api_addr = loopback(api_port);
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let (idle_api, idle_orchestrator) = (api.memory(), orchestrator.memory());
+
+    // 1. Park.
+    let sampler = match args.database_url.as_deref() {
+        Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
+        _ => None,
+    };
+    let starts = Arc::new(Starts {
+        api: api_addr,
+        count: args.runs as u64,
+        run_ids: Mutex::new(Vec::new()),
+    });
+    let began = Instant::now();
+    let started = load::closed_loop(api_addr, args.connections, Stop::Exhausted, starts.clone()).await?;
+    let all_started = began.elapsed();
+    ensure!(
+        started.ok == args.runs as u64,
+        "{} of {} starts accepted ({} refused, {} errors, first: {:?})",
+        started.ok,
+        args.runs,
+        started.refused,
+        started.errors,
+        started.first_error
+    );
+    println!(
+        "{} runs started in {:.1} s ({:.0}/s)",
+        args.runs,
+        all_started.as_secs_f64(),
+        args.runs as f64 / all_started.as_secs_f64()
+    );
+    let parked = wait_for(
+        &probe,
+        &["awaiting_ideate"],
+        args.runs,
+        began,
+        timeout,
+        "parked at ideate",
+    )
+    .await?;
+    println!(
+        "all {} parked at ideate {:.1} s after the first start",
+        args.runs,
+        parked.as_secs_f64()
+    );
+    let park_activity = match sampler {
+        Some(sampler) => Some(sampler.finish(8).await?),
+        None => None,
+    };
+
+    // 2. Memory with everything parked.
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let (parked_api, parked_orchestrator) = (api.memory(), orchestrator.memory());
+    println!(
+        "parked: {}; {} (idle before: api {:.1} MB, orchestrator {:.1} MB)",
+        memory_line("api", parked_api),
+        memory_line("orchestrator", parked_orchestrator),
+        idle_api.rss_mb(),
+        idle_orchestrator.rss_mb()
+    );
+    // Series labelled with a run id stay in each service's registry until
+    // the run ends (plus METRICS_RUN_SERIES_TTL): a share of the RSS.
+    let mut series = serde_json::Map::new();
+    for (name, port) in [("api", api.port), ("orchestrator", orchestrator.port)] {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        let per_run = text.lines().filter(|l| l.contains("runId=\"run_")).count();
+        println!(
+            "  {name} /metrics: {} KB, {samples} samples, {per_run} of them labelled with a run id",
+            text.len() / 1024
+        );
+        series.insert(
+            name.to_string(),
+            json!({"bytes": text.len(), "samples": samples, "run_samples": per_run}),
+        );
+    }
+
+    // 3. Approve all, until every run is past the gate.
+    let approvals = Arc::new(Approvals {
+        api: api_addr,
+        run_ids: starts.run_ids.lock().expect("lock").clone(),
+    });
+    let (cpu_api, cpu_orchestrator) = (api.cpu_seconds(), orchestrator.cpu_seconds());
+    let cpu_postgres = services::cpu_seconds_of("postgres");
+    let steps_before = probe.engine_steps().await?;
+    let sampler = match args.database_url.as_deref() {
+        Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
+        _ => None,
+    };
+    let approval_start = chrono::Utc::now();
+    let began = Instant::now();
+    let approved = load::closed_loop(api_addr, args.connections, Stop::Exhausted, approvals).await?;
+    let all_approved = began.elapsed();
+    ensure!(
+        approved.ok == args.runs as u64,
+        "{} of {} approvals answered approved ({} refused, {} errors, first: {:?})",
+        approved.ok,
+        args.runs,
+        approved.refused,
+        approved.errors,
+        approved.first_error
+    );
+    println!(
+        "{} approvals answered in {:.1} s ({:.0}/s)",
+        args.runs,
+        all_approved.as_secs_f64(),
+        args.runs as f64 / all_approved.as_secs_f64()
+    );
+    let progress = follow_approvals(&probe, args.runs, began, Duration::from_secs(args.approval_cap_secs)).await?;
+    let (cpu_api, cpu_orchestrator) = (
+        api.cpu_seconds() - cpu_api,
+        orchestrator.cpu_seconds() - cpu_orchestrator,
+    );
+    let cpu_postgres = services::cpu_seconds_of("postgres") - cpu_postgres;
+    let activity = match sampler {
+        Some(sampler) => Some(sampler.finish(10).await?),
+        None => None,
+    };
+    let done = progress.all_past.is_some();
+    let finished = progress.all_past.unwrap_or(progress.watched);
+    match progress.none_at_ideate {
+        Some(at) => println!(
+            "no run awaiting ideate {:.1} s after the first approval",
+            at.as_secs_f64()
+        ),
+        None => println!(
+            "runs still awaiting ideate after {:.0} s",
+            progress.watched.as_secs_f64()
+        ),
+    }
+    if done {
+        println!(
+            "all {} at prepublish (or beyond) {:.1} s after the first approval",
+            args.runs,
+            finished.as_secs_f64()
+        );
+    } else {
+        println!(
+            "stopped watching after {:.0} s (--approval-cap-secs): {} of {} at prepublish or beyond \
+             ({:.1} runs/s over the last half; {})",
+            progress.watched.as_secs_f64(),
+            progress.past,
+            args.runs,
+            progress.recent_rate,
+            progress.projection(args.runs)
+        );
+    }
+    println!(
+        "CPU used meanwhile: api {cpu_api:.1} s, orchestrator {cpu_orchestrator:.1} s, postgres {cpu_postgres:.1} s \
+         (every backend on the machine), of {:.0} s the CPUs had",
+        finished.as_secs_f64() * report.machine.nproc as f64
+    );
+    let steps = probe.engine_steps().await? - steps_before;
+    let events = probe.count_since("outbox", "created_at", approval_start).await?;
+    let callbacks = probe
+        .count_since("webhook_deliveries", "received_at", approval_start)
+        .await?;
+    println!(
+        "meanwhile: {steps} engine steps ({:.1} per run), {events} events, {callbacks} kie.ai callbacks",
+        steps as f64 / args.runs as f64
+    );
+    println!("where the time went after the first approval (each stage's own timestamps):");
+    let stages = probe.stages(approval_start).await?;
+    let (end_api, end_orchestrator) = (api.memory(), orchestrator.memory());
+    println!(
+        "after: {}; {}",
+        memory_line("api", end_api),
+        memory_line("orchestrator", end_orchestrator)
+    );
+    let webhooks = probe.group_count("webhook_deliveries", "outcome").await?;
+    println!("kie.ai callbacks recorded by outcome: {webhooks:?}");
+    let (api_problems, orchestrator_problems) = (api.problems(), orchestrator.problems());
+    for (name, problems) in [("api", &api_problems), ("orchestrator", &orchestrator_problems)] {
+        if !problems.is_empty() {
+            println!(
+                "{name} logged {} warnings or errors, e.g. {}",
+                problems.len(),
+                problems[0]
+            );
+        }
+    }
+    probe.close().await;
+    orchestrator.stop(Duration::from_secs(10));
+    api.stop(Duration::from_secs(10));
+
+    let full = args.runs >= 10_000;
+    let scale = if full {
+        String::new()
+    } else {
+        format!(" [only {} runs: not the target's scale]", args.runs)
+    };
+    report.check(Check::new(
+        "10,000 parked: orchestrator RSS ≤ 150 MB",
+        format!(
+            "{:.1} MB (peak {:.1} MB){scale}",
+            parked_orchestrator.rss_mb(),
+            parked_orchestrator.peak_mb()
+        ),
+        parked_orchestrator.rss_mb() <= 150.0 && full,
+    ));
+    report.check(Check::new(
+        "10,000 parked: API RSS ≤ 100 MB",
+        format!(
+            "{:.1} MB (peak {:.1} MB){scale}",
+            parked_api.rss_mb(),
+            parked_api.peak_mb()
+        ),
+        parked_api.rss_mb() <= 100.0 && full,
+    ));
+    let measured = if done {
+        format!(
+            "{:.1} s (approvals answered in {:.1} s){scale}",
+            finished.as_secs_f64(),
+            all_approved.as_secs_f64()
+        )
+    } else {
+        format!(
+            "not finished: {} of {} past the gate after {:.0} s; {}{scale}",
+            progress.past,
+            args.runs,
+            progress.watched.as_secs_f64(),
+            progress.projection(args.runs)
+        )
+    };
+    report.check(Check::new(
+        "approving all of them finishes within 60 s (all at prepublish or beyond)",
+        measured,
+        done && finished.as_secs_f64() <= 60.0 && full,
+    ));
+    let mb = |m: Memory| json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb())});
+    report.detail("runs", json!(args.runs));
+    report.detail(
+        "park",
+        json!({"all_started_s": r3(all_started.as_secs_f64()), "all_parked_s": r3(parked.as_secs_f64())}),
+    );
+    report.detail("metrics_when_parked", series.into());
+    report.detail(
+        "postgres_activity",
+        json!({"parking": park_activity, "approving": activity}),
+    );
+    report.detail(
+        "memory",
+        json!({"idle": {"api": mb(idle_api), "orchestrator": mb(idle_orchestrator)},
+               "parked": {"api": mb(parked_api), "orchestrator": mb(parked_orchestrator)},
+               "after_approval": {"api": mb(end_api), "orchestrator": mb(end_orchestrator)}}),
+    );
+    report.detail(
+        "approve",
+        json!({"answered_s": r3(all_approved.as_secs_f64()),
+               "none_awaiting_ideate_s": progress.none_at_ideate.map(|d| r3(d.as_secs_f64())),
+               "all_at_prepublish_s": progress.all_past.map(|d| r3(d.as_secs_f64())),
+               "past_the_gate": progress.past, "watched_s": r3(progress.watched.as_secs_f64()),
+               "projected_s": Some(progress.projected_secs(args.runs)).filter(|s| s.is_finite()).map(r3),
+               "cpu_s": {"api": r3(cpu_api), "orchestrator": r3(cpu_orchestrator), "postgres": r3(cpu_postgres)},
+               "engine_steps": steps, "events": events, "callbacks": callbacks, "stages_ms": stages}),
+    );
+    report.detail(
+        "log_problems",
+        json!({"api": api_problems.len(), "orchestrator": orchestrator_problems.len()}),
+    );
+    Ok(())
+}
+
+/// Polls until `runs` runs are in one of `statuses`; the time since `since`.
+async fn wait_for(
+    probe: &Probe,
+    statuses: &[&str],
+    runs: usize,
+    since: Instant,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let mut last_print = Instant::now();
+    loop {
+        let counts = probe.status_counts().await?;
+        ensure!(count_of(&counts, &ENDED_BADLY) == 0, "runs ended badly: {counts:?}");
+        if count_of(&counts, statuses) >= runs as i64 {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > timeout {
+            bail!("not all {what} after {timeout:?}: {counts:?}");
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            println!("  … {:.0} s: {counts:?}", since.elapsed().as_secs_f64());
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How the approved runs moved on.
+struct Progress {
+    /// When no run was awaiting ideate any more.
+    none_at_ideate: Option<Duration>,
+    /// When every run was at prepublish or beyond.
+    all_past: Option<Duration>,
+    /// Runs at prepublish or beyond when watching stopped.
+    past: i64,
+    watched: Duration,
+    /// Runs per second getting past the gate over the second half of the
+    /// watch.
+    recent_rate: f64,
+}
+
+impl Progress {
+    /// When all would have been past the gate at the recent rate (infinite
+    /// without progress).
+    fn projected_secs(&self, runs: usize) -> f64 {
+        match self.all_past {
+            Some(all) => all.as_secs_f64(),
+            None if self.recent_rate > 0.0 => {
+                self.watched.as_secs_f64() + (runs as f64 - self.past as f64) / self.recent_rate
+            }
+            None => f64::INFINITY,
+        }
+    }
+
+    /// "about N s at the rate reached", or that there was no progress.
+    fn projection(&self, runs: usize) -> String {
+        let secs = self.projected_secs(runs);
+        if secs.is_finite() {
+            format!("all would take about {secs:.0} s at the rate reached")
+        } else {
+            "no run got past the gate yet".to_string()
+        }
+    }
+}
+
+/// Watches the runs until all are at prepublish or beyond, or `cap` after
+/// `since`.
+async fn follow_approvals(probe: &Probe, runs: usize, since: Instant, cap: Duration) -> anyhow::Result<Progress> {
+    let mut progress = Progress {
+        none_at_ideate: None,
+        all_past: None,
+        past: 0,
+        watched: Duration::ZERO,
+        recent_rate: 0.0,
+    };
+    let mut samples: Vec<(Duration, i64)> = Vec::new();
+    let mut last_print = Instant::now();
+    loop {
+        let counts = probe.status_counts().await?;
+        ensure!(count_of(&counts, &ENDED_BADLY) == 0, "runs ended badly: {counts:?}");
+        let now = since.elapsed();
+        progress.past = count_of(&counts, &LEFT_THE_GATE);
+        progress.watched = now;
+        samples.push((now, progress.past));
+        if progress.none_at_ideate.is_none() && count_of(&counts, &["awaiting_ideate"]) == 0 {
+            progress.none_at_ideate = Some(now);
+        }
+        if progress.past >= runs as i64 {
+            progress.all_past = Some(now);
+            return Ok(progress);
+        }
+        if now > cap {
+            let (t0, p0) = samples[samples.partition_point(|(t, _)| *t < now / 2)];
+            progress.recent_rate = (progress.past - p0) as f64 / (now - t0).as_secs_f64().max(1e-9);
+            return Ok(progress);
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            println!("  … {:.0} s: {counts:?}", now.as_secs_f64());
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

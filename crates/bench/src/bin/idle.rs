@@ -1,0 +1,213 @@
+//! `idle`: what the services cost doing nothing, and how fast `mw dev` is
+//! ready.
+//!
+//! 1. `mw serve orchestrator` and `mw serve api` as processes on a fresh
+//!    database, started, then left idle for `--settle-secs`; their RSS is
+//!    the largest of five reads of `/proc/<pid>/status` over the next
+//!    second. Target: ≤ 30 MB each.
+//! 2. `mw dev` started `--starts` times on a new SQLite file (migrations
+//!    included) and `--starts` times on an existing one; ready is when both
+//!    `/health` answer (polled every 2 ms from outside, so the process's
+//!    start, the migrations, the project catalog and both listeners all
+//!    count). Target: ≤ 1 s.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use clap::Parser;
+use myloware_bench::db::BenchDb;
+use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::services::{self, Memory, Service, Workdir, free_port, service_env};
+use myloware_bench::stats::{r3, summarize_scaled};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idle",
+    about = "Idle RSS of both services and the time until `mw dev` is ready"
+)]
+struct Args {
+    /// Postgres database for the services' part (a schema is created and
+    /// dropped); default: a temporary SQLite file. `mw dev` always uses a
+    /// SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Seconds the services stay idle before their RSS is read.
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+    /// `mw dev` starts of each kind (new database, existing database).
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
+    /// The `mw` binary (default: target/release/mw).
+    #[arg(long)]
+    mw: Option<std::path::PathBuf>,
+    /// A run of seconds: 1 s of settling, 2 starts of each kind.
+    #[arg(long)]
+    quick: bool,
+    /// Keep the services' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.settle_secs = 1;
+        args.starts = 2;
+    }
+    ensure!(args.starts >= 1, "--starts must be at least 1");
+    let mw = services::mw_binary(args.mw.as_deref())?;
+    let workdir = Workdir::create()?;
+    let mut report = Report::new("idle", Machine::probe());
+    println!("idle: RSS of idle services, and `mw dev` readiness");
+    println!("  binary      {}", mw.display());
+    report.machine.print();
+    println!();
+    let outcome = run(&args, &mw, &workdir, &mut report).await;
+    workdir.finish(args.keep || outcome.is_err());
+    outcome?;
+    report.print();
+    Ok(())
+}
+
+/// The largest of five reads, 200 ms apart.
+async fn settled_memory(service: &Service) -> Memory {
+    let mut largest = Memory::default();
+    for _ in 0..5 {
+        let memory = service.memory();
+        if memory.rss_kb > largest.rss_kb {
+            largest = memory;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    largest
+}
+
+async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut Report) -> anyhow::Result<()> {
+    // 1. Both services, idle.
+    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let env = service_env(&bench_db.url, free_port()?, free_port()?);
+    let services = services::start_both(mw, &env, workdir).await;
+    let memory = match services {
+        Ok((orchestrator, api)) => {
+            tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+            let memory = (settled_memory(&api).await, settled_memory(&orchestrator).await);
+            orchestrator.stop(Duration::from_secs(10));
+            api.stop(Duration::from_secs(10));
+            Ok(memory)
+        }
+        Err(err) => Err(err),
+    };
+    bench_db.finish(false).await;
+    let (api, orchestrator) = memory?;
+    println!(
+        "idle after {} s ({}): api RSS {:.1} MB (peak {:.1}), orchestrator RSS {:.1} MB (peak {:.1})",
+        args.settle_secs,
+        bench_db_backend(args),
+        api.rss_mb(),
+        api.peak_mb(),
+        orchestrator.rss_mb(),
+        orchestrator.peak_mb()
+    );
+
+    // 2. `mw dev`, on a new database and on an existing one.
+    let mut cold_ms = Vec::new();
+    let mut warm_ms = Vec::new();
+    let mut dev_memory = Memory::default();
+    for i in 0..args.starts {
+        let path = workdir.0.join(format!("dev-{i}.db"));
+        let dev_env = service_env(&format!("sqlite://{}", path.display()), free_port()?, free_port()?);
+        for (times, kind) in [(&mut cold_ms, "new"), (&mut warm_ms, "existing")] {
+            let (ready, memory) = dev_ready(mw, &dev_env, workdir).await?;
+            times.push(ready.as_secs_f64() * 1000.0);
+            if i == 0 && kind == "existing" {
+                dev_memory = memory;
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    let (cold, warm) = (summarize_scaled(&cold_ms, 1.0), summarize_scaled(&warm_ms, 1.0));
+    println!("mw dev ready, new database:      {}", cold.line("ms"));
+    println!("mw dev ready, existing database: {}", warm.line("ms"));
+    println!("mw dev RSS just after ready: {:.1} MB", dev_memory.rss_mb());
+
+    report.check(Check::new(
+        "idle: API RSS ≤ 30 MB",
+        format!("{:.1} MB (peak {:.1} MB)", api.rss_mb(), api.peak_mb()),
+        api.rss_mb() <= 30.0,
+    ));
+    report.check(Check::new(
+        "idle: orchestrator RSS ≤ 30 MB",
+        format!(
+            "{:.1} MB (peak {:.1} MB)",
+            orchestrator.rss_mb(),
+            orchestrator.peak_mb()
+        ),
+        orchestrator.rss_mb() <= 30.0,
+    ));
+    let worst = cold.p50.max(warm.p50);
+    report.check(Check::new(
+        "`mw dev` ready ≤ 1 s",
+        format!(
+            "{:.0} ms on a new database, {:.0} ms on an existing one (medians of {}; max {:.0} ms)",
+            cold.p50,
+            warm.p50,
+            args.starts,
+            cold.max.max(warm.max)
+        ),
+        worst <= 1000.0,
+    ));
+    let mb = |m: Memory| json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb())});
+    report.detail("services_backend", json!(bench_db_backend(args)));
+    report.detail(
+        "idle",
+        json!({"api": mb(api), "orchestrator": mb(orchestrator), "settle_s": args.settle_secs}),
+    );
+    report.detail(
+        "dev_ready_ms",
+        json!({"new_database": cold.to_json(), "existing_database": warm.to_json(), "rss_mb": r3(dev_memory.rss_mb())}),
+    );
+    Ok(())
+}
+
+fn bench_db_backend(args: &Args) -> &'static str {
+    if args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// Starts `mw dev`, waits until both services answer, reads its RSS, stops it.
+async fn dev_ready(
+    mw: &std::path::Path,
+    env: &[(String, String)],
+    workdir: &Workdir,
+) -> anyhow::Result<(Duration, Memory)> {
+    let port = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<u16>().ok())
+            .unwrap_or_default()
+    };
+    let mut dev = Service::spawn("dev", mw, &["dev"], env, port("API_PORT"), workdir)?;
+    dev.wait_healthy(Duration::from_secs(30)).await?;
+    // The API answers last (`mw dev` binds the orchestrator first), but
+    // check the orchestrator too.
+    let http = reqwest::Client::new();
+    let orchestrator = format!("http://127.0.0.1:{}/health", port("ORCHESTRATOR_PORT"));
+    let ready = loop {
+        if let Ok(response) = http.get(&orchestrator).send().await
+            && response.status().is_success()
+        {
+            break dev.wait_healthy(Duration::from_secs(30)).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let memory = dev.memory();
+    dev.stop(Duration::from_secs(10));
+    Ok((ready, memory))
+}

@@ -1,0 +1,365 @@
+//! `kieai-callbacks`: signed kie.ai clip callbacks into the API's
+//! `POST /v1/webhooks/kieai?runId=&index=&token=`, each one sent twice:
+//! verified (`X-Webhook-Timestamp` / `X-Webhook-Signature` with
+//! `KIEAI_SIGNING_SECRET`, and the per-clip token of the URL),
+//! deduplicated (the second copy must answer `duplicate`), recorded, and
+//! relayed to the orchestrator as a signal. Target: ≥ 2,000 callbacks/s on
+//! Postgres, every delivery counted.
+//!
+//! The API is the real `mw serve api` process. The orchestrator is a stub in
+//! this process that acknowledges starts and signals (and counts them), so
+//! the figure is the API's: the real orchestrator would also wake an
+//! engine step per signal, which `engine-steps` measures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use clap::Parser;
+use myloware_bench::db::{BenchDb, Probe};
+use myloware_bench::load::{self, Stop, Workload};
+use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::services::{self, Service, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::stats::{r3, summarize_us};
+use myloware_core::signing;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kieai-callbacks",
+    about = "Signed kie.ai callbacks into the API, verified and deduplicated"
+)]
+struct Args {
+    /// Postgres database to create a schema in (dropped at the end);
+    /// default: a temporary SQLite file (the target is for Postgres).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Distinct callbacks (12 clips per run); each is sent twice.
+    #[arg(long, default_value_t = 12_000)]
+    callbacks: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// The `mw` binary (default: target/release/mw).
+    #[arg(long)]
+    mw: Option<std::path::PathBuf>,
+    /// A run of seconds: 1,200 distinct callbacks.
+    #[arg(long)]
+    quick: bool,
+    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
+    /// autovacuum would (0: never; this machine's server runs without
+    /// autovacuum).
+    #[arg(long, default_value_t = 20)]
+    vacuum_every_secs: u64,
+    /// Keep the database and the API's log.
+    #[arg(long)]
+    keep: bool,
+}
+
+const CLIPS_PER_RUN: usize = 12;
+/// Originals of this many callbacks, then their copies, and so on: a copy
+/// comes soon after its original, sometimes while it is still in flight.
+const CHUNK: usize = 256;
+/// How long to wait for the API to relay every accepted callback.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the stub orchestrator received.
+#[derive(Default)]
+struct StubCounts {
+    starts: AtomicU64,
+    signals: AtomicU64,
+    /// Distinct `signalId`s (the real orchestrator deduplicates on them).
+    signal_ids: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+fn stub_orchestrator(counts: Arc<StubCounts>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/v1/executions",
+            post(|State(c): State<Arc<StubCounts>>| async move {
+                c.starts.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::ACCEPTED, Json(json!({"status": "queued"})))
+            }),
+        )
+        .route(
+            "/v1/executions/{runId}/signals",
+            post(|State(c): State<Arc<StubCounts>>, Json(body): Json<Value>| async move {
+                c.signals.fetch_add(1, Ordering::Relaxed);
+                let id = body["signalId"].as_str().unwrap_or_default().to_string();
+                let fresh = c.signal_ids.lock().expect("lock").insert(id);
+                let status = if fresh { "accepted" } else { "duplicate" };
+                (StatusCode::ACCEPTED, Json(json!({"status": status})))
+            }),
+        )
+        .with_state(counts)
+}
+
+/// Run starts through the API.
+struct Starts {
+    api: std::net::SocketAddr,
+    count: u64,
+    run_ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Workload for Starts {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        if i >= self.count {
+            return false;
+        }
+        let body = json!({"project": "test_video_gen", "input": {"topic": format!("callbacks {i}")}});
+        load::post_json(
+            buf,
+            self.api,
+            "/v1/runs/start",
+            &[("x-api-key", services::API_KEY)],
+            body.to_string().as_bytes(),
+        );
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Some(run_id) = answer["runId"].as_str() {
+            self.run_ids.lock().expect("lock").push(run_id.to_string());
+        }
+        status == 201
+    }
+}
+
+/// The callbacks: delivery `i` is callback `order[i]`.
+struct Callbacks {
+    api: std::net::SocketAddr,
+    run_ids: Vec<String>,
+    order: Vec<usize>,
+    accepted: AtomicU64,
+    duplicate: AtomicU64,
+    other: AtomicU64,
+}
+
+impl Workload for Callbacks {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        let Some(&callback) = self.order.get(i as usize) else {
+            return false;
+        };
+        let run_id = &self.run_ids[callback / CLIPS_PER_RUN];
+        let index = callback % CLIPS_PER_RUN;
+        let task_id = format!("benchtask{callback:08}");
+        let token = signing::callback_token(services::HITL_SECRET.as_bytes(), run_id, &format!("clip:{index}"));
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = signing::kieai_signature(services::KIEAI_SIGNING_SECRET.as_bytes(), &task_id, &timestamp);
+        let body = json!({
+            "code": 200, "msg": "success",
+            "data": {"taskId": task_id, "info": {"resultUrls": [format!("https://mock.kie.ai/clips/{task_id}.mp4")],
+                     "resolution": "1080p"}, "fallbackFlag": false}
+        });
+        load::post_json(
+            buf,
+            self.api,
+            &format!("/v1/webhooks/kieai?runId={run_id}&index={index}&token={token}"),
+            &[("x-webhook-timestamp", &timestamp), ("x-webhook-signature", &signature)],
+            body.to_string().as_bytes(),
+        );
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        match (status, answer["status"].as_str()) {
+            (200, Some("accepted")) => self.accepted.fetch_add(1, Ordering::Relaxed),
+            (200, Some("duplicate")) => self.duplicate.fetch_add(1, Ordering::Relaxed),
+            _ => self.other.fetch_add(1, Ordering::Relaxed),
+        };
+        status == 200
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.callbacks = 1200;
+    }
+    ensure!(args.callbacks >= 1, "--callbacks must be at least 1");
+    let mw = services::mw_binary(args.mw.as_deref())?;
+    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let workdir = Workdir::create()?;
+    let mut report = Report::new("kieai-callbacks", Machine::probe());
+    println!("kieai-callbacks: signed kie.ai callbacks, each sent twice, into `mw serve api`");
+    println!("  backend     {}", bench_db.backend());
+    println!("  binary      {}", mw.display());
+    report.machine.print();
+    println!(
+        "  load        {} distinct callbacks × 2, {} connections, stub orchestrator",
+        args.callbacks, args.connections
+    );
+    println!();
+    report.detail("backend", json!(bench_db.backend()));
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
+    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
+    if let Some(maintenance) = maintenance {
+        report.detail("vacuum_passes", json!(maintenance.stop().await));
+    }
+    bench_db.finish(args.keep).await;
+    workdir.finish(args.keep || outcome.is_err());
+    outcome?;
+    report.print();
+    Ok(())
+}
+
+async fn run(
+    args: &Args,
+    mw: &std::path::Path,
+    bench_db: &BenchDb,
+    workdir: &Workdir,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let counts = Arc::new(StubCounts::default());
+    let stub = services::spawn_router(stub_orchestrator(counts.clone())).await?;
+    let api_port = free_port()?;
+    let mut env = service_env(&bench_db.url, api_port, stub.addr.port());
+    set_var(&mut env, "ORCHESTRATOR_URL", &format!("http://{}", stub.addr));
+    let mut api = Service::spawn("api", mw, &["serve", "api"], &env, api_port, workdir)?;
+    api.wait_healthy(Duration::from_secs(30)).await?;
+    let api_addr = loopback(api_port);
+
+    let runs = args.callbacks.div_ceil(CLIPS_PER_RUN);
+    let starts = Arc::new(Starts {
+        api: api_addr,
+        count: runs as u64,
+        run_ids: std::sync::Mutex::new(Vec::new()),
+    });
+    let started = load::closed_loop(api_addr, 16, Stop::Exhausted, starts.clone()).await?;
+    ensure!(
+        started.ok == runs as u64,
+        "{} of {runs} starts accepted ({:?})",
+        started.ok,
+        started.first_error
+    );
+    let run_ids = starts.run_ids.lock().expect("lock").clone();
+    println!(
+        "{runs} runs started (the stub acknowledged {} starts)",
+        counts.starts.load(Ordering::Relaxed)
+    );
+
+    let mut order = Vec::with_capacity(args.callbacks * 2);
+    for chunk in (0..args.callbacks).collect::<Vec<_>>().chunks(CHUNK) {
+        order.extend_from_slice(chunk);
+        order.extend_from_slice(chunk);
+    }
+    let callbacks = Arc::new(Callbacks {
+        api: api_addr,
+        run_ids,
+        order,
+        accepted: AtomicU64::new(0),
+        duplicate: AtomicU64::new(0),
+        other: AtomicU64::new(0),
+    });
+    let cpu_before = api.cpu_seconds();
+    let postgres_before = services::cpu_seconds_of("postgres");
+    let began = Instant::now();
+    let result = load::closed_loop(api_addr, args.connections, Stop::Exhausted, callbacks.clone()).await?;
+    let wall = began.elapsed();
+    let api_cpu = api.cpu_seconds() - cpu_before;
+    let postgres_cpu = services::cpu_seconds_of("postgres") - postgres_before;
+    let deliveries = result.ok + result.refused;
+    let rate = deliveries as f64 / wall.as_secs_f64();
+    let latency = summarize_us(&result.latencies_us);
+    let (accepted, duplicate, other) = (
+        callbacks.accepted.load(Ordering::Relaxed),
+        callbacks.duplicate.load(Ordering::Relaxed),
+        callbacks.other.load(Ordering::Relaxed),
+    );
+    // Every accepted callback must reach the orchestrator; those not relayed
+    // inline wait for the API's command reconciler.
+    let at_end = counts.signal_ids.lock().expect("lock").len() as u64;
+    let drained = Instant::now();
+    while (counts.signal_ids.lock().expect("lock").len() as u64) < accepted && drained.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain = drained.elapsed();
+    let signals = counts.signals.load(Ordering::Relaxed);
+    let distinct_signals = counts.signal_ids.lock().expect("lock").len() as u64;
+    println!(
+        "{deliveries} deliveries in {:.2} s = {rate:.0} callbacks/s ({:.0} distinct/s); latency {}",
+        wall.as_secs_f64(),
+        accepted as f64 / wall.as_secs_f64(),
+        latency.line("ms")
+    );
+    println!(
+        "answers: {accepted} accepted, {duplicate} duplicate, {other} other, {} connection errors; \
+         the orchestrator got {distinct_signals} distinct signals in {signals} deliveries",
+        result.errors
+    );
+    println!(
+        "relayed to the orchestrator when the last callback was answered: {at_end} of {accepted}; \
+         all {distinct_signals} {:.2} s later",
+        drain.as_secs_f64()
+    );
+    println!(
+        "CPU for {deliveries} deliveries: API process {api_cpu:.2} s = {:.3} ms each; postgres (every backend on \
+         the machine) {postgres_cpu:.2} s = {:.3} ms each",
+        api_cpu * 1000.0 / deliveries.max(1) as f64,
+        postgres_cpu * 1000.0 / deliveries.max(1) as f64
+    );
+    let probe = Probe::connect(&bench_db.url).await?;
+    let recorded = probe.group_count("webhook_deliveries", "outcome").await?;
+    let commands = probe.group_count("commands", "kind").await?;
+    probe.close().await;
+    println!("webhook_deliveries by outcome: {recorded:?}; commands by kind: {commands:?}");
+    let problems = api.problems();
+    if !problems.is_empty() {
+        println!("api logged {} warnings or errors, e.g. {}", problems.len(), problems[0]);
+    }
+    api.stop(Duration::from_secs(10));
+    stub.stop().await?;
+
+    let exact = accepted == args.callbacks as u64
+        && duplicate == args.callbacks as u64
+        && other == 0
+        && result.errors == 0
+        && distinct_signals == accepted;
+    let measured = format!(
+        "{rate:.0}/s ({deliveries} deliveries in {:.2} s; {accepted} accepted, {duplicate} duplicate, {other} other)",
+        wall.as_secs_f64()
+    );
+    let target = "signed kie.ai callbacks, verified and deduplicated: ≥ 2,000/s on Postgres";
+    if bench_db.is_postgres() {
+        report.check(Check::new(target, measured, rate >= 2000.0 && exact));
+    } else {
+        report.check(Check::not_applicable(target, measured));
+    }
+    report.check(Check::new(
+        "every original accepted once, every copy answered duplicate, one signal each",
+        format!(
+            "{accepted}/{} accepted, {duplicate}/{} duplicate, {distinct_signals} signals ({signals} deliveries)",
+            args.callbacks, args.callbacks
+        ),
+        exact,
+    ));
+    report.detail("callbacks", json!(args.callbacks));
+    report.detail("deliveries", json!(deliveries));
+    report.detail("connections", json!(args.connections));
+    report.detail("rate_per_s", json!(r3(rate)));
+    report.detail("latency_ms", latency.to_json());
+    report.detail(
+        "cpu_ms_per_delivery",
+        json!({"api": r3(api_cpu * 1000.0 / deliveries.max(1) as f64),
+               "postgres": r3(postgres_cpu * 1000.0 / deliveries.max(1) as f64)}),
+    );
+    report.detail(
+        "answers",
+        json!({"accepted": accepted, "duplicate": duplicate, "other": other, "errors": result.errors}),
+    );
+    report.detail(
+        "signals",
+        json!({"distinct": distinct_signals, "deliveries": signals, "relayed_during_load": at_end,
+               "all_relayed_after_s": r3(drain.as_secs_f64())}),
+    );
+    Ok(())
+}

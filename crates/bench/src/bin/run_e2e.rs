@@ -1,0 +1,273 @@
+//! `run-e2e`: a test_video_gen run from `POST /v1/runs/start` to
+//! `published`, through both services as real processes (`mw serve api`,
+//! `mw serve orchestrator`) with real HTTP between them: the start relayed
+//! to the orchestrator, Iggy, Riley's two clips on the mock kie.ai and its
+//! signed callbacks to the API's webhook, relayed back as signals, Alex's
+//! render, Quinn's publish, and every event delivered to the API by the
+//! outbox. Mock providers without delay.
+//!
+//! Targets: median ≤ 100 ms on SQLite (runs one at a time); 100 runs
+//! started together all published within 5 s.
+//!
+//! The benchmark watches the runs in the database directly (a 1 ms poll of
+//! one row), so that watching adds no request to the API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use myloware_bench::db::{BenchDb, Probe};
+use myloware_bench::load::{self, Stop, Workload};
+use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::services::{self, Workdir, free_port, loopback, service_env};
+use myloware_bench::stats::{r3, summarize_scaled};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "run-e2e",
+    about = "test_video_gen runs from start to published, both services as processes"
+)]
+struct Args {
+    /// Postgres database to create a schema in (dropped at the end);
+    /// default: a temporary SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Runs measured one at a time (after 3 unmeasured ones).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Runs started together.
+    #[arg(long, default_value_t = 100)]
+    burst: usize,
+    /// The `mw` binary (default: target/release/mw).
+    #[arg(long)]
+    mw: Option<std::path::PathBuf>,
+    /// A run of seconds: 5 runs one at a time.
+    #[arg(long)]
+    quick: bool,
+    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
+    /// autovacuum would (0: never; this machine's server runs without
+    /// autovacuum).
+    #[arg(long, default_value_t = 20)]
+    vacuum_every_secs: u64,
+    /// Keep the database and the services' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn start_body(i: usize) -> Vec<u8> {
+    json!({"project": "test_video_gen", "input": {"topic": format!("benchmark {i}")}})
+        .to_string()
+        .into_bytes()
+}
+
+/// `count` starts, all at once (one connection each), recording run ids.
+struct Starts {
+    api: std::net::SocketAddr,
+    count: u64,
+    run_ids: Mutex<Vec<String>>,
+}
+
+impl Workload for Starts {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        if i >= self.count {
+            return false;
+        }
+        load::post_json(
+            buf,
+            self.api,
+            "/v1/runs/start",
+            &[("x-api-key", services::API_KEY)],
+            &start_body(i as usize),
+        );
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Some(run_id) = answer["runId"].as_str() {
+            self.run_ids.lock().expect("lock").push(run_id.to_string());
+        }
+        status == 201
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.runs = 5;
+    }
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    let mw = services::mw_binary(args.mw.as_deref())?;
+    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let workdir = Workdir::create()?;
+    let mut report = Report::new("run-e2e", Machine::probe());
+    println!("run-e2e: test_video_gen, POST /v1/runs/start to published, two mw processes");
+    println!("  backend     {}", bench_db.backend());
+    println!("  binary      {}", mw.display());
+    report.machine.print();
+    println!();
+    report.detail("backend", json!(bench_db.backend()));
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
+    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
+    if let Some(maintenance) = maintenance {
+        report.detail("vacuum_passes", json!(maintenance.stop().await));
+    }
+    bench_db.finish(args.keep).await;
+    workdir.finish(args.keep || outcome.is_err());
+    outcome?;
+    report.print();
+    Ok(())
+}
+
+async fn run(
+    args: &Args,
+    mw: &std::path::Path,
+    bench_db: &BenchDb,
+    workdir: &Workdir,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let api_port = free_port()?;
+    let env = service_env(&bench_db.url, api_port, free_port()?);
+    let (orchestrator, api) = services::start_both(mw, &env, workdir).await?;
+    let probe = Probe::connect(&bench_db.url).await?;
+    let http = services::api_client()?;
+    let api_url = format!("http://127.0.0.1:{api_port}");
+
+    // One at a time: POST, then watch the row until it is published.
+    let mut latencies_ms = Vec::new();
+    for i in 0..args.runs + 3 {
+        let sent = Instant::now();
+        let answer: Value = http
+            .post(format!("{api_url}/v1/runs/start"))
+            .body(start_body(i))
+            .header("content-type", "application/json")
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let run_id = answer["runId"].as_str().context("no runId")?.to_string();
+        loop {
+            match probe.run_status(&run_id).await?.as_deref() {
+                Some("published") => break,
+                Some(status @ ("failed" | "cancelled" | "rejected")) => bail!("{run_id} ended {status}"),
+                _ => {}
+            }
+            if sent.elapsed() > Duration::from_secs(30) {
+                bail!("{run_id} not published after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if i >= 3 {
+            latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let single = summarize_scaled(&latencies_ms, 1.0);
+    println!(
+        "one at a time ({} runs): start → published {}",
+        single.count,
+        single.line("ms")
+    );
+
+    // Together: every start at once, then watch which are published.
+    let starts = Arc::new(Starts {
+        api: loopback(api_port),
+        count: args.burst as u64,
+        run_ids: Mutex::new(Vec::new()),
+    });
+    let began = Instant::now();
+    let started = load::closed_loop(loopback(api_port), args.burst, Stop::Exhausted, starts.clone()).await?;
+    let all_started = began.elapsed();
+    ensure!(
+        started.ok == args.burst as u64,
+        "{} of {} starts accepted (first error: {:?})",
+        started.ok,
+        args.burst,
+        started.first_error
+    );
+    let burst_ids = starts.run_ids.lock().expect("lock").clone();
+    let mut published_at: HashMap<String, Duration> = HashMap::new();
+    while published_at.len() < burst_ids.len() {
+        for run_id in probe.runs_in("published").await? {
+            if burst_ids.contains(&run_id) {
+                published_at.entry(run_id).or_insert_with(|| began.elapsed());
+            }
+        }
+        let counts = probe.status_counts().await?;
+        let ended_badly: i64 = ["failed", "cancelled", "rejected"]
+            .iter()
+            .filter_map(|s| counts.get(*s))
+            .sum();
+        ensure!(ended_badly == 0, "runs ended badly: {counts:?}");
+        if began.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "{} of {} runs published after 120 s: {counts:?}",
+                published_at.len(),
+                burst_ids.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let burst_ms: Vec<f64> = published_at.values().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let burst = summarize_scaled(&burst_ms, 1.0);
+    let last = burst.max / 1000.0;
+    println!(
+        "{} together: all started in {:.3} s, all published {:.3} s after the first start; per run {}",
+        args.burst,
+        all_started.as_secs_f64(),
+        last,
+        burst.line("ms")
+    );
+
+    let (api_problems, orchestrator_problems) = (api.problems(), orchestrator.problems());
+    for (name, problems) in [("api", &api_problems), ("orchestrator", &orchestrator_problems)] {
+        if !problems.is_empty() {
+            println!(
+                "{name} logged {} warnings or errors, e.g. {}",
+                problems.len(),
+                problems[0]
+            );
+        }
+    }
+    probe.close().await;
+    orchestrator.stop(Duration::from_secs(10));
+    api.stop(Duration::from_secs(10));
+
+    let on_sqlite = !bench_db.is_postgres();
+    let median = format!(
+        "{:.1} ms (p90 {:.1} ms, max {:.1} ms; {} runs one at a time)",
+        single.p50, single.p90, single.max, single.count
+    );
+    if on_sqlite {
+        report.check(Check::new(
+            "SQLite: median start → published ≤ 100 ms",
+            median,
+            single.p50 <= 100.0,
+        ));
+    } else {
+        report.check(Check::not_applicable(
+            "SQLite: median start → published ≤ 100 ms",
+            median,
+        ));
+    }
+    report.check(Check::new(
+        format!("{} runs started together all published within 5 s", args.burst),
+        format!("{last:.2} s (per run p50 {:.0} ms, p99 {:.0} ms)", burst.p50, burst.p99),
+        last <= 5.0 && args.burst >= 100,
+    ));
+    report.detail("single_ms", single.to_json());
+    report.detail(
+        "burst",
+        json!({"runs": args.burst, "all_started_s": r3(all_started.as_secs_f64()),
+                                  "all_published_s": r3(last), "per_run_ms": burst.to_json()}),
+    );
+    report.detail(
+        "log_problems",
+        json!({"api": api_problems.len(), "orchestrator": orchestrator_problems.len()}),
+    );
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Benchmarks of MyloWare with targets (docs/benchmarks.md). Each binary in
+//! `src/bin` measures one row of the targets table and prints, for each
+//! target, the measured value and PASS or MISS, then one JSON line for
+//! scripts. Where a target is relative, the ceiling it is relative to is
+//! measured in the same run, so the ratio holds on a noisy machine.
+//!
+//! The modules are what the binaries share:
+//!
+//! - [`compare`], a real endpoint against its ceiling, rounds in ABBA order;
+//! - [`db`], a database of the benchmark's own (a temporary SQLite file or
+//!   a fresh Postgres schema), removed at the end;
+//! - [`load`], a closed-loop HTTP/1.1 load generator with latency
+//!   percentiles;
+//! - [`services`], the `mw` binary's services as real processes (their
+//!   RSS, their readiness) and in-process configuration;
+//! - [`stats`], percentiles;
+//! - [`report`], the machine, the targets and their verdicts.
+
+pub mod compare;
+pub mod db;
+pub mod load;
+pub mod report;
+pub mod services;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+
+/// The project catalog of the repository (`projects/`).
+pub fn default_projects_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")
+}
+
+/// A suffix no other benchmark run uses (process id and time).
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}_{nanos}", std::process::id())
+}

@@ -1,0 +1,394 @@
+//! The services under test: as real processes of the built `mw` binary
+//! (`mw serve api`, `mw serve orchestrator`, `mw dev`), whose RSS is read
+//! from `/proc/<pid>/status`, or as a configuration for in-process servers.
+//! Either way with the same settings: loopback only, mock providers without
+//! delay, no rate limits (they are policy, not capacity), JSON logs at the
+//! default level, as in production.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use myloware_core::config::Config;
+
+use crate::unique_suffix;
+
+/// Keys of the benchmark's services (long enough for any environment).
+pub const API_KEY: &str = "bench-api-key-0123456789abcdefghijklmnop";
+pub const HITL_SECRET: &str = "bench-hitl-secret-0123456789abcdefghijkl";
+pub const KIEAI_SIGNING_SECRET: &str = "bench-kieai-signing-secret-0123456789abc";
+
+/// A free loopback port (bound, then released for the service to take).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The environment both services get.
+pub fn service_env(database_url: &str, api_port: u16, orchestrator_port: u16) -> Vec<(String, String)> {
+    let projects = crate::default_projects_dir();
+    let projects = projects.canonicalize().unwrap_or(projects);
+    [
+        ("ENVIRONMENT", "development".to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+        ("DATABASE_URL", database_url.to_string()),
+        ("PROJECTS_DIR", projects.display().to_string()),
+        ("BIND_HOST", "127.0.0.1".to_string()),
+        ("API_PORT", api_port.to_string()),
+        ("ORCHESTRATOR_PORT", orchestrator_port.to_string()),
+        ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{api_port}")),
+        ("API_URL", format!("http://127.0.0.1:{api_port}")),
+        ("ORCHESTRATOR_URL", format!("http://127.0.0.1:{orchestrator_port}")),
+        ("USE_MOCK_PROVIDERS", "true".to_string()),
+        ("MOCK_PROVIDER_DELAY_MS", "0".to_string()),
+        ("RATE_LIMIT_PER_MINUTE", "0".to_string()),
+        ("API_KEY", API_KEY.to_string()),
+        ("HITL_SECRET", HITL_SECRET.to_string()),
+        ("KIEAI_SIGNING_SECRET", KIEAI_SIGNING_SECRET.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `vars` as a checked configuration (for in-process servers).
+pub fn config(vars: &[(String, String)]) -> anyhow::Result<Config> {
+    Config::from_lookup(|var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+        .map_err(|err| anyhow::anyhow!("configuration: {err}"))
+}
+
+/// Replaces or adds `name=value` in `vars`.
+pub fn set_var(vars: &mut Vec<(String, String)>, name: &str, value: &str) {
+    vars.retain(|(k, _)| k != name);
+    vars.push((name.to_string(), value.to_string()));
+}
+
+/// The built `mw`: `explicit`, else `target/release/mw` of this workspace
+/// (or of `CARGO_TARGET_DIR`).
+pub fn mw_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+            .join("release/mw"),
+    };
+    if !path.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --release --bin mw` (or pass --mw PATH)",
+            path.display()
+        );
+    }
+    Ok(path.canonicalize()?)
+}
+
+/// A folder for the services' logs, removed by [`Workdir::finish`] unless
+/// kept.
+pub struct Workdir(pub PathBuf);
+
+impl Workdir {
+    pub fn create() -> anyhow::Result<Workdir> {
+        let path = std::env::temp_dir().join(format!("mw-bench-{}", unique_suffix()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Workdir(path))
+    }
+
+    pub fn finish(self, keep: bool) {
+        if keep {
+            eprintln!("kept the services' logs in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// VmRSS, in KiB.
+    pub rss_kb: u64,
+    /// VmHWM (the peak RSS so far), in KiB.
+    pub peak_kb: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kb: field("VmRSS:"),
+            peak_kb: field("VmHWM:"),
+        }
+    }
+
+    pub fn rss_mb(&self) -> f64 {
+        self.rss_kb as f64 / 1024.0
+    }
+
+    pub fn peak_mb(&self) -> f64 {
+        self.peak_kb as f64 / 1024.0
+    }
+}
+
+/// User + system CPU seconds of a process so far (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at
+    // ')': utime and stime, fields 14 and 15 of the line, are 11 and 12 of
+    // these, counted in USER_HZ (100 on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used so far by every live process named `comm` (e.g. all
+/// `postgres` backends, this benchmark's and anyone else's).
+pub fn cpu_seconds_of(comm: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
+        .map(cpu_seconds)
+        .sum()
+}
+
+/// One `mw` process; killed when dropped.
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Child,
+    spawned: Instant,
+}
+
+impl Service {
+    /// Starts `mw <args>` in `workdir` with exactly `env` (nothing is
+    /// inherited, so no `.env.development` or user setting leaks in), its
+    /// output in `workdir/<name>.log`.
+    pub fn spawn(
+        name: &'static str,
+        mw: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        port: u16,
+        workdir: &Workdir,
+    ) -> anyhow::Result<Service> {
+        let log = workdir.0.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(mw)
+            .args(args)
+            .current_dir(&workdir.0)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("cannot start {}", mw.display()))?;
+        Ok(Service {
+            name,
+            port,
+            log,
+            child,
+            spawned: Instant::now(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.pid())
+    }
+
+    /// CPU time the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
+    }
+
+    /// Polls `GET /health` every 2 ms until it answers 200; the time since
+    /// the spawn.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+        let url = format!("http://127.0.0.1:{}/health", self.port);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(self.spawned.elapsed());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before answering:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+            if self.spawned.elapsed() > timeout {
+                bail!(
+                    "{} did not answer /health within {timeout:?}:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The last `lines` lines of the service's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Log lines at WARN or ERROR (JSON logs), for a post-run check.
+    pub fn problems(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(mut self, grace: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `mw serve orchestrator` then `mw serve api`, each waited for.
+pub async fn start_both(mw: &Path, env: &[(String, String)], workdir: &Workdir) -> anyhow::Result<(Service, Service)> {
+    let port = |name: &str| -> anyhow::Result<u16> {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .with_context(|| format!("{name} missing"))
+    };
+    let mut orchestrator = Service::spawn(
+        "orchestrator",
+        mw,
+        &["serve", "orchestrator"],
+        env,
+        port("ORCHESTRATOR_PORT")?,
+        workdir,
+    )?;
+    orchestrator.wait_healthy(Duration::from_secs(30)).await?;
+    let mut api = Service::spawn("api", mw, &["serve", "api"], env, port("API_PORT")?, workdir)?;
+    api.wait_healthy(Duration::from_secs(30)).await?;
+    Ok((orchestrator, api))
+}
+
+/// A reqwest client that sends the benchmark's API key.
+pub fn api_client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", reqwest::header::HeaderValue::from_static(API_KEY));
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()?)
+}
+
+/// A server running in this process (on the runtime that spawned it).
+pub struct InProcess {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    /// Stops it and waits for in-flight requests.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await??;
+        Ok(())
+    }
+}
+
+fn stop_channel() -> (
+    tokio::sync::watch::Sender<bool>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    (tx, async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+}
+
+/// The real API (`ApiServer`, its background tasks included) on
+/// `config.api_port`.
+pub async fn spawn_api(config: std::sync::Arc<Config>, db: &myloware_db::Db) -> anyhow::Result<InProcess> {
+    let catalog = myloware_core::project::Catalog::load(&config.projects_dir)
+        .map_err(|err| anyhow::anyhow!("cannot load the projects: {err}"))?;
+    let state = myloware_api::ApiState::new(config, myloware_api::store::open(db), std::sync::Arc::new(catalog));
+    let server = myloware_api::ApiServer::bind(state).await?;
+    let addr = server.local_addr();
+    let (stop, stopped) = stop_channel();
+    let task = tokio::spawn(server.run(stopped));
+    Ok(InProcess { addr, stop, task })
+}
+
+/// The real orchestrator (HTTP, engine workers, outbox dispatcher) on
+/// `config.orchestrator_port`.
+pub async fn spawn_orchestrator(config: std::sync::Arc<Config>, db: &myloware_db::Db) -> anyhow::Result<InProcess> {
+    let state = myloware_orchestrator::OrchestratorState::new(config, myloware_orchestrator::store::open(db));
+    let server = myloware_orchestrator::OrchestratorServer::bind(state).await?;
+    let addr = server.local_addr();
+    let (stop, stopped) = stop_channel();
+    let task = tokio::spawn(server.run(stopped));
+    Ok(InProcess { addr, stop, task })
+}
+
+/// `router` served the way the API serves its own (`axum::serve` with the
+/// peer address), on a free loopback port.
+pub async fn spawn_router(router: axum::Router) -> anyhow::Result<InProcess> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = stop_channel();
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await });
+    Ok(InProcess { addr, stop, task })
+}
