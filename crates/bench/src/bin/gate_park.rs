@@ -152,9 +152,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  binary      {}", mw.display());
     report.machine.print();
     println!("  runs        {}, {} at a time", args.runs, args.connections);
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     println!();
     report.detail("backend", json!(bench_db.backend()));
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
     if let Some(maintenance) = maintenance {
         report.detail("vacuum_passes", json!(maintenance.stop().await));

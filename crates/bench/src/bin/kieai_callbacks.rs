@@ -66,7 +66,7 @@ const CLIPS_PER_RUN: usize = 12;
 /// comes soon after its original, sometimes while it is still in flight.
 const CHUNK: usize = 256;
 /// How long to wait for the API to relay every accepted callback.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What the stub orchestrator received.
 #[derive(Default)]
@@ -198,9 +198,9 @@ async fn main() -> anyhow::Result<()> {
         "  load        {} distinct callbacks × 2, {} connections, stub orchestrator",
         args.callbacks, args.connections
     );
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     println!();
     report.detail("backend", json!(bench_db.backend()));
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
     if let Some(maintenance) = maintenance {
         report.detail("vacuum_passes", json!(maintenance.stop().await));
@@ -319,11 +319,9 @@ async fn run(
     api.stop(Duration::from_secs(10));
     stub.stop().await?;
 
-    let exact = accepted == args.callbacks as u64
-        && duplicate == args.callbacks as u64
-        && other == 0
-        && result.errors == 0
-        && distinct_signals == accepted;
+    let exact =
+        accepted == args.callbacks as u64 && duplicate == args.callbacks as u64 && other == 0 && result.errors == 0;
+    let relayed = distinct_signals == accepted;
     let measured = format!(
         "{rate:.0}/s ({deliveries} deliveries in {:.2} s; {accepted} accepted, {duplicate} duplicate, {other} other)",
         wall.as_secs_f64()
@@ -335,12 +333,23 @@ async fn run(
         report.check(Check::not_applicable(target, measured));
     }
     report.check(Check::new(
-        "every original accepted once, every copy answered duplicate, one signal each",
+        "every original accepted once, every copy answered duplicate",
         format!(
-            "{accepted}/{} accepted, {duplicate}/{} duplicate, {distinct_signals} signals ({signals} deliveries)",
+            "{accepted}/{} accepted, {duplicate}/{} duplicate",
             args.callbacks, args.callbacks
         ),
         exact,
+    ));
+    // Not a target of the issue, but a callback is only useful once the
+    // orchestrator has it.
+    report.check(Check::new(
+        "every accepted callback relayed to the orchestrator as one signal",
+        format!(
+            "{distinct_signals} signals ({signals} deliveries); {at_end} when the last callback was answered, \
+             all {:.1} s later",
+            drain.as_secs_f64()
+        ),
+        relayed,
     ));
     report.detail("callbacks", json!(args.callbacks));
     report.detail("deliveries", json!(deliveries));

@@ -109,9 +109,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  backend     {}", bench_db.backend());
     println!("  binary      {}", mw.display());
     report.machine.print();
+    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     println!();
     report.detail("backend", json!(bench_db.backend()));
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
     let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
     if let Some(maintenance) = maintenance {
         report.detail("vacuum_passes", json!(maintenance.stop().await));
@@ -138,6 +138,7 @@ async fn run(
     let api_url = format!("http://127.0.0.1:{api_port}");
 
     // One at a time: POST, then watch the row until it is published.
+    let single_start = chrono::Utc::now();
     let mut latencies_ms = Vec::new();
     for i in 0..args.runs + 3 {
         let sent = Instant::now();
@@ -172,6 +173,8 @@ async fn run(
         single.count,
         single.line("ms")
     );
+    println!("  the hops between the services, one run at a time (their own timestamps):");
+    let single_stages = probe.stages(single_start).await?;
 
     // Together: every start at once, then watch which are published.
     let starts = Arc::new(Starts {
@@ -179,6 +182,7 @@ async fn run(
         count: args.burst as u64,
         run_ids: Mutex::new(Vec::new()),
     });
+    let burst_start = chrono::Utc::now();
     let began = Instant::now();
     let started = load::closed_loop(loopback(api_port), args.burst, Stop::Exhausted, starts.clone()).await?;
     let all_started = began.elapsed();
@@ -223,6 +227,8 @@ async fn run(
         burst.line("ms")
     );
 
+    println!("  the hops between the services, {} together:", args.burst);
+    let burst_stages = probe.stages(burst_start).await?;
     let (api_problems, orchestrator_problems) = (api.problems(), orchestrator.problems());
     for (name, problems) in [("api", &api_problems), ("orchestrator", &orchestrator_problems)] {
         if !problems.is_empty() {
@@ -260,6 +266,7 @@ async fn run(
         last <= 5.0 && args.burst >= 100,
     ));
     report.detail("single_ms", single.to_json());
+    report.detail("stages_ms", json!({"single": single_stages, "burst": burst_stages}));
     report.detail(
         "burst",
         json!({"runs": args.burst, "all_started_s": r3(all_started.as_secs_f64()),
