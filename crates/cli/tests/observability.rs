@@ -1312,18 +1312,27 @@ async fn prometheus_scrapes_both_services_and_answers_the_runbook_query() {
         assert_eq!(metric["runId"], run_id.as_str());
     }
 
-    // Both services' targets (and Prometheus' own) are up.
-    let targets: Value = http
-        .get(format!("{}/api/v1/targets", prometheus.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for target in targets["data"]["activeTargets"].as_array().unwrap() {
-        assert_eq!(target["health"], "up", "{target}");
-    }
+    // Both services' targets (and Prometheus' own) are up. A target not yet
+    // scraped is "unknown", so wait for every target's first scrape.
+    eventually(p, QUICK, "every target to be scraped and up", move || async move {
+        let targets: Value = http
+            .get(format!("{}/api/v1/targets", p.url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let not_up: Vec<String> = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["health"] != "up")
+            .map(|t| format!("{} is {} ({})", t["scrapeUrl"], t["health"], t["lastError"]))
+            .collect();
+        not_up.is_empty().then_some(()).ok_or(not_up.join("; "))
+    })
+    .await;
 
     // Every alert of alerts.yml is loaded and evaluates without error on real data.
     let rules = eventually(p, QUICK, "every alert rule to be evaluated", move || async move {
