@@ -11,6 +11,8 @@ use myloware_core::ErrorBody;
 use myloware_core::error::FieldError;
 use serde::de::DeserializeOwned;
 
+use crate::objects_only::ObjectsOnly;
+
 /// Why a body was refused.
 #[derive(Debug)]
 pub enum BodyError {
@@ -106,13 +108,14 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     }
 }
 
-/// Deserializes `bytes` as `T`, reporting the failing field's path.
+/// Deserializes `bytes` as `T`, reporting the failing field's path. Structs
+/// are taken only from JSON objects ([`ObjectsOnly`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     if has_nul(bytes) {
         return Err(nul_refused());
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|err| {
+    let value = serde_path_to_error::deserialize(ObjectsOnly(&mut *deserializer)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let mut loc = vec!["body"];

@@ -5,6 +5,7 @@ pub mod body;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod objects_only;
 pub mod trace;
 
 pub use metrics::{HttpMetrics, RunLabel, track_http};
