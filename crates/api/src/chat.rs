@@ -5,8 +5,6 @@
 //! webhook) are queued with the message and pushed by [`push_loop`], so a
 //! slow or down channel never holds up a turn or a run.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -29,24 +27,6 @@ pub const MAX_USER_ID_CHARS: usize = 128;
 const HISTORY: u32 = 20;
 /// Runs of the user Brendan sees.
 const RUNS: u32 = 10;
-
-/// A user's turns run one at a time (in this process), so each sees the
-/// one before; messages themselves are never lost either way (each is
-/// its own insert).
-#[derive(Default)]
-pub struct UserLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl UserLocks {
-    async fn lock(&self, user_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.0.lock().expect("lock map");
-            // Forget users nobody is waiting on, so the map stays small.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            locks.entry(user_id.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-}
 
 /// A link to a gate, as a chat reply carries it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -175,6 +155,9 @@ async fn chat_run(state: &ApiState, run: Run) -> Result<ChatRun, ApiError> {
 /// it proposes is a child, so chat → approval → publish is one trace).
 #[tracing::instrument(name = "brendan-chat", skip_all, fields(user_id = %user_id, langsmith.span.kind = "chain"))]
 pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) -> Result<ChatResponse, ApiError> {
+    // A user's turns run one at a time (in this process), so each sees
+    // the one before; messages are never lost either way (each is its own
+    // insert).
     let _turn = state.chat_locks.lock(user_id).await;
     let history = state.store.chat_messages(user_id, HISTORY).await?;
     state

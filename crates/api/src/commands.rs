@@ -20,9 +20,9 @@ fn backoff(previous_attempts: i64) -> chrono::Duration {
     chrono::Duration::seconds((1i64 << exp).min(30))
 }
 
-/// One attempt at `command`, recorded either way. `Err` says why it was not
-/// acknowledged.
-pub async fn deliver(state: &ApiState, command: &Command) -> Result<(), String> {
+/// One attempt at `command`, recorded: acknowledged, refused (closed, it
+/// will not be sent again) or failed (retried later).
+async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
     let outcome = state
         .orchestrator
         .send(&command.run_id, command.kind, &command.body)
@@ -66,15 +66,12 @@ pub async fn deliver(state: &ApiState, command: &Command) -> Result<(), String> 
     if let Err(err) = state.store.record_delivery(command.seq, &attempt).await {
         tracing::error!(runId = %command.run_id, error = %err, "cannot record a command delivery");
     }
-    match attempt {
-        DeliveryAttempt::Acked => Ok(()),
-        DeliveryAttempt::Refused { error } | DeliveryAttempt::Failed { error, .. } => Err(error),
-    }
+    attempt
 }
 
 /// Most commands one call delivers for a run (a bound, not a quota: the
 /// reconciler picks the rest up).
-const DRAIN_LIMIT: usize = 100;
+const DRAIN_LIMIT: u32 = 100;
 
 /// Delivers the run's pending commands now, oldest first, until none is
 /// left (then `Ok`: the one just enqueued was acknowledged too) or one is
@@ -86,26 +83,30 @@ const DRAIN_LIMIT: usize = 100;
 /// A command the orchestrator refused is closed (and dead-lettered if it
 /// was a signal); the next ones still go. The answer is that of the last
 /// command delivered, normally the one the caller just enqueued.
+///
+/// One drain per run at a time in this process: concurrent callers (twelve
+/// clip callbacks of a run arriving together) wait for the drain in
+/// progress instead of each sending the same oldest command again (seen:
+/// every signal relayed about 7 times under load; harmless, the
+/// orchestrator deduplicates, but paid in requests and writes). Each caller
+/// enqueued its command before it called, so the pending commands are read
+/// once per drain: one enqueued during this drain is delivered by its own
+/// caller's drain, next.
 pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), String> {
+    let _drain = state.delivery_locks.lock(run_id).await;
+    let pending = state
+        .store
+        .pending_commands(run_id, DRAIN_LIMIT)
+        .await
+        .map_err(|err| format!("cannot read pending commands: {err}"))?;
     let mut last = Ok(());
-    for _ in 0..DRAIN_LIMIT {
-        let command = match state.store.first_pending_command(run_id).await {
-            Ok(Some(command)) => command,
-            Ok(None) => return last,
-            Err(err) => return Err(format!("cannot read pending commands: {err}")),
-        };
-        last = deliver(state, &command).await;
-        if last.is_err() {
-            let still_pending = state
-                .store
-                .first_pending_command(run_id)
-                .await
-                .map_err(|err| format!("cannot read pending commands: {err}"))?
-                .is_some_and(|next| next.seq == command.seq);
-            if still_pending {
-                // Not acknowledged: it is retried later, and the rest waits behind it.
-                return last;
-            }
+    for command in &pending {
+        match deliver(state, command).await {
+            DeliveryAttempt::Acked => last = Ok(()),
+            // Closed: the next ones still go.
+            DeliveryAttempt::Refused { error } => last = Err(error),
+            // Retried later, and the rest waits behind it.
+            DeliveryAttempt::Failed { error, .. } => return Err(error),
         }
     }
     last
@@ -136,8 +137,11 @@ pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sy
     loop {
         match state.store.commands_due(Utc::now(), 100).await {
             Ok(due) => {
+                // Oldest first, one drain per run (it starts with the run's
+                // oldest pending command, which is the due one).
+                let mut drained = std::collections::HashSet::new();
                 for command in due {
-                    if deliver(&state, &command).await.is_ok() {
+                    if drained.insert(command.run_id.clone()) {
                         let _ = deliver_pending(&state, &command.run_id).await;
                     }
                 }

@@ -28,6 +28,7 @@ pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod hitl;
+pub mod locks;
 pub mod metrics;
 pub mod middleware;
 pub mod orchestrator;
@@ -52,7 +53,11 @@ pub struct ApiState {
     pub metrics: Arc<metrics::ApiMetrics>,
     pub api_keys: Arc<ApiKeys>,
     pub limiter: Arc<RateLimiter>,
-    pub chat_locks: Arc<chat::UserLocks>,
+    /// A chat user's turns, one at a time.
+    pub chat_locks: Arc<locks::KeyedLocks>,
+    /// A run's command deliveries, one drain at a time (see
+    /// [`commands::deliver_pending`]).
+    pub delivery_locks: Arc<locks::KeyedLocks>,
     /// Chat messages were queued for a channel.
     pub pushes: Arc<tokio::sync::Notify>,
     /// Outbound HTTP other than the orchestrator (chat channels).
@@ -79,6 +84,7 @@ impl ApiState {
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             chat_locks: Arc::default(),
+            delivery_locks: Arc::default(),
             pushes: Arc::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))

@@ -3,11 +3,11 @@
 
 use chrono::Duration;
 use myloware_api::store::{
-    self, AppliedEvent, Artifact, ChatMessage, CommandKind, DeliveryAttempt, NewCommand, NewRun, Pruned, Push,
-    PushOutcome, RunQuery, RunUpdate, StoreError, WebhookDelivery, now,
+    self, AppliedEvent, Artifact, ChatMessage, CommandKind, Decision, DeliveryAttempt, GateStatus, NewCommand, NewGate,
+    NewRun, Pruned, Push, PushOutcome, RunQuery, RunUpdate, StoreError, WebhookDelivery, now,
 };
-use myloware_core::RunStatus;
 use myloware_core::ids::new_run_id;
+use myloware_core::{Gate, RunStatus};
 use myloware_db::{Db, conformance_tests};
 use serde_json::json;
 
@@ -185,6 +185,81 @@ async fn artifacts_list_in_creation_order(db: &Db) {
     assert_eq!(store.list_artifacts(&run.id).await.unwrap(), written);
 }
 
+/// `GET /v1/runs/{id}` reads a run, its gates and its artifacts in one
+/// statement: the same as the three reads apart, in the same orders.
+async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
+    let store = store::open(db);
+    let bare = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let details = store.get_run_details(&bare.id).await.unwrap().expect("the run exists");
+    assert_eq!((details.run, details.gates, details.artifacts), (bare, vec![], vec![]));
+    assert!(store.get_run_details("run_doesnotexist").await.unwrap().is_none());
+
+    let mut new = new_run("aismr", RunStatus::PendingWorkflow);
+    new.gate = Some(NewGate {
+        run_id: new.id.clone(),
+        gate: Gate::Workflow,
+        preview: json!({"proposal": {"object": "candles", "quote": "it's \"lit\""}}),
+    });
+    let run = store.insert_run(&new).await.unwrap();
+    let decided = store
+        .decide(&Decision {
+            run_id: run.id.clone(),
+            gate: Gate::Workflow,
+            approve: true,
+            approver: Some("ops@example.com".into()),
+            reason: Some("looks good".into()),
+            run_move: Some((RunStatus::PendingWorkflow, RunStatus::Pending)),
+            artifact: None,
+            command: Some(command(&run.id, CommandKind::Start)),
+        })
+        .await
+        .unwrap();
+    assert!(decided);
+    let update = RunUpdate {
+        gate: Some(NewGate {
+            run_id: run.id.clone(),
+            gate: Gate::Ideate,
+            preview: json!({"ideas": ["a", "b"]}),
+        }),
+        ..RunUpdate::default()
+    };
+    for kind in ["persona.output", "kieai.clip", "render.url"] {
+        store
+            .insert_artifact(&Artifact::new(
+                &run.id,
+                kind,
+                Some("riley"),
+                json!({"kind": kind, "n": [1, 2.5, null]}),
+            ))
+            .await
+            .unwrap();
+    }
+    let applied = AppliedEvent {
+        event_id: "e-1".into(),
+        run_id: run.id.clone(),
+        seq: 1,
+        kind: "gate.reached".into(),
+        data: json!({"gate": "ideate"}),
+        at: now(),
+    };
+    assert!(store.apply_event(&applied, 0, &update).await.unwrap());
+
+    let details = store.get_run_details(&run.id).await.unwrap().unwrap();
+    assert_eq!(details.run, store.get_run(&run.id).await.unwrap().unwrap());
+    assert_eq!(details.gates, store.list_gates(&run.id).await.unwrap());
+    assert_eq!(details.artifacts, store.list_artifacts(&run.id).await.unwrap());
+    let gates: Vec<(Gate, GateStatus, Option<bool>)> =
+        details.gates.iter().map(|g| (g.gate, g.status, g.delivered)).collect();
+    assert_eq!(
+        gates,
+        [
+            (Gate::Workflow, GateStatus::Approved, Some(false)),
+            (Gate::Ideate, GateStatus::Awaiting, None)
+        ]
+    );
+    assert_eq!(details.artifacts.len(), 3);
+}
+
 fn command(run_id: &str, kind: CommandKind) -> NewCommand {
     NewCommand {
         run_id: run_id.into(),
@@ -206,9 +281,11 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
     assert!(store.list_commands(&other.id).await.unwrap().is_empty());
     // The start was stored with the run (its run_id is the command's own).
     let start = store
-        .first_pending_command("x")
+        .pending_commands("x", 10)
         .await
         .unwrap()
+        .into_iter()
+        .next()
         .expect("start stored with the run");
     assert_eq!(start.kind, CommandKind::Start);
 
@@ -252,8 +329,12 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
     assert_eq!(due[0].kind, CommandKind::Cancel);
 
     store.record_delivery(start.seq, &DeliveryAttempt::Acked).await.unwrap();
-    let pending = store.first_pending_command("x").await.unwrap().unwrap();
-    assert_eq!(pending.kind, CommandKind::Signal, "after the start, the signal");
+    let pending = store.pending_commands("x", 10).await.unwrap();
+    let kinds: Vec<CommandKind> = pending.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [CommandKind::Signal], "after the start, the signal");
+    assert!(store.pending_commands("x", 0).await.unwrap().is_empty());
+    assert!(store.run_exists(&run.id).await.unwrap());
+    assert!(!store.run_exists("run_unknown000000").await.unwrap());
     let listed = store.list_commands("x").await.unwrap();
     assert_eq!(listed[0].attempts, 2);
     assert!(listed[0].acked_at.is_some());
@@ -520,6 +601,7 @@ conformance_tests!(
     a_transition_applies_only_from_the_expected_status,
     concurrent_transitions_from_one_status_apply_once,
     artifacts_list_in_creation_order,
+    run_details_are_the_run_its_gates_and_artifacts,
     commands_are_delivered_in_order_per_run_until_acknowledged,
     events_apply_once_in_order_with_their_changes,
     webhook_keys_are_used_once_and_bring_their_command,

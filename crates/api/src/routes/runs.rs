@@ -13,7 +13,7 @@ use crate::ApiState;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::runs::{self, CancelRequest, StartRunRequest};
-use crate::store::{Artifact, Run, RunQuery};
+use crate::store::{Artifact, Run, RunDetails, RunQuery};
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -222,9 +222,14 @@ async fn find_run(state: &ApiState, run_id: &str) -> Result<Run, ApiError> {
     params(("runId" = String, Path, description = "e.g. run_abc123def456")),
     responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
 pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) -> Result<Json<RunView>, ApiError> {
-    let run = find_run(&state, &run_id).await?;
-    let artifacts = state.store.list_artifacts(&run.id).await?;
-    let gates = state.store.list_gates(&run.id).await?;
+    if !myloware_core::ids::is_run_id(&run_id) {
+        return Err(ApiError::not_found("run"));
+    }
+    let RunDetails { run, gates, artifacts } = state
+        .store
+        .get_run_details(&run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
     Ok(Json(RunView {
         run_id: run.id,
         project: run.project,

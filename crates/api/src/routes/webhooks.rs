@@ -165,7 +165,7 @@ pub async fn kieai(
         .expect("serializes"),
     };
     delivery.idempotency_key = Some(key);
-    if state.store.get_run(&run_id).await?.is_none() {
+    if !state.store.run_exists(&run_id).await? {
         // Verified, but for no run we know: keep it for replay, and tell
         // kie.ai it was received (retrying cannot help).
         delivery.outcome = "dead_lettered".into();

@@ -217,6 +217,14 @@ impl std::str::FromStr for GateStatus {
     }
 }
 
+/// A run with its gates and artifacts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetails {
+    pub run: Run,
+    pub gates: Vec<GateRecord>,
+    pub artifacts: Vec<Artifact>,
+}
+
 /// A gate instance, with whether the orchestrator has its decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateRecord {
@@ -379,6 +387,13 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn get_run(&self, id: &str) -> StoreResult<Option<Run>>;
 
+    /// The run with its gates (in the order they were requested) and
+    /// artifacts (in creation order), read together.
+    async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>>;
+
+    /// Whether the run exists (without reading it).
+    async fn run_exists(&self, id: &str) -> StoreResult<bool>;
+
     /// At most `query.limit` runs, newest first.
     async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>>;
 
@@ -402,8 +417,9 @@ pub trait ApiStore: Send + Sync + 'static {
     /// due (later commands of a run wait for the earlier ones).
     async fn commands_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Command>>;
 
-    /// The oldest unacknowledged command of `run_id`, due or not.
-    async fn first_pending_command(&self, run_id: &str) -> StoreResult<Option<Command>>;
+    /// Up to `limit` unacknowledged commands of `run_id`, oldest first, due
+    /// or not.
+    async fn pending_commands(&self, run_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
 
     async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
 

@@ -13,8 +13,8 @@ use sqlx::types::Json;
 
 use super::{
     ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
-    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, Run, RunQuery, RunUpdate,
-    StoreError, StoreResult, WebhookDelivery, now,
+    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, Run, RunDetails, RunQuery,
+    RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
 
@@ -59,7 +59,7 @@ impl TryFrom<RunRow> for Run {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct ArtifactRow {
     id: String,
     run_id: String,
@@ -135,7 +135,7 @@ struct WebhookRow {
 const GATE_COLUMNS: &str = "g.run_id, g.gate, g.status, g.preview, g.requested_at, g.resolved_at, g.decision, \
      g.approver, g.reason, g.command_seq, c.acked_at";
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct GateRow {
     run_id: String,
     gate: String,
@@ -368,8 +368,55 @@ const PRUNABLE: [&str; 3] = [
     "chat_deliveries WHERE status IN ('delivered', 'failed') AND created_at < $1",
 ];
 
+/// A run with its gates and artifacts in one statement (`GET /v1/runs/{id}`
+/// reads it under load: one round trip instead of three). The gates and
+/// artifacts come as JSON arrays of the same columns as [`GATE_COLUMNS`]
+/// and `list_artifacts`, in the same order; each backend spells the
+/// aggregation its own way.
+const SQLITE_RUN_VIEW: &str = "SELECT r.seq, r.id, r.project, r.status, r.current_persona, r.user_id, r.payload, \
+       r.result, r.last_event_seq, r.created_at, r.updated_at, \
+       (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
+                 'preview', json(g.preview), 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
+                 'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+          FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
+       (SELECT json_group_array(json_object('id', a.id, 'run_id', a.run_id, 'kind', a.kind, \
+                 'persona', a.persona, 'data', json(a.data), 'created_at', a.created_at) ORDER BY a.seq) \
+          FROM artifacts a WHERE a.run_id = r.id) AS artifacts \
+     FROM runs r WHERE r.id = $1";
+const POSTGRES_RUN_VIEW: &str = "SELECT r.seq, r.id, r.project, r.status, r.current_persona, r.user_id, r.payload, \
+       r.result, r.last_event_seq, r.created_at, r.updated_at, \
+       COALESCE((SELECT json_agg(json_build_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
+                 'preview', g.preview, 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
+                 'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+          FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
+       COALESCE((SELECT json_agg(json_build_object('id', a.id, 'run_id', a.run_id, 'kind', a.kind, \
+                 'persona', a.persona, 'data', a.data, 'created_at', a.created_at) ORDER BY a.seq) \
+          FROM artifacts a WHERE a.run_id = r.id), '[]') AS artifacts \
+     FROM runs r WHERE r.id = $1";
+
+#[derive(sqlx::FromRow)]
+struct RunViewRow {
+    #[sqlx(flatten)]
+    run: RunRow,
+    gates: Json<Vec<GateRow>>,
+    artifacts: Json<Vec<ArtifactRow>>,
+}
+
+impl TryFrom<RunViewRow> for RunDetails {
+    type Error = StoreError;
+    fn try_from(row: RunViewRow) -> Result<RunDetails, StoreError> {
+        Ok(RunDetails {
+            run: row.run.try_into()?,
+            gates: gates(row.gates.0)?,
+            artifacts: row.artifacts.0.into_iter().map(Artifact::from).collect(),
+        })
+    }
+}
+
 macro_rules! sql_api_store {
-    ($store:ident, $db:ty, $begin:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $run_view:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -422,6 +469,19 @@ macro_rules! sql_api_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(Run::try_from).transpose()
+            }
+
+            async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>> {
+                let row: Option<RunViewRow> = sqlx::query_as($run_view).bind(id).fetch_optional(&self.pool).await?;
+                row.map(RunDetails::try_from).transpose()
+            }
+
+            async fn run_exists(&self, id: &str) -> StoreResult<bool> {
+                let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM runs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.is_some())
             }
 
             async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>> {
@@ -488,14 +548,15 @@ macro_rules! sql_api_store {
                 commands(rows)
             }
 
-            async fn first_pending_command(&self, run_id: &str) -> StoreResult<Option<Command>> {
-                let row: Option<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 AND acked_at IS NULL ORDER BY seq LIMIT 1"
+            async fn pending_commands(&self, run_id: &str, limit: u32) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 AND acked_at IS NULL ORDER BY seq LIMIT $2"
                 )))
                 .bind(run_id)
-                .fetch_optional(&self.pool)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
                 .await?;
-                row.map(Command::try_from).transpose()
+                commands(rows)
             }
 
             async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
@@ -1027,5 +1088,10 @@ macro_rules! sql_api_store {
     };
 }
 
-sql_api_store!(SqliteApiStore, sqlx::Sqlite, myloware_db::SQLITE_BEGIN);
-sql_api_store!(PgApiStore, sqlx::Postgres, myloware_db::POSTGRES_BEGIN);
+sql_api_store!(SqliteApiStore, sqlx::Sqlite, myloware_db::SQLITE_BEGIN, SQLITE_RUN_VIEW);
+sql_api_store!(
+    PgApiStore,
+    sqlx::Postgres,
+    myloware_db::POSTGRES_BEGIN,
+    POSTGRES_RUN_VIEW
+);
