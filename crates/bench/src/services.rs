@@ -114,6 +114,11 @@ pub struct Memory {
     pub rss_kb: u64,
     /// VmHWM (the peak RSS so far), in KiB.
     pub peak_kb: u64,
+    /// The parts of VmRSS: anonymous memory (the heap), file pages (e.g.
+    /// SQLite's memory-mapped files), shared memory (SQLite's WAL index).
+    pub anon_kb: u64,
+    pub file_kb: u64,
+    pub shmem_kb: u64,
 }
 
 impl Memory {
@@ -130,6 +135,9 @@ impl Memory {
         Memory {
             rss_kb: field("VmRSS:"),
             peak_kb: field("VmHWM:"),
+            anon_kb: field("RssAnon:"),
+            file_kb: field("RssFile:"),
+            shmem_kb: field("RssShmem:"),
         }
     }
 
@@ -139,6 +147,17 @@ impl Memory {
 
     pub fn peak_mb(&self) -> f64 {
         self.peak_kb as f64 / 1024.0
+    }
+
+    /// `anon X MB, file Y MB, shmem Z MB`.
+    pub fn parts(&self) -> String {
+        let mb = |kb: u64| kb as f64 / 1024.0;
+        format!(
+            "anon {:.1} MB, file {:.1} MB, shmem {:.1} MB",
+            mb(self.anon_kb),
+            mb(self.file_kb),
+            mb(self.shmem_kb)
+        )
     }
 }
 

@@ -174,7 +174,12 @@ fn count_of(counts: &BTreeMap<String, i64>, statuses: &[&str]) -> i64 {
 }
 
 fn memory_line(name: &str, memory: Memory) -> String {
-    format!("{name} RSS {:.1} MB (peak {:.1} MB)", memory.rss_mb(), memory.peak_mb())
+    format!(
+        "{name} RSS {:.1} MB (peak {:.1} MB; {})",
+        memory.rss_mb(),
+        memory.peak_mb(),
+        memory.parts()
+    )
 }
 
 async fn run(
@@ -424,7 +429,10 @@ async fn run(
         measured,
         done && finished.as_secs_f64() <= 60.0 && full,
     ));
-    let mb = |m: Memory| json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb())});
+    let mb = |m: Memory| {
+        json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb()), "anon_mb": r3(m.anon_kb as f64 / 1024.0),
+               "file_mb": r3(m.file_kb as f64 / 1024.0), "shmem_mb": r3(m.shmem_kb as f64 / 1024.0)})
+    };
     report.detail("runs", json!(args.runs));
     report.detail(
         "park",

@@ -102,13 +102,15 @@ async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut 
     bench_db.finish(false).await;
     let (api, orchestrator) = memory?;
     println!(
-        "idle after {} s ({}): api RSS {:.1} MB (peak {:.1}), orchestrator RSS {:.1} MB (peak {:.1})",
+        "idle after {} s ({}): api RSS {:.1} MB (peak {:.1}; {}), orchestrator RSS {:.1} MB (peak {:.1}; {})",
         args.settle_secs,
         bench_db_backend(args),
         api.rss_mb(),
         api.peak_mb(),
+        api.parts(),
         orchestrator.rss_mb(),
-        orchestrator.peak_mb()
+        orchestrator.peak_mb(),
+        orchestrator.parts()
     );
 
     // 2. `mw dev`, on a new database and on an existing one.
