@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use myloware_core::config::Config;
@@ -200,10 +200,8 @@ pub fn router(state: ApiState) -> Router {
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn(move |mut request: Request, next: axum::middleware::Next| {
-            request.extensions_mut().insert(BodyLimit(limit));
-            next.run(request)
-        }))
+        // The limit in force, for the 413's message.
+        .layer(axum::Extension(BodyLimit(limit)))
         .layer(CatchPanicLayer::custom(|_panic| -> Response {
             tracing::error!("handler panicked");
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()

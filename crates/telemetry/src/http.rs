@@ -27,7 +27,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_sane_request_id(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     let header = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
     request.headers_mut().insert(REQUEST_ID.clone(), header.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
@@ -48,9 +48,15 @@ fn json_error(status: StatusCode, detail: &str) -> Response {
     (status, axum::Json(ErrorBody::new(detail))).into_response()
 }
 
+/// A random (v4) UUID from the thread's user-space generator: `new_v4`
+/// asks the kernel for every id, a system call per request.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+}
+
 fn has_encoded_nul(uri: &axum::http::Uri) -> bool {
-    uri.path_and_query()
-        .is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00"))
+    // `%00` has no letters, so no case to fold.
+    uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00"))
 }
 
 /// Longest plain-text error body carried into `detail`.
@@ -100,5 +106,24 @@ mod tests {
         assert!(!is_sane_request_id("has space"));
         assert!(!is_sane_request_id("new\nline"));
         assert!(!is_sane_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn fresh_request_ids_are_distinct_v4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert!(is_sane_request_id(id));
+        }
+    }
+
+    #[test]
+    fn an_encoded_nul_is_found_in_the_path_or_the_query() {
+        let nul = |uri: &str| has_encoded_nul(&uri.parse().unwrap());
+        assert!(nul("/v1/runs/a%00b"));
+        assert!(nul("/v1/runs?status=%00"));
+        assert!(!nul("/v1/runs/run_abc?limit=100"));
     }
 }
