@@ -411,3 +411,52 @@ pub async fn spawn_router(router: axum::Router) -> anyhow::Result<InProcess> {
     let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await });
     Ok(InProcess { addr, stop, task })
 }
+
+/// A workload of `count` run starts through the API (`POST /v1/runs/start`
+/// with the API key, body `start_body(i)`), recording the run ids.
+pub struct RunStarts {
+    api: SocketAddr,
+    count: u64,
+    start_body: fn(u64) -> serde_json::Value,
+    run_ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl RunStarts {
+    pub fn new(api: SocketAddr, count: u64, start_body: fn(u64) -> serde_json::Value) -> std::sync::Arc<RunStarts> {
+        std::sync::Arc::new(RunStarts {
+            api,
+            count,
+            start_body,
+            run_ids: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The ids of the runs started so far, in the order they were answered.
+    pub fn run_ids(&self) -> Vec<String> {
+        self.run_ids.lock().expect("run ids lock").clone()
+    }
+}
+
+impl crate::load::Workload for RunStarts {
+    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
+        if i >= self.count {
+            return false;
+        }
+        crate::load::post_json(
+            buf,
+            self.api,
+            "/v1/runs/start",
+            &[("x-api-key", API_KEY)],
+            (self.start_body)(i).to_string().as_bytes(),
+        );
+        true
+    }
+
+    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
+        let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+        if let Some(run_id) = answer["runId"].as_str() {
+            self.run_ids.lock().expect("run ids lock").push(run_id.to_string());
+        }
+        status == 201
+    }
+}

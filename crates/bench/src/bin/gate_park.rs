@@ -17,7 +17,7 @@
 //! parked; approving all of them finishes within 60 s.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
@@ -25,7 +25,7 @@ use clap::Parser;
 use myloware_bench::db::{ActivitySampler, BenchDb, Probe};
 use myloware_bench::load::{self, Stop, Workload};
 use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, Memory, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::services::{self, Memory, RunStarts, Workdir, free_port, loopback, service_env, set_var};
 use myloware_bench::stats::r3;
 use serde_json::{Value, json};
 
@@ -75,38 +75,6 @@ struct Args {
     /// Keep the database and the services' logs.
     #[arg(long)]
     keep: bool,
-}
-
-/// Run starts (aismr) through the API, recording run ids.
-struct Starts {
-    api: std::net::SocketAddr,
-    count: u64,
-    run_ids: Mutex<Vec<String>>,
-}
-
-impl Workload for Starts {
-    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
-        if i >= self.count {
-            return false;
-        }
-        let body = json!({"project": "aismr", "input": {"object": format!("candle {i}")}});
-        load::post_json(
-            buf,
-            self.api,
-            "/v1/runs/start",
-            &[("x-api-key", services::API_KEY)],
-            body.to_string().as_bytes(),
-        );
-        true
-    }
-
-    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
-        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        if let Some(run_id) = answer["runId"].as_str() {
-            self.run_ids.lock().expect("lock").push(run_id.to_string());
-        }
-        status == 201
-    }
 }
 
 /// One approval per run, with the API key (the runbook's way).
@@ -205,11 +173,11 @@ async fn run(
         Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
         _ => None,
     };
-    let starts = Arc::new(Starts {
-        api: api_addr,
-        count: args.runs as u64,
-        run_ids: Mutex::new(Vec::new()),
-    });
+    let starts = RunStarts::new(
+        api_addr,
+        args.runs as u64,
+        |i| json!({"project": "aismr", "input": {"object": format!("candle {i}")}}),
+    );
     let began = Instant::now();
     let started = load::closed_loop(api_addr, args.connections, Stop::Exhausted, starts.clone()).await?;
     let all_started = began.elapsed();
@@ -280,7 +248,7 @@ async fn run(
     // 3. Approve all, until every run is past the gate.
     let approvals = Arc::new(Approvals {
         api: api_addr,
-        run_ids: starts.run_ids.lock().expect("lock").clone(),
+        run_ids: starts.run_ids(),
     });
     let (cpu_api, cpu_orchestrator) = (api.cpu_seconds(), orchestrator.cpu_seconds());
     let cpu_postgres = services::cpu_seconds_of("postgres");

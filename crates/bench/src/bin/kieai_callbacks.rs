@@ -24,7 +24,7 @@ use clap::Parser;
 use myloware_bench::db::{BenchDb, Probe};
 use myloware_bench::load::{self, Stop, Workload};
 use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, Service, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::services::{self, RunStarts, Service, Workdir, free_port, loopback, service_env, set_var};
 use myloware_bench::stats::{r3, summarize_us};
 use myloware_core::signing;
 use serde_json::{Value, json};
@@ -98,38 +98,6 @@ fn stub_orchestrator(counts: Arc<StubCounts>) -> axum::Router {
             }),
         )
         .with_state(counts)
-}
-
-/// Run starts through the API.
-struct Starts {
-    api: std::net::SocketAddr,
-    count: u64,
-    run_ids: std::sync::Mutex<Vec<String>>,
-}
-
-impl Workload for Starts {
-    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
-        if i >= self.count {
-            return false;
-        }
-        let body = json!({"project": "test_video_gen", "input": {"topic": format!("callbacks {i}")}});
-        load::post_json(
-            buf,
-            self.api,
-            "/v1/runs/start",
-            &[("x-api-key", services::API_KEY)],
-            body.to_string().as_bytes(),
-        );
-        true
-    }
-
-    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
-        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        if let Some(run_id) = answer["runId"].as_str() {
-            self.run_ids.lock().expect("lock").push(run_id.to_string());
-        }
-        status == 201
-    }
 }
 
 /// The callbacks: delivery `i` is callback `order[i]`.
@@ -229,11 +197,11 @@ async fn run(
     let api_addr = loopback(api_port);
 
     let runs = args.callbacks.div_ceil(CLIPS_PER_RUN);
-    let starts = Arc::new(Starts {
-        api: api_addr,
-        count: runs as u64,
-        run_ids: std::sync::Mutex::new(Vec::new()),
-    });
+    let starts = RunStarts::new(
+        api_addr,
+        runs as u64,
+        |i| json!({"project": "test_video_gen", "input": {"topic": format!("callbacks {i}")}}),
+    );
     let started = load::closed_loop(api_addr, 16, Stop::Exhausted, starts.clone()).await?;
     ensure!(
         started.ok == runs as u64,
@@ -241,7 +209,7 @@ async fn run(
         started.ok,
         started.first_error
     );
-    let run_ids = starts.run_ids.lock().expect("lock").clone();
+    let run_ids = starts.run_ids();
     println!(
         "{runs} runs started (the stub acknowledged {} starts)",
         counts.starts.load(Ordering::Relaxed)

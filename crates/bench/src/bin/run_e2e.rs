@@ -13,15 +13,14 @@
 //! one row), so that watching adds no request to the API.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use myloware_bench::db::{BenchDb, Probe};
-use myloware_bench::load::{self, Stop, Workload};
+use myloware_bench::load::{self, Stop};
 use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, Workdir, free_port, loopback, service_env};
+use myloware_bench::services::{self, RunStarts, Workdir, free_port, loopback, service_env};
 use myloware_bench::stats::{r3, summarize_scaled};
 use serde_json::{Value, json};
 
@@ -57,41 +56,8 @@ struct Args {
     keep: bool,
 }
 
-fn start_body(i: usize) -> Vec<u8> {
+fn start_body(i: u64) -> Value {
     json!({"project": "test_video_gen", "input": {"topic": format!("benchmark {i}")}})
-        .to_string()
-        .into_bytes()
-}
-
-/// `count` starts, all at once (one connection each), recording run ids.
-struct Starts {
-    api: std::net::SocketAddr,
-    count: u64,
-    run_ids: Mutex<Vec<String>>,
-}
-
-impl Workload for Starts {
-    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
-        if i >= self.count {
-            return false;
-        }
-        load::post_json(
-            buf,
-            self.api,
-            "/v1/runs/start",
-            &[("x-api-key", services::API_KEY)],
-            &start_body(i as usize),
-        );
-        true
-    }
-
-    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
-        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        if let Some(run_id) = answer["runId"].as_str() {
-            self.run_ids.lock().expect("lock").push(run_id.to_string());
-        }
-        status == 201
-    }
 }
 
 #[tokio::main]
@@ -144,7 +110,7 @@ async fn run(
         let sent = Instant::now();
         let answer: Value = http
             .post(format!("{api_url}/v1/runs/start"))
-            .body(start_body(i))
+            .body(start_body(i as u64).to_string())
             .header("content-type", "application/json")
             .send()
             .await?
@@ -177,11 +143,7 @@ async fn run(
     let single_stages = probe.stages(single_start).await?;
 
     // Together: every start at once, then watch which are published.
-    let starts = Arc::new(Starts {
-        api: loopback(api_port),
-        count: args.burst as u64,
-        run_ids: Mutex::new(Vec::new()),
-    });
+    let starts = RunStarts::new(loopback(api_port), args.burst as u64, start_body);
     let burst_start = chrono::Utc::now();
     let began = Instant::now();
     let started = load::closed_loop(loopback(api_port), args.burst, Stop::Exhausted, starts.clone()).await?;
@@ -193,7 +155,7 @@ async fn run(
         args.burst,
         started.first_error
     );
-    let burst_ids = starts.run_ids.lock().expect("lock").clone();
+    let burst_ids = starts.run_ids();
     let mut published_at: HashMap<String, Duration> = HashMap::new();
     while published_at.len() < burst_ids.len() {
         for run_id in probe.runs_in("published").await? {
