@@ -739,6 +739,51 @@ mod webhooks_and_events {
         assert_eq!(post(vec![unknown]).await, ["unknown_run"]);
     }
 
+    /// A run's twelve clip callbacks arriving together: each signal reaches
+    /// the orchestrator in exactly one request (concurrent callers used to
+    /// each re-send the run's oldest pending command).
+    async fn concurrent_callbacks_of_a_run_send_each_signal_once(db: &Db) {
+        let app = spawn_app(db, &[]).await;
+        let run_id = started_run(&app).await;
+        let sends: Vec<_> = (0..12u32)
+            .map(|index| {
+                let task = format!("task-c{index}");
+                let body = json!({"code": 200, "msg": "ok", "data": {"taskId": task, "info": {"resultUrls": ["u"]}}});
+                let timestamp = Utc::now().timestamp().to_string();
+                let request = app
+                    .http
+                    .post(app.url(&callback_path(&run_id, index, None)))
+                    .json(&body)
+                    .header("x-webhook-timestamp", &timestamp)
+                    .header(
+                        "x-webhook-signature",
+                        signing::kieai_signature(MOCK_KEY, &task, &timestamp),
+                    );
+                tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        for send in sends {
+            assert_eq!(send.await.unwrap(), 200);
+        }
+        let relayed: Vec<String> = app
+            .orchestrator
+            .commands()
+            .into_iter()
+            .filter(|(_, action, _)| action == "signals")
+            .map(|(_, _, body)| body["signalId"].as_str().unwrap().to_string())
+            .collect();
+        let mut distinct = relayed.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(relayed.len(), 12, "one request per signal: {relayed:?}");
+        assert_eq!(distinct.len(), 12, "{relayed:?}");
+        let commands = app.state.store.list_commands(&run_id).await.unwrap();
+        assert!(
+            commands.iter().all(|c| c.acked_at.is_some() && c.attempts == 1),
+            "{commands:?}"
+        );
+    }
+
     async fn a_hundred_identical_callbacks_at_once_are_processed_once(db: &Db) {
         let app = spawn_app(db, &[]).await;
         let run_id = started_run(&app).await;
@@ -950,6 +995,7 @@ mod webhooks_and_events {
         a_hundred_identical_callbacks_at_once_are_processed_once,
         stale_and_replayed_signatures_are_refused,
         a_signed_kieai_callback_is_relayed_once,
+        concurrent_callbacks_of_a_run_send_each_signal_once,
         forged_callbacks_are_refused_and_consume_nothing,
         events_apply_once_and_in_order,
     );

@@ -460,3 +460,17 @@ impl crate::load::Workload for RunStarts {
         status == 201
     }
 }
+
+/// Prints, per service, how many warnings and errors it logged (with the
+/// first one), and returns the counts as JSON (`{"api": 3, …}`).
+pub fn report_problems(services: &[(&str, &Service)]) -> serde_json::Value {
+    let mut counts = serde_json::Map::new();
+    for (name, service) in services {
+        let problems = service.problems();
+        if let Some(first) = problems.first() {
+            println!("{name} logged {} warnings or errors, e.g. {first}", problems.len());
+        }
+        counts.insert(name.to_string(), serde_json::json!(problems.len()));
+    }
+    serde_json::Value::Object(counts)
+}

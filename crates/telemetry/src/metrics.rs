@@ -268,8 +268,7 @@ impl HttpSeries {
         state.runs.len()
     }
 
-    /// Both families, in the prometheus crate's model (label pairs sorted by
-    /// name, as its own vectors make them).
+    /// Both families, in the prometheus crate's model.
     fn families(&self) -> Vec<MetricFamily> {
         let state = self.state.lock().expect("http series lock");
         let mut requests = Vec::new();
@@ -279,7 +278,8 @@ impl HttpSeries {
         for (run_id, series) in unscoped.chain(runs) {
             for (labels, observed) in series {
                 let [service, method, route, status, gate, persona] = labels.each_ref().map(|v| &**v);
-                let mut pairs: Vec<LabelPair> = [
+                // Listed in name order, as the prometheus crate sorts them.
+                let pairs: Vec<LabelPair> = [
                     ("gate", gate),
                     ("method", method),
                     ("persona", persona),
@@ -296,7 +296,6 @@ impl HttpSeries {
                     pair
                 })
                 .collect();
-                pairs.sort_by(|a, b| a.name().cmp(b.name()));
 
                 let mut counter = Counter::default();
                 counter.set_value(observed.count as f64);

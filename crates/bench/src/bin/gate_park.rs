@@ -339,16 +339,7 @@ async fn run(
     );
     let webhooks = probe.group_count("webhook_deliveries", "outcome").await?;
     println!("kie.ai callbacks recorded by outcome: {webhooks:?}");
-    let (api_problems, orchestrator_problems) = (api.problems(), orchestrator.problems());
-    for (name, problems) in [("api", &api_problems), ("orchestrator", &orchestrator_problems)] {
-        if !problems.is_empty() {
-            println!(
-                "{name} logged {} warnings or errors, e.g. {}",
-                problems.len(),
-                problems[0]
-            );
-        }
-    }
+    let log_problems = services::report_problems(&[("api", &api), ("orchestrator", &orchestrator)]);
     probe.close().await;
     orchestrator.stop(Duration::from_secs(10));
     api.stop(Duration::from_secs(10));
@@ -427,10 +418,7 @@ async fn run(
                "cpu_s": {"api": r3(cpu_api), "orchestrator": r3(cpu_orchestrator), "postgres": r3(cpu_postgres)},
                "engine_steps": steps, "events": events, "callbacks": callbacks, "stages_ms": stages}),
     );
-    report.detail(
-        "log_problems",
-        json!({"api": api_problems.len(), "orchestrator": orchestrator_problems.len()}),
-    );
+    report.detail("log_problems", log_problems);
     Ok(())
 }
 

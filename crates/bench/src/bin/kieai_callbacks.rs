@@ -280,10 +280,7 @@ async fn run(
     let commands = probe.group_count("commands", "kind").await?;
     probe.close().await;
     println!("webhook_deliveries by outcome: {recorded:?}; commands by kind: {commands:?}");
-    let problems = api.problems();
-    if !problems.is_empty() {
-        println!("api logged {} warnings or errors, e.g. {}", problems.len(), problems[0]);
-    }
+    let log_problems = services::report_problems(&[("api", &api)]);
     api.stop(Duration::from_secs(10));
     stub.stop().await?;
 
@@ -319,6 +316,7 @@ async fn run(
         ),
         relayed,
     ));
+    report.detail("log_problems", log_problems);
     report.detail("callbacks", json!(args.callbacks));
     report.detail("deliveries", json!(deliveries));
     report.detail("connections", json!(args.connections));

@@ -191,16 +191,7 @@ async fn run(
 
     println!("  the hops between the services, {} together:", args.burst);
     let burst_stages = probe.stages(burst_start).await?;
-    let (api_problems, orchestrator_problems) = (api.problems(), orchestrator.problems());
-    for (name, problems) in [("api", &api_problems), ("orchestrator", &orchestrator_problems)] {
-        if !problems.is_empty() {
-            println!(
-                "{name} logged {} warnings or errors, e.g. {}",
-                problems.len(),
-                problems[0]
-            );
-        }
-    }
+    let log_problems = services::report_problems(&[("api", &api), ("orchestrator", &orchestrator)]);
     probe.close().await;
     orchestrator.stop(Duration::from_secs(10));
     api.stop(Duration::from_secs(10));
@@ -234,9 +225,6 @@ async fn run(
         json!({"runs": args.burst, "all_started_s": r3(all_started.as_secs_f64()),
                                   "all_published_s": r3(last), "per_run_ms": burst.to_json()}),
     );
-    report.detail(
-        "log_problems",
-        json!({"api": api_problems.len(), "orchestrator": orchestrator_problems.len()}),
-    );
+    report.detail("log_problems", log_problems);
     Ok(())
 }
