@@ -320,6 +320,89 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
     assert_eq!(left, ["s2"]);
 }
 
+/// The race `add_signal` and a parking step run on Postgres (read
+/// committed): the signal's transaction holds the execution's row when the
+/// park's UPDATE arrives, so the park waits for it, and must then see the
+/// signal it committed. Seen in CI: an UPDATE that decides "parked unless a
+/// signal is pending" in the statement that waited decides with the
+/// snapshot from before the wait, parks, and the run waits forever.
+async fn a_signal_committed_while_a_step_parks_is_never_missed(db: &Db) {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+
+    // What add_signal does, held open until `release`: the execution's row,
+    // then the signal.
+    let (held, is_held) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    macro_rules! hold_signal {
+        ($pool:expr, $begin:expr) => {{
+            let pool = $pool.clone();
+            tokio::spawn(async move {
+                let mut tx = pool.begin_with(sqlx::AssertSqlSafe($begin)).await.unwrap();
+                sqlx::query("UPDATE executions SET updated_at = updated_at WHERE run_id = 'run_a'")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "INSERT INTO signals (run_id, signal_id, body, received_at) \
+                     VALUES ('run_a', 's1', '{}', CURRENT_TIMESTAMP)",
+                )
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                held.send(()).unwrap();
+                released.await.unwrap();
+                tx.commit().await.unwrap();
+            })
+        }};
+    }
+    let signal = match db {
+        Db::Postgres(pool) => hold_signal!(pool, myloware_db::POSTGRES_BEGIN),
+        Db::Sqlite(pool) => hold_signal!(pool, myloware_db::SQLITE_BEGIN),
+    };
+    is_held.await.unwrap();
+    let park = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit_step(&commit("run_a", "w", ExecStatus::Waiting, 0)).await }
+    });
+    wait_until_blocked(db).await;
+    release.send(()).unwrap();
+    signal.await.unwrap();
+    assert!(park.await.unwrap().unwrap());
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Runnable,
+        "a pending signal keeps the execution runnable"
+    );
+}
+
+/// Returns once another session waits for a row lock (Postgres), or after a
+/// moment (SQLite, where the writer waits in its busy handler).
+async fn wait_until_blocked(db: &Db) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let Db::Postgres(pool) = db else { return };
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the park never waited for the row"
+        );
+    }
+}
+
 async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
     let store = store::open(db);
     store
@@ -506,6 +589,7 @@ conformance_tests!(
     one_worker_holds_an_execution_until_its_lease_expires,
     a_commit_appends_events_in_sequence_and_releases_the_lease,
     signals_wake_waiting_executions_once,
+    a_signal_committed_while_a_step_parks_is_never_missed,
     deadlines_and_cancels_make_parked_executions_runnable,
     the_journal_lets_a_call_be_begun_once,
     the_outbox_keeps_each_runs_order,

@@ -376,6 +376,27 @@ macro_rules! sql_orchestrator_store {
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
+                // The row first, in a statement of its own. On Postgres (read
+                // committed) a statement that waited for a row lock still
+                // reads other tables as they were when it started: deciding
+                // "park unless a signal is pending" in the statement that
+                // waited for add_signal's transaction would miss the signal
+                // it committed, and the run would wait forever (seen in CI).
+                // Once the row is held, the statements after see every
+                // signal, and add_signal waits for this transaction.
+                let owned = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
+                    .bind(&commit.run_id)
+                    .bind(&commit.worker)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !owned {
+                    // Lease lost: nothing to do (the signals stay unread).
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 if let Some(through) = commit.consumed_through {
                     sqlx::query(
                         "UPDATE signals SET consumed_at = $3 WHERE run_id = $1 AND seq <= $2 AND consumed_at IS NULL",
@@ -387,7 +408,7 @@ macro_rules! sql_orchestrator_store {
                     .await?;
                 }
                 let keep = commit.keep_lease_until.is_some();
-                let row: Option<(i64,)> = sqlx::query_as(
+                let (last_seq,): (i64,) = sqlx::query_as(
                     "UPDATE executions SET node = $3, \
                        status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR EXISTS \
                          (SELECT 1 FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL)) \
@@ -409,13 +430,8 @@ macro_rules! sql_orchestrator_store {
                 .bind(commit.keep_lease_until)
                 .bind(commit.events.len() as i64)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let Some((last_seq,)) = row else {
-                    // Lease lost: roll back everything (the signals stay unread).
-                    tx.rollback().await?;
-                    return Ok(false);
-                };
                 let first_seq = last_seq - commit.events.len() as i64 + 1;
                 insert_events!(tx, &commit.run_id, first_seq, &commit.events);
                 tx.commit().await?;
