@@ -441,6 +441,10 @@ macro_rules! sql_orchestrator_store {
             async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
+                // The execution's row before the signal: holding it orders a
+                // run's signals (seq order is commit order, which
+                // `consumed_through` relies on) and orders them against
+                // `commit_step`, which holds the row while it decides to park.
                 let woke = sqlx::query(
                     "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
                      updated_at = $2 WHERE run_id = $1",
