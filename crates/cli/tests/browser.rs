@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,26 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Ends the session first: chromedriver then closes Chromium, which
+    /// killing chromedriver alone leaves running (seen: a leftover browser
+    /// after every test run). Synchronous, so it also runs when a test
+    /// panics: one `DELETE` over a plain socket.
     fn drop(&mut self) {
+        let end_session = || -> std::io::Result<()> {
+            let address = self.base.trim_start_matches("http://");
+            let mut stream = std::net::TcpStream::connect(address)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            )?;
+            // The answer comes once the browser is gone.
+            stream.read_to_end(&mut Vec::new()).map(drop)
+        };
+        if let Err(err) = end_session() {
+            eprintln!("could not end the WebDriver session: {err}");
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
