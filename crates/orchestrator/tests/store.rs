@@ -320,12 +320,16 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
     assert_eq!(left, ["s2"]);
 }
 
-/// The race `add_signal` and a parking step run on Postgres (read
+/// The race of `add_signal` and a parking step on Postgres (read
 /// committed): the signal's transaction holds the execution's row when the
 /// park's UPDATE arrives, so the park waits for it, and must then see the
-/// signal it committed. Seen in CI: an UPDATE that decides "parked unless a
-/// signal is pending" in the statement that waited decides with the
-/// snapshot from before the wait, parks, and the run waits forever.
+/// signal it committed. Seen in CI: a park decided with the snapshot from
+/// before the wait parked anyway, and the run waited forever.
+///
+/// The interleaving is forced with a lock on the signals table: add_signal
+/// takes the execution's row, then waits to insert; the park then waits for
+/// the row; releasing the table lets both finish in that order. On SQLite,
+/// where writers take turns, both just wait for a write transaction.
 async fn a_signal_committed_while_a_step_parks_is_never_missed(db: &Db) {
     let store = store::open(db);
     store
@@ -334,44 +338,45 @@ async fn a_signal_committed_while_a_step_parks_is_never_missed(db: &Db) {
         .unwrap();
     store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
 
-    // What add_signal does, held open until `release`: the execution's row,
-    // then the signal.
-    let (held, is_held) = tokio::sync::oneshot::channel();
+    // The blocker answers with its Postgres backend pid (0 on SQLite).
+    let (held, is_held) = tokio::sync::oneshot::channel::<i32>();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
-    macro_rules! hold_signal {
-        ($pool:expr, $begin:expr) => {{
+    macro_rules! blocker {
+        ($pool:expr, $begin:expr, $lock:expr, $pid:expr) => {{
             let pool = $pool.clone();
             tokio::spawn(async move {
                 let mut tx = pool.begin_with(sqlx::AssertSqlSafe($begin)).await.unwrap();
-                sqlx::query("UPDATE executions SET updated_at = updated_at WHERE run_id = 'run_a'")
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                sqlx::query(
-                    "INSERT INTO signals (run_id, signal_id, body, received_at) \
-                     VALUES ('run_a', 's1', '{}', CURRENT_TIMESTAMP)",
-                )
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-                held.send(()).unwrap();
+                sqlx::query($lock).execute(&mut *tx).await.unwrap();
+                let pid: i32 = sqlx::query_scalar($pid).fetch_one(&mut *tx).await.unwrap();
+                held.send(pid).unwrap();
                 released.await.unwrap();
                 tx.commit().await.unwrap();
             })
         }};
     }
-    let signal = match db {
-        Db::Postgres(pool) => hold_signal!(pool, myloware_db::POSTGRES_BEGIN),
-        Db::Sqlite(pool) => hold_signal!(pool, myloware_db::SQLITE_BEGIN),
+    let blocker = match db {
+        Db::Postgres(pool) => blocker!(
+            pool,
+            "BEGIN",
+            "LOCK TABLE signals IN SHARE MODE",
+            "SELECT pg_backend_pid()"
+        ),
+        Db::Sqlite(pool) => blocker!(pool, myloware_db::SQLITE_BEGIN, "SELECT 1", "SELECT 0"),
     };
-    is_held.await.unwrap();
+    let blocker_pid = is_held.await.unwrap();
+    let signal = tokio::spawn({
+        let store = store.clone();
+        async move { store.add_signal("run_a", "s1", &json!({"n": 1})).await }
+    });
+    let signal_pid = blocked_by(db, blocker_pid).await;
     let park = tokio::spawn({
         let store = store.clone();
         async move { store.commit_step(&commit("run_a", "w", ExecStatus::Waiting, 0)).await }
     });
-    wait_until_blocked(db).await;
+    blocked_by(db, signal_pid).await;
     release.send(()).unwrap();
-    signal.await.unwrap();
+    blocker.await.unwrap();
+    assert_eq!(signal.await.unwrap().unwrap(), SignalOutcome::Accepted);
     assert!(park.await.unwrap().unwrap());
     assert_eq!(
         store.get_execution("run_a").await.unwrap().unwrap().status,
@@ -380,26 +385,24 @@ async fn a_signal_committed_while_a_step_parks_is_never_missed(db: &Db) {
     );
 }
 
-/// Returns once another session waits for a row lock (Postgres), or after a
-/// moment (SQLite, where the writer waits in its busy handler).
-async fn wait_until_blocked(db: &Db) {
+/// On Postgres, the pid of a session waiting for a lock `pid` holds, once
+/// there is one. On SQLite (a writer waits in its busy handler, invisibly),
+/// 0 after a moment.
+async fn blocked_by(db: &Db, pid: i32) -> i32 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let Db::Postgres(pool) = db else { return };
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
+        let Db::Postgres(pool) = db else { return 0 };
+        let waiter: Option<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1")
+                .bind(pid)
+                .fetch_optional(pool)
+                .await
+                .unwrap();
+        if let Some(waiter) = waiter {
+            return waiter;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the park never waited for the row"
-        );
+        assert!(std::time::Instant::now() < deadline, "nobody waited for session {pid}");
     }
 }
 
