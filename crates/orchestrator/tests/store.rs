@@ -318,6 +318,18 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
         .map(|s| s.signal_id)
         .collect();
     assert_eq!(left, ["s2"]);
+
+    // Once every signal is consumed (the duplicate of s1 never counted), a
+    // park parks.
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let pending = store.pending_signals("run_a").await.unwrap();
+    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
+    park.consumed_through = Some(pending[0].seq);
+    assert!(store.commit_step(&park).await.unwrap());
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Waiting
+    );
 }
 
 /// The race of `add_signal` and a parking step on Postgres (read

@@ -376,43 +376,30 @@ macro_rules! sql_orchestrator_store {
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
-                // The row first, in a statement of its own. On Postgres (read
-                // committed) a statement that waited for a row lock still
-                // reads other tables as they were when it started: deciding
-                // "park unless a signal is pending" in the statement that
-                // waited for add_signal's transaction would miss the signal
-                // it committed, and the run would wait forever (seen in CI).
-                // Once the row is held, the statements after see every
-                // signal, and add_signal waits for this transaction.
-                let owned = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
-                    .bind(&commit.run_id)
-                    .bind(&commit.worker)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if !owned {
-                    // Lease lost: nothing to do (the signals stay unread).
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                if let Some(through) = commit.consumed_through {
-                    sqlx::query(
+                let consumed = match commit.consumed_through {
+                    Some(through) => sqlx::query(
                         "UPDATE signals SET consumed_at = $3 WHERE run_id = $1 AND seq <= $2 AND consumed_at IS NULL",
                     )
                     .bind(&commit.run_id)
                     .bind(through)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?;
-                }
+                    .await?
+                    .rows_affected() as i64,
+                    None => 0,
+                };
+                // A park stays runnable while signals are pending, decided
+                // from the row's own count: on Postgres (read committed) an
+                // UPDATE that waited for add_signal's transaction sees that
+                // row as committed, but would see the signals table as it
+                // was before the wait (seen in CI: a run parked for good
+                // with its last clip's signal unread).
                 let keep = commit.keep_lease_until.is_some();
-                let (last_seq,): (i64,) = sqlx::query_as(
+                let row: Option<(i64,)> = sqlx::query_as(
                     "UPDATE executions SET node = $3, \
-                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR EXISTS \
-                         (SELECT 1 FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL)) \
+                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR pending_signals > $12) \
                          THEN 'runnable' ELSE $4 END, \
+                       pending_signals = pending_signals - $12, \
                        state = $5, wait = $6, wake_at = $7, \
                        lease_owner = CASE WHEN $8 THEN lease_owner ELSE NULL END, \
                        lease_until = CASE WHEN $8 THEN $9 ELSE NULL END, \
@@ -430,8 +417,14 @@ macro_rules! sql_orchestrator_store {
                 .bind(commit.keep_lease_until)
                 .bind(commit.events.len() as i64)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .bind(consumed)
+                .fetch_optional(&mut *tx)
                 .await?;
+                let Some((last_seq,)) = row else {
+                    // Lease lost: roll back everything (the signals stay unread).
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
                 let first_seq = last_seq - commit.events.len() as i64 + 1;
                 insert_events!(tx, &commit.run_id, first_seq, &commit.events);
                 tx.commit().await?;
@@ -443,11 +436,11 @@ macro_rules! sql_orchestrator_store {
                 let now = Utc::now();
                 // The execution's row before the signal: holding it orders a
                 // run's signals (seq order is commit order, which
-                // `consumed_through` relies on) and orders them against
-                // `commit_step`, which holds the row while it decides to park.
+                // `consumed_through` relies on). The count is undone with the
+                // rest if the signal is a duplicate.
                 let woke = sqlx::query(
                     "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
-                     updated_at = $2 WHERE run_id = $1",
+                     pending_signals = pending_signals + 1, updated_at = $2 WHERE run_id = $1",
                 )
                 .bind(run_id)
                 .bind(now)
