@@ -119,6 +119,17 @@ fn soon(secs: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::seconds(secs)
 }
 
+/// A store holding execution `run_a`, claimed by worker `w`.
+async fn claimed_run_a(db: &Db) -> std::sync::Arc<dyn store::OrchestratorStore> {
+    let store = store::open(db);
+    store
+        .create_execution(&new_execution("run_a"), &started())
+        .await
+        .unwrap();
+    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    store
+}
+
 async fn executions_are_created_once_per_run(db: &Db) {
     let store = store::open(db);
     assert_eq!(
@@ -224,12 +235,7 @@ async fn one_worker_holds_an_execution_until_its_lease_expires(db: &Db) {
 }
 
 async fn a_commit_appends_events_in_sequence_and_releases_the_lease(db: &Db) {
-    let store = store::open(db);
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let store = claimed_run_a(db).await;
     let mut keep = commit("run_a", "w", ExecStatus::Runnable, 2);
     keep.keep_lease_until = Some(soon(30));
     assert!(store.commit_step(&keep).await.unwrap());
@@ -343,12 +349,7 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
 /// the row; releasing the table lets both finish in that order. On SQLite,
 /// where writers take turns, both just wait for a write transaction.
 async fn a_signal_committed_while_a_step_parks_is_never_missed(db: &Db) {
-    let store = store::open(db);
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let store = claimed_run_a(db).await;
 
     // The blocker answers with its Postgres backend pid (0 on SQLite).
     let (held, is_held) = tokio::sync::oneshot::channel::<i32>();
@@ -419,12 +420,7 @@ async fn blocked_by(db: &Db, pid: i32) -> i32 {
 }
 
 async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
-    let store = store::open(db);
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let store = claimed_run_a(db).await;
     let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
     park.wake_at = Some(soon(60));
     assert!(store.commit_step(&park).await.unwrap());
@@ -452,12 +448,7 @@ async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
 }
 
 async fn the_journal_lets_a_call_be_begun_once(db: &Db) {
-    let store = store::open(db);
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    let store = claimed_run_a(db).await;
     let request = json!({"index": 0});
     let begin = || store.journal_begin("run_a", "w", "run_a:riley:clip:0", "kieai", "submit", &request);
     assert_eq!(begin().await.unwrap(), JournalBegin::Begun);
