@@ -13,7 +13,7 @@ use crate::ApiState;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::runs::{self, CancelRequest, StartRunRequest};
-use crate::store::{Artifact, Run, RunDetails, RunQuery};
+use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -22,12 +22,24 @@ pub struct ArtifactView {
     kind: String,
     persona: Option<String>,
     #[schema(value_type = Object)]
-    data: Value,
+    data: RawJson,
     created_at: DateTime<Utc>,
 }
 
 impl From<Artifact> for ArtifactView {
     fn from(a: Artifact) -> Self {
+        ArtifactView {
+            id: a.id,
+            kind: a.kind,
+            persona: a.persona,
+            data: serde_json::value::to_raw_value(&a.data).expect("a JSON value serializes"),
+            created_at: a.created_at,
+        }
+    }
+}
+
+impl From<RawArtifact> for ArtifactView {
+    fn from(a: RawArtifact) -> Self {
         ArtifactView {
             id: a.id,
             kind: a.kind,
@@ -50,10 +62,10 @@ pub struct RunView {
     updated_at: DateTime<Utc>,
     /// `project`, `input`, `options`, `user_id`, `graph_spec`, `metadata`.
     #[schema(value_type = Object)]
-    payload: Value,
+    payload: RawJson,
     /// `videos`, `totalVideos`, `renderUrl`, `publishUrls`, `error`.
     #[schema(value_type = Object)]
-    result: Value,
+    result: RawJson,
     #[schema(value_type = Vec<Object>)]
     gates: Vec<Value>,
     artifacts: Vec<ArtifactView>,
@@ -225,7 +237,7 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
     if !myloware_core::ids::is_run_id(&run_id) {
         return Err(ApiError::not_found("run"));
     }
-    let RunDetails { run, gates, artifacts } = state
+    let run = state
         .store
         .get_run_details(&run_id)
         .await?
@@ -239,8 +251,8 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
         updated_at: run.updated_at,
         payload: run.payload,
         result: run.result,
-        gates: gates.iter().map(crate::hitl::gate_view).collect(),
-        artifacts: artifacts.into_iter().map(ArtifactView::from).collect(),
+        gates: run.gates.iter().map(crate::hitl::gate_view).collect(),
+        artifacts: run.artifacts.into_iter().map(ArtifactView::from).collect(),
     }))
 }
 

@@ -217,12 +217,35 @@ impl std::str::FromStr for GateStatus {
     }
 }
 
-/// A run with its gates and artifacts.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON document as stored: passed on without being parsed.
+pub type RawJson = Box<serde_json::value::RawValue>;
+
+/// A run with its gates and artifacts, as `GET /v1/runs/{id}` shows it.
+/// Its JSON documents (payload, result, artifact data) stay the stored
+/// text: they go into the answer as they are, instead of being parsed into
+/// values and written out again (most of that request's work otherwise).
+#[derive(Debug)]
 pub struct RunDetails {
-    pub run: Run,
+    pub id: String,
+    pub project: String,
+    pub status: RunStatus,
+    pub current_persona: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub payload: RawJson,
+    pub result: RawJson,
     pub gates: Vec<GateRecord>,
-    pub artifacts: Vec<Artifact>,
+    pub artifacts: Vec<RawArtifact>,
+}
+
+/// An artifact of [`RunDetails`], its data as stored.
+#[derive(Debug, serde::Deserialize)]
+pub struct RawArtifact {
+    pub id: String,
+    pub kind: String,
+    pub persona: Option<String>,
+    pub data: RawJson,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A gate instance, with whether the orchestrator has its decision.

@@ -13,8 +13,8 @@ use sqlx::types::Json;
 
 use super::{
     ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
-    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, Run, RunDetails, RunQuery,
-    RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
+    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, RawArtifact, RawJson, Run,
+    RunDetails, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
 
@@ -373,44 +373,60 @@ const PRUNABLE: [&str; 3] = [
 /// artifacts come as JSON arrays of the same columns as [`GATE_COLUMNS`]
 /// and `list_artifacts`, in the same order; each backend spells the
 /// aggregation its own way.
-const SQLITE_RUN_VIEW: &str = "SELECT r.seq, r.id, r.project, r.status, r.current_persona, r.user_id, r.payload, \
-       r.result, r.last_event_seq, r.created_at, r.updated_at, \
+const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
+       r.created_at, r.updated_at, \
        (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', json(g.preview), 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
                  'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
                  'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
-       (SELECT json_group_array(json_object('id', a.id, 'run_id', a.run_id, 'kind', a.kind, \
+       (SELECT json_group_array(json_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', json(a.data), 'created_at', a.created_at) ORDER BY a.seq) \
           FROM artifacts a WHERE a.run_id = r.id) AS artifacts \
      FROM runs r WHERE r.id = $1";
-const POSTGRES_RUN_VIEW: &str = "SELECT r.seq, r.id, r.project, r.status, r.current_persona, r.user_id, r.payload, \
-       r.result, r.last_event_seq, r.created_at, r.updated_at, \
+const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
+       r.created_at, r.updated_at, \
        COALESCE((SELECT json_agg(json_build_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', g.preview, 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
                  'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
                  'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
-       COALESCE((SELECT json_agg(json_build_object('id', a.id, 'run_id', a.run_id, 'kind', a.kind, \
+       COALESCE((SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', a.data, 'created_at', a.created_at) ORDER BY a.seq) \
           FROM artifacts a WHERE a.run_id = r.id), '[]') AS artifacts \
      FROM runs r WHERE r.id = $1";
 
 #[derive(sqlx::FromRow)]
 struct RunViewRow {
-    #[sqlx(flatten)]
-    run: RunRow,
+    id: String,
+    project: String,
+    status: String,
+    current_persona: Option<String>,
+    payload: Json<RawJson>,
+    result: Json<RawJson>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
     gates: Json<Vec<GateRow>>,
-    artifacts: Json<Vec<ArtifactRow>>,
+    artifacts: Json<Vec<RawArtifact>>,
 }
 
 impl TryFrom<RunViewRow> for RunDetails {
     type Error = StoreError;
     fn try_from(row: RunViewRow) -> Result<RunDetails, StoreError> {
         Ok(RunDetails {
-            run: row.run.try_into()?,
+            status: row
+                .status
+                .parse()
+                .map_err(|err| StoreError::Corrupt(format!("run {}: {err}", row.id)))?,
+            id: row.id,
+            project: row.project,
+            current_persona: row.current_persona,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            payload: row.payload.0,
+            result: row.result.0,
             gates: gates(row.gates.0)?,
-            artifacts: row.artifacts.0.into_iter().map(Artifact::from).collect(),
+            artifacts: row.artifacts.0,
         })
     }
 }
