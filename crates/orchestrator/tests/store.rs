@@ -325,8 +325,7 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
         .collect();
     assert_eq!(left, ["s2"]);
 
-    // Once every signal is consumed (the duplicate of s1 never counted), a
-    // park parks.
+    // Once every signal is consumed, a park parks.
     store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
     let pending = store.pending_signals("run_a").await.unwrap();
     let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);

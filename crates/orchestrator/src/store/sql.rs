@@ -149,6 +149,18 @@ const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), du
      (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
+/// How `commit_step` takes the execution's row before anything else, on
+/// Postgres. Read committed gives each statement the snapshot of its start,
+/// and a statement that waited for a row lock still reads other tables as
+/// of then: a park that waited for `add_signal`'s transaction in the UPDATE
+/// that decides "runnable if a signal is pending" did not see the signal
+/// that transaction committed, and the run slept for good (caught in CI: a
+/// live run stuck at `generating` with all twelve callbacks accepted).
+/// Holding the row first, the statements after it see every signal. It
+/// also puts the row before the signal rows, the order `add_signal` takes
+/// them in. Answers a row only while `$2` holds the lease.
+const POSTGRES_LOCK_EXECUTION: &str = "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2 FOR UPDATE";
+
 fn claim_sql(template: &str) -> String {
     template
         .replace("{READY}", READY)
@@ -218,7 +230,7 @@ fn postgres_match(terms: &[String]) -> String {
 }
 
 macro_rules! sql_orchestrator_store {
-    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -376,30 +388,37 @@ macro_rules! sql_orchestrator_store {
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
-                let consumed = match commit.consumed_through {
-                    Some(through) => sqlx::query(
+                // The execution's row first (Postgres; SQLite's write
+                // transactions already take turns): see POSTGRES_LOCK_EXECUTION.
+                let lock: Option<&str> = $lock_execution;
+                if let Some(lock) = lock {
+                    let held: Option<i32> = sqlx::query_scalar(lock)
+                        .bind(&commit.run_id)
+                        .bind(&commit.worker)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if held.is_none() {
+                        // Lease lost: nothing to do (the signals stay unread).
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                if let Some(through) = commit.consumed_through {
+                    sqlx::query(
                         "UPDATE signals SET consumed_at = $3 WHERE run_id = $1 AND seq <= $2 AND consumed_at IS NULL",
                     )
                     .bind(&commit.run_id)
                     .bind(through)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected() as i64,
-                    None => 0,
-                };
-                // A park stays runnable while signals are pending, decided
-                // from the row's own count: on Postgres (read committed) an
-                // UPDATE that waited for add_signal's transaction sees that
-                // row as committed, but would see the signals table as it
-                // was before the wait (seen in CI: a run parked for good
-                // with its last clip's signal unread).
+                    .await?;
+                }
                 let keep = commit.keep_lease_until.is_some();
                 let row: Option<(i64,)> = sqlx::query_as(
                     "UPDATE executions SET node = $3, \
-                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR pending_signals > $12) \
+                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR EXISTS \
+                         (SELECT 1 FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL)) \
                          THEN 'runnable' ELSE $4 END, \
-                       pending_signals = pending_signals - $12, \
                        state = $5, wait = $6, wake_at = $7, \
                        lease_owner = CASE WHEN $8 THEN lease_owner ELSE NULL END, \
                        lease_until = CASE WHEN $8 THEN $9 ELSE NULL END, \
@@ -417,7 +436,6 @@ macro_rules! sql_orchestrator_store {
                 .bind(commit.keep_lease_until)
                 .bind(commit.events.len() as i64)
                 .bind(now)
-                .bind(consumed)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((last_seq,)) = row else {
@@ -436,11 +454,11 @@ macro_rules! sql_orchestrator_store {
                 let now = Utc::now();
                 // The execution's row before the signal: holding it orders a
                 // run's signals (seq order is commit order, which
-                // `consumed_through` relies on). The count is undone with the
-                // rest if the signal is a duplicate.
+                // `consumed_through` relies on), and commit_step takes the
+                // row first too (one lock order: no deadlock).
                 let woke = sqlx::query(
                     "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
-                     pending_signals = pending_signals + 1, updated_at = $2 WHERE run_id = $1",
+                     updated_at = $2 WHERE run_id = $1",
                 )
                 .bind(run_id)
                 .bind(now)
@@ -717,7 +735,8 @@ sql_orchestrator_store!(
     myloware_db::SQLITE_BEGIN,
     SQLITE_SEARCH,
     sqlite_match,
-    SQLITE_CLAIM
+    SQLITE_CLAIM,
+    None
 );
 sql_orchestrator_store!(
     PgOrchestratorStore,
@@ -725,5 +744,6 @@ sql_orchestrator_store!(
     myloware_db::POSTGRES_BEGIN,
     POSTGRES_SEARCH,
     postgres_match,
-    POSTGRES_CLAIM
+    POSTGRES_CLAIM,
+    Some(POSTGRES_LOCK_EXECUTION)
 );
