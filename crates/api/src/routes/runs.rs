@@ -28,13 +28,14 @@ pub struct ArtifactView {
 
 impl From<Artifact> for ArtifactView {
     fn from(a: Artifact) -> Self {
-        ArtifactView {
+        RawArtifact {
             id: a.id,
             kind: a.kind,
             persona: a.persona,
             data: serde_json::value::to_raw_value(&a.data).expect("a JSON value serializes"),
             created_at: a.created_at,
         }
+        .into()
     }
 }
 

@@ -37,14 +37,17 @@ struct RunRow {
     updated_at: DateTime<Utc>,
 }
 
+fn run_status(run_id: &str, status: &str) -> Result<RunStatus, StoreError> {
+    status
+        .parse()
+        .map_err(|err| StoreError::Corrupt(format!("run {run_id}: {err}")))
+}
+
 impl TryFrom<RunRow> for Run {
     type Error = StoreError;
     fn try_from(row: RunRow) -> Result<Run, StoreError> {
         Ok(Run {
-            status: row
-                .status
-                .parse()
-                .map_err(|err| StoreError::Corrupt(format!("run {}: {err}", row.id)))?,
+            status: run_status(&row.id, &row.status)?,
             id: row.id,
             project: row.project,
             current_persona: row.current_persona,
@@ -414,10 +417,7 @@ impl TryFrom<RunViewRow> for RunDetails {
     type Error = StoreError;
     fn try_from(row: RunViewRow) -> Result<RunDetails, StoreError> {
         Ok(RunDetails {
-            status: row
-                .status
-                .parse()
-                .map_err(|err| StoreError::Corrupt(format!("run {}: {err}", row.id)))?,
+            status: run_status(&row.id, &row.status)?,
             id: row.id,
             project: row.project,
             current_persona: row.current_persona,
