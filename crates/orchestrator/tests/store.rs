@@ -194,11 +194,15 @@ async fn one_worker_holds_an_execution_until_its_lease_expires(db: &Db) {
         .unwrap()
         .expect("expired lease is claimable");
     assert_eq!(taken.lease_owner.as_deref(), Some("rescuer"));
-    assert!(
-        !store
-            .commit_step(&commit("run_a", &holder, ExecStatus::Runnable, 2))
-            .await
-            .unwrap()
+    store.add_signal("run_a", "s1", &json!({})).await.unwrap();
+    let seen = store.pending_signals("run_a").await.unwrap();
+    let mut fenced = commit("run_a", &holder, ExecStatus::Waiting, 2);
+    fenced.consumed_through = Some(seen[0].seq);
+    assert!(!store.commit_step(&fenced).await.unwrap());
+    assert_eq!(
+        store.pending_signals("run_a").await.unwrap().len(),
+        1,
+        "the fenced commit consumed no signal"
     );
     assert_eq!(
         store
