@@ -372,10 +372,10 @@ const PRUNABLE: [&str; 3] = [
 ];
 
 /// A run with its gates and artifacts in one statement (`GET /v1/runs/{id}`
-/// reads it under load: one round trip instead of three). The gates and
-/// artifacts come as JSON arrays of the same columns as [`GATE_COLUMNS`]
-/// and `list_artifacts`, in the same order; each backend spells the
-/// aggregation its own way.
+/// reads it under load: one round trip instead of three). The gates come
+/// as a JSON array of the columns of [`GATE_COLUMNS`], the artifacts as one
+/// of the fields of [`RawArtifact`], in the orders of `list_gates` and
+/// `list_artifacts`; each backend spells the aggregation its own way.
 const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
        r.created_at, r.updated_at, \
        (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
