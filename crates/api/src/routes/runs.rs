@@ -219,15 +219,13 @@ pub async fn list_runs(
     }))
 }
 
-async fn find_run(state: &ApiState, run_id: &str) -> Result<Run, ApiError> {
-    if !myloware_core::ids::is_run_id(run_id) {
-        return Err(ApiError::not_found("run"));
+/// 404 unless `run_id` names a run (checked without reading it).
+async fn require_run(state: &ApiState, run_id: &str) -> Result<(), ApiError> {
+    if myloware_core::ids::is_run_id(run_id) && state.store.run_exists(run_id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("run"))
     }
-    state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))
 }
 
 /// One run, with its gates and artifacts.
@@ -265,8 +263,8 @@ pub async fn list_artifacts(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<ArtifactList>, ApiError> {
-    let run = find_run(&state, &run_id).await?;
-    let artifacts = state.store.list_artifacts(&run.id).await?;
+    require_run(&state, &run_id).await?;
+    let artifacts = state.store.list_artifacts(&run_id).await?;
     Ok(Json(ArtifactList {
         artifacts: artifacts.into_iter().map(ArtifactView::from).collect(),
     }))
@@ -281,7 +279,7 @@ pub async fn cancel_run(
     Path(run_id): Path<String>,
     OptionalJson(request): OptionalJson<CancelRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    find_run(&state, &run_id).await?;
+    require_run(&state, &run_id).await?;
     let run = runs::cancel_run(&state, &run_id, request).await?;
     Ok(Json(json!({"runId": run.id, "status": run.status})))
 }

@@ -256,7 +256,7 @@ pub async fn upload_post(
     }
     delivery.idempotency_key = Some(format!("{request_id}:{status}"));
     let known = match &run_id {
-        Some(run_id) => state.store.get_run(run_id).await?.is_some(),
+        Some(run_id) => state.store.run_exists(run_id).await?,
         None => false,
     };
     let signal = SignalDelivery {
