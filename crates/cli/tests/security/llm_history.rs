@@ -1,0 +1,1 @@
+//! Security: llm_history.
