@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use myloware_core::Gate;
+use myloware_core::auth::{Permission, Principal};
 use myloware_core::config::Config;
 use myloware_core::wire::{ChatAction, ChatLine, ChatProject, ChatRun, ChatTurn};
 use secrecy::ExposeSecret;
@@ -60,12 +61,57 @@ pub fn validate_user_id(user_id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where the chat turn came from: the HTTP API answers in the response,
-/// Telegram in the user's Telegram chat.
+/// Where the chat turn came from: the HTTP API (with the caller's key)
+/// answers in the response, Telegram in the user's Telegram chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    Api,
+    Api { key: Principal },
     Telegram { chat_id: String },
+}
+
+impl Origin {
+    /// The credential a gate decision typed in this chat is made with, or
+    /// why this chat may not decide gates.
+    fn decision_credential(&self, config: &Config) -> Result<Credential, ApiError> {
+        match self {
+            Origin::Api { key } if key.allows(Permission::Decide) => Ok(Credential::ChatKey(key.name.clone())),
+            Origin::Api { key } => Err(ApiError::Forbidden(format!(
+                "the key {:?} ({}) may not decide gates; ask an approver",
+                key.name, key.role
+            ))),
+            Origin::Telegram { chat_id } if config.chat.telegram_approver_chat_ids.contains(chat_id) => {
+                Ok(Credential::Telegram(chat_id.clone()))
+            }
+            Origin::Telegram { .. } => Err(ApiError::Forbidden(
+                "this chat may not decide gates (it is not in TELEGRAM_APPROVER_CHAT_IDS)".into(),
+            )),
+        }
+    }
+}
+
+/// A message as the LLM may see it: approval links and tokens are
+/// replaced, so no live credential ever leaves for the LLM provider (or
+/// its logs, or LangSmith).
+pub fn without_credentials(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let bare = word.trim_end();
+            let looks_like_link = (bare.contains("://") && (bare.contains("token=") || bare.contains("/v1/hitl/")))
+                || bare.contains("token=");
+            if looks_like_link || is_token_like(bare) {
+                format!("[approval link]{}", &word[bare.len()..])
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A HITL token (`{exp}.{64 hex}`) or a bare hex secret of that size.
+fn is_token_like(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let hex = word.rsplit('.').next().unwrap_or_default();
+    hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The user id of a Telegram chat.
@@ -172,12 +218,12 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
     }
     let request = ChatTurn {
         user_id: user_id.to_string(),
-        message: text.to_string(),
+        message: without_credentials(text),
         history: history
             .into_iter()
             .map(|m| ChatLine {
                 role: m.role,
-                text: m.text,
+                text: without_credentials(&m.text),
             })
             .collect(),
         runs,
@@ -218,7 +264,7 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
                 run_id,
                 gate,
                 reason,
-            } => match decide(state, user_id, approve, run_id, gate, reason).await {
+            } => match decide(state, user_id, origin, approve, run_id, gate, reason).await {
                 Ok(done) => {
                     run_ids.push(done.0.clone());
                     lines.push(done.1);
@@ -313,6 +359,7 @@ async fn propose(
 async fn decide(
     state: &ApiState,
     user_id: &str,
+    origin: &Origin,
     approve: bool,
     run_id: Option<String>,
     gate: Option<Gate>,
@@ -338,13 +385,14 @@ async fn decide(
     let Some((run_id, gate)) = target else {
         return Err(ApiError::Conflict("none of your runs is waiting for a decision".into()));
     };
+    let credential = origin.decision_credential(&state.config)?;
     let attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.as_str().into(),
         approve,
-        approver: Some(user_id.to_string()),
+        note: Some(format!("chat user {user_id}")),
         reason,
-        credential: Credential::Chat(user_id.to_string()),
+        credential,
         ip: None,
         user_agent: None,
     };

@@ -74,30 +74,32 @@ pub fn token_is_valid(state: &ApiState, run_id: &str, gate: &str, token: &str) -
     signing::verify_hitl_token(&secrets, run_id, gate, token, Utc::now().timestamp())
 }
 
-/// Who is deciding, as the audit records it (never the secret itself).
+/// Who is deciding: the credential, which is what the gate records as its
+/// approver and the audit as the attempt's credential (never a secret).
 #[derive(Debug, Clone)]
 pub enum Credential {
+    /// A valid API key (with a role that may decide), by its name.
     ApiKey(String),
+    /// A valid link token, by its fingerprint.
     Token(String),
-    /// "approve" typed in chat by this user (the chat route needs the API key).
-    Chat(String),
+    /// "approve" in chat through `POST /v1/chat/brendan`, by the key's name.
+    ChatKey(String),
+    /// "approve" in a Telegram chat listed in `TELEGRAM_APPROVER_CHAT_IDS`.
+    Telegram(String),
     None,
 }
 
 impl Credential {
-    pub fn api_key(key: &str) -> Credential {
-        Credential::ApiKey(ApiKeys::fingerprint(key))
-    }
-
     pub fn token(token: &str) -> Credential {
         Credential::Token(ApiKeys::fingerprint(token))
     }
 
-    fn describe(&self) -> String {
+    /// `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>` or `none`.
+    pub fn describe(&self) -> String {
         match self {
-            Credential::ApiKey(fp) => format!("api_key:{fp}"),
+            Credential::ApiKey(name) | Credential::ChatKey(name) => format!("key:{name}"),
             Credential::Token(fp) => format!("token:{fp}"),
-            Credential::Chat(user) => format!("chat:{user}"),
+            Credential::Telegram(chat_id) => format!("telegram:{chat_id}"),
             Credential::None => "none".into(),
         }
     }
@@ -105,7 +107,7 @@ impl Credential {
     pub fn via(&self) -> &'static str {
         match self {
             Credential::ApiKey(_) => "api_key",
-            Credential::Chat(_) => "chat",
+            Credential::ChatKey(_) | Credential::Telegram(_) => "chat",
             _ => "token",
         }
     }
@@ -117,7 +119,9 @@ pub struct Attempt {
     pub run_id: String,
     pub gate: String,
     pub approve: bool,
-    pub approver: Option<String>,
+    /// What the decider says about themselves (the free-text `approver`
+    /// field): kept as a note, never as the approver.
+    pub note: Option<String>,
     pub reason: Option<String>,
     pub credential: Credential,
     pub ip: Option<String>,
@@ -228,7 +232,7 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
                     if let Some((_, to)) = decision.run_move {
                         state.metrics.run_ended(&run.id, &run.project, to);
                     }
-                    tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = if attempt.approve { "approve" } else { "reject" }, approver = ?attempt.approver, via = attempt.credential.via(), "gate decided");
+                    tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = if attempt.approve { "approve" } else { "reject" }, approver = %attempt.credential.describe(), note = ?attempt.note, via = attempt.credential.via(), "gate decided");
                     if decision.command.is_some() {
                         deliver(state, &run.id, gate).await?;
                     }
@@ -290,14 +294,15 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
             &run.id,
             "run.rejected",
             None,
-            json!({"gate": gate, "reason": attempt.reason, "approver": attempt.approver}),
+            json!({"gate": gate, "reason": attempt.reason, "approver": attempt.credential.describe(), "note": attempt.note}),
         )
     };
     let base = Decision {
         run_id: run.id.clone(),
         gate,
         approve: attempt.approve,
-        approver: attempt.approver.clone(),
+        approver: Some(attempt.credential.describe()),
+        note: attempt.note.clone(),
         reason: attempt.reason.clone(),
         run_move: None,
         artifact: None,
@@ -327,7 +332,7 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
                 body: json!({
                     "gate": gate,
                     "decision": if approve { "approve" } else { "reject" },
-                    "approver": attempt.approver,
+                    "approver": attempt.credential.describe(),
                     "reason": attempt.reason,
                 }),
             }),
@@ -371,6 +376,7 @@ pub fn gate_view(record: &GateRecord) -> Value {
         "resolvedAt": record.resolved_at,
         "decision": record.decision,
         "approver": record.approver,
+        "note": record.note,
         "reason": record.reason,
         "delivered": record.delivered,
     })

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use myloware_core::config::Config;
 use myloware_core::project::Catalog;
 use myloware_telemetry::HttpMetrics;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -39,7 +38,8 @@ pub mod store;
 
 use error::{ApiError, BodyLimit};
 use middleware::RateLimiter;
-use myloware_core::auth::ApiKeys;
+use myloware_core::auth::{ApiKeys, Permission};
+use myloware_core::internal::InternalKeys;
 use orchestrator::{HttpOrchestrator, OrchestratorClient};
 use store::ApiStore;
 
@@ -52,6 +52,8 @@ pub struct ApiState {
     pub orchestrator: Arc<dyn OrchestratorClient>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub api_keys: Arc<ApiKeys>,
+    /// The orchestrator's credential on `/v1/internal/*`.
+    pub internal: Arc<InternalKeys>,
     pub limiter: Arc<RateLimiter>,
     /// A chat user's turns, one at a time.
     pub chat_locks: Arc<locks::KeyedLocks>,
@@ -69,7 +71,7 @@ impl ApiState {
     pub fn new(config: Arc<Config>, store: Arc<dyn ApiStore>, catalog: Arc<Catalog>) -> ApiState {
         let orchestrator = Arc::new(HttpOrchestrator::new(
             config.orchestrator_url.clone(),
-            primary_key(&config),
+            config.internal_keys(),
         ));
         ApiState::with_orchestrator(config, store, catalog, orchestrator)
     }
@@ -82,6 +84,7 @@ impl ApiState {
     ) -> ApiState {
         ApiState {
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
+            internal: Arc::new(config.internal_keys()),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             chat_locks: Arc::default(),
             delivery_locks: Arc::default(),
@@ -101,11 +104,6 @@ impl ApiState {
     }
 }
 
-/// The key this service presents to the orchestrator.
-fn primary_key(config: &Config) -> SecretString {
-    config.api_keys[0].clone()
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "MyloWare API", description = "Runs, projects, HITL gates, provider webhooks and chat."),
@@ -123,43 +121,144 @@ impl utoipa::Modify for ApiKeyScheme {
             .get_or_insert_with(Default::default)
             .add_security_scheme(
                 "api_key",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "x-api-key",
+                    "An operator key (`API_KEYS` entry `name:role:key`); the role decides the routes",
+                ))),
+            );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "internal",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    myloware_core::internal::HEADER,
+                    "The orchestrator's signature (`t=<unix>,v1=<hex HMAC-SHA256>` with INTERNAL_SECRET over method, path, time and body); see docs/security.md",
+                ))),
             );
     }
 }
 
-/// The routes and the OpenAPI document, declared together.
+/// The routes and the OpenAPI document, declared together, grouped by who
+/// may call them: anyone (health, metrics), strangers whose requests prove
+/// themselves (provider webhooks, approval links, Telegram; refusals are
+/// rate-limited per address), the orchestrator (its internal credential
+/// only), and operator keys by the permission their role must grant.
 fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    let open = OpenApiRouter::<ApiState>::new()
+    let public = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::system::health))
-        .routes(routes!(routes::system::metrics))
+        .routes(routes!(routes::system::metrics));
+    let open = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::webhooks::kieai))
         .routes(routes!(routes::webhooks::upload_post))
         .routes(routes!(routes::chat::telegram))
         .routes(routes!(routes::hitl::open_link, routes::hitl::approve))
-        .routes(routes!(routes::hitl::reject));
-    let protected = OpenApiRouter::<ApiState>::new()
-        .routes(routes!(routes::system::ready))
-        .routes(routes!(routes::projects::list_projects))
-        .routes(routes!(routes::projects::get_project))
-        .routes(routes!(routes::runs::start_run))
-        .routes(routes!(routes::runs::list_runs))
-        .routes(routes!(routes::runs::get_run))
-        .routes(routes!(routes::runs::list_artifacts))
-        .routes(routes!(routes::runs::cancel_run))
+        .routes(routes!(routes::hitl::reject))
+        .route_layer(from_fn_with_state(state.clone(), middleware::limit_refusals));
+    let open = documented(
+        open,
+        None,
+        &[("429", "Too many refused requests from this address (see `Retry-After`)")],
+    );
+    let internal = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::internal::receive_events))
-        .routes(routes!(routes::hitl::link))
-        .routes(routes!(routes::hitl::pending))
-        .routes(routes!(routes::chat::brendan))
-        .routes(routes!(routes::chat::messages))
-        .routes(routes!(routes::dlq::list))
-        .routes(routes!(routes::dlq::replay))
-        .routes(routes!(routes::retention::prune))
-        .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key));
+        .route_layer(from_fn_with_state(
+            state.internal.clone(),
+            myloware_telemetry::internal::require_internal,
+        ));
+    let internal = documented(
+        internal,
+        Some("internal"),
+        &[(
+            "401",
+            "Missing, stale or wrong internal credential (operator keys are refused)",
+        )],
+    );
+    let with = |permission: Permission, routes: OpenApiRouter<ApiState>| {
+        let routes = routes.route_layer(from_fn_with_state((state.clone(), permission), middleware::require));
+        documented(
+            routes,
+            Some("api_key"),
+            &[
+                ("401", "Missing or invalid API key"),
+                ("403", "The key's role lacks the permission"),
+            ],
+        )
+    };
+    let read = with(
+        Permission::Read,
+        OpenApiRouter::new()
+            .routes(routes!(routes::system::ready))
+            .routes(routes!(routes::projects::list_projects))
+            .routes(routes!(routes::projects::get_project))
+            .routes(routes!(routes::runs::list_runs))
+            .routes(routes!(routes::runs::get_run))
+            .routes(routes!(routes::runs::list_artifacts))
+            .routes(routes!(routes::chat::messages))
+            .routes(routes!(routes::dlq::list)),
+    );
+    let operate = with(
+        Permission::Operate,
+        OpenApiRouter::new()
+            .routes(routes!(routes::runs::start_run))
+            .routes(routes!(routes::runs::cancel_run))
+            .routes(routes!(routes::chat::brendan))
+            .routes(routes!(routes::dlq::replay)),
+    );
+    let decide = with(
+        Permission::Decide,
+        OpenApiRouter::new()
+            .routes(routes!(routes::hitl::link))
+            .routes(routes!(routes::hitl::pending)),
+    );
+    let administer = with(
+        Permission::Administer,
+        OpenApiRouter::new().routes(routes!(routes::retention::prune)),
+    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
         .merge(open)
-        .merge(protected)
+        .merge(internal)
+        .merge(read)
+        .merge(operate)
+        .merge(decide)
+        .merge(administer)
         .split_for_parts()
+}
+
+/// Sets the security scheme of every operation of `routes` and adds the
+/// answers its layers give (401/403 of the auth layers, 429 of the refusal
+/// limit), so the document lists every status a route can answer.
+fn documented(
+    mut routes: OpenApiRouter<ApiState>,
+    security: Option<&str>,
+    answers: &[(&str, &str)],
+) -> OpenApiRouter<ApiState> {
+    use utoipa::openapi::security::SecurityRequirement;
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(scheme) = security {
+                operation.security = Some(vec![SecurityRequirement::new::<&str, [&str; 0], &str>(scheme, [])]);
+            }
+            for (status, description) in answers {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_string())
+                    .or_insert_with(|| utoipa::openapi::Response::new(*description).into());
+            }
+        }
+    }
+    routes
 }
 
 /// The API's router with every layer.
@@ -185,7 +284,10 @@ pub fn router(state: ApiState) -> Router {
                 let openapi = openapi.clone();
                 async move { axum::Json(openapi.as_ref().clone()) }
             })
-            .route_layer(from_fn_with_state(state.clone(), middleware::require_api_key)),
+            .route_layer(from_fn_with_state(
+                (state.clone(), Permission::Read),
+                middleware::require,
+            )),
         )
         .route_layer(from_fn_with_state(
             state.metrics.http.clone(),

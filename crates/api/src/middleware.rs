@@ -1,8 +1,9 @@
-//! Cross-cutting request handling: request ids, API-key auth, client
-//! identity and per-client rate limits.
+//! Cross-cutting request handling: API keys and their roles, the internal
+//! credential, client identity and per-client rate limits.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use myloware_core::auth::ApiKeys;
+use myloware_core::auth::{ApiKeys, Permission, Principal};
 use myloware_core::config::RateLimitConfig;
 
 use crate::ApiState;
@@ -19,30 +20,40 @@ use crate::error::ApiError;
 
 pub static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// Whether the request carries a valid `x-api-key`.
-pub fn authorizes(keys: &ApiKeys, headers: &HeaderMap) -> bool {
+/// The principal of the request's `x-api-key`, if it is a valid key.
+pub fn principal<'k>(keys: &'k ApiKeys, headers: &HeaderMap) -> Option<&'k Principal> {
     headers
         .get(&API_KEY)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|key| keys.is_valid(key))
+        .and_then(|key| keys.principal(key))
 }
 
-/// Refuses requests without a valid `x-api-key` (route layer of the
-/// protected routes).
-pub async fn require_api_key(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if authorizes(&state.api_keys, request.headers()) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+/// Refuses requests without a valid `x-api-key` (401) or whose key's role
+/// lacks `permission` (403); the principal goes into the request's
+/// extensions for the handler (who cancelled, replayed, pruned).
+pub async fn require(
+    State((state, permission)): State<(ApiState, Permission)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(principal) = principal(&state.api_keys, request.headers()).cloned() else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if !principal.allows(permission) {
+        return ApiError::Forbidden(format!(
+            "the key {:?} ({}) may not do this; it needs a role with the {permission:?} permission",
+            principal.name, principal.role
+        ))
+        .into_response();
     }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
-/// Who is calling, for rate limits: the API key (by digest) when one is
-/// sent, else the client address.
-pub fn client_identity(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trust_proxy: bool) -> String {
-    if let Some(key) = headers.get(&API_KEY).and_then(|v| v.to_str().ok()) {
-        return format!("key:{}", ApiKeys::fingerprint(key));
-    }
+/// The caller's address: the peer's, or the one a trusted proxy names
+/// (`Fly-Client-IP`, then the first `X-Forwarded-For`) when
+/// `TRUST_PROXY_HEADERS` is on.
+pub fn client_ip(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trust_proxy: bool) -> Option<IpAddr> {
     let forwarded = trust_proxy
         .then(|| {
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -51,26 +62,77 @@ pub fn client_identity(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr
                 .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
         })
         .flatten();
-    match forwarded.or(peer.map(|p| p.0.ip())) {
+    forwarded.or(peer.map(|p| p.0.ip()))
+}
+
+/// The rate-limit identity of an address: IPv4 as is, IPv6 by its /64
+/// (one host usually holds a whole /64).
+fn ip_identity(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let segments = v6.segments();
+            let prefix = Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0);
+            format!("ip:{prefix}/64")
+        }
+        Some(IpAddr::V6(v6)) => format!("ip:{}", v6.to_ipv4_mapped().expect("mapped")),
         Some(ip) => format!("ip:{ip}"),
-        None => "unknown".to_string(),
+        None => "ip:unknown".into(),
     }
 }
 
-/// The caller's identity for rate limits (see [`client_identity`]).
+/// The caller's address as the audit records it.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<ApiState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(client_ip(
+            &parts.headers,
+            peer,
+            state.config.rate_limit.trust_proxy_headers,
+        )))
+    }
+}
+
+/// Who is calling, for rate limits: a *valid* API key by its name, else the
+/// client address. An invented key is not an identity: rotating bogus keys
+/// still spends the address's budget.
 pub struct ClientId(pub String);
 
 impl FromRequestParts<ApiState> for ClientId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
-        Ok(ClientId(client_identity(
-            &parts.headers,
-            peer,
-            state.config.rate_limit.trust_proxy_headers,
-        )))
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(ClientId(format!("key:{}", principal.name)));
+        }
+        if let Some(principal) = principal(&state.api_keys, &parts.headers) {
+            return Ok(ClientId(format!("key:{}", principal.name)));
+        }
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        Ok(ClientId(ip_identity(ip)))
     }
+}
+
+/// Open routes (webhooks, approval links, Telegram): a caller that keeps
+/// being refused is cut off per address. Only refused requests (4xx) spend
+/// the budget, so verified provider callbacks are never throttled, while a
+/// stranger gets at most the burst plus the per-minute rate of refusals
+/// (each of which may write a bounded audit or delivery row).
+pub async fn limit_refusals(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+    let ip = client_ip(request.headers(), peer, state.config.rate_limit.trust_proxy_headers);
+    let client = ip_identity(ip);
+    if let Err(err) = state.limiter.peek(LimitedRoute::OpenRefusals, &client) {
+        return err.into_response();
+    }
+    let response = next.run(request).await;
+    if response.status().is_client_error() {
+        let _ = state.limiter.check(LimitedRoute::OpenRefusals, &client);
+    }
+    response
 }
 
 /// The routes that share a budget.
@@ -79,57 +141,115 @@ pub enum LimitedRoute {
     RunStart,
     Chat,
     HitlDecision,
+    /// Refused requests on the open routes, per address.
+    OpenRefusals,
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then
 /// `per_minute` spread over the minute.
+///
+/// Memory is bounded and every request does O(1) work: buckets live in two
+/// generations of at most `max_clients / 2` entries each, keyed by a keyed
+/// 64-bit hash (no allocation per request). When the current generation
+/// is full it becomes the previous one and the old previous one is dropped
+/// whole; a bucket found in the previous generation moves to the current.
+/// A forgotten bucket is a full one, which is what a new client gets, so
+/// forgetting only ever errs towards letting a request through: to flush a
+/// client's bucket an attacker needs `max_clients / 2` identities, i.e. as
+/// many addresses or valid keys.
 pub struct RateLimiter {
     config: RateLimitConfig,
-    buckets: Mutex<HashMap<(LimitedRoute, String), Bucket>>,
+    hasher: std::collections::hash_map::RandomState,
+    generation_size: usize,
+    buckets: Mutex<Generations>,
 }
 
+#[derive(Default)]
+struct Generations {
+    current: HashMap<u64, Bucket>,
+    previous: HashMap<u64, Bucket>,
+}
+
+#[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     refilled: Instant,
 }
 
-/// Buckets idle this long are full again and can be forgotten.
-const IDLE_BUCKET: Duration = Duration::from_secs(600);
+/// Clients remembered at once (both generations together).
+pub const MAX_CLIENTS: usize = 100_000;
 
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> RateLimiter {
+        RateLimiter::with_capacity(config, MAX_CLIENTS)
+    }
+
+    pub fn with_capacity(config: RateLimitConfig, max_clients: usize) -> RateLimiter {
         RateLimiter {
             config,
-            buckets: Mutex::new(HashMap::new()),
+            hasher: Default::default(),
+            generation_size: (max_clients / 2).max(1),
+            buckets: Mutex::default(),
         }
+    }
+
+    fn key(&self, route: LimitedRoute, client: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        route.hash(&mut hasher);
+        client.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// Takes one token, or says how long until one is available.
     pub fn check(&self, route: LimitedRoute, client: &str) -> Result<(), ApiError> {
+        self.take(route, client, 1.0)
+    }
+
+    /// Whether a token is available, without taking it.
+    pub fn peek(&self, route: LimitedRoute, client: &str) -> Result<(), ApiError> {
+        self.take(route, client, 0.0)
+    }
+
+    fn take(&self, route: LimitedRoute, client: &str, cost: f64) -> Result<(), ApiError> {
         if self.config.per_minute == 0 {
             return Ok(());
         }
         let rate = f64::from(self.config.per_minute) / 60.0;
         let capacity = f64::from(self.config.burst.max(1));
+        let key = self.key(route, client);
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("rate limiter lock");
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, b| now.duration_since(b.refilled) < IDLE_BUCKET);
-        }
-        let bucket = buckets.entry((route, client.to_string())).or_insert(Bucket {
-            tokens: capacity,
-            refilled: now,
-        });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
+        let mut generations = self.buckets.lock().expect("rate limiter lock");
+        let bucket = match generations.current.get(&key) {
+            Some(bucket) => *bucket,
+            None => {
+                let found = generations.previous.remove(&key);
+                if generations.current.len() >= self.generation_size {
+                    let full = std::mem::take(&mut generations.current);
+                    generations.previous = full;
+                }
+                found.unwrap_or(Bucket {
+                    tokens: capacity,
+                    refilled: now,
+                })
+            }
+        };
+        let tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
+        let (tokens, answer) = if tokens >= 1.0 {
+            (tokens - cost, Ok(()))
         } else {
-            Err(ApiError::RateLimited(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / rate,
-            )))
-        }
+            (
+                tokens,
+                Err(ApiError::RateLimited(Duration::from_secs_f64((1.0 - tokens) / rate))),
+            )
+        };
+        generations.current.insert(key, Bucket { tokens, refilled: now });
+        answer
+    }
+
+    /// Buckets held now (both generations).
+    pub fn clients(&self) -> usize {
+        let generations = self.buckets.lock().expect("rate limiter lock");
+        generations.current.len() + generations.previous.len()
     }
 }
 
@@ -137,13 +257,20 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limiter(max_clients: usize) -> RateLimiter {
+        RateLimiter::with_capacity(
+            RateLimitConfig {
+                per_minute: 60,
+                burst: 3,
+                trust_proxy_headers: false,
+            },
+            max_clients,
+        )
+    }
+
     #[test]
     fn buckets_allow_a_burst_then_refuse_per_client() {
-        let limiter = RateLimiter::new(RateLimitConfig {
-            per_minute: 60,
-            burst: 3,
-            trust_proxy_headers: false,
-        });
+        let limiter = limiter(MAX_CLIENTS);
         for _ in 0..3 {
             limiter.check(LimitedRoute::RunStart, "a").unwrap();
         }
@@ -153,5 +280,45 @@ mod tests {
         assert!(wait <= Duration::from_secs(1));
         limiter.check(LimitedRoute::RunStart, "b").unwrap();
         limiter.check(LimitedRoute::Chat, "a").unwrap();
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let limiter = limiter(MAX_CLIENTS);
+        for _ in 0..10 {
+            limiter.peek(LimitedRoute::OpenRefusals, "a").unwrap();
+        }
+        for _ in 0..3 {
+            limiter.check(LimitedRoute::OpenRefusals, "a").unwrap();
+        }
+        assert!(limiter.peek(LimitedRoute::OpenRefusals, "a").is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_a_busy_client_stays_limited() {
+        let limiter = limiter(1000);
+        for _ in 0..3 {
+            limiter.check(LimitedRoute::Chat, "busy").unwrap();
+        }
+        // Fewer new clients than a generation holds: the busy one is kept.
+        for i in 0..400 {
+            limiter.check(LimitedRoute::Chat, &format!("c{i}")).unwrap();
+            assert!(limiter.check(LimitedRoute::Chat, "busy").is_err(), "after {i} clients");
+        }
+        for i in 0..100_000 {
+            let _ = limiter.check(LimitedRoute::Chat, &format!("flood{i}"));
+        }
+        assert!(limiter.clients() <= 1000, "{} buckets", limiter.clients());
+    }
+
+    #[test]
+    fn ipv6_clients_are_one_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_identity(Some(a)), ip_identity(Some(b)));
+        assert_ne!(ip_identity(Some(a)), ip_identity(Some(c)));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(ip_identity(Some(mapped)), "ip:10.0.0.1");
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use myloware_core::internal::InternalKeys;
 use serde_json::Value;
 use url::Url;
 
@@ -37,21 +37,22 @@ pub trait OrchestratorClient: Send + Sync + 'static {
 /// How long a chat turn may take (LLM calls and tools included).
 const CHAT_TIMEOUT_SECS: u64 = 90;
 
-/// The orchestrator over HTTP, authenticated with the shared API key.
+/// The orchestrator over HTTP, every request signed with the internal
+/// credential (never an operator key).
 pub struct HttpOrchestrator {
     base: Url,
-    api_key: SecretString,
+    internal: InternalKeys,
     http: reqwest::Client,
 }
 
 impl HttpOrchestrator {
-    pub fn new(base: Url, api_key: SecretString) -> HttpOrchestrator {
+    pub fn new(base: Url, internal: InternalKeys) -> HttpOrchestrator {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .build()
             .expect("the HTTP client builds");
-        HttpOrchestrator { base, api_key, http }
+        HttpOrchestrator { base, internal, http }
     }
 
     fn url(&self, path: &str) -> Url {
@@ -64,9 +65,13 @@ impl HttpOrchestrator {
 
     /// Sends `request`; the response when it is a 2xx.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, OrchestratorError> {
-        let response = request
-            .header("x-api-key", self.api_key.expose_secret())
-            .send()
+        let mut request = request
+            .build()
+            .map_err(|err| OrchestratorError::Unreachable(without_url(&err)))?;
+        myloware_telemetry::internal::sign(&self.internal, &mut request);
+        let response = self
+            .http
+            .execute(request)
             .await
             .map_err(|err| OrchestratorError::Unreachable(without_url(&err)))?;
         let status = response.status();

@@ -293,7 +293,9 @@ pub struct CancelRequest {
 }
 
 /// Cancels a run that is not yet terminal; 409 otherwise.
-pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) -> Result<Run, ApiError> {
+/// `by` is the credential that asked (`key:<name>`); the request's `actor`
+/// is the caller's own note.
+pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, by: &str) -> Result<Run, ApiError> {
     // Re-read and retry when another writer moved the run in between.
     for _ in 0..5 {
         let run = state
@@ -308,7 +310,7 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) 
             run_id,
             "run.cancelled",
             None,
-            json!({"reason": request.reason, "actor": request.actor, "previousStatus": run.status}),
+            json!({"reason": request.reason, "by": by, "actor": request.actor, "previousStatus": run.status}),
         );
         // A run held for its workflow gate has no execution to stop.
         let command = (run.status != RunStatus::PendingWorkflow).then(|| NewCommand {
@@ -331,7 +333,7 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest) 
             .await?
         {
             state.metrics.run_ended(run_id, &run.project, RunStatus::Cancelled);
-            tracing::info!(runId = %run_id, actor = ?request.actor, "run cancelled");
+            tracing::info!(runId = %run_id, %by, actor = ?request.actor, "run cancelled");
             if command.is_some() {
                 if let Err(error) = commands::deliver_pending(state, run_id).await {
                     tracing::warn!(runId = %run_id, %error, "orchestrator not told of the cancel yet; will retry");

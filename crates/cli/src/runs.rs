@@ -262,7 +262,11 @@ async fn show(target: &ApiTarget, run_id: &str, json: bool) -> anyhow::Result<()
         for gate in &gates {
             let mut line = format!("    {:<11} {}", text(&gate["gate"]), text(&gate["status"]));
             if let Some(approver) = gate["approver"].as_str() {
+                // The credential that decided, then the name it gave.
                 line += &format!(" by {approver}");
+                if let Some(note) = gate["note"].as_str() {
+                    line += &format!(" (\"{note}\")");
+                }
             }
             if let Some(reason) = gate["reason"].as_str() {
                 line += &format!(": {reason}");

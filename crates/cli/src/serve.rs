@@ -53,6 +53,9 @@ async fn until(mut rx: watch::Receiver<bool>) {
 }
 
 async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let catalog = Arc::new(env::catalog(&config)?);
     let state = ApiState::new(config.clone(), myloware_api::store::open(db), catalog);
     ApiServer::bind(state)
@@ -96,10 +99,14 @@ pub async fn orchestrator() -> anyhow::Result<()> {
 pub async fn dev() -> anyhow::Result<()> {
     let started = Instant::now();
     // Development always mocks providers, whatever the environment says.
-    let config = Arc::new(env::config_with(&[
-        ("USE_MOCK_PROVIDERS", "true"),
-        ("PROVIDERS_MODE", "mock"),
-    ])?);
+    let mut config = env::config_with(&[("USE_MOCK_PROVIDERS", "true"), ("PROVIDERS_MODE", "mock")])?;
+    // Both services live in this process: a fresh internal secret each
+    // start, known to nothing outside it.
+    if config.internal_secret.is_none() {
+        let secret: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+        config.internal_secret = Some(secret.into());
+    }
+    let config = Arc::new(config);
     let tracing = env::init_tracing(&config, "myloware");
     let db = open_database(&config).await?;
     let orchestrator = orchestrator_server(config.clone(), &db).await?;

@@ -15,6 +15,9 @@ pub async fn env(online: bool) -> anyhow::Result<()> {
         }
     };
     print_summary(&config);
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     let catalog = env::catalog(&config)?;
     println!("projects: {} ({})", catalog.projects.len(), catalog.names().join(", "));
     if online {

@@ -94,13 +94,20 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
     let run = system.wait_status(&run_id, "published", QUICK).await;
     assert!(!run["result"]["publishUrls"].as_array().unwrap().is_empty());
 
-    // The audit names the chat user; each gate was decided once.
+    // The audit and the gates name the key that chatted (the credential),
+    // the chat user only as a note; each gate was decided once.
+    let key = format!(
+        "key:key-{}",
+        myloware_core::auth::ApiKeys::fingerprint(support::API_KEY)
+    );
     let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
-    let by_chat: Vec<_> = audit
-        .iter()
-        .filter(|a| a.credential == format!("chat:{user}"))
-        .collect();
+    let by_chat: Vec<_> = audit.iter().filter(|a| a.credential == key).collect();
     assert_eq!(by_chat.len(), 2, "{audit:?}");
+    let gates = run["gates"].as_array().unwrap();
+    for gate in gates.iter().filter(|g| g["gate"] != "workflow") {
+        assert_eq!(gate["approver"], json!(key), "{gate}");
+        assert_eq!(gate["note"], json!(format!("chat user {user}")), "{gate}");
+    }
 
     // And Brendan reports the status.
     let (_, reply) = say(&system, user, "what's the status?").await;

@@ -338,7 +338,9 @@ async fn hitl_pending_link_approve_and_reject(db: &Db) {
     let again = ok(&mw(&system, &["hitl", "approve", &approved, "ideate"]).await);
     assert!(again.contains("already approved"), "{again}");
     let run = system.wait_status(&approved, "awaiting_prepublish", QUICK).await;
-    assert_eq!(run["gates"][0]["approver"], "ops");
+    // The approver is the credential; the name given is a note.
+    assert_eq!(run["gates"][0]["approver"], json!(admin_key()));
+    assert_eq!(run["gates"][0]["note"], "ops");
 
     let decided = ok(&mw(
         &system,
@@ -352,8 +354,12 @@ async fn hitl_pending_link_approve_and_reject(db: &Db) {
     let run = system.run(&rejected).await;
     assert_eq!(run["status"], "rejected");
     assert_eq!(
-        (run["gates"][0]["reason"].as_str(), run["gates"][0]["approver"].as_str()),
-        (Some("too tame"), Some("cli:operator"))
+        (
+            run["gates"][0]["reason"].as_str(),
+            run["gates"][0]["approver"].as_str(),
+            run["gates"][0]["note"].as_str()
+        ),
+        (Some("too tame"), Some(admin_key().as_str()), Some("cli:operator"))
     );
     let resolved = failed(&mw(&system, &["hitl", "link", &rejected, "ideate"]).await, 1);
     assert!(resolved.contains("the ideate gate was already rejected"), "{resolved}");
@@ -490,7 +496,9 @@ async fn demo_auto_approve_shows_the_run_from_start_to_publish_url(db: &Db) {
             .as_array()
             .unwrap()
             .iter()
-            .all(|g| g["status"] == "approved" && g["approver"] == "mw demo --auto-approve"),
+            .all(|g| g["status"] == "approved"
+                && g["approver"] == json!(admin_key())
+                && g["note"] == "mw demo --auto-approve"),
         "{}",
         run["gates"]
     );
@@ -528,7 +536,7 @@ async fn demo_without_auto_approve_waits_for_a_person_at_each_gate(db: &Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    demo.until(&["gate ideate: approved by a person"]).await;
+    demo.until(&["gate ideate: approved by token:", "(\"a person\")"]).await;
     demo.until(&["clip 12/12 completed"]).await;
     demo.until(&[&format!("/v1/hitl/approve/{run_id}/prepublish?token=")])
         .await;
@@ -857,4 +865,9 @@ fn demo_auto_approve_against_mw_dev() {
     ] {
         assert!(stdout.contains(&needle), "{needle:?} in:\n{stdout}");
     }
+}
+
+/// How gates decided with the test's API key name their approver.
+fn admin_key() -> String {
+    format!("key:key-{}", myloware_core::auth::ApiKeys::fingerprint(API_KEY))
 }

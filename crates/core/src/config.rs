@@ -12,12 +12,17 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::auth::NamedKey;
+use crate::internal::InternalKeys;
 use crate::providers::{Provider, ProviderMode, is_loopback_host};
 
 /// The development API key, accepted only in development.
 pub const DEV_API_KEY: &str = "dev-api-key-not-for-production";
 /// The development HITL secret, accepted only in development.
 pub const DEV_HITL_SECRET: &str = "dev-hitl-secret-not-for-production";
+/// The development internal secret (API <-> orchestrator), accepted only in
+/// development when `INTERNAL_SECRET` is unset (`mw dev` generates one).
+pub const DEV_INTERNAL_SECRET: &str = "dev-internal-secret-not-for-production";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/myloware.db";
 /// The shortest API key or HITL secret accepted outside development.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -130,6 +135,13 @@ pub struct ChatConfig {
     /// update (`setWebhook ... secret_token`); without it the Telegram front
     /// door refuses every update.
     pub telegram_webhook_secret: Option<SecretString>,
+    /// `TELEGRAM_ALLOWED_CHAT_IDS`: the only chats whose updates are
+    /// handled; every other chat is answered `ignored` (nothing run, stored
+    /// or replied). Empty: every chat is refused.
+    pub telegram_allowed_chat_ids: Vec<String>,
+    /// `TELEGRAM_APPROVER_CHAT_IDS` (default: the allowed list): the chats
+    /// whose "approve"/"reject" decide gates.
+    pub telegram_approver_chat_ids: Vec<String>,
     /// `TELEGRAM_CHAT_ID`: where gate links of users who did not come from
     /// Telegram go (users from Telegram get them in their own chat).
     pub telegram_chat_id: Option<String>,
@@ -169,8 +181,15 @@ pub struct RateLimitConfig {
 pub struct Config {
     pub environment: Environment,
     pub providers_mode: ProviderMode,
-    /// `API_KEY` first, then every key of `API_KEYS`.
-    pub api_keys: Vec<SecretString>,
+    /// `API_KEY` first, then every key of `API_KEYS` (`name:role:key` or a
+    /// bare key, which is an `admin`).
+    pub api_keys: Vec<NamedKey>,
+    /// `INTERNAL_SECRET` (and `INTERNAL_SECRET_PREVIOUS` during a rotation):
+    /// the API and the orchestrator sign their requests to each other with it.
+    /// `None` in development when unset: `mw dev` generates one, a service on
+    /// its own uses [`DEV_INTERNAL_SECRET`].
+    pub internal_secret: Option<SecretString>,
+    pub internal_secret_previous: Option<SecretString>,
     pub hitl_secret: SecretString,
     pub hitl_secret_previous: Option<SecretString>,
     pub hitl_token_expiry_hours: u64,
@@ -333,6 +352,8 @@ impl Config {
         };
         let providers_mode = providers_mode(&mut r);
         let (api_keys, hitl_secret) = service_secrets(&mut r, environment);
+        let (internal_secret, internal_secret_previous) =
+            internal_secrets(&mut r, environment, &hitl_secret, &api_keys);
         let hitl_secret_previous = r.secret("HITL_SECRET_PREVIOUS");
         let hitl_token_expiry_hours = r.parse("HITL_TOKEN_EXPIRY_HOURS", 24u64);
         if hitl_token_expiry_hours == 0 {
@@ -436,6 +457,8 @@ impl Config {
             environment,
             providers_mode,
             api_keys,
+            internal_secret,
+            internal_secret_previous,
             hitl_secret,
             hitl_secret_previous,
             hitl_token_expiry_hours,
@@ -457,9 +480,32 @@ impl Config {
         })
     }
 
+    /// The internal credential's keys (see [`crate::internal`]).
+    pub fn internal_keys(&self) -> InternalKeys {
+        InternalKeys::new(
+            self.internal_secret
+                .clone()
+                .unwrap_or_else(|| SecretString::from(DEV_INTERNAL_SECRET)),
+            self.internal_secret_previous.clone(),
+        )
+    }
+
     /// The HITL secret's bytes (also the key of per-run callback tokens).
     pub fn hitl_secret_bytes(&self) -> &[u8] {
         self.hitl_secret.expose_secret().as_bytes()
+    }
+
+    /// What works but probably not as meant (`mw validate env` prints
+    /// these; the services log them at startup).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.chat.telegram_bot_token.is_some() && self.chat.telegram_allowed_chat_ids.is_empty() {
+            warnings.push(
+                "TELEGRAM_ALLOWED_CHAT_IDS is empty: the Telegram bot refuses every chat (list the chat ids that may talk to Brendan)"
+                    .into(),
+            );
+        }
+        warnings
     }
 
     /// The database URL with any password replaced by `***`, for logs.
@@ -500,49 +546,102 @@ fn providers_mode<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> ProviderM
 
 /// `API_KEY` (+ `API_KEYS`) and `HITL_SECRET`: development defaults are
 /// allowed only in development; elsewhere each must be set, not a default,
-/// and at least [`MIN_SECRET_LEN`] characters.
+/// and at least [`MIN_SECRET_LEN`] characters. Each key entry is
+/// `name:role:key` or a bare key (an `admin`); names are unique.
 fn service_secrets<F: Fn(&str) -> Option<String>>(
     r: &mut Reader<F>,
     environment: Environment,
-) -> (Vec<SecretString>, SecretString) {
-    let check = |r: &mut Reader<F>, var: &'static str, default: &str| -> String {
-        match r.get(var) {
-            None if environment == Environment::Development => default.to_string(),
-            None => {
-                r.problem(var, format!("missing; required in {}", environment.as_str()));
-                String::new()
-            }
-            Some(value) => {
-                if environment != Environment::Development {
-                    if value == default || value.starts_with("dev-") {
-                        r.problem(var, "is a development default; set a random value");
-                    } else if value.chars().count() < MIN_SECRET_LEN {
-                        r.problem(var, format!("too short; use at least {MIN_SECRET_LEN} characters"));
+) -> (Vec<NamedKey>, SecretString) {
+    let mut entries: Vec<(&'static str, String)> = Vec::new();
+    match r.get("API_KEY") {
+        None if environment == Environment::Development => entries.push(("API_KEY", DEV_API_KEY.to_string())),
+        None => r.problem("API_KEY", format!("missing; required in {}", environment.as_str())),
+        Some(value) => entries.push(("API_KEY", value)),
+    }
+    for extra in r.get("API_KEYS").unwrap_or_default().split(',').map(str::trim) {
+        if !extra.is_empty() {
+            entries.push(("API_KEYS", extra.to_string()));
+        }
+    }
+    let mut api_keys: Vec<NamedKey> = Vec::new();
+    for (var, entry) in entries {
+        match NamedKey::parse(&entry, None) {
+            Err(problem) => r.problem(var, problem),
+            Ok(key) => {
+                if let Some(problem) = weak_secret(environment, key.key.expose_secret(), DEV_API_KEY) {
+                    if entry.starts_with(&format!("{}:", key.name)) {
+                        r.problem(var, format!("the key named {:?} {problem}", key.name));
+                    } else {
+                        r.problem(var, problem);
                     }
+                } else if api_keys.iter().any(|k| k.name == key.name) {
+                    r.problem(var, format!("two keys are named {:?}; names must be unique", key.name));
                 }
-                value
+                api_keys.push(key);
             }
+        }
+    }
+    let hitl_secret = match r.get("HITL_SECRET") {
+        None if environment == Environment::Development => DEV_HITL_SECRET.to_string(),
+        None => {
+            r.problem("HITL_SECRET", format!("missing; required in {}", environment.as_str()));
+            String::new()
+        }
+        Some(value) => {
+            if let Some(problem) = weak_secret(environment, &value, DEV_HITL_SECRET) {
+                r.problem("HITL_SECRET", problem);
+            }
+            value
         }
     };
-    let api_key = check(r, "API_KEY", DEV_API_KEY);
-    let hitl_secret = check(r, "HITL_SECRET", DEV_HITL_SECRET);
-    let mut api_keys = vec![SecretString::from(api_key)];
-    for extra in r
-        .get("API_KEYS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-    {
-        if environment != Environment::Development && extra.chars().count() < MIN_SECRET_LEN {
-            r.problem(
-                "API_KEYS",
-                format!("every key needs at least {MIN_SECRET_LEN} characters"),
-            );
-        }
-        api_keys.push(SecretString::from(extra.to_string()));
-    }
     (api_keys, SecretString::from(hitl_secret))
+}
+
+/// Why `value` may not be used as a secret in `environment`, if it may not.
+fn weak_secret(environment: Environment, value: &str, default: &str) -> Option<String> {
+    if environment == Environment::Development {
+        None
+    } else if value == default || value.starts_with("dev-") {
+        Some("is a development default; set a random value".into())
+    } else if value.chars().count() < MIN_SECRET_LEN {
+        Some(format!("too short; use at least {MIN_SECRET_LEN} characters"))
+    } else {
+        None
+    }
+}
+
+/// `INTERNAL_SECRET` (+ `INTERNAL_SECRET_PREVIOUS`): required outside
+/// development, strong, and used for nothing else (not an API key, not the
+/// HITL secret).
+fn internal_secrets<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    environment: Environment,
+    hitl_secret: &SecretString,
+    api_keys: &[NamedKey],
+) -> (Option<SecretString>, Option<SecretString>) {
+    let current = r.get("INTERNAL_SECRET");
+    let previous = r.get("INTERNAL_SECRET_PREVIOUS");
+    match &current {
+        None if environment != Environment::Development => r.problem(
+            "INTERNAL_SECRET",
+            format!(
+                "missing; required in {} (the API and the orchestrator sign their requests to each other with it)",
+                environment.as_str()
+            ),
+        ),
+        None => {}
+        Some(value) => {
+            if let Some(problem) = weak_secret(environment, value, DEV_INTERNAL_SECRET) {
+                r.problem("INTERNAL_SECRET", problem);
+            } else if value == hitl_secret.expose_secret() || api_keys.iter().any(|k| k.key.expose_secret() == value) {
+                r.problem(
+                    "INTERNAL_SECRET",
+                    "must differ from every API key and from HITL_SECRET (one secret per purpose)",
+                );
+            }
+        }
+    }
+    (current.map(SecretString::from), previous.map(SecretString::from))
 }
 
 fn provider_endpoint<F: Fn(&str) -> Option<String>>(
@@ -619,13 +718,41 @@ fn chat_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, environment: En
             );
         }
     }
+    let telegram_allowed_chat_ids = chat_ids(r, "TELEGRAM_ALLOWED_CHAT_IDS").unwrap_or_default();
+    let telegram_approver_chat_ids =
+        chat_ids(r, "TELEGRAM_APPROVER_CHAT_IDS").unwrap_or_else(|| telegram_allowed_chat_ids.clone());
+    if let Some(stray) = telegram_approver_chat_ids
+        .iter()
+        .find(|id| !telegram_allowed_chat_ids.contains(id))
+    {
+        r.problem(
+            "TELEGRAM_APPROVER_CHAT_IDS",
+            format!("chat {stray} is not in TELEGRAM_ALLOWED_CHAT_IDS; an approver chat must be allowed to chat"),
+        );
+    }
     ChatConfig {
         telegram_bot_token: r.secret("TELEGRAM_BOT_TOKEN"),
         telegram_webhook_secret,
+        telegram_allowed_chat_ids,
+        telegram_approver_chat_ids,
         telegram_chat_id: r.get("TELEGRAM_CHAT_ID"),
         telegram_base_url,
         webhook_url,
     }
+}
+
+/// A comma-separated list of Telegram chat ids (integers; groups are
+/// negative), `None` when unset.
+fn chat_ids<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, var: &'static str) -> Option<Vec<String>> {
+    let raw = r.get(var)?;
+    let mut ids = Vec::new();
+    for id in raw.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        match id.parse::<i64>() {
+            Ok(id) => ids.push(id.to_string()),
+            Err(_) => r.problem(var, format!("{id:?} is not a Telegram chat id (an integer)")),
+        }
+    }
+    Some(ids)
 }
 
 fn redact_url_password(raw: &str) -> String {
@@ -666,7 +793,7 @@ mod tests {
         let config = config(&[]).unwrap();
         assert_eq!(config.environment, Environment::Development);
         assert_eq!(config.providers_mode, ProviderMode::Mock);
-        assert_eq!(config.api_keys[0].expose_secret(), DEV_API_KEY);
+        assert_eq!(config.api_keys[0].key.expose_secret(), DEV_API_KEY);
         assert_eq!(config.database_url.expose_secret(), DEFAULT_DATABASE_URL);
         assert_eq!(config.api_port, 8080);
         assert_eq!(config.orchestrator_port, 8090);
@@ -713,12 +840,13 @@ mod tests {
     #[test]
     fn outside_development_default_or_short_keys_are_refused() {
         let err = config(&[("ENVIRONMENT", "production")]).unwrap_err();
-        assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET"]);
+        assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET", "INTERNAL_SECRET"]);
 
         let err = config(&[
             ("ENVIRONMENT", "production"),
             ("API_KEY", DEV_API_KEY),
             ("HITL_SECRET", "short"),
+            ("INTERNAL_SECRET", &"i".repeat(40)),
         ])
         .unwrap_err();
         assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET"]);
@@ -730,8 +858,89 @@ mod tests {
             ("ENVIRONMENT", "production"),
             ("API_KEY", &strong),
             ("HITL_SECRET", &strong),
+            ("INTERNAL_SECRET", &"i".repeat(40)),
         ]);
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn named_keys_with_roles_are_read_and_checked() {
+        let strong = "k".repeat(40);
+        let production = |keys: &str| {
+            config(&[
+                ("ENVIRONMENT", "production"),
+                ("API_KEY", &strong),
+                ("API_KEYS", keys),
+                ("HITL_SECRET", &"h".repeat(40)),
+                ("INTERNAL_SECRET", &"i".repeat(40)),
+            ])
+        };
+        let ok = production(&format!(
+            "ann:approver:{}, ci:viewer:{}",
+            "a".repeat(40),
+            "c".repeat(40)
+        ))
+        .unwrap();
+        let roles: Vec<_> = ok.api_keys.iter().map(|k| (k.name.as_str(), k.role)).collect();
+        assert_eq!(roles[0].1, crate::auth::Role::Admin, "a bare API_KEY is an admin");
+        assert_eq!(
+            &roles[1..],
+            [("ann", crate::auth::Role::Approver), ("ci", crate::auth::Role::Viewer)]
+        );
+
+        let err = production("ann:approver:short").unwrap_err();
+        assert_eq!(vars_named(&err), ["API_KEYS"]);
+        assert!(err.problems[0].message.contains("\"ann\""), "{err}");
+        let err = production(&format!("x:viewer:{0},x:admin:{0}b", "a".repeat(40))).unwrap_err();
+        assert!(err.problems[0].message.contains("unique"), "{err}");
+        let err = production(&format!("bad name:viewer:{}", "a".repeat(40))).unwrap_err();
+        assert_eq!(vars_named(&err), ["API_KEYS"]);
+    }
+
+    #[test]
+    fn the_internal_secret_is_required_outside_development_and_used_for_nothing_else() {
+        let strong = "k".repeat(40);
+        let with_internal = |internal: &str| {
+            config(&[
+                ("ENVIRONMENT", "staging"),
+                ("API_KEY", &strong),
+                ("HITL_SECRET", &"h".repeat(40)),
+                ("INTERNAL_SECRET", internal),
+            ])
+        };
+        assert_eq!(vars_named(&with_internal(&strong).unwrap_err()), ["INTERNAL_SECRET"]);
+        assert_eq!(
+            vars_named(&with_internal(&"h".repeat(40)).unwrap_err()),
+            ["INTERNAL_SECRET"]
+        );
+        assert_eq!(vars_named(&with_internal("short").unwrap_err()), ["INTERNAL_SECRET"]);
+        assert!(with_internal(&"i".repeat(40)).is_ok());
+        // Development: optional; the services fall back to the dev secret.
+        let dev = config(&[]).unwrap();
+        assert!(dev.internal_secret.is_none());
+        let _ = dev.internal_keys();
+    }
+
+    #[test]
+    fn telegram_chat_lists_are_integers_and_approvers_are_allowed_chats() {
+        let ok = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42, -100123")]).unwrap();
+        assert_eq!(ok.chat.telegram_allowed_chat_ids, ["42", "-100123"]);
+        assert_eq!(
+            ok.chat.telegram_approver_chat_ids,
+            ["42", "-100123"],
+            "default: the allowed list"
+        );
+        let ok = config(&[
+            ("TELEGRAM_ALLOWED_CHAT_IDS", "42,43"),
+            ("TELEGRAM_APPROVER_CHAT_IDS", "43"),
+        ])
+        .unwrap();
+        assert_eq!(ok.chat.telegram_approver_chat_ids, ["43"]);
+        assert!(config(&[]).unwrap().chat.telegram_allowed_chat_ids.is_empty());
+        let err = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42,@me")]).unwrap_err();
+        assert_eq!(vars_named(&err), ["TELEGRAM_ALLOWED_CHAT_IDS"]);
+        let err = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42"), ("TELEGRAM_APPROVER_CHAT_IDS", "7")]).unwrap_err();
+        assert_eq!(vars_named(&err), ["TELEGRAM_APPROVER_CHAT_IDS"]);
     }
 
     #[test]
@@ -759,6 +968,7 @@ mod tests {
             ("ENVIRONMENT", "production"),
             ("API_KEY", &strong),
             ("HITL_SECRET", &strong),
+            ("INTERNAL_SECRET", &"i".repeat(40)),
             ("KIEAI_BASE_URL", "http://127.0.0.1:9999"),
         ])
         .unwrap_err();

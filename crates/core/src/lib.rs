@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod graph;
 pub mod ids;
+pub mod internal;
 pub mod project;
 pub mod providers;
 pub mod run;

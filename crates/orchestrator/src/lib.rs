@@ -1,22 +1,24 @@
 //! The private orchestrator service: executes persona graphs durably (the
 //! engine joins here), runs Brendan's chat turns, and makes every outbound
-//! provider and LLM call. Callers authenticate with `x-api-key`.
+//! provider and LLM call. Its only caller is the API, which signs every
+//! request with the internal credential (`INTERNAL_SECRET`); operator API
+//! keys are refused here.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, extract::DefaultBodyLimit};
 use metrics::EngineMetrics;
 use myloware_core::ErrorBody;
-use myloware_core::auth::ApiKeys;
 use myloware_core::config::Config;
+use myloware_core::internal::InternalKeys;
 use myloware_core::wire::Health;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -42,7 +44,7 @@ pub struct OrchestratorState {
     pub store: Arc<dyn OrchestratorStore>,
     pub engine: Arc<Engine>,
     pub metrics: Arc<EngineMetrics>,
-    pub api_keys: Arc<ApiKeys>,
+    pub internal: Arc<InternalKeys>,
 }
 
 /// The mock providers, recording their calls in `store`.
@@ -74,7 +76,7 @@ impl OrchestratorState {
         OrchestratorState {
             metrics: engine.metrics.clone(),
             engine,
-            api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
+            internal: Arc::new(config.internal_keys()),
             config,
             store,
         }
@@ -112,20 +114,8 @@ async fn metrics(State(state): State<OrchestratorState>) -> Response {
     state.metrics.http.exposition()
 }
 
-async fn require_api_key(State(state): State<OrchestratorState>, request: Request, next: Next) -> Response {
-    let authorized = request
-        .headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|key| state.api_keys.is_valid(key));
-    if authorized {
-        next.run(request).await
-    } else {
-        error(StatusCode::UNAUTHORIZED, "invalid API key")
-    }
-}
-
-/// The orchestrator's router. Only `/health` and `/metrics` are open.
+/// The orchestrator's router. Only `/health` and `/metrics` are open; every
+/// other route takes the internal credential and nothing else.
 pub fn router(state: OrchestratorState) -> Router {
     let protected = Router::new()
         .route("/ready", get(ready))
@@ -135,7 +125,10 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
         .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
         .route("/v1/chat/brendan", axum::routing::post(routes::chat))
-        .route_layer(from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(from_fn_with_state(
+            state.internal.clone(),
+            myloware_telemetry::internal::require_internal,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -67,12 +66,13 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
         .iter()
         .map(|e| json!({"eventId": e.event_id, "runId": e.run_id, "seq": e.run_seq, "type": e.kind, "at": e.created_at, "data": e.data}))
         .collect();
-    let answer = http
-        .post(url)
-        .header("x-api-key", engine.config.api_keys[0].expose_secret())
-        .json(&json!({"events": events}))
-        .send()
-        .await;
+    let answer = match http.post(url).json(&json!({"events": events})).build() {
+        Ok(mut request) => {
+            myloware_telemetry::internal::sign(&engine.config.internal_keys(), &mut request);
+            http.execute(request).await
+        }
+        Err(err) => Err(err),
+    };
     let results = match answer {
         Ok(response) if response.status().is_success() => {
             response.json::<EventResults>().await.map_err(|e| e.to_string())

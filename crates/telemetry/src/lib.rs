@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod http;
+pub mod internal;
 pub mod logging;
 pub mod metrics;
 pub mod objects_only;

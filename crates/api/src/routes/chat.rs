@@ -1,10 +1,11 @@
 //! Chat with Brendan: the HTTP front door, the transcript, and Telegram.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use chrono::Utc;
+use myloware_core::auth::Principal;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,6 +40,7 @@ pub struct ChatRequest {
 pub async fn brendan(
     State(state): State<ApiState>,
     ClientId(client): ClientId,
+    Extension(key): Extension<Principal>,
     ValidJson(request): ValidJson<ChatRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     state.limiter.check(LimitedRoute::Chat, &client)?;
@@ -50,7 +52,7 @@ pub async fn brendan(
             format!("must be 1 to {} characters", chat::MAX_MESSAGE_CHARS),
         ));
     }
-    let answer = chat::turn(&state, &request.user_id, message, &Origin::Api).await;
+    let answer = chat::turn(&state, &request.user_id, message, &Origin::Api { key }).await;
     state.metrics.chat_turn(answer.is_ok());
     let answer = answer?;
     // The run a turn proposed or decided, for the request's metrics.
@@ -80,14 +82,22 @@ pub async fn messages(State(state): State<ApiState>, Path(user_id): Path<String>
 const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 /// Telegram bot updates: the user chats with Brendan from Telegram. No API
-/// key; Telegram's secret-token header must match `TELEGRAM_WEBHOOK_SECRET`.
+/// key; Telegram's secret-token header must match `TELEGRAM_WEBHOOK_SECRET`,
+/// and only chats in `TELEGRAM_ALLOWED_CHAT_IDS` are heard: an update from
+/// any other chat is answered `ignored` with nothing run, stored or
+/// replied. Turns are rate-limited per chat (`rate_limited`: nothing run).
 /// Each update is handled once (by `update_id`); Brendan's reply goes back
-/// to the chat through the push queue.
+/// to the chat through the push queue. Gate decisions typed in chat count
+/// only from `TELEGRAM_APPROVER_CHAT_IDS`.
 #[utoipa::path(post, path = "/v1/telegram/webhook", tag = "chat",
     responses(
-        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
+        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"|\"rate_limited\"}`"),
         (status = 401, description = "Missing or wrong secret token"),
         (status = 404, description = "Telegram is not configured (no TELEGRAM_WEBHOOK_SECRET)"),
+        (status = 413, description = "Body over the limit"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Not a Telegram update (no update_id)"),
+        (status = 429, description = "Too many refused requests from this address"),
     ))]
 pub async fn telegram(
     State(state): State<ApiState>,
@@ -130,6 +140,18 @@ pub async fn telegram(
     };
     let message = &update["message"];
     let chat_id = message["chat"]["id"].as_i64().map(|id| id.to_string());
+    let allowed = chat_id
+        .as_ref()
+        .is_some_and(|id| state.config.chat.telegram_allowed_chat_ids.contains(id));
+    if !allowed {
+        // A stranger (or an update without a chat): nothing is run, stored
+        // or replied, and Telegram is told it arrived.
+        tracing::info!(
+            update_id,
+            "telegram update from a chat not in TELEGRAM_ALLOWED_CHAT_IDS ignored"
+        );
+        return Ok(Json(json!({"status": "ignored"})));
+    }
     let text = message["text"].as_str().map(str::trim).filter(|t| !t.is_empty());
     delivery.idempotency_key = Some(format!("update:{update_id}"));
     delivery.outcome = "accepted".into();
@@ -140,6 +162,14 @@ pub async fn telegram(
         // Edits, joins, stickers: nothing for Brendan.
         return Ok(Json(json!({"status": "ignored"})));
     };
+    if state
+        .limiter
+        .check(LimitedRoute::Chat, &chat::telegram_user(&chat_id))
+        .is_err()
+    {
+        tracing::warn!(%chat_id, "telegram turn rate-limited");
+        return Ok(Json(json!({"status": "rate_limited"})));
+    }
     let text: String = text.chars().take(chat::MAX_MESSAGE_CHARS).collect();
     let user_id = chat::telegram_user(&chat_id);
     let origin = Origin::Telegram { chat_id };

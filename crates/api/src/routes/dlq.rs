@@ -1,7 +1,8 @@
 //! `/v1/dlq`: the dead-letter queue, for operators (`mw dlq list|replay`).
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use myloware_core::auth::Principal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -37,6 +38,11 @@ pub async fn list(State(state): State<ApiState>, Query(params): Query<ListParams
 #[utoipa::path(post, path = "/v1/dlq/{seq}/replay", tag = "dlq", security(("api_key" = [])),
     params(("seq" = i64, Path)),
     responses((status = 200, body = Replayed), (status = 404), (status = 409, description = "Already resolved")))]
-pub async fn replay(State(state): State<ApiState>, Path(seq): Path<i64>) -> Result<Json<Replayed>, ApiError> {
+pub async fn replay(
+    State(state): State<ApiState>,
+    Path(seq): Path<i64>,
+    Extension(key): Extension<Principal>,
+) -> Result<Json<Replayed>, ApiError> {
+    tracing::info!(seq, by = %format!("key:{}", key.name), "dead letter replay");
     dlq::replay(&state, seq).await.map(Json)
 }

@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential, Link, Outcome};
-use crate::middleware::{API_KEY, ClientId, LimitedRoute, authorizes};
+use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
 use crate::store::GateStatus;
+use myloware_core::auth::Permission;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -43,12 +44,13 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-fn client(headers: &HeaderMap, client: &ClientId) -> (Option<String>, Option<String>) {
+/// The caller's address and user agent, as the audit records them.
+fn client(headers: &HeaderMap, ip: &ClientIp) -> (Option<String>, Option<String>) {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(300).collect());
-    (Some(client.0.clone()), agent)
+    (ip.0.map(|ip| ip.to_string()), agent)
 }
 
 /// Refuses a token-authenticated POST that a browser says comes from
@@ -68,8 +70,8 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The credential of a request: a valid API key, or a valid token for this
-/// gate, else 403 (`invalid or expired token`).
+/// The credential of a request: a valid API key whose role may decide, or
+/// a valid token for this gate, else 403 (`invalid or expired token`).
 fn credential(
     state: &ApiState,
     headers: &HeaderMap,
@@ -79,13 +81,18 @@ fn credential(
 ) -> Result<Credential, ApiError> {
     let forbidden = || ApiError::Forbidden("invalid or expired token".into());
     let token_ok = token.map(|t| hitl::token_is_valid(state, run_id, gate, t));
-    if authorizes(&state.api_keys, headers) {
+    if let Some(principal) = principal(&state.api_keys, headers) {
+        if !principal.allows(Permission::Decide) {
+            return Err(ApiError::Forbidden(format!(
+                "the key {:?} ({}) may not decide gates",
+                principal.name, principal.role
+            )));
+        }
         // A token given with an API key must still be right.
         if token_ok == Some(false) {
             return Err(forbidden());
         }
-        let key = headers.get(&API_KEY).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        return Ok(Credential::api_key(key));
+        return Ok(Credential::ApiKey(principal.name.clone()));
     }
     match (token, token_ok) {
         (Some(token), Some(true)) => Ok(Credential::token(token)),
@@ -135,18 +142,19 @@ async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Re
         run_id,
         gate,
         client: client_id,
+        ip,
         headers,
         body,
     } = request;
     let (run_id, gate, headers) = (run_id.as_str(), gate.as_str(), &headers);
     let html = wants_html(headers);
     let token = body.token;
-    let (ip, user_agent) = client(headers, &client_id);
+    let (ip, user_agent) = client(headers, &ip);
     let mut attempt = Attempt {
         run_id: run_id.to_string(),
         gate: gate.to_string(),
         approve,
-        approver: body.approver,
+        note: body.approver.map(|a| a.chars().take(200).collect()),
         reason: body.reason.map(|r| r.chars().take(2000).collect()),
         credential: Credential::None,
         ip,
@@ -180,6 +188,7 @@ pub struct DecisionRequest {
     run_id: String,
     gate: String,
     client: ClientId,
+    ip: ClientIp,
     headers: HeaderMap,
     body: DecisionBody,
 }
@@ -196,6 +205,7 @@ impl FromRequest<ApiState> for DecisionRequest {
             .await
             .map_err(IntoResponse::into_response)?;
         let Ok(client) = ClientId::from_request_parts(&mut parts, state).await;
+        let Ok(ip) = ClientIp::from_request_parts(&mut parts, state).await;
         let headers = parts.headers.clone();
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
@@ -209,6 +219,7 @@ impl FromRequest<ApiState> for DecisionRequest {
             run_id,
             gate,
             client,
+            ip,
             headers,
             body,
         })
@@ -247,9 +258,10 @@ pub async fn open_link(
     Path((run_id, gate)): Path<(String, String)>,
     Query(query): Query<TokenQuery>,
     client_id: ClientId,
+    ip: ClientIp,
     headers: HeaderMap,
 ) -> Response {
-    if authorizes(&state.api_keys, &headers) {
+    if principal(&state.api_keys, &headers).is_some() {
         let body = DecisionBody {
             token: query.token,
             ..DecisionBody::default()
@@ -258,6 +270,7 @@ pub async fn open_link(
             run_id,
             gate,
             client: client_id,
+            ip,
             headers,
             body,
         };
@@ -268,12 +281,12 @@ pub async fn open_link(
             .get(header::ACCEPT)
             .is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("json")));
     let token = query.token.unwrap_or_default();
-    let (ip, user_agent) = client(&headers, &client_id);
+    let (ip, user_agent) = client(&headers, &ip);
     let attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.clone(),
         approve: true,
-        approver: None,
+        note: None,
         reason: None,
         credential: Credential::token(&token),
         ip,

@@ -1,10 +1,11 @@
 //! `/v1/retention`: removing old rows that no unfinished run needs, for
 //! operators (`mw retention prune`).
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use chrono::{DateTime, Duration, Utc};
 use myloware_core::ErrorBody;
+use myloware_core::auth::Principal;
 use serde::{Deserialize, Serialize};
 
 use crate::ApiState;
@@ -50,6 +51,7 @@ pub struct PruneReport {
     ))]
 pub async fn prune(
     State(state): State<ApiState>,
+    Extension(key): Extension<Principal>,
     ValidJson(request): ValidJson<PruneRequest>,
 ) -> Result<Json<PruneReport>, ApiError> {
     if !(1..=MAX_DAYS).contains(&request.older_than_days) {
@@ -61,6 +63,7 @@ pub async fn prune(
     let cutoff = crate::store::now() - Duration::days(request.older_than_days);
     let pruned = state.store.prune(cutoff, request.dry_run).await?;
     tracing::info!(
+        by = %format!("key:{}", key.name),
         dry_run = request.dry_run,
         %cutoff,
         webhook_deliveries = pruned.webhook_deliveries,

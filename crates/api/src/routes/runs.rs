@@ -1,10 +1,11 @@
 //! `/v1/runs`: start, list, read, artifacts, cancel.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use myloware_core::auth::Principal;
 use myloware_core::{ErrorBody, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -277,9 +278,10 @@ pub async fn list_artifacts(
 pub async fn cancel_run(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
+    Extension(key): Extension<Principal>,
     OptionalJson(request): OptionalJson<CancelRequest>,
 ) -> Result<Json<Value>, ApiError> {
     require_run(&state, &run_id).await?;
-    let run = runs::cancel_run(&state, &run_id, request).await?;
+    let run = runs::cancel_run(&state, &run_id, request, &format!("key:{}", key.name)).await?;
     Ok(Json(json!({"runId": run.id, "status": run.status})))
 }

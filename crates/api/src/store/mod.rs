@@ -258,7 +258,11 @@ pub struct GateRecord {
     pub requested_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub decision: Option<String>,
+    /// The credential that decided: `key:<name>`, `token:<fingerprint>`,
+    /// `telegram:<chat id>`.
     pub approver: Option<String>,
+    /// The name the decider gave (free text; not an identity).
+    pub note: Option<String>,
     pub reason: Option<String>,
     /// `None` before a decision or when none had to be delivered.
     pub delivered: Option<bool>,
@@ -286,6 +290,7 @@ pub struct Decision {
     pub gate: Gate,
     pub approve: bool,
     pub approver: Option<String>,
+    pub note: Option<String>,
     pub reason: Option<String>,
     /// The run status move the decision makes, if any (`from`, `to`).
     pub run_move: Option<(RunStatus, RunStatus)>,

@@ -136,7 +136,7 @@ struct WebhookRow {
 }
 
 const GATE_COLUMNS: &str = "g.run_id, g.gate, g.status, g.preview, g.requested_at, g.resolved_at, g.decision, \
-     g.approver, g.reason, g.command_seq, c.acked_at";
+     g.approver, g.note, g.reason, g.command_seq, c.acked_at";
 
 #[derive(sqlx::FromRow, serde::Deserialize)]
 struct GateRow {
@@ -148,6 +148,7 @@ struct GateRow {
     resolved_at: Option<DateTime<Utc>>,
     decision: Option<String>,
     approver: Option<String>,
+    note: Option<String>,
     reason: Option<String>,
     command_seq: Option<i64>,
     acked_at: Option<DateTime<Utc>>,
@@ -165,6 +166,7 @@ impl TryFrom<GateRow> for GateRecord {
             resolved_at: row.resolved_at,
             decision: row.decision,
             approver: row.approver,
+            note: row.note,
             reason: row.reason,
             delivered: row.command_seq.map(|_| row.acked_at.is_some()),
         })
@@ -380,7 +382,7 @@ const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_perso
        r.created_at, r.updated_at, \
        (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', json(g.preview), 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
-                 'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
+                 'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
                  'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
        (SELECT json_group_array(json_object('id', a.id, 'kind', a.kind, \
@@ -391,7 +393,7 @@ const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_per
        r.created_at, r.updated_at, \
        COALESCE((SELECT json_agg(json_build_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', g.preview, 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
-                 'decision', g.decision, 'approver', g.approver, 'reason', g.reason, \
+                 'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
                  'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
        COALESCE((SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, \
@@ -669,8 +671,8 @@ macro_rules! sql_api_store {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let at = now();
                 let decided = sqlx::query(
-                    "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7 \
-                     WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                    "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7, \
+                     note = $8 WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
                 )
                 .bind(&decision.run_id)
                 .bind(decision.gate.as_str())
@@ -679,6 +681,7 @@ macro_rules! sql_api_store {
                 .bind(if decision.approve { "approve" } else { "reject" })
                 .bind(&decision.approver)
                 .bind(&decision.reason)
+                .bind(&decision.note)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

@@ -139,27 +139,26 @@ impl System {
         self.get(&format!("{}/v1/runs/{run_id}", self.api)).await
     }
 
+    /// Sends `request` as the right caller: the orchestrator's routes and
+    /// the API's `/v1/internal/*` take the internal credential (signed as
+    /// the services sign), everything else the operator key.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let mut request = request.build().unwrap();
+        let url = request.url().as_str();
+        if url.starts_with(&self.orchestrator) || url.contains("/v1/internal/") {
+            myloware_telemetry::internal::sign(&self.api_state.config.internal_keys(), &mut request);
+        } else {
+            request.headers_mut().insert("x-api-key", API_KEY.parse().unwrap());
+        }
+        self.http.execute(request).await.unwrap()
+    }
+
     pub async fn get(&self, url: &str) -> Value {
-        self.http
-            .get(url)
-            .header("x-api-key", API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.send(self.http.get(url)).await.json().await.unwrap()
     }
 
     pub async fn post(&self, url: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(url)
-            .header("x-api-key", API_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.send(self.http.post(url).json(&body)).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
