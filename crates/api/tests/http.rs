@@ -684,11 +684,8 @@ mod webhooks_and_events {
             let app = &app;
             async move {
                 let response = app
-                    .post("/v1/internal/events")
-                    .json(&json!({"events": events}))
-                    .send()
-                    .await
-                    .unwrap();
+                    .internal_post("/v1/internal/events", &json!({"events": events}))
+                    .await;
                 assert_eq!(response.status(), 200);
                 let body: Value = response.json().await.unwrap();
                 body["results"]

@@ -15,6 +15,16 @@ use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestrator-test-key";
+const INTERNAL: &str = "orchestrator-test-internal-secret";
+
+/// Sends `request` as the API does: signed with the internal credential.
+async fn internal(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    let mut request = request.build().unwrap();
+    let keys = myloware_core::internal::InternalKeys::new(INTERNAL.into(), None);
+    myloware_telemetry::internal::sign(&keys, &mut request);
+    client.execute(request).await.unwrap()
+}
 
 async fn spawn(db: &Db) -> String {
     spawn_with(db, &[]).await
@@ -23,6 +33,7 @@ async fn spawn(db: &Db) -> String {
 async fn spawn_with(db: &Db, vars: &[(&'static str, &'static str)]) -> String {
     let mut env: HashMap<&str, &str> = [
         ("API_KEY", KEY),
+        ("INTERNAL_SECRET", INTERNAL),
         ("ORCHESTRATOR_PORT", "0"),
         ("BIND_HOST", "127.0.0.1"),
         ("API_URL", "http://127.0.0.1:9"),
@@ -37,7 +48,7 @@ async fn spawn_with(db: &Db, vars: &[(&'static str, &'static str)]) -> String {
     base
 }
 
-async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
+async fn health_and_metrics_are_open_everything_else_needs_the_internal_credential(db: &Db) {
     let base = spawn(db).await;
     let http = reqwest::Client::new();
 
@@ -57,27 +68,25 @@ async fn health_and_metrics_are_open_everything_else_needs_the_key(db: &Db) {
     assert!(response.headers().contains_key("x-request-id"));
     assert_eq!(
         response.json::<Value>().await.unwrap(),
-        json!({"detail": "invalid API key"})
+        json!({"detail": "this route takes the internal credential only"})
     );
-
+    // An operator key is no credential here.
     let response = http
         .get(format!("{base}/ready"))
         .header("x-api-key", KEY)
         .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 401);
+
+    let response = internal(http.get(format!("{base}/ready"))).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap()["checks"],
         json!({"database": "ok"})
     );
 
-    let response = http
-        .get(format!("{base}/v1/nothing"))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = internal(http.get(format!("{base}/v1/nothing"))).await;
     assert_eq!(response.status(), 404);
     assert_eq!(response.json::<Value>().await.unwrap(), json!({"detail": "not found"}));
 
@@ -116,13 +125,12 @@ async fn run_until_failed(db: &Db, base: &str, run_id: &str, spec: ProjectSpec, 
         videos: Vec::new(),
         traceparent: None,
     };
-    let response = reqwest::Client::new()
-        .post(format!("{base}/v1/executions"))
-        .header("x-api-key", KEY)
-        .json(&start)
-        .send()
-        .await
-        .unwrap();
+    let response = internal(
+        reqwest::Client::new()
+            .post(format!("{base}/v1/executions"))
+            .json(&start),
+    )
+    .await;
     assert_eq!(response.status(), 202);
     let store = myloware_orchestrator::store::open(db);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -205,6 +213,6 @@ async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
 
 conformance_tests!(
     a_project_may_retry_a_failed_clip_once,
-    health_and_metrics_are_open_everything_else_needs_the_key,
+    health_and_metrics_are_open_everything_else_needs_the_internal_credential,
     live_mode_without_keys_fails_the_step_naming_the_variable,
 );

@@ -170,6 +170,14 @@ impl TestApp {
         self.http.post(self.url(path)).header("x-api-key", API_KEY)
     }
 
+    /// POSTs `body` as the orchestrator does: signed with the internal
+    /// credential, without an operator key.
+    pub async fn internal_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).json(body).build().unwrap();
+        myloware_telemetry::internal::sign(&self.state.config.internal_keys(), &mut request);
+        self.http.execute(request).await.unwrap()
+    }
+
     /// `POST /v1/runs/start`; returns the status and body.
     pub async fn start_run(&self, body: Value) -> (u16, Value) {
         let response = self.post("/v1/runs/start").json(&body).send().await.unwrap();
