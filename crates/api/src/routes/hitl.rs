@@ -8,11 +8,15 @@
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::map_response_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
+use myloware_core::config::Environment;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -20,6 +24,15 @@ use crate::hitl::{self, Attempt, Credential, Link, Outcome};
 use crate::middleware::{API_KEY, ClientId, LimitedRoute, authorizes};
 use crate::page;
 use crate::store::GateStatus;
+
+/// The routes a link opens (no API key needed), each response with the
+/// pages' security headers ([`page::headers`]).
+pub fn link_routes(state: &ApiState) -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(open_link, approve))
+        .routes(routes!(reject))
+        .route_layer(map_response_with_state(state.config.environment, page::headers))
+}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -241,7 +254,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
 /// Opens the link: the confirmation page (browsers), a JSON description
 /// (`Accept: application/json`), or, with a valid API key, the approval.
 #[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
-    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
+    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 400, description = "Malformed query"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 429, description = "Too many decisions (with an API key)"), (status = 500), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
 pub async fn open_link(
     State(state): State<ApiState>,
     Path((run_id, gate)): Path<(String, String)>,
@@ -306,6 +319,7 @@ pub async fn open_link(
             let expires = expires
                 .and_then(|e| chrono::DateTime::<Utc>::from_timestamp(e, 0))
                 .map_or("soon".to_string(), |e| e.format("%Y-%m-%d %H:%M UTC").to_string());
+            let allow_http = state.config.environment == Environment::Development;
             Html(page::confirmation(
                 &run.id,
                 &run.project,
@@ -313,6 +327,7 @@ pub async fn open_link(
                 &preview,
                 &token,
                 &expires,
+                allow_http,
             ))
             .into_response()
         }
