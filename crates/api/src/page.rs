@@ -10,7 +10,7 @@
 //! (`javascript:`, `data:`, `file:`, relative) is shown as inert text.
 //!
 //! Every response of the HITL routes carries [`headers`]: a CSP that allows
-//! no script at all, no framing, no caching, no referrer.
+//! no script at all, no framing, no caching, no referrer to other sites.
 
 use askama::Template;
 use axum::extract::State;
@@ -41,7 +41,11 @@ pub async fn headers(State(environment): State<Environment>, mut response: Respo
         (header::CONTENT_SECURITY_POLICY, csp),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: with it a browser sends `Origin: null` on the
+        // page's own form POST, which the cross-site check refuses (seen in
+        // Chromium). `same-origin` still gives the token-bearing URL to no
+        // other site (the render's host, a followed link).
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
     let headers = response.headers_mut();

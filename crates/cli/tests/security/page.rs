@@ -1,6 +1,6 @@
 //! Security: the approval page (issue 13, item 8). Every HITL response
 //! carries a CSP that runs no script and forbids framing, `no-store`,
-//! `no-referrer` and `nosniff`; a render URL is played or linked only when it
+//! a referrer for this origin only, and `nosniff`; a render URL is played or linked only when it
 //! is https (http too in development).
 
 use std::time::Duration;
@@ -29,7 +29,7 @@ fn assert_locked(response: &Response, what: &str, csp: &str) {
     assert_eq!(header("content-security-policy"), csp, "{what}");
     assert_eq!(header("x-frame-options"), "DENY", "{what}");
     assert_eq!(header("cache-control"), "no-store", "{what}");
-    assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(header("referrer-policy"), "same-origin", "{what}");
     assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
 }
 
