@@ -329,7 +329,10 @@ mod tests {
             Some("http://127.0.0.1:9/x.mp4")
         );
         let number = confirmation("r", "p", Gate::Prepublish, &json!({"renderUrl": 5}), "t", "soon", true);
-        assert!(!number.contains("<video") && number.contains("is not shown"), "{number}");
+        assert!(
+            !number.contains("<video") && number.contains("is not shown"),
+            "{number}"
+        );
         let missing = confirmation("r", "p", Gate::Prepublish, &json!({}), "t", "soon", true);
         assert!(missing.contains("no render"), "{missing}");
     }

@@ -92,9 +92,7 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
     assert_eq!(approved.status(), 200);
     assert_locked(&approved, "result page", &dev_csp);
     assert!(approved.text().await.unwrap().contains("the run continues"));
-    system
-        .wait_status(&run_id, "published", Duration::from_secs(30))
-        .await;
+    system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
 
     // Production: media from https only.
     let (api, state) = start_api_with(db, |config| config.environment = Environment::Production).await;
@@ -140,7 +138,9 @@ async fn only_https_render_urls_are_played_or_linked(db: &Db) {
     assert!(!plays(&production), "http in production: {production}");
     let development = prepublish_page(db, Environment::Development, http).await;
     assert!(
-        development.contains(&format!("<video controls playsinline preload=\"metadata\" src=\"{http}\">")),
+        development.contains(&format!(
+            "<video controls playsinline preload=\"metadata\" src=\"{http}\">"
+        )),
         "http in development: {development}"
     );
     let https = "https://cdn.example/render.mp4";
