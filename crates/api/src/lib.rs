@@ -152,8 +152,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::webhooks::kieai))
         .routes(routes!(routes::webhooks::upload_post))
         .routes(routes!(routes::chat::telegram))
-        .routes(routes!(routes::hitl::open_link, routes::hitl::approve))
-        .routes(routes!(routes::hitl::reject))
+        .merge(routes::hitl::link_routes(state))
         .route_layer(from_fn_with_state(state.clone(), middleware::limit_refusals));
     let open = documented(
         open,

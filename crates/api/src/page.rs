@@ -1,130 +1,215 @@
-//! The approval page: self-contained HTML (no external assets), every
-//! interpolated value escaped, readable on a phone. Opening it changes
-//! nothing; its buttons POST.
+//! The HITL pages: the approval page and the pages after a decision or a
+//! refusal. Rendered by askama templates (`crates/api/templates`), checked
+//! when the crate compiles and HTML-escaped on every interpolation, so no
+//! previewed value can become markup. Self-contained (no external assets),
+//! readable on a phone; opening the approval page changes nothing, its
+//! buttons POST.
+//!
+//! Media: only an absolute `https` URL (also `http` in development, where the
+//! mock render URLs are) becomes a `<video src>` and a link; anything else
+//! (`javascript:`, `data:`, `file:`, relative) is shown as inert text.
+//!
+//! Every response of the HITL routes carries [`headers`]: a CSP that allows
+//! no script at all, no framing, no caching, no referrer to other sites.
 
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
 use myloware_core::Gate;
+use myloware_core::config::Environment;
 use serde_json::Value;
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+/// The approval page's policy: no script, inline style only, media and
+/// images from https, forms only to this origin, never framed.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https:; media-src https:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Development also plays the mock render URLs, which are plain http.
+const CSP_DEVELOPMENT: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: http:; \
+media-src https: http:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Sets the security headers on a response of the HITL routes (HTML or
+/// JSON alike): the one place they are set, as a route layer
+/// (`axum::middleware::map_response_with_state`).
+pub async fn headers(State(environment): State<Environment>, mut response: Response) -> Response {
+    let csp = if environment == Environment::Development {
+        CSP_DEVELOPMENT
+    } else {
+        CSP
+    };
+    let set: [(HeaderName, &'static str); 5] = [
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        // The token-bearing URL goes to no one. With it a browser sends
+        // `Origin: null` on the page's own form POST; the cross-site check
+        // (routes/hitl.rs) then trusts `Sec-Fetch-Site: same-origin`.
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in set {
+        headers.insert(name, HeaderValue::from_static(value));
     }
-    out
+    response
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;max-width:40rem;margin:0 auto;padding:1rem;\
-line-height:1.45;color:#111}h1{font-size:1.4rem}table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;\
-padding:.4rem;text-align:left;vertical-align:top}button{font-size:1.1rem;padding:.8rem 1.2rem;border:0;border-radius:.5rem;\
-width:100%;margin:.4rem 0}.approve{background:#1a7f37;color:#fff}.reject{background:#cf222e;color:#fff}textarea{width:100%;\
-box-sizing:border-box;font-size:1rem}video{width:100%;max-height:70vh;background:#000}.muted{color:#666;font-size:.9rem}";
-
-fn document(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        escape(title)
-    )
+/// The URL to play and link to, when `url` is an absolute `https` URL with
+/// a host (or `http` when `allow_http`). The URL is returned as parsed
+/// (WHATWG serialisation, as a browser reads it), so what is checked is
+/// what is rendered.
+pub fn playable_url(url: &str, allow_http: bool) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let scheme_ok = parsed.scheme() == "https" || (allow_http && parsed.scheme() == "http");
+    (scheme_ok && parsed.host().is_some()).then(|| parsed.to_string())
 }
 
-/// What is being approved, from the gate's preview.
-fn preview_html(gate: Gate, preview: &Value) -> String {
+/// The workflow gate's preview: the proposed run.
+struct WorkflowPreview {
+    project: String,
+    pipeline: Vec<String>,
+    gates: Vec<String>,
+    /// The input, as pretty JSON.
+    input: String,
+}
+
+/// One of Iggy's ideas.
+struct IdeaRow {
+    /// The number as a number; a non-numeric index as its text.
+    index: String,
+    subject: String,
+    concept: String,
+    header: String,
+}
+
+/// The prepublish gate's render.
+enum Render {
+    Playable(String),
+    /// Not a URL the page plays: shown as text.
+    NotShown(String),
+    Missing,
+}
+
+#[derive(Template)]
+#[template(path = "confirmation.html")]
+struct Confirmation<'a> {
+    run_id: &'a str,
+    project: &'a str,
+    gate: &'a str,
+    token: &'a str,
+    expires: &'a str,
+    workflow: Option<WorkflowPreview>,
+    ideas: Option<Vec<IdeaRow>>,
+    render: Option<Render>,
+}
+
+#[derive(Template)]
+#[template(path = "result.html")]
+struct ResultPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn texts(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The approval page's parts for `gate`, from its preview.
+fn preview_parts(gate: Gate, preview: &Value, allow_http: bool) -> Confirmation<'static> {
+    let mut page = Confirmation {
+        run_id: "",
+        project: "",
+        gate: "",
+        token: "",
+        expires: "",
+        workflow: None,
+        ideas: None,
+        render: None,
+    };
     match gate {
         Gate::Workflow => {
-            let list = |v: &Value| {
-                v.as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|i| i.as_str())
-                            .map(escape)
-                            .collect::<Vec<_>>()
-                            .join(" → ")
-                    })
-                    .unwrap_or_default()
-            };
-            let gates = list(&preview["gates"]);
-            format!(
-                "<p>Project <b>{}</b></p><p>Pipeline: {}</p><p>Approval gates: {}</p><p>Input:</p><pre>{}</pre>",
-                escape(preview["project"].as_str().unwrap_or("?")),
-                list(&preview["pipeline"]),
-                if gates.is_empty() { "none".to_string() } else { gates },
-                escape(&serde_json::to_string_pretty(&preview["input"]).unwrap_or_default())
-            )
+            page.workflow = Some(WorkflowPreview {
+                project: preview["project"].as_str().unwrap_or("?").to_string(),
+                pipeline: texts(&preview["pipeline"]),
+                gates: texts(&preview["gates"]),
+                input: serde_json::to_string_pretty(&preview["input"]).unwrap_or_default(),
+            });
         }
         Gate::Ideate => {
-            let rows: String = preview["ideas"]
-                .as_array()
-                .map(|ideas| {
-                    ideas
-                        .iter()
-                        .map(|idea| {
-                            format!(
-                                "<tr><td>{}</td><td><b>{}</b><br>{}</td><td>{}</td></tr>",
-                                idea["index"],
-                                escape(idea["subject"].as_str().unwrap_or("")),
-                                escape(idea["concept"].as_str().unwrap_or("")),
-                                escape(idea["header"].as_str().unwrap_or(""))
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!("<p>Iggy's ideas:</p><table><tr><th>#</th><th>Idea</th><th>Header</th></tr>{rows}</table>")
+            let ideas = preview["ideas"].as_array().map(Vec::as_slice).unwrap_or_default();
+            page.ideas = Some(
+                ideas
+                    .iter()
+                    .map(|idea| IdeaRow {
+                        index: text(&idea["index"]),
+                        subject: text(&idea["subject"]),
+                        concept: text(&idea["concept"]),
+                        header: text(&idea["header"]),
+                    })
+                    .collect(),
+            );
         }
-        Gate::Prepublish => match preview["renderUrl"].as_str() {
-            Some(url) => format!(
-                "<p>The rendered video, before it is published:</p>\
-                 <video controls playsinline preload=\"metadata\" src=\"{0}\"></video>\
-                 <p class=\"muted\"><a href=\"{0}\">{0}</a></p>",
-                escape(url)
-            ),
-            None => "<p>The clips are ready to publish (no render).</p>".to_string(),
-        },
+        Gate::Prepublish => {
+            page.render = Some(match &preview["renderUrl"] {
+                Value::Null => Render::Missing,
+                url => {
+                    let url = text(url);
+                    match playable_url(&url, allow_http) {
+                        Some(playable) => Render::Playable(playable),
+                        None => Render::NotShown(url),
+                    }
+                }
+            });
+        }
     }
+    page
 }
 
 /// The confirmation page: what is being approved, and the two forms.
-pub fn confirmation(run_id: &str, project: &str, gate: Gate, preview: &Value, token: &str, expires: &str) -> String {
-    let action = |verb: &str| format!("/v1/hitl/{verb}/{}/{}", escape(run_id), gate.as_str());
-    let body = format!(
-        "<h1>Approve the {gate} gate?</h1>\
-         <p class=\"muted\">Run {run} · {project}</p>{preview}\
-         <form method=\"post\" action=\"{approve}\">\
-           <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-           <button class=\"approve\" type=\"submit\">Approve</button>\
-         </form>\
-         <form method=\"post\" action=\"{reject}\">\
-           <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-           <label for=\"reason\">Reason for rejecting</label>\
-           <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
-           <button class=\"reject\" type=\"submit\">Reject</button>\
-         </form>\
-         <p class=\"muted\">This link expires {expires}.</p>",
-        gate = gate.as_str(),
-        run = escape(run_id),
-        project = escape(project),
-        preview = preview_html(gate, preview),
-        approve = action("approve"),
-        reject = action("reject"),
-        token = escape(token),
-        expires = escape(expires),
-    );
-    document(&format!("Approve {gate} · {run_id}"), &body)
+/// `allow_http`: whether an `http` render URL plays (development).
+pub fn confirmation(
+    run_id: &str,
+    project: &str,
+    gate: Gate,
+    preview: &Value,
+    token: &str,
+    expires: &str,
+    allow_http: bool,
+) -> String {
+    let page = Confirmation {
+        run_id,
+        project,
+        gate: gate.as_str(),
+        token,
+        expires,
+        ..preview_parts(gate, preview, allow_http)
+    };
+    render(&page)
 }
 
 /// The page after a decision (or a refusal).
 pub fn result(title: &str, message: &str) -> String {
-    document(title, &format!("<h1>{}</h1><p>{}</p>", escape(title), escape(message)))
+    render(&ResultPage { title, message })
+}
+
+/// Renders a template; writing into a `String` fails only if a value's
+/// `Display` does, which none of these do.
+fn render(template: &impl Template) -> String {
+    template.render().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "an HITL page did not render");
+        "<!doctype html><title>Error</title><p>This page could not be shown.</p>".to_string()
+    })
 }
 
 #[cfg(test)]
@@ -133,36 +218,121 @@ mod tests {
 
     use super::*;
 
+    const EVIL: &str = "<script>alert('x')</script>\"&";
+
     #[test]
     fn everything_interpolated_is_escaped() {
-        let evil = "<script>alert('x')</script>\"&";
         let page = confirmation(
             "run_abc",
-            evil,
+            EVIL,
             Gate::Ideate,
-            &json!({"ideas": [{"index": 0, "subject": evil, "concept": evil, "header": evil}]}),
-            evil,
-            "soon",
+            &json!({"ideas": [{"index": EVIL, "subject": EVIL, "concept": EVIL, "header": EVIL}]}),
+            EVIL,
+            EVIL,
+            false,
         );
         assert!(!page.contains("<script>"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"));
-        assert!(
-            !page.contains("http://") && !page.contains("https://"),
-            "no external assets"
+        assert!(!page.contains("'x'"), "{page}");
+        const ESCAPED: &str = "&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;&#34;&#38;";
+        // The project, the idea (index, subject, concept, header), the token (in both forms), the expiry.
+        assert_eq!(page.matches(ESCAPED).count(), 8, "{page}");
+        let workflow = confirmation(
+            "run_abc",
+            "p",
+            Gate::Workflow,
+            &json!({"project": EVIL, "pipeline": [EVIL], "gates": [EVIL], "input": {"prompt": "</pre><script>x</script>"}}),
+            "t",
+            "soon",
+            false,
         );
+        assert!(!workflow.contains("<script>"), "{workflow}");
+        assert!(!workflow.contains("</pre><"), "{workflow}");
+        assert_eq!(result(EVIL, EVIL).matches(ESCAPED).count(), 3);
     }
 
     #[test]
-    fn prepublish_shows_a_player() {
+    fn numbers_are_rendered_as_numbers() {
+        let page = confirmation(
+            "run_abc",
+            "aismr",
+            Gate::Ideate,
+            &json!({"ideas": [{"index": 7, "subject": "moon", "concept": "c", "header": "h"}]}),
+            "t",
+            "soon",
+            false,
+        );
+        assert!(page.contains("<td>7</td>"), "{page}");
+    }
+
+    #[test]
+    fn pages_are_self_contained_and_fit_a_phone() {
+        for page in [
+            confirmation("run_abc", "aismr", Gate::Workflow, &json!({}), "t", "soon", false),
+            result("Approved", "Thank you"),
+        ] {
+            assert!(page.contains("name=\"viewport\""), "{page}");
+            assert!(
+                !page.contains("http://") && !page.contains("https://"),
+                "no external assets: {page}"
+            );
+            assert!(!page.contains("<script"), "no script: {page}");
+        }
+    }
+
+    #[test]
+    fn prepublish_shows_a_player_for_an_https_render() {
         let page = confirmation(
             "run_abc",
             "aismr",
             Gate::Prepublish,
-            &json!({"renderUrl": "https://r/x.mp4"}),
+            &json!({"renderUrl": "https://cdn.example/x.mp4"}),
             "t",
             "soon",
+            false,
         );
-        assert!(page.contains("<video controls playsinline"));
-        assert!(page.contains("name=\"viewport\""));
+        assert!(
+            page.contains("<video controls playsinline preload=\"metadata\" src=\"https://cdn.example/x.mp4\">"),
+            "{page}"
+        );
+        assert!(page.contains("<a href=\"https://cdn.example/x.mp4\""), "{page}");
+    }
+
+    #[test]
+    fn other_schemes_are_inert_text() {
+        for (url, allow_http) in [
+            ("javascript:alert(1)", true),
+            ("JaVa\tScRiPt:alert(1)", true),
+            (" javascript:alert(1)", true),
+            ("data:text/html,<script>alert(1)</script>", true),
+            ("file:///etc/passwd", true),
+            ("/relative/x.mp4", true),
+            ("//cdn.example/x.mp4", true),
+            ("http://cdn.example/x.mp4", false),
+            ("https://", true),
+        ] {
+            let page = confirmation(
+                "run_abc",
+                "aismr",
+                Gate::Prepublish,
+                &json!({"renderUrl": url}),
+                "t",
+                "soon",
+                allow_http,
+            );
+            assert!(!page.contains("<video"), "{url}: {page}");
+            assert!(!page.contains("<a "), "{url}: {page}");
+            assert!(page.contains("is not shown"), "{url}: {page}");
+        }
+        assert_eq!(
+            playable_url("http://127.0.0.1:9/x.mp4", true).as_deref(),
+            Some("http://127.0.0.1:9/x.mp4")
+        );
+        let number = confirmation("r", "p", Gate::Prepublish, &json!({"renderUrl": 5}), "t", "soon", true);
+        assert!(
+            !number.contains("<video") && number.contains("is not shown"),
+            "{number}"
+        );
+        let missing = confirmation("r", "p", Gate::Prepublish, &json!({}), "t", "soon", true);
+        assert!(missing.contains("no render"), "{missing}");
     }
 }

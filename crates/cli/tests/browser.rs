@@ -1,7 +1,8 @@
 //! The approval page in a real headless Chromium, driven over WebDriver
 //! (chromedriver): opening the link changes nothing, clicking Approve
-//! approves, a second click says it was already approved. `.ci/run`
-//! installs Debian's `chromium` and `chromium-driver`.
+//! approves, a second click says it was already approved; script in any
+//! previewed field stays text. `.ci/run` installs Debian's `chromium` and
+//! `chromium-driver`.
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use myloware_core::Gate;
 use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -83,7 +85,9 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!("mw-chromium-{}", std::process::id()));
+        // One profile per browser: two Chromiums on one profile are one
+        // browser, and the tests running in parallel would share its tabs.
+        let profile = std::env::temp_dir().join(format!("mw-chromium-{}-{port}", std::process::id()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": [
@@ -151,6 +155,17 @@ impl Driver {
             .await;
     }
 
+    /// Runs `script` in the page (WebDriver's own channel, which the page's
+    /// CSP does not govern) and returns its value.
+    async fn execute(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     async fn back(&self) {
         self.call(reqwest::Method::POST, "/back", Some(json!({}))).await;
     }
@@ -216,4 +231,64 @@ async fn a_person_approves_in_a_real_browser() {
         "{audit:?}"
     );
     system.stop_idle().await;
+}
+
+const SCRIPT: &str = "<script>window.__xss=1</script>";
+const BREAKOUT: &str = "\"><img src=x onerror=window.__xss=1>";
+const TEXTAREA: &str = "</textarea><script>window.__xss=1</script>";
+const SVG: &str = "'><svg onload=window.__xss=1>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_in_a_preview_stays_text_in_a_real_browser() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_db::testing::TestDb::sqlite().await;
+    let (_, api) = support::start_api_with(&db.db, |_| {}).await;
+    // Every previewed field of every gate, and what the page must show as text.
+    let pages = [
+        (
+            Gate::Workflow,
+            json!({"project": SCRIPT, "pipeline": [BREAKOUT, TEXTAREA], "gates": [SVG], "input": {"prompt": SCRIPT}}),
+            vec![SCRIPT, BREAKOUT, TEXTAREA, SVG],
+        ),
+        (
+            Gate::Ideate,
+            json!({"ideas": [{"index": SCRIPT, "subject": BREAKOUT, "concept": TEXTAREA, "header": SVG},
+                             {"index": 1, "subject": SVG, "concept": SCRIPT, "header": BREAKOUT}]}),
+            vec![SCRIPT, BREAKOUT, TEXTAREA, SVG],
+        ),
+        (
+            Gate::Prepublish,
+            json!({"renderUrl": "javascript:window.__xss=1"}),
+            vec!["javascript:window.__xss=1"],
+        ),
+        (Gate::Prepublish, json!({"renderUrl": BREAKOUT}), vec![BREAKOUT]),
+        (
+            Gate::Prepublish,
+            json!({"renderUrl": format!("https://127.0.0.1:9/{BREAKOUT}{SCRIPT}.mp4")}),
+            vec!["https://127.0.0.1:9/"],
+        ),
+    ];
+    for (gate, preview, shown) in pages {
+        let (_, url) = support::awaiting_gate(&api, gate, preview.clone()).await;
+        driver.open(&url).await;
+        driver.wait_for_text(&format!("Approve the {gate} gate?")).await;
+        let what = format!("{gate} gate with {preview}");
+        assert_eq!(
+            driver.execute("return typeof window.__xss").await,
+            "undefined",
+            "a script ran: {what}"
+        );
+        let dangerous = driver
+            .execute(
+                "return document.querySelectorAll('a[href^=\"javascript:\" i], video[src^=\"javascript:\" i], \
+                 script, img, svg, [onerror], [onload]').length",
+            )
+            .await;
+        assert_eq!(dangerous, 0, "markup from the preview: {what}");
+        let text = driver.execute("return document.body.innerText").await;
+        let text = text.as_str().unwrap_or_default();
+        for payload in shown {
+            assert!(text.contains(payload), "{payload:?} not shown as text: {what}\n{text}");
+        }
+    }
 }

@@ -8,11 +8,15 @@
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::map_response_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
+use myloware_core::config::Environment;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -21,6 +25,15 @@ use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
 use crate::store::GateStatus;
 use myloware_core::auth::Permission;
+
+/// The routes a link opens (no API key needed), each response with the
+/// pages' security headers ([`page::headers`]).
+pub fn link_routes(state: &ApiState) -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(open_link, approve))
+        .routes(routes!(reject))
+        .route_layer(map_response_with_state(state.config.environment, page::headers))
+}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -61,7 +74,9 @@ fn cross_site(headers: &HeaderMap) -> bool {
         return true;
     }
     match (header("origin"), header("host")) {
-        (Some("null"), _) => true,
+        // The page sends no referrer, so a browser's own form POST carries
+        // `Origin: null`; only its fetch metadata says it is same-origin.
+        (Some("null"), _) => header("sec-fetch-site") != Some("same-origin"),
         (Some(origin), Some(host)) => {
             let origin_host = origin.split("://").nth(1).unwrap_or(origin);
             origin_host != host
@@ -252,7 +267,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
 /// Opens the link: the confirmation page (browsers), a JSON description
 /// (`Accept: application/json`), or, with a valid API key, the approval.
 #[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
-    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
+    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 400, description = "Malformed query"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 429, description = "Too many decisions (with an API key)"), (status = 500), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
 pub async fn open_link(
     State(state): State<ApiState>,
     Path((run_id, gate)): Path<(String, String)>,
@@ -319,6 +334,7 @@ pub async fn open_link(
             let expires = expires
                 .and_then(|e| chrono::DateTime::<Utc>::from_timestamp(e, 0))
                 .map_or("soon".to_string(), |e| e.format("%Y-%m-%d %H:%M UTC").to_string());
+            let allow_http = state.config.environment == Environment::Development;
             Html(page::confirmation(
                 &run.id,
                 &run.project,
@@ -326,6 +342,7 @@ pub async fn open_link(
                 &preview,
                 &token,
                 &expires,
+                allow_http,
             ))
             .into_response()
         }

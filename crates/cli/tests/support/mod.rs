@@ -235,3 +235,43 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
 pub fn smoke() -> Value {
     json!({"project": "test_video_gen", "input": {"prompt": "smoke"}})
 }
+
+/// A run waiting at `gate` whose preview is `preview`, written through the
+/// API's store as a `gate.reached` would open it (the orchestrator never
+/// hears of it: decide nothing on it), and a fresh signed approval link.
+pub async fn awaiting_gate(api: &ApiState, gate: myloware_core::Gate, preview: Value) -> (String, String) {
+    let run_id = myloware_core::ids::new_run_id();
+    let run = myloware_api::store::NewRun {
+        gate: Some(myloware_api::store::NewGate {
+            run_id: run_id.clone(),
+            gate,
+            preview,
+        }),
+        id: run_id.clone(),
+        project: "aismr".into(),
+        status: gate.awaiting_status(),
+        user_id: None,
+        payload: json!({"graph_spec": {"hitl_gates": [gate.as_str()]}, "metadata": {"workflow_proposal": {}}}),
+        result: json!({}),
+        created_at: myloware_api::store::now(),
+    };
+    api.store.insert_run(&run).await.unwrap();
+    let link = myloware_api::hitl::mint(api, &run_id, gate);
+    (run_id, link.approval_url)
+}
+
+/// The API alone (no orchestrator: decide nothing on it) on `db`, its test
+/// configuration changed by `adjust` after validation, for what the
+/// environment cannot set up in a test (production without its secrets).
+/// Serves until the test's runtime ends.
+pub async fn start_api_with(db: &Db, adjust: impl FnOnce(&mut Config)) -> (String, ApiState) {
+    myloware_telemetry::logging::init_for_tests();
+    let listener = listener().await;
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let env: HashMap<&str, &str> = [("API_URL", api.as_str()), ("PUBLIC_BASE_URL", api.as_str())].into();
+    let mut config = Config::from_lookup(|var| env.get(var).map(|v| v.to_string())).expect("valid test configuration");
+    adjust(&mut config);
+    let state = ApiState::new(Arc::new(config), myloware_api::store::open(db), Arc::new(catalog()));
+    tokio::spawn(ApiServer::with_listener(listener, state.clone()).run(std::future::pending()));
+    (api, state)
+}
