@@ -241,8 +241,9 @@ impl ApiServer {
         ));
         let pusher = tokio::spawn(chat::push_loop(self.state.clone(), Duration::from_secs(1), stop_rx));
         tracing::info!(addr = %self.local_addr(), "api listening");
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Timeouts, connection cap and the peer address (`ConnectInfo`).
+        let limits = self.state.config.http;
+        let served = myloware_telemetry::server::serve(self.listener, router(self.state), &limits, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = reconciler.await;
         let _ = pusher.await;
