@@ -47,10 +47,14 @@ fn the_production_baseline_is_accepted() {
     assert_eq!(config.http, HttpLimits::default());
 }
 
+type Vars<'a> = &'a [(&'a str, &'a str)];
+/// (what, base variables, changes, the variable that must be named)
+type Case<'a> = (&'a str, Vars<'a>, Vars<'a>, &'a str);
+
 #[test]
 fn each_unsafe_setting_is_refused_by_name_without_a_panic() {
-    let development: &[(&str, &str)] = &[];
-    let staging: &[(&str, &str)] = &[
+    let development: Vars = &[];
+    let staging: Vars = &[
         ("ENVIRONMENT", "staging"),
         ("API_KEY", STRONG),
         ("HITL_SECRET", STRONG),
@@ -59,7 +63,7 @@ fn each_unsafe_setting_is_refused_by_name_without_a_panic() {
     ];
     assert!(read(staging, &[]).is_ok(), "the staging baseline is accepted");
     let production = production();
-    let cases: &[(&str, &[(&str, &str)], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         // Approval links: 1 hour to 30 days, anywhere.
         (
             "expiry 0",
