@@ -60,6 +60,9 @@ COPY --from=builder /app/mw /usr/local/bin/mw
 COPY projects /app/projects
 RUN mkdir -p /app/data && chown 10001:10001 /app/data
 
+# The services listen on loopback unless BIND_HOST says otherwise: a
+# container must listen on its network interface. Production also requires
+# DATABASE_URL=postgres://... and an https PUBLIC_BASE_URL (set at run time).
 ENV ENVIRONMENT=production \
     LOG_FORMAT=json \
     BIND_HOST=0.0.0.0 \

@@ -2,7 +2,7 @@
 //! by one conditional update), the audit of every attempt, and delivery of
 //! the decision to the orchestrator (kept and retried if it is down).
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use myloware_core::auth::ApiKeys;
 use myloware_core::graph;
 use myloware_core::signing;
@@ -37,7 +37,7 @@ pub struct Link {
 /// Mints a fresh link for `gate` of `run_id`.
 pub fn mint(state: &ApiState, run_id: &str, gate: Gate) -> Link {
     let config = &state.config;
-    let expires_at = Utc::now() + Duration::hours(config.hitl_token_expiry_hours as i64);
+    let expires_at = Utc::now() + config.hitl_token_lifetime();
     let token = signing::hitl_token(
         config.hitl_secret_bytes(),
         run_id,

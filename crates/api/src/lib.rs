@@ -273,6 +273,7 @@ pub fn router(state: ApiState) -> Router {
                 .response("200", utoipa::openapi::Response::new("The OpenAPI document")),
         ),
     );
+    document_server_limits(&mut openapi);
     let openapi = Arc::new(openapi);
     let limit = state.config.max_body_bytes;
     routes
@@ -342,11 +343,50 @@ impl ApiServer {
         ));
         let pusher = tokio::spawn(chat::push_loop(self.state.clone(), Duration::from_secs(1), stop_rx));
         tracing::info!(addr = %self.local_addr(), "api listening");
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Timeouts, connection cap and the peer address (`ConnectInfo`).
+        let limits = self.state.config.http;
+        let served = myloware_telemetry::server::serve(self.listener, router(self.state), &limits, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = reconciler.await;
         let _ = pusher.await;
         served
+    }
+}
+
+/// The server loop (`myloware_telemetry::server`) may answer any route 408
+/// (body too slow) or 503 (not answered in time): every operation says so.
+fn document_server_limits(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("408".into())
+                .or_insert_with(|| error("The request body did not arrive within HTTP_BODY_TIMEOUT_SECS").into());
+            responses
+                .entry("503".into())
+                .or_insert_with(|| error("Not answered within HTTP_REQUEST_TIMEOUT_SECS").into());
+        }
     }
 }

@@ -401,14 +401,15 @@ pub async fn spawn_orchestrator(config: std::sync::Arc<Config>, db: &myloware_db
     Ok(InProcess { addr, stop, task })
 }
 
-/// `router` served the way the API serves its own (`axum::serve` with the
-/// peer address), on a free loopback port.
+/// `router` served the way the services serve their own
+/// (`myloware_telemetry::server::serve`: the peer address, the default
+/// timeouts and connection cap), on a free loopback port.
 pub async fn spawn_router(router: axum::Router) -> anyhow::Result<InProcess> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = stop_channel();
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await });
+    let limits = myloware_core::config::HttpLimits::default();
+    let task = tokio::spawn(myloware_telemetry::server::serve(listener, router, &limits, stopped));
     Ok(InProcess { addr, stop, task })
 }
 

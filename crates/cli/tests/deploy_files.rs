@@ -426,7 +426,7 @@ fn ports_line_up_across_compose_prometheus_and_fly() {
             .collect()
     };
     assert_eq!(published("api"), [("8080".to_string(), "8080".to_string())]);
-    assert_eq!(published("orchestrator"), [("8090".to_string(), "8090".to_string())]);
+    assert_eq!(published("orchestrator"), [], "the orchestrator is private");
     assert_eq!(published("prometheus"), [("9090".to_string(), "9090".to_string())]);
     assert_eq!(published("grafana"), [("3000".to_string(), "3000".to_string())]);
     assert_eq!(published("postgres")[0].1, "5432");
@@ -634,4 +634,69 @@ fn the_dashboard_is_well_formed() {
             assert!(target["expr"].as_str().is_some_and(|e| !e.trim().is_empty()));
         }
     }
+}
+
+/// Compose keeps the orchestrator private as Fly does: no published port,
+/// and every network it is on is internal and shared only with the
+/// services that call it (the API, Prometheus) or that it calls (Postgres),
+/// except one way out that no other service is on. The images and fly.toml
+/// say where to listen (the services default to loopback).
+#[test]
+fn the_orchestrator_is_private_and_every_deployment_sets_bind_host() {
+    let compose = compose();
+    let services = compose["services"].as_object().unwrap();
+    let orchestrator = &services["orchestrator"];
+    assert!(
+        orchestrator.get("ports").is_none(),
+        "the orchestrator publishes {}",
+        orchestrator["ports"]
+    );
+    let networks_of = |service: &Value| -> Vec<String> {
+        match &service["networks"] {
+            Value::Object(map) => map.keys().cloned().collect(),
+            Value::Null => vec!["default".to_string()],
+            other => strings(other),
+        }
+    };
+    let declared = compose["networks"].as_object().expect("networks are declared");
+    for network in networks_of(orchestrator) {
+        assert_ne!(network, "default", "the orchestrator is on the default network");
+        let sharing: BTreeSet<&str> = services
+            .iter()
+            .filter(|(name, service)| *name != "orchestrator" && networks_of(service).contains(&network))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if declared[&network]["internal"] == true {
+            assert!(
+                sharing.is_subset(&BTreeSet::from(["api", "prometheus", "postgres"])),
+                "{network} lets {sharing:?} reach the orchestrator"
+            );
+        } else {
+            assert!(
+                sharing.is_empty(),
+                "{network} (not internal) is shared with {sharing:?}"
+            );
+        }
+    }
+    for needs in ["api", "prometheus"] {
+        assert!(
+            networks_of(&services[needs])
+                .iter()
+                .any(|n| networks_of(orchestrator).contains(n) && declared[n]["internal"] == true),
+            "{needs} cannot reach the orchestrator"
+        );
+    }
+    assert!(
+        networks_of(&services["grafana"])
+            .iter()
+            .all(|n| !networks_of(orchestrator).contains(n)),
+        "grafana can reach the orchestrator"
+    );
+
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.lines().any(|l| l.trim().starts_with("BIND_HOST=0.0.0.0")),
+        "the Dockerfile sets BIND_HOST explicitly"
+    );
+    assert_eq!(fly()["env"]["BIND_HOST"], "::", "fly.toml sets BIND_HOST explicitly");
 }

@@ -26,6 +26,8 @@ pub const DEV_INTERNAL_SECRET: &str = "dev-internal-secret-not-for-production";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/myloware.db";
 /// The shortest API key or HITL secret accepted outside development.
 pub const MIN_SECRET_LEN: usize = 32;
+/// The longest accepted `HITL_TOKEN_EXPIRY_HOURS` (30 days).
+pub const MAX_HITL_TOKEN_EXPIRY_HOURS: u64 = 720;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -177,6 +179,36 @@ pub struct RateLimitConfig {
     pub trust_proxy_headers: bool,
 }
 
+/// How long a client may take and how many connections it may hold, on
+/// both services (`HTTP_*`; see docs/operations.md, "HTTP limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT_SECS` (10): a connection must finish its
+    /// request headers within this long, also after an earlier request on a
+    /// kept-alive connection, or it is closed.
+    pub header_timeout: std::time::Duration,
+    /// `HTTP_BODY_TIMEOUT_SECS` (30): the whole body must arrive within this
+    /// long after the headers, or the request is answered 408.
+    pub body_timeout: std::time::Duration,
+    /// `HTTP_REQUEST_TIMEOUT_SECS` (120): a request not answered within this
+    /// long is answered 503. Above the API's 90 s wait for a chat turn.
+    pub request_timeout: std::time::Duration,
+    /// `HTTP_MAX_CONNECTIONS` (1024): open connections per service; beyond
+    /// it new ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            request_timeout: std::time::Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -209,6 +241,7 @@ pub struct Config {
     /// Body limit for JSON routes and webhooks.
     pub max_body_bytes: usize,
     pub engine: EngineConfig,
+    pub http: HttpLimits,
 }
 
 /// The orchestrator's engine.
@@ -356,29 +389,31 @@ impl Config {
             internal_secrets(&mut r, environment, &hitl_secret, &api_keys);
         let hitl_secret_previous = r.secret("HITL_SECRET_PREVIOUS");
         let hitl_token_expiry_hours = r.parse("HITL_TOKEN_EXPIRY_HOURS", 24u64);
-        if hitl_token_expiry_hours == 0 {
-            r.problem("HITL_TOKEN_EXPIRY_HOURS", "must be at least 1");
-        }
-
-        let database_url = r
-            .get("DATABASE_URL")
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
+        if !(1..=MAX_HITL_TOKEN_EXPIRY_HOURS).contains(&hitl_token_expiry_hours) {
             r.problem(
-                "DATABASE_URL",
-                "must start with sqlite:// or postgres:// (the value is not shown: it may hold a password)",
+                "HITL_TOKEN_EXPIRY_HOURS",
+                format!("must be between 1 and {MAX_HITL_TOKEN_EXPIRY_HOURS} hours, got {hitl_token_expiry_hours}"),
             );
         }
+
+        let database_url = database_url(&mut r, environment);
 
         let api_port = r.parse("API_PORT", 8080u16);
         let orchestrator_port = r.parse("ORCHESTRATOR_PORT", 8090u16);
         let public_base_url = r.url("PUBLIC_BASE_URL", &format!("http://localhost:{api_port}"));
+        if environment != Environment::Development && public_base_url.scheme() != "https" {
+            r.problem(
+                "PUBLIC_BASE_URL",
+                format!(
+                    "must be an https URL in {} (approval links carry tokens); set it explicitly",
+                    environment.as_str()
+                ),
+            );
+        }
         let orchestrator_url = r.url("ORCHESTRATOR_URL", &format!("http://127.0.0.1:{orchestrator_port}"));
         let api_url = r.url("API_URL", &format!("http://127.0.0.1:{api_port}"));
-        let bind_host = r.parse("BIND_HOST", IpAddr::from([0, 0, 0, 0]));
+        // Loopback unless told otherwise: the images and fly.toml set BIND_HOST.
+        let bind_host = r.parse("BIND_HOST", IpAddr::from([127, 0, 0, 1]));
 
         let providers = ProvidersConfig {
             kieai: provider_endpoint(&mut r, Provider::KieAi, environment),
@@ -449,6 +484,7 @@ impl Config {
         if !(0.0..=1.0).contains(&engine.mock_failure_rate) {
             r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
         }
+        let http = http_limits(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -477,6 +513,7 @@ impl Config {
             rate_limit,
             max_body_bytes,
             engine,
+            http,
         })
     }
 
@@ -506,6 +543,13 @@ impl Config {
             );
         }
         warnings
+    }
+
+    /// How long an approval link lives. `HITL_TOKEN_EXPIRY_HOURS` is checked
+    /// to be 1 to 720; the clamp keeps a hand-built `Config` from overflowing.
+    pub fn hitl_token_lifetime(&self) -> chrono::TimeDelta {
+        let hours = self.hitl_token_expiry_hours.clamp(1, MAX_HITL_TOKEN_EXPIRY_HOURS);
+        chrono::TimeDelta::hours(hours as i64)
     }
 
     /// The database URL with any password replaced by `***`, for logs.
@@ -753,6 +797,66 @@ fn chat_ids<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, var: &'static str)
         }
     }
     Some(ids)
+    }
+
+/// `DATABASE_URL`: SQLite or Postgres. Development falls back to a SQLite
+/// file; staging must name its database; production must use Postgres (its
+/// API and orchestrator run on separate machines that share one database:
+/// a SQLite file would be a different, ephemeral database on each).
+fn database_url<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, environment: Environment) -> String {
+    let Some(url) = r.get("DATABASE_URL") else {
+        if environment != Environment::Development {
+            r.problem(
+                "DATABASE_URL",
+                format!("missing; required in {} (postgres://...)", environment.as_str()),
+            );
+        }
+        return DEFAULT_DATABASE_URL.to_string();
+    };
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !(postgres || url.starts_with("sqlite:")) {
+        r.problem(
+            "DATABASE_URL",
+            "must start with sqlite:// or postgres:// (the value is not shown: it may hold a password)",
+        );
+    } else if !postgres && environment == Environment::Production {
+        r.problem(
+            "DATABASE_URL",
+            "must be postgres:// in production (SQLite is one machine's file, not shared)",
+        );
+    }
+    url
+}
+
+/// `HTTP_*`: the servers' timeouts and connection cap, each within bounds
+/// that keep the service usable (a zero timeout would refuse everyone).
+fn http_limits<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> HttpLimits {
+    let defaults = HttpLimits::default();
+    let secs = |r: &mut Reader<F>, var: &'static str, default: std::time::Duration, max: u64| {
+        let value = r.parse(var, default.as_secs());
+        if (1..=max).contains(&value) {
+            std::time::Duration::from_secs(value)
+        } else {
+            r.problem(var, format!("must be between 1 and {max} seconds, got {value}"));
+            default
+        }
+    };
+    let header_timeout = secs(r, "HTTP_HEADER_TIMEOUT_SECS", defaults.header_timeout, 300);
+    let body_timeout = secs(r, "HTTP_BODY_TIMEOUT_SECS", defaults.body_timeout, 3600);
+    let request_timeout = secs(r, "HTTP_REQUEST_TIMEOUT_SECS", defaults.request_timeout, 3600);
+    let max_connections = r.parse("HTTP_MAX_CONNECTIONS", defaults.max_connections);
+    if !(1..=65_536).contains(&max_connections) {
+        r.problem(
+            "HTTP_MAX_CONNECTIONS",
+            format!("must be between 1 and 65536, got {max_connections}"),
+        );
+    }
+    HttpLimits {
+        header_timeout,
+        body_timeout,
+        request_timeout,
+        max_connections: max_connections.clamp(1, 65_536),
+    }
 }
 
 fn redact_url_password(raw: &str) -> String {
@@ -779,6 +883,12 @@ mod tests {
     fn vars_named(err: &ConfigError) -> Vec<&'static str> {
         err.problems.iter().map(|p| p.var).collect()
     }
+
+    /// What production needs besides the keys: Postgres and an https base URL.
+    const DEPLOYED: [(&str, &str); 2] = [
+        ("DATABASE_URL", "postgres://mw@db:5432/mw"),
+        ("PUBLIC_BASE_URL", "https://mw.example.com"),
+    ];
 
     const LIVE_SECRETS: &[(&str, &str)] = &[
         ("KIEAI_API_KEY", "k"),
@@ -840,10 +950,15 @@ mod tests {
     #[test]
     fn outside_development_default_or_short_keys_are_refused() {
         let err = config(&[("ENVIRONMENT", "production")]).unwrap_err();
-        assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET", "INTERNAL_SECRET"]);
+        assert_eq!(
+            vars_named(&err),
+            ["API_KEY", "HITL_SECRET", "INTERNAL_SECRET", "DATABASE_URL", "PUBLIC_BASE_URL"]
+        );
 
         let err = config(&[
             ("ENVIRONMENT", "production"),
+            DEPLOYED[0],
+            DEPLOYED[1],
             ("API_KEY", DEV_API_KEY),
             ("HITL_SECRET", "short"),
             ("INTERNAL_SECRET", &"i".repeat(40)),
@@ -856,6 +971,8 @@ mod tests {
         let strong = "x".repeat(40);
         let ok = config(&[
             ("ENVIRONMENT", "production"),
+            DEPLOYED[0],
+            DEPLOYED[1],
             ("API_KEY", &strong),
             ("HITL_SECRET", &strong),
             ("INTERNAL_SECRET", &"i".repeat(40)),
@@ -873,6 +990,8 @@ mod tests {
                 ("API_KEYS", keys),
                 ("HITL_SECRET", &"h".repeat(40)),
                 ("INTERNAL_SECRET", &"i".repeat(40)),
+                DEPLOYED[0],
+                DEPLOYED[1],
             ])
         };
         let ok = production(&format!(
@@ -906,6 +1025,8 @@ mod tests {
                 ("API_KEY", &strong),
                 ("HITL_SECRET", &"h".repeat(40)),
                 ("INTERNAL_SECRET", internal),
+                DEPLOYED[0],
+                DEPLOYED[1],
             ])
         };
         assert_eq!(vars_named(&with_internal(&strong).unwrap_err()), ["INTERNAL_SECRET"]);
@@ -947,6 +1068,8 @@ mod tests {
     fn problems_never_contain_secret_values() {
         let err = config(&[
             ("ENVIRONMENT", "production"),
+            DEPLOYED[0],
+            DEPLOYED[1],
             ("API_KEY", "sekrit-value"),
             ("HITL_SECRET", "other-sekrit"),
         ])
@@ -966,6 +1089,8 @@ mod tests {
         let strong = "x".repeat(40);
         let err = config(&[
             ("ENVIRONMENT", "production"),
+            DEPLOYED[0],
+            DEPLOYED[1],
             ("API_KEY", &strong),
             ("HITL_SECRET", &strong),
             ("INTERNAL_SECRET", &"i".repeat(40)),

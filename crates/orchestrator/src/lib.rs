@@ -179,9 +179,8 @@ impl OrchestratorServer {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = self.state.engine.spawn_workers(stop_rx.clone());
         tasks.push(tokio::spawn(outbox::dispatch(self.state.engine.clone(), stop_rx)));
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.state.config.http;
+        let served = myloware_telemetry::server::serve(self.listener, router(self.state), &limits, shutdown).await;
         let _ = stop_tx.send(true);
         for task in tasks {
             let _ = task.await;

@@ -1,5 +1,6 @@
 //! Logging, Prometheus metrics and the HTTP metrics middleware shared by
-//! both services, and the OTLP trace export.
+//! both services, the OTLP trace export, and the HTTP server loop with its
+//! timeouts and connection cap.
 
 pub mod body;
 pub mod http;
@@ -7,6 +8,7 @@ pub mod internal;
 pub mod logging;
 pub mod metrics;
 pub mod objects_only;
+pub mod server;
 pub mod trace;
 
 pub use metrics::{HttpMetrics, RunLabel, track_http};
