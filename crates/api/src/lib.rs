@@ -95,7 +95,10 @@ impl ApiState {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the HTTP client builds"),
-            metrics: metrics::ApiMetrics::new(HttpMetrics::new("api", config.telemetry.run_series_ttl)),
+            metrics: metrics::ApiMetrics::new(
+                HttpMetrics::new("api", config.telemetry.run_series_ttl, config.telemetry.max_run_series),
+                &catalog,
+            ),
             config,
             store,
             catalog,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use myloware_core::project::Catalog;
 use myloware_core::{Gate, RunStatus};
 use myloware_telemetry::HttpMetrics;
 use myloware_telemetry::metrics::{WAIT_BUCKETS, counter, gauge, gauge_vec, histogram};
@@ -24,12 +25,22 @@ pub struct ApiMetrics {
     dead_letters_open: IntGauge,
     commands_pending: IntGauge,
     chat_pushes_pending: IntGauge,
+    /// The catalog's projects, whose series start at zero.
+    projects: Vec<String>,
 }
 
+/// `via` of `hitl_decisions_total` (`hitl::Credential::via`).
+const VIA: [&str; 3] = ["api_key", "chat", "token"];
+/// Labels of `webhook_events_total` (`routes::webhooks`, `routes::chat`).
+const WEBHOOK_PROVIDERS: [&str; 3] = ["kieai", "upload_post", "telegram"];
+const SIGNATURES: [&str; 3] = ["verified", "missing", "rejected"];
+const WEBHOOK_RESULTS: [&str; 4] = ["processed", "duplicate", "dlq", "rejected"];
+const DECISIONS: [&str; 2] = ["approve", "reject"];
+
 impl ApiMetrics {
-    pub fn new(http: Arc<HttpMetrics>) -> Arc<ApiMetrics> {
+    pub fn new(http: Arc<HttpMetrics>, catalog: &Catalog) -> Arc<ApiMetrics> {
         let r = http.registry();
-        Arc::new(ApiMetrics {
+        let metrics = ApiMetrics {
             runs_total: counter(
                 r,
                 "myloware_runs_total",
@@ -74,7 +85,51 @@ impl ApiMetrics {
                 "Chat messages waiting to be pushed to a channel",
             ),
             http,
-        })
+            projects: catalog.names().into_iter().map(str::to_owned).collect(),
+        };
+        metrics.declare();
+        Arc::new(metrics)
+    }
+
+    /// Every series the dashboard and the alerts read, at zero.
+    fn declare(&self) {
+        for project in &self.projects {
+            for status in RunStatus::ALL {
+                if status.is_terminal() {
+                    self.runs_total.with_label_values(&[project, status.as_str()]);
+                } else {
+                    self.runs_active.with_label_values(&[project, status.as_str()]);
+                }
+            }
+            for gate in Gate::ALL {
+                for decision in DECISIONS {
+                    self.gate_wait.with_label_values(&[project, gate.as_str(), decision]);
+                }
+            }
+        }
+        for gate in Gate::ALL {
+            for decision in DECISIONS {
+                for via in VIA {
+                    self.decisions.with_label_values(&[gate.as_str(), decision, via]);
+                }
+            }
+            self.http
+                .declare("POST", "/v1/hitl/approve/{runId}/{gate}", 200, gate.as_str());
+            self.http
+                .declare("POST", "/v1/hitl/reject/{runId}/{gate}", 200, gate.as_str());
+        }
+        for provider in WEBHOOK_PROVIDERS {
+            for signature in SIGNATURES {
+                for result in WEBHOOK_RESULTS {
+                    self.webhooks.with_label_values(&[provider, signature, result]);
+                }
+            }
+        }
+        for outcome in ["ok", "error"] {
+            self.chat_turns.with_label_values(&[outcome]);
+        }
+        self.http.declare("POST", "/v1/runs/start", 201, "");
+        self.http.declare("POST", "/v1/chat/brendan", 200, "");
     }
 
     /// A run reached a terminal status: count it, and let its HTTP series
@@ -110,6 +165,11 @@ impl ApiMetrics {
     /// Sets the gauges from the database's counts.
     pub fn set_gauges(&self, gauges: &ApiGauges) {
         self.runs_active.reset();
+        for project in &self.projects {
+            for status in RunStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
+                self.runs_active.with_label_values(&[project, status.as_str()]);
+            }
+        }
         for (project, status, count) in &gauges.active_runs {
             self.runs_active.with_label_values(&[project, status]).set(*count);
         }

@@ -8,7 +8,7 @@ use myloware_core::internal::InternalKeys;
 use serde_json::Value;
 use url::Url;
 
-use myloware_core::wire::{ChatReply, ChatTurn};
+use myloware_core::wire::{ChatReply, ChatTurn, PruneCounts, PruneRequest};
 
 use crate::store::CommandKind;
 
@@ -32,6 +32,9 @@ pub trait OrchestratorClient: Send + Sync + 'static {
 
     /// `POST /v1/chat/brendan`: one of Brendan's turns.
     async fn chat(&self, turn: &ChatTurn) -> Result<ChatReply, OrchestratorError>;
+
+    /// `POST /v1/retention/prune`: the orchestrator's share of a prune.
+    async fn prune(&self, request: &PruneRequest) -> Result<PruneCounts, OrchestratorError>;
 }
 
 /// How long a chat turn may take (LLM calls and tools included).
@@ -140,6 +143,16 @@ impl OrchestratorClient for HttpOrchestrator {
         response.json().await.map_err(|err| OrchestratorError::Refused {
             status: 200,
             body: format!("unreadable chat reply: {}", without_url(&err)),
+        })
+    }
+
+    async fn prune(&self, request: &PruneRequest) -> Result<PruneCounts, OrchestratorError> {
+        let response = self
+            .call(self.http.post(self.url("/v1/retention/prune")).json(request))
+            .await?;
+        response.json().await.map_err(|err| OrchestratorError::Refused {
+            status: 200,
+            body: format!("unreadable prune report: {}", without_url(&err)),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! `mw retention prune`: deletes (or counts, with `--dry-run`) rows older
-//! than a cutoff that no unfinished run needs, through the API.
+//! than a cutoff that no unfinished run needs, in both services, through
+//! the API (which asks the orchestrator for its share).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::client::{self, ApiTarget, when};
 
@@ -19,15 +20,18 @@ pub async fn prune(target: &ApiTarget, older_than_days: i64, dry_run: bool, json
     } else {
         println!("deleted, from before {cutoff} UTC ({older_than_days} days):");
     }
-    for (label, field) in [
-        ("webhook deliveries", "webhookDeliveries"),
-        ("artifacts", "artifacts"),
-        ("chat deliveries", "chatDeliveries"),
-    ] {
-        println!("  {label:<19} {}", report[field]);
+    for service in ["api", "orchestrator"] {
+        println!("  {service}");
+        for (table, count) in report[service].as_object().into_iter().flatten() {
+            println!("    {table:<20} {}", count_of(count));
+        }
     }
     if dry_run {
         println!("delete them: mw retention prune --older-than-days {older_than_days}");
     }
     Ok(())
+}
+
+fn count_of(value: &Value) -> String {
+    value.as_u64().map_or_else(|| value.to_string(), |n| n.to_string())
 }

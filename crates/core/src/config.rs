@@ -166,6 +166,10 @@ pub struct TelemetryConfig {
     /// `METRICS_RUN_SERIES_TTL` (seconds, default 3600): how long a finished
     /// run's metric series stay in the services' registries.
     pub run_series_ttl: std::time::Duration,
+    /// `METRICS_MAX_RUN_SERIES` (default 10,000, at most 100,000): runs with
+    /// HTTP metric series at once; requests of further runs are counted
+    /// without their run (`myloware_metrics_labels_dropped_total`).
+    pub max_run_series: usize,
 }
 
 /// Requests per minute and burst for each client on the rate-limited routes
@@ -459,7 +463,14 @@ impl Config {
             langsmith_project: r.get("LANGSMITH_PROJECT"),
             langsmith_endpoint: r.get("LANGSMITH_ENDPOINT"),
             run_series_ttl: std::time::Duration::from_secs(r.parse("METRICS_RUN_SERIES_TTL", 3600u64)),
+            max_run_series: r.parse("METRICS_MAX_RUN_SERIES", 10_000usize),
         };
+        if telemetry.max_run_series > 100_000 {
+            r.problem(
+                "METRICS_MAX_RUN_SERIES",
+                "at most 100000 (each run's series take memory in both services)",
+            );
+        }
         let rate_limit = RateLimitConfig {
             per_minute: r.parse("RATE_LIMIT_PER_MINUTE", 120u32),
             burst: r.parse("RATE_LIMIT_BURST", 30u32),

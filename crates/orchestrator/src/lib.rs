@@ -125,6 +125,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
         .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
         .route("/v1/chat/brendan", axum::routing::post(routes::chat))
+        .route("/v1/retention/prune", axum::routing::post(routes::prune))
         .route_layer(from_fn_with_state(
             state.internal.clone(),
             myloware_telemetry::internal::require_internal,

@@ -3,7 +3,10 @@
 //! once the step is committed (a step that lost its lease did not happen);
 //! provider requests and LLM tokens count when made, committed or not
 //! (they were paid for either way). Queue gauges are read from the
-//! database at scrape time.
+//! database at scrape time. Every series a dashboard panel reads is
+//! declared at zero at startup (projects from the catalog, the configured
+//! providers mode and LLM model), so a fresh deployment shows zeros rather
+//! than "No data".
 
 use std::sync::Arc;
 
@@ -53,11 +56,30 @@ pub struct EngineMetrics {
     executions_waiting: IntGauge,
 }
 
+/// What the series declared at startup are about.
+pub struct Declared<'a> {
+    pub projects: &'a [&'a str],
+    pub mode: ProviderMode,
+    pub model: &'a str,
+}
+
+/// `provider_requests_total`'s provider and operation pairs (`engine::steps`).
+const PROVIDER_OPERATIONS: [(&str, &str); 8] = [
+    ("kieai", "submit"),
+    ("kieai", "status"),
+    ("kieai", "recover"),
+    ("shotstack", "render"),
+    ("shotstack", "status"),
+    ("shotstack", "recover"),
+    ("upload_post", "publish"),
+    ("upload_post", "status"),
+];
+
 impl EngineMetrics {
-    pub fn new(http: Arc<HttpMetrics>) -> Arc<EngineMetrics> {
+    pub fn new(http: Arc<HttpMetrics>, declared: &Declared<'_>) -> Arc<EngineMetrics> {
         let r = http.registry();
         let job = |name: &str, help: &str| histogram(r, name, help, &["mode", "outcome"], &WAIT_BUCKETS);
-        Arc::new(EngineMetrics {
+        let metrics = EngineMetrics {
             persona_step: histogram(
                 r,
                 "myloware_persona_step_duration_seconds",
@@ -79,7 +101,36 @@ impl EngineMetrics {
             executions_runnable: gauge(r, "executions_runnable", "Executions ready for a worker"),
             executions_waiting: gauge(r, "executions_waiting", "Executions parked for a signal or a timer"),
             http,
-        })
+        };
+        metrics.declare(declared);
+        Arc::new(metrics)
+    }
+
+    /// Every series the dashboard reads, at zero.
+    fn declare(&self, declared: &Declared<'_>) {
+        let mode = declared.mode.as_str();
+        for project in declared.projects {
+            for persona in Persona::ALL {
+                for outcome in ["completed", "failed"] {
+                    self.persona_step
+                        .with_label_values(&[project, persona.as_str(), outcome]);
+                }
+            }
+        }
+        for histogram in [&self.kieai_job, &self.shotstack_render, &self.upload_post] {
+            for outcome in ["succeeded", "failed"] {
+                histogram.with_label_values(&[mode, outcome]);
+            }
+        }
+        for (provider, operation) in PROVIDER_OPERATIONS {
+            for status in ["ok", "error"] {
+                self.provider_requests
+                    .with_label_values(&[provider, operation, mode, status]);
+            }
+        }
+        for kind in ["input", "output"] {
+            self.llm_tokens.with_label_values(&[declared.model, kind]);
+        }
     }
 
     /// Applies a committed step's observations.

@@ -1,11 +1,12 @@
-//! `/v1/executions`: start, read, signal, cancel, resume.
+//! `/v1/executions`: start, read, signal, cancel, resume; and
+//! `/v1/retention/prune`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use myloware_core::Gate;
-use myloware_core::wire::{ChatTurn, EventKind, Signal, SignalDelivery, StartExecution};
+use myloware_core::wire::{ChatTurn, EventKind, PruneCounts, PruneRequest, Signal, SignalDelivery, StartExecution};
 use myloware_telemetry::http::ValidJson;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -186,6 +187,28 @@ pub async fn cancel(State(state): State<OrchestratorState>, Path(run_id): Path<S
                 .into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "execution not found"),
+        Err(err) => internal(err),
+    }
+}
+
+/// `POST /v1/retention/prune`: the journal, delivered events, signals and
+/// mock calls of executions finished more than `olderThanDays` ago, per
+/// table (the API's prune calls it); counted only with `dryRun`.
+pub async fn prune(State(state): State<OrchestratorState>, ValidJson(request): ValidJson<PruneRequest>) -> Response {
+    if let Err(message) = request.check() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("olderThanDays {message}"));
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(request.older_than_days);
+    match state.engine.store.prune(cutoff, request.dry_run).await {
+        Ok(tables) => {
+            tracing::info!(dry_run = request.dry_run, %cutoff, ?tables, "retention prune");
+            Json(PruneCounts {
+                dry_run: request.dry_run,
+                cutoff,
+                tables,
+            })
+            .into_response()
+        }
         Err(err) => internal(err),
     }
 }

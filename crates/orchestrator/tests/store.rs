@@ -590,6 +590,85 @@ async fn knowledge_hits_are_ranked_best_match_first(db: &Db) {
     assert_eq!(odd.first().map(|h| h.id.as_str()), Some("all-terms"));
 }
 
+/// One execution in `status`, last changed at `at`, with a row in every
+/// table retention looks at (an undelivered event too), written directly
+/// so that they can be old.
+async fn seed_execution(db: &Db, run: &str, status: &str, at: chrono::DateTime<Utc>) {
+    for sql in [
+        format!(
+            "INSERT INTO executions (run_id, project, request, status, state, created_at, updated_at) \
+             VALUES ('{run}', 'aismr', '{{}}', '{status}', '{{}}', $1, $1)"
+        ),
+        format!(
+            "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
+             VALUES ('{run}', 'k', 'kieai', 'submit', 'succeeded', '{{}}', $1, $1)"
+        ),
+        format!(
+            "INSERT INTO outbox (event_id, run_id, run_seq, kind, data, created_at, delivered_at, next_attempt_at) \
+             VALUES ('{run}:1', '{run}', 1, 'status_changed', '{{}}', $1, $1, $1), \
+                    ('{run}:2', '{run}', 2, 'status_changed', '{{}}', $1, NULL, $1)"
+        ),
+        format!(
+            "INSERT INTO signals (run_id, signal_id, body, received_at, consumed_at) VALUES ('{run}', 's', '{{}}', $1, $1)"
+        ),
+        format!(
+            "INSERT INTO mock_provider_calls (provider, operation, key, run_id, request, response, created_at) \
+             VALUES ('kieai', 'submit', 'k', '{run}', '{{}}', '{{}}', $1)"
+        ),
+    ] {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match db {
+            Db::Sqlite(pool) => sqlx::query(sql).bind(at).execute(pool).await.map(drop),
+            Db::Postgres(pool) => sqlx::query(sql).bind(at).execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
+async fn retention_prunes_only_finished_executions_rows(db: &Db) {
+    let store = store::open(db);
+    let old = Utc::now() - Duration::days(40);
+    seed_execution(db, "run_oldcompleted", "completed", old).await;
+    seed_execution(db, "run_oldcancelled", "cancelled", old).await;
+    seed_execution(db, "run_oldwaiting", "waiting", old).await;
+    seed_execution(db, "run_oldrunnable", "runnable", old).await;
+    seed_execution(db, "run_recentfailed", "failed", Utc::now()).await;
+    let cutoff = Utc::now() - Duration::days(30);
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("journal", 2),
+        ("mock_provider_calls", 2),
+        ("outbox", 2),
+        ("signals", 2),
+    ]
+    .into_iter()
+    .map(|(table, n)| (table.to_string(), n))
+    .collect();
+    assert_eq!(store.prune(cutoff, true).await.unwrap(), expected, "the dry run counts");
+    assert_eq!(
+        store.journal("run_oldcompleted").await.unwrap().len(),
+        1,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.prune(cutoff, false).await.unwrap(), expected, "as counted");
+    for run in ["run_oldcompleted", "run_oldcancelled"] {
+        assert!(store.journal(run).await.unwrap().is_empty(), "{run}");
+        assert!(store.mock_calls(run).await.unwrap().is_empty(), "{run}");
+        let outbox = store.outbox(run).await.unwrap();
+        assert_eq!(outbox.len(), 1, "the undelivered event stays");
+        assert!(outbox[0].delivered_at.is_none());
+        assert!(store.find_signal(run, "s").await.unwrap().is_none(), "{run}");
+        assert!(store.get_execution(run).await.unwrap().is_some(), "the execution stays");
+    }
+    for run in ["run_oldwaiting", "run_oldrunnable", "run_recentfailed"] {
+        assert_eq!(store.journal(run).await.unwrap().len(), 1, "{run}");
+        assert_eq!(store.mock_calls(run).await.unwrap().len(), 1, "{run}");
+        assert_eq!(store.outbox(run).await.unwrap().len(), 2, "{run}");
+        assert!(store.find_signal(run, "s").await.unwrap().is_some(), "{run}");
+    }
+    let left = store.prune(cutoff, false).await.unwrap();
+    assert!(left.values().all(|n| *n == 0), "{left:?}");
+}
+
 conformance_tests!(
     knowledge_hits_are_ranked_best_match_first,
     ingest_replaces_the_knowledge_base,
@@ -603,4 +682,5 @@ conformance_tests!(
     the_journal_lets_a_call_be_begun_once,
     the_outbox_keeps_each_runs_order,
     mock_calls_are_all_recorded,
+    retention_prunes_only_finished_executions_rows,
 );

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use myloware_core::Gate;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const HTTP_LABELS: [&str; 7] = ["service", "method", "route", "status", "runId", "gate", "persona"];
@@ -32,6 +33,18 @@ const LATENCY_BUCKETS: [f64; 14] = [
 #[derive(Debug, Clone)]
 pub struct RunLabel(pub String);
 
+/// Default of `METRICS_MAX_RUN_SERIES`: runs whose HTTP series are kept at once.
+pub const DEFAULT_MAX_RUN_SERIES: usize = 10_000;
+
+/// The longest label value kept; longer ones are cut (route templates and
+/// run ids are far shorter, so only a bug would reach it).
+const MAX_LABEL_CHARS: usize = 128;
+
+/// `method` values kept as they are; any other method is `OTHER`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
 /// A service's registry and its HTTP metrics.
 pub struct HttpMetrics {
     service: &'static str,
@@ -41,13 +54,20 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     /// The service's registry with its HTTP metrics; series of a run are
-    /// dropped `run_series_ttl` after [`HttpMetrics::run_finished`].
-    pub fn new(service: &'static str, run_series_ttl: Duration) -> Arc<HttpMetrics> {
+    /// dropped `run_series_ttl` after [`HttpMetrics::run_finished`], and at
+    /// most `max_run_series` runs have series at once (the requests of
+    /// further runs are counted without their run, and
+    /// `myloware_metrics_labels_dropped_total` says how many).
+    pub fn new(service: &'static str, run_series_ttl: Duration, max_run_series: usize) -> Arc<HttpMetrics> {
         let registry = Registry::new();
-        let http = Arc::new(HttpSeries::new(run_series_ttl));
+        let dropped = counter(&registry, DROPPED.0, DROPPED.1, &["service"]).with_label_values(&[service]);
+        let http = Arc::new(HttpSeries::new(run_series_ttl, max_run_series, dropped));
         registry
             .register(Box::new(HttpCollector(http.clone())))
             .expect("register once");
+        // The first scrape renders before it is counted: without this
+        // series, a fresh deployment shows no HTTP metrics at all.
+        http.declare([service, "GET", "/metrics", "200", "", ""]);
         Arc::new(HttpMetrics {
             service,
             registry,
@@ -57,6 +77,22 @@ impl HttpMetrics {
 
     pub fn service(&self) -> &'static str {
         self.service
+    }
+
+    /// Declares, at zero, the series a request to `route` answered with
+    /// `status` would count (no run), so dashboards and alerts have a series
+    /// from startup. `gate` must be a gate's name or empty.
+    pub fn declare(&self, method: &str, route: &str, status: u16, gate: &str) {
+        let labels = HttpLabels::new(method, route, status, "", gate, true);
+        let status = labels.status.to_string();
+        self.http.declare([
+            self.service,
+            labels.method,
+            &labels.route,
+            &status,
+            labels.gate,
+            labels.persona,
+        ]);
     }
 
     /// The run ended: its series go `run_series_ttl` from now.
@@ -104,23 +140,22 @@ impl HttpMetrics {
 }
 
 /// Middleware (install with `route_layer`, so the route is matched):
-/// counts and times each request by route template and the run, gate and
-/// persona it concerns.
+/// counts and times each request by route template and, for answers that
+/// concern a run the caller may see, the run, gate and persona.
 pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let (mut parts, body) = request.into_parts();
     let route = parts
         .extensions
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let (mut run_id, mut gate, mut persona) = (String::new(), String::new(), String::new());
+    let (mut run_id, mut gate) = (String::new(), String::new());
     if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
         for (key, value) in &params {
             match key {
                 "runId" => run_id = value.to_owned(),
                 "gate" => gate = value.to_owned(),
-                "persona" => persona = value.to_owned(),
                 _ => {}
             }
         }
@@ -131,23 +166,92 @@ pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, request: Reques
     {
         run_id = id.clone();
     }
-    if persona.is_empty() {
-        persona = gate_persona(&gate).to_owned();
-    }
-    let status = response.status().as_u16().to_string();
+    let labels = HttpLabels::new(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        &run_id,
+        &gate,
+        is_known(response.status()),
+    );
+    let status = labels.status.to_string();
     metrics.observe(
         [
             metrics.service,
-            method.as_str(),
-            route.as_str(),
-            status.as_str(),
-            run_id.as_str(),
-            gate.as_str(),
-            persona.as_str(),
+            labels.method,
+            &labels.route,
+            &status,
+            labels.run_id,
+            labels.gate,
+            labels.persona,
         ],
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// Whether a response says the caller was authenticated and the run of
+/// its path exists, so the run may be a label.
+///
+/// Every route with a `{runId}` answers 2xx or 3xx only then: on the API,
+/// `/v1/runs/{runId}`, `/v1/runs/{runId}/artifacts`, `/v1/runs/{runId}/cancel`
+/// and `/v1/hitl/link/{runId}/{gate}` sit behind the API key (401) and
+/// answer 404 for an unknown run; `/v1/hitl/approve|reject/{runId}/{gate}`
+/// check the link's token (403) or the API key before looking the run up
+/// (404, and the page's errors keep the error's status). On the
+/// orchestrator, every `/v1/executions/{runId}…` route sits behind its
+/// credential (401) and answers 404 for an unknown execution. The run ids
+/// handlers report in [`RunLabel`] (run start, chat) are of runs just
+/// created or found by an authenticated caller. 401, 403 and 404 (and every
+/// other 4xx or 5xx) are thus counted without run, gate and persona:
+/// unauthenticated callers cannot add series.
+fn is_known(status: StatusCode) -> bool {
+    status.is_success() || status.is_redirection()
+}
+
+/// The label values of one request, each from a bounded set.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpLabels<'a> {
+    /// A standard method or `OTHER`.
+    method: &'static str,
+    /// The matched route template (or `unmatched`), length-capped.
+    route: String,
+    status: u16,
+    /// A run-id-shaped id of a known run, or empty.
+    run_id: &'a str,
+    /// A gate's name, or empty.
+    gate: &'static str,
+    /// The persona of the gate, or empty.
+    persona: &'static str,
+}
+
+impl<'a> HttpLabels<'a> {
+    /// `known`: the answer concerns a run the caller may see ([`is_known`]);
+    /// otherwise run, gate and persona are left empty.
+    fn new(method: &str, route: &str, status: u16, run_id: &'a str, gate: &str, known: bool) -> HttpLabels<'a> {
+        let method = METHODS.into_iter().find(|m| *m == method).unwrap_or("OTHER");
+        let route = match route.char_indices().nth(MAX_LABEL_CHARS) {
+            Some((cut, _)) => route[..cut].to_owned(),
+            None => route.to_owned(),
+        };
+        let run_id = if known && run_id.len() <= MAX_LABEL_CHARS && myloware_core::ids::is_run_id(run_id) {
+            run_id
+        } else {
+            ""
+        };
+        let gate = match gate.parse::<Gate>() {
+            Ok(gate) if known => gate.as_str(),
+            _ => "",
+        };
+        HttpLabels {
+            method,
+            route,
+            status,
+            run_id,
+            gate,
+            persona: gate_persona(gate),
+        }
+    }
 }
 
 /// The persona a gate belongs to (the `persona` label of gate routes).
@@ -168,9 +272,12 @@ fn gate_persona(gate: &str) -> &'static str {
 /// 10,000 runs, 42 MB), these about 0.5 KB. Series are grouped by run, so
 /// a finished run's series are dropped at once, `ttl` after it ended
 /// (Prometheus keeps their history), and the series count stays bounded by
-/// the active runs.
+/// the active runs, and at most `max_runs`.
 struct HttpSeries {
     ttl: Duration,
+    max_runs: usize,
+    /// Requests of a run counted without it (the cap was reached).
+    dropped: IntCounter,
     state: Mutex<SeriesState>,
 }
 
@@ -209,17 +316,33 @@ impl Observed {
 }
 
 impl HttpSeries {
-    fn new(ttl: Duration) -> HttpSeries {
+    fn new(ttl: Duration, max_runs: usize, dropped: IntCounter) -> HttpSeries {
         HttpSeries {
             ttl,
+            max_runs,
+            dropped,
             state: Mutex::new(SeriesState::default()),
         }
     }
 
+    /// A series without run, at zero.
+    fn declare(&self, others: [&str; 6]) {
+        let mut state = self.state.lock().expect("http series lock");
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(others);
+        let series = state.unscoped.entry(hash).or_default();
+        if !series.iter().any(|(l, _)| l.iter().map(|v| &**v).eq(others)) {
+            series.push((others.map(Box::from), Observed::default()));
+        }
+    }
+
     fn observe(&self, labels: [&str; 7], seconds: f64) {
-        let [service, method, route, status, run_id, gate, persona] = labels;
+        let [service, method, route, status, mut run_id, gate, persona] = labels;
         let others = [service, method, route, status, gate, persona];
         let mut state = self.state.lock().expect("http series lock");
+        if !run_id.is_empty() && !state.runs.contains_key(run_id) && state.runs.len() >= self.max_runs {
+            self.dropped.inc();
+            run_id = "";
+        }
         let series = if run_id.is_empty() {
             let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(others);
             state.unscoped.entry(hash).or_default()
@@ -342,6 +465,10 @@ impl HttpSeries {
 
 const REQUESTS: (&str, &str) = ("http_requests_total", "HTTP requests answered");
 const DURATION: (&str, &str) = ("http_request_duration_seconds", "HTTP request latency");
+const DROPPED: (&str, &str) = (
+    "myloware_metrics_labels_dropped_total",
+    "Requests of a run counted without their run: METRICS_MAX_RUN_SERIES runs already had series",
+);
 
 /// [`HttpSeries`] as a collector of the service's registry.
 struct HttpCollector(Arc<HttpSeries>);
@@ -409,7 +536,7 @@ mod tests {
 
     #[test]
     fn http_series_render_as_a_counter_and_a_cumulative_histogram() {
-        let metrics = HttpMetrics::new("api", Duration::from_secs(60));
+        let metrics = HttpMetrics::new("api", Duration::from_secs(60), DEFAULT_MAX_RUN_SERIES);
         let labels = [
             "api",
             "POST",
@@ -445,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_finished_runs_series_are_dropped_after_the_ttl() {
-        let metrics = HttpMetrics::new("api", Duration::from_millis(50));
+        let metrics = HttpMetrics::new("api", Duration::from_millis(50), DEFAULT_MAX_RUN_SERIES);
         let labels = |run: &'static str| ["api", "GET", "/v1/runs/{runId}", "200", run, "", ""];
         metrics.observe(labels("run_a"), 0.01);
         metrics.observe(labels("run_b"), 0.01);
@@ -459,5 +586,91 @@ mod tests {
         assert!(text.contains("runId=\"run_b\""), "a running run keeps its series");
         assert!(text.contains("route=\"/health\""), "series without a run stay");
         assert_eq!(metrics.tracked_runs(), 1);
+    }
+
+    #[test]
+    fn only_answers_about_a_known_run_keep_run_gate_and_persona() {
+        let route = "/v1/hitl/approve/{runId}/{gate}";
+        let ok = HttpLabels::new("POST", route, 200, "run_abc123", "ideate", is_known(StatusCode::OK));
+        assert_eq!((ok.run_id, ok.gate, ok.persona), ("run_abc123", "ideate", "iggy"));
+        let found = HttpLabels::new(
+            "GET",
+            route,
+            303,
+            "run_abc123",
+            "ideate",
+            is_known(StatusCode::SEE_OTHER),
+        );
+        assert_eq!(found.run_id, "run_abc123");
+        for status in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ] {
+            let labels = HttpLabels::new("POST", route, status.as_u16(), "run_abc123", "ideate", is_known(status));
+            assert_eq!((labels.run_id, labels.gate, labels.persona), ("", "", ""), "{status}");
+            assert_eq!(labels.route, route, "the template stays");
+            assert_eq!(labels.status, status.as_u16());
+        }
+    }
+
+    #[test]
+    fn label_values_come_from_bounded_sets() {
+        let long = format!("run_{}", "a".repeat(5000));
+        let labels = HttpLabels::new("BREW", &"/x".repeat(5000), 200, &long, "nope", true);
+        assert_eq!(labels.method, "OTHER");
+        assert_eq!(labels.route.chars().count(), MAX_LABEL_CHARS);
+        assert_eq!((labels.run_id, labels.gate, labels.persona), ("", "", ""));
+        for bad in ["RUN_ABC", "run_", "run_a\"b", "run_a/../b", "abc", "run_\u{e9}"] {
+            assert_eq!(
+                HttpLabels::new("GET", "/v1/runs/{runId}", 200, bad, "", true).run_id,
+                "",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            HttpLabels::new("PATCH", "unmatched", 404, "", "", false).method,
+            "PATCH"
+        );
+        assert_eq!(HttpLabels::new("get", "unmatched", 404, "", "", false).method, "OTHER");
+        let gate = HttpLabels::new("POST", "/x", 200, "", "prepublish", true);
+        assert_eq!((gate.gate, gate.persona), ("prepublish", "quinn"));
+    }
+
+    #[test]
+    fn runs_beyond_the_cap_are_counted_without_their_run() {
+        let metrics = HttpMetrics::new("api", Duration::from_secs(60), 2);
+        let labels = |run: &'static str| ["api", "GET", "/v1/runs/{runId}", "200", run, "", ""];
+        for run in ["run_a", "run_b", "run_c", "run_d", "run_a"] {
+            metrics.observe(labels(run), 0.01);
+        }
+        assert_eq!(metrics.tracked_runs(), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains("runId=\"run_a\"") && text.contains("runId=\"run_b\""),
+            "{text}"
+        );
+        assert!(!text.contains("run_c") && !text.contains("run_d"), "{text}");
+        let unlabelled = r#"http_requests_total{gate="",method="GET",persona="",route="/v1/runs/{runId}",runId="",service="api",status="200"} 2"#;
+        assert!(text.lines().any(|l| l == unlabelled), "{text}");
+        let dropped = r#"myloware_metrics_labels_dropped_total{service="api"} 2"#;
+        assert!(text.lines().any(|l| l == dropped), "{text}");
+    }
+
+    #[test]
+    fn a_fresh_registry_has_its_series_at_zero() {
+        let metrics = HttpMetrics::new("orchestrator", Duration::from_secs(60), DEFAULT_MAX_RUN_SERIES);
+        metrics.declare("POST", "/v1/hitl/approve/{runId}/{gate}", 200, "ideate");
+        let text = metrics.render();
+        for line in [
+            r#"myloware_metrics_labels_dropped_total{service="orchestrator"} 0"#,
+            r#"http_requests_total{gate="",method="GET",persona="",route="/metrics",runId="",service="orchestrator",status="200"} 0"#,
+            r#"http_requests_total{gate="ideate",method="POST",persona="iggy",route="/v1/hitl/approve/{runId}/{gate}",runId="",service="orchestrator",status="200"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
     }
 }

@@ -178,6 +178,7 @@ mod tests {
             langsmith_project: get("LANGSMITH_PROJECT"),
             langsmith_endpoint: get("LANGSMITH_ENDPOINT"),
             run_series_ttl: std::time::Duration::from_secs(60),
+            max_run_series: 10_000,
         }
     }
 

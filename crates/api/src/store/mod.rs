@@ -399,13 +399,9 @@ pub struct WebhookDelivery {
     pub received_at: DateTime<Utc>,
 }
 
-/// What a retention prune deleted, or would delete (dry run), per table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub webhook_deliveries: u64,
-    pub artifacts: u64,
-    pub chat_deliveries: u64,
-}
+/// What a retention prune deleted, or would delete (dry run): rows by
+/// table name, every prunable table listed.
+pub type Pruned = std::collections::BTreeMap<String, u64>;
 
 #[async_trait]
 pub trait ApiStore: Send + Sync + 'static {
@@ -521,12 +517,12 @@ pub trait ApiStore: Send + Sync + 'static {
     /// A run's artifacts in creation order.
     async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>>;
 
-    /// Retention: webhook deliveries received before `cutoff` whose run has
-    /// ended or is unknown (an unfinished run may still need their
-    /// idempotency keys), the artifacts of runs that ended (last changed in a
-    /// terminal status) before `cutoff`, and chat pushes created before
-    /// `cutoff` that were delivered or given up. Counted when `dry_run`, else
-    /// deleted in one transaction; both select the same rows.
+    /// Retention: every row from before `cutoff` that no unfinished run
+    /// needs (gate audit, applied events, acknowledged commands, webhook
+    /// deliveries, artifacts and chat lines of ended runs or of none,
+    /// resolved dead letters, finished chat pushes; `sql::PRUNABLE` says
+    /// which exactly). Counted when `dry_run`, else deleted in one
+    /// transaction; both select the same rows.
     async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<Pruned>;
 
     /// The counts behind the gauges of `/metrics`.

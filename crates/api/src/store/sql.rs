@@ -357,20 +357,74 @@ macro_rules! insert_command {
     }};
 }
 
-/// The rows retention removes, as `FROM` clauses (`$1` is the cutoff), so a
-/// dry run counts exactly what a real prune deletes. Statuses listed are the
-/// terminal ones (`RunStatus::is_terminal`).
-const PRUNABLE: [&str; 3] = [
-    // Deliveries whose run has ended or is unknown: no unfinished run can
-    // receive their idempotency key again.
-    "webhook_deliveries WHERE received_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
-       WHERE runs.id = webhook_deliveries.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+/// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
+/// cutoff), so a dry run counts exactly what a real prune deletes. A clause
+/// never depends on what an earlier one deletes, except `chat_messages`,
+/// which reads the deliveries the `chat_deliveries` clause deletes before
+/// it (a message goes once every push of it is done). Runs and gates stay:
+/// they are the record of what was made and decided. Statuses listed are
+/// the terminal ones (`RunStatus::is_terminal`).
+const PRUNABLE: [(&str, &str); 8] = [
+    // Decision attempts, kept while their run is unfinished (attempts on
+    // unknown runs go too).
+    (
+        "gate_audit",
+        "at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = gate_audit.run_id \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    ),
+    // Events applied to runs that ended before the cutoff (their order is
+    // kept by runs.last_event_seq; the orchestrator never resends them).
+    (
+        "run_events",
+        "run_id IN (SELECT id FROM runs \
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
+    ),
+    // Acknowledged commands of runs that ended before the cutoff, except
+    // the ones a gate shows as its decision's delivery.
+    (
+        "commands",
+        "acked_at IS NOT NULL AND run_id IN (SELECT id FROM runs \
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1) \
+         AND NOT EXISTS (SELECT 1 FROM gates WHERE gates.command_seq = commands.seq)",
+    ),
+    // Deliveries whose run has ended or is unknown (refused ones have no
+    // run): no unfinished run can receive their idempotency key again.
+    (
+        "webhook_deliveries",
+        "received_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
+           WHERE runs.id = webhook_deliveries.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    ),
     // Artifacts of runs that ended before the cutoff (a late event on an
     // ended run moves its updated_at, which only keeps them longer).
-    "artifacts WHERE run_id IN (SELECT id FROM runs \
-       WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
-    // Pushes that are done: delivered, or given up.
-    "chat_deliveries WHERE status IN ('delivered', 'failed') AND created_at < $1",
+    (
+        "artifacts",
+        "run_id IN (SELECT id FROM runs \
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
+    ),
+    // Dead letters replayed (resolved) before the cutoff; open ones stay,
+    // and so do those of an unfinished run.
+    (
+        "dead_letters",
+        "resolved_at IS NOT NULL AND resolved_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
+           WHERE runs.id = dead_letters.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    ),
+    // Pushes that are done (delivered, or given up), unless of a line about
+    // an unfinished run.
+    (
+        "chat_deliveries",
+        "status IN ('delivered', 'failed') AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM chat_messages m \
+           JOIN runs ON runs.id = m.run_id WHERE m.seq = chat_deliveries.message_seq \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    ),
+    // Chat lines before the cutoff, unless about an unfinished run or
+    // still to be pushed somewhere.
+    (
+        "chat_messages",
+        "created_at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = chat_messages.run_id \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected')) \
+         AND NOT EXISTS (SELECT 1 FROM chat_deliveries d WHERE d.message_seq = chat_messages.seq \
+           AND NOT (d.status IN ('delivered', 'failed') AND d.created_at < $1))",
+    ),
 ];
 
 /// A run with its gates and artifacts in one statement (`GET /v1/runs/{id}`
@@ -1051,29 +1105,27 @@ macro_rules! sql_api_store {
 
             async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<Pruned> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
-                let mut counts = [0u64; PRUNABLE.len()];
-                for (count, rows) in counts.iter_mut().zip(PRUNABLE) {
-                    *count = if dry_run {
-                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {rows}")))
-                            .bind(cutoff)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                let mut pruned = Pruned::new();
+                for (table, rows) in PRUNABLE {
+                    let count = if dry_run {
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT COUNT(*) FROM {table} WHERE {rows}"
+                        )))
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
                         n.max(0) as u64
                     } else {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {rows}")))
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {rows}")))
                             .bind(cutoff)
                             .execute(&mut *tx)
                             .await?
                             .rows_affected()
                     };
+                    pruned.insert(table.to_string(), count);
                 }
                 tx.commit().await?;
-                let [webhook_deliveries, artifacts, chat_deliveries] = counts;
-                Ok(Pruned {
-                    webhook_deliveries,
-                    artifacts,
-                    chat_deliveries,
-                })
+                Ok(pruned)
             }
 
             async fn gauges(&self) -> StoreResult<ApiGauges> {

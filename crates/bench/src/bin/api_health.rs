@@ -69,7 +69,7 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
             // alone on the bare handler.
             let request_id = bare().layer(axum::middleware::from_fn(myloware_telemetry::http::request_id));
             let metrics = bare().route_layer(axum::middleware::from_fn_with_state(
-                HttpMetrics::new("api", config.telemetry.run_series_ttl),
+                HttpMetrics::new("api", config.telemetry.run_series_ttl, config.telemetry.max_run_series),
                 myloware_telemetry::track_http,
             ));
             servers.push(("+request-id", services::spawn_router(request_id).await?));

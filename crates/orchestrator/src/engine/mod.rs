@@ -167,7 +167,17 @@ impl Engine {
         providers: ProviderSets,
         personas: Personas,
     ) -> Arc<Engine> {
-        let metrics = EngineMetrics::new(HttpMetrics::new("orchestrator", config.telemetry.run_series_ttl));
+        let telemetry = &config.telemetry;
+        let http = HttpMetrics::new("orchestrator", telemetry.run_series_ttl, telemetry.max_run_series);
+        // The projects only name series declared at zero: without a
+        // readable catalog there are none to declare.
+        let catalog = myloware_core::project::Catalog::load(&config.projects_dir).ok();
+        let declared = crate::metrics::Declared {
+            projects: &catalog.as_ref().map(|c| c.names()).unwrap_or_default(),
+            mode: config.providers_mode,
+            model: &config.llm.model,
+        };
+        let metrics = EngineMetrics::new(http, &declared);
         Arc::new(Engine {
             store,
             config,

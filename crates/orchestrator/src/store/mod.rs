@@ -4,6 +4,7 @@
 //! ledger, and the knowledge base the personas search. One trait, a SQLite
 //! and a Postgres implementation, one conformance suite (`tests/store.rs`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -266,6 +267,14 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>>;
 
     async fn counts(&self) -> StoreResult<EngineCounts>;
+
+    /// Retention: the journal, delivered outbox events, signals and mock
+    /// provider calls of executions that finished (completed, failed,
+    /// cancelled, rejected) before `cutoff`; never a row of a runnable or
+    /// waiting one, whose exactly-once rests on them. The executions stay.
+    /// Counted when `dry_run`, else deleted in one transaction; rows by
+    /// table name.
+    async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>>;
 
     async fn record_mock_call(&self, call: &MockCall) -> StoreResult<()>;
 

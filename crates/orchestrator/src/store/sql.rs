@@ -1,6 +1,8 @@
 //! The SQL behind [`OrchestratorStore`], written once for both backends;
 //! only the full-text search differs (FTS5 on SQLite, tsvector on Postgres).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use myloware_core::project::KnowledgeDoc;
@@ -12,6 +14,29 @@ use super::{
     Created, EngineCounts, ExecStatus, Execution, JournalBegin, JournalEntry, KnowledgeHit, NewEvent, NewExecution,
     OrchestratorStore, OutboxEvent, SignalOutcome, StepCommit, StoreResult, StoredSignal, query_terms,
 };
+
+/// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
+/// cutoff), so a dry run counts exactly what a real prune deletes: rows of
+/// executions that finished (`ExecStatus::is_finished`) before the cutoff.
+const PRUNABLE: [(&str, &str); 4] = [
+    (
+        "journal",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "outbox",
+        "delivered_at IS NOT NULL AND run_id IN \
+           (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "signals",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "mock_provider_calls",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+];
 
 const EXECUTION_COLUMNS: &str = "run_id, project, request, status, node, state, wait, wake_at, cancel_requested, \
      lease_owner, lease_until, event_seq, steps, created_at, updated_at";
@@ -683,6 +708,31 @@ macro_rules! sql_orchestrator_store {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(EngineCounts { runnable, waiting, outbox_pending })
+            }
+
+            async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut pruned = BTreeMap::new();
+                for (table, rows) in PRUNABLE {
+                    let count = if dry_run {
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT COUNT(*) FROM {table} WHERE {rows}"
+                        )))
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        n.max(0) as u64
+                    } else {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {rows}")))
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                    };
+                    pruned.insert(table.to_string(), count);
+                }
+                tx.commit().await?;
+                Ok(pruned)
             }
 
             async fn record_mock_call(&self, call: &MockCall) -> StoreResult<()> {
