@@ -236,3 +236,19 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
 pub fn smoke() -> Value {
     json!({"project": "test_video_gen", "input": {"prompt": "smoke"}})
 }
+
+/// The variables of a live-mode system whose providers are the fakes at
+/// these base URLs (see [`fakes`]); kie.ai callbacks signed with
+/// [`fakes::SIGNING`].
+pub fn live_vars<'a>(kie: &'a str, shotstack: &'a str, upload: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("USE_MOCK_PROVIDERS", "false"),
+        ("KIEAI_API_KEY", "kie-live-key"),
+        ("KIEAI_SIGNING_SECRET", fakes::SIGNING),
+        ("KIEAI_BASE_URL", kie),
+        ("SHOTSTACK_API_KEY", "shotstack-live-key"),
+        ("SHOTSTACK_BASE_URL", shotstack),
+        ("UPLOAD_POST_API_KEY", "upload-live-key"),
+        ("UPLOAD_POST_BASE_URL", upload),
+    ]
+}
