@@ -562,7 +562,11 @@ mod webhooks_and_events {
 
     fn callback_path(run_id: &str, index: u32, token: Option<&str>) -> String {
         let token = token.map(str::to_owned).unwrap_or_else(|| {
-            signing::callback_token(b"dev-hitl-secret-not-for-production", run_id, &format!("mock-clip:{index}"))
+            signing::callback_token(
+                b"dev-hitl-secret-not-for-production",
+                run_id,
+                &format!("mock-clip:{index}"),
+            )
         });
         format!("/v1/webhooks/kieai?runId={run_id}&index={index}&token={token}")
     }

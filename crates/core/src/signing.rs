@@ -141,10 +141,7 @@ pub fn hitl_token(secret: &[u8], run_id: &str, gate: &str, exp: i64) -> String {
 }
 
 fn hitl_mac(key: &[u8], run_id: &str, gate: &str, exp: &str) -> HmacSha256 {
-    mac(
-        key,
-        &[run_id.as_bytes(), b":", gate.as_bytes(), b":", exp.as_bytes()],
-    )
+    mac(key, &[run_id.as_bytes(), b":", gate.as_bytes(), b":", exp.as_bytes()])
 }
 
 /// Whether `token` approves `gate` of `run_id` at `now` under any of

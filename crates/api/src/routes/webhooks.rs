@@ -298,7 +298,10 @@ pub async fn upload_post(
             .await?;
         woken += 1;
     }
-    tracing::info!(woken, "Upload-Post webhook: publishing runs woken to ask for their status");
+    tracing::info!(
+        woken,
+        "Upload-Post webhook: publishing runs woken to ask for their status"
+    );
     Ok(Json(json!({"status": "accepted"})))
 }
 

@@ -584,3 +584,20 @@ pub fn open(db: &Db) -> Arc<dyn ApiStore> {
         Db::Postgres(pool) => Arc::new(PgApiStore::new(pool.clone())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_and_cut_at_character_boundaries() {
+        assert_eq!(excerpt(b"{\"a\":1}", 1024), "{\"a\":1}");
+        assert_eq!(excerpt("ééé".as_bytes(), 5), "éé", "never half a character");
+        let junk = excerpt(&[0xFF; 5000], 1024);
+        assert!(junk.len() <= 1024 && junk.chars().all(|c| c == '\u{FFFD}'));
+        let delivery = WebhookDelivery::of_body(&[0xFF; 5000]);
+        assert_eq!(delivery.body_size, 5000);
+        assert_eq!(delivery.body_sha256.len(), 64);
+        assert!(delivery.body.len() <= WEBHOOK_BODY_EXCERPT_BYTES);
+    }
+}

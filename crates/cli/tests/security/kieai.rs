@@ -79,7 +79,10 @@ async fn claim_success(
             system.api
         ))
         .header("x-webhook-timestamp", &timestamp)
-        .header("x-webhook-signature", signing::kieai_signature(key, task_id, &timestamp))
+        .header(
+            "x-webhook-signature",
+            signing::kieai_signature(key, task_id, &timestamp),
+        )
         .json(&body)
         .send()
         .await
@@ -229,7 +232,15 @@ async fn callback_tokens_survive_a_rotation_and_are_not_hitl_tokens(db: &Db) {
         "minted under the current secret"
     );
     assert_eq!(
-        claim_success(&system, &run_id, 0, "task-c", (b"some-other-secret", "mock-clip:0"), mock_key).await,
+        claim_success(
+            &system,
+            &run_id,
+            0,
+            "task-c",
+            (b"some-other-secret", "mock-clip:0"),
+            mock_key
+        )
+        .await,
         401
     );
 
@@ -245,7 +256,10 @@ async fn callback_tokens_survive_a_rotation_and_are_not_hitl_tokens(db: &Db) {
             system.api
         ))
         .header("x-webhook-timestamp", &timestamp)
-        .header("x-webhook-signature", signing::kieai_signature(mock_key, "task-d", &timestamp))
+        .header(
+            "x-webhook-signature",
+            signing::kieai_signature(mock_key, "task-d", &timestamp),
+        )
         .json(&json!({"code": 200, "data": {"taskId": "task-d"}}))
         .send()
         .await

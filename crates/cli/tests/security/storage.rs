@@ -17,7 +17,10 @@ const BODY_BYTES: usize = 1_000_000;
 async fn database_bytes(db: &Db) -> i64 {
     match db {
         Db::Sqlite(pool) => {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.unwrap();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+                .unwrap();
             let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(pool).await.unwrap();
             let size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await.unwrap();
             pages * size
@@ -74,7 +77,9 @@ async fn megabytes_of_refused_bodies_grow_the_database_by_kilobytes(db: &Db) {
             let headers = delivery.headers.as_object().unwrap();
             assert!(headers.len() <= 31, "{} headers kept", headers.len());
             assert!(
-                headers.values().all(|v| v.as_str().is_none_or(|v| v.chars().count() <= 256)),
+                headers
+                    .values()
+                    .all(|v| v.as_str().is_none_or(|v| v.chars().count() <= 256)),
                 "a header value kept whole"
             );
             assert!(delivery.idempotency_key.is_none(), "no key consumed");

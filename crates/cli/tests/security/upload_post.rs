@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use myloware_db::{Db, conformance_tests};
 use serde_json::{Value, json};
 
-use crate::support::fakes::{
-    ASYNC_PUBLISH_URL, Calls, fake_kie, fake_shotstack, fake_upload_post_async,
-};
+use crate::support::fakes::{ASYNC_PUBLISH_URL, Calls, fake_kie, fake_shotstack, fake_upload_post_async};
 use crate::support::{System, live_vars, start};
 
 const ATTACKER_URL: &str = "https://evil.example/@victim/video/1";
@@ -105,7 +103,10 @@ async fn replays_and_other_events_wake_nothing(db: &Db) {
     let system = start(db, &[]).await;
     let body = forged_completion("j1");
     assert_eq!(post_webhook(&system, &body).await, (200, json!({"status": "accepted"})));
-    assert_eq!(post_webhook(&system, &body).await, (200, json!({"status": "duplicate"})));
+    assert_eq!(
+        post_webhook(&system, &body).await,
+        (200, json!({"status": "duplicate"}))
+    );
     assert_eq!(
         post_webhook(&system, &json!({"event": "upload_failed", "job_id": "j3"})).await,
         (200, json!({"status": "ignored"}))
