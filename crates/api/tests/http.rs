@@ -8,13 +8,12 @@ use common::{API_KEY, eventually, spawn_app};
 use myloware_db::{Db, conformance_tests};
 use serde_json::{Value, json};
 
-const LIVE_SECRETS: [(&str, &str); 6] = [
+const LIVE_SECRETS: [(&str, &str); 5] = [
     ("USE_MOCK_PROVIDERS", "false"),
     ("KIEAI_API_KEY", "kie-key"),
     ("KIEAI_SIGNING_SECRET", "kie-signing"),
     ("SHOTSTACK_API_KEY", "shotstack-key"),
     ("UPLOAD_POST_API_KEY", "upload-key"),
-    ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
 ];
 
 async fn the_runbook_check_reports_the_provider_mode(db: &Db) {
@@ -563,7 +562,11 @@ mod webhooks_and_events {
 
     fn callback_path(run_id: &str, index: u32, token: Option<&str>) -> String {
         let token = token.map(str::to_owned).unwrap_or_else(|| {
-            signing::callback_token(b"dev-hitl-secret-not-for-production", run_id, &format!("clip:{index}"))
+            signing::callback_token(
+                b"dev-hitl-secret-not-for-production",
+                run_id,
+                &format!("mock-clip:{index}"),
+            )
         });
         format!("/v1/webhooks/kieai?runId={run_id}&index={index}&token={token}")
     }
@@ -611,9 +614,10 @@ mod webhooks_and_events {
         assert_eq!((relayed_run.as_str(), action.as_str()), (run_id.as_str(), "signals"));
         assert_eq!(
             delivery["signal"],
-            json!({"type": "clip.completed", "taskId": "task-9", "index": 0, "url": "https://cdn/0.mp4"})
+            json!({"type": "clip.reported", "taskId": "task-9", "index": 0}),
+            "a trigger: the body's code and URLs are not relayed"
         );
-        assert_eq!(delivery["signalId"], "kieai:task-9:200");
+        assert_eq!(delivery["signalId"], "kieai:task-9");
 
         let deliveries = app.state.store.list_webhooks("kieai").await.unwrap();
         let outcomes: Vec<(&str, &str)> = deliveries
@@ -645,7 +649,7 @@ mod webhooks_and_events {
                     Some(&signing::callback_token(
                         b"dev-hitl-secret-not-for-production",
                         &run_id,
-                        "clip:0",
+                        "mock-clip:0",
                     )),
                 ),
                 Some(sign("task-1")),
@@ -890,10 +894,10 @@ mod webhooks_and_events {
         let relayed = app.orchestrator.commands();
         assert_eq!(relayed.len(), 1, "the replay reached the orchestrator: {relayed:?}");
         assert_eq!(
-            relayed[0].2["signalId"], "kieai:task-dlq:200:replay:2",
+            relayed[0].2["signalId"], "kieai:task-dlq:replay:2",
             "a new id: idempotency does not swallow it"
         );
-        assert_eq!(relayed[0].2["signal"]["type"], "clip.completed");
+        assert_eq!(relayed[0].2["signal"]["type"], "clip.reported");
         assert_eq!(app.get_json("/v1/dlq").await.1["deadLetters"], json!([]));
         assert_eq!(
             app.get_json("/v1/dlq?all=true").await.1["deadLetters"][0]["attempts"],
@@ -915,54 +919,54 @@ mod webhooks_and_events {
         assert!(app.orchestrator.commands().is_empty());
     }
 
-    async fn upload_post_webhooks_are_verified_deduplicated_and_relayed(db: &Db) {
-        let app = spawn_app(db, &[("UPLOAD_POST_SIGNING_SECRET", "up-secret")]).await;
-        let run_id = started_run(&app).await;
-        let body = json!({"request_id": format!("{run_id}:quinn:publish:1"), "status": "completed"}).to_string();
-        let post = |signature: Option<String>, body: String| {
-            let mut request = app
-                .http
-                .post(app.url("/v1/webhooks/upload-post"))
-                .header("content-type", "application/json")
-                .body(body);
-            if let Some(signature) = signature {
-                request = request.header("x-upload-post-signature", signature);
-            }
+    async fn upload_post_webhooks_only_wake_publishing_runs_once_per_delivery(db: &Db) {
+        use myloware_api::store::NewRun;
+        use myloware_core::RunStatus;
+        let app = spawn_app(db, &[]).await;
+        let pending = started_run(&app).await;
+        let publishing = app
+            .state
+            .store
+            .insert_run(&NewRun {
+                gate: None,
+                id: myloware_core::ids::new_run_id(),
+                project: "test_video_gen".into(),
+                status: RunStatus::Publishing,
+                user_id: None,
+                payload: json!({"project": "test_video_gen", "input": {}}),
+                result: json!({}),
+                created_at: myloware_api::store::now(),
+            })
+            .await
+            .unwrap()
+            .id;
+        let post = |body: Value| {
+            let request = app.http.post(app.url("/v1/webhooks/upload-post")).json(&body);
             async move {
                 let response = request.send().await.unwrap();
                 let status = response.status().as_u16();
                 (status, response.json::<Value>().await.unwrap_or(Value::Null))
             }
         };
-        let good = signing::hex_body_signature(b"up-secret", body.as_bytes());
-        assert_eq!(post(None, body.clone()).await.0, 401);
-        assert_eq!(post(Some("00".repeat(32)), body.clone()).await.0, 401);
+        let completed = json!({"event": "upload_completed", "job_id": "j1", "platform": "tiktok",
+            "result": {"success": true, "url": "https://evil.example/video"}});
         assert_eq!(
-            post(
-                Some(signing::hex_body_signature(b"other", body.as_bytes())),
-                body.clone()
-            )
-            .await
-            .0,
-            401
+            post(json!({"event": "upload_failed", "job_id": "j0"})).await,
+            (200, json!({"status": "ignored"}))
         );
-        assert_eq!(
-            post(Some(good.clone()), body.clone()).await,
-            (200, json!({"status": "accepted"}))
-        );
-        assert_eq!(
-            post(Some(good), body.clone()).await,
-            (200, json!({"status": "duplicate"}))
-        );
-        let relayed = eventually(Duration::from_secs(5), "the publish signal", || async {
+        assert_eq!(post(completed.clone()).await, (200, json!({"status": "accepted"})));
+        assert_eq!(post(completed).await, (200, json!({"status": "duplicate"})));
+        let relayed = eventually(Duration::from_secs(5), "the publish hint", || async {
             let commands = app.orchestrator.commands();
             (!commands.is_empty()).then_some(commands)
         })
         .await;
-        assert_eq!(relayed.len(), 1);
+        assert_eq!(relayed.len(), 1, "{relayed:?}");
+        assert_eq!(relayed[0].0, publishing, "not {pending}, which is not publishing");
         assert_eq!(
             relayed[0].2["signal"],
-            json!({"type": "publish.updated", "requestId": format!("{run_id}:quinn:publish:1"), "status": "completed"})
+            json!({"type": "publish.updated", "requestId": format!("{publishing}:quinn:publish:1"), "status": "hint"}),
+            "nothing of the body is relayed"
         );
         let statuses: Vec<String> = app
             .state
@@ -975,18 +979,12 @@ mod webhooks_and_events {
             .collect();
         assert_eq!(
             statuses,
-            [
-                "missing/rejected",
-                "rejected/rejected",
-                "rejected/rejected",
-                "verified/accepted",
-                "verified/duplicate"
-            ]
+            ["unsigned/ignored", "unsigned/accepted", "unsigned/duplicate"]
         );
     }
 
     conformance_tests!(
-        upload_post_webhooks_are_verified_deduplicated_and_relayed,
+        upload_post_webhooks_only_wake_publishing_runs_once_per_delivery,
         refused_signals_are_dead_lettered_and_really_replayed,
         a_verified_callback_for_an_unknown_run_is_dead_lettered,
         a_hundred_identical_callbacks_at_once_are_processed_once,

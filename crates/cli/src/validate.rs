@@ -18,6 +18,12 @@ pub async fn env(online: bool) -> anyhow::Result<()> {
     for warning in config.warnings() {
         println!("warning: {warning}");
     }
+    if std::env::var_os("UPLOAD_POST_SIGNING_SECRET").is_some() {
+        println!(
+            "warning: UPLOAD_POST_SIGNING_SECRET is ignored (Upload-Post does not sign its webhooks; \
+             they only wake a publishing run, which then asks Upload-Post)"
+        );
+    }
     let catalog = env::catalog(&config)?;
     println!("projects: {} ({})", catalog.projects.len(), catalog.names().join(", "));
     if online {

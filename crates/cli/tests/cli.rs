@@ -8,19 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const LIVE_SECRETS: [(&str, &str); 5] = [
+const LIVE_SECRETS: [(&str, &str); 4] = [
     ("KIEAI_API_KEY", "kie-key-value"),
     ("KIEAI_SIGNING_SECRET", "kie-signing-value"),
     ("SHOTSTACK_API_KEY", "shotstack-key-value"),
     ("UPLOAD_POST_API_KEY", "upload-key-value"),
-    ("UPLOAD_POST_SIGNING_SECRET", "upload-signing-value"),
 ];
-const MISSING_IN_LIVE: [&str; 5] = [
+const MISSING_IN_LIVE: [&str; 4] = [
     "KIEAI_API_KEY",
     "KIEAI_SIGNING_SECRET",
     "SHOTSTACK_API_KEY",
     "UPLOAD_POST_API_KEY",
-    "UPLOAD_POST_SIGNING_SECRET",
 ];
 
 fn projects_dir() -> PathBuf {

@@ -418,7 +418,6 @@ async fn live_crashes(db: SharedDb) {
         ("SHOTSTACK_API_KEY", "shotstack-live-key"),
         ("SHOTSTACK_BASE_URL", shotstack.as_str()),
         ("UPLOAD_POST_API_KEY", "upload-live-key"),
-        ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
         ("UPLOAD_POST_BASE_URL", upload.as_str()),
         ("CLIP_POLL_AFTER_SECS", "2"),
         // One worker, so the crash interrupts exactly the call at the crash

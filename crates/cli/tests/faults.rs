@@ -1192,7 +1192,6 @@ async fn fake_providers() -> (Arc<Fakes>, Vec<(String, String)>) {
         ("SHOTSTACK_API_KEY", "shotstack-live-key"),
         ("SHOTSTACK_BASE_URL", &url),
         ("UPLOAD_POST_API_KEY", "upload-live-key"),
-        ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
         ("UPLOAD_POST_BASE_URL", &url),
         ("CLIP_POLL_AFTER_SECS", "2"),
     ]

@@ -28,7 +28,6 @@ async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> support::System 
             ("SHOTSTACK_API_KEY", "shotstack-live-key"),
             ("SHOTSTACK_BASE_URL", &shotstack),
             ("UPLOAD_POST_API_KEY", "upload-live-key"),
-            ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
             ("UPLOAD_POST_BASE_URL", &upload),
             ("CLIP_POLL_AFTER_SECS", "1"),
         ],
@@ -91,7 +90,6 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
             ("SHOTSTACK_API_KEY", "shotstack-live-key"),
             ("SHOTSTACK_BASE_URL", &shotstack),
             ("UPLOAD_POST_API_KEY", "upload-live-key"),
-            ("UPLOAD_POST_SIGNING_SECRET", "upload-signing"),
             ("UPLOAD_POST_BASE_URL", &upload),
         ],
     )
@@ -183,7 +181,6 @@ fn validate_online(kie_key: &str, kie: &str, shotstack: &str, upload: &str) -> s
         .env("SHOTSTACK_API_KEY", "shotstack-live-key")
         .env("SHOTSTACK_BASE_URL", shotstack)
         .env("UPLOAD_POST_API_KEY", "upload-live-key")
-        .env("UPLOAD_POST_SIGNING_SECRET", "upload-signing")
         .env("UPLOAD_POST_BASE_URL", upload)
         .output()
         .unwrap()

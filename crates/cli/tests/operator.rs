@@ -563,6 +563,8 @@ fn old_delivery(key: &str, run_id: &str) -> WebhookDelivery {
         run_id: Some(run_id.into()),
         headers: json!({}),
         body: "{}".into(),
+        body_size: 2,
+        body_sha256: String::new(),
         signature_status: "verified".into(),
         outcome: "accepted".into(),
         received_at: now() - Days::days(40),

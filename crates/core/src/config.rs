@@ -69,7 +69,7 @@ pub enum LogFormat {
 pub struct ProviderEndpoint {
     pub base_url: Url,
     pub api_key: Option<SecretString>,
-    /// kie.ai: `KIEAI_SIGNING_SECRET`; Upload-Post: `UPLOAD_POST_SIGNING_SECRET`.
+    /// kie.ai: `KIEAI_SIGNING_SECRET` (Upload-Post signs nothing).
     pub signing_secret: Option<SecretString>,
 }
 
@@ -90,19 +90,26 @@ pub struct ProvidersConfig {
     pub mock_delay_ms: u64,
 }
 
-/// The kie.ai callback signing key mock runs use when `KIEAI_SIGNING_SECRET`
-/// is not set (live mode always requires the real one).
+/// The kie.ai callback signing key of mock runs when `KIEAI_SIGNING_SECRET`
+/// is not set. It is public: it never verifies a live run's callback.
 pub const MOCK_KIEAI_SIGNING_SECRET: &str = "mock-kieai-signing-secret";
 
 impl ProvidersConfig {
-    /// The key kie.ai callbacks are signed with.
-    pub fn kieai_signing_key(&self) -> Vec<u8> {
+    /// The key the mock kie.ai signs its callbacks with, and the only one
+    /// that verifies callbacks of mock runs: `KIEAI_SIGNING_SECRET`, else
+    /// the public [`MOCK_KIEAI_SIGNING_SECRET`].
+    pub fn mock_kieai_signing_key(&self) -> Vec<u8> {
+        self.live_kieai_signing_key()
+            .unwrap_or_else(|| MOCK_KIEAI_SIGNING_SECRET.as_bytes().to_vec())
+    }
+
+    /// The only key that verifies callbacks of live runs:
+    /// `KIEAI_SIGNING_SECRET` (unset: live callbacks are refused).
+    pub fn live_kieai_signing_key(&self) -> Option<Vec<u8>> {
         self.kieai
             .signing_secret
             .as_ref()
-            .map_or(MOCK_KIEAI_SIGNING_SECRET.as_bytes().to_vec(), |s| {
-                s.expose_secret().as_bytes().to_vec()
-            })
+            .map(|s| s.expose_secret().as_bytes().to_vec())
     }
 
     pub fn endpoint(&self, provider: Provider) -> &ProviderEndpoint {
@@ -116,7 +123,7 @@ impl ProvidersConfig {
     /// Whether every secret live mode needs for `provider` is set.
     pub fn is_configured(&self, provider: Provider) -> bool {
         let endpoint = self.endpoint(provider);
-        endpoint.api_key.is_some() && (provider == Provider::Shotstack || endpoint.signing_secret.is_some())
+        endpoint.api_key.is_some() && (provider.secret_vars().len() < 2 || endpoint.signing_secret.is_some())
     }
 }
 
@@ -808,7 +815,7 @@ fn chat_ids<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, var: &'static str)
         }
     }
     Some(ids)
-    }
+}
 
 /// `DATABASE_URL`: SQLite or Postgres. Development falls back to a SQLite
 /// file; staging must name its database; production must use Postgres (its
@@ -906,7 +913,6 @@ mod tests {
         ("KIEAI_SIGNING_SECRET", "s"),
         ("SHOTSTACK_API_KEY", "k"),
         ("UPLOAD_POST_API_KEY", "k"),
-        ("UPLOAD_POST_SIGNING_SECRET", "s"),
     ];
 
     #[test]
@@ -931,7 +937,6 @@ mod tests {
                 "KIEAI_SIGNING_SECRET",
                 "SHOTSTACK_API_KEY",
                 "UPLOAD_POST_API_KEY",
-                "UPLOAD_POST_SIGNING_SECRET"
             ]
         );
         assert!(err.to_string().contains("KIEAI_SIGNING_SECRET: required in live mode"));
@@ -944,6 +949,26 @@ mod tests {
         let config = config(&vars).unwrap();
         assert_eq!(config.providers_mode, ProviderMode::Live);
         assert!(Provider::ALL.iter().all(|p| config.providers.is_configured(*p)));
+    }
+
+    /// Upload-Post's webhooks are unsigned: live mode needs no signing
+    /// secret for it, and live callbacks of kie.ai never fall back to the
+    /// public mock key.
+    #[test]
+    fn upload_post_needs_no_signing_secret_and_kieai_has_no_mock_fallback() {
+        let mut vars = LIVE_SECRETS.to_vec();
+        vars.push(("USE_MOCK_PROVIDERS", "false"));
+        assert!(!vars.iter().any(|(var, _)| *var == "UPLOAD_POST_SIGNING_SECRET"));
+        let config = config(&vars).unwrap();
+        assert!(config.providers.is_configured(Provider::UploadPost));
+        assert_eq!(config.providers.live_kieai_signing_key().as_deref(), Some(&b"s"[..]));
+
+        let mock = super::Config::from_lookup(|_| None).unwrap();
+        assert_eq!(mock.providers.live_kieai_signing_key(), None);
+        assert_eq!(
+            mock.providers.mock_kieai_signing_key(),
+            MOCK_KIEAI_SIGNING_SECRET.as_bytes()
+        );
     }
 
     #[test]
@@ -963,7 +988,13 @@ mod tests {
         let err = config(&[("ENVIRONMENT", "production")]).unwrap_err();
         assert_eq!(
             vars_named(&err),
-            ["API_KEY", "HITL_SECRET", "INTERNAL_SECRET", "DATABASE_URL", "PUBLIC_BASE_URL"]
+            [
+                "API_KEY",
+                "HITL_SECRET",
+                "INTERNAL_SECRET",
+                "DATABASE_URL",
+                "PUBLIC_BASE_URL"
+            ]
         );
 
         let err = config(&[

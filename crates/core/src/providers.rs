@@ -92,7 +92,8 @@ impl Provider {
         match self {
             Self::KieAi => &["KIEAI_API_KEY", "KIEAI_SIGNING_SECRET"],
             Self::Shotstack => &["SHOTSTACK_API_KEY"],
-            Self::UploadPost => &["UPLOAD_POST_API_KEY", "UPLOAD_POST_SIGNING_SECRET"],
+            // Upload-Post's webhooks are unsigned (so only hints): no secret.
+            Self::UploadPost => &["UPLOAD_POST_API_KEY"],
         }
     }
 }

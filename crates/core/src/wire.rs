@@ -151,8 +151,16 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type")]
 pub enum Signal {
+    /// kie.ai called back about a clip: only a trigger. The execution asks
+    /// kie.ai's `record-info` for the task's result; nothing of the
+    /// callback's body beyond the task id is trusted.
+    #[serde(rename = "clip.reported", rename_all = "camelCase")]
+    ClipReported { task_id: String, index: u32 },
+    /// Relayed before `clip.reported` existed; still read from stored
+    /// signals, and treated as `clip.reported` (its `url` is ignored).
     #[serde(rename = "clip.completed", rename_all = "camelCase")]
     ClipCompleted { task_id: String, index: u32, url: String },
+    /// Like `clip.completed`: a trigger; `code` and `message` are ignored.
     #[serde(rename = "clip.failed", rename_all = "camelCase")]
     ClipFailed {
         task_id: String,
@@ -160,7 +168,9 @@ pub enum Signal {
         code: i64,
         message: String,
     },
-    /// Upload-Post reported a publish's status (the step then asks for it).
+    /// A hint that a publish may have moved (an Upload-Post webhook, which
+    /// is unsigned): the step asks Upload-Post by its own request id; the
+    /// `status` given here is not trusted.
     #[serde(rename = "publish.updated", rename_all = "camelCase")]
     PublishUpdated { request_id: String, status: String },
     #[serde(rename = "gate.decision", rename_all = "camelCase")]

@@ -56,7 +56,7 @@ pub fn mock_providers(config: &Config, store: Arc<dyn OrchestratorStore>) -> Pro
             MockKieSettings {
                 delay: std::time::Duration::from_millis(config.providers.mock_delay_ms),
                 failure_rate: config.engine.mock_failure_rate,
-                signing_key: config.providers.kieai_signing_key(),
+                signing_key: config.providers.mock_kieai_signing_key(),
             },
         )),
         render: Arc::new(MockShotstack::new(ledger.clone())),

@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use chrono::Utc;
 use myloware_core::auth::Principal;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -118,13 +117,9 @@ pub async fn telegram(
         !given.is_empty() && myloware_core::signing::secrets_equal(secret.expose_secret().as_bytes(), given.as_bytes());
     let mut delivery = WebhookDelivery {
         provider: "telegram".into(),
-        idempotency_key: None,
-        run_id: None,
         headers: crate::routes::webhooks::redacted_headers(&headers),
-        body: String::from_utf8_lossy(&body).into_owned(),
         signature_status: if given.is_empty() { "missing" } else { "rejected" }.into(),
-        outcome: "rejected".into(),
-        received_at: Utc::now(),
+        ..WebhookDelivery::of_body(&body)
     };
     if !verified {
         crate::routes::webhooks::record(&state, &delivery, None).await?;

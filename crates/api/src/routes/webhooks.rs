@@ -1,6 +1,9 @@
-//! Provider webhooks (no API key; verified by signature). Every delivery is
-//! recorded; verified first, deduplicated second, then turned into a signal
-//! for the orchestrator in the same transaction as its record.
+//! Provider webhooks (no API key). Every delivery is recorded, bounded:
+//! its body's size, SHA-256 and first 1 KB, and at most
+//! [`MAX_STORED_HEADERS`] headers cut to [`MAX_HEADER_CHARS`]. A webhook is
+//! only ever a trigger: kie.ai's signed callback makes the execution ask
+//! kie.ai's `record-info`; Upload-Post's unsigned one wakes publishing runs,
+//! which ask Upload-Post by their own request id.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -8,13 +11,14 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use myloware_core::signing::{self, SignatureError};
 use myloware_core::wire::{Signal, SignalDelivery};
+use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
-use crate::store::{CommandKind, NewCommand, WebhookDelivery};
+use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
 
 /// What kie.ai appends to the callback URL we give it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -50,37 +54,72 @@ pub(crate) async fn record(
     Ok(fresh)
 }
 
-/// Headers kept with a delivery, secrets replaced.
+/// How many of a delivery's headers are stored.
+pub const MAX_STORED_HEADERS: usize = 30;
+/// How much of a header's value (and name) is stored, in characters.
+pub const MAX_HEADER_CHARS: usize = 256;
+
+/// Headers kept with a delivery: secrets replaced, at most
+/// [`MAX_STORED_HEADERS`] of them (how many were left out is noted), each
+/// cut to [`MAX_HEADER_CHARS`].
 pub(crate) fn redacted_headers(headers: &HeaderMap) -> Value {
-    const SECRET: [&str; 6] = [
+    const SECRET: [&str; 5] = [
         "x-telegram-bot-api-secret-token",
         "authorization",
         "x-api-key",
         "cookie",
         "x-webhook-signature",
-        "x-upload-post-signature",
     ];
+    let cut = |text: &str| text.chars().take(MAX_HEADER_CHARS).collect::<String>();
     let mut map = Map::new();
-    for (name, value) in headers {
+    for (name, value) in headers.iter().take(MAX_STORED_HEADERS) {
         let shown = if SECRET.contains(&name.as_str()) {
             "[redacted]".to_string()
         } else {
-            value.to_str().unwrap_or("[binary]").to_string()
+            cut(value.to_str().unwrap_or("[binary]"))
         };
-        map.insert(name.as_str().to_string(), Value::String(shown));
+        map.insert(cut(name.as_str()), Value::String(shown));
+    }
+    let left_out = headers.len().saturating_sub(MAX_STORED_HEADERS);
+    if left_out > 0 {
+        map.insert("[omitted]".into(), Value::from(left_out));
     }
     Value::Object(map)
 }
 
-/// kie.ai clip callback: `X-Webhook-Timestamp` + `X-Webhook-Signature`
-/// (base64 HMAC-SHA256 of `{taskId}.{timestamp}`), and our own per-run token
-/// in the URL binding the callback to its run and clip.
+/// The mode of the run whose clip callback `token` binds (its purpose is
+/// `clip:{i}` for live runs, `mock-clip:{i}` for mock runs); `None` when
+/// it binds neither. Both secrets of a rotation are accepted.
+fn clip_callback_mode(state: &ApiState, run_id: &str, index: u32, token: &str) -> Option<ProviderMode> {
+    let config = &state.config;
+    let mut secrets: Vec<&[u8]> = vec![config.hitl_secret_bytes()];
+    if let Some(previous) = &config.hitl_secret_previous {
+        use secrecy::ExposeSecret;
+        secrets.push(previous.expose_secret().as_bytes());
+    }
+    [ProviderMode::Live, ProviderMode::Mock].into_iter().find(|mode| {
+        let purpose = signing::clip_purpose(*mode, index);
+        signing::verify_callback_token(&secrets, run_id, &purpose, token)
+    })
+}
+
+/// kie.ai clip callback: our own token in the URL binds it to its run and
+/// clip (and says whether the run is live or mock); `X-Webhook-Timestamp` +
+/// `X-Webhook-Signature` (base64 HMAC-SHA256 of `{taskId}.{timestamp}`,
+/// kie.ai's scheme) with `KIEAI_SIGNING_SECRET` for a live run (unset: live
+/// callbacks are refused), the mock key for a mock run. The signature
+/// covers the task id only, so nothing else of the body is used: the
+/// execution is told which task to ask `record-info` about.
 #[utoipa::path(post, path = "/v1/webhooks/kieai", tag = "webhooks", params(KieCallbackQuery),
     responses(
-        (status = 200, description = "`{\"status\":\"accepted\"}` or `{\"status\":\"duplicate\"}`"),
-        (status = 401, description = "Missing or bad signature"),
+        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"dead_lettered\"}`"),
+        (status = 400, description = "Unreadable body or query string"),
+        (status = 401, description = "Missing or bad signature or token"),
         (status = 413, description = "Body over the limit"),
         (status = 415, description = "Not JSON"),
+        (status = 422, description = "Body holds a NUL character"),
+        (status = 429, description = "Rate limited"),
+        (status = 500, description = "Internal error"),
     ))]
 pub async fn kieai(
     State(state): State<ApiState>,
@@ -88,83 +127,65 @@ pub async fn kieai(
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let text = String::from_utf8_lossy(&body).into_owned();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let task_id = parsed["data"]["taskId"].as_str().unwrap_or_default().to_string();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signature = signing::verify_kieai(
-        &state.config.providers.kieai_signing_key(),
-        &task_id,
-        header("x-webhook-timestamp"),
-        header("x-webhook-signature"),
-        Utc::now().timestamp(),
-    );
-    let bound_to_run = match (&query.run_id, query.index, &query.token) {
-        (Some(run_id), Some(index), Some(token)) => signing::verify_callback_token(
-            state.config.hitl_secret_bytes(),
-            run_id,
-            &format!("clip:{index}"),
-            token,
-        ),
-        _ => false,
+    let bound = match (&query.run_id, query.index, &query.token) {
+        (Some(run_id), Some(index), Some(token)) => clip_callback_mode(&state, run_id, index, token),
+        _ => None,
     };
-    let signature_status = match (&signature, bound_to_run) {
-        (Ok(()), true) => "verified",
-        (Err(SignatureError::Missing), _) => "missing",
-        _ => "rejected",
+    let key = match bound {
+        Some(ProviderMode::Live) => state.config.providers.live_kieai_signing_key(),
+        Some(ProviderMode::Mock) => Some(state.config.providers.mock_kieai_signing_key()),
+        None => None,
+    };
+    let (timestamp, sent_signature) = (header("x-webhook-timestamp"), header("x-webhook-signature"));
+    let signature = match &key {
+        _ if timestamp.is_none() || sent_signature.is_none() => Err(SignatureError::Missing),
+        Some(key) => signing::verify_kieai(key, &task_id, timestamp, sent_signature, Utc::now().timestamp()),
+        None => Err(SignatureError::Mismatch),
+    };
+    let signature_status = match &signature {
+        Ok(()) => "verified",
+        Err(SignatureError::Missing) => "missing",
+        Err(_) => "rejected",
     };
     let mut delivery = WebhookDelivery {
         provider: "kieai".into(),
-        idempotency_key: None,
         run_id: query.run_id.clone(),
         headers: redacted_headers(&headers),
-        body: text,
         signature_status: signature_status.into(),
-        outcome: "rejected".into(),
-        received_at: crate::store::now(),
+        ..WebhookDelivery::of_body(&body)
     };
-    if signature_status != "verified" || task_id.is_empty() {
+    let verified = (signature.is_ok() && !task_id.is_empty())
+        .then(|| query.run_id.clone().zip(query.index))
+        .flatten();
+    let Some((run_id, index)) = verified else {
         crate::routes::webhooks::record(&state, &delivery, None).await?;
-        tracing::warn!(runId = ?query.run_id, %signature_status, "kie.ai callback refused");
+        let why = match (bound, &key) {
+            (None, _) => "no valid token for this run and clip",
+            (Some(ProviderMode::Live), None) => "KIEAI_SIGNING_SECRET is not set: live callbacks cannot be verified",
+            _ => "bad or missing signature",
+        };
+        tracing::warn!(runId = ?query.run_id, %signature_status, why, "kie.ai callback refused");
         return Err(ApiError::InvalidSignature);
-    }
-    let (Some(run_id), Some(index)) = (query.run_id.clone(), query.index) else {
-        unreachable!("a verified callback is bound to a run and clip")
     };
 
-    let code = parsed["code"].as_i64().unwrap_or(0);
-    let message = parsed["msg"].as_str().unwrap_or("no message").to_string();
-    let url = parsed["data"]["info"]["resultUrls"][0].as_str().map(str::to_owned);
-    let signal = match (code, url) {
-        (200, Some(url)) => Signal::ClipCompleted {
-            task_id: task_id.clone(),
-            index,
-            url,
-        },
-        (200, None) => Signal::ClipFailed {
-            task_id: task_id.clone(),
-            index,
-            code,
-            message: "kie.ai reported success without a result URL".into(),
-        },
-        _ => Signal::ClipFailed {
-            task_id: task_id.clone(),
-            index,
-            code,
-            message,
-        },
+    let signal = Signal::ClipReported {
+        task_id: task_id.clone(),
+        index,
     };
-    let key = format!("{task_id}:{code}");
+    // One trigger per task: kie.ai's retries of a callback are duplicates.
     let command = NewCommand {
         run_id: run_id.clone(),
         kind: CommandKind::Signal,
         body: serde_json::to_value(SignalDelivery {
-            signal_id: format!("kieai:{key}"),
+            signal_id: format!("kieai:{task_id}"),
             signal,
         })
         .expect("serializes"),
     };
-    delivery.idempotency_key = Some(key);
+    delivery.idempotency_key = Some(task_id.clone());
     if !state.store.run_exists(&run_id).await? {
         // Verified, but for no run we know: keep it for replay, and tell
         // kie.ai it was received (retrying cannot help).
@@ -191,110 +212,104 @@ pub async fn kieai(
         crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
-    tracing::info!(runId = %run_id, clip = index, %task_id, code, "kie.ai callback accepted");
+    tracing::info!(runId = %run_id, clip = index, %task_id, "kie.ai callback accepted (record-info decides)");
     if let Err(error) = commands::deliver_pending(&state, &run_id).await {
         tracing::warn!(runId = %run_id, %error, "clip signal not relayed yet; will retry");
     }
     Ok(Json(json!({"status": "accepted"})))
 }
 
-/// Upload-Post publish status: hex HMAC-SHA256 of the raw body with
-/// `UPLOAD_POST_SIGNING_SECRET`, in `X-Upload-Post-Signature` (or
-/// `X-Signature`). Deduplicated by request id and status; the run is the
-/// one our request id names (`{runId}:quinn:publish:{attempt}`).
+/// How many publishing runs one Upload-Post webhook wakes (newest first).
+pub const MAX_RUNS_WOKEN: u32 = 20;
+
+/// Upload-Post's account webhook (configured in their dashboard; unsigned,
+/// so anybody can send one): only a hint. An `upload_completed` event wakes
+/// the runs that are publishing (at most [`MAX_RUNS_WOKEN`], newest first,
+/// once per distinct delivery and while a run has no hint pending); each
+/// then asks Upload-Post for its own request id. Nothing of the body is
+/// used. Other events are recorded and ignored.
 #[utoipa::path(post, path = "/v1/webhooks/upload-post", tag = "webhooks",
     responses(
-        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"dead_lettered\"}`"),
-        (status = 401, description = "Missing or bad signature"),
-        (status = 413), (status = 415),
+        (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
+        (status = 400, description = "Unreadable body"),
+        (status = 413, description = "Body over the limit"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Body holds a NUL character"),
+        (status = 429, description = "Rate limited"),
+        (status = 500, description = "Internal error"),
     ))]
 pub async fn upload_post(
     State(state): State<ApiState>,
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signature = header("x-upload-post-signature").or_else(|| header("x-signature"));
-    let verified = match &state.config.providers.upload_post.signing_secret {
-        Some(secret) => {
-            use secrecy::ExposeSecret;
-            signing::verify_hex_body(secret.expose_secret().as_bytes(), &body, signature)
-        }
-        None => Err(SignatureError::Mismatch),
-    };
-    let signature_status = match verified {
-        Ok(()) => "verified",
-        Err(SignatureError::Missing) => "missing",
-        Err(_) => "rejected",
-    };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let request_id = parsed["request_id"]
-        .as_str()
-        .or(parsed["requestId"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let status = parsed["status"].as_str().unwrap_or("unknown").to_string();
-    let run_id = request_id
-        .split(':')
-        .next()
-        .filter(|id| myloware_core::ids::is_run_id(id))
-        .map(str::to_owned);
     let mut delivery = WebhookDelivery {
         provider: "upload-post".into(),
-        idempotency_key: None,
-        run_id: run_id.clone(),
         headers: redacted_headers(&headers),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        signature_status: signature_status.into(),
-        outcome: "rejected".into(),
-        received_at: crate::store::now(),
+        signature_status: "unsigned".into(),
+        outcome: "ignored".into(),
+        ..WebhookDelivery::of_body(&body)
     };
-    if signature_status != "verified" {
+    if parsed["event"].as_str() != Some("upload_completed") {
         crate::routes::webhooks::record(&state, &delivery, None).await?;
-        tracing::warn!(%signature_status, "Upload-Post webhook refused");
-        return Err(ApiError::InvalidSignature);
+        return Ok(Json(json!({"status": "ignored"})));
     }
-    delivery.idempotency_key = Some(format!("{request_id}:{status}"));
-    let known = match &run_id {
-        Some(run_id) => state.store.run_exists(run_id).await?,
-        None => false,
-    };
-    let signal = SignalDelivery {
-        signal_id: format!("upload-post:{request_id}:{status}"),
-        signal: Signal::PublishUpdated {
-            request_id: request_id.clone(),
-            status: status.clone(),
-        },
-    };
-    let payload = serde_json::to_value(&signal).expect("serializes");
-    if !known {
-        delivery.outcome = "dead_lettered".into();
-        if !crate::routes::webhooks::record(&state, &delivery, None).await? {
-            return Ok(Json(json!({"status": "duplicate"})));
-        }
-        let payload = json!({"provider": "upload-post", "signal": payload});
-        state
-            .store
-            .add_dead_letter("webhook", run_id.as_deref(), &payload, "unknown run")
-            .await?;
-        return Ok(Json(json!({"status": "dead_lettered"})));
-    }
-    let run_id = run_id.expect("known runs have an id");
-    let command = NewCommand {
-        run_id: run_id.clone(),
-        kind: CommandKind::Signal,
-        body: payload,
-    };
+    // The same delivery (byte for byte) wakes the runs once.
+    delivery.idempotency_key = Some(delivery.body_sha256.clone());
     delivery.outcome = "accepted".into();
-    if !crate::routes::webhooks::record(&state, &delivery, Some(&command)).await? {
+    if !crate::routes::webhooks::record(&state, &delivery, None).await? {
         delivery.idempotency_key = None;
         delivery.outcome = "duplicate".into();
         crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
-    tracing::info!(runId = %run_id, %request_id, %status, "Upload-Post webhook accepted");
-    if let Err(error) = commands::deliver_pending(&state, &run_id).await {
-        tracing::warn!(runId = %run_id, %error, "publish signal not relayed yet; will retry");
+    let publishing = state
+        .store
+        .list_runs(&RunQuery {
+            status: Some(RunStatus::Publishing),
+            project: None,
+            before: None,
+            user_id: None,
+            limit: MAX_RUNS_WOKEN,
+        })
+        .await?;
+    let mut woken = 0;
+    for run in publishing {
+        if hint_pending(&state, &run.id).await? {
+            continue;
+        }
+        let signal = SignalDelivery {
+            signal_id: format!("upload-post:{}", delivery.body_sha256),
+            signal: Signal::PublishUpdated {
+                request_id: format!("{}:quinn:publish:1", run.id),
+                status: "hint".into(),
+            },
+        };
+        // Relayed by the command reconciler (within a second): the answer
+        // does not wait for the orchestrator.
+        state
+            .store
+            .enqueue_command(&NewCommand {
+                run_id: run.id.clone(),
+                kind: CommandKind::Signal,
+                body: serde_json::to_value(&signal).expect("serializes"),
+            })
+            .await?;
+        woken += 1;
     }
+    tracing::info!(
+        woken,
+        "Upload-Post webhook: publishing runs woken to ask for their status"
+    );
     Ok(Json(json!({"status": "accepted"})))
+}
+
+/// Whether `run_id` already has an unrelayed publish hint (one is enough:
+/// the step asks Upload-Post when it wakes).
+async fn hint_pending(state: &ApiState, run_id: &str) -> Result<bool, ApiError> {
+    let pending = state.store.pending_commands(run_id, 50).await?;
+    Ok(pending
+        .iter()
+        .any(|command| command.body["signal"]["type"] == "publish.updated"))
 }

@@ -383,7 +383,11 @@ pub struct AppliedEvent {
     pub at: DateTime<Utc>,
 }
 
-/// A provider webhook delivery, as recorded.
+/// A provider webhook delivery, as recorded: never its whole body (a
+/// refused delivery is anybody's bytes), but its size, its SHA-256 and its
+/// first [`WEBHOOK_BODY_EXCERPT_BYTES`] (see [`WebhookDelivery::of_body`]).
+/// Nothing reads a delivery's body back: an accepted delivery's effect is
+/// its command (or dead letter), and its idempotency key deduplicates it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookDelivery {
     pub provider: String,
@@ -391,12 +395,55 @@ pub struct WebhookDelivery {
     pub idempotency_key: Option<String>,
     pub run_id: Option<String>,
     pub headers: Value,
+    /// The body's first [`WEBHOOK_BODY_EXCERPT_BYTES`], cut at a UTF-8
+    /// boundary (invalid UTF-8 shown as U+FFFD).
     pub body: String,
+    /// The body's length in bytes.
+    pub body_size: i64,
+    /// Hex SHA-256 of the whole body (empty for rows stored before it was kept).
+    pub body_sha256: String,
     /// `verified`, `missing` or `rejected`.
     pub signature_status: String,
     /// `accepted`, `duplicate`, `rejected`.
     pub outcome: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// How much of a webhook body is stored.
+pub const WEBHOOK_BODY_EXCERPT_BYTES: usize = 1024;
+
+impl WebhookDelivery {
+    /// A delivery of `body`, not yet verified (`missing`, `rejected`),
+    /// received now: its size, hash and excerpt. The caller sets the rest.
+    pub fn of_body(body: &[u8]) -> WebhookDelivery {
+        use sha2::Digest;
+        WebhookDelivery {
+            provider: String::new(),
+            idempotency_key: None,
+            run_id: None,
+            headers: Value::Object(Default::default()),
+            body: excerpt(body, WEBHOOK_BODY_EXCERPT_BYTES),
+            body_size: i64::try_from(body.len()).unwrap_or(i64::MAX),
+            body_sha256: hex::encode(sha2::Sha256::digest(body)),
+            signature_status: "missing".into(),
+            outcome: "rejected".into(),
+            received_at: now(),
+        }
+    }
+}
+
+/// At most `max` bytes of text from the start of `bytes`, never splitting a
+/// character (invalid UTF-8 becomes U+FFFD, which counts its 3 bytes).
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    let mut end = 0;
+    for (at, c) in text.char_indices() {
+        if at + c.len_utf8() > max {
+            break;
+        }
+        end = at + c.len_utf8();
+    }
+    text[..end].to_string()
 }
 
 /// What a retention prune deleted, or would delete (dry run): rows by
@@ -536,5 +583,22 @@ pub fn open(db: &Db) -> Arc<dyn ApiStore> {
     match db {
         Db::Sqlite(pool) => Arc::new(SqliteApiStore::new(pool.clone())),
         Db::Postgres(pool) => Arc::new(PgApiStore::new(pool.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_and_cut_at_character_boundaries() {
+        assert_eq!(excerpt(b"{\"a\":1}", 1024), "{\"a\":1}");
+        assert_eq!(excerpt("ééé".as_bytes(), 5), "éé", "never half a character");
+        let junk = excerpt(&[0xFF; 5000], 1024);
+        assert!(junk.len() <= 1024 && junk.chars().all(|c| c == '\u{FFFD}'));
+        let delivery = WebhookDelivery::of_body(&[0xFF; 5000]);
+        assert_eq!(delivery.body_size, 5000);
+        assert_eq!(delivery.body_sha256.len(), 64);
+        assert!(delivery.body.len() <= WEBHOOK_BODY_EXCERPT_BYTES);
     }
 }

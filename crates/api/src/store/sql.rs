@@ -130,6 +130,8 @@ struct WebhookRow {
     run_id: Option<String>,
     headers: Json<Value>,
     body: String,
+    body_size: i64,
+    body_sha256: String,
     signature_status: String,
     outcome: String,
     received_at: DateTime<Utc>,
@@ -1038,14 +1040,17 @@ macro_rules! sql_api_store {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO webhook_deliveries \
-                     (provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                     (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                      signature_status, outcome, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
                 )
                 .bind(&delivery.provider)
                 .bind(&delivery.idempotency_key)
                 .bind(&delivery.run_id)
                 .bind(Json(&delivery.headers))
                 .bind(&delivery.body)
+                .bind(delivery.body_size)
+                .bind(&delivery.body_sha256)
                 .bind(&delivery.signature_status)
                 .bind(&delivery.outcome)
                 .bind(delivery.received_at)
@@ -1066,7 +1071,8 @@ macro_rules! sql_api_store {
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
                 let rows: Vec<WebhookRow> = sqlx::query_as(
-                    "SELECT provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at \
+                    "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                     signature_status, outcome, received_at \
                      FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
                 )
                 .bind(provider)
@@ -1080,6 +1086,8 @@ macro_rules! sql_api_store {
                         run_id: r.run_id,
                         headers: r.headers.0,
                         body: r.body,
+                        body_size: r.body_size,
+                        body_sha256: r.body_sha256,
                         signature_status: r.signature_status,
                         outcome: r.outcome,
                         received_at: r.received_at,

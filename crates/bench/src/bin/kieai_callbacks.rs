@@ -118,7 +118,9 @@ impl Workload for Callbacks {
         let run_id = &self.run_ids[callback / CLIPS_PER_RUN];
         let index = callback % CLIPS_PER_RUN;
         let task_id = format!("benchtask{callback:08}");
-        let token = signing::callback_token(services::HITL_SECRET.as_bytes(), run_id, &format!("clip:{index}"));
+        // The bench's services run in mock mode: a mock run's clip purpose.
+        let purpose = signing::clip_purpose(myloware_core::ProviderMode::Mock, index as u32);
+        let token = signing::callback_token(services::HITL_SECRET.as_bytes(), run_id, &purpose);
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let signature = signing::kieai_signature(services::KIEAI_SIGNING_SECRET.as_bytes(), &task_id, &timestamp);
         let body = json!({

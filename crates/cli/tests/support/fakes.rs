@@ -43,10 +43,13 @@ pub enum Kie {
     SilentSuccess,
     /// Never calls back; `record-info` says generation failed (3).
     SilentFailure,
+    /// Never calls back; `record-info` says still generating (0).
+    SilentGenerating,
 }
 
 /// kie.ai: task ids, then (depending on `behaviour`) a signed callback to
-/// the URL it was given, and `record-info` answers.
+/// the URL it was given, and `record-info` answers with the task's result
+/// (the one its callback reported, if any): the result the run uses.
 pub async fn fake_kie(calls: Calls) -> String {
     fake_kie_behaving(calls, Kie::Callback).await
 }
@@ -58,7 +61,10 @@ pub async fn fake_kie_behaving(calls: Calls, behaviour: Kie) -> String {
         calls.push("kieai.submit", body.clone());
         let callback = body["callBackUrl"].as_str().unwrap().to_string();
         let task = task_id.clone();
-        if matches!(behaviour, Kie::SilentSuccess | Kie::SilentFailure) {
+        if matches!(
+            behaviour,
+            Kie::SilentSuccess | Kie::SilentFailure | Kie::SilentGenerating
+        ) {
             return Json(json!({"code": 200, "msg": "success", "data": {"taskId": task_id}}));
         }
         tokio::spawn(async move {
@@ -89,18 +95,24 @@ pub async fn fake_kie_behaving(calls: Calls, behaviour: Kie) -> String {
             Json(json!({"code": 401, "msg": "Unauthorized: invalid API key"}))
         }
     };
-    let record_info = move |axum::extract::Query(query): axum::extract::Query<
-        std::collections::HashMap<String, String>,
-    >| async move {
-        let task = query.get("taskId").cloned().unwrap_or_default();
-        Json(match behaviour {
-            Kie::SilentSuccess => json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
+    let record_info =
+        move |State(calls): State<Calls>,
+              axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+            let task = query.get("taskId").cloned().unwrap_or_default();
+            calls.push("kieai.record_info", json!({"taskId": task}));
+            Json(match behaviour {
+                Kie::SilentSuccess => json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
                 "response": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}}),
-            Kie::SilentFailure => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
+                Kie::SilentFailure => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
                 "errorMessage": "generation failed upstream"}}),
-            _ => json!({"code": 200, "data": {"taskId": task, "successFlag": 0}}),
-        })
-    };
+                Kie::SilentGenerating => json!({"code": 200, "data": {"taskId": task, "successFlag": 0}}),
+                // What the callback reported (kie.ai's record of the task).
+                Kie::Callback => json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
+                "response": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}}),
+                Kie::FailureCallback => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
+                "errorMessage": "content policy violation"}}),
+            })
+        };
     serve(
         axum::Router::new()
             .route("/api/v1/veo/generate", post(generate))
@@ -175,3 +187,38 @@ pub async fn fake_upload_post(calls: Calls) -> String {
     )
     .await
 }
+
+/// Upload-Post publishing asynchronously: the upload answers without
+/// results; the status by our request id says `pending` until `done` is
+/// set, then `completed` with [`ASYNC_PUBLISH_URL`]. Counts
+/// `upload_post.status` lookups.
+pub async fn fake_upload_post_async(calls: Calls, done: Arc<std::sync::atomic::AtomicBool>) -> String {
+    let upload = |State((calls, _)): State<(Calls, Arc<std::sync::atomic::AtomicBool>)>, headers: HeaderMap| async move {
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        calls.push("upload_post.publish", json!({"requestId": request_id}));
+        Json(json!({"success": true, "request_id": request_id, "message": "upload started"}))
+    };
+    let status =
+        |State((calls, done)): State<(Calls, Arc<std::sync::atomic::AtomicBool>)>,
+         axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+            calls.push("upload_post.status", json!({"requestId": query.get("request_id")}));
+            Json(if done.load(std::sync::atomic::Ordering::SeqCst) {
+                json!({"status": "completed", "results": {"tiktok": {"success": true, "url": ASYNC_PUBLISH_URL}}})
+            } else {
+                json!({"status": "pending"})
+            })
+        };
+    serve(
+        axum::Router::new()
+            .route("/api/upload", post(upload))
+            .route("/api/uploadposts/status", get(status))
+            .with_state((calls, done)),
+    )
+    .await
+}
+
+/// What [`fake_upload_post_async`]'s status gives once done.
+pub const ASYNC_PUBLISH_URL: &str = "https://www.tiktok.com/@myloware-test/video/from-status";

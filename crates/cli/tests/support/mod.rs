@@ -275,3 +275,19 @@ pub async fn start_api_with(db: &Db, adjust: impl FnOnce(&mut Config)) -> (Strin
     tokio::spawn(ApiServer::with_listener(listener, state.clone()).run(std::future::pending()));
     (api, state)
 }
+
+/// The variables of a live-mode system whose providers are the fakes at
+/// these base URLs (see [`fakes`]); kie.ai callbacks signed with
+/// [`fakes::SIGNING`].
+pub fn live_vars<'a>(kie: &'a str, shotstack: &'a str, upload: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("USE_MOCK_PROVIDERS", "false"),
+        ("KIEAI_API_KEY", "kie-live-key"),
+        ("KIEAI_SIGNING_SECRET", fakes::SIGNING),
+        ("KIEAI_BASE_URL", kie),
+        ("SHOTSTACK_API_KEY", "shotstack-live-key"),
+        ("SHOTSTACK_BASE_URL", shotstack),
+        ("UPLOAD_POST_API_KEY", "upload-live-key"),
+        ("UPLOAD_POST_BASE_URL", upload),
+    ]
+}

@@ -370,7 +370,8 @@ fn callback_url(step: &Step<'_>, index: u32) -> String {
         ProviderMode::Mock => &config.api_url,
         ProviderMode::Live => &config.public_base_url,
     };
-    let token = signing::callback_token(config.hitl_secret_bytes(), &step.run_id, &format!("clip:{index}"));
+    let purpose = signing::clip_purpose(step.request.providers_mode, index);
+    let token = signing::callback_token(config.hitl_secret_bytes(), &step.run_id, &purpose);
     let mut url = base.join("/v1/webhooks/kieai").expect("valid path");
     url.query_pairs_mut()
         .append_pair("runId", &step.run_id)
@@ -380,7 +381,9 @@ fn callback_url(step: &Step<'_>, index: u32) -> String {
 }
 
 /// Riley: scripts, one journaled submission per clip, then waits for every
-/// clip (callbacks relayed as signals; `record-info` after a while).
+/// clip. Its result comes only from kie.ai's `record-info`, asked when a
+/// callback (relayed as a `clip.reported` signal) names the clip's task,
+/// and for every pending clip after a while (callbacks may be lost).
 async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let persona = Persona::Riley;
     if step.state.scripts.is_empty() {
@@ -483,23 +486,46 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         );
     }
 
+    // A callback is only a trigger: ask kie.ai about the task it named
+    // (once per clip), never take its body's word.
+    let mut reported: Vec<(u32, String)> = Vec::new();
     for signal in std::mem::take(&mut step.signals) {
         match serde_json::from_value::<Signal>(signal.body) {
-            Ok(Signal::ClipCompleted { task_id, index, url }) => complete_clip(step, index, Some(task_id), url),
-            Ok(Signal::ClipFailed {
-                task_id,
-                index,
-                code,
-                message,
-            }) => {
-                if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
-                    return Ok(outcome);
+            Ok(
+                Signal::ClipReported { task_id, index }
+                | Signal::ClipCompleted { task_id, index, .. }
+                | Signal::ClipFailed { task_id, index, .. },
+            ) => {
+                if !reported.iter().any(|(i, _)| *i == index) {
+                    reported.push((index, task_id));
                 }
             }
             Ok(other) => {
                 tracing::warn!(runId = %step.run_id, signal = ?other, "signal ignored while waiting for clips")
             }
             Err(err) => tracing::warn!(runId = %step.run_id, error = %err, "unreadable signal ignored"),
+        }
+    }
+    for (index, task_id) in reported {
+        let Some(clip) = step.state.clips.iter().find(|c| c.index == index) else {
+            tracing::warn!(runId = %step.run_id, clip = index, "report of an unknown clip ignored");
+            continue;
+        };
+        if clip.status != ClipStatus::Pending {
+            continue;
+        }
+        // The task we submitted; the reported one only when the submission's
+        // answer was lost (the token of the URL binds run and clip).
+        let task_id = match &clip.task_id {
+            Some(ours) if *ours != task_id => {
+                tracing::info!(runId = %step.run_id, clip = index, %task_id, "report of an earlier attempt ignored");
+                continue;
+            }
+            Some(ours) => ours.clone(),
+            None => task_id,
+        };
+        if let Some(outcome) = clip_status(step, &providers, index, task_id).await? {
+            return Ok(outcome);
         }
     }
 
@@ -528,17 +554,8 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             .filter_map(|c| c.task_id.clone().map(|t| (c.index, t)))
             .collect();
         for (index, task_id) in pending {
-            match counted(step, "kieai", "status", providers.video.status(&task_id)).await? {
-                Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
-                Ok(ClipState::Failed { code, message }) => {
-                    if let Some(outcome) = clip_failed(step, index, Some(task_id), code, &message) {
-                        return Ok(outcome);
-                    }
-                }
-                Ok(ClipState::Generating) => {}
-                Err(err) => {
-                    tracing::warn!(runId = %step.run_id, clip = index, error = %err, "clip status lookup failed")
-                }
+            if let Some(outcome) = clip_status(step, &providers, index, task_id).await? {
+                return Ok(outcome);
             }
         }
     }
@@ -574,6 +591,27 @@ async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         wait: json!({"for": "clips", "clips": waiting}),
         wake_at: Some(next_poll.min(since + timeout)),
     })
+}
+
+/// Asks kie.ai's `record-info` about a clip's task and applies its answer
+/// (the only source of a clip's result); `Some` ends the step.
+async fn clip_status(
+    step: &mut Step<'_>,
+    providers: &myloware_providers::Providers,
+    index: u32,
+    task_id: String,
+) -> Result<Option<Outcome>, StepError> {
+    match counted(step, "kieai", "status", providers.video.status(&task_id)).await? {
+        Ok(ClipState::Succeeded { url }) => complete_clip(step, index, Some(task_id), url),
+        Ok(ClipState::Failed { code, message }) => {
+            return Ok(clip_failed(step, index, Some(task_id), code, &message));
+        }
+        Ok(ClipState::Generating) => {}
+        Err(err) => {
+            tracing::warn!(runId = %step.run_id, clip = index, error = %err, "clip status lookup failed")
+        }
+    }
+    Ok(None)
 }
 
 /// The journal key of a clip submission (each retry is a new, paid call).
