@@ -389,7 +389,6 @@ fn fly_toml_documents_every_configuration_variable() {
         "KIEAI_SIGNING_SECRET",
         "SHOTSTACK_API_KEY",
         "UPLOAD_POST_API_KEY",
-        "UPLOAD_POST_SIGNING_SECRET",
         "HITL_SECRET",
         "USE_MOCK_PROVIDERS",
         "LANGSMITH_API_KEY",
