@@ -135,13 +135,22 @@ struct Answer {
     text: String,
 }
 
+/// Marks a request (not sent) whose `.key()` means the internal credential
+/// where the path alone does not say so (the orchestrator's chat route).
+const INTERNAL_MARK: &str = "x-test-internal";
+
 async fn send(http: &reqwest::Client, request: &Request) -> Answer {
     // The right credential for `.key()`: the internal routes (the
     // orchestrator's executions, the API's /v1/internal) take the services'
     // signature, never an operator key.
-    let internal = request.url.contains("/v1/executions") || request.url.contains("/v1/internal/");
+    let internal = request.url.contains("/v1/executions")
+        || request.url.contains("/v1/internal/")
+        || request.headers.iter().any(|(name, _)| name == INTERNAL_MARK);
     let mut builder = http.request(request.method.clone(), &request.url);
     for (name, value) in &request.headers {
+        if name == INTERNAL_MARK {
+            continue;
+        }
         if !(internal && name == "x-api-key" && value == API_KEY) {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -1546,6 +1555,7 @@ async fn keys_routes_and_methods(db: &Db) {
             proptest::option::of("[ -~]{0,40}"),
         ),
         |((service, method, path), key, body, request_id)| {
+            let internal = service == "orchestrator" || path.starts_with("/v1/internal/");
             let base = if service == "api" {
                 t.api(&path)
             } else {
@@ -1562,7 +1572,13 @@ async fn keys_routes_and_methods(db: &Db) {
             async move {
                 let answer = t.refuse(db, &request).await?;
                 prop_assert_eq!(answer.status, 401, "{:?}", answer);
-                prop_assert_eq!(&answer.body, &json!({"detail": "invalid API key"}));
+                // Internal routes take the services' signature, nothing else.
+                let detail = if internal {
+                    "this route takes the internal credential only"
+                } else {
+                    "invalid API key"
+                };
+                prop_assert_eq!(&answer.body, &json!({ "detail": detail }));
                 // A sane caller request id is echoed; any other is replaced.
                 if let (Some(sent), Some(got)) = (&request_id, &answer.request_id) {
                     let sane = (1..=128).contains(&sent.len())
@@ -1624,10 +1640,13 @@ async fn oversized_and_non_json_bodies(db: &Db) {
             ("application/json", huge.clone(), 413),
             ("text/plain", b"{\"a\": 1}".to_vec(), 415),
         ] {
-            let request = Request::new(Method::POST, url.clone())
+            let mut request = Request::new(Method::POST, url.clone())
                 .key()
                 .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
                 .body(Some(content_type), body);
+            if url.starts_with(&t.orchestrator("")) {
+                request = request.header(INTERNAL_MARK, "1");
+            }
             let answer = t.refuse(db, &request).await.unwrap_or_else(|e| panic!("{url}: {e}"));
             assert_eq!(answer.status, status, "{url}: {answer:?}");
         }

@@ -379,6 +379,7 @@ async fn the_telegram_front_door_runs_each_update_once(db: &Db) {
     let telegram = FakeChannel::healthy().await;
     let mut vars = telegram_vars(&telegram);
     vars.push(("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()));
+    vars.push(("TELEGRAM_ALLOWED_CHAT_IDS", TELEGRAM_CHAT.to_string()));
     let system = start_with(db, &vars).await;
     let user = format!("telegram:{TELEGRAM_CHAT}");
     let chat_id = TELEGRAM_CHAT.to_string();
