@@ -182,17 +182,20 @@ fn a_bot_without_allowed_chats_is_warned_about() {
 
 // Helpers.
 
+/// `(path, body)` of each request the fake Telegram got.
+type Requests = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// A fake Telegram Bot API on loopback recording `(path, body)` of each request.
 #[derive(Clone)]
 struct FakeTelegram {
     url: String,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    seen: Requests,
 }
 
 impl FakeTelegram {
     async fn start() -> FakeTelegram {
-        let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-        let answer = |State(seen): State<Arc<Mutex<Vec<(String, Value)>>>>, uri: Uri, body: axum::body::Bytes| async move {
+        let seen: Requests = Arc::default();
+        let answer = |State(seen): State<Requests>, uri: Uri, body: axum::body::Bytes| async move {
             let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
             seen.lock().unwrap().push((uri.path().to_string(), body));
             axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
