@@ -209,7 +209,7 @@ const LABEL_VALUES: &[(&str, &str, &[&str])] = &[
     (
         "webhook_events_total",
         "signature",
-        &["verified", "missing", "rejected"],
+        &["verified", "missing", "rejected", "unsigned"],
     ),
     (
         "webhook_events_total",
@@ -1015,8 +1015,8 @@ async fn exercise(system: &System) -> String {
     assert_eq!(status, 200, "a chat turn");
     let unsigned = system
         .http
-        .post(format!("{}/v1/webhooks/upload-post", system.api))
-        .json(&json!({"event": "upload_completed"}))
+        .post(format!("{}/v1/webhooks/kieai", system.api))
+        .json(&json!({"code": 200, "data": {"taskId": "t-unsigned"}}))
         .send()
         .await
         .unwrap();

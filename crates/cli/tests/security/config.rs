@@ -59,6 +59,7 @@ fn each_unsafe_setting_is_refused_by_name_without_a_panic() {
         ("ENVIRONMENT", "staging"),
         ("API_KEY", STRONG),
         ("HITL_SECRET", STRONG),
+        ("INTERNAL_SECRET", "another-strong-random-value-for-internal-use"),
         ("DATABASE_URL", "sqlite:///var/lib/mw/staging.db"),
         ("PUBLIC_BASE_URL", "https://staging.example.com"),
     ];
