@@ -1,9 +1,7 @@
 //! The `mw` binary as an operator runs it: real processes, a clean
 //! environment, a folder of its own.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,43 +19,18 @@ const MISSING_IN_LIVE: [&str; 4] = [
     "UPLOAD_POST_API_KEY",
 ];
 
-fn projects_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../projects")
-        .canonicalize()
-        .unwrap()
-}
+#[path = "support/process.rs"]
+mod process;
 
-/// A scratch folder (no `.env.development` in it) removed on drop.
-struct Scratch(PathBuf);
+use process::{Process, Scratch, free_port, projects_dir};
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mw-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `mw` with only PATH, the projects folder and a database in `dir`.
+/// `mw` as an operator runs it, with a database in `dir` unless `vars`
+/// names one.
 fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
-    command
-        .args(args)
-        .current_dir(&dir.0)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PROJECTS_DIR", projects_dir())
-        .env("DATABASE_URL", format!("sqlite://{}/mw.db", dir.0.display()))
-        .envs(vars.iter().copied());
-    command
+    let database = format!("sqlite://{}/mw.db", dir.0.display());
+    let mut all = vec![("DATABASE_URL", database.as_str())];
+    all.extend_from_slice(vars);
+    process::mw(dir, args, &all)
 }
 
 fn run(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
@@ -66,20 +39,6 @@ fn run(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_for_health(port: u16) -> Duration {
@@ -247,7 +206,7 @@ fn serve_api_in_live_mode_with_every_secret_reports_live() {
         ("BIND_HOST", "127.0.0.1"),
     ];
     vars.extend(LIVE_SECRETS);
-    let child = Running(
+    let child = Process(
         mw(&dir, &["serve", "api"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -273,7 +232,7 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
         ("USE_MOCK_PROVIDERS", "false"),
     ];
     let started = Instant::now();
-    let mut child = Running(
+    let mut child = Process(
         mw(&dir, &["dev"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -332,7 +291,7 @@ fn the_runbooks_commands_work_against_mw_dev() {
         ("PUBLIC_BASE_URL", public.as_str()),
         ("BIND_HOST", "127.0.0.1"),
     ];
-    let _dev = Running(
+    let _dev = Process(
         mw(&dir, &["dev"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

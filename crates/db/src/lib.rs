@@ -185,3 +185,34 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
+
+/// Counts (`dry_run`) or deletes, per table, the rows matching its
+/// condition, where `$1` is `cutoff`, inside the transaction `tx`: the
+/// retention prune of each service's store. `tables` is a list of
+/// `(table, condition)` written by the store (never user input). Evaluates
+/// to a `BTreeMap` of table name to rows; `?` passes `sqlx::Error` up.
+#[macro_export]
+macro_rules! prune_tables {
+    ($tx:ident, $tables:expr, $cutoff:expr, $dry_run:expr) => {{
+        let mut pruned = ::std::collections::BTreeMap::<String, u64>::new();
+        for (table, condition) in $tables {
+            let count = if $dry_run {
+                let n: i64 = ::sqlx::query_scalar(::sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM {table} WHERE {condition}"
+                )))
+                .bind($cutoff)
+                .fetch_one(&mut *$tx)
+                .await?;
+                n.max(0) as u64
+            } else {
+                ::sqlx::query(::sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {condition}")))
+                    .bind($cutoff)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected()
+            };
+            pruned.insert(table.to_string(), count);
+        }
+        pruned
+    }};
+}

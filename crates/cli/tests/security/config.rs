@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use myloware_core::config::{Config, ConfigError, HttpLimits};
+
+use crate::support::process::{Process, Scratch, free_port, mw};
 
 const STRONG: &str = "a-strong-random-value-of-forty-characters!";
 
@@ -212,56 +213,6 @@ fn the_default_bind_host_is_loopback() {
     assert!(config.bind_host.is_loopback(), "{}", config.bind_host);
     let config = read(&[], &[("BIND_HOST", "0.0.0.0")]).unwrap();
     assert_eq!(config.bind_host.to_string(), "0.0.0.0", "BIND_HOST still opens it up");
-}
-
-/// A folder of its own (no `.env.development`), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mw-security-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `mw` with a clean environment: PATH, the repository's projects and `vars`.
-fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Command {
-    let projects = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
-    command
-        .args(args)
-        .current_dir(&dir.0)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PROJECTS_DIR", projects)
-        .envs(vars.iter().copied());
-    command
-}
-
-/// The child, killed if a test fails before it exits.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -712,25 +712,7 @@ macro_rules! sql_orchestrator_store {
 
             async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>> {
                 let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
-                let mut pruned = BTreeMap::new();
-                for (table, rows) in PRUNABLE {
-                    let count = if dry_run {
-                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                            "SELECT COUNT(*) FROM {table} WHERE {rows}"
-                        )))
-                        .bind(cutoff)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        n.max(0) as u64
-                    } else {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {rows}")))
-                            .bind(cutoff)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected()
-                    };
-                    pruned.insert(table.to_string(), count);
-                }
+                let pruned = myloware_db::prune_tables!(tx, PRUNABLE, cutoff, dry_run);
                 tx.commit().await?;
                 Ok(pruned)
             }
