@@ -96,8 +96,7 @@ pub fn without_credentials(text: &str) -> String {
     text.split_inclusive(char::is_whitespace)
         .map(|word| {
             let bare = word.trim_end();
-            let looks_like_link = (bare.contains("://") && (bare.contains("token=") || bare.contains("/v1/hitl/")))
-                || bare.contains("token=");
+            let looks_like_link = bare.contains("token=") || (bare.contains("://") && bare.contains("/v1/hitl/"));
             if looks_like_link || is_token_like(bare) {
                 format!("[approval link]{}", &word[bare.len()..])
             } else {
@@ -124,8 +123,12 @@ pub fn notification_pushes(config: &Config, user_id: &str) -> Vec<Push> {
     let chat = &config.chat;
     let mut pushes = Vec::new();
     if chat.telegram_bot_token.is_some() {
+        // The notification carries an approval link: a Telegram owner gets
+        // it only from an approver chat; otherwise it goes to the operators'
+        // chat (`TELEGRAM_CHAT_ID`), as for owners not from Telegram.
         let chat_id = user_id
             .strip_prefix("telegram:")
+            .filter(|id| chat.telegram_approver_chat_ids.iter().any(|a| a == id))
             .map(str::to_owned)
             .or_else(|| chat.telegram_chat_id.clone());
         if let Some(chat_id) = chat_id {
@@ -251,10 +254,22 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
         match action {
             ChatAction::ProposeRun { project, input, skip } => {
                 match propose(state, user_id, &project, input, skip).await {
-                    Ok(link) => {
+                    // A link is a credential: only a chat that may decide gets one.
+                    Ok(run_id) if origin.decision_credential(&state.config).is_ok() => {
+                        let link = hitl::mint(state, &run_id, Gate::Workflow);
                         lines.push(format!("Approve the plan: {}", link.approval_url));
-                        run_ids.push(link.run_id.clone());
-                        links.push(link);
+                        run_ids.push(run_id);
+                        links.push(ChatLink {
+                            run_id: link.run_id,
+                            gate: link.gate,
+                            approval_url: link.approval_url,
+                        });
+                    }
+                    Ok(run_id) => {
+                        lines.push(format!(
+                            "Run {run_id} waits for an approver at its workflow gate (`mw hitl pending`)."
+                        ));
+                        run_ids.push(run_id);
                     }
                     Err(err) => lines.push(format!("I could not set that run up: {}", describe(&err))),
                 }
@@ -322,14 +337,14 @@ fn describe(err: &ApiError) -> String {
     }
 }
 
-/// A proposal becomes a run held at the workflow gate.
+/// A proposal becomes a run held at the workflow gate; its id.
 async fn propose(
     state: &ApiState,
     user_id: &str,
     project: &str,
     input: serde_json::Value,
     skip: Vec<myloware_core::project::Persona>,
-) -> Result<ChatLink, ApiError> {
+) -> Result<String, ApiError> {
     let input: RunInput = serde_json::from_value(input)
         .map_err(|err| ApiError::BadRequest(format!("the proposed input is not valid: {err}")))?;
     let started = runs::start_run(
@@ -346,12 +361,7 @@ async fn propose(
         },
     )
     .await?;
-    let link = hitl::mint(state, &started.run.id, Gate::Workflow);
-    Ok(ChatLink {
-        run_id: link.run_id,
-        gate: link.gate,
-        approval_url: link.approval_url,
-    })
+    Ok(started.run.id)
 }
 
 /// "approve"/"reject" in chat: decides the user's gate (the named one, or

@@ -8,7 +8,6 @@ use myloware_core::graph;
 use myloware_core::signing;
 use myloware_core::wire::{GraphSpec, StartExecution};
 use myloware_core::{Gate, ProviderMode, RunStatus};
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -66,12 +65,13 @@ pub fn mint(state: &ApiState, run_id: &str, gate: Gate) -> Link {
 /// Whether `token` is a valid, unexpired link token for the gate, under the
 /// current `HITL_SECRET` or, during rotation, `HITL_SECRET_PREVIOUS`.
 pub fn token_is_valid(state: &ApiState, run_id: &str, gate: &str, token: &str) -> bool {
-    let config = &state.config;
-    let mut secrets: Vec<&[u8]> = vec![config.hitl_secret_bytes()];
-    if let Some(previous) = &config.hitl_secret_previous {
-        secrets.push(previous.expose_secret().as_bytes());
-    }
-    signing::verify_hitl_token(&secrets, run_id, gate, token, Utc::now().timestamp())
+    signing::verify_hitl_token(
+        &state.config.hitl_secrets(),
+        run_id,
+        gate,
+        token,
+        Utc::now().timestamp(),
+    )
 }
 
 /// Who is deciding: the credential, which is what the gate records as its
@@ -149,10 +149,21 @@ impl Outcome {
 }
 
 /// Records the attempt in the audit log, whatever happened.
+/// What the audit keeps of a path value a stranger chose: itself when it
+/// has the expected shape, else a fingerprint (so a refused attempt writes
+/// a small row whatever the URL held).
+fn shaped(value: &str, expected: bool) -> String {
+    if expected {
+        value.to_string()
+    } else {
+        format!("invalid:{}", ApiKeys::fingerprint(value))
+    }
+}
+
 pub async fn audit(state: &ApiState, attempt: &Attempt, action: &str, outcome: &str) {
     let entry = AuditEntry {
-        run_id: attempt.run_id.clone(),
-        gate: attempt.gate.clone(),
+        run_id: shaped(&attempt.run_id, myloware_core::ids::is_run_id(&attempt.run_id)),
+        gate: shaped(&attempt.gate, attempt.gate.parse::<Gate>().is_ok()),
         at: now(),
         action: action.into(),
         outcome: outcome.into(),

@@ -155,8 +155,9 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .routes(routes!(routes::webhooks::kieai))
         .routes(routes!(routes::webhooks::upload_post))
         .routes(routes!(routes::chat::telegram))
-        .merge(routes::hitl::link_routes(state))
-        .route_layer(from_fn_with_state(state.clone(), middleware::limit_refusals));
+        .route_layer(from_fn_with_state(state.clone(), middleware::limit_refusals))
+        // The approval pages take the same limit inside their security headers.
+        .merge(routes::hitl::link_routes(state));
     let open = documented(
         open,
         None,
@@ -164,17 +165,17 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
     );
     let internal = OpenApiRouter::<ApiState>::new()
         .routes(routes!(routes::internal::receive_events))
-        .route_layer(from_fn_with_state(
-            state.internal.clone(),
-            myloware_telemetry::internal::require_internal,
-        ));
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_internal));
     let internal = documented(
         internal,
         Some("internal"),
-        &[(
-            "401",
-            "Missing, stale or wrong internal credential (operator keys are refused)",
-        )],
+        &[
+            (
+                "401",
+                "Missing, stale or wrong internal credential (operator keys are refused)",
+            ),
+            ("429", "Too many refused requests from this address (see `Retry-After`)"),
+        ],
     );
     let with = |permission: Permission, routes: OpenApiRouter<ApiState>| {
         let routes = routes.route_layer(from_fn_with_state((state.clone(), permission), middleware::require));
@@ -292,6 +293,10 @@ pub fn router(state: ApiState) -> Router {
                 middleware::require,
             )),
         )
+        .route_layer(from_fn_with_state(
+            state.config.http,
+            myloware_telemetry::server::deadlines,
+        ))
         .route_layer(from_fn_with_state(
             state.metrics.http.clone(),
             myloware_telemetry::track_http,

@@ -32,8 +32,13 @@ pub struct ApiMetrics {
 /// `via` of `hitl_decisions_total` (`hitl::Credential::via`).
 const VIA: [&str; 3] = ["api_key", "chat", "token"];
 /// Labels of `webhook_events_total` (`routes::webhooks`, `routes::chat`).
-const WEBHOOK_PROVIDERS: [&str; 3] = ["kieai", "upload_post", "telegram"];
-const SIGNATURES: [&str; 3] = ["verified", "missing", "rejected"];
+/// Each provider with the signature statuses it records: Upload-Post's
+/// webhook carries none.
+const WEBHOOK_SIGNATURES: [(&str, &[&str]); 3] = [
+    ("kieai", &["verified", "missing", "rejected"]),
+    ("telegram", &["verified", "missing", "rejected"]),
+    ("upload_post", &["unsigned"]),
+];
 const WEBHOOK_RESULTS: [&str; 4] = ["processed", "duplicate", "dlq", "rejected"];
 const DECISIONS: [&str; 2] = ["approve", "reject"];
 
@@ -118,8 +123,8 @@ impl ApiMetrics {
             self.http
                 .declare("POST", "/v1/hitl/reject/{runId}/{gate}", 200, gate.as_str());
         }
-        for provider in WEBHOOK_PROVIDERS {
-            for signature in SIGNATURES {
+        for (provider, signatures) in WEBHOOK_SIGNATURES {
+            for signature in signatures {
                 for result in WEBHOOK_RESULTS {
                     self.webhooks.with_label_values(&[provider, signature, result]);
                 }

@@ -50,15 +50,17 @@ pub async fn require(
     next.run(request).await
 }
 
-/// The caller's address: the peer's, or the one a trusted proxy names
-/// (`Fly-Client-IP`, then the first `X-Forwarded-For`) when
-/// `TRUST_PROXY_HEADERS` is on.
+/// The caller's address: the peer's, or the one a trusted proxy names when
+/// `TRUST_PROXY_HEADERS` is on: `Fly-Client-IP` (fly's proxy sets it and
+/// overwrites any sent by the client), else the *last* `X-Forwarded-For`
+/// entry, the one the proxy in front of us appended (earlier entries are
+/// whatever the client claimed).
 pub fn client_ip(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>, trust_proxy: bool) -> Option<IpAddr> {
     let forwarded = trust_proxy
         .then(|| {
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
             header("fly-client-ip")
-                .or_else(|| header("x-forwarded-for").and_then(|v| v.split(',').next()))
+                .or_else(|| header("x-forwarded-for").and_then(|v| v.rsplit(',').next()))
                 .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
         })
         .flatten();
@@ -116,23 +118,50 @@ impl FromRequestParts<ApiState> for ClientId {
     }
 }
 
-/// Open routes (webhooks, approval links, Telegram): a caller that keeps
-/// being refused is cut off per address. Only refused requests (4xx) spend
-/// the budget, so verified provider callbacks are never throttled, while a
-/// stranger gets at most the burst plus the per-minute rate of refusals
-/// (each of which may write a bounded audit or delivery row).
+/// Open and internal routes (webhooks, approval links, Telegram,
+/// `/v1/internal/*`): a caller that keeps being refused is cut off per
+/// address. Each request takes a token before it is handled (so concurrent
+/// requests cannot all slip through one remaining token) and gets it back
+/// unless it was refused (4xx): a stranger gets at most the burst plus the
+/// per-minute rate of refusals (each of which may write a bounded audit or
+/// delivery row), while accepted requests, such as verified provider
+/// callbacks, cost nothing. An address that has spent its budget on
+/// refusals is answered 429 whatever it sends, until the budget refills.
 pub async fn limit_refusals(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
     let ip = client_ip(request.headers(), peer, state.config.rate_limit.trust_proxy_headers);
     let client = ip_identity(ip);
-    if let Err(err) = state.limiter.peek(LimitedRoute::OpenRefusals, &client) {
+    if let Err(err) = state.limiter.check(LimitedRoute::OpenRefusals, &client) {
         return err.into_response();
     }
     let response = next.run(request).await;
-    if response.status().is_client_error() {
-        let _ = state.limiter.check(LimitedRoute::OpenRefusals, &client);
+    // A 429 from the route's own limit (decisions, views) is not a refusal.
+    let status = response.status();
+    if !status.is_client_error() || status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        state.limiter.refund(LimitedRoute::OpenRefusals, &client);
     }
     response
+}
+
+/// `/v1/internal/*`: the orchestrator's signed requests pass whatever the
+/// address has spent; refusals spend the address's refusal budget (an
+/// address out of budget is answered 429). The route is public on the
+/// API's port, so a stranger's forgeries are cut off like on the open
+/// routes, but they can never hold up the orchestrator's deliveries.
+pub async fn require_internal(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+    let client = ip_identity(client_ip(
+        request.headers(),
+        peer,
+        state.config.rate_limit.trust_proxy_headers,
+    ));
+    match myloware_telemetry::internal::verified(&state.internal, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => match state.limiter.check(LimitedRoute::OpenRefusals, &client) {
+            Ok(()) => refusal,
+            Err(limited) => limited.into_response(),
+        },
+    }
 }
 
 /// The routes that share a budget.
@@ -143,14 +172,24 @@ pub enum LimitedRoute {
     HitlDecision,
     /// Refused requests on the open routes, per address.
     OpenRefusals,
+    /// Views of the approval page (each is audited), per address.
+    HitlView,
+    /// Upload-Post's unsigned webhook (nothing proves a delivery), per
+    /// address: every delivery spends.
+    UploadPostHint,
+}
+
+impl LimitedRoute {
+    const COUNT: usize = 6;
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then
 /// `per_minute` spread over the minute.
 ///
-/// Memory is bounded and every request does O(1) work: buckets live in two
-/// generations of at most `max_clients / 2` entries each, keyed by a keyed
-/// 64-bit hash (no allocation per request). When the current generation
+/// Memory is bounded and every request does O(1) work: per route class,
+/// buckets live in two generations of at most `max_clients / 2` entries
+/// each, keyed by a keyed 64-bit hash of the client (the maps hold no
+/// strings). When the current generation
 /// is full it becomes the previous one and the old previous one is dropped
 /// whole; a bucket found in the previous generation moves to the current.
 /// A forgotten bucket is a full one, which is what a new client gets, so
@@ -161,7 +200,10 @@ pub struct RateLimiter {
     config: RateLimitConfig,
     hasher: std::collections::hash_map::RandomState,
     generation_size: usize,
-    buckets: Mutex<Generations>,
+    /// One map per route class, so identities flooding one class (say,
+    /// addresses refused on the open routes) never push out the buckets of
+    /// another (valid keys starting runs).
+    buckets: [Mutex<Generations>; LimitedRoute::COUNT],
 }
 
 #[derive(Default)]
@@ -176,8 +218,9 @@ struct Bucket {
     refilled: Instant,
 }
 
-/// Clients remembered at once (both generations together).
-pub const MAX_CLIENTS: usize = 100_000;
+/// Clients remembered at once per route class (both generations
+/// together): at most about 2 MB per class.
+pub const MAX_CLIENTS: usize = 50_000;
 
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> RateLimiter {
@@ -189,13 +232,12 @@ impl RateLimiter {
             config,
             hasher: Default::default(),
             generation_size: (max_clients / 2).max(1),
-            buckets: Mutex::default(),
+            buckets: Default::default(),
         }
     }
 
-    fn key(&self, route: LimitedRoute, client: &str) -> u64 {
+    fn key(&self, client: &str) -> u64 {
         let mut hasher = self.hasher.build_hasher();
-        route.hash(&mut hasher);
         client.hash(&mut hasher);
         hasher.finish()
     }
@@ -205,9 +247,10 @@ impl RateLimiter {
         self.take(route, client, 1.0)
     }
 
-    /// Whether a token is available, without taking it.
-    pub fn peek(&self, route: LimitedRoute, client: &str) -> Result<(), ApiError> {
-        self.take(route, client, 0.0)
+    /// Gives back a token taken by [`RateLimiter::check`] (the request it
+    /// paid for turned out not to count).
+    pub fn refund(&self, route: LimitedRoute, client: &str) {
+        let _ = self.take(route, client, -1.0);
     }
 
     fn take(&self, route: LimitedRoute, client: &str, cost: f64) -> Result<(), ApiError> {
@@ -216,9 +259,9 @@ impl RateLimiter {
         }
         let rate = f64::from(self.config.per_minute) / 60.0;
         let capacity = f64::from(self.config.burst.max(1));
-        let key = self.key(route, client);
+        let key = self.key(client);
         let now = Instant::now();
-        let mut generations = self.buckets.lock().expect("rate limiter lock");
+        let mut generations = self.buckets[route as usize].lock().expect("rate limiter lock");
         let bucket = match generations.current.get(&key) {
             Some(bucket) => *bucket,
             None => {
@@ -234,7 +277,9 @@ impl RateLimiter {
             }
         };
         let tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
-        let (tokens, answer) = if tokens >= 1.0 {
+        let (tokens, answer) = if cost < 0.0 {
+            ((tokens - cost).min(capacity), Ok(()))
+        } else if tokens >= 1.0 {
             (tokens - cost, Ok(()))
         } else {
             (
@@ -246,9 +291,10 @@ impl RateLimiter {
         answer
     }
 
-    /// Buckets held now (both generations).
-    pub fn clients(&self) -> usize {
-        let generations = self.buckets.lock().expect("rate limiter lock");
+    /// Buckets held now for `route` (both generations).
+    #[cfg(test)]
+    fn clients(&self, route: LimitedRoute) -> usize {
+        let generations = self.buckets[route as usize].lock().expect("rate limiter lock");
         generations.current.len() + generations.previous.len()
     }
 }
@@ -283,15 +329,19 @@ mod tests {
     }
 
     #[test]
-    fn peeking_takes_nothing() {
+    fn a_refunded_token_is_spendable_again_and_never_above_the_burst() {
         let limiter = limiter(MAX_CLIENTS);
         for _ in 0..10 {
-            limiter.peek(LimitedRoute::OpenRefusals, "a").unwrap();
-        }
-        for _ in 0..3 {
             limiter.check(LimitedRoute::OpenRefusals, "a").unwrap();
+            limiter.refund(LimitedRoute::OpenRefusals, "a");
         }
-        assert!(limiter.peek(LimitedRoute::OpenRefusals, "a").is_err());
+        limiter.refund(LimitedRoute::OpenRefusals, "b");
+        for client in ["a", "b"] {
+            for _ in 0..3 {
+                limiter.check(LimitedRoute::OpenRefusals, client).unwrap();
+            }
+            assert!(limiter.check(LimitedRoute::OpenRefusals, client).is_err(), "{client}");
+        }
     }
 
     #[test]
@@ -308,7 +358,15 @@ mod tests {
         for i in 0..100_000 {
             let _ = limiter.check(LimitedRoute::Chat, &format!("flood{i}"));
         }
-        assert!(limiter.clients() <= 1000, "{} buckets", limiter.clients());
+        assert!(limiter.clients(LimitedRoute::Chat) <= 1000);
+        // Another class keeps its own buckets through the flood.
+        for _ in 0..3 {
+            limiter.check(LimitedRoute::RunStart, "busy").unwrap();
+        }
+        for i in 0..100_000 {
+            let _ = limiter.check(LimitedRoute::OpenRefusals, &format!("ip{i}"));
+        }
+        assert!(limiter.check(LimitedRoute::RunStart, "busy").is_err());
     }
 
     #[test]

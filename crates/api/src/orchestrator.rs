@@ -39,6 +39,10 @@ pub trait OrchestratorClient: Send + Sync + 'static {
 
 /// How long a chat turn may take (LLM calls and tools included).
 const CHAT_TIMEOUT_SECS: u64 = 90;
+/// How long the orchestrator's share of a retention prune may take: a
+/// first prune of a large database deletes many rows (below the services'
+/// default 120 s request timeout, which bounds the whole prune).
+const PRUNE_TIMEOUT_SECS: u64 = 100;
 
 /// The orchestrator over HTTP, every request signed with the internal
 /// credential (never an operator key).
@@ -148,7 +152,12 @@ impl OrchestratorClient for HttpOrchestrator {
 
     async fn prune(&self, request: &PruneRequest) -> Result<PruneCounts, OrchestratorError> {
         let response = self
-            .call(self.http.post(self.url("/v1/retention/prune")).json(request))
+            .call(
+                self.http
+                    .post(self.url("/v1/retention/prune"))
+                    .timeout(Duration::from_secs(PRUNE_TIMEOUT_SECS))
+                    .json(request),
+            )
             .await?;
         response.json().await.map_err(|err| OrchestratorError::Refused {
             status: 200,

@@ -429,6 +429,16 @@ fn ports_line_up_across_compose_prometheus_and_fly() {
     assert_eq!(published("prometheus"), [("9090".to_string(), "9090".to_string())]);
     assert_eq!(published("grafana"), [("3000".to_string(), "3000".to_string())]);
     assert_eq!(published("postgres")[0].1, "5432");
+    // The stack runs with the public development keys: nothing is
+    // published beyond this machine.
+    for service in ["api", "prometheus", "grafana", "postgres"] {
+        for port in strings(&services[service]["ports"]) {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{service} publishes {port} on every interface"
+            );
+        }
+    }
 
     // The services reach each other and the database by compose name.
     let env = &services["api"]["environment"];

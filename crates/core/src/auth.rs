@@ -90,6 +90,19 @@ impl NamedKey {
     pub fn parse(entry: &str, fallback_name: Option<&str>) -> Result<NamedKey, String> {
         let entry = entry.trim();
         let mut parts = entry.splitn(3, ':');
+        if let (Some(name), Some(role), Some(_)) = (parts.next(), parts.next(), parts.next())
+            && valid_name(name)
+            && !role.is_empty()
+            && role.chars().all(|c| c.is_ascii_alphabetic())
+            && role.parse::<Role>().is_err()
+        {
+            // `name:word:…` is meant as a named key: a mistyped role must
+            // not make an admin key of the whole entry.
+            return Err(format!(
+                "the key named {name:?} has an unknown role {role:?}; use admin, operator, approver or viewer"
+            ));
+        }
+        let mut parts = entry.splitn(3, ':');
         if let (Some(name), Some(role), Some(key)) = (parts.next(), parts.next(), parts.next())
             && let Ok(role) = role.parse::<Role>()
         {
@@ -218,14 +231,16 @@ mod tests {
         assert_eq!(plain.role, Role::Admin);
         assert_eq!(plain.name, format!("key-{}", ApiKeys::fingerprint("plain-key")));
         assert_eq!(keys.principal("k2").unwrap().role, Role::Approver);
-        // Not a role in the middle: the whole entry is a bare key.
-        assert!(self::keys(&["a:b:c"]).is_valid("a:b:c"));
+        // A bare key may hold colons when it does not read as `name:role:key`.
+        assert!(self::keys(&["a:1b:c"]).is_valid("a:1b:c"));
     }
 
     #[test]
     fn bad_named_keys_are_refused() {
-        assert!(NamedKey::parse("bad name:admin:k", None).is_err());
         assert!(NamedKey::parse("ok:admin:", None).is_err());
+        assert!(NamedKey::parse("bad name:admin:k", None).is_err());
+        let typo = NamedKey::parse("ann:aprover:secret", None).unwrap_err();
+        assert!(typo.contains("unknown role \"aprover\""), "{typo}");
     }
 
     #[test]

@@ -399,6 +399,12 @@ impl Config {
         let (internal_secret, internal_secret_previous) =
             internal_secrets(&mut r, environment, &hitl_secret, &api_keys);
         let hitl_secret_previous = r.secret("HITL_SECRET_PREVIOUS");
+        if let Some(problem) = hitl_secret_previous
+            .as_ref()
+            .and_then(|value| weak_secret(environment, value.expose_secret(), DEV_HITL_SECRET))
+        {
+            r.problem("HITL_SECRET_PREVIOUS", problem);
+        }
         let hitl_token_expiry_hours = r.parse("HITL_TOKEN_EXPIRY_HOURS", 24u64);
         if !(1..=MAX_HITL_TOKEN_EXPIRY_HOURS).contains(&hitl_token_expiry_hours) {
             r.problem(
@@ -483,6 +489,12 @@ impl Config {
             burst: r.parse("RATE_LIMIT_BURST", 30u32),
             trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS").unwrap_or(false),
         };
+        if rate_limit.per_minute == 0 && environment == Environment::Production {
+            r.problem(
+                "RATE_LIMIT_PER_MINUTE",
+                "0 turns every rate limit off, including the limits on refused requests; not allowed in production",
+            );
+        }
         let max_body_bytes = r.parse("MAX_BODY_BYTES", 1024 * 1024usize);
         let projects_dir = PathBuf::from(r.get("PROJECTS_DIR").unwrap_or_else(|| "projects".into()));
         let engine = EngineConfig {
@@ -543,6 +555,14 @@ impl Config {
                 .unwrap_or_else(|| SecretString::from(DEV_INTERNAL_SECRET)),
             self.internal_secret_previous.clone(),
         )
+    }
+
+    /// The HITL secrets a token may be signed with: the current one and,
+    /// during a rotation, `HITL_SECRET_PREVIOUS` (minting uses the first).
+    pub fn hitl_secrets(&self) -> Vec<&[u8]> {
+        std::iter::once(self.hitl_secret_bytes())
+            .chain(self.hitl_secret_previous.as_ref().map(|s| s.expose_secret().as_bytes()))
+            .collect()
     }
 
     /// The HITL secret's bytes (also the key of per-run callback tokens).
@@ -638,6 +658,14 @@ fn service_secrets<F: Fn(&str) -> Option<String>>(
                     }
                 } else if api_keys.iter().any(|k| k.name == key.name) {
                     r.problem(var, format!("two keys are named {:?}; names must be unique", key.name));
+                } else if let Some(twin) = api_keys
+                    .iter()
+                    .find(|k| k.key.expose_secret() == key.key.expose_secret())
+                {
+                    r.problem(
+                        var,
+                        format!("the keys named {:?} and {:?} are the same secret", twin.name, key.name),
+                    );
                 }
                 api_keys.push(key);
             }
@@ -683,6 +711,12 @@ fn internal_secrets<F: Fn(&str) -> Option<String>>(
 ) -> (Option<SecretString>, Option<SecretString>) {
     let current = r.get("INTERNAL_SECRET");
     let previous = r.get("INTERNAL_SECRET_PREVIOUS");
+    if let Some(problem) = previous
+        .as_deref()
+        .and_then(|value| weak_secret(environment, value, DEV_INTERNAL_SECRET))
+    {
+        r.problem("INTERNAL_SECRET_PREVIOUS", problem);
+    }
     match &current {
         None if environment != Environment::Development => r.problem(
             "INTERNAL_SECRET",
@@ -1056,6 +1090,43 @@ mod tests {
         assert!(err.problems[0].message.contains("unique"), "{err}");
         let err = production(&format!("bad name:viewer:{}", "a".repeat(40))).unwrap_err();
         assert_eq!(vars_named(&err), ["API_KEYS"]);
+    }
+
+    #[test]
+    fn previous_secrets_twin_keys_and_unlimited_rates_are_refused_in_production() {
+        let (strong, hitl, internal) = ("k".repeat(40), "h".repeat(40), "i".repeat(40));
+        let production = |extra: &[(&'static str, &str)]| {
+            let mut vars = vec![
+                ("ENVIRONMENT", "production"),
+                ("API_KEY", strong.as_str()),
+                ("HITL_SECRET", hitl.as_str()),
+                ("INTERNAL_SECRET", internal.as_str()),
+                DEPLOYED[0],
+                DEPLOYED[1],
+            ];
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        assert!(production(&[]).is_ok());
+        for (var, value) in [
+            ("INTERNAL_SECRET_PREVIOUS", DEV_INTERNAL_SECRET),
+            ("INTERNAL_SECRET_PREVIOUS", "short"),
+            ("HITL_SECRET_PREVIOUS", DEV_HITL_SECRET),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+        ] {
+            assert_eq!(
+                vars_named(&production(&[(var, value)]).unwrap_err()),
+                [var],
+                "{var}={value}"
+            );
+        }
+        let twin = format!("ops:operator:{strong}");
+        let err = production(&[("API_KEYS", twin.as_str())]).unwrap_err();
+        assert!(err.problems[0].message.contains("same secret"), "{err}");
+        let err = production(&[("API_KEYS", "ann:aprover:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]).unwrap_err();
+        assert!(err.problems[0].message.contains("unknown role"), "{err}");
+        // Development keeps its switch.
+        assert!(config(&[("RATE_LIMIT_PER_MINUTE", "0")]).is_ok());
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub fn is_run_id(s: &str) -> bool {
     })
 }
 
+/// Our request id of a run's publish at Upload-Post (the journal key of
+/// the call, and what its status is looked up by).
+pub fn publish_request_id(run_id: &str) -> String {
+    format!("{run_id}:quinn:publish:1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,10 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/metrics", get(metrics))
         .merge(protected)
         .route_layer(from_fn_with_state(
+            state.config.http,
+            myloware_telemetry::server::deadlines,
+        ))
+        .route_layer(from_fn_with_state(
             state.metrics.http.clone(),
             myloware_telemetry::track_http,
         ))

@@ -22,31 +22,40 @@ fn now() -> i64 {
 
 /// Middleware: refuses (401) a request whose `x-myloware-internal`
 /// signature does not cover its method, path, body and time under the
-/// internal secret. Operator API keys mean nothing here. The body is read
-/// (up to the service's body limit) to be checked, then handed on.
+/// internal secret. Operator API keys mean nothing here.
 pub async fn require_internal(State(keys): State<Arc<InternalKeys>>, request: Request, next: Next) -> Response {
+    match verified(&keys, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// The request, when its signature verifies (its body read, up to the
+/// service's body limit, and handed on); else the refusal to answer (401,
+/// or 413 for a body over the limit).
+pub async fn verified(keys: &InternalKeys, request: Request) -> Result<Request, Response> {
     let refuse = |why: &str| (StatusCode::UNAUTHORIZED, axum::Json(ErrorBody::new(why))).into_response();
     let Some(header) = request.headers().get(HEADER).map(|v| v.to_str().map(str::to_owned)) else {
-        return refuse("this route takes the internal credential only");
+        return Err(refuse("this route takes the internal credential only"));
     };
     let Ok(header) = header else {
-        return refuse("internal credential malformed");
+        return Err(refuse("internal credential malformed"));
     };
     let limit = request.extensions().get::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return (
+        return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             axum::Json(ErrorBody::new(format!("the body is over the {limit}-byte limit"))),
         )
-            .into_response();
+            .into_response());
     };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Err(err) = keys.verify(parts.method.as_str(), path, Some(&header), &bytes, now()) {
         tracing::warn!(path = %parts.uri.path(), error = %err, "internal request refused");
-        return refuse(&err.to_string());
+        return Err(refuse(&err.to_string()));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// Signs an outgoing internal request as built (method, path and query,

@@ -8,7 +8,8 @@
 //!   connection and between requests on a kept-alive one (hyper starts the
 //!   timer whenever it waits for a request head), so idle keep-alive
 //!   connections are closed after the same time;
-//! - the body must arrive within `body_timeout` of the headers (one
+//! - ([`deadlines`], installed by each service's router) the body must
+//!   arrive within `body_timeout` of the headers (one
 //!   deadline, not per chunk, so a byte every few seconds does not keep it
 //!   alive): the request is answered `408 {"detail": ...}` and the
 //!   connection closed;
@@ -18,8 +19,10 @@
 //!   accepting at the cap, so further connections wait in the kernel's
 //!   listen backlog and are served, in order, as soon as one closes
 //!   (waiting rather than closing: a burst of honest clients is served
-//!   late rather than refused; an attacker holding every slot loses each
-//!   one after `header_timeout`);
+//!   late rather than refused; a slot held by a client that never sends a
+//!   request head is freed after `header_timeout`; there is no write
+//!   timeout: a client that stops reading its answer keeps its slot until
+//!   the kernel gives up on the connection);
 //! - on shutdown it stops accepting, lets every in-flight request finish
 //!   (bounded by `request_timeout`), closes idle connections and returns.
 //!
@@ -40,7 +43,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -70,7 +73,6 @@ async fn run(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(from_fn_with_state(limits, deadlines));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -135,8 +137,10 @@ async fn accept_failed(err: std::io::Error) {
 }
 
 /// The body deadline and the request timeout, answered in the services'
-/// error shape.
-async fn deadlines(State(limits): State<HttpLimits>, request: Request, next: Next) -> Response {
+/// error shape. The services install it as a route layer inside their
+/// request-id and HTTP-metrics layers, so a 408 or 503 carries its
+/// `X-Request-ID` and is counted like any other answer.
+pub async fn deadlines(State(limits): State<HttpLimits>, request: Request, next: Next) -> Response {
     let body_late = Arc::new(AtomicBool::new(false));
     let flag = body_late.clone();
     let request = request.map(|body| {
@@ -184,6 +188,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
+    use axum::middleware::from_fn_with_state;
     use axum::routing::{get, post};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -207,6 +212,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, mut stopped) = watch::channel(false);
+        let router = router.layer(from_fn_with_state(limits(), deadlines));
         let task = tokio::spawn(serve(listener, router, &limits(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));

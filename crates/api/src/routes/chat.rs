@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -64,15 +64,29 @@ pub async fn brendan(
 }
 
 /// `GET /v1/chat/brendan/{user_id}/messages`: the user's transcript,
-/// including gate notifications with their links.
+/// including gate notifications with their links (for keys that may
+/// decide; other roles see `[approval link]` and no `link`).
 #[utoipa::path(get, path = "/v1/chat/brendan/{user_id}/messages", tag = "chat", security(("api_key" = [])),
     params(("user_id" = String, Path)),
     responses((status = 200, description = "`{\"messages\":[{role, text, runId, gate, link, createdAt}]}`")))]
-pub async fn messages(State(state): State<ApiState>, Path(user_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn messages(
+    State(state): State<ApiState>,
+    Path(user_id): Path<String>,
+    Extension(key): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let messages = state.store.chat_messages(&user_id, 200).await?;
+    // Approval links are credentials: only a key that may decide sees them.
+    let may_decide = key.allows(Permission::Decide);
     let messages: Vec<Value> = messages
         .into_iter()
-        .map(|m| json!({"role": m.role, "text": m.text, "runId": m.run_id, "gate": m.gate, "link": m.link, "createdAt": m.created_at}))
+        .map(|m| {
+            let (text, link) = if may_decide {
+                (m.text, m.link)
+            } else {
+                (chat::without_credentials(&m.text), None)
+            };
+            json!({"role": m.role, "text": text, "runId": m.run_id, "gate": m.gate, "link": link, "createdAt": m.created_at})
+        })
         .collect();
     Ok(Json(json!({"userId": user_id, "messages": messages})))
 }

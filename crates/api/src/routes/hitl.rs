@@ -32,6 +32,10 @@ pub fn link_routes(state: &ApiState) -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(open_link, approve))
         .routes(routes!(reject))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::limit_refusals,
+        ))
         .route_layer(map_response_with_state(state.config.environment, page::headers))
 }
 
@@ -319,6 +323,10 @@ pub async fn open_link(
         Ok(record) => record,
         Err(err) => return error_answer(html, err.into()),
     };
+    // Each view is audited: views are limited per address like decisions.
+    if let Err(err) = state.limiter.check(LimitedRoute::HitlView, &client_id.0) {
+        return error_answer(html, err);
+    }
     hitl::audit(&state, &attempt, "view", "shown").await;
     let status = record.as_ref().map_or("not_reached", |r| r.status.as_str());
     let preview = record.as_ref().map(|r| r.preview.clone()).unwrap_or(Value::Null);

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::ApiState;
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
+use crate::middleware::{ClientId, LimitedRoute};
 use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
 
 /// What kie.ai appends to the callback URL we give it.
@@ -56,8 +57,10 @@ pub(crate) async fn record(
 
 /// How many of a delivery's headers are stored.
 pub const MAX_STORED_HEADERS: usize = 30;
-/// How much of a header's value (and name) is stored, in characters.
+/// How much of a header's value is stored, in characters.
 pub const MAX_HEADER_CHARS: usize = 256;
+/// How much of a header's name is stored, in characters.
+const MAX_HEADER_NAME_CHARS: usize = 64;
 
 /// Headers kept with a delivery: secrets replaced, at most
 /// [`MAX_STORED_HEADERS`] of them (how many were left out is noted), each
@@ -70,15 +73,15 @@ pub(crate) fn redacted_headers(headers: &HeaderMap) -> Value {
         "cookie",
         "x-webhook-signature",
     ];
-    let cut = |text: &str| text.chars().take(MAX_HEADER_CHARS).collect::<String>();
+    let cut = |text: &str, max: usize| text.chars().take(max).collect::<String>();
     let mut map = Map::new();
     for (name, value) in headers.iter().take(MAX_STORED_HEADERS) {
         let shown = if SECRET.contains(&name.as_str()) {
             "[redacted]".to_string()
         } else {
-            cut(value.to_str().unwrap_or("[binary]"))
+            cut(value.to_str().unwrap_or("[binary]"), MAX_HEADER_CHARS)
         };
-        map.insert(cut(name.as_str()), Value::String(shown));
+        map.insert(cut(name.as_str(), MAX_HEADER_NAME_CHARS), Value::String(shown));
     }
     let left_out = headers.len().saturating_sub(MAX_STORED_HEADERS);
     if left_out > 0 {
@@ -91,12 +94,7 @@ pub(crate) fn redacted_headers(headers: &HeaderMap) -> Value {
 /// `clip:{i}` for live runs, `mock-clip:{i}` for mock runs); `None` when
 /// it binds neither. Both secrets of a rotation are accepted.
 fn clip_callback_mode(state: &ApiState, run_id: &str, index: u32, token: &str) -> Option<ProviderMode> {
-    let config = &state.config;
-    let mut secrets: Vec<&[u8]> = vec![config.hitl_secret_bytes()];
-    if let Some(previous) = &config.hitl_secret_previous {
-        use secrecy::ExposeSecret;
-        secrets.push(previous.expose_secret().as_bytes());
-    }
+    let secrets = state.config.hitl_secrets();
     [ProviderMode::Live, ProviderMode::Mock].into_iter().find(|mode| {
         let purpose = signing::clip_purpose(*mode, index);
         signing::verify_callback_token(&secrets, run_id, &purpose, token)
@@ -152,7 +150,8 @@ pub async fn kieai(
     };
     let mut delivery = WebhookDelivery {
         provider: "kieai".into(),
-        run_id: query.run_id.clone(),
+        // Only a run id's shape is kept: the query is the sender's to fill.
+        run_id: query.run_id.clone().filter(|id| myloware_core::ids::is_run_id(id)),
         headers: redacted_headers(&headers),
         signature_status: signature_status.into(),
         ..WebhookDelivery::of_body(&body)
@@ -227,7 +226,8 @@ pub const MAX_RUNS_WOKEN: u32 = 20;
 /// the runs that are publishing (at most [`MAX_RUNS_WOKEN`], newest first,
 /// once per distinct delivery and while a run has no hint pending); each
 /// then asks Upload-Post for its own request id. Nothing of the body is
-/// used. Other events are recorded and ignored.
+/// used. Other events are answered `ignored` and not kept. Every delivery
+/// spends the sender's rate budget (`RATE_LIMIT_*`, per address).
 #[utoipa::path(post, path = "/v1/webhooks/upload-post", tag = "webhooks",
     responses(
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
@@ -240,9 +240,13 @@ pub const MAX_RUNS_WOKEN: u32 = 20;
     ))]
 pub async fn upload_post(
     State(state): State<ApiState>,
+    ClientId(client): ClientId,
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
+    // Nothing proves a delivery, so every one spends the sender's budget
+    // (Upload-Post sends one per upload we make).
+    state.limiter.check(LimitedRoute::UploadPostHint, &client)?;
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut delivery = WebhookDelivery {
         provider: "upload-post".into(),
@@ -252,7 +256,8 @@ pub async fn upload_post(
         ..WebhookDelivery::of_body(&body)
     };
     if parsed["event"].as_str() != Some("upload_completed") {
-        crate::routes::webhooks::record(&state, &delivery, None).await?;
+        // Account events we do not act on: nothing to keep.
+        tracing::debug!(event = ?parsed["event"].as_str(), "Upload-Post webhook ignored");
         return Ok(Json(json!({"status": "ignored"})));
     }
     // The same delivery (byte for byte) wakes the runs once.
@@ -282,7 +287,7 @@ pub async fn upload_post(
         let signal = SignalDelivery {
             signal_id: format!("upload-post:{}", delivery.body_sha256),
             signal: Signal::PublishUpdated {
-                request_id: format!("{}:quinn:publish:1", run.id),
+                request_id: myloware_core::ids::publish_request_id(&run.id),
                 status: "hint".into(),
             },
         };

@@ -130,9 +130,30 @@ async fn only_a_fresh_signature_over_the_sent_body_is_accepted(db: &Db) {
     system.stop_idle().await;
 }
 
+/// Rotation: with `INTERNAL_SECRET_PREVIOUS` set to the old secret, a
+/// request signed with it is still accepted (machines not yet restarted);
+/// once the previous secret is unset, it is refused.
+async fn the_previous_internal_secret_is_accepted_during_a_rotation(db: &Db) {
+    const OLD: &str = "the-old-internal-secret-being-rotated-out";
+    const NEW: &str = "the-new-internal-secret-being-rotated-in";
+    let old = InternalKeys::new(OLD.into(), None);
+    for (previous, expected) in [(Some(OLD), 200), (None, 401)] {
+        let mut vars = vec![("INTERNAL_SECRET", NEW)];
+        vars.extend(previous.map(|p| ("INTERNAL_SECRET_PREVIOUS", p)));
+        let system = support::start(db, &vars).await;
+        let url = format!("{}/v1/internal/events", system.api);
+        let mut request = system.http.post(&url).json(&json!({"events": []})).build().unwrap();
+        myloware_telemetry::internal::sign(&old, &mut request);
+        let status = system.http.execute(request).await.unwrap().status().as_u16();
+        assert_eq!(status, expected, "previous secret {previous:?}");
+        system.stop_idle().await;
+    }
+}
+
 conformance_tests!(
     operator_keys_are_refused_on_every_internal_route,
     only_a_fresh_signature_over_the_sent_body_is_accepted,
+    the_previous_internal_secret_is_accepted_during_a_rotation,
 );
 
 // Helpers.

@@ -87,8 +87,10 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
         .await;
     let url = link["approvalUrl"].as_str().unwrap().to_string();
 
-    // Far more than the burst of valid-token page views: all served.
-    for i in 0..10 {
+    // Valid-token page views spend a budget of their own (each is
+    // audited): the burst is served, then 429; none of it is a refusal.
+    let mut views = Vec::new();
+    for _ in 0..5 {
         let response = system
             .http
             .get(&url)
@@ -96,8 +98,9 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "view {i} with a valid token");
+        views.push(response.status().as_u16());
     }
+    assert_eq!(views, [200, 200, 200, 429, 429], "valid-token views");
     // Refusals are still limited: three, then 429.
     let bad = url.split("token=").next().unwrap().to_string() + "token=1796677328.deadbeef";
     let mut statuses = Vec::new();
@@ -123,9 +126,47 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
     system.stop_idle().await;
 }
 
+/// Behind a proxy (`TRUST_PROXY_HEADERS`), the client is the address the
+/// proxy appended (the last `X-Forwarded-For` entry): rotating the entries
+/// a client writes itself neither escapes the limit nor forges the audit.
+async fn forwarded_addresses_a_client_writes_itself_are_not_trusted(db: &Db) {
+    let system = support::start(
+        db,
+        &[
+            ("RATE_LIMIT_PER_MINUTE", "1"),
+            ("RATE_LIMIT_BURST", "3"),
+            ("TRUST_PROXY_HEADERS", "true"),
+        ],
+    )
+    .await;
+    let run_id = awaiting_ideate(&system).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = system
+            .http
+            .post(format!("{}/v1/hitl/approve/{run_id}/ideate", system.api))
+            .header("x-forwarded-for", format!("10.9.8.{i}, 203.0.113.7"))
+            .header("content-type", "application/json")
+            .body(r#"{"token": "1796677328.deadbeef"}"#)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [403, 403, 403, 429, 429]);
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    assert!(!audit.is_empty());
+    assert!(
+        audit.iter().all(|row| row.ip.as_deref() == Some("203.0.113.7")),
+        "{audit:#?}"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
     rotating_bogus_keys_still_meets_429,
     verified_requests_spend_no_refusal_budget,
+    forwarded_addresses_a_client_writes_itself_are_not_trusted,
 );
 
 // Helpers.

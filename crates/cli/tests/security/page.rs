@@ -151,7 +151,82 @@ async fn only_https_render_urls_are_played_or_linked(db: &Db) {
     );
 }
 
+/// The form POST of the page: a token alone does not decide when the
+/// browser says the request comes from another site. The page sends no
+/// referrer, so its own POST carries `Origin: null`: that is accepted only
+/// with `Sec-Fetch-Site: same-origin`.
+async fn a_cross_site_post_of_a_valid_token_decides_nothing(db: &Db) {
+    let system = start(db, &[]).await;
+    let run_id = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "cross"}, "options": {"requireWorkflowApproval": true}}))
+        .await;
+    let link = myloware_api::hitl::mint(&system.api_state, &run_id, Gate::Workflow);
+    let url = format!("{}/v1/hitl/approve/{run_id}/workflow", system.api);
+    let post = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = system.http.post(&url).form(&[("token", link.token.as_str())]);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "cross-site")],
+    ] {
+        assert_eq!(post(headers).await, 403, "{headers:?}");
+        assert_eq!(system.run(&run_id).await["status"], "pending_workflow", "{headers:?}");
+    }
+    assert_eq!(
+        post(&[("origin", "null"), ("sec-fetch-site", "same-origin")]).await,
+        200,
+        "the page's own form"
+    );
+    system.stop_idle().await;
+}
+
+/// Rotation: a link minted under the old `HITL_SECRET` still opens and
+/// decides while it is `HITL_SECRET_PREVIOUS`, and not after.
+async fn links_of_the_previous_hitl_secret_work_during_a_rotation(db: &Db) {
+    const OLD: &str = "the-old-hitl-secret-being-rotated-out-now";
+    let before = start(db, &[("HITL_SECRET", OLD)]).await;
+    let run_id = before
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "rotate"}, "options": {"requireWorkflowApproval": true}}))
+        .await;
+    let old_link = myloware_api::hitl::mint(&before.api_state, &run_id, Gate::Workflow);
+    let old_base = before.api.clone();
+    before.stop_idle().await;
+
+    let without = start(db, &[("HITL_SECRET", "the-new-hitl-secret-after-the-rotation")]).await;
+    assert_eq!(
+        open_page(&without.http, &old_link.approval_url.replace(&old_base, &without.api))
+            .await
+            .status(),
+        403
+    );
+    without.stop_idle().await;
+
+    let during = start(
+        db,
+        &[
+            ("HITL_SECRET", "the-new-hitl-secret-after-the-rotation"),
+            ("HITL_SECRET_PREVIOUS", OLD),
+        ],
+    )
+    .await;
+    let url = old_link.approval_url.replace(&old_base, &during.api);
+    assert_eq!(open_page(&during.http, &url).await.status(), 200);
+    let decided = during.http.post(&url).send().await.unwrap();
+    assert_eq!(decided.status(), 200);
+    // The decision started the run: it goes on to the end.
+    during.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+    during.stop_idle().await;
+}
+
 conformance_tests!(
+    a_cross_site_post_of_a_valid_token_decides_nothing,
+    links_of_the_previous_hitl_secret_work_during_a_rotation,
     the_confirmation_refusal_and_result_pages_are_locked,
     only_https_render_urls_are_played_or_linked,
 );

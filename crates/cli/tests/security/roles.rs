@@ -205,8 +205,80 @@ async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
     system.stop_idle().await;
 }
 
+/// An approval link is a credential: a key that may not decide never
+/// receives one, neither in a chat reply nor in a transcript it reads.
+async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
+    let system = start_with_roles(db).await;
+    let user = "ops-proposes";
+    let (status, reply) = chat(&system, OPS, user, "make an AISMR video about candles").await;
+    assert_eq!(status, 200, "{reply}");
+    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+    assert_eq!(reply["links"], json!([]), "an operator got a link: {reply}");
+    let text = reply["response"].as_str().unwrap();
+    assert!(!text.contains("token=") && text.contains(&run_id), "{text}");
+
+    // The run reaches its ideate gate: the owner's transcript holds a link.
+    let status = call(
+        &system,
+        "POST",
+        &format!("/v1/hitl/approve/{run_id}/workflow"),
+        &Value::Null,
+        Some(ANN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let transcript = |key: &'static str| {
+        let system = &system;
+        async move {
+            let response = system
+                .http
+                .get(format!("{}/v1/chat/brendan/{user}/messages", system.api))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let wait = std::time::Instant::now() + QUICK;
+    let full = loop {
+        let full = transcript(ANN).await;
+        if full.to_string().contains("token=") {
+            break full;
+        }
+        assert!(
+            std::time::Instant::now() < wait,
+            "no gate link in the transcript: {full:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        full["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["link"].is_string())
+    );
+    for key in [VIC, OPS] {
+        let shown = transcript(key).await;
+        assert!(!shown.to_string().contains("token="), "{key} sees a link: {shown:#}");
+        assert!(
+            shown["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["link"].is_null())
+        );
+        assert!(shown.to_string().contains("[approval link]"), "{shown:#}");
+    }
+    system.stop_idle().await;
+}
+
 conformance_tests!(
     each_role_reaches_only_its_routes,
+    links_never_reach_a_key_that_may_not_decide,
     the_approver_is_the_credential_and_the_claim_a_note,
     a_cancel_records_the_key_that_asked,
     an_operator_may_chat_but_not_decide_in_chat,

@@ -142,6 +142,16 @@ async fn a_trickled_body_is_cut_off_with_a_json_408(db: &Db) {
         body["detail"], "the request body was not received within 1 s",
         "{answer}"
     );
+    // Answered inside the request-id and metrics layers, like any answer.
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: "), "{answer}");
+    let metrics = system.http.get(format!("{}/metrics", system.api)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{") && l.contains("status=\"408\"")),
+        "the 408 is not counted"
+    );
     let runs = system.get(&format!("{}/v1/runs", system.api)).await;
     assert_eq!(runs["runs"], Value::Array(vec![]), "a run was created: {runs}");
     system.stop_idle().await;

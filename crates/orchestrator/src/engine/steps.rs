@@ -804,7 +804,7 @@ async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             }));
         }
     };
-    let key = format!("{}:quinn:publish:1", step.run_id);
+    let key = myloware_core::ids::publish_request_id(&step.run_id);
     let publish = match step.state.publish.clone() {
         Some(publish) => publish,
         None => {
