@@ -17,6 +17,7 @@ use myloware_telemetry::HttpMetrics;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,7 +39,7 @@ pub mod store;
 
 use error::{ApiError, BodyLimit};
 use middleware::RateLimiter;
-use myloware_core::auth::{ApiKeys, Permission};
+use myloware_core::auth::{ApiKeys, Permission, Role};
 use myloware_core::internal::InternalKeys;
 use orchestrator::{HttpOrchestrator, OrchestratorClient};
 use store::ApiStore;
@@ -179,14 +180,7 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
     );
     let with = |permission: Permission, routes: OpenApiRouter<ApiState>| {
         let routes = routes.route_layer(from_fn_with_state((state.clone(), permission), middleware::require));
-        documented(
-            routes,
-            Some("api_key"),
-            &[
-                ("401", "Missing or invalid API key"),
-                ("403", "The key's role lacks the permission"),
-            ],
-        )
+        documented(routes, Some("api_key"), key_answers(permission))
     };
     let read = with(
         Permission::Read,
@@ -229,6 +223,21 @@ fn api_routes(state: &ApiState) -> (Router<ApiState>, utoipa::openapi::OpenApi) 
         .split_for_parts()
 }
 
+/// What the API-key layer ([`middleware::require`]) answers for routes
+/// that need `permission`: 401, and 403 only if some role lacks it (every
+/// role may read).
+fn key_answers(permission: Permission) -> &'static [(&'static str, &'static str)] {
+    const ANSWERS: &[(&str, &str)] = &[
+        ("401", "Missing or invalid API key"),
+        ("403", "The key's role lacks the permission"),
+    ];
+    if Role::ALL.iter().all(|role| role.allows(permission)) {
+        &ANSWERS[..1]
+    } else {
+        ANSWERS
+    }
+}
+
 /// Sets the security scheme of every operation of `routes` and adds the
 /// answers its layers give (401/403 of the auth layers, 429 of the refusal
 /// limit), so the document lists every status a route can answer.
@@ -237,45 +246,59 @@ fn documented(
     security: Option<&str>,
     answers: &[(&str, &str)],
 ) -> OpenApiRouter<ApiState> {
-    use utoipa::openapi::security::SecurityRequirement;
     for item in routes.get_openapi_mut().paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(scheme) = security {
-                operation.security = Some(vec![SecurityRequirement::new::<&str, [&str; 0], &str>(scheme, [])]);
-            }
-            for (status, description) in answers {
-                operation
-                    .responses
-                    .responses
-                    .entry((*status).to_string())
-                    .or_insert_with(|| utoipa::openapi::Response::new(*description).into());
-            }
+        for operation in operations_mut(item) {
+            document(operation, security, answers);
         }
     }
     routes
 }
 
+/// One operation of [`documented`]: its security scheme and its layers'
+/// answers (a status the route itself lists keeps its own description).
+fn document(operation: &mut Operation, security: Option<&str>, answers: &[(&str, &str)]) {
+    use utoipa::openapi::security::SecurityRequirement;
+    if let Some(scheme) = security {
+        operation.security = Some(vec![SecurityRequirement::new::<&str, [&str; 0], &str>(scheme, [])]);
+    }
+    for (status, description) in answers {
+        operation
+            .responses
+            .responses
+            .entry((*status).to_string())
+            .or_insert_with(|| utoipa::openapi::Response::new(*description).into());
+    }
+}
+
+/// Every operation of a path item, whatever its method.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The API's router with every layer.
 pub fn router(state: ApiState) -> Router {
     let (routes, mut openapi) = api_routes(&state);
+    let mut document_itself = utoipa::openapi::path::OperationBuilder::new()
+        .summary(Some("This document"))
+        .tag("system")
+        .response("200", utoipa::openapi::Response::new("The OpenAPI document"))
+        .build();
+    // Behind the Read permission, like the `read` routes.
+    document(&mut document_itself, Some("api_key"), key_answers(Permission::Read));
     openapi.paths.paths.insert(
         "/openapi.json".into(),
-        utoipa::openapi::PathItem::new(
-            utoipa::openapi::HttpMethod::Get,
-            utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some("This document"))
-                .tag("system")
-                .response("200", utoipa::openapi::Response::new("The OpenAPI document")),
-        ),
+        PathItem::new(utoipa::openapi::HttpMethod::Get, document_itself),
     );
     document_server_limits(&mut openapi);
     let openapi = Arc::new(openapi);
@@ -283,7 +306,7 @@ pub fn router(state: ApiState) -> Router {
     routes
         .route(
             "/openapi.json",
-            // Like every route not listed as open in HTTP.md: the API key.
+            // Like every route not listed as open in docs/api.md: the API key.
             axum::routing::get(move || {
                 let openapi = openapi.clone();
                 async move { axum::Json(openapi.as_ref().clone()) }
@@ -361,8 +384,11 @@ impl ApiServer {
     }
 }
 
-/// The server loop (`myloware_telemetry::server`) may answer any route 408
-/// (body too slow) or 503 (not answered in time): every operation says so.
+/// The layers around every route may answer it: 400 (a NUL in the URL,
+/// refused by the request-id layer), 500 (a handler panicked, or an
+/// unexpected error), and the server loop's (`myloware_telemetry::server`)
+/// 408 (body too slow) or 503 (not answered in time). Every operation says
+/// so; a status the route lists itself keeps its own description.
 fn document_server_limits(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let error = |description: &str| {
@@ -376,25 +402,21 @@ fn document_server_limits(openapi: &mut utoipa::openapi::OpenApi) {
             )
             .build()
     };
+    let answers = [
+        ("400", "The URL contains a NUL character (%00)"),
+        ("408", "The request body did not arrive within HTTP_BODY_TIMEOUT_SECS"),
+        ("500", "Unexpected error (logged; the answer holds no internals)"),
+        ("503", "Not answered within HTTP_REQUEST_TIMEOUT_SECS"),
+    ];
     for item in openapi.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let responses = &mut operation.responses.responses;
-            responses
-                .entry("408".into())
-                .or_insert_with(|| error("The request body did not arrive within HTTP_BODY_TIMEOUT_SECS").into());
-            responses
-                .entry("503".into())
-                .or_insert_with(|| error("Not answered within HTTP_REQUEST_TIMEOUT_SECS").into());
+        for operation in operations_mut(item) {
+            for (status, description) in answers {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.into())
+                    .or_insert_with(|| error(description).into());
+            }
         }
     }
 }

@@ -10,7 +10,7 @@
 //! (`javascript:`, `data:`, `file:`, relative) is shown as inert text.
 //!
 //! Every response of the HITL routes carries [`headers`]: a CSP that allows
-//! no script at all, no framing, no caching, no referrer to other sites.
+//! no script at all, no framing, no caching, no referrer.
 
 use askama::Template;
 use axum::extract::State;

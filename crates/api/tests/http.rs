@@ -508,6 +508,195 @@ async fn the_openapi_document_describes_the_routes(db: &Db) {
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }
 
+/// Bad paths, queries and bodies get statuses the OpenAPI document lists
+/// for their operation; the answers a test cannot easily provoke (the rate
+/// limits, 500) are listed too, and a status no request can get is not.
+async fn every_refusal_is_a_status_the_document_lists(db: &Db) {
+    let app = spawn_app(db, &[("MAX_BODY_BYTES", "2048")]).await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let operation = |method: &str, path: &str| doc["paths"][path][method].clone();
+    let listed =
+        |method: &str, path: &str, status: u16| operation(method, path)["responses"].get(status.to_string()).is_some();
+    let big = "x".repeat(4096);
+    let run = "run_000000000000";
+    let (approve, reject, cancel) = (
+        format!("/v1/hitl/approve/{run}/ideate"),
+        format!("/v1/hitl/reject/{run}/ideate"),
+        format!("/v1/runs/{run}/cancel"),
+    );
+    let open = |path: &str| app.http.post(app.url(path));
+    let typed = |request: reqwest::RequestBuilder, content_type: &str, body: String| {
+        request.header("content-type", content_type).body(body)
+    };
+    let signed = |content_type: &str, body: &str| {
+        let mut request = typed(open("/v1/internal/events"), content_type, body.to_string())
+            .build()
+            .unwrap();
+        myloware_telemetry::internal::sign(&app.state.config.internal_keys(), &mut request);
+        request
+    };
+    const DECISION: &str = "/v1/hitl/approve/{runId}/{gate}";
+    const JSON: &str = "application/json";
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let cases = [
+        (
+            "post",
+            DECISION,
+            typed(open(&approve), "text/plain", "token=x".into()),
+            400,
+        ),
+        ("post", DECISION, typed(open(&approve), FORM, "token=%00".into()), 422),
+        ("post", DECISION, typed(open(&approve), JSON, "{".into()), 422),
+        (
+            "post",
+            DECISION,
+            typed(open(&approve), FORM, format!("token={big}")),
+            413,
+        ),
+        ("post", DECISION, open(&approve), 403),
+        (
+            "post",
+            "/v1/hitl/reject/{runId}/{gate}",
+            typed(open(&reject), "text/plain", "x".into()),
+            400,
+        ),
+        (
+            "post",
+            "/v1/hitl/reject/{runId}/{gate}",
+            typed(open(&reject), FORM, format!("reason={big}")),
+            413,
+        ),
+        (
+            "get",
+            DECISION,
+            app.http.get(app.url("/v1/hitl/approve/%FF/ideate")),
+            400,
+        ),
+        (
+            "post",
+            "/v1/runs/start",
+            typed(app.post("/v1/runs/start"), "text/plain", "{}".into()),
+            415,
+        ),
+        (
+            "post",
+            "/v1/runs/start",
+            app.post("/v1/runs/start")
+                .json(&json!({"project": "aismr", "input": {"topic": big}})),
+            413,
+        ),
+        (
+            "post",
+            "/v1/runs/{runId}/cancel",
+            typed(app.post(&cancel), "text/plain", "{}".into()),
+            415,
+        ),
+        (
+            "post",
+            "/v1/runs/{runId}/cancel",
+            typed(app.post(&cancel), JSON, "{".into()),
+            422,
+        ),
+        (
+            "post",
+            "/v1/runs/{runId}/cancel",
+            app.post(&cancel).json(&json!({"reason": big})),
+            413,
+        ),
+        ("post", "/v1/runs/{runId}/cancel", app.post("/v1/runs/%FF/cancel"), 400),
+        (
+            "post",
+            "/v1/chat/brendan",
+            typed(app.post("/v1/chat/brendan"), "text/plain", "{}".into()),
+            415,
+        ),
+        (
+            "post",
+            "/v1/chat/brendan",
+            app.post("/v1/chat/brendan")
+                .json(&json!({"user_id": "u-1", "message": big})),
+            413,
+        ),
+        ("get", "/v1/runs", app.get("/v1/runs?status=running&status=failed"), 400),
+        ("get", "/v1/runs/{runId}", app.get("/v1/runs/%FF"), 400),
+        (
+            "get",
+            "/v1/runs/{runId}/artifacts",
+            app.get("/v1/runs/%FF/artifacts"),
+            400,
+        ),
+        ("get", "/v1/projects/{project}", app.get("/v1/projects/%FF"), 400),
+        (
+            "get",
+            "/v1/chat/brendan/{user_id}/messages",
+            app.get("/v1/chat/brendan/%FF/messages"),
+            400,
+        ),
+        (
+            "get",
+            "/v1/hitl/link/{runId}/{gate}",
+            app.get("/v1/hitl/link/%FF/ideate"),
+            400,
+        ),
+        ("get", "/v1/dlq", app.get("/v1/dlq?all=maybe"), 400),
+        ("post", "/v1/dlq/{seq}/replay", app.post("/v1/dlq/abc/replay"), 400),
+        ("get", "/health", app.http.get(app.url("/health?probe=%00")), 400),
+        ("get", "/openapi.json", app.http.get(app.url("/openapi.json")), 401),
+        (
+            "get",
+            "/openapi.json",
+            app.http.get(app.url("/openapi.json")).header("x-api-key", "wrong"),
+            401,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, request, expected) in cases {
+        let request = request.build().unwrap();
+        let url = request.url().to_string();
+        let status = app.http.execute(request).await.unwrap().status().as_u16();
+        if status != expected || !listed(method, path, status) {
+            wrong.push(format!(
+                "{method} {url}: {status} (expected {expected}; listed for {path}: {})",
+                listed(method, path, status)
+            ));
+        }
+    }
+    for (request, expected) in [(signed("text/plain", "{}"), 415), (signed(JSON, &big), 413)] {
+        let status = app.http.execute(request).await.unwrap().status().as_u16();
+        if status != expected || !listed("post", "/v1/internal/events", status) {
+            wrong.push(format!("post /v1/internal/events: {status} (expected {expected})"));
+        }
+    }
+    let unprovoked = [
+        ("get", DECISION, 429),
+        ("get", DECISION, 500),
+        ("post", DECISION, 429),
+        ("post", DECISION, 500),
+        ("post", "/v1/hitl/reject/{runId}/{gate}", 422),
+        ("post", "/v1/hitl/reject/{runId}/{gate}", 429),
+        ("post", "/v1/hitl/reject/{runId}/{gate}", 500),
+        ("post", "/v1/telegram/webhook", 500),
+        ("post", "/v1/chat/brendan", 500),
+        ("post", "/v1/internal/events", 401),
+        ("get", "/v1/hitl/pending", 403),
+    ];
+    for (method, path, status) in unprovoked {
+        if !listed(method, path, status) {
+            wrong.push(format!("{method} {path}: {status} not listed"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Every role may read: a read route cannot answer 403.
+    assert!(!listed("get", "/openapi.json", 403));
+    assert!(!listed("get", "/v1/runs", 403));
+    assert_eq!(operation("get", "/openapi.json")["security"], json!([{"api_key": []}]));
+    assert_eq!(
+        operation("post", "/v1/internal/events")["security"],
+        json!([{"internal": []}])
+    );
+}
+
 async fn readiness_reports_which_dependency_failed(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let (status, body) = app.get_json("/ready").await;
@@ -538,6 +727,7 @@ conformance_tests!(
     run_starts_are_rate_limited_per_client,
     metrics_label_requests_by_route_template_and_run,
     the_openapi_document_describes_the_routes,
+    every_refusal_is_a_status_the_document_lists,
     readiness_reports_which_dependency_failed,
 );
 

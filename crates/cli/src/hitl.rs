@@ -26,7 +26,8 @@ pub enum HitlCommand {
         run_id: String,
         #[arg(value_parser = GATES)]
         gate: String,
-        /// Who approves (kept with the decision; default `cli:$USER`).
+        /// A note kept with the decision (the gate's `note`; default
+        /// `cli:$USER`). The approver recorded is the API key (`key:<name>`).
         #[arg(long)]
         approver: Option<String>,
     },
@@ -39,7 +40,8 @@ pub enum HitlCommand {
         /// Why (kept with the decision).
         #[arg(long, required = true)]
         reason: String,
-        /// Who rejects (default `cli:$USER`).
+        /// A note kept with the decision (the gate's `note`; default
+        /// `cli:$USER`). The approver recorded is the API key (`key:<name>`).
         #[arg(long)]
         approver: Option<String>,
     },

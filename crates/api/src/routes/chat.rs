@@ -15,7 +15,7 @@ use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::store::WebhookDelivery;
 
-/// `POST /v1/chat/brendan`. The wire keeps `user_id` (HTTP.md).
+/// `POST /v1/chat/brendan`. The wire keeps `user_id` (docs/api.md).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
@@ -32,7 +32,9 @@ pub struct ChatRequest {
     request_body = ChatRequest,
     responses(
         (status = 200, description = "Brendan's reply", body = ChatResponse),
-        (status = 422, description = "Bad user id or message"),
+        (status = 413, description = "Body over MAX_BODY_BYTES"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Bad user id or message, or a malformed body"),
         (status = 429, description = "Too many turns from this client"),
         (status = 502, description = "The orchestrator did not answer (the message is kept in the transcript)"),
     ))]
@@ -68,7 +70,7 @@ pub async fn brendan(
 /// decide; other roles see `[approval link]` and no `link`).
 #[utoipa::path(get, path = "/v1/chat/brendan/{user_id}/messages", tag = "chat", security(("api_key" = [])),
     params(("user_id" = String, Path)),
-    responses((status = 200, description = "`{\"messages\":[{role, text, runId, gate, link, createdAt}]}`")))]
+    responses((status = 200, description = "`{\"messages\":[{role, text, runId, gate, link, createdAt}]}`"), (status = 400, description = "Malformed path")))]
 pub async fn messages(
     State(state): State<ApiState>,
     Path(user_id): Path<String>,
@@ -111,6 +113,7 @@ const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
         (status = 415, description = "Not JSON"),
         (status = 422, description = "Not a Telegram update (no update_id)"),
         (status = 429, description = "Too many refused requests from this address"),
+        (status = 500, description = "Unexpected error"),
     ))]
 pub async fn telegram(
     State(state): State<ApiState>,

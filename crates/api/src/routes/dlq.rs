@@ -20,7 +20,7 @@ pub struct ListParams {
 
 /// Dead letters, oldest first.
 #[utoipa::path(get, path = "/v1/dlq", tag = "dlq", security(("api_key" = [])), params(ListParams),
-    responses((status = 200, description = "`{\"deadLetters\":[{seq, kind, runId, error, attempts, createdAt, lastAttemptAt, resolvedAt, payload}]}`")))]
+    responses((status = 200, description = "`{\"deadLetters\":[{seq, kind, runId, error, attempts, createdAt, lastAttemptAt, resolvedAt, payload}]}`"), (status = 400, description = "Malformed query (`all` not true or false)")))]
 pub async fn list(State(state): State<ApiState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
     let letters = state.store.dead_letters(params.all, 500).await?;
     let letters: Vec<Value> = letters
@@ -37,7 +37,7 @@ pub async fn list(State(state): State<ApiState>, Query(params): Query<ListParams
 /// Processes a dead letter again.
 #[utoipa::path(post, path = "/v1/dlq/{seq}/replay", tag = "dlq", security(("api_key" = [])),
     params(("seq" = i64, Path)),
-    responses((status = 200, body = Replayed), (status = 404), (status = 409, description = "Already resolved")))]
+    responses((status = 200, body = Replayed), (status = 400, description = "`seq` is not a whole number"), (status = 404), (status = 409, description = "Already resolved")))]
 pub async fn replay(
     State(state): State<ApiState>,
     Path(seq): Path<i64>,

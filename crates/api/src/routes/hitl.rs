@@ -271,7 +271,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
 /// Opens the link: the confirmation page (browsers), a JSON description
 /// (`Accept: application/json`), or, with a valid API key, the approval.
 #[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
-    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 400, description = "Malformed query"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 429, description = "Too many decisions (with an API key)"), (status = 500), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
+    responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 400, description = "Malformed path or query"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 429, description = "Too many refused requests from this address, or (with an API key) too many decisions; see `Retry-After`"), (status = 500), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
 pub async fn open_link(
     State(state): State<ApiState>,
     Path((run_id, gate)): Path<(String, String)>,
@@ -378,7 +378,18 @@ pub async fn open_link(
 /// Approves with the link's token (query or form) or an API key.
 #[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
-    responses((status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
+    responses(
+        (status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"),
+        (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
+        (status = 403, description = "Invalid or expired token, a key that may not decide, or a cross-site request"),
+        (status = 404, description = "Unknown run or gate"),
+        (status = 409, description = "The gate is not awaiting a decision"),
+        (status = 413, description = "Body over MAX_BODY_BYTES"),
+        (status = 422, description = "A body with a NUL character, or a form or JSON that does not parse"),
+        (status = 429, description = "Too many decisions from this client, or too many refused requests from this address; see `Retry-After`"),
+        (status = 500, description = "Unexpected error"),
+        (status = 502, description = "Decision kept; the orchestrator could not be told yet"),
+    ))]
 pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) -> Response {
     decide(&state, request, true).await
 }
@@ -386,14 +397,25 @@ pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) ->
 /// Rejects (with an optional `reason`); the run ends `rejected`.
 #[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
-    responses((status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"), (status = 403), (status = 404), (status = 409), (status = 502)))]
+    responses(
+        (status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"),
+        (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
+        (status = 403, description = "Invalid or expired token, a key that may not decide, or a cross-site request"),
+        (status = 404, description = "Unknown run or gate"),
+        (status = 409, description = "The gate is not awaiting a decision"),
+        (status = 413, description = "Body over MAX_BODY_BYTES"),
+        (status = 422, description = "A body with a NUL character, or a form or JSON that does not parse"),
+        (status = 429, description = "Too many decisions from this client, or too many refused requests from this address; see `Retry-After`"),
+        (status = 500, description = "Unexpected error"),
+        (status = 502, description = "Decision kept; the orchestrator could not be told yet"),
+    ))]
 pub async fn reject(State(state): State<ApiState>, request: DecisionRequest) -> Response {
     decide(&state, request, false).await
 }
 
 /// A fresh link for an awaiting gate.
 #[utoipa::path(get, path = "/v1/hitl/link/{runId}/{gate}", tag = "hitl", security(("api_key" = [])), params(("runId" = String, Path), ("gate" = String, Path)),
-    responses((status = 200, body = Link), (status = 404), (status = 409)))]
+    responses((status = 200, body = Link), (status = 400, description = "Malformed path"), (status = 404), (status = 409)))]
 pub async fn link(
     State(state): State<ApiState>,
     Path((run_id, gate)): Path<(String, String)>,

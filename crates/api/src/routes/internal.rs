@@ -24,9 +24,14 @@ pub struct EventResults {
 /// Applies a batch of events, each once and in order per run. The answer
 /// says per event whether it was applied, a duplicate, out of order (send
 /// it again later) or for an unknown run.
-#[utoipa::path(post, path = "/v1/internal/events", tag = "internal", security(("api_key" = [])),
+#[utoipa::path(post, path = "/v1/internal/events", tag = "internal", security(("internal" = [])),
     request_body = EventBatch,
-    responses((status = 200, body = EventResults), (status = 422, description = "Malformed batch")))]
+    responses(
+        (status = 200, body = EventResults),
+        (status = 413, description = "Body over MAX_BODY_BYTES (refused before the signature is checked)"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Malformed batch"),
+    ))]
 pub async fn receive_events(
     State(state): State<ApiState>,
     ValidJson(batch): ValidJson<EventBatch>,

@@ -63,7 +63,7 @@ pub async fn list_projects(State(state): State<ApiState>) -> Json<ProjectList> {
 /// One project, with the providers its runs would use now.
 #[utoipa::path(get, path = "/v1/projects/{project}", tag = "projects", security(("api_key" = [])),
     params(("project" = String, Path, description = "Project slug, e.g. test_video_gen")),
-    responses((status = 200, body = ProjectDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ProjectDetail), (status = 400, description = "Malformed path", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn get_project(
     State(state): State<ApiState>,
     Path(project): Path<String>,

@@ -129,6 +129,8 @@ pub struct ArtifactList {
     responses(
         (status = 201, description = "Recorded and accepted by the orchestrator", body = RunStarted),
         (status = 202, description = "Recorded; the orchestrator was unreachable and the start will be retried", body = RunStarted),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Unknown project, no text input, or a malformed body"),
         (status = 429, description = "Too many starts from this client", body = ErrorBody),
     ))]
@@ -175,7 +177,7 @@ pub struct ListParams {
 
 /// Runs, newest first.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", security(("api_key" = [])), params(ListParams),
-    responses((status = 200, body = RunList), (status = 422, description = "Bad filter")))]
+    responses((status = 200, body = RunList), (status = 400, description = "Malformed query (e.g. a parameter given twice)", body = ErrorBody), (status = 422, description = "Bad filter")))]
 pub async fn list_runs(
     State(state): State<ApiState>,
     Query(params): Query<ListParams>,
@@ -232,7 +234,7 @@ async fn require_run(state: &ApiState, run_id: &str) -> Result<(), ApiError> {
 /// One run, with its gates and artifacts.
 #[utoipa::path(get, path = "/v1/runs/{runId}", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path, description = "e.g. run_abc123def456")),
-    responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RunView), (status = 400, description = "Malformed path", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) -> Result<Json<RunView>, ApiError> {
     if !myloware_core::ids::is_run_id(&run_id) {
         return Err(ApiError::not_found("run"));
@@ -259,7 +261,7 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
 /// A run's artifacts in creation order.
 #[utoipa::path(get, path = "/v1/runs/{runId}/artifacts", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path)),
-    responses((status = 200, body = ArtifactList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ArtifactList), (status = 400, description = "Malformed path", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_artifacts(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
@@ -274,7 +276,15 @@ pub async fn list_artifacts(
 /// Stops a run; 409 when it already ended.
 #[utoipa::path(post, path = "/v1/runs/{runId}/cancel", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path)), request_body(content = CancelRequest, description = "Optional"),
-    responses((status = 200, description = "Cancelled"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Cancelled"),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
+        (status = 422, description = "A body that does not parse (or holds a NUL character)"),
+    ))]
 pub async fn cancel_run(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,

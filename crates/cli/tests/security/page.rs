@@ -1,7 +1,7 @@
 //! Security: the approval page (issue 13, item 8). Every HITL response
 //! carries a CSP that runs no script and forbids framing, `no-store`,
-//! a referrer for this origin only, and `nosniff`; a render URL is played or linked only when it
-//! is https (http too in development).
+//! `Referrer-Policy: no-referrer`, and `nosniff`; a render URL is played or
+//! linked only when it is https (http too in development).
 
 use std::time::Duration;
 
