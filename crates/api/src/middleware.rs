@@ -2,7 +2,7 @@
 //! credential, client identity and per-client rate limits.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -237,9 +237,7 @@ impl RateLimiter {
     }
 
     fn key(&self, client: &str) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        client.hash(&mut hasher);
-        hasher.finish()
+        self.hasher.hash_one(client)
     }
 
     /// Takes one token, or says how long until one is available.
