@@ -12,15 +12,6 @@ use support::{System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
-async fn say(system: &System, user: &str, message: &str) -> (u16, Value) {
-    system
-        .post(
-            &format!("{}/v1/chat/brendan", system.api),
-            json!({"user_id": user, "message": message}),
-        )
-        .await
-}
-
 async fn transcript(system: &System, user: &str) -> Vec<Value> {
     system
         .get(&format!("{}/v1/chat/brendan/{user}/messages", system.api))
@@ -49,7 +40,7 @@ async fn wait_for_link(system: &System, user: &str, run_id: &str, gate: &str) ->
 async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
     let system = start(db, &[]).await;
     let user = "chat-user-1";
-    let (status, reply) = say(&system, user, "make an AISMR video about candles").await;
+    let (status, reply) = system.chat(user, "make an AISMR video about candles").await;
     assert_eq!(status, 200, "{reply}");
     let run_id = reply["run_ids"][0].as_str().expect("a proposed run").to_string();
     let link = &reply["links"][0];
@@ -82,14 +73,14 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
     // The ideate link reaches the transcript; "approve" in chat decides it.
     let ideate_link = wait_for_link(&system, user, &run_id, "ideate").await;
     assert!(ideate_link.contains(&format!("/v1/hitl/approve/{run_id}/ideate?token=")));
-    let (status, reply) = say(&system, user, "approve").await;
+    let (status, reply) = system.chat(user, "approve").await;
     assert_eq!(status, 200, "{reply}");
     assert!(reply["response"].as_str().unwrap().contains("approved"), "{reply}");
     assert_eq!(reply["run_ids"], json!([run_id]));
 
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     wait_for_link(&system, user, &run_id, "prepublish").await;
-    let (status, _) = say(&system, user, "approve").await;
+    let (status, _) = system.chat(user, "approve").await;
     assert_eq!(status, 200);
     let run = system.wait_status(&run_id, "published", QUICK).await;
     assert!(!run["result"]["publishUrls"].as_array().unwrap().is_empty());
@@ -110,7 +101,7 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
     }
 
     // And Brendan reports the status.
-    let (_, reply) = say(&system, user, "what's the status?").await;
+    let (_, reply) = system.chat(user, "what's the status?").await;
     let text = reply["response"].as_str().unwrap();
     assert!(text.contains(&run_id) && text.contains("published"), "{text}");
     system.stop_idle().await;
@@ -119,17 +110,17 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
 async fn chat_rejects_with_a_reason_and_answers_when_nothing_waits(db: &Db) {
     let system = start(db, &[]).await;
     let user = "chat-user-2";
-    let (status, reply) = say(&system, user, "approve").await;
+    let (status, reply) = system.chat(user, "approve").await;
     assert_eq!(status, 200);
     assert!(
         reply["response"].as_str().unwrap().contains("Nothing is waiting"),
         "{reply}"
     );
 
-    let (_, reply) = say(&system, user, "run the test video").await;
+    let (_, reply) = system.chat(user, "run the test video").await;
     let run_id = reply["run_ids"][0].as_str().unwrap().to_string();
     assert_eq!(system.run(&run_id).await["project"], "test_video_gen");
-    let (status, reply) = say(&system, user, "reject: not today").await;
+    let (status, reply) = system.chat(user, "reject: not today").await;
     assert_eq!(status, 200, "{reply}");
     let run = system.wait_status(&run_id, "rejected", QUICK).await;
     let gate = &run["gates"][0];
@@ -173,7 +164,7 @@ async fn bad_chat_input_is_refused_and_records_nothing(db: &Db) {
 async fn orchestrator_down_is_a_502_and_the_message_is_kept(db: &Db) {
     let system = start(db, &[]).await;
     system.switch.set_down(true);
-    let (status, reply) = say(&system, "u-down", "make an AISMR video about candles").await;
+    let (status, reply) = system.chat("u-down", "make an AISMR video about candles").await;
     assert_eq!(status, 502, "{reply}");
     assert!(
         reply["detail"].as_str().unwrap().contains("Brendan is unavailable"),
@@ -183,7 +174,7 @@ async fn orchestrator_down_is_a_502_and_the_message_is_kept(db: &Db) {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["role"], "user");
     system.switch.set_down(false);
-    let (status, _) = say(&system, "u-down", "make an AISMR video about candles").await;
+    let (status, _) = system.chat("u-down", "make an AISMR video about candles").await;
     assert_eq!(status, 200);
     system.stop_idle().await;
 }

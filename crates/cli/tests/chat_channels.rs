@@ -179,17 +179,6 @@ async fn runs_of(system: &System, user: &str) -> Vec<Value> {
     body["runs"].as_array().unwrap().clone()
 }
 
-async fn chat(system: &System, user: &str, message: &str) -> Value {
-    let (status, body) = system
-        .post(
-            &format!("{}/v1/chat/brendan", system.api),
-            json!({"user_id": user, "message": message}),
-        )
-        .await;
-    assert_eq!(status, 200, "chat turn refused: {body}");
-    body
-}
-
 async fn a_gate_link_is_pushed_to_telegram_and_the_webhook(db: &Db) {
     let (telegram, webhook) = (FakeChannel::healthy().await, FakeChannel::healthy().await);
     let mut vars = telegram_vars(&telegram);
@@ -306,10 +295,10 @@ async fn a_down_channel_does_not_hold_up_the_run(db: &Db) {
 
     // The user approves both gates in chat while no push gets through.
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let answer = chat(&system, "u-1", "approve").await;
+    let answer = system.chat_ok("u-1", "approve").await;
     assert_eq!(answer["run_ids"], json!([run_id]), "{answer}");
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    chat(&system, "u-1", "approve").await;
+    system.chat_ok("u-1", "approve").await;
     system.wait_status(&run_id, "published", QUICK).await;
 
     let rows = wait_deliveries(&system, "every push attempted", QUICK, |rows| {

@@ -15,7 +15,7 @@ async fn the_llm_never_sees_an_approval_token(db: &Db) {
     let (system, seen) = start_with_fake_llm(db).await;
     let user = "llm-user";
 
-    let first = chat(&system, user, "make an AISMR video about candles").await;
+    let first = system.chat_ok(user, "make an AISMR video about candles").await;
     let link = first["links"][0]["approvalUrl"]
         .as_str()
         .expect("a proposal link")
@@ -30,8 +30,10 @@ async fn the_llm_never_sees_an_approval_token(db: &Db) {
 
     // The next turns carry that history; the user even pastes the link and
     // the bare token.
-    chat(&system, user, "what is the status?").await;
-    chat(&system, user, &format!("is {link} right? the token is {token}")).await;
+    system.chat_ok(user, "what is the status?").await;
+    system
+        .chat_ok(user, &format!("is {link} right? the token is {token}"))
+        .await;
     let run_id = first["run_ids"][0].as_str().unwrap();
     assert_eq!(
         system.run(run_id).await["status"],
@@ -129,15 +131,4 @@ async fn start_with_fake_llm(db: &Db) -> (System, Seen) {
     )
     .await;
     (system, seen)
-}
-
-async fn chat(system: &System, user: &str, message: &str) -> Value {
-    let (status, body) = system
-        .post(
-            &format!("{}/v1/chat/brendan", system.api),
-            json!({"user_id": user, "message": message}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
 }

@@ -164,6 +164,22 @@ impl System {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// One chat turn of `user` with the operator key: status and answer.
+    pub async fn chat(&self, user: &str, message: &str) -> (u16, Value) {
+        self.post(
+            &format!("{}/v1/chat/brendan", self.api),
+            json!({"user_id": user, "message": message}),
+        )
+        .await
+    }
+
+    /// One chat turn that must be answered 200: the answer.
+    pub async fn chat_ok(&self, user: &str, message: &str) -> Value {
+        let (status, body) = self.chat(user, message).await;
+        assert_eq!(status, 200, "chat turn refused: {body}");
+        body
+    }
+
     /// Polls the run until `done` holds, failing after `timeout`.
     pub async fn wait_for(&self, run_id: &str, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
