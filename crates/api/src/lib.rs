@@ -316,10 +316,7 @@ pub fn router(state: ApiState) -> Router {
                 middleware::require,
             )),
         )
-        .route_layer(from_fn_with_state(
-            state.config.http,
-            myloware_telemetry::server::deadlines,
-        ))
+        .route_layer(myloware_telemetry::server::Deadlines(state.config.http))
         .route_layer(from_fn_with_state(
             state.metrics.http.clone(),
             myloware_telemetry::track_http,

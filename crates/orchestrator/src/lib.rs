@@ -134,10 +134,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(protected)
-        .route_layer(from_fn_with_state(
-            state.config.http,
-            myloware_telemetry::server::deadlines,
-        ))
+        .route_layer(myloware_telemetry::server::Deadlines(state.config.http))
         .route_layer(from_fn_with_state(
             state.metrics.http.clone(),
             myloware_telemetry::track_http,
