@@ -396,6 +396,22 @@ impl Cluster {
         count
     }
 
+    /// Waits until at least `target` runs are `status`.
+    async fn wait_count(&self, ids: &[String], status: &str, target: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let count = self.count_status(ids, status).await;
+            if count >= target {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count}/{target} runs {status} after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until every run is `status`; fails as soon as one ends otherwise.
     async fn wait_all(&self, ids: &[String], status: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -552,22 +568,33 @@ fn smoke(i: usize) -> Value {
 
 /// `kill -9` of the orchestrator at random moments while 50 runs started
 /// at once are in flight, round after round; then one that lives.
+///
+/// The moments follow the work rather than the clock, so a faster machine
+/// does not finish every run before the last kill: round `r` waits until
+/// `10r + (0..10)` runs are published, then a random 0–300 ms more.
 async fn orchestrator_killed_during_fifty_runs(db: SharedDb) {
     let mut cluster = Cluster::start(db, Vec::new()).await;
     let ids = cluster.start_runs(50, smoke).await;
     let seed = seed();
     let mut random = Lcg(seed);
+    let mut kills_in_flight = 0;
     for round in 0..5 {
-        let alive = Duration::from_millis(100 + random.below(1100));
-        tokio::time::sleep(alive).await;
+        let target = (round * 10 + random.below(10)) as usize;
+        cluster
+            .wait_count(&ids, "published", target, Duration::from_secs(60))
+            .await;
+        let delay = Duration::from_millis(random.below(300));
+        tokio::time::sleep(delay).await;
         cluster.kill_orchestrator();
         let published = cluster.count_status(&ids, "published").await;
-        eprintln!("seed {seed}: round {round}: kill -9 after {alive:?}, {published}/50 published");
-        if round == 4 {
-            assert!(published < ids.len(), "every run was done before the last kill");
-        }
+        eprintln!("seed {seed}: round {round}: kill -9 {delay:?} after {target} published, {published}/50 published");
+        kills_in_flight += usize::from(published < ids.len());
         cluster.start_orchestrator().await;
     }
+    assert!(
+        kills_in_flight >= 3,
+        "seed {seed}: only {kills_in_flight} of 5 kills landed while runs were in flight"
+    );
     cluster.wait_all(&ids, "published", Duration::from_secs(120)).await;
     let db = cluster.db.connect().await;
     cluster.assert_events_complete(&db, &ids).await;
