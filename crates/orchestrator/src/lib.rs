@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, extract::DefaultBodyLimit};
 use metrics::EngineMetrics;
-use myloware_core::ErrorBody;
 use myloware_core::config::Config;
 use myloware_core::internal::InternalKeys;
 use myloware_core::wire::Health;
@@ -25,6 +24,7 @@ use tokio::net::TcpListener;
 
 pub mod brendan;
 pub mod engine;
+pub mod error;
 pub mod faults;
 pub mod llm;
 pub mod metrics;
@@ -34,6 +34,7 @@ mod routes;
 pub mod store;
 
 use engine::{Engine, Personas, ProviderSets};
+use error::OrchestratorError;
 use myloware_providers::Providers;
 use myloware_providers::mock::{MockKie, MockKieSettings, MockShotstack, MockUploadPost};
 use store::{OrchestratorStore, StoreLedger};
@@ -81,10 +82,6 @@ impl OrchestratorState {
             store,
         }
     }
-}
-
-fn error(status: StatusCode, detail: &str) -> Response {
-    (status, Json(ErrorBody::new(detail))).into_response()
 }
 
 async fn health() -> Json<Health> {
@@ -139,15 +136,15 @@ pub fn router(state: OrchestratorState) -> Router {
             state.metrics.http.clone(),
             myloware_telemetry::track_http,
         ))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
-        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .fallback(|| async { OrchestratorError::NotFound("not found".into()) })
+        .method_not_allowed_fallback(|| async { OrchestratorError::MethodNotAllowed })
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::Extension(myloware_telemetry::http::BodyLimit(
             state.config.max_body_bytes,
         )))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+            OrchestratorError::panicked()
         }))
         .layer(from_fn(myloware_telemetry::http::request_id))
 }

@@ -2,24 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use myloware_core::wire::EventBatch;
-use serde::Serialize;
+use myloware_core::wire::{EventBatch, EventOutcome, EventResult, EventResults};
 
 use crate::ApiState;
 use crate::error::{ApiError, ValidJson};
-use crate::events::{self, EventOutcome};
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventResult {
-    event_id: String,
-    status: EventOutcome,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EventResults {
-    results: Vec<EventResult>,
-}
+use crate::events;
 
 /// Applies a batch of events, each once and in order per run. The answer
 /// says per event whether it was applied, a duplicate, out of order (send

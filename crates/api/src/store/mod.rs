@@ -7,9 +7,56 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+pub use myloware_core::wire::CommandKind;
+use myloware_core::wire::ExecutionCommand;
 use myloware_core::{Gate, RunStatus};
 use myloware_db::Db;
 use serde_json::Value;
+
+/// A status or kind stored as text: the enum, its stored strings
+/// (`as_str`, `FromStr` naming an unknown value, `Display`) and its JSON
+/// form (the same string).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(concat!("unknown ", stringify!($name), " {:?}"), other)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
 
 mod sql;
 
@@ -98,58 +145,40 @@ impl Artifact {
     }
 }
 
-/// What the API asks of the orchestrator. Commands of one run are
+/// A command to the orchestrator, to enqueue. Commands of one run are
 /// delivered in order and retried until acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandKind {
-    Start,
-    Signal,
-    Cancel,
-    /// A gate decision (`POST /v1/executions/{runId}/resume`).
-    Resume,
-}
-
-impl CommandKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Signal => "signal",
-            Self::Cancel => "cancel",
-            Self::Resume => "resume",
-        }
-    }
-}
-
-impl std::str::FromStr for CommandKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "start" => Ok(Self::Start),
-            "signal" => Ok(Self::Signal),
-            "cancel" => Ok(Self::Cancel),
-            "resume" => Ok(Self::Resume),
-            other => Err(format!("unknown command kind {other:?}")),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCommand {
     pub run_id: String,
-    pub kind: CommandKind,
-    pub body: Value,
+    pub body: ExecutionCommand,
 }
 
+impl NewCommand {
+    pub fn new(run_id: &str, body: ExecutionCommand) -> NewCommand {
+        NewCommand {
+            run_id: run_id.to_string(),
+            body,
+        }
+    }
+}
+
+/// A command as stored: its body (the kind is stored beside it, and read
+/// back into the body's variant), and how its delivery goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     pub seq: i64,
     pub run_id: String,
-    pub kind: CommandKind,
-    pub body: Value,
+    pub body: ExecutionCommand,
     pub attempts: i64,
     pub acked_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        self.body.kind()
+    }
 }
 
 /// The outcome of one attempt to deliver a command.
@@ -268,12 +297,21 @@ pub struct GateRecord {
     pub delivered: Option<bool>,
 }
 
+text_enum! {
+    /// What a dead letter holds.
+    pub enum DeadLetterKind {
+        /// A signal the orchestrator refused (its [`SignalDelivery`](myloware_core::wire::SignalDelivery)).
+        Signal = "signal",
+        /// A verified webhook that could not be processed (`{provider, signal}`).
+        Webhook = "webhook",
+    }
+}
+
 /// Something that could not be processed, kept for replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     pub seq: i64,
-    /// `signal` (a signal the orchestrator refused) or `webhook`.
-    pub kind: String,
+    pub kind: DeadLetterKind,
     pub run_id: Option<String>,
     pub payload: Value,
     pub error: String,
@@ -546,8 +584,13 @@ pub trait ApiStore: Send + Sync + 'static {
     /// Enqueues a command on its own (a replay).
     async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()>;
 
-    async fn add_dead_letter(&self, kind: &str, run_id: Option<&str>, payload: &Value, error: &str)
-    -> StoreResult<i64>;
+    async fn add_dead_letter(
+        &self,
+        kind: DeadLetterKind,
+        run_id: Option<&str>,
+        payload: &Value,
+        error: &str,
+    ) -> StoreResult<i64>;
 
     /// Unresolved dead letters (all of them with `include_resolved`), oldest first.
     async fn dead_letters(&self, include_resolved: bool, limit: u32) -> StoreResult<Vec<DeadLetter>>;

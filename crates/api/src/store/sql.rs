@@ -12,11 +12,12 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter, Decision,
-    DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome, RawArtifact, RawJson, Run,
-    RunDetails, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
+    ApiGauges, ApiStore, AppliedEvent, Artifact, AuditEntry, ChatDelivery, ChatMessage, Command, DeadLetter,
+    DeadLetterKind, Decision, DeliveryAttempt, GateRecord, NewCommand, NewGate, NewRun, Pruned, PushOutcome,
+    RawArtifact, RawJson, Run, RunDetails, RunQuery, RunUpdate, StoreError, StoreResult, WebhookDelivery, now,
 };
 use myloware_core::Gate;
+use myloware_core::wire::ExecutionCommand;
 
 const RUN_COLUMNS: &str =
     "seq, id, project, status, current_persona, user_id, payload, result, last_event_seq, created_at, updated_at";
@@ -100,11 +101,13 @@ struct CommandRow {
 impl TryFrom<CommandRow> for Command {
     type Error = StoreError;
     fn try_from(row: CommandRow) -> Result<Command, StoreError> {
+        let kind = row.kind.parse().map_err(StoreError::Corrupt)?;
+        let body = ExecutionCommand::from_body(kind, row.body.0)
+            .map_err(|err| StoreError::Corrupt(format!("command {}: {err}", row.seq)))?;
         Ok(Command {
-            kind: row.kind.parse().map_err(StoreError::Corrupt)?,
+            body,
             seq: row.seq,
             run_id: row.run_id,
-            body: row.body.0,
             attempts: row.attempts,
             acked_at: row.acked_at,
             last_error: row.last_error,
@@ -214,11 +217,12 @@ struct DeadLetterRow {
     resolved_at: Option<DateTime<Utc>>,
 }
 
-impl From<DeadLetterRow> for DeadLetter {
-    fn from(r: DeadLetterRow) -> DeadLetter {
-        DeadLetter {
+impl TryFrom<DeadLetterRow> for DeadLetter {
+    type Error = StoreError;
+    fn try_from(r: DeadLetterRow) -> Result<DeadLetter, StoreError> {
+        Ok(DeadLetter {
             seq: r.seq,
-            kind: r.kind,
+            kind: r.kind.parse().map_err(StoreError::Corrupt)?,
             run_id: r.run_id,
             payload: r.payload.0,
             error: r.error,
@@ -226,7 +230,7 @@ impl From<DeadLetterRow> for DeadLetter {
             created_at: r.created_at,
             last_attempt_at: r.last_attempt_at,
             resolved_at: r.resolved_at,
-        }
+        })
     }
 }
 
@@ -351,7 +355,7 @@ macro_rules! insert_command {
             "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
         )
         .bind(&$command.run_id)
-        .bind($command.kind.as_str())
+        .bind($command.body.kind().as_str())
         .bind(Json(&$command.body))
         .bind(at)
         .execute($executor)
@@ -770,7 +774,7 @@ macro_rules! sql_api_store {
                          VALUES ($1, $2, $3, $4, $4) RETURNING seq",
                     )
                     .bind(&command.run_id)
-                    .bind(command.kind.as_str())
+                    .bind(command.body.kind().as_str())
                     .bind(Json(&command.body))
                     .bind(at)
                     .fetch_one(&mut *tx)
@@ -868,7 +872,7 @@ macro_rules! sql_api_store {
 
             async fn add_dead_letter(
                 &self,
-                kind: &str,
+                kind: DeadLetterKind,
                 run_id: Option<&str>,
                 payload: &Value,
                 error: &str,
@@ -877,7 +881,7 @@ macro_rules! sql_api_store {
                     "INSERT INTO dead_letters (kind, run_id, payload, error, created_at) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING seq",
                 )
-                .bind(kind)
+                .bind(kind.as_str())
                 .bind(run_id)
                 .bind(Json(payload))
                 .bind(error)
@@ -895,7 +899,7 @@ macro_rules! sql_api_store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(DeadLetter::from).collect())
+                rows.into_iter().map(DeadLetter::try_from).collect()
             }
 
             async fn get_dead_letter(&self, seq: i64) -> StoreResult<Option<DeadLetter>> {
@@ -905,7 +909,7 @@ macro_rules! sql_api_store {
                 .bind(seq)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(DeadLetter::from))
+                row.map(DeadLetter::try_from).transpose()
             }
 
             async fn record_replay(&self, seq: i64, resolved: bool, error: Option<&str>) -> StoreResult<()> {
