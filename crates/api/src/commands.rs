@@ -4,8 +4,6 @@
 //! change that caused it) before the first attempt, so none is lost when
 //! the orchestrator or this process is down.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use myloware_core::RunStatus;
 use myloware_core::wire::ExecutionCommand;
@@ -132,30 +130,6 @@ async fn fail_unstartable_run(state: &ApiState, run_id: &str, error: &str) {
         }
         Ok(false) => {}
         Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail an unstartable run"),
-    }
-}
-
-/// Background task: delivers due commands until `shutdown` fires.
-pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        match state.store.commands_due(Utc::now(), 100).await {
-            Ok(due) => {
-                // Oldest first, one drain per run (it starts with the run's
-                // oldest pending command, which is the due one).
-                let mut drained = std::collections::HashSet::new();
-                for command in due {
-                    if drained.insert(command.run_id.clone()) {
-                        let _ = deliver_pending(&state, &command.run_id).await;
-                    }
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),
-        }
-        crate::dlq::retry_due(&state).await;
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
     }
 }
 

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod orchestrator;
 pub mod page;
+pub mod reconciler;
 pub mod routes;
 pub mod runs;
 pub mod store;
@@ -364,7 +365,7 @@ impl ApiServer {
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let reconciler = tokio::spawn(commands::reconcile(
+        let reconciler = tokio::spawn(reconciler::reconcile(
             self.state.clone(),
             Duration::from_secs(1),
             stop_rx.clone(),
