@@ -13,7 +13,7 @@ use crate::ApiState;
 use crate::chat::{self, ChatResponse, Origin};
 use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
-use crate::store::WebhookDelivery;
+use crate::store::{SignatureStatus, WebhookDelivery, WebhookOutcome};
 
 /// `POST /v1/chat/brendan`. The wire keeps `user_id` (docs/api.md).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -135,7 +135,11 @@ pub async fn telegram(
     let mut delivery = WebhookDelivery {
         provider: "telegram".into(),
         headers: crate::routes::webhooks::redacted_headers(&headers),
-        signature_status: if given.is_empty() { "missing" } else { "rejected" }.into(),
+        signature_status: if given.is_empty() {
+            SignatureStatus::Missing
+        } else {
+            SignatureStatus::Rejected
+        },
         ..WebhookDelivery::of_body(&body)
     };
     if !verified {
@@ -143,7 +147,7 @@ pub async fn telegram(
         tracing::warn!("telegram update refused: bad secret token");
         return Err(ApiError::Unauthorized);
     }
-    delivery.signature_status = "verified".into();
+    delivery.signature_status = SignatureStatus::Verified;
     let Some(update_id) = update["update_id"].as_i64() else {
         return Err(ApiError::invalid(
             &["body", "update_id"],
@@ -166,7 +170,7 @@ pub async fn telegram(
     }
     let text = message["text"].as_str().map(str::trim).filter(|t| !t.is_empty());
     delivery.idempotency_key = Some(format!("update:{update_id}"));
-    delivery.outcome = "accepted".into();
+    delivery.outcome = WebhookOutcome::Accepted;
     if !crate::routes::webhooks::record(&state, &delivery, None).await? {
         return Ok(Json(json!({"status": "duplicate"})));
     }

@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::common::{StoreError, text_enum};
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     pub user_id: String,
@@ -18,11 +20,30 @@ pub struct ChatMessage {
     pub pushes: Vec<Push>,
 }
 
+text_enum! {
+    /// Where a chat message can be pushed besides the transcript.
+    pub enum Channel {
+        /// A Telegram chat (the target is its chat id).
+        Telegram = "telegram",
+        /// An incoming webhook (the target is its URL).
+        Webhook = "webhook",
+    }
+}
+
+text_enum! {
+    /// How a push stands.
+    pub enum PushStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Given up.
+        Failed = "failed",
+    }
+}
+
 /// Where a chat message is to be pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
-    /// `telegram` or `webhook`.
-    pub channel: String,
+    pub channel: Channel,
     /// The Telegram chat id, or the webhook URL.
     pub target: String,
 }
@@ -32,11 +53,10 @@ pub struct Push {
 pub struct ChatDelivery {
     pub id: i64,
     pub message_seq: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub target: String,
     pub text: String,
-    /// `pending`, `delivered` or `failed` (gave up).
-    pub status: String,
+    pub status: PushStatus,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -79,20 +99,21 @@ pub(super) struct ChatDeliveryRow {
     pub(super) delivered_at: Option<DateTime<Utc>>,
 }
 
-impl From<ChatDeliveryRow> for ChatDelivery {
-    fn from(r: ChatDeliveryRow) -> ChatDelivery {
-        ChatDelivery {
+impl TryFrom<ChatDeliveryRow> for ChatDelivery {
+    type Error = StoreError;
+    fn try_from(r: ChatDeliveryRow) -> Result<ChatDelivery, StoreError> {
+        Ok(ChatDelivery {
             id: r.id,
             message_seq: r.message_seq,
-            channel: r.channel,
+            channel: r.channel.parse().map_err(StoreError::Corrupt)?,
             target: r.target,
             text: r.text,
-            status: r.status,
+            status: r.status.parse().map_err(StoreError::Corrupt)?,
             attempts: r.attempts,
             next_attempt_at: r.next_attempt_at,
             last_error: r.last_error,
             delivered_at: r.delivered_at,
-        }
+        })
     }
 }
 
@@ -120,7 +141,7 @@ macro_rules! insert_chat {
                  VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(seq)
-            .bind(&push.channel)
+            .bind(push.channel.as_str())
             .bind(&push.target)
             .bind(&message.text)
             .bind(message.created_at)
@@ -153,7 +174,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(ChatDelivery::from).collect())
+                rows.into_iter().map(ChatDelivery::try_from).collect()
             }
 
             async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool> {
@@ -173,9 +194,9 @@ macro_rules! chat_methods {
             async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()> {
                 // A delivered push keeps no error of an earlier attempt.
                 let (status, error, next, delivered) = match outcome {
-                    PushOutcome::Delivered => ("delivered", None, None, Some(now())),
-                    PushOutcome::Retry { error, at } => ("pending", Some(error.as_str()), Some(*at), None),
-                    PushOutcome::GaveUp { error } => ("failed", Some(error.as_str()), None, None),
+                    PushOutcome::Delivered => (PushStatus::Delivered, None, None, Some(now())),
+                    PushOutcome::Retry { error, at } => (PushStatus::Pending, Some(error.as_str()), Some(*at), None),
+                    PushOutcome::GaveUp { error } => (PushStatus::Failed, Some(error.as_str()), None, None),
                 };
                 sqlx::query(
                     "UPDATE chat_deliveries SET status = $2, \
@@ -183,7 +204,7 @@ macro_rules! chat_methods {
                      next_attempt_at = COALESCE($4, next_attempt_at), delivered_at = $5 WHERE id = $1",
                 )
                 .bind(id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(error)
                 .bind(next)
                 .bind(delivered)
@@ -199,7 +220,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(ChatDelivery::from).collect())
+                rows.into_iter().map(ChatDelivery::try_from).collect()
             }
 
             async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>> {

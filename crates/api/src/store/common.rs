@@ -40,6 +40,13 @@ macro_rules! text_enum {
             }
         }
 
+        /// Compares with the stored string (`delivery.outcome == "accepted"`).
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())

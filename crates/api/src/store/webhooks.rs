@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::common::now;
+use super::common::{StoreError, now, text_enum};
 
 /// A provider webhook delivery, as recorded: never its whole body (a
 /// refused delivery is anybody's bytes), but its size, its SHA-256 and its
@@ -26,11 +26,36 @@ pub struct WebhookDelivery {
     pub body_size: i64,
     /// Hex SHA-256 of the whole body (empty for rows stored before it was kept).
     pub body_sha256: String,
-    /// `verified`, `missing` or `rejected`.
-    pub signature_status: String,
-    /// `accepted`, `duplicate`, `rejected`.
-    pub outcome: String,
+    pub signature_status: SignatureStatus,
+    pub outcome: WebhookOutcome,
     pub received_at: DateTime<Utc>,
+}
+
+text_enum! {
+    /// What the sender's signature proved.
+    pub enum SignatureStatus {
+        Verified = "verified",
+        /// None was sent.
+        Missing = "missing",
+        /// One was sent and did not verify.
+        Rejected = "rejected",
+        /// The provider signs nothing (Upload-Post).
+        Unsigned = "unsigned",
+    }
+}
+
+text_enum! {
+    /// What became of a delivery.
+    pub enum WebhookOutcome {
+        Accepted = "accepted",
+        /// Its idempotency key was used before.
+        Duplicate = "duplicate",
+        Rejected = "rejected",
+        /// Verified, but for no run known here: kept for replay.
+        DeadLettered = "dead_lettered",
+        /// An event nothing acts on.
+        Ignored = "ignored",
+    }
 }
 
 /// How much of a webhook body is stored.
@@ -49,8 +74,8 @@ impl WebhookDelivery {
             body: excerpt(body, WEBHOOK_BODY_EXCERPT_BYTES),
             body_size: i64::try_from(body.len()).unwrap_or(i64::MAX),
             body_sha256: hex::encode(sha2::Sha256::digest(body)),
-            signature_status: "missing".into(),
-            outcome: "rejected".into(),
+            signature_status: SignatureStatus::Missing,
+            outcome: WebhookOutcome::Rejected,
             received_at: now(),
         }
     }
@@ -84,6 +109,24 @@ pub(super) struct WebhookRow {
     pub(super) received_at: DateTime<Utc>,
 }
 
+impl TryFrom<WebhookRow> for WebhookDelivery {
+    type Error = StoreError;
+    fn try_from(r: WebhookRow) -> Result<WebhookDelivery, StoreError> {
+        Ok(WebhookDelivery {
+            provider: r.provider,
+            idempotency_key: r.idempotency_key,
+            run_id: r.run_id,
+            headers: r.headers.0,
+            body: r.body,
+            body_size: r.body_size,
+            body_sha256: r.body_sha256,
+            signature_status: r.signature_status.parse().map_err(StoreError::Corrupt)?,
+            outcome: r.outcome.parse().map_err(StoreError::Corrupt)?,
+            received_at: r.received_at,
+        })
+    }
+}
+
 /// The [`ApiStore`](super::ApiStore) methods of webhook deliveries, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! webhook_methods {
@@ -108,8 +151,8 @@ macro_rules! webhook_methods {
                 .bind(&delivery.body)
                 .bind(delivery.body_size)
                 .bind(&delivery.body_sha256)
-                .bind(&delivery.signature_status)
-                .bind(&delivery.outcome)
+                .bind(delivery.signature_status.as_str())
+                .bind(delivery.outcome.as_str())
                 .bind(delivery.received_at)
                 .execute(&mut *tx)
                 .await?
@@ -135,21 +178,7 @@ macro_rules! webhook_methods {
                 .bind(provider)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| WebhookDelivery {
-                        provider: r.provider,
-                        idempotency_key: r.idempotency_key,
-                        run_id: r.run_id,
-                        headers: r.headers.0,
-                        body: r.body,
-                        body_size: r.body_size,
-                        body_sha256: r.body_sha256,
-                        signature_status: r.signature_status,
-                        outcome: r.outcome,
-                        received_at: r.received_at,
-                    })
-                    .collect())
+                rows.into_iter().map(WebhookDelivery::try_from).collect()
             }
         }
     };
