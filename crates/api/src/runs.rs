@@ -12,9 +12,9 @@ use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use crate::store::{Artifact, CommandKind, NewCommand, NewGate, NewRun, Run, now};
 
 const MAX_TEXT_CHARS: usize = 4000;

@@ -9,11 +9,29 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::chat::{self, ChatResponse, Origin};
 use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
+use crate::state::ApiState;
 use crate::store::WebhookDelivery;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Chat turns with Operate, transcripts for any key, and Telegram's open
+/// webhook (refusals limited per address).
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(
+        state,
+        Permission::Operate,
+        OpenApiRouter::new().routes(routes!(brendan)),
+    )
+    .merge(super::with_key(
+        state,
+        Permission::Read,
+        OpenApiRouter::new().routes(routes!(messages)),
+    ))
+    .merge(super::open(state, OpenApiRouter::new().routes(routes!(telegram))))
+}
 
 /// `POST /v1/chat/brendan`. The wire keeps `user_id` (docs/api.md).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

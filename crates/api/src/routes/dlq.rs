@@ -6,9 +6,21 @@ use myloware_core::auth::Principal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::dlq::{self, Replayed};
 use crate::error::ApiError;
+use crate::state::ApiState;
+use myloware_core::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Listing dead letters for any key; replaying them with Operate.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(state, Permission::Read, OpenApiRouter::new().routes(routes!(list))).merge(super::with_key(
+        state,
+        Permission::Operate,
+        OpenApiRouter::new().routes(routes!(replay)),
+    ))
+}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -18,25 +18,24 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential, Link, Outcome};
 use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
+use crate::state::ApiState;
 use crate::store::GateStatus;
 use myloware_core::auth::Permission;
 
-/// The routes a link opens (no API key needed), each response with the
-/// pages' security headers ([`page::headers`]).
-pub fn link_routes(state: &ApiState) -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
+/// The routes a link opens (no API key needed; refusals limited per
+/// address), each response with the pages' security headers
+/// ([`page::headers`]); fresh links and the pending list with Decide.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    let links = OpenApiRouter::new()
         .routes(routes!(open_link, approve))
-        .routes(routes!(reject))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::middleware::limit_refusals,
-        ))
-        .route_layer(map_response_with_state(state.config.environment, page::headers))
+        .routes(routes!(reject));
+    let links = super::open(state, links).route_layer(map_response_with_state(state.config.environment, page::headers));
+    let decide = OpenApiRouter::new().routes(routes!(link)).routes(routes!(pending));
+    links.merge(super::with_key(state, Permission::Decide, decide))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

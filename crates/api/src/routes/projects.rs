@@ -8,8 +8,22 @@ use myloware_core::{ErrorBody, Gate};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
+use myloware_core::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The catalog, for any key.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(
+        state,
+        Permission::Read,
+        OpenApiRouter::new()
+            .routes(routes!(list_projects))
+            .routes(routes!(get_project)),
+    )
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

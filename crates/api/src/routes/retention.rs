@@ -11,8 +11,20 @@ use myloware_core::auth::Principal;
 use myloware_core::wire::PruneRequest;
 use serde::Serialize;
 
-use crate::ApiState;
 use crate::error::{ApiError, ValidJson};
+use crate::state::ApiState;
+use myloware_core::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Pruning, with Administer.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(
+        state,
+        Permission::Administer,
+        OpenApiRouter::new().routes(routes!(prune)),
+    )
+}
 
 /// What was deleted (or, for a dry run, would be), per table of each service.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

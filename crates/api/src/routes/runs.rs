@@ -10,11 +10,26 @@ use myloware_core::{ErrorBody, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::runs::{self, CancelRequest, StartRunRequest};
+use crate::state::ApiState;
 use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
+use myloware_core::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Reading runs for any key; starting and cancelling them with Operate.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    let read = OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(list_artifacts));
+    let operate = OpenApiRouter::new()
+        .routes(routes!(start_run))
+        .routes(routes!(cancel_run));
+    super::with_key(state, Permission::Read, read).merge(super::with_key(state, Permission::Operate, operate))
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,7 +7,22 @@ use axum::response::{IntoResponse, Response};
 use myloware_core::wire::Health;
 use serde_json::json;
 
-use crate::ApiState;
+use crate::state::ApiState;
+use myloware_core::auth::Permission;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Health and metrics for anyone; readiness for any key.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .merge(super::with_key(
+            state,
+            Permission::Read,
+            OpenApiRouter::new().routes(routes!(ready)),
+        ))
+}
 
 /// Liveness: answers whenever the process serves HTTP.
 #[utoipa::path(get, path = "/health", tag = "system",

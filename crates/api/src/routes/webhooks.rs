@@ -15,11 +15,21 @@ use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
+use crate::state::ApiState;
 use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The providers' callbacks: open, refusals limited per address.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::open(
+        state,
+        OpenApiRouter::new().routes(routes!(kieai)).routes(routes!(upload_post)),
+    )
+}
 
 /// What kie.ai appends to the callback URL we give it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
