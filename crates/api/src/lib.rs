@@ -36,7 +36,7 @@ use error::{ApiError, BodyLimit};
 /// The API's router with every layer.
 pub fn router(state: ApiState) -> Router {
     let (routes, openapi) = routes::all(&state).split_for_parts();
-    let openapi = routes::openapi::finish(openapi);
+    let openapi = routes::openapi::finish(openapi, &state);
     let limit = state.config.max_body_bytes;
     routes
         .route("/openapi.json", routes::openapi::route(&state, openapi))

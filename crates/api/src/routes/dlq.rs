@@ -58,3 +58,27 @@ pub async fn replay(
     tracing::info!(seq, by = %format!("key:{}", key.name), "dead letter replay");
     dlq::replay(&state, seq).await.map(Json)
 }
+
+/// The list's answer; `seq`'s range.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let list = &mut super::openapi::operation(doc, "get", "/v1/dlq")["responses"]["200"];
+    list["content"] = json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["deadLetters"],
+        "properties": {"deadLetters": {"type": "array", "items": {
+            "type": "object",
+            "required": ["seq", "kind", "runId", "error", "attempts", "createdAt", "lastAttemptAt", "resolvedAt", "payload"],
+            "properties": {
+                "seq": {"type": "integer"},
+                "kind": {"type": "string"},
+                "runId": {"type": ["string", "null"]},
+                "error": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "createdAt": {"type": "string", "format": "date-time"},
+                "lastAttemptAt": {"type": ["string", "null"], "format": "date-time"},
+                "resolvedAt": {"type": ["string", "null"], "format": "date-time"},
+                "payload": {},
+            },
+        }}},
+    }}});
+}

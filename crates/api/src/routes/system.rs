@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use myloware_core::wire::Health;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::state::ApiState;
 use myloware_core::auth::Permission;
@@ -66,4 +66,24 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         Err(err) => tracing::warn!(error = %err, "metrics: cannot read the gauges"),
     }
     state.metrics.http.exposition()
+}
+
+/// Readiness answers the same shape with 200 and 503.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let check = json!({"type": "string", "enum": ["ok", "failed"]});
+    let body = json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "checks": {
+                "type": "object",
+                "required": ["database", "orchestrator"],
+                "properties": {"database": check, "orchestrator": check},
+            },
+        },
+    }}});
+    let responses = &mut super::openapi::operation(doc, "get", "/ready")["responses"];
+    responses["200"]["content"] = body.clone();
+    responses["503"]["content"] = body;
 }
