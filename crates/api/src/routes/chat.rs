@@ -8,14 +8,14 @@ use myloware_core::auth::{Permission, Principal};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::chat::{self, ChatResponse, Origin};
 use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
 use crate::store::WebhookDelivery;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Chat turns with Operate, transcripts for any key, and Telegram's open
 /// webhook (refusals limited per address).

@@ -2,16 +2,15 @@
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::dlq::{self, Replayed};
 use crate::error::ApiError;
 use crate::state::ApiState;
-use myloware_core::auth::Permission;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Listing dead letters for any key; replaying them with Operate.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {

@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use myloware_core::Gate;
+use myloware_core::auth::Permission;
 use myloware_core::config::Environment;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,7 +26,6 @@ use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
 use crate::state::ApiState;
 use crate::store::GateStatus;
-use myloware_core::auth::Permission;
 
 /// The routes a link opens (no API key needed; refusals limited per
 /// address), each response with the pages' security headers

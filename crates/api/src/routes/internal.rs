@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use myloware_core::wire::EventBatch;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ValidJson};
 use crate::events::{self, EventOutcome};
 use crate::state::ApiState;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The orchestrator's deliveries, with its internal credential.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {

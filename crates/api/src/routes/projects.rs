@@ -2,17 +2,17 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use myloware_core::auth::Permission;
 use myloware_core::project::{Persona, ProjectSpec, VideoSpecs};
 use myloware_core::providers::Provider;
 use myloware_core::{ErrorBody, Gate};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::ApiState;
-use myloware_core::auth::Permission;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The catalog, for any key.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {

@@ -7,15 +7,14 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::{DateTime, Duration, Utc};
 use myloware_core::ErrorBody;
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
 use myloware_core::wire::PruneRequest;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ValidJson};
 use crate::state::ApiState;
-use myloware_core::auth::Permission;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Pruning, with Administer.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
@@ -118,4 +117,26 @@ pub async fn prune(
         api,
         orchestrator: orchestrator.tables,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PruneBody;
+
+    fn days(body: &str) -> Result<i64, String> {
+        serde_json::from_str::<PruneBody>(body)
+            .map(|b| b.older_than_days)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn whole_numbers_are_read_however_they_are_written() {
+        assert_eq!(days(r#"{"olderThanDays": 30}"#), Ok(30));
+        assert_eq!(days(r#"{"olderThanDays": 30.0}"#), Ok(30));
+        assert_eq!(days(r#"{"olderThanDays": 1e2}"#), Ok(100));
+        // Out of range is left to the handler's check (a 422 naming the range).
+        assert_eq!(days(r#"{"olderThanDays": 1e300}"#), Ok(i64::MAX));
+        assert!(days(r#"{"olderThanDays": 30.5}"#).unwrap_err().contains("whole number"));
+        assert!(days(r#"{"olderThanDays": "30"}"#).is_err());
+    }
 }

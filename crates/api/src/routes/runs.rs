@@ -5,20 +5,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
 use myloware_core::project::Persona;
 use myloware_core::{ErrorBody, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::runs::{self, CancelRequest, StartRunRequest};
 use crate::state::ApiState;
 use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
-use myloware_core::auth::Permission;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Reading runs for any key; starting and cancelling them with Operate.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {

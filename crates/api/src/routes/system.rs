@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use myloware_core::auth::Permission;
 use myloware_core::wire::Health;
 use serde_json::{Value, json};
-
-use crate::state::ApiState;
-use myloware_core::auth::Permission;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use crate::state::ApiState;
 
 /// Health and metrics for anyone; readiness for any key.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
@@ -33,7 +33,7 @@ pub async fn health() -> Json<Health> {
 
 /// Readiness: the database and the orchestrator answer.
 #[utoipa::path(get, path = "/ready", tag = "system", security(("api_key" = [])),
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency failed")))]
+    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency failed (or, as on every route, not answered in time)")))]
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     let (db, orchestrator) = tokio::join!(state.store.ping(), state.orchestrator.health());
     let check = |ok: bool| if ok { "ok" } else { "failed" };
@@ -68,10 +68,11 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     state.metrics.http.exposition()
 }
 
-/// Readiness answers the same shape with 200 and 503.
+/// Readiness answers the same shape with 200 and 503 (a 503 may also be
+/// the deadline's error body).
 pub(crate) fn refine_schema(doc: &mut Value) {
     let check = json!({"type": "string", "enum": ["ok", "failed"]});
-    let body = json!({"application/json": {"schema": {
+    doc["components"]["schemas"]["Readiness"] = json!({
         "type": "object",
         "required": ["status", "checks"],
         "properties": {
@@ -82,8 +83,11 @@ pub(crate) fn refine_schema(doc: &mut Value) {
                 "properties": {"database": check, "orchestrator": check},
             },
         },
-    }}});
+    });
     let responses = &mut super::openapi::operation(doc, "get", "/ready")["responses"];
-    responses["200"]["content"] = body.clone();
-    responses["503"]["content"] = body;
+    responses["200"]["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}});
+    responses["503"]["content"] = json!({"application/json": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/Readiness"},
+        {"$ref": "#/components/schemas/ErrorBody"},
+    ]}}});
 }

@@ -14,14 +14,14 @@ use myloware_core::wire::{Signal, SignalDelivery};
 use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
 use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The providers' callbacks: open, refusals limited per address.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
