@@ -10,8 +10,8 @@ use chrono::Utc;
 use myloware_core::RunStatus;
 use serde_json::json;
 
-use crate::ApiState;
 use crate::orchestrator::OrchestratorError;
+use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeliveryAttempt};
 
 /// 1 s, 2 s, 4 s ... capped at 30 s.

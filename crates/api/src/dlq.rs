@@ -6,9 +6,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use crate::store::{CommandKind, DeadLetter, NewCommand};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -11,9 +11,9 @@ use myloware_core::{Gate, RunStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl;
+use crate::state::ApiState;
 use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

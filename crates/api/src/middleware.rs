@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use myloware_core::auth::{ApiKeys, Permission, Principal};
 use myloware_core::config::RateLimitConfig;
 
-use crate::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 pub static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 

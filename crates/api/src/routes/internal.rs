@@ -4,10 +4,17 @@ use axum::Json;
 use axum::extract::State;
 use myloware_core::wire::EventBatch;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::{ApiError, ValidJson};
 use crate::events::{self, EventOutcome};
+use crate::state::ApiState;
+
+/// The orchestrator's deliveries, with its internal credential.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::internal(state, OpenApiRouter::new().routes(routes!(receive_events)))
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
