@@ -249,7 +249,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
     if bytes.is_empty() {
         return Ok(DecisionBody::default());
     }
-    if myloware_telemetry::body::has_nul(bytes) || bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+    if myloware_http::body::has_nul(bytes) || bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
         return Err(ApiError::invalid(
             &["body"],
             "text must not contain NUL characters (U+0000)",
