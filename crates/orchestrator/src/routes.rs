@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use myloware_core::Gate;
 use myloware_core::wire::{ChatTurn, EventKind, PruneCounts, PruneRequest, Signal, SignalDelivery, StartExecution};
-use myloware_telemetry::http::ValidJson;
+use myloware_http::ValidJson;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
