@@ -9,8 +9,8 @@ use myloware_core::RunStatus;
 use myloware_core::wire::ExecutionCommand;
 use serde_json::json;
 
-use crate::ApiState;
 use crate::orchestrator::OrchestratorError;
+use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
 
 /// 1 s, 2 s, 4 s ... capped at 30 s.

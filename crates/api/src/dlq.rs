@@ -6,9 +6,9 @@
 use myloware_core::wire::{ExecutionCommand, SignalDelivery};
 use serde::Serialize;
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use crate::store::{DeadLetter, DeadLetterKind, NewCommand};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

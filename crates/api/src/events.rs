@@ -11,9 +11,9 @@ use myloware_core::wire::{Event, EventKind};
 use myloware_core::{Gate, RunStatus};
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl;
+use crate::state::ApiState;
 use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
 
 /// Applies one event; retries when another writer applied one concurrently.

@@ -13,9 +13,9 @@ use myloware_core::{Gate, ProviderMode, RunStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use crate::store::{Artifact, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
 
 /// Log target of gate decisions (the runbook greps for it).

@@ -73,7 +73,7 @@ impl HttpOrchestrator {
         let mut request = request
             .build()
             .map_err(|err| OrchestratorError::Unreachable(without_url(&err)))?;
-        myloware_telemetry::internal::sign(&self.internal, &mut request);
+        myloware_http::internal::sign(&self.internal, &mut request);
         let response = self
             .http
             .execute(request)

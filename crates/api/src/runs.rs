@@ -12,13 +12,17 @@ use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use crate::store::{Artifact, NewCommand, NewGate, NewRun, Run, now};
 
-const MAX_TEXT_CHARS: usize = 4000;
-const MAX_MODIFIERS: usize = 50;
+/// Limits of a run's input (the OpenAPI document states them too).
+pub const MAX_TEXT_CHARS: usize = 4000;
+pub const MAX_MODIFIERS: usize = 50;
+pub const MAX_MODIFIER_CHARS: usize = 200;
+/// The text fields of [`RunInput`], at least one of them not blank.
+pub const TEXT_FIELDS: [&str; 5] = ["prompt", "title", "subject", "object", "topic"];
 
 /// `POST /v1/runs/start`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -68,12 +72,13 @@ pub struct RunOptions {
 
 impl RunInput {
     fn texts(&self) -> [(&'static str, &Option<String>); 5] {
+        let [prompt, title, subject, object, topic] = TEXT_FIELDS;
         [
-            ("prompt", &self.prompt),
-            ("title", &self.title),
-            ("subject", &self.subject),
-            ("object", &self.object),
-            ("topic", &self.topic),
+            (prompt, &self.prompt),
+            (title, &self.title),
+            (subject, &self.subject),
+            (object, &self.object),
+            (topic, &self.topic),
         ]
     }
 
@@ -106,11 +111,11 @@ impl RunInput {
         if self
             .modifiers
             .iter()
-            .any(|m| m.trim().is_empty() || m.chars().count() > 200)
+            .any(|m| m.trim().is_empty() || m.chars().count() > MAX_MODIFIER_CHARS)
         {
             errors.push(field_error(
                 &["body", "input", "modifiers"],
-                "each modifier must be 1 to 200 characters".into(),
+                format!("each modifier must be 1 to {MAX_MODIFIER_CHARS} characters"),
             ));
         }
         if errors.is_empty() {

@@ -161,7 +161,7 @@ async fn send(http: &reqwest::Client, request: &Request) -> Answer {
     let mut built = builder.build().expect("a request");
     if internal && request.headers.iter().any(|(n, v)| n == "x-api-key" && v == API_KEY) {
         let keys = myloware_core::internal::InternalKeys::new(myloware_core::config::DEV_INTERNAL_SECRET.into(), None);
-        myloware_telemetry::internal::sign(&keys, &mut built);
+        myloware_http::internal::sign(&keys, &mut built);
     }
     let response = http.execute(built).await.expect("the server answers");
     let header = |name: &str| {
@@ -536,8 +536,8 @@ fn not_a<T: serde::de::DeserializeOwned>(value: &Value) -> bool {
 }
 
 /// `value` read the way the services read a request body.
-fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, myloware_telemetry::body::BodyError> {
-    myloware_telemetry::body::parse_json(&serde_json::to_vec(value).unwrap())
+fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, myloware_http::body::BodyError> {
+    myloware_http::body::parse_json(&serde_json::to_vec(value).unwrap())
 }
 
 /// Content types, mostly JSON.

@@ -73,7 +73,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
     };
     let answer = match http.post(url).json(&batch).build() {
         Ok(mut request) => {
-            myloware_telemetry::internal::sign(&engine.config.internal_keys(), &mut request);
+            myloware_http::internal::sign(&engine.config.internal_keys(), &mut request);
             http.execute(request).await
         }
         Err(err) => Err(err),

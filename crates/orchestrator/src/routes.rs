@@ -10,7 +10,7 @@ use myloware_core::wire::{
     CancelAccepted, ChatReply, ChatTurn, ExecutionAccepted, PruneCounts, PruneRequest, ResumeExecution, SignalAccepted,
     SignalDelivery, SignalStatus, StartExecution, StartStatus,
 };
-use myloware_telemetry::http::ValidJson;
+use myloware_http::ValidJson;
 use serde_json::{Value, json};
 
 use crate::OrchestratorState;

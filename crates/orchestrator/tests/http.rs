@@ -22,7 +22,7 @@ async fn internal(request: reqwest::RequestBuilder) -> reqwest::Response {
     let client = reqwest::Client::new();
     let mut request = request.build().unwrap();
     let keys = myloware_core::internal::InternalKeys::new(INTERNAL.into(), None);
-    myloware_telemetry::internal::sign(&keys, &mut request);
+    myloware_http::internal::sign(&keys, &mut request);
     client.execute(request).await.unwrap()
 }
 

@@ -3,10 +3,17 @@
 use axum::Json;
 use axum::extract::State;
 use myloware_core::wire::{EventBatch, EventOutcome, EventResult, EventResults};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::{ApiError, ValidJson};
 use crate::events;
+use crate::state::ApiState;
+
+/// The orchestrator's deliveries, with its internal credential.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::internal(state, OpenApiRouter::new().routes(routes!(receive_events)))
+}
 
 /// Applies a batch of events, each once and in order per run. The answer
 /// says per event whether it was applied, a duplicate, out of order (send

@@ -14,12 +14,22 @@ use myloware_core::wire::{ExecutionCommand, Signal, SignalDelivery};
 use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
+use crate::state::ApiState;
 use crate::store::{DeadLetterKind, NewCommand, RunQuery, SignatureStatus, WebhookDelivery, WebhookOutcome};
+
+/// The providers' callbacks: open, refusals limited per address.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::open(
+        state,
+        OpenApiRouter::new().routes(routes!(kieai)).routes(routes!(upload_post)),
+    )
+}
 
 /// What kie.ai appends to the callback URL we give it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -321,4 +331,37 @@ async fn hint_pending(state: &ApiState, run_id: &str) -> Result<bool, ApiError> 
             })
         )
     }))
+}
+
+/// `{"status": ...}`, one of `statuses`.
+pub(crate) fn status_answer(statuses: &[&str]) -> Value {
+    json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": statuses}},
+    }}})
+}
+
+/// The webhooks' bodies (any JSON; what is read) and answers.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let kieai = super::openapi::operation(doc, "post", "/v1/webhooks/kieai");
+    kieai["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "kie.ai's callback; only `data.taskId` is read (the signature covers it)",
+        "properties": {"data": {
+            "type": "object",
+            "properties": {"taskId": {"type": "string"}},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        }},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }}}});
+    kieai["responses"]["200"]["content"] = status_answer(&["accepted", "duplicate", "dead_lettered"]);
+    let upload_post = super::openapi::operation(doc, "post", "/v1/webhooks/upload-post");
+    upload_post["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "Upload-Post's account event; only `event` is read",
+        "properties": {"event": {"type": "string"}},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }}}});
+    upload_post["responses"]["200"]["content"] = status_answer(&["accepted", "duplicate", "ignored"]);
 }
