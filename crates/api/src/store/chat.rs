@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::common::{StoreError, text_enum};
+use super::common::text_enum;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ChatMessage {
     pub user_id: String,
     /// `user` or `assistant`.
@@ -17,6 +17,7 @@ pub struct ChatMessage {
     pub created_at: DateTime<Utc>,
     /// Channels to push the message to besides the transcript (written
     /// with the message, sent by `crate::chat::push_loop`). Empty when read.
+    #[sqlx(skip)]
     pub pushes: Vec<Push>,
 }
 
@@ -49,13 +50,15 @@ pub struct Push {
 }
 
 /// A push of a chat message to a channel, as queued.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ChatDelivery {
     pub id: i64,
     pub message_seq: i64,
+    #[sqlx(try_from = "String")]
     pub channel: Channel,
     pub target: String,
     pub text: String,
+    #[sqlx(try_from = "String")]
     pub status: PushStatus,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
@@ -71,51 +74,8 @@ pub enum PushOutcome {
     GaveUp { error: String },
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct ChatRow {
-    pub(super) user_id: String,
-    pub(super) role: String,
-    pub(super) text: String,
-    pub(super) run_id: Option<String>,
-    pub(super) gate: Option<String>,
-    pub(super) link: Option<String>,
-    pub(super) created_at: DateTime<Utc>,
-}
-
 pub(super) const CHAT_DELIVERY_COLUMNS: &str =
     "id, message_seq, channel, target, text, status, attempts, next_attempt_at, last_error, delivered_at";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ChatDeliveryRow {
-    pub(super) id: i64,
-    pub(super) message_seq: i64,
-    pub(super) channel: String,
-    pub(super) target: String,
-    pub(super) text: String,
-    pub(super) status: String,
-    pub(super) attempts: i64,
-    pub(super) next_attempt_at: DateTime<Utc>,
-    pub(super) last_error: Option<String>,
-    pub(super) delivered_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<ChatDeliveryRow> for ChatDelivery {
-    type Error = StoreError;
-    fn try_from(r: ChatDeliveryRow) -> Result<ChatDelivery, StoreError> {
-        Ok(ChatDelivery {
-            id: r.id,
-            message_seq: r.message_seq,
-            channel: r.channel.parse().map_err(StoreError::Corrupt)?,
-            target: r.target,
-            text: r.text,
-            status: r.status.parse().map_err(StoreError::Corrupt)?,
-            attempts: r.attempts,
-            next_attempt_at: r.next_attempt_at,
-            last_error: r.last_error,
-            delivered_at: r.delivered_at,
-        })
-    }
-}
 
 /// Inserts a chat message and queues its pushes; evaluates to its seq.
 /// `$tx` is a transaction (used several times).
@@ -166,7 +126,7 @@ macro_rules! chat_methods {
             }
 
             async fn chat_deliveries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
-                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let deliveries: Vec<ChatDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries \
                      WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
                 )))
@@ -174,7 +134,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(ChatDelivery::try_from).collect()
+                Ok(deliveries)
             }
 
             async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool> {
@@ -214,17 +174,17 @@ macro_rules! chat_methods {
             }
 
             async fn list_chat_deliveries(&self, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
-                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let deliveries: Vec<ChatDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries ORDER BY id DESC LIMIT $1"
                 )))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(ChatDelivery::try_from).collect()
+                Ok(deliveries)
             }
 
             async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>> {
-                let rows: Vec<ChatRow> = sqlx::query_as(
+                let messages: Vec<ChatMessage> = sqlx::query_as(
                     "SELECT user_id, role, text, run_id, gate, link, created_at FROM \
                      (SELECT * FROM chat_messages WHERE user_id = $1 ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
                 )
@@ -232,19 +192,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| ChatMessage {
-                        user_id: r.user_id,
-                        role: r.role,
-                        text: r.text,
-                        run_id: r.run_id,
-                        gate: r.gate,
-                        link: r.link,
-                        created_at: r.created_at,
-                        pushes: Vec::new(),
-                    })
-                    .collect())
+                Ok(messages)
             }
         }
     };

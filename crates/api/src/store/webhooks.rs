@@ -3,21 +3,21 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::types::Json;
 
-use super::common::{StoreError, now, text_enum};
+use super::common::{now, text_enum};
 
 /// A provider webhook delivery, as recorded: never its whole body (a
 /// refused delivery is anybody's bytes), but its size, its SHA-256 and its
 /// first [`WEBHOOK_BODY_EXCERPT_BYTES`] (see [`WebhookDelivery::of_body`]).
 /// Nothing reads a delivery's body back: an accepted delivery's effect is
 /// its command (or dead letter), and its idempotency key deduplicates it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct WebhookDelivery {
     pub provider: String,
     /// `None` for deliveries that must not consume a key (rejected, duplicate).
     pub idempotency_key: Option<String>,
     pub run_id: Option<String>,
+    #[sqlx(json)]
     pub headers: Value,
     /// The body's first [`WEBHOOK_BODY_EXCERPT_BYTES`], cut at a UTF-8
     /// boundary (invalid UTF-8 shown as U+FFFD).
@@ -26,7 +26,9 @@ pub struct WebhookDelivery {
     pub body_size: i64,
     /// Hex SHA-256 of the whole body (empty for rows stored before it was kept).
     pub body_sha256: String,
+    #[sqlx(try_from = "String")]
     pub signature_status: SignatureStatus,
+    #[sqlx(try_from = "String")]
     pub outcome: WebhookOutcome,
     pub received_at: DateTime<Utc>,
 }
@@ -95,38 +97,6 @@ pub fn excerpt(bytes: &[u8], max: usize) -> String {
     text[..end].to_string()
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct WebhookRow {
-    pub(super) provider: String,
-    pub(super) idempotency_key: Option<String>,
-    pub(super) run_id: Option<String>,
-    pub(super) headers: Json<Value>,
-    pub(super) body: String,
-    pub(super) body_size: i64,
-    pub(super) body_sha256: String,
-    pub(super) signature_status: String,
-    pub(super) outcome: String,
-    pub(super) received_at: DateTime<Utc>,
-}
-
-impl TryFrom<WebhookRow> for WebhookDelivery {
-    type Error = StoreError;
-    fn try_from(r: WebhookRow) -> Result<WebhookDelivery, StoreError> {
-        Ok(WebhookDelivery {
-            provider: r.provider,
-            idempotency_key: r.idempotency_key,
-            run_id: r.run_id,
-            headers: r.headers.0,
-            body: r.body,
-            body_size: r.body_size,
-            body_sha256: r.body_sha256,
-            signature_status: r.signature_status.parse().map_err(StoreError::Corrupt)?,
-            outcome: r.outcome.parse().map_err(StoreError::Corrupt)?,
-            received_at: r.received_at,
-        })
-    }
-}
-
 /// The [`ApiStore`](super::ApiStore) methods of webhook deliveries, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! webhook_methods {
@@ -170,7 +140,7 @@ macro_rules! webhook_methods {
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
-                let rows: Vec<WebhookRow> = sqlx::query_as(
+                let deliveries: Vec<WebhookDelivery> = sqlx::query_as(
                     "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
                      signature_status, outcome, received_at \
                      FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
@@ -178,7 +148,7 @@ macro_rules! webhook_methods {
                 .bind(provider)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(WebhookDelivery::try_from).collect()
+                Ok(deliveries)
             }
         }
     };
