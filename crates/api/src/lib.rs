@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod orchestrator;
 pub mod page;
+pub mod reconciler;
 pub mod routes;
 pub mod runs;
 pub mod state;
@@ -61,7 +62,11 @@ impl myloware_http::Service for ApiState {
     /// The start reconciler and the chat pusher.
     fn background(&self, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
-            tokio::spawn(commands::reconcile(self.clone(), Duration::from_secs(1), stop.clone())),
+            tokio::spawn(reconciler::reconcile(
+                self.clone(),
+                Duration::from_secs(1),
+                stop.clone(),
+            )),
             tokio::spawn(chat::push_loop(self.clone(), Duration::from_secs(1), stop)),
         ]
     }

@@ -794,7 +794,7 @@ mod webhooks_and_events {
         assert_eq!(
             signals
                 .iter()
-                .filter(|c| c.kind == myloware_api::store::CommandKind::Signal)
+                .filter(|c| c.kind() == myloware_api::store::CommandKind::Signal)
                 .count(),
             1
         );

@@ -313,7 +313,7 @@ async fn fifty_concurrent_approvals_make_one_decision(db: &Db) {
     assert_eq!(
         resumes
             .iter()
-            .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
+            .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
             .count(),
         1
     );
@@ -350,7 +350,7 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
     assert_eq!(
         resumes
             .iter()
-            .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
+            .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
             .count(),
         1,
         "one resume"

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 pub mod brendan;
 pub mod engine;
+pub mod error;
 pub mod faults;
 pub mod llm;
 pub mod metrics;
