@@ -24,7 +24,7 @@ use myloware_db::{Db, PoolSettings};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-mod support;
+use crate::support;
 
 const KEY: &str = "dev-api-key-not-for-production";
 const KIE_SIGNING: &str = "faults-kie-signing-secret";
@@ -272,7 +272,7 @@ impl Cluster {
     }
 
     fn spawn(&mut self, service: &str, port_var: (&str, u16)) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mw-system"));
         command
             .args(["serve", service])
             .env_clear()

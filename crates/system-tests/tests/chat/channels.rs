@@ -3,7 +3,7 @@
 //! first ones), retries, down channels, the Telegram front door, and
 //! `mw chat` against a running API.
 
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::process::{Command, Output};
@@ -460,7 +460,7 @@ async fn the_telegram_front_door_is_closed_without_a_secret(db: &Db) {
 
 /// `mw chat` as an operator runs it, in a folder without `.env.development`.
 async fn mw_chat(api_url: &str, user: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mw-system"));
     command
         .arg("chat")
         .args(args)

@@ -11,7 +11,7 @@
 //! (`PROMTOOL_BIN`/`PROMETHEUS_BIN`, else `PATH`); without them the tests
 //! that need them say so and pass, except under `CI`, where they fail.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! The engine end to end, in-process: both services on real HTTP, mock
 //! providers, SQLite and (with `TEST_DATABASE_URL`) Postgres.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

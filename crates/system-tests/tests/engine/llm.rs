@@ -4,7 +4,7 @@
 //! malformed answer fails the step after one retry, and a missing required
 //! tool call is caught.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 //! webhooks and gate attempts are still logged by design, in
 //! `webhook_deliveries` without a key and in `gate_audit`.)
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::future::Future;

@@ -4,7 +4,7 @@
 //! previewed field stays text. `.ci/run` installs Debian's `chromium` and
 //! `chromium-driver`.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! the per-gate latency series on both services, the domain metrics, and
 //! the run's series dropped after `METRICS_RUN_SERIES_TTL`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use myloware_db::{Db, PoolSettings};
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 
 const KEY: &str = "dev-api-key-not-for-production";
 
@@ -133,7 +133,7 @@ impl Cluster {
     }
 
     fn spawn(&self, args: &[&str], extra: &[(&str, String)], log: &str) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mw"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mw-system"));
         command.args(args);
         self.env(&mut command);
         command.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));

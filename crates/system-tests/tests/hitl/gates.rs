@@ -1,7 +1,7 @@
 //! Gates end to end: signed links, the confirmation page, decisions, the
 //! audit, and the orchestrator being down during an approval.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! Upload-Post servers on loopback that speak the providers' HTTP: the
 //! fake kie.ai answers with task ids and posts signed callbacks to the API.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -165,7 +165,7 @@ conformance_tests!(
 
 /// `mw validate env --online` in live mode against the fakes.
 fn validate_online(kie_key: &str, kie: &str, shotstack: &str, upload: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mw"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_mw-system"))
         .args(["validate", "env", "--online"])
         .current_dir(std::env::temp_dir())
         .env_clear()

@@ -2,7 +2,7 @@
 //! request becomes a proposed run with a working approval link, gate links
 //! reach the transcript, and "approve" in chat decides the pending gate.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

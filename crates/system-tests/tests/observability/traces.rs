@@ -185,7 +185,7 @@ impl Dev {
         let (api_port, orchestrator_port) = (free_port(), free_port());
         let api = format!("http://127.0.0.1:{api_port}");
         let log = std::fs::File::create(dir.join("mw.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mw"))
+        let child = Command::new(env!("CARGO_BIN_EXE_mw-system"))
             .arg("dev")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

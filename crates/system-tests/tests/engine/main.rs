@@ -1,0 +1,8 @@
+//! The engine end to end: runs with the mock providers, LLM personas, and live mode against fake providers.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod live;
+mod llm;
+mod runs;
