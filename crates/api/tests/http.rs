@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{API_KEY, eventually, spawn_app};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 const LIVE_SECRETS: [(&str, &str); 5] = [
@@ -736,7 +737,8 @@ mod webhooks_and_events {
 
     use chrono::Utc;
     use myloware_core::signing;
-    use myloware_db::{Db, conformance_tests};
+    use myloware_db::Db;
+    use myloware_testkit::conformance_tests;
     use serde_json::{Value, json};
 
     use super::common::{TestApp, eventually, spawn_app};

@@ -9,7 +9,8 @@ use myloware_api::store::{
 };
 use myloware_core::ids::new_run_id;
 use myloware_core::{Gate, RunStatus};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 fn new_run(project: &str, status: RunStatus) -> NewRun {

@@ -9,9 +9,10 @@ use myloware_core::ProviderMode;
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, ProjectSpec};
 use myloware_core::wire::{GraphSpec, StartExecution};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
 use myloware_orchestrator::store::ExecStatus;
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestrator-test-key";

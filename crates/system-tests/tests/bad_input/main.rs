@@ -1,4 +1,4 @@
-//! Bad input against a running system (`support::start`, both services on
+//! Bad input against a running system (`system::start`, both services on
 //! real HTTP): random, malformed, oversized and wrong-typed bodies, queries
 //! and headers for every route that accepts a body, on both services. Never
 //! a 5xx; every error is JSON `{"detail": ...}` (a string, or the 422 list
@@ -8,21 +8,19 @@
 //! webhooks and gate attempts are still logged by design, in
 //! `webhook_deliveries` without a key and in `gate_audit`.)
 
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use myloware_core::signing;
 use myloware_db::Db;
-use myloware_db::testing::TestDb;
+use myloware_testkit::TestDb;
+use myloware_testkit::system;
+use myloware_testkit::system::{API_KEY, System};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use support::{API_KEY, System};
 
 const TELEGRAM_SECRET: &str = "bad-input-telegram-secret";
 const KIE_SECRET: &str = "bad-input-kie-signing-secret";
@@ -290,7 +288,7 @@ struct Target {
 }
 
 async fn target(db: &Db) -> Target {
-    let system = support::start(
+    let system = system::start(
         db,
         &[
             ("TELEGRAM_WEBHOOK_SECRET", TELEGRAM_SECRET),
@@ -1208,7 +1206,7 @@ async fn internal_events_apply_nothing_out_of_place(db: &Db) {
 /// Events the API applies (the next seq of a run) with any data at all:
 /// applied without a 5xx, and the run, its gates and the lists still read.
 async fn internal_events_with_any_data_are_applied_without_failing(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let run_id = system
         .start_run(json!({"project": "test_video_gen", "input": {"prompt": "p"},
             "options": {"requireWorkflowApproval": true, "user_id": "u-3"}}))
@@ -1355,7 +1353,7 @@ async fn reads_answer_json(db: &Db) {
 }
 
 fn execution_base(run_id: &str) -> Value {
-    let spec = support::catalog().get("test_video_gen").unwrap().clone();
+    let spec = system::catalog().get("test_video_gen").unwrap().clone();
     json!({"runId": run_id, "project": "test_video_gen",
         "graphSpec": {"pipeline": ["iggy", "riley", "alex", "quinn"], "hitl_gates": []},
         "projectSpec": spec, "providersMode": "mock", "input": {"prompt": "p"}, "videos": []})

@@ -6,561 +6,17 @@
 //! every run in its right terminal state, nothing paid twice, no event lost
 //! or applied twice, and no gate decided twice.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use myloware_api::store::{CommandKind, GateStatus};
-use myloware_db::{Db, PoolSettings};
+use myloware_testkit::cluster::Cluster;
+use myloware_testkit::fakes::{Calls, Fault, Providers};
+use myloware_testkit::proxy::Proxy;
+use myloware_testkit::{API_KEY, Lcg, TestDb, conformance_tests, seed};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-use crate::support;
-
-const KEY: &str = "dev-api-key-not-for-production";
-const KIE_SIGNING: &str = "faults-kie-signing-secret";
-
-/// A free port for a service, below Linux's ephemeral range (32768 up):
-/// the kernel never hands those out for `bind(0)` or outgoing connections,
-/// so no other socket takes it between this check and the service's bind,
-/// nor while a killed service is down before it is started again.
-fn free_port() -> u16 {
-    use std::sync::atomic::AtomicU64;
-    const LOW: u64 = 20_000;
-    const COUNT: u64 = 12_000;
-    // Each test process walks the range from its own starting point.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = u64::from(std::process::id()) * 7919 + seed() % 1000;
-    for _ in 0..COUNT {
-        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port between 20000 and 32000");
-}
-
-/// A child process, killed (SIGKILL) and reaped when dropped.
-struct Process(Child);
-
-impl Process {
-    /// `kill -9`, and wait for it to be gone.
-    fn kill_nine(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// A small deterministic generator, so a failing round can be replayed from
-/// the seed printed with it.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
-/// The database of one scenario: a SQLite file, or a fresh Postgres schema.
-struct SharedDb {
-    /// What the test itself connects to (never through a proxy).
-    url: String,
-    dir: PathBuf,
-    schema: Option<(String, String)>,
-}
-
-impl SharedDb {
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mw-faults-{name}-{}-{}", std::process::id(), seed()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn sqlite(name: &str) -> SharedDb {
-        let dir = SharedDb::dir(name);
-        SharedDb {
-            url: format!("sqlite://{}/mw.db", dir.display()),
-            dir,
-            schema: None,
-        }
-    }
-
-    /// `None` without `TEST_DATABASE_URL`, except under `CI`, where it fails.
-    async fn postgres(name: &str) -> Option<SharedDb> {
-        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "TEST_DATABASE_URL must be set in CI: the Postgres fault scenarios would be skipped"
-            );
-            eprintln!("TEST_DATABASE_URL is not set: skipping a Postgres fault scenario");
-            return None;
-        };
-        let schema = format!("mw_faults_{}_{}", std::process::id(), seed());
-        let admin = sqlx::PgPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let separator = if base.contains('?') { '&' } else { '?' };
-        Some(SharedDb {
-            url: format!("{base}{separator}options=-c%20search_path%3D{schema}"),
-            dir: SharedDb::dir(name),
-            schema: Some((base, schema)),
-        })
-    }
-
-    async fn connect(&self) -> Db {
-        let settings = PoolSettings {
-            max_connections: 2,
-            ..PoolSettings::default()
-        };
-        Db::connect(&self.url, settings).await.unwrap()
-    }
-
-    async fn cleanup(self) {
-        if let Some((base, schema)) = &self.schema {
-            let admin = sqlx::PgPool::connect(base).await.unwrap();
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                .execute(&admin)
-                .await;
-            admin.close().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A TCP proxy on loopback. `cut` drops every open connection (new ones
-/// are still accepted); `block` also refuses new ones until unblocked.
-#[derive(Clone)]
-struct Proxy {
-    port: u16,
-    state: Arc<watch::Sender<(bool, u64)>>,
-}
-
-impl Proxy {
-    async fn start(target: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = watch::channel((false, 0u64));
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let (blocked, generation) = *rx.borrow();
-                if blocked {
-                    continue;
-                }
-                let mut changed = rx.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                        return;
-                    };
-                    let cut = async move {
-                        let sender_gone = changed
-                            .wait_for(|(blocked, now)| *blocked || *now != generation)
-                            .await
-                            .is_err();
-                        if sender_gone {
-                            // Nobody can cut any more: copy until either side closes.
-                            std::future::pending::<()>().await;
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            port,
-            state: Arc::new(tx),
-        }
-    }
-
-    /// Drops every open connection through the proxy.
-    fn cut(&self) {
-        self.state.send_modify(|(_, generation)| *generation += 1);
-    }
-
-    fn block(&self, blocked: bool) {
-        self.state.send_modify(|(b, _)| *b = blocked);
-    }
-}
-
-/// One API and one orchestrator process on a shared database.
-struct Cluster {
-    db: SharedDb,
-    /// `DATABASE_URL` of the API and of the orchestrator (through proxies,
-    /// for some scenarios).
-    db_urls: (String, String),
-    /// Variables of both processes over the defaults (live mode).
-    extra: Vec<(String, String)>,
-    api_port: u16,
-    orchestrator_port: u16,
-    /// How the API reaches the orchestrator: through this proxy.
-    to_orchestrator: Proxy,
-    http: reqwest::Client,
-    api: Option<Process>,
-    orchestrator: Option<Process>,
-    spawned: usize,
-}
-
-impl Cluster {
-    async fn start(db: SharedDb, extra: Vec<(String, String)>) -> Cluster {
-        let urls = (db.url.clone(), db.url.clone());
-        Cluster::start_via(db, urls, extra).await
-    }
-
-    /// Both processes, the API reaching the database through `db_urls.0`
-    /// and the orchestrator through `db_urls.1`.
-    async fn start_via(db: SharedDb, db_urls: (String, String), extra: Vec<(String, String)>) -> Cluster {
-        let orchestrator_port = free_port();
-        let mut cluster = Cluster {
-            db_urls,
-            db,
-            extra,
-            api_port: free_port(),
-            orchestrator_port,
-            to_orchestrator: Proxy::start(orchestrator_port).await,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            api: None,
-            orchestrator: None,
-            spawned: 0,
-        };
-        // The API migrates first; the orchestrator finds the schema ready.
-        cluster.start_api().await;
-        cluster.start_orchestrator().await;
-        cluster
-    }
-
-    fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
-    }
-
-    fn orchestrator_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.orchestrator_port)
-    }
-
-    fn spawn(&mut self, service: &str, port_var: (&str, u16)) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mw-system"));
-        command
-            .args(["serve", service])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "PROJECTS_DIR",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"),
-            )
-            .env(
-                "DATABASE_URL",
-                if service == "api" {
-                    &self.db_urls.0
-                } else {
-                    &self.db_urls.1
-                },
-            )
-            .env("BIND_HOST", "127.0.0.1")
-            .env("API_URL", self.api_url())
-            .env("PUBLIC_BASE_URL", self.api_url())
-            .env(
-                "ORCHESTRATOR_URL",
-                format!("http://127.0.0.1:{}", self.to_orchestrator.port),
-            )
-            .env("MOCK_PROVIDER_DELAY_MS", "150")
-            .env("ENGINE_LEASE_SECS", "3")
-            .env("ENGINE_POLL_MS", "100")
-            .env("RATE_LIMIT_PER_MINUTE", "0")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .env(port_var.0, port_var.1.to_string())
-            .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&self.db.dir);
-        self.spawned += 1;
-        let log = std::fs::File::create(self.db.dir.join(format!("{}-{service}.log", self.spawned))).unwrap();
-        command.stdout(Stdio::null()).stderr(log);
-        Process(command.spawn().unwrap())
-    }
-
-    async fn start_api(&mut self) {
-        let api = self.spawn("api", ("API_PORT", self.api_port));
-        self.api = Some(api);
-        self.wait_healthy(self.api_port).await;
-    }
-
-    async fn start_orchestrator(&mut self) {
-        let orchestrator = self.spawn("orchestrator", ("ORCHESTRATOR_PORT", self.orchestrator_port));
-        self.orchestrator = Some(orchestrator);
-        self.wait_healthy(self.orchestrator_port).await;
-    }
-
-    fn kill_api(&mut self) {
-        self.api.take().expect("the API runs").kill_nine();
-    }
-
-    fn kill_orchestrator(&mut self) {
-        self.orchestrator.take().expect("the orchestrator runs").kill_nine();
-    }
-
-    async fn wait_healthy(&self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(response) = self.http.get(format!("http://127.0.0.1:{port}/health")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("port {port} never became healthy; logs in {}", self.db.dir.display());
-    }
-
-    /// Starts `n` runs at once; their ids in no particular order.
-    async fn start_runs(&self, n: usize, body: impl Fn(usize) -> Value) -> Vec<String> {
-        let mut starts = tokio::task::JoinSet::new();
-        for i in 0..n {
-            let request = self
-                .http
-                .post(format!("{}/v1/runs/start", self.api_url()))
-                .header("x-api-key", KEY)
-                .json(&body(i));
-            starts.spawn(async move {
-                let response = request.send().await.unwrap();
-                let status = response.status();
-                let body: Value = response.json().await.unwrap();
-                assert!(status.is_success(), "start refused: {status} {body}");
-                body["runId"].as_str().unwrap().to_string()
-            });
-        }
-        starts.join_all().await
-    }
-
-    /// GETs `url` with the operator key, or, on the orchestrator's
-    /// executions, signed with the internal credential as the API does.
-    async fn get(&self, url: &str) -> Option<Value> {
-        let mut request = self.http.get(url).build().ok()?;
-        if url.contains("/v1/executions") {
-            let keys =
-                myloware_core::internal::InternalKeys::new(myloware_core::config::DEV_INTERNAL_SECRET.into(), None);
-            myloware_telemetry::internal::sign(&keys, &mut request);
-        } else {
-            request.headers_mut().insert("x-api-key", KEY.parse().ok()?);
-        }
-        let response = self.http.execute(request).await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-
-    async fn run(&self, run_id: &str) -> Value {
-        self.get(&format!("{}/v1/runs/{run_id}", self.api_url()))
-            .await
-            .unwrap_or_else(|| panic!("cannot read {run_id}; logs in {}", self.db.dir.display()))
-    }
-
-    async fn count_status(&self, ids: &[String], status: &str) -> usize {
-        let mut count = 0;
-        for id in ids {
-            count += usize::from(self.run(id).await["status"] == status);
-        }
-        count
-    }
-
-    /// Waits until at least `target` runs are `status`; how many are.
-    async fn wait_count(&self, ids: &[String], status: &str, target: usize, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let count = self.count_status(ids, status).await;
-            if count >= target {
-                return count;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{count}/{target} runs {status} after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until every run is `status`; fails as soon as one ends otherwise.
-    async fn wait_all(&self, ids: &[String], status: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut waiting = Vec::new();
-            for id in ids {
-                let now = self
-                    .get(&format!("{}/v1/runs/{id}", self.api_url()))
-                    .await
-                    .map(|run| run["status"].as_str().unwrap_or_default().to_string())
-                    .unwrap_or_else(|| "unreadable".into());
-                let terminal = ["published", "failed", "cancelled", "rejected"].contains(&now.as_str());
-                assert!(
-                    now == status || !terminal,
-                    "{id} ended {now}, not {status}: {}; logs in {}",
-                    self.run(id).await["result"]["error"],
-                    self.db.dir.display()
-                );
-                if now != status {
-                    waiting.push((id.clone(), now));
-                }
-            }
-            if waiting.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not {status} after {timeout:?}: {waiting:?}; logs in {}",
-                self.db.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }
-
-    /// No runnable execution, no undelivered event, no undelivered command.
-    async fn wait_idle(&self, db: &Db) {
-        let orchestrator = myloware_orchestrator::store::open(db);
-        let api = myloware_api::store::open(db);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let counts = orchestrator.counts().await.unwrap();
-            let commands = api
-                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-                .await
-                .unwrap();
-            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "undone work left behind: {counts:?}, {} undelivered commands; logs in {}",
-                commands.len(),
-                self.db.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Every event the orchestrator committed for each run was applied by
-    /// the API exactly once and in order: the API's `last_event_seq` is the
-    /// number of events `GET /v1/executions/{id}` lists, and the applied
-    /// events are the outbox's, seq 1..n, same ids.
-    async fn assert_events_complete(&self, db: &Db, ids: &[String]) {
-        self.wait_idle(db).await;
-        let api = myloware_api::store::open(db);
-        let orchestrator = myloware_orchestrator::store::open(db);
-        for id in ids {
-            let execution = self
-                .get(&format!("{}/v1/executions/{id}", self.orchestrator_url()))
-                .await
-                .unwrap_or_else(|| panic!("no execution {id}"));
-            let committed = execution["events"].as_array().unwrap().len() as i64;
-            let run = api.get_run(id).await.unwrap().unwrap();
-            assert_eq!(run.last_event_seq, committed, "events of {id} lost or repeated");
-            let applied: Vec<(i64, String)> = api
-                .list_events(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.seq, e.event_id))
-                .collect();
-            let sent: Vec<(i64, String)> = orchestrator
-                .outbox(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.run_seq, e.event_id))
-                .collect();
-            assert_eq!(applied, sent, "events of {id} as applied and as sent");
-            assert!(
-                applied.iter().map(|(seq, _)| *seq).eq(1..=committed),
-                "seqs of {id}: {applied:?}"
-            );
-        }
-    }
-
-    /// A published run as the API shows it: every video completed with its
-    /// clip, the render and the publish URL, and their artifacts.
-    async fn assert_published_in_full(&self, ids: &[String]) {
-        for id in ids {
-            let run = self.run(id).await;
-            assert_eq!(run["status"], "published", "{id}");
-            let videos = run["result"]["videos"].as_array().unwrap();
-            assert!(!videos.is_empty(), "{id}: no videos");
-            assert_eq!(run["result"]["totalVideos"], videos.len(), "{id}");
-            for video in videos {
-                assert_eq!(video["status"], "completed", "{id}: {video}");
-                assert!(video["assetUrl"].is_string(), "{id}: {video}");
-            }
-            assert!(run["result"]["renderUrl"].is_string(), "{id}: {}", run["result"]);
-            assert!(
-                !run["result"]["publishUrls"].as_array().unwrap().is_empty(),
-                "{id}: {}",
-                run["result"]
-            );
-            let kinds = support::artifact_kinds(&run);
-            let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-            assert_eq!(count("kieai.clip"), videos.len(), "{id}: {kinds:?}");
-            assert_eq!(count("render.url"), 1, "{id}: {kinds:?}");
-            assert_eq!(count("publish.url"), 1, "{id}: {kinds:?}");
-        }
-    }
-
-    /// The mocks were paid exactly once per clip, render and publish.
-    async fn assert_paid_once(&self, db: &Db, ids: &[String]) {
-        let store = myloware_orchestrator::store::open(db);
-        for id in ids {
-            let videos = self.run(id).await["result"]["videos"].as_array().unwrap().len();
-            let mut counts: HashMap<(String, String), usize> = HashMap::new();
-            for call in store.mock_calls(id).await.unwrap() {
-                *counts.entry((call.provider, call.key)).or_default() += 1;
-            }
-            let mut expected: HashMap<(String, String), usize> = (0..videos)
-                .map(|i| (("kieai".to_string(), format!("{id}:riley:clip:{i}")), 1))
-                .collect();
-            expected.insert(("shotstack".into(), format!("{id}:alex:render")), 1);
-            expected.insert(("upload_post".into(), format!("{id}:quinn:publish:1")), 1);
-            assert_eq!(counts, expected, "paid calls of {id}");
-        }
-    }
-
-    async fn finish(self) {
-        let Cluster {
-            db, api, orchestrator, ..
-        } = self;
-        drop((api, orchestrator));
-        db.cleanup().await;
-    }
-}
+const MW: &str = env!("CARGO_BIN_EXE_mw-system");
 
 fn smoke(i: usize) -> Value {
     json!({"project": "test_video_gen", "input": {"prompt": format!("fault {i}")}})
@@ -573,9 +29,9 @@ fn smoke(i: usize) -> Value {
 /// does not finish every run before the last kill: round `r` waits until
 /// `9r + (0..9)` runs are published, then a random 0–100 ms more; slower
 /// mock providers (400 ms a call) spread the work out.
-async fn orchestrator_killed_during_fifty_runs(db: SharedDb) {
+async fn orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing(db: &TestDb) {
     let slow = vec![("MOCK_PROVIDER_DELAY_MS".to_string(), "400".to_string())];
-    let mut cluster = Cluster::start(db, slow).await;
+    let mut cluster = Cluster::start(MW, db.url(), slow).await;
     let ids = cluster.start_runs(50, smoke).await;
     let seed = seed();
     let mut random = Lcg(seed);
@@ -598,35 +54,19 @@ async fn orchestrator_killed_during_fifty_runs(db: SharedDb) {
         "seed {seed}: only {kills_in_flight} of 5 kills landed while runs were in flight"
     );
     cluster.wait_all(&ids, "published", Duration::from_secs(120)).await;
-    let db = cluster.db.connect().await;
-    cluster.assert_events_complete(&db, &ids).await;
-    cluster.assert_paid_once(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
+    cluster.assert_paid_once(db, &ids, None).await;
     cluster.assert_published_in_full(&ids).await;
-    db.close().await;
     cluster.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing() {
-    orchestrator_killed_during_fifty_runs(SharedDb::sqlite("kill9")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing() {
-    let Some(db) = SharedDb::postgres("kill9").await else {
-        return;
-    };
-    orchestrator_killed_during_fifty_runs(db).await;
 }
 
 /// `kill -9` of the API while the orchestrator's events are in flight
 /// (twice); the orchestrator keeps working and its outbox retries. Every
 /// event is applied once and in order when the API is back.
-async fn api_killed_while_events_are_in_flight(db: SharedDb) {
-    let mut cluster = Cluster::start(db, Vec::new()).await;
+async fn api_killed_while_events_are_in_flight_applies_each_once_in_order(db: &TestDb) {
+    let mut cluster = Cluster::start(MW, db.url(), Vec::new()).await;
     let ids = cluster.start_runs(20, smoke).await;
-    let db = cluster.db.connect().await;
-    let api = myloware_api::store::open(&db);
+    let api = myloware_api::store::open(db);
     for round in 0..2 {
         // Some events applied, more to come.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -646,9 +86,9 @@ async fn api_killed_while_events_are_in_flight(db: SharedDb) {
         cluster.start_api().await;
     }
     cluster.wait_all(&ids, "published", Duration::from_secs(90)).await;
-    cluster.assert_events_complete(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
     // The outage was felt: some events needed more than one delivery.
-    let orchestrator = myloware_orchestrator::store::open(&db);
+    let orchestrator = myloware_orchestrator::store::open(db);
     let mut retried = 0;
     for id in &ids {
         retried += orchestrator
@@ -660,32 +100,9 @@ async fn api_killed_while_events_are_in_flight(db: SharedDb) {
             .count();
     }
     assert!(retried > 0, "no event was in flight while the API was down");
-    cluster.assert_paid_once(&db, &ids).await;
+    cluster.assert_paid_once(db, &ids, None).await;
     cluster.assert_published_in_full(&ids).await;
-    db.close().await;
     cluster.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_api_killed_while_events_are_in_flight_applies_each_once_in_order() {
-    api_killed_while_events_are_in_flight(SharedDb::sqlite("apikill")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_api_killed_while_events_are_in_flight_applies_each_once_in_order() {
-    let Some(db) = SharedDb::postgres("apikill").await else {
-        return;
-    };
-    api_killed_while_events_are_in_flight(db).await;
-}
-
-/// A proxy in front of the Postgres of `db`, and `db`'s URL through it.
-async fn postgres_proxy(db: &SharedDb) -> (Proxy, String) {
-    let mut url = reqwest::Url::parse(&db.url).unwrap();
-    let proxy = Proxy::start(url.port().unwrap_or(5432)).await;
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
-    (proxy, url.to_string())
 }
 
 /// Cuts every connection through `proxies` `rounds` times, at random moments.
@@ -706,13 +123,13 @@ async fn cut_connections(proxies: Vec<Proxy>, rounds: usize, what: &str) {
 /// with the API down, none of those sent since is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_execution_view_shows_undelivered_events_as_undelivered() {
-    let mut cluster = Cluster::start(SharedDb::sqlite("delivered"), Vec::new()).await;
+    let db = &TestDb::sqlite().await;
+    let mut cluster = Cluster::start(MW, db.url(), Vec::new()).await;
     let ids = cluster.start_runs(1, smoke).await;
     cluster.kill_api();
     // The run goes on; its events fail to reach the API and wait for a retry.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let db = cluster.db.connect().await;
-    let applied = myloware_api::store::open(&db)
+    let applied = myloware_api::store::open(db)
         .get_run(&ids[0])
         .await
         .unwrap()
@@ -726,7 +143,6 @@ async fn the_execution_view_shows_undelivered_events_as_undelivered() {
     let delivered = events.iter().filter(|e| e["delivered"] == true).count() as i64;
     assert!(events.len() as i64 > applied, "the API had every event before it died");
     assert_eq!(delivered, applied, "{events:?}");
-    db.close().await;
     cluster.finish().await;
 }
 
@@ -737,12 +153,12 @@ async fn the_execution_view_shows_undelivered_events_as_undelivered() {
 /// commands). The pools reconnect; every run completes exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_dropped_mid_run_complete_every_run_once() {
-    let Some(db) = SharedDb::postgres("dbcut").await else {
+    let Some(db) = &TestDb::postgres().await else {
         return;
     };
-    let (api_proxy, api_url) = postgres_proxy(&db).await;
-    let (orchestrator_proxy, orchestrator_url) = postgres_proxy(&db).await;
-    let cluster = Cluster::start_via(db, (api_url, orchestrator_url), Vec::new()).await;
+    let (api_proxy, api_url) = Proxy::postgres(db.url()).await;
+    let (orchestrator_proxy, orchestrator_url) = Proxy::postgres(db.url()).await;
+    let cluster = Cluster::start_via(MW, (&api_url, &orchestrator_url), Vec::new()).await;
     let aismr = |i: usize| json!({"project": "aismr", "input": {"object": format!("soap {i}")}});
     // (Not during the starts: a start whose connection is cut is a 500.)
     let ids = cluster.start_runs(6, aismr).await;
@@ -769,17 +185,15 @@ async fn postgres_connections_dropped_mid_run_complete_every_run_once() {
         cluster.wait_all(&ids, "published", Duration::from_secs(60)),
         cut_connections(vec![api_proxy.clone()], 3, "publishing")
     );
-    let db = cluster.db.connect().await;
-    cluster.assert_events_complete(&db, &ids).await;
-    cluster.assert_paid_once(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
+    cluster.assert_paid_once(db, &ids, None).await;
     cluster.assert_published_in_full(&ids).await;
-    let api = myloware_api::store::open(&db);
+    let api = myloware_api::store::open(db);
     for id in &ids {
         for gate in api.list_gates(id).await.unwrap() {
             assert_eq!(gate.status, GateStatus::Approved, "{id} {}", gate.gate);
         }
     }
-    db.close().await;
     cluster.finish().await;
 }
 
@@ -808,30 +222,34 @@ async fn approve_despite_cuts(cluster: &Cluster, run_id: &str, gate: &str) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{run_id} {gate} never approved; logs in {}", cluster.db.dir.display());
+    panic!("{run_id} {gate} never approved; {}", cluster.logs());
 }
 
 /// The same cuts under the orchestrator while the mock providers are being
 /// called: 20 runs, both services' connections cut at random moments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_dropped_during_mock_provider_calls_complete_every_run_once() {
-    let Some(db) = SharedDb::postgres("dbcutmock").await else {
+    let Some(db) = &TestDb::postgres().await else {
         return;
     };
-    let (proxy, url) = postgres_proxy(&db).await;
-    let cluster = Cluster::start_via(db, (url.clone(), url), Vec::new()).await;
+    let (proxy, url) = Proxy::postgres(db.url()).await;
+    let cluster = Cluster::start_via(MW, (&url, &url), Vec::new()).await;
     let ids = cluster.start_runs(20, smoke).await;
     let (_, ()) = tokio::join!(
         cluster.wait_all(&ids, "published", Duration::from_secs(90)),
         cut_connections(vec![proxy], 30, "runs in flight")
     );
-    let db = cluster.db.connect().await;
-    cluster.assert_events_complete(&db, &ids).await;
-    cluster.assert_paid_once(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
+    cluster.assert_paid_once(db, &ids, None).await;
     cluster.assert_published_in_full(&ids).await;
-    db.close().await;
     cluster.finish().await;
 }
+
+conformance_tests!(
+    multi_thread: orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing,
+    api_killed_while_events_are_in_flight_applies_each_once_in_order,
+    orchestrator_unreachable_during_approvals_resumes_each_run_once,
+);
 
 /// A fresh approval link's token for an awaiting gate.
 async fn token(cluster: &Cluster, run_id: &str, gate: &str) -> String {
@@ -860,7 +278,7 @@ async fn approve_by_key(cluster: &Cluster, run_id: &str, gate: &str) -> (u16, Va
     let response = cluster
         .http
         .get(format!("{}/v1/hitl/approve/{run_id}/{gate}", cluster.api_url()))
-        .header("x-api-key", KEY)
+        .header("x-api-key", API_KEY)
         .send()
         .await
         .unwrap();
@@ -871,8 +289,8 @@ async fn approve_by_key(cluster: &Cluster, run_id: &str, gate: &str) -> (u16, Va
 /// aismr runs at the ideate gate; the orchestrator is first cut off from
 /// the API (its port blocked by a proxy), then killed. Approvals answer 502
 /// with the decision kept; when it is back, each run resumes exactly once.
-async fn orchestrator_unreachable_during_approvals(db: SharedDb) {
-    let mut cluster = Cluster::start(db, Vec::new()).await;
+async fn orchestrator_unreachable_during_approvals_resumes_each_run_once(db: &TestDb) {
+    let mut cluster = Cluster::start(MW, db.url(), Vec::new()).await;
     let ids = cluster
         .start_runs(
             6,
@@ -942,12 +360,11 @@ async fn orchestrator_unreachable_during_approvals(db: SharedDb) {
     }
     cluster.wait_all(&ids, "published", Duration::from_secs(60)).await;
 
-    let db = cluster.db.connect().await;
-    cluster.assert_events_complete(&db, &ids).await;
-    cluster.assert_paid_once(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
+    cluster.assert_paid_once(db, &ids, None).await;
     cluster.assert_published_in_full(&ids).await;
-    let api = myloware_api::store::open(&db);
-    let orchestrator = myloware_orchestrator::store::open(&db);
+    let api = myloware_api::store::open(db);
+    let orchestrator = myloware_orchestrator::store::open(db);
     for id in &ids {
         for gate in api.list_gates(id).await.unwrap() {
             assert_eq!(gate.status, GateStatus::Approved, "{id} {}", gate.gate);
@@ -991,257 +408,24 @@ async fn orchestrator_unreachable_during_approvals(db: SharedDb) {
         assert_eq!(count("persona.started", "persona", "riley"), 1, "{id}");
         assert_eq!(count("persona.started", "persona", "quinn"), 1, "{id}");
     }
-    db.close().await;
     cluster.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_orchestrator_unreachable_during_approvals_resumes_each_run_once() {
-    orchestrator_unreachable_during_approvals(SharedDb::sqlite("approvals")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_orchestrator_unreachable_during_approvals_resumes_each_run_once() {
-    let Some(db) = SharedDb::postgres("approvals").await else {
-        return;
-    };
-    orchestrator_unreachable_during_approvals(db).await;
 }
 
 // ------------------------------------------------------------ live-mode fakes
 
-/// What a fake provider does with one request.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    /// Answers this HTTP status (and the provider's error body) without
-    /// doing anything.
-    Status(u16),
-    /// Does the work, then answers only after this long (past the client's
-    /// timeout).
-    Hang(Duration),
-}
-
-/// Fake kie.ai, Shotstack and Upload-Post on loopback, with scripted faults
-/// per operation (`kieai.submit`, `kieai.status`, `shotstack.render`,
-/// `shotstack.status`, `upload_post.publish`, `upload_post.status`).
-#[derive(Default)]
-struct Fakes {
-    /// Requests that did the work (a paid call), with their bodies.
-    done: Mutex<Vec<(String, Value)>>,
-    /// Every request, faulty ones included.
-    attempts: Mutex<HashMap<String, usize>>,
-    /// The next requests of an operation, in order (`None`: behave).
-    script: Mutex<HashMap<String, VecDeque<Option<Fault>>>>,
-    /// A fault for every request of an operation.
-    always: Mutex<HashMap<String, Fault>>,
-    ids: AtomicU64,
-}
-
-impl Fakes {
-    fn fault(&self, operation: &str) -> Option<Fault> {
-        *self.attempts.lock().unwrap().entry(operation.into()).or_default() += 1;
-        if let Some(fault) = self.always.lock().unwrap().get(operation) {
-            return Some(*fault);
-        }
-        self.script
-            .lock()
-            .unwrap()
-            .get_mut(operation)
-            .and_then(VecDeque::pop_front)
-            .flatten()
-    }
-
-    fn script(&self, operation: &str, faults: &[Option<Fault>]) {
-        self.script
-            .lock()
-            .unwrap()
-            .insert(operation.into(), faults.iter().copied().collect());
-    }
-
-    fn always(&self, operation: &str, fault: Fault) {
-        self.always.lock().unwrap().insert(operation.into(), fault);
-    }
-
-    fn reset(&self) {
-        self.script.lock().unwrap().clear();
-        self.always.lock().unwrap().clear();
-        self.attempts.lock().unwrap().clear();
-        self.done.lock().unwrap().clear();
-    }
-
-    fn attempts(&self, operation: &str) -> usize {
-        self.attempts.lock().unwrap().get(operation).copied().unwrap_or(0)
-    }
-
-    fn done(&self, operation: &str, matches: impl Fn(&Value) -> bool) -> usize {
-        self.done
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(op, body)| op == operation && matches(body))
-            .count()
-    }
-
-    fn record(&self, operation: &str, body: Value) -> u64 {
-        self.done.lock().unwrap().push((operation.into(), body));
-        self.ids.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// The provider's error answer for `status`.
-fn refusal(provider: &str, status: u16) -> Response {
-    let body = match provider {
-        "kieai" => json!({"code": status, "msg": format!("fake kie.ai failure {status}")}),
-        "shotstack" => {
-            json!({"success": false, "message": format!("fake Shotstack failure {status}: invalid timeline")})
-        }
-        _ => json!({"success": false, "message": format!("fake Upload-Post failure {status}: invalid API key")}),
-    };
-    (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
-}
-
-async fn kie_generate(State(fakes): State<Arc<Fakes>>, Json(body): Json<Value>) -> Response {
-    let fault = fakes.fault("kieai.submit");
-    if let Some(Fault::Status(status)) = fault {
-        return refusal("kieai", status);
-    }
-    let task = format!("task-{}", fakes.record("kieai.submit", body.clone()));
-    let callback = body["callBackUrl"].as_str().unwrap_or_default().to_string();
-    let signed = task.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = myloware_core::signing::kieai_signature(KIE_SIGNING.as_bytes(), &signed, &timestamp);
-        let _ = reqwest::Client::new()
-            .post(callback)
-            .header("x-webhook-timestamp", timestamp)
-            .header("x-webhook-signature", signature)
-            .json(&json!({"code": 200, "msg": "success",
-                "data": {"taskId": signed, "info": {"resultUrls": [format!("https://cdn.fake-kie/{signed}.mp4")]}}}))
-            .send()
-            .await;
-    });
-    if let Some(Fault::Hang(delay)) = fault {
-        tokio::time::sleep(delay).await;
-    }
-    Json(json!({"code": 200, "msg": "success", "data": {"taskId": task}})).into_response()
-}
-
-async fn kie_record_info(State(fakes): State<Arc<Fakes>>, Query(query): Query<HashMap<String, String>>) -> Response {
-    match fakes.fault("kieai.status") {
-        Some(Fault::Status(status)) => return refusal("kieai", status),
-        Some(Fault::Hang(delay)) => tokio::time::sleep(delay).await,
-        None => {}
-    }
-    let task = query.get("taskId").cloned().unwrap_or_default();
-    Json(json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
-        "response": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}}))
-    .into_response()
-}
-
-async fn shotstack_render(State(fakes): State<Arc<Fakes>>, Json(body): Json<Value>) -> Response {
-    let fault = fakes.fault("shotstack.render");
-    if let Some(Fault::Status(status)) = fault {
-        return refusal("shotstack", status);
-    }
-    let id = format!("render-{}", fakes.record("shotstack.render", body));
-    if let Some(Fault::Hang(delay)) = fault {
-        tokio::time::sleep(delay).await;
-    }
-    Json(json!({"success": true, "message": "Created", "response": {"id": id}})).into_response()
-}
-
-async fn shotstack_status(
-    State(fakes): State<Arc<Fakes>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    match fakes.fault("shotstack.status") {
-        Some(Fault::Status(status)) => return refusal("shotstack", status),
-        Some(Fault::Hang(delay)) => tokio::time::sleep(delay).await,
-        None => {}
-    }
-    Json(json!({"success": true, "response": {"id": id, "status": "done", "url": format!("https://cdn.fake-shotstack/{id}.mp4")}}))
-        .into_response()
-}
-
-const TIKTOK_URL: &str = "https://www.tiktok.com/@myloware-aismr/video/1";
-
-async fn upload_post_publish(State(fakes): State<Arc<Fakes>>, headers: HeaderMap) -> Response {
-    let fault = fakes.fault("upload_post.publish");
-    if let Some(Fault::Status(status)) = fault {
-        return refusal("upload_post", status);
-    }
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    fakes.record("upload_post.publish", json!({"requestId": request_id}));
-    if let Some(Fault::Hang(delay)) = fault {
-        tokio::time::sleep(delay).await;
-    }
-    Json(json!({"success": true, "results": {"tiktok": {"success": true, "url": TIKTOK_URL}}})).into_response()
-}
-
-async fn upload_post_status(State(fakes): State<Arc<Fakes>>, Query(query): Query<HashMap<String, String>>) -> Response {
-    match fakes.fault("upload_post.status") {
-        Some(Fault::Status(status)) => return refusal("upload_post", status),
-        Some(Fault::Hang(delay)) => tokio::time::sleep(delay).await,
-        None => {}
-    }
-    let id = query.get("request_id").cloned().unwrap_or_default();
-    if fakes.done("upload_post.publish", |body| body["requestId"] == id.as_str()) > 0 {
-        Json(json!({"status": "completed", "results": {"tiktok": {"success": true, "url": TIKTOK_URL}}}))
-            .into_response()
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({"success": false, "message": "not found"})),
-        )
-            .into_response()
-    }
-}
-
-/// The three fakes on one loopback server, and the live-mode variables
-/// that point the services at it.
-async fn fake_providers() -> (Arc<Fakes>, Vec<(String, String)>) {
-    let fakes = Arc::new(Fakes::default());
-    let url = support::fakes::serve(
-        axum::Router::new()
-            .route("/api/v1/veo/generate", post(kie_generate))
-            .route("/api/v1/veo/record-info", get(kie_record_info))
-            .route("/edit/stage/render", post(shotstack_render))
-            .route("/edit/stage/render/{id}", get(shotstack_status))
-            .route("/api/upload", post(upload_post_publish))
-            .route("/api/uploadposts/status", get(upload_post_status))
-            .with_state(fakes.clone()),
-    )
-    .await;
-    let vars = [
-        ("USE_MOCK_PROVIDERS", "false"),
-        ("KIEAI_API_KEY", "kie-live-key"),
-        ("KIEAI_SIGNING_SECRET", KIE_SIGNING),
-        ("KIEAI_BASE_URL", &url),
-        ("SHOTSTACK_API_KEY", "shotstack-live-key"),
-        ("SHOTSTACK_BASE_URL", &url),
-        ("UPLOAD_POST_API_KEY", "upload-live-key"),
-        ("UPLOAD_POST_BASE_URL", &url),
-        ("CLIP_POLL_AFTER_SECS", "2"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    (fakes, vars)
-}
-
-/// Submissions the fake kie.ai accepted for clip `index` of `run_id`.
-fn clip_submissions(fakes: &Fakes, run_id: &str, index: usize) -> usize {
-    let marker = format!("runId={run_id}&index={index}&");
-    fakes.done("kieai.submit", |body| {
-        body["callBackUrl"].as_str().unwrap_or_default().contains(&marker)
-    })
+/// The fake providers, and the live-mode variables that point the services
+/// at them.
+async fn fake_providers() -> (Calls, Vec<(String, String)>) {
+    let calls = Calls::default();
+    let mut vars = Providers::start(&calls).await.owned_vars();
+    vars.push(("CLIP_POLL_AFTER_SECS".into(), "2".into()));
+    (calls, vars)
 }
 
 /// Each provider's paid calls of the run: one per clip, one render, one publish.
-fn assert_paid_once_live(fakes: &Fakes, run_id: &str, clips: usize) {
+fn assert_paid_once_live(fakes: &Calls, run_id: &str, clips: usize) {
     for index in 0..clips {
-        assert_eq!(clip_submissions(fakes, run_id, index), 1, "submissions of clip {index}");
+        assert_eq!(fakes.clip_submissions(run_id, index), 1, "submissions of clip {index}");
     }
     assert_eq!(fakes.done("shotstack.render", |_| true), 1, "renders");
     let key = format!("{run_id}:quinn:publish:1");
@@ -1257,6 +441,7 @@ fn assert_paid_once_live(fakes: &Fakes, run_id: &str, clips: usize) {
 /// and each provider did the work exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_transient_provider_failures_are_retried_and_publish_once() {
+    let db = &TestDb::sqlite().await;
     let (fakes, vars) = fake_providers().await;
     fakes.script(
         "kieai.submit",
@@ -1265,7 +450,7 @@ async fn sqlite_transient_provider_failures_are_retried_and_publish_once() {
     fakes.script("shotstack.render", &[Some(Fault::Status(503))]);
     fakes.script("shotstack.status", &[Some(Fault::Hang(Duration::from_secs(31)))]);
     fakes.script("upload_post.publish", &[Some(Fault::Status(502))]);
-    let cluster = Cluster::start(SharedDb::sqlite("transient"), vars).await;
+    let cluster = Cluster::start(MW, db.url(), vars).await;
     let ids = cluster.start_runs(1, smoke).await;
     cluster.wait_all(&ids, "published", Duration::from_secs(90)).await;
     assert_paid_once_live(&fakes, &ids[0], 2);
@@ -1273,10 +458,8 @@ async fn sqlite_transient_provider_failures_are_retried_and_publish_once() {
     assert_eq!(fakes.attempts("shotstack.render"), 2);
     assert!(fakes.attempts("shotstack.status") >= 2);
     assert_eq!(fakes.attempts("upload_post.publish"), 2);
-    let db = cluster.db.connect().await;
-    cluster.assert_events_complete(&db, &ids).await;
+    cluster.assert_events_complete(db, &ids).await;
     cluster.assert_published_in_full(&ids).await;
-    db.close().await;
     cluster.finish().await;
 }
 
@@ -1287,9 +470,9 @@ async fn sqlite_transient_provider_failures_are_retried_and_publish_once() {
 /// called, and nothing is paid twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_permanent_provider_failures_fail_the_run_with_a_clear_error() {
+    let db = &TestDb::sqlite().await;
     let (fakes, vars) = fake_providers().await;
-    let cluster = Cluster::start(SharedDb::sqlite("permanent"), vars).await;
-    let db = cluster.db.connect().await;
+    let cluster = Cluster::start(MW, db.url(), vars).await;
     let cases = [
         (
             "kieai.submit",
@@ -1334,13 +517,12 @@ async fn sqlite_permanent_provider_failures_fail_the_run_with_a_clear_error() {
             assert_eq!(fakes.attempts(later), 0, "{operation} failed, yet {later} was called");
         }
         for index in 0..2 {
-            assert!(clip_submissions(&fakes, &ids[0], index) <= 1, "clip {index} paid twice");
+            assert!(fakes.clip_submissions(&ids[0], index) <= 1, "clip {index} paid twice");
         }
         assert!(fakes.done("shotstack.render", |_| true) <= 1);
         assert!(fakes.done("upload_post.publish", |_| true) <= 1);
-        cluster.assert_events_complete(&db, &ids).await;
+        cluster.assert_events_complete(db, &ids).await;
     }
-    db.close().await;
     cluster.finish().await;
 }
 
@@ -1350,9 +532,10 @@ async fn sqlite_permanent_provider_failures_fail_the_run_with_a_clear_error() {
 /// publish is found by our request id), or failed with `code` (a render
 /// Shotstack cannot be asked about is never requested twice).
 async fn timed_out_call_is_not_made_twice(operation: &str, outcome: Result<(), &str>) {
+    let db = &TestDb::sqlite().await;
     let (fakes, vars) = fake_providers().await;
     fakes.script(operation, &[Some(Fault::Hang(Duration::from_secs(31)))]);
-    let cluster = Cluster::start(SharedDb::sqlite("timeout"), vars).await;
+    let cluster = Cluster::start(MW, db.url(), vars).await;
     let ids = cluster.start_runs(1, smoke).await;
     let deadline = Instant::now() + Duration::from_secs(150);
     let run = loop {
@@ -1365,7 +548,7 @@ async fn timed_out_call_is_not_made_twice(operation: &str, outcome: Result<(), &
     };
     for index in 0..2 {
         assert!(
-            clip_submissions(&fakes, &ids[0], index) <= 1,
+            fakes.clip_submissions(&ids[0], index) <= 1,
             "clip {index} submitted twice"
         );
     }

@@ -3,20 +3,15 @@
 //! first ones), retries, down channels, the Telegram front door, and
 //! `mw chat` against a running API.
 
-use crate::support;
-
-use std::collections::VecDeque;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
 use myloware_api::store::ChatDelivery;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
+use myloware_testkit::fakes::Channel;
+use myloware_testkit::system::{API_KEY, System, start};
 use serde_json::{Value, json};
-use support::{API_KEY, System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 const BOT_TOKEN: &str = "123456:test-bot-token";
@@ -27,94 +22,6 @@ const OPERATOR_CHAT: &str = "-1001";
 const TELEGRAM_CHAT: i64 = 424242;
 const CANDLES: &str = "make an AISMR video about candles";
 
-/// A request a fake channel received, and what it answered.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    body: Value,
-    status: u16,
-    at: Instant,
-}
-
-#[derive(Clone, Default)]
-struct Script {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    /// Answers for the first requests, in order.
-    first: Arc<Mutex<VecDeque<(u16, Value)>>>,
-    /// The answer once `first` is used up (200 when `None`).
-    then: Option<(u16, Value)>,
-}
-
-/// A fake Telegram Bot API or incoming webhook on loopback.
-struct FakeChannel {
-    url: String,
-    script: Script,
-}
-
-impl FakeChannel {
-    /// Answers 200 to everything.
-    async fn healthy() -> FakeChannel {
-        FakeChannel::start(Vec::new(), None).await
-    }
-
-    /// Answers the first requests with `first`, then 200.
-    async fn failing_first(first: Vec<(u16, Value)>) -> FakeChannel {
-        FakeChannel::start(first, None).await
-    }
-
-    /// Answers every request with `status` and `body`.
-    async fn always(status: u16, body: Value) -> FakeChannel {
-        FakeChannel::start(Vec::new(), Some((status, body))).await
-    }
-
-    async fn start(first: Vec<(u16, Value)>, then: Option<(u16, Value)>) -> FakeChannel {
-        let script = Script {
-            seen: Arc::default(),
-            first: Arc::new(Mutex::new(first.into())),
-            then,
-        };
-        let answer = |State(script): State<Script>, uri: Uri, body: axum::body::Bytes| async move {
-            let (status, answer) = script
-                .first
-                .lock()
-                .unwrap()
-                .pop_front()
-                .or_else(|| script.then.clone())
-                .unwrap_or_else(|| (200, json!({"ok": true, "result": {"message_id": 1}})));
-            script.seen.lock().unwrap().push(Seen {
-                path: uri.path().to_string(),
-                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                status,
-                at: Instant::now(),
-            });
-            (StatusCode::from_u16(status).unwrap(), Json(answer))
-        };
-        let url = support::fakes::serve(axum::Router::new().fallback(answer).with_state(script.clone())).await;
-        FakeChannel { url, script }
-    }
-
-    fn requests(&self) -> Vec<Seen> {
-        self.script.seen.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` requests came in.
-    async fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Seen> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self.requests();
-            if seen.len() >= n {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} requests to {}; got {seen:#?}",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
 /// A loopback URL with nothing listening (connections are refused).
 fn refusing_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -123,7 +30,7 @@ fn refusing_url() -> String {
     format!("http://{addr}")
 }
 
-fn telegram_vars(telegram: &FakeChannel) -> Vec<(&'static str, String)> {
+fn telegram_vars(telegram: &Channel) -> Vec<(&'static str, String)> {
     vec![
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN.to_string()),
         ("TELEGRAM_API_BASE_URL", telegram.url.clone()),
@@ -180,7 +87,7 @@ async fn runs_of(system: &System, user: &str) -> Vec<Value> {
 }
 
 async fn a_gate_link_is_pushed_to_telegram_and_the_webhook(db: &Db) {
-    let (telegram, webhook) = (FakeChannel::healthy().await, FakeChannel::healthy().await);
+    let (telegram, webhook) = (Channel::healthy().await, Channel::healthy().await);
     let mut vars = telegram_vars(&telegram);
     vars.push(("CHAT_WEBHOOK_URL", format!("{}/hooks/mw", webhook.url)));
     let system = start_with(db, &vars).await;
@@ -227,7 +134,7 @@ async fn a_failed_push_is_retried_with_backoff(db: &Db) {
         500,
         json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
     );
-    let telegram = FakeChannel::failing_first(vec![error.clone(), error]).await;
+    let telegram = Channel::failing_first(vec![error.clone(), error]).await;
     let system = start_with(db, &telegram_vars(&telegram)).await;
     let run_id = system.start_run(aismr_for("u-1")).await;
 
@@ -266,7 +173,7 @@ async fn telegram_retry_after_sets_the_next_attempt(db: &Db) {
         json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 60",
             "parameters": {"retry_after": 60}}),
     );
-    let telegram = FakeChannel::failing_first(vec![flood]).await;
+    let telegram = Channel::failing_first(vec![flood]).await;
     let system = start_with(db, &telegram_vars(&telegram)).await;
     system.start_run(aismr_for("u-1")).await;
 
@@ -287,7 +194,7 @@ async fn telegram_retry_after_sets_the_next_attempt(db: &Db) {
 }
 
 async fn a_down_channel_does_not_hold_up_the_run(db: &Db) {
-    let telegram = FakeChannel::always(500, json!({"ok": false, "description": "Internal Server Error"})).await;
+    let telegram = Channel::always(500, json!({"ok": false, "description": "Internal Server Error"})).await;
     let mut vars = telegram_vars(&telegram);
     vars.push(("CHAT_WEBHOOK_URL", format!("{}/hooks/mw", refusing_url())));
     let system = start_with(db, &vars).await;
@@ -322,7 +229,7 @@ async fn a_down_channel_does_not_hold_up_the_run(db: &Db) {
 }
 
 async fn telegram_refusing_the_chat_gives_up_at_once(db: &Db) {
-    let telegram = FakeChannel::always(
+    let telegram = Channel::always(
         400,
         json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
     )
@@ -365,7 +272,7 @@ fn update(update_id: i64, text: &str) -> Value {
 }
 
 async fn the_telegram_front_door_runs_each_update_once(db: &Db) {
-    let telegram = FakeChannel::healthy().await;
+    let telegram = Channel::healthy().await;
     let mut vars = telegram_vars(&telegram);
     vars.push(("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()));
     vars.push(("TELEGRAM_ALLOWED_CHAT_IDS", TELEGRAM_CHAT.to_string()));
@@ -443,7 +350,7 @@ async fn the_telegram_front_door_runs_each_update_once(db: &Db) {
 }
 
 async fn the_telegram_front_door_is_closed_without_a_secret(db: &Db) {
-    let telegram = FakeChannel::healthy().await;
+    let telegram = Channel::healthy().await;
     let system = start_with(db, &telegram_vars(&telegram)).await;
     for secret in [None, Some(WEBHOOK_SECRET)] {
         let (status, body) = telegram_update(&system, secret, &update(1, CANDLES)).await;
@@ -516,7 +423,7 @@ async fn mw_chat_prints_the_reply_and_the_approval_link(db: &Db) {
     assert_eq!(transcript(&system, "cli:operator").await.len(), 2);
 
     // The API is there but Brendan is not: the API's detail, and what to do.
-    system.switch.set_down(true);
+    system.switch.block(true);
     let output = mw_chat(&system.api, Some("tester"), &["status?"]).await;
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -524,7 +431,7 @@ async fn mw_chat_prints_the_reply_and_the_approval_link(db: &Db) {
         stderr.contains("Brendan is unavailable") && stderr.contains("orchestrator"),
         "{stderr}"
     );
-    system.switch.set_down(false);
+    system.switch.block(false);
 
     // No API at all.
     let output = mw_chat(&refusing_url(), Some("tester"), &[CANDLES]).await;

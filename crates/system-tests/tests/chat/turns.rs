@@ -2,13 +2,14 @@
 //! request becomes a proposed run with a working approval link, gate links
 //! reach the transcript, and "approve" in chat decides the pending gate.
 
-use crate::support;
-
 use std::time::Duration;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system;
+use myloware_testkit::system::{System, start};
 use serde_json::{Value, json};
-use support::{System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -87,10 +88,7 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
 
     // The audit and the gates name the key that chatted (the credential),
     // the chat user only as a note; each gate was decided once.
-    let key = format!(
-        "key:key-{}",
-        myloware_core::auth::ApiKeys::fingerprint(support::API_KEY)
-    );
+    let key = format!("key:key-{}", myloware_core::auth::ApiKeys::fingerprint(system::API_KEY));
     let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
     let by_chat: Vec<_> = audit.iter().filter(|a| a.credential == key).collect();
     assert_eq!(by_chat.len(), 2, "{audit:?}");
@@ -163,7 +161,7 @@ async fn bad_chat_input_is_refused_and_records_nothing(db: &Db) {
 
 async fn orchestrator_down_is_a_502_and_the_message_is_kept(db: &Db) {
     let system = start(db, &[]).await;
-    system.switch.set_down(true);
+    system.switch.block(true);
     let (status, reply) = system.chat("u-down", "make an AISMR video about candles").await;
     assert_eq!(status, 502, "{reply}");
     assert!(
@@ -173,7 +171,7 @@ async fn orchestrator_down_is_a_502_and_the_message_is_kept(db: &Db) {
     let messages = transcript(&system, "u-down").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["role"], "user");
-    system.switch.set_down(false);
+    system.switch.block(false);
     let (status, _) = system.chat("u-down", "make an AISMR video about candles").await;
     assert_eq!(status, 200);
     system.stop_idle().await;
@@ -187,7 +185,7 @@ async fn concurrent_turns_of_one_user_lose_no_message(db: &Db) {
         turns.spawn(async move {
             let response = http
                 .post(url)
-                .header("x-api-key", support::API_KEY)
+                .header("x-api-key", system::API_KEY)
                 .json(&json!({"user_id": "u-busy", "message": format!("hello {i}")}))
                 .send()
                 .await

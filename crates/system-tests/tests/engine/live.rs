@@ -2,37 +2,22 @@
 //! Upload-Post servers on loopback that speak the providers' HTTP: the
 //! fake kie.ai answers with task ids and posts signed callbacks to the API.
 
-use crate::support;
-
 use std::time::Duration;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system::{API_KEY, start};
 use serde_json::json;
-use support::{API_KEY, start};
 
-use support::fakes::{Calls, Kie, SIGNING, fake_kie, fake_kie_behaving, fake_shotstack, fake_upload_post};
+use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
+use myloware_testkit::system;
 
-async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> support::System {
-    let (kie, shotstack, upload) = (
-        fake_kie_behaving(calls.clone(), behaviour).await,
-        fake_shotstack(calls.clone()).await,
-        fake_upload_post(calls.clone()).await,
-    );
-    start(
-        db,
-        &[
-            ("USE_MOCK_PROVIDERS", "false"),
-            ("KIEAI_API_KEY", "kie-live-key"),
-            ("KIEAI_SIGNING_SECRET", SIGNING),
-            ("KIEAI_BASE_URL", &kie),
-            ("SHOTSTACK_API_KEY", "shotstack-live-key"),
-            ("SHOTSTACK_BASE_URL", &shotstack),
-            ("UPLOAD_POST_API_KEY", "upload-live-key"),
-            ("UPLOAD_POST_BASE_URL", &upload),
-            ("CLIP_POLL_AFTER_SECS", "1"),
-        ],
-    )
-    .await
+async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> system::System {
+    let providers = Providers::start_with(calls, behaviour, Publish::Sync).await;
+    let mut vars = providers.vars();
+    vars.push(("CLIP_POLL_AFTER_SECS", "1"));
+    start(db, &vars).await
 }
 
 async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &Db) {
@@ -75,25 +60,8 @@ async fn provider_failures_fail_the_run_with_the_providers_message(db: &Db) {
 
 async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) {
     let calls = Calls::default();
-    let (kie, shotstack, upload) = (
-        fake_kie(calls.clone()).await,
-        fake_shotstack(calls.clone()).await,
-        fake_upload_post(calls.clone()).await,
-    );
-    let system = start(
-        db,
-        &[
-            ("USE_MOCK_PROVIDERS", "false"),
-            ("KIEAI_API_KEY", "kie-live-key"),
-            ("KIEAI_SIGNING_SECRET", SIGNING),
-            ("KIEAI_BASE_URL", &kie),
-            ("SHOTSTACK_API_KEY", "shotstack-live-key"),
-            ("SHOTSTACK_BASE_URL", &shotstack),
-            ("UPLOAD_POST_API_KEY", "upload-live-key"),
-            ("UPLOAD_POST_BASE_URL", &upload),
-        ],
-    )
-    .await;
+    let providers = Providers::start(&calls).await;
+    let system = start(db, &providers.vars()).await;
     let run_id = system
         .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
         .await;
@@ -133,7 +101,7 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
             .iter()
             .all(|v| v["assetUrl"].as_str().unwrap().starts_with("https://cdn.fake-kie/"))
     );
-    let submitted = calls.0.lock().unwrap().clone();
+    let submitted = calls.all();
     let first = &submitted.iter().find(|(w, _)| w == "kieai.submit").unwrap().1;
     assert_eq!(first["model"], "veo3_fast");
     assert_eq!(first["aspectRatio"], "9:16");
@@ -190,11 +158,8 @@ fn validate_online(kie_key: &str, kie: &str, shotstack: &str, upload: &str) -> s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_env_online_checks_every_provider() {
     let calls = Calls::default();
-    let (kie, shotstack, upload) = (
-        fake_kie(calls.clone()).await,
-        fake_shotstack(calls.clone()).await,
-        fake_upload_post(calls.clone()).await,
-    );
+    let providers = Providers::start(&calls).await;
+    let (kie, shotstack, upload) = (providers.url.clone(), providers.url.clone(), providers.url.clone());
     let (k, s, u) = (kie.clone(), shotstack.clone(), upload.clone());
     let output = tokio::task::spawn_blocking(move || validate_online("kie-live-key", &k, &s, &u))
         .await

@@ -4,16 +4,14 @@
 //! malformed answer fails the step after one retry, and a missing required
 //! tool call is caught.
 
-use crate::support;
-
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::post;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
+use myloware_testkit::fakes::{OpenAi, call, say};
+use myloware_testkit::system;
+use myloware_testkit::system::{System, start};
 use serde_json::{Value, json};
-use support::{System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -27,46 +25,18 @@ enum Mode {
     RileySkipsTools,
 }
 
+/// The fake LLM, and what each persona was asked.
 #[derive(Clone)]
-struct Fake {
-    mode: Arc<Mutex<Mode>>,
-    /// (role, request body) of every completion request.
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
-}
+struct Fake(OpenAi);
 
 impl Fake {
     fn requests_of(&self, role: &str) -> Vec<Value> {
-        let requests = self.requests.lock().unwrap();
-        requests
-            .iter()
-            .filter(|(r, _)| r == role)
-            .map(|(_, b)| b.clone())
+        self.0
+            .requests()
+            .into_iter()
+            .filter(|body| self::role(body) == role)
             .collect()
     }
-}
-
-fn completion(message: Value) -> axum::Json<Value> {
-    axum::Json(json!({
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake-model",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-    }))
-}
-
-fn say(content: String) -> axum::Json<Value> {
-    completion(json!({"role": "assistant", "content": content}))
-}
-
-fn call(tools: &[(&str, Value)]) -> axum::Json<Value> {
-    let calls: Vec<Value> = tools
-        .iter()
-        .enumerate()
-        .map(|(i, (name, args))| {
-            json!({"id": format!("call_{i}"), "type": "function",
-                   "function": {"name": name, "arguments": args.to_string()}})
-        })
-        .collect();
-    completion(json!({"role": "assistant", "content": null, "tool_calls": calls}))
 }
 
 /// The role a request is for: the output schema's name, or Brendan.
@@ -94,10 +64,9 @@ fn json_after(text: &str, marker: &str) -> Value {
     stream.next().unwrap().unwrap()
 }
 
-async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
-    let role = role(&body);
-    fake.requests.lock().unwrap().push((role.clone(), body.clone()));
-    let mode = *fake.mode.lock().unwrap();
+/// The persona the request is for answers as `mode` says.
+fn answer(mode: Mode, body: &Value) -> Value {
+    let role = role(body);
     let messages = body["messages"].as_array().unwrap();
     let called: Vec<String> = messages
         .iter()
@@ -110,8 +79,8 @@ async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Valu
             "propose_run",
             json!({"project": "aismr", "object": "candles", "modifiers": [], "skipEditing": false}),
         )]),
-        "brendan" => say("Lovely idea: twelve surreal candles. Approve the plan to start.".into()),
-        "iggy" if mode == Mode::MalformedIggy => say("Here are some great ideas about candles!".into()),
+        "brendan" => say("Lovely idea: twelve surreal candles. Approve the plan to start."),
+        "iggy" if mode == Mode::MalformedIggy => say("Here are some great ideas about candles!"),
         "iggy" if called.is_empty() => call(&[("knowledge_search", json!({"query": "whispered word guardrails"}))]),
         "iggy" => {
             let count: usize = user["Write exactly ".len()..]
@@ -126,7 +95,7 @@ async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Valu
                                 "concept": "A candle that hums softly as it melts upward."})
                 })
                 .collect();
-            say(json!({"ideas": ideas}).to_string())
+            say(&json!({"ideas": ideas}).to_string())
         }
         "riley" if called.is_empty() && mode != Mode::RileySkipsTools => {
             call(&[("submit_clips", json!({})), ("wait_for_clips", json!({}))])
@@ -139,7 +108,7 @@ async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Valu
                 .iter()
                 .map(|idea| json!({"index": idea["index"], "prompt": format!("LLM shot of {}", idea["subject"]), "duration": 8.0}))
                 .collect();
-            say(json!({"scripts": scripts}).to_string())
+            say(&json!({"scripts": scripts}).to_string())
         }
         "alex" if called.is_empty() => call(&[("render_timeline", json!({}))]),
         "alex" => {
@@ -150,10 +119,10 @@ async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Valu
                 .iter()
                 .map(|c| json!({"index": c["index"], "text": format!("llm {}", c["index"])}))
                 .collect();
-            say(json!({"overlays": overlays}).to_string())
+            say(&json!({"overlays": overlays}).to_string())
         }
         "quinn" if called.is_empty() => call(&[("publish", json!({}))]),
-        "quinn" => say(json!({"caption": "listen with headphones: candles, softly.",
+        "quinn" => say(&json!({"caption": "listen with headphones: candles, softly.",
                    "hashtags": ["#aismr", "#asmr", "#candles", "#surreal", "#foley"]})
         .to_string()),
         other => panic!("unexpected role {other}"),
@@ -161,26 +130,12 @@ async fn completions(State(fake): State<Fake>, axum::Json(body): axum::Json<Valu
 }
 
 async fn start_with_llm(db: &Db, mode: Mode) -> (System, Fake) {
-    let fake = Fake {
-        mode: Arc::new(Mutex::new(mode)),
-        requests: Arc::default(),
-    };
-    let router = axum::Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(fake.clone());
-    let base = format!("{}/v1", support::fakes::serve(router).await);
-    let projects = concat!(env!("CARGO_MANIFEST_DIR"), "/../../projects");
-    let system = start(
-        db,
-        &[
-            ("OPENAI_API_KEY", "sk-fake-test-key"),
-            ("OPENAI_BASE_URL", &base),
-            ("LLM_MODEL", "fake-model"),
-            ("PROJECTS_DIR", projects),
-        ],
-    )
-    .await;
-    let docs = support::catalog().knowledge_documents();
+    let fake = Fake(OpenAi::start(move |body| answer(mode, body)).await);
+    let projects = myloware_testkit::projects_dir().display().to_string();
+    let mut vars = fake.0.vars();
+    vars.push(("PROJECTS_DIR", &projects));
+    let system = start(db, &vars).await;
+    let docs = system::catalog().knowledge_documents();
     system.orchestrator_state.store.replace_knowledge(&docs).await.unwrap();
     (system, fake)
 }

@@ -1,8 +1,5 @@
 //! The engine end to end: runs with the mock providers, LLM personas, and live mode against fake providers.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod live;
 mod llm;
 mod runs;

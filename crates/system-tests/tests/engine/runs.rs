@@ -1,13 +1,14 @@
 //! The engine end to end, in-process: both services on real HTTP, mock
 //! providers, SQLite and (with `TEST_DATABASE_URL`) Postgres.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system;
+use myloware_testkit::system::{artifact_kinds, smoke, start};
 use serde_json::{Value, json};
-use support::{artifact_kinds, smoke, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -315,7 +316,7 @@ async fn skipping_editing_publishes_a_clip_without_a_render(db: &Db) {
     let response = system
         .http
         .post(format!("{}/v1/runs/start", system.api))
-        .header("x-api-key", support::API_KEY)
+        .header("x-api-key", system::API_KEY)
         .json(&json!({"project": "test_video_gen", "input": {"prompt": "x"}, "options": {"skip": ["riley"]}}))
         .send()
         .await

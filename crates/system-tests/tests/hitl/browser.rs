@@ -4,14 +4,13 @@
 //! previewed field stays text. `.ci/run` installs Debian's `chromium` and
 //! `chromium-driver`.
 
-use crate::support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use myloware_core::Gate;
+use myloware_testkit::system;
 use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -186,8 +185,8 @@ impl Driver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_approves_in_a_real_browser() {
     let Some(driver) = Driver::start().await else { return };
-    let db = myloware_db::testing::TestDb::sqlite().await;
-    let system = support::start(&db.db, &[]).await;
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let system = system::start(&db.db, &[]).await;
     let run_id = system
         .start_run(json!({"project": "test_video_gen", "input": {"prompt": "browser"}, "options": {"requireWorkflowApproval": true}}))
         .await;
@@ -241,8 +240,8 @@ const SVG: &str = "'><svg onload=window.__xss=1>";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_in_a_preview_stays_text_in_a_real_browser() {
     let Some(driver) = Driver::start().await else { return };
-    let db = myloware_db::testing::TestDb::sqlite().await;
-    let (_, api) = support::start_api_with(&db.db, |_| {}).await;
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let (_, api) = system::start_api_with(&db.db, |_| {}).await;
     // Every previewed field of every gate, and what the page must show as text.
     let pages = [
         (
@@ -269,7 +268,7 @@ async fn script_in_a_preview_stays_text_in_a_real_browser() {
         ),
     ];
     for (gate, preview, shown) in pages {
-        let (_, url) = support::awaiting_gate(&api, gate, preview.clone()).await;
+        let (_, url) = system::awaiting_gate(&api, gate, preview.clone()).await;
         driver.open(&url).await;
         driver.wait_for_text(&format!("Approve the {gate} gate?")).await;
         let what = format!("{gate} gate with {preview}");

@@ -1,13 +1,13 @@
 //! Gates end to end: signed links, the confirmation page, decisions, the
 //! audit, and the orchestrator being down during an approval.
 
-use crate::support;
-
 use std::time::Duration;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system::{API_KEY, System, start};
 use serde_json::{Value, json};
-use support::{API_KEY, System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -331,7 +331,7 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
         .await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     let token = support_link(&system, &run_id, "ideate").await;
-    system.switch.set_down(true);
+    system.switch.block(true);
     assert_eq!(
         form(&system, "approve", &run_id, "ideate", &token, "").await,
         (502, json!({"detail": "failed to resume run"}))
@@ -342,7 +342,7 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
     // Retried while still down: still 502, still one decision.
     assert_eq!(form(&system, "approve", &run_id, "ideate", &token, "").await.0, 502);
 
-    system.switch.set_down(false);
+    system.switch.block(false);
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     let (status, body) = form(&system, "approve", &run_id, "ideate", &token, "").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("already_approved")));

@@ -2,13 +2,13 @@
 //! the per-gate latency series on both services, the domain metrics, and
 //! the run's series dropped after `METRICS_RUN_SERIES_TTL`.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system::{System, start};
 use serde_json::json;
-use support::{System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 

@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 use myloware_core::config::{Config, ConfigError, HttpLimits};
 
-use crate::support::process::{Process, Scratch, free_port, mw};
+use myloware_testkit::free_port;
+use myloware_testkit::process::{Process, Scratch};
+
+/// `mw-system args` in `dir` with only PATH, the projects folder and `vars`.
+fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> std::process::Command {
+    myloware_testkit::process::mw(env!("CARGO_BIN_EXE_mw-system"), dir, args, vars)
+}
 
 const STRONG: &str = "a-strong-random-value-of-forty-characters!";
 
@@ -223,7 +229,7 @@ fn production_without_database_url_refuses_to_start() {
     vars.retain(|(var, _)| *var != "DATABASE_URL");
     vars.extend([("BIND_HOST", "127.0.0.1"), ("API_PORT", port.as_str())]);
     let log = dir.0.join("stderr.log");
-    let mut child = Process(
+    let mut child = Process::of(
         mw(&dir, &["serve", "api"], &vars)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -232,7 +238,7 @@ fn production_without_database_url_refuses_to_start() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = child.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -264,7 +270,7 @@ fn mw_dev_without_bind_host_listens_on_loopback_only() {
     let (api_port, orchestrator_port) = (free_port(), free_port());
     let (api, orchestrator) = (api_port.to_string(), orchestrator_port.to_string());
     let log = dir.0.join("stderr.log");
-    let _child = Process(
+    let _child = Process::of(
         mw(
             &dir,
             &["dev"],

@@ -6,15 +6,16 @@
 use std::time::Duration;
 
 use myloware_core::internal::{HEADER, InternalKeys};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use crate::support::{self, API_KEY, System};
+use myloware_testkit::system::{self, API_KEY, System};
 
 const QUICK: Duration = Duration::from_secs(30);
 
 async fn operator_keys_are_refused_on_every_internal_route(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let run_id = system
         .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "u-1"}}))
         .await;
@@ -73,7 +74,7 @@ async fn operator_keys_are_refused_on_every_internal_route(db: &Db) {
 }
 
 async fn only_a_fresh_signature_over_the_sent_body_is_accepted(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let url = format!("{}/v1/internal/events", system.api);
     let body = serde_json::to_vec(&json!({"events": []})).unwrap();
     let keys = system.api_state.config.internal_keys();
@@ -140,7 +141,7 @@ async fn the_previous_internal_secret_is_accepted_during_a_rotation(db: &Db) {
     for (previous, expected) in [(Some(OLD), 200), (None, 401)] {
         let mut vars = vec![("INTERNAL_SECRET", NEW)];
         vars.extend(previous.map(|p| ("INTERNAL_SECRET_PREVIOUS", p)));
-        let system = support::start(db, &vars).await;
+        let system = system::start(db, &vars).await;
         let url = format!("{}/v1/internal/events", system.api);
         let mut request = system.http.post(&url).json(&json!({"events": []})).build().unwrap();
         myloware_telemetry::internal::sign(&old, &mut request);

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use myloware_core::config::{DEV_HITL_SECRET, MOCK_KIEAI_SIGNING_SECRET};
 use myloware_core::signing;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use crate::support::fakes::{Calls, Kie, SIGNING, fake_kie_behaving, fake_shotstack, fake_upload_post};
-use crate::support::{System, live_vars, start};
+use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
+use myloware_testkit::system::{System, start};
 
 const ATTACKER_URL: &str = "https://evil.example/clip.mp4";
 
@@ -21,12 +22,8 @@ const ATTACKER_URL: &str = "https://evil.example/clip.mp4";
 /// `record-info` as `behaviour` says; clips are polled only after 10 minutes,
 /// so a callback is the only thing that makes the run ask.
 async fn live(db: &Db, calls: &Calls, behaviour: Kie) -> System {
-    let (kie, shotstack, upload) = (
-        fake_kie_behaving(calls.clone(), behaviour).await,
-        fake_shotstack(calls.clone()).await,
-        fake_upload_post(calls.clone()).await,
-    );
-    let mut vars = live_vars(&kie, &shotstack, &upload);
+    let providers = Providers::start_with(calls, behaviour, Publish::Sync).await;
+    let mut vars = providers.vars();
     vars.push(("CLIP_POLL_AFTER_SECS", "600"));
     start(db, &vars).await
 }

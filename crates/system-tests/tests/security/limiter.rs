@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use serde_json::json;
 
-use crate::support::{self, API_KEY, System};
+use myloware_testkit::system::{self, API_KEY, System};
 
 const QUICK: Duration = Duration::from_secs(30);
 const OPS_KEY: &str = "limiter-ops-key";
@@ -59,7 +61,7 @@ async fn rotating_bogus_keys_still_meets_429(db: &Db) {
             let response = http
                 .post(url)
                 .header("x-api-key", key)
-                .json(&support::smoke())
+                .json(&system::smoke())
                 .send()
                 .await
                 .unwrap();
@@ -130,7 +132,7 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
 /// proxy appended (the last `X-Forwarded-For` entry): rotating the entries
 /// a client writes itself neither escapes the limit nor forges the audit.
 async fn forwarded_addresses_a_client_writes_itself_are_not_trusted(db: &Db) {
-    let system = support::start(
+    let system = system::start(
         db,
         &[
             ("RATE_LIMIT_PER_MINUTE", "1"),
@@ -173,7 +175,7 @@ conformance_tests!(
 
 async fn start_limited(db: &Db) -> System {
     let keys = format!("ops:operator:{OPS_KEY}");
-    support::start(
+    system::start(
         db,
         &[
             ("RATE_LIMIT_PER_MINUTE", "1"),

@@ -2,14 +2,13 @@
 //! LLM provider: the chat history, the runs and the user's message are
 //! sent with every credential replaced.
 
-use axum::extract::State;
-use axum::routing::post;
 use myloware_api::chat::without_credentials;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
+use myloware_testkit::fakes::{OpenAi, call, say};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 
-use crate::support::{self, System};
+use myloware_testkit::system::{self, System};
 
 async fn the_llm_never_sees_an_approval_token(db: &Db) {
     let (system, seen) = start_with_fake_llm(db).await;
@@ -41,7 +40,7 @@ async fn the_llm_never_sees_an_approval_token(db: &Db) {
         "nothing decided"
     );
 
-    let requests = seen.lock().unwrap().clone();
+    let requests = seen.requests();
     assert!(requests.len() >= 3, "{} LLM requests", requests.len());
     let sent: Vec<String> = requests.iter().map(Value::to_string).collect();
     for body in &sent {
@@ -84,15 +83,11 @@ fn credentials_are_replaced_and_other_text_is_kept() {
 
 // Helpers.
 
-type Seen = Arc<Mutex<Vec<Value>>>;
-
 /// A fake OpenAI-compatible server playing Brendan: a "make ..." message
 /// proposes an AISMR run, anything else gets a short answer. Records every
 /// request body.
-async fn start_with_fake_llm(db: &Db) -> (System, Seen) {
-    let seen: Seen = Arc::default();
-    let completions = |State(seen): State<Seen>, axum::Json(body): axum::Json<Value>| async move {
-        seen.lock().unwrap().push(body.clone());
+async fn start_with_fake_llm(db: &Db) -> (System, OpenAi) {
+    let llm = OpenAi::start(|body| {
         let messages = body["messages"].as_array().cloned().unwrap_or_default();
         let called = messages.iter().any(|m| m["role"] == "tool");
         let last_user = messages
@@ -102,33 +97,19 @@ async fn start_with_fake_llm(db: &Db) -> (System, Seen) {
             .and_then(|m| m["content"].as_str())
             .unwrap_or_default()
             .to_string();
-        let message = if !called && last_user.contains("make an AISMR video") {
-            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
-                "function": {"name": "propose_run", "arguments": json!({"project": "aismr", "object": "candles",
-                    "modifiers": [], "skipEditing": false}).to_string()}}]})
+        if !called && last_user.contains("make an AISMR video") {
+            call(&[(
+                "propose_run",
+                json!({"project": "aismr", "object": "candles", "modifiers": [], "skipEditing": false}),
+            )])
         } else {
-            json!({"role": "assistant", "content": "Your candles run waits for your approval."})
-        };
-        axum::Json(json!({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake-model",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-        }))
-    };
-    let router = axum::Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(seen.clone());
-    let base = format!("{}/v1", support::fakes::serve(router).await);
-    let projects = concat!(env!("CARGO_MANIFEST_DIR"), "/../../projects");
-    let system = support::start(
-        db,
-        &[
-            ("PROJECTS_DIR", projects),
-            ("OPENAI_API_KEY", "sk-fake-test-key"),
-            ("OPENAI_BASE_URL", &base),
-            ("LLM_MODEL", "fake-model"),
-        ],
-    )
+            say("Your candles run waits for your approval.")
+        }
+    })
     .await;
-    (system, seen)
+    let projects = myloware_testkit::projects_dir().display().to_string();
+    let mut vars = llm.vars();
+    vars.push(("PROJECTS_DIR", &projects));
+    let system = system::start(db, &vars).await;
+    (system, llm)
 }

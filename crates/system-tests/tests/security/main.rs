@@ -2,9 +2,6 @@
 //! public doors (issue 13), each failing against the old behaviour.
 //! docs/security.md maps every control to its test here.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod config;
 mod internal;
 mod kieai;

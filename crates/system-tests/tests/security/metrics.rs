@@ -10,10 +10,12 @@ use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use serde_json::json;
 
-use crate::support::{self, API_KEY, System};
+use myloware_testkit::system::{self, API_KEY, System};
 
 async fn scrape(system: &System, base: &str) -> String {
     let response = system.http.get(format!("{base}/metrics")).send().await.unwrap();
@@ -46,7 +48,7 @@ fn attacker_prefix() -> String {
 }
 
 async fn unknown_callers_and_unknown_runs_add_no_series(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let prefix = attacker_prefix();
     let long = format!("run_{}", "a".repeat(5000));
     // Warm-up: the routes' own series (401 and 404 of the templates) may
@@ -120,7 +122,7 @@ fn run_ids(text: &str) -> BTreeSet<String> {
 }
 
 async fn runs_beyond_the_cap_are_counted_without_their_run(db: &Db) {
-    let system = support::start(db, &[("METRICS_MAX_RUN_SERIES", "3")]).await;
+    let system = system::start(db, &[("METRICS_MAX_RUN_SERIES", "3")]).await;
     let mut runs = Vec::new();
     for i in 0..6 {
         // Held at the workflow gate: the runs exist and stay still.
@@ -218,7 +220,7 @@ fn expressions() -> Vec<String> {
 
 async fn a_fresh_system_exports_every_series_the_dashboard_reads(db: &Db) {
     let projects = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects");
-    let system = support::start(db, &[("PROJECTS_DIR", projects.to_str().unwrap())]).await;
+    let system = system::start(db, &[("PROJECTS_DIR", projects.to_str().unwrap())]).await;
     let api = scrape(&system, &system.api).await;
     let orchestrator = scrape(&system, &system.orchestrator).await;
     let exported = |name: &str| {

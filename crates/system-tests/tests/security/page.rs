@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use myloware_core::Gate;
 use myloware_core::config::Environment;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use reqwest::Response;
 use serde_json::json;
 
-use crate::support::{awaiting_gate, start, start_api_with};
+use myloware_testkit::system::{awaiting_gate, start, start_api_with};
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https:; media-src https:; \
 form-action 'self'; frame-ancestors 'none'; base-uri 'none'";

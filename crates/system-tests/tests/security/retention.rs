@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use crate::support::{self, System};
+use myloware_testkit::system::{self, System};
 
 async fn exec(db: &Db, sql: &str, at: DateTime<Utc>) {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
@@ -133,7 +134,7 @@ async fn prune(system: &System, dry_run: bool) -> Value {
 }
 
 async fn every_table_of_a_finished_run_is_pruned_and_an_unfinished_one_keeps_all(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let old = Utc::now() - Duration::days(40);
     let (finished, unfinished) = ("run_retentionfinished", "run_retentionwaiting");
     seed(db, finished, "published", "completed", old).await;
@@ -191,7 +192,7 @@ async fn every_table_of_a_finished_run_is_pruned_and_an_unfinished_one_keeps_all
 }
 
 async fn a_bad_prune_request_changes_nothing(db: &Db) {
-    let system = support::start(db, &[]).await;
+    let system = system::start(db, &[]).await;
     let old = Utc::now() - Duration::days(40);
     seed(db, "run_retentionbad", "published", "completed", old).await;
     let before = rows_of(db, "run_retentionbad").await;

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use crate::support::{self, API_KEY, System};
+use myloware_testkit::system::{self, API_KEY, System};
 
 const QUICK: Duration = Duration::from_secs(30);
 const OPS: &str = "roles-operator-key";
@@ -288,7 +290,7 @@ conformance_tests!(
 
 async fn start_with_roles(db: &Db) -> System {
     let keys = format!("ops:operator:{OPS},ann:approver:{ANN},vic:viewer:{VIC}");
-    support::start(db, &[("API_KEYS", &keys)]).await
+    system::start(db, &[("API_KEYS", &keys)]).await
 }
 
 async fn awaiting_ideate(system: &System, user: &str) -> String {

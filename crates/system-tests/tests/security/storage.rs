@@ -3,10 +3,12 @@
 //! at most 30 headers cut to 256 characters (the old API stored every body
 //! whole: five 1 MB bodies grew the SQLite file by 18 MB).
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use sha2::{Digest, Sha256};
 
-use crate::support::start;
+use myloware_testkit::system::start;
 
 const TELEGRAM_SECRET: &str = "storage-test-telegram-secret";
 /// Under the 1 MiB body limit, so every body reaches the handler.

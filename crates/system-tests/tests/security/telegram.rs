@@ -2,15 +2,14 @@
 //! heard, only `TELEGRAM_APPROVER_CHAT_IDS` decide gates, and each chat's
 //! turns are rate-limited.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::Uri;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
+use myloware_testkit::fakes::Channel;
 use serde_json::{Value, json};
 
-use crate::support::{self, System};
+use myloware_testkit::system::{self, System};
 
 const QUICK: Duration = Duration::from_secs(30);
 const BOT_TOKEN: &str = "123456:test-bot-token";
@@ -24,7 +23,7 @@ const INTERN: i64 = 555;
 const STRANGER: i64 = 666;
 
 async fn a_strangers_updates_are_ignored_with_nothing_run_stored_or_replied(db: &Db) {
-    let telegram = FakeTelegram::start().await;
+    let telegram = Channel::healthy().await;
     let system = start_telegram(db, &telegram, &[("TELEGRAM_ALLOWED_CHAT_IDS", &BOSS.to_string())]).await;
     let stranger = format!("telegram:{STRANGER}");
 
@@ -62,14 +61,14 @@ async fn a_strangers_updates_are_ignored_with_nothing_run_stored_or_replied(db: 
     let sent = telegram.wait_requests(1, QUICK).await;
     assert!(
         sent.iter()
-            .all(|(_, body)| body["chat_id"] == BOSS.to_string().as_str()),
+            .all(|seen| seen.body["chat_id"] == BOSS.to_string().as_str()),
         "replies go to the allowed chat only: {sent:#?}"
     );
     system.stop_idle().await;
 }
 
 async fn only_approver_chats_decide_gates(db: &Db) {
-    let telegram = FakeTelegram::start().await;
+    let telegram = Channel::healthy().await;
     let allowed = format!("{BOSS},{INTERN}");
     let approvers = BOSS.to_string();
     let system = start_telegram(
@@ -119,7 +118,7 @@ async fn only_approver_chats_decide_gates(db: &Db) {
 }
 
 async fn a_chat_sending_too_fast_is_rate_limited(db: &Db) {
-    let telegram = FakeTelegram::start().await;
+    let telegram = Channel::healthy().await;
     let system = start_telegram(
         db,
         &telegram,
@@ -182,45 +181,7 @@ fn a_bot_without_allowed_chats_is_warned_about() {
 
 // Helpers.
 
-/// `(path, body)` of each request the fake Telegram got.
-type Requests = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A fake Telegram Bot API on loopback recording `(path, body)` of each request.
-#[derive(Clone)]
-struct FakeTelegram {
-    url: String,
-    seen: Requests,
-}
-
-impl FakeTelegram {
-    async fn start() -> FakeTelegram {
-        let seen: Requests = Arc::default();
-        let answer = |State(seen): State<Requests>, uri: Uri, body: axum::body::Bytes| async move {
-            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            seen.lock().unwrap().push((uri.path().to_string(), body));
-            axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
-        };
-        let url = support::fakes::serve(axum::Router::new().fallback(answer).with_state(seen.clone())).await;
-        FakeTelegram { url, seen }
-    }
-
-    async fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<(String, Value)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self.seen.lock().unwrap().clone();
-            if seen.len() >= n {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} Telegram requests: {seen:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-async fn start_telegram(db: &Db, telegram: &FakeTelegram, extra: &[(&str, &str)]) -> System {
+async fn start_telegram(db: &Db, telegram: &Channel, extra: &[(&str, &str)]) -> System {
     let mut vars = vec![
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
         ("TELEGRAM_API_BASE_URL", telegram.url.as_str()),
@@ -228,7 +189,7 @@ async fn start_telegram(db: &Db, telegram: &FakeTelegram, extra: &[(&str, &str)]
         ("TELEGRAM_WEBHOOK_SECRET", SECRET),
     ];
     vars.extend_from_slice(extra);
-    support::start(db, &vars).await
+    system::start(db, &vars).await
 }
 
 /// POSTs an update from `chat` with the right secret.

@@ -5,12 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{API_KEY, System, start};
+use myloware_testkit::system::{API_KEY, System, start};
 
 fn addr(base: &str) -> &str {
     base.trim_start_matches("http://")

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use crate::support::fakes::{ASYNC_PUBLISH_URL, Calls, fake_kie, fake_shotstack, fake_upload_post_async};
-use crate::support::{System, live_vars, start};
+use myloware_testkit::fakes::{ASYNC_PUBLISH_URL, Calls, Kie, Providers, Publish};
+use myloware_testkit::system::{System, start};
 
 const ATTACKER_URL: &str = "https://evil.example/@victim/video/1";
 
@@ -58,12 +60,8 @@ async fn status_asked(system: &System, calls: &Calls, after: usize) {
 async fn a_forged_completion_publishes_nothing_and_the_url_comes_from_the_status(db: &Db) {
     let calls = Calls::default();
     let done = Arc::new(AtomicBool::new(false));
-    let (kie, shotstack, upload) = (
-        fake_kie(calls.clone()).await,
-        fake_shotstack(calls.clone()).await,
-        fake_upload_post_async(calls.clone(), done.clone()).await,
-    );
-    let system = start(db, &live_vars(&kie, &shotstack, &upload)).await;
+    let providers = Providers::start_with(&calls, Kie::Callback, Publish::Async(done.clone())).await;
+    let system = start(db, &providers.vars()).await;
     let run_id = system
         .start_run(json!({"project": "test_video_gen", "input": {"prompt": "p"}}))
         .await;

@@ -1,11 +1,6 @@
 //! Both services in-process on real HTTP, sharing a fresh database, and
 //! checks that no work is left undone when a test ends.
 
-#![allow(dead_code)]
-
-pub mod fakes;
-pub mod process;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +13,8 @@ use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::proxy::Proxy;
+
 pub const API_KEY: &str = "dev-api-key-not-for-production";
 
 pub struct System {
@@ -26,53 +23,19 @@ pub struct System {
     pub http: reqwest::Client,
     pub api_state: ApiState,
     pub orchestrator_state: OrchestratorState,
-    /// Cuts the API off from the orchestrator.
-    pub switch: Switch,
+    /// The API reaches the orchestrator through it: `switch.block(true)`
+    /// cuts it off, as if the orchestrator were down.
+    pub switch: Proxy,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 pub fn catalog() -> Catalog {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects");
-    Catalog::load(&dir).expect("the real catalog loads")
+    Catalog::load(&crate::projects_dir()).expect("the real catalog loads")
 }
 
 async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
-
-/// A TCP proxy in front of the orchestrator that can cut it off, as if it
-/// were down: new connections are refused and open ones are dropped.
-#[derive(Clone)]
-pub struct Switch(Arc<watch::Sender<bool>>);
-
-impl Switch {
-    pub fn set_down(&self, down: bool) {
-        self.0.send_replace(down);
-    }
-}
-
-async fn proxy(target: std::net::SocketAddr) -> (String, Switch) {
-    let listener = listener().await;
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            if *rx.borrow() {
-                continue;
-            }
-            let mut down = rx.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = down.wait_for(|d| *d) => {}
-                    }
-                }
-            });
-        }
-    });
-    (url, Switch(Arc::new(tx)))
 }
 
 /// Starts the API and the orchestrator on `db` with `vars` over test defaults.
@@ -83,7 +46,8 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
     let api = format!("http://{}", api_listener.local_addr().unwrap());
     let orchestrator = format!("http://{}", orchestrator_listener.local_addr().unwrap());
     // The API reaches the orchestrator through a switchable proxy.
-    let (orchestrator_via_proxy, switch) = proxy(orchestrator_listener.local_addr().unwrap()).await;
+    let switch = Proxy::start(orchestrator_listener.local_addr().unwrap().port()).await;
+    let orchestrator_via_proxy = switch.url();
     let mut env: HashMap<String, String> = [
         ("API_URL", api.as_str()),
         ("PUBLIC_BASE_URL", api.as_str()),
@@ -291,20 +255,4 @@ pub async fn start_api_with(db: &Db, adjust: impl FnOnce(&mut Config)) -> (Strin
     let state = ApiState::new(Arc::new(config), myloware_api::store::open(db), Arc::new(catalog()));
     tokio::spawn(ApiServer::with_listener(listener, state.clone()).run(std::future::pending()));
     (api, state)
-}
-
-/// The variables of a live-mode system whose providers are the fakes at
-/// these base URLs (see [`fakes`]); kie.ai callbacks signed with
-/// [`fakes::SIGNING`].
-pub fn live_vars<'a>(kie: &'a str, shotstack: &'a str, upload: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("USE_MOCK_PROVIDERS", "false"),
-        ("KIEAI_API_KEY", "kie-live-key"),
-        ("KIEAI_SIGNING_SECRET", fakes::SIGNING),
-        ("KIEAI_BASE_URL", kie),
-        ("SHOTSTACK_API_KEY", "shotstack-live-key"),
-        ("SHOTSTACK_BASE_URL", shotstack),
-        ("UPLOAD_POST_API_KEY", "upload-live-key"),
-        ("UPLOAD_POST_BASE_URL", upload),
-    ]
 }
