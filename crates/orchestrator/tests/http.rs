@@ -1,5 +1,6 @@
 //! The orchestrator's skeleton over real HTTP.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -53,14 +54,7 @@ async fn health_and_metrics_are_open_everything_else_needs_the_internal_credenti
     let base = spawn(db).await;
     let http = reqwest::Client::new();
 
-    let health: Value = http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = http.get(format!("{base}/health")).json_answer().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "orchestrator");
 

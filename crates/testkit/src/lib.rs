@@ -139,3 +139,14 @@ pub fn tool(name: &str, var: &str, hint: &str) -> Option<PathBuf> {
 pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
+
+/// A request's JSON answer, whatever its status (panics when there is none).
+pub trait JsonAnswer {
+    fn json_answer(self) -> impl Future<Output = serde_json::Value>;
+}
+
+impl JsonAnswer for reqwest::RequestBuilder {
+    async fn json_answer(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}

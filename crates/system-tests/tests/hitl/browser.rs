@@ -4,6 +4,7 @@
 //! previewed field stays text. `.ci/run` installs Debian's `chromium` and
 //! `chromium-driver`.
 
+use myloware_testkit::JsonAnswer;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -98,12 +99,8 @@ impl Driver {
         let session: Value = http
             .post(format!("{base}/session"))
             .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_answer()
+            .await;
         let session = session["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {session}"))

@@ -1,6 +1,7 @@
 //! Gates end to end: signed links, the confirmation page, decisions, the
 //! audit, and the orchestrator being down during an approval.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -66,12 +67,8 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
         .http
         .get(&chat_link)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     assert_eq!(
         description["preview"]["ideas"].as_array().unwrap().len(),
         12,
@@ -100,12 +97,8 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
         .http
         .get(link["approvalUrl"].as_str().unwrap())
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     assert!(
         description["preview"]["renderUrl"].as_str().unwrap().ends_with(".mp4"),
         "the render in the preview"

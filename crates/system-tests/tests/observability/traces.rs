@@ -4,9 +4,8 @@
 //! request, each span carrying `run_id`; LangSmith's variables send its
 //! headers; a dead collector changes nothing for the run.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -157,10 +156,6 @@ async fn collector(path: &str) -> (Collector, String) {
     (collector, base)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `mw dev` in a fresh folder (SQLite) with `vars`.
 struct Dev {
     child: Child,
@@ -182,17 +177,14 @@ impl Dev {
         let dir = std::env::temp_dir().join(format!("mw-traces-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (api_port, orchestrator_port) = (free_port(), free_port());
+        let (api_port, orchestrator_port) = (myloware_testkit::free_port(), myloware_testkit::free_port());
         let api = format!("http://127.0.0.1:{api_port}");
         let log = std::fs::File::create(dir.join("mw.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mw-system"))
             .arg("dev")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "PROJECTS_DIR",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects"),
-            )
+            .env("PROJECTS_DIR", myloware_testkit::projects_dir())
             .env("BIND_HOST", "127.0.0.1")
             .env("API_PORT", api_port.to_string())
             .env("ORCHESTRATOR_PORT", orchestrator_port.to_string())
@@ -249,12 +241,8 @@ impl Dev {
                 .http
                 .get(format!("{}/v1/runs/{run_id}", self.api))
                 .header("x-api-key", KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_answer()
+                .await;
             if run["status"] == status {
                 return;
             }
@@ -386,7 +374,7 @@ async fn langsmith_variables_send_its_headers_and_a_dead_collector_changes_nothi
     drop(dev);
 
     // Nothing listens at the endpoint: requests and runs are unaffected.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", myloware_testkit::free_port());
     let dev = Dev::start("dead", &[("OTEL_EXPORTER_OTLP_ENDPOINT", dead)]).await;
     let started = Instant::now();
     let run = dev
