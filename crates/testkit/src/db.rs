@@ -69,6 +69,15 @@ pub async fn drop_schema(admin_url: &str, schema: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// Removes a SQLite database file and its `-wal` and `-shm` companions.
+pub fn remove_sqlite_files(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.to_path_buf().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 impl TestDb {
     /// A migrated SQLite database in a new temporary file.
     pub async fn sqlite() -> TestDb {
@@ -130,13 +139,7 @@ impl Deref for TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {
-            Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
+            Cleanup::SqliteFile(path) => remove_sqlite_files(path),
             Cleanup::PostgresSchema { admin_url, schema } => {
                 // Drop runs inside the test's runtime; do the async cleanup
                 // on a thread of its own.
