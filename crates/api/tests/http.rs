@@ -2,10 +2,12 @@
 
 mod common;
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use common::{API_KEY, eventually, spawn_app};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 const LIVE_SECRETS: [(&str, &str); 5] = [
@@ -95,15 +97,7 @@ async fn requests_without_a_valid_key_are_refused_with_a_request_id(db: &Db) {
         .unwrap();
     assert_ne!(response.headers()["x-request-id"], "bad id!");
     // Open routes need no key.
-    let health: Value = app
-        .http
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.http.get(app.url("/health")).json_answer().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "api");
     assert_eq!(app.http.get(app.url("/metrics")).send().await.unwrap().status(), 200);

@@ -6,7 +6,8 @@
 mod common;
 
 use common::spawn_app;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 async fn the_openapi_document_describes_the_routes(db: &Db) {

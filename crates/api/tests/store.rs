@@ -14,7 +14,8 @@ use myloware_core::wire::{
     StartExecution,
 };
 use myloware_core::{Gate, ProviderMode, RunStatus};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 fn new_run(project: &str, status: RunStatus) -> NewRun {

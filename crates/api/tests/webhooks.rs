@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use myloware_core::signing;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::JsonAnswer;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 use common::{TestApp, eventually, spawn_app};
@@ -344,14 +346,7 @@ async fn refused_signals_are_dead_lettered_and_really_replayed(db: &Db) {
     );
 
     app.orchestrator.answer_signals(202);
-    let answer: Value = app
-        .post(&format!("/v1/dlq/{seq}/replay"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post(&format!("/v1/dlq/{seq}/replay")).json_answer().await;
     assert_eq!(answer, json!({"seq": seq, "resolved": true}));
     let relayed = app.orchestrator.commands();
     assert_eq!(relayed.len(), 1, "the replay reached the orchestrator: {relayed:?}");

@@ -33,11 +33,4 @@ pub fn default_projects_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")
 }
 
-/// A suffix no other benchmark run uses (process id and time).
-pub fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
+pub use myloware_testkit::unique_suffix;

@@ -1,5 +1,6 @@
 //! The orchestrator's skeleton over real HTTP.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,9 +10,10 @@ use myloware_core::ProviderMode;
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, ProjectSpec};
 use myloware_core::wire::{GraphSpec, StartExecution};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
 use myloware_orchestrator::store::ExecStatus;
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestrator-test-key";
@@ -52,14 +54,7 @@ async fn health_and_metrics_are_open_everything_else_needs_the_internal_credenti
     let base = spawn(db).await;
     let http = reqwest::Client::new();
 
-    let health: Value = http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = http.get(format!("{base}/health")).json_answer().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "orchestrator");
 
