@@ -34,26 +34,25 @@ struct ApiKeyScheme;
 
 impl utoipa::Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
+        let schemes = [
+            (
                 "api_key",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    "x-api-key",
-                    "An operator key (`API_KEYS` entry `name:role:key`); the role decides the routes",
-                ))),
-            );
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
+                "x-api-key",
+                "An operator key (`API_KEYS` entry `name:role:key`); the role decides the routes",
+            ),
+            (
                 "internal",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    myloware_core::internal::HEADER,
-                    "The orchestrator's signature (`t=<unix>,v1=<hex HMAC-SHA256>` with INTERNAL_SECRET over method, path, time and body); see docs/security.md",
-                ))),
+                myloware_core::internal::HEADER,
+                "The orchestrator's signature (`t=<unix>,v1=<hex HMAC-SHA256>` with INTERNAL_SECRET over method, path, time and body); see docs/security.md",
+            ),
+        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, header, description) in schemes {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(header, description))),
             );
+        }
     }
 }
 

@@ -318,13 +318,7 @@ pub async fn cancel_run(
 pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
     use super::openapi::{NOT_BLANK, NUL_FREE};
     use crate::runs::{MAX_MODIFIER_CHARS, MAX_MODIFIERS, MAX_TEXT_CHARS, TEXT_FIELDS};
-    let runnable: Vec<&str> = state
-        .catalog
-        .projects
-        .values()
-        .filter(|p| p.is_runnable())
-        .map(|p| p.project.as_str())
-        .collect();
+    let runnable = crate::runs::runnable_projects(&state.catalog);
     let schemas = &mut doc["components"]["schemas"];
     schemas["StartRunRequest"]["properties"]["project"] = json!({
         "type": "string",
@@ -371,6 +365,25 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
         "properties": {"runId": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"}},
     }}});
     super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
+    // A run id's shape (`myloware_core::ids::is_run_id`); any other is a 404.
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+    {
+        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+            for parameter in operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if parameter["in"] == "path" && parameter["name"] == "runId" {
+                    parameter["schema"] = json!({"type": "string", "pattern": "^run_[a-z0-9_]{1,64}$"});
+                }
+            }
+        }
+    }
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
     if let Some(parameters) = super::openapi::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
         for parameter in parameters {
