@@ -155,7 +155,7 @@ pub async fn require_internal(State(state): State<ApiState>, request: Request, n
         peer,
         state.config.rate_limit.trust_proxy_headers,
     ));
-    match myloware_telemetry::internal::verified(&state.internal, request).await {
+    match myloware_http::internal::verified(&state.internal, request).await {
         Ok(request) => next.run(request).await,
         Err(refusal) => match state.limiter.check(LimitedRoute::OpenRefusals, &client) {
             Ok(()) => refusal,

@@ -6,7 +6,7 @@
 use myloware_core::ids::new_run_id;
 use myloware_core::project::{Catalog, Persona, ProjectSpec};
 use myloware_core::run::Transition;
-use myloware_core::wire::{CancelExecution, GraphSpec, StartExecution};
+use myloware_core::wire::{CancelExecution, ExecutionCommand, GraphSpec, StartExecution};
 use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::commands;
 use crate::error::ApiError;
 use crate::state::ApiState;
-use crate::store::{Artifact, CommandKind, NewCommand, NewGate, NewRun, Run, now};
+use crate::store::{Artifact, NewCommand, NewGate, NewRun, Run, now};
 
 /// Limits of a run's input (the OpenAPI document states them too).
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -252,11 +252,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "publishUrls": [],
         "error": null,
     });
-    let command = (!awaiting_workflow).then(|| NewCommand {
-        run_id: run_id.clone(),
-        kind: CommandKind::Start,
-        body: serde_json::to_value(&start).expect("start serializes"),
-    });
+    let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
     let run = state
         .store
         .insert_run_with_command(
@@ -321,13 +317,13 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
             json!({"reason": request.reason, "by": by, "actor": request.actor, "previousStatus": run.status}),
         );
         // A run held for its workflow gate has no execution to stop.
-        let command = (run.status != RunStatus::PendingWorkflow).then(|| NewCommand {
-            run_id: run_id.to_string(),
-            kind: CommandKind::Cancel,
-            body: serde_json::to_value(CancelExecution {
-                reason: request.reason.clone(),
-            })
-            .expect("serializes"),
+        let command = (run.status != RunStatus::PendingWorkflow).then(|| {
+            NewCommand::new(
+                run_id,
+                ExecutionCommand::Cancel(CancelExecution {
+                    reason: request.reason.clone(),
+                }),
+            )
         });
         if state
             .store

@@ -2,10 +2,12 @@
 
 mod common;
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use common::{API_KEY, eventually, spawn_app};
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 const LIVE_SECRETS: [(&str, &str); 5] = [
@@ -95,15 +97,7 @@ async fn requests_without_a_valid_key_are_refused_with_a_request_id(db: &Db) {
         .unwrap();
     assert_ne!(response.headers()["x-request-id"], "bad id!");
     // Open routes need no key.
-    let health: Value = app
-        .http
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.http.get(app.url("/health")).json_answer().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "api");
     assert_eq!(app.http.get(app.url("/metrics")).send().await.unwrap().status(), 200);
@@ -519,7 +513,9 @@ mod webhooks_and_events {
 
     use chrono::Utc;
     use myloware_core::signing;
-    use myloware_db::{Db, conformance_tests};
+    use myloware_db::Db;
+    use myloware_testkit::JsonAnswer;
+    use myloware_testkit::conformance_tests;
     use serde_json::{Value, json};
 
     use super::common::{TestApp, eventually, spawn_app};
@@ -794,7 +790,7 @@ mod webhooks_and_events {
         assert_eq!(
             signals
                 .iter()
-                .filter(|c| c.kind == myloware_api::store::CommandKind::Signal)
+                .filter(|c| c.kind() == myloware_api::store::CommandKind::Signal)
                 .count(),
             1
         );
@@ -855,14 +851,7 @@ mod webhooks_and_events {
         );
 
         app.orchestrator.answer_signals(202);
-        let answer: Value = app
-            .post(&format!("/v1/dlq/{seq}/replay"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer: Value = app.post(&format!("/v1/dlq/{seq}/replay")).json_answer().await;
         assert_eq!(answer, json!({"seq": seq, "resolved": true}));
         let relayed = app.orchestrator.commands();
         assert_eq!(relayed.len(), 1, "the replay reached the orchestrator: {relayed:?}");

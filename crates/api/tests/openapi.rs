@@ -6,7 +6,8 @@
 mod common;
 
 use common::spawn_app;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
 async fn the_openapi_document_describes_the_routes(db: &Db) {
@@ -60,7 +61,7 @@ async fn every_refusal_is_a_status_the_document_lists(db: &Db) {
         let mut request = typed(open("/v1/internal/events"), content_type, body.to_string())
             .build()
             .unwrap();
-        myloware_telemetry::internal::sign(&app.state.config.internal_keys(), &mut request);
+        myloware_http::internal::sign(&app.state.config.internal_keys(), &mut request);
         request
     };
     const DECISION: &str = "/v1/hitl/approve/{runId}/{gate}";

@@ -1,6 +1,6 @@
 //! A database of the benchmark's own: a new temporary SQLite file, or a new
 //! schema in the Postgres database the user names (reached through
-//! `options=-c search_path=…`, like `crates/cli/tests/crash.rs`), removed by
+//! `options=-c search_path=…`, like the test kit's `myloware_testkit::db`), removed by
 //! [`BenchDb::cleanup`].
 
 use std::path::{Path, PathBuf};
@@ -50,17 +50,11 @@ impl BenchDb {
             }
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let schema = format!("mw_bench_{}", unique_suffix());
-                let admin = sqlx::PgPool::connect(url)
+                let schema_url = myloware_testkit::db::create_schema(url, &schema)
                     .await
-                    .context("cannot connect to the Postgres database (create it first)")?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&admin)
-                    .await
-                    .context("cannot create the benchmark schema")?;
-                admin.close().await;
-                let separator = if url.contains('?') { '&' } else { '?' };
+                    .context("cannot create the benchmark schema (create the database first)")?;
                 Ok(BenchDb {
-                    url: format!("{url}{separator}options=-c%20search_path%3D{schema}"),
+                    url: schema_url,
                     cleanup: Cleanup::PostgresSchema {
                         admin_url: url.to_string(),
                         schema,
@@ -146,24 +140,9 @@ impl BenchDb {
 
     pub async fn cleanup(self) {
         match self.cleanup {
-            Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
+            Cleanup::SqliteFile(path) => myloware_testkit::db::remove_sqlite_files(&path),
             Cleanup::PostgresSchema { admin_url, schema } => {
-                let dropped = async {
-                    let admin = sqlx::PgPool::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                        .execute(&admin)
-                        .await?;
-                    admin.close().await;
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await;
-                if let Err(err) = dropped {
+                if let Err(err) = myloware_testkit::db::drop_schema(&admin_url, &schema).await {
                     eprintln!("warning: could not drop schema {schema}: {err}");
                 }
             }

@@ -15,6 +15,9 @@
 //!   RSS, their readiness) and in-process configuration;
 //! - [`stats`], percentiles;
 //! - [`report`], the machine, the targets and their verdicts.
+//!
+//! Crate graph: `myloware-bench` may import every MyloWare crate but
+//! `myloware-cli`; none imports it.
 
 pub mod compare;
 pub mod db;
@@ -30,11 +33,4 @@ pub fn default_projects_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects")
 }
 
-/// A suffix no other benchmark run uses (process id and time).
-pub fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}_{nanos}", std::process::id())
-}
+pub use myloware_testkit::unique_suffix;

@@ -7,11 +7,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use myloware_core::config::Config;
+use myloware_testkit::process::Process;
 
 use crate::unique_suffix;
 
@@ -20,9 +20,9 @@ pub const API_KEY: &str = "bench-api-key-0123456789abcdefghijklmnop";
 pub const HITL_SECRET: &str = "bench-hitl-secret-0123456789abcdefghijkl";
 pub const KIEAI_SIGNING_SECRET: &str = "bench-kieai-signing-secret-0123456789abc";
 
-/// A free loopback port (bound, then released for the service to take).
+/// A free loopback port (the test kit's: below the ephemeral range).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(myloware_testkit::free_port())
 }
 
 pub fn loopback(port: u16) -> SocketAddr {
@@ -190,13 +190,12 @@ pub fn cpu_seconds_of(comm: &str) -> f64 {
         .sum()
 }
 
-/// One `mw` process; killed when dropped.
+/// One `mw` process (the test kit's [`Process`]); killed when dropped.
 pub struct Service {
     pub name: &'static str,
     pub port: u16,
     pub log: PathBuf,
-    child: Child,
-    spawned: Instant,
+    process: Process,
 }
 
 impl Service {
@@ -211,29 +210,18 @@ impl Service {
         port: u16,
         workdir: &Workdir,
     ) -> anyhow::Result<Service> {
-        let log = workdir.0.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(mw)
-            .args(args)
-            .current_dir(&workdir.0)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
+        let process = Process::spawn(name, mw, args, env, &workdir.0)
             .with_context(|| format!("cannot start {}", mw.display()))?;
         Ok(Service {
             name,
             port,
-            log,
-            child,
-            spawned: Instant::now(),
+            log: workdir.0.join(format!("{name}.log")),
+            process,
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn memory(&self) -> Memory {
@@ -248,37 +236,15 @@ impl Service {
     /// Polls `GET /health` every 2 ms until it answers 200; the time since
     /// the spawn.
     pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-        let url = format!("http://127.0.0.1:{}/health", self.port);
-        loop {
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return Ok(self.spawned.elapsed());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before answering:\n{}",
-                    self.name,
-                    self.log_tail(20)
-                );
-            }
-            if self.spawned.elapsed() > timeout {
-                bail!(
-                    "{} did not answer /health within {timeout:?}:\n{}",
-                    self.name,
-                    self.log_tail(20)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        self.process
+            .wait_healthy(self.port, timeout)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// The last `lines` lines of the service's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.process.log_tail(lines)
     }
 
     /// Log lines at WARN or ERROR (JSON logs), for a post-run check.
@@ -292,29 +258,8 @@ impl Service {
     }
 
     /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(mut self, grace: Duration) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    pub fn stop(self, grace: Duration) {
+        self.process.stop(grace);
     }
 }
 
@@ -402,14 +347,14 @@ pub async fn spawn_orchestrator(config: std::sync::Arc<Config>, db: &myloware_db
 }
 
 /// `router` served the way the services serve their own
-/// (`myloware_telemetry::server::serve`: the peer address, the default
+/// (`myloware_http::server::serve`: the peer address, the default
 /// timeouts and connection cap), on a free loopback port.
 pub async fn spawn_router(router: axum::Router) -> anyhow::Result<InProcess> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = stop_channel();
     let limits = myloware_core::config::HttpLimits::default();
-    let task = tokio::spawn(myloware_telemetry::server::serve(listener, router, &limits, stopped));
+    let task = tokio::spawn(myloware_http::server::serve(listener, router, &limits, stopped));
     Ok(InProcess { addr, stop, task })
 }
 

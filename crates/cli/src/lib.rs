@@ -1,1 +1,277 @@
+//! `mw`: the MyloWare binary. Servers, development mode and operator
+//! commands; everything else lives in the libraries. The binary's `main`
+//! is [`main`] here, so the system tests can build it as a binary of their
+//! own (`mw-system`).
+//!
+//! Crate graph: `myloware-cli` (the `mw` binary) may import every other
+//! MyloWare crate; only the tests and benchmarks import it.
 
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod chat;
+mod client;
+mod demo;
+mod dlq;
+mod env;
+mod follow;
+mod hitl;
+mod ingest;
+mod retention;
+mod runs;
+mod serve;
+mod validate;
+
+#[derive(Parser)]
+#[command(name = "mw", version, about = "MyloWare: chat requests in, published videos out")]
+#[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
+Configuration comes from the environment; in development (ENVIRONMENT unset or \
+development) `.env.development` in the current folder fills in what is not set.\n\n\
+The operator commands (runs, hitl, demo, retention, dlq, chat) talk to a running API: \
+MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
+Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service (production: one process per service).
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Run the API (8080) and the orchestrator (8090) in one process, with mock
+    /// providers and the configured database (SQLite by default).
+    Dev,
+    /// Apply the database migrations of DATABASE_URL and exit.
+    Migrate,
+    /// Check the configuration without starting anything.
+    Validate {
+        #[command(subcommand)]
+        what: ValidateWhat,
+    },
+    /// Load the knowledge base (persona prompts, guardrails, project notes).
+    Ingest {
+        #[command(subcommand)]
+        what: IngestWhat,
+    },
+    /// The dead-letter queue of a running API (MW_API_URL, API_KEY).
+    Dlq {
+        #[command(subcommand)]
+        what: DlqWhat,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Runs of a running API (MW_API_URL, API_KEY): start, list, show, watch, cancel.
+    Runs {
+        #[command(subcommand)]
+        what: runs::RunsCommand,
+        /// The API's JSON instead of text, for scripts (one line per change for `watch`).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Gates awaiting a decision, their links, approving and rejecting (MW_API_URL, API_KEY).
+    Hitl {
+        #[command(subcommand)]
+        what: hitl::HitlCommand,
+        /// The API's JSON instead of text, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Start a run on a running API and follow it from start to publish URL:
+    /// personas, gates with their links, clips, the render and the publish.
+    /// Exit 0 when it is published.
+    Demo {
+        /// The project (aismr, test_video_gen).
+        project: String,
+        /// What the video is about (aismr: "candles" by default).
+        #[arg(long)]
+        object: Option<String>,
+        /// Approve every gate with the API key instead of waiting for a person.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Give up (exit 1) after this many seconds; by default wait until the run ends.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// The API's JSON instead of text: one line per answer and per change of the run.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Delete old rows no unfinished run needs (MW_API_URL, API_KEY).
+    Retention {
+        #[command(subcommand)]
+        what: RetentionWhat,
+        /// The API's JSON instead of text, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// One message to Brendan through a running API (MW_API_URL, API_KEY):
+    /// prints his reply and the approval links of the runs he proposes.
+    Chat {
+        /// The message (several words are joined with spaces).
+        #[arg(required = true)]
+        message: Vec<String>,
+        /// The chat user (default `cli:$USER`).
+        #[arg(long)]
+        user: Option<String>,
+        /// The API's JSON answer, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqWhat {
+    /// Entries that could not be processed (open ones; --all for every one).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Process entries again (exit 1 if any still fails).
+    Replay {
+        /// Entry numbers (`seq` in the list).
+        seqs: Vec<i64>,
+        /// Every open entry.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionWhat {
+    /// Delete webhook deliveries (of ended or unknown runs), artifacts of
+    /// runs that ended, and finished chat pushes, older than the cutoff.
+    Prune {
+        /// Keep this many days (1 to 3650).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        older_than_days: i64,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Service {
+    /// The public API (runs, gates, webhooks, chat) on API_PORT (8080).
+    Api,
+    /// The private orchestrator (persona graphs, provider calls) on ORCHESTRATOR_PORT (8090).
+    Orchestrator,
+}
+
+#[derive(Subcommand)]
+enum ValidateWhat {
+    /// Check every variable (live mode needs every provider secret; outside
+    /// development API_KEY and HITL_SECRET must be strong), print the mode and
+    /// the provider hosts that would be called; exit 1 on any problem.
+    Env {
+        /// In live mode, also call each provider with a request that costs
+        /// nothing (kie.ai credits, Shotstack and Upload-Post lookups) to
+        /// check reachability and credentials.
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IngestWhat {
+    /// Validate the project definitions and load the knowledge documents into
+    /// the database.
+    Run {
+        /// Validate and report counts without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The `mw` command line: parses the arguments, runs the command.
+pub fn main() -> ExitCode {
+    // Before parsing, so `.env.development` also fills flags read from the
+    // environment (API_KEY for the operator commands).
+    env::load_development_file();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { service: Service::Api } => serve::api().await,
+            Command::Serve {
+                service: Service::Orchestrator,
+            } => serve::orchestrator().await,
+            Command::Dev => serve::dev().await,
+            Command::Migrate => serve::migrate().await,
+            Command::Validate {
+                what: ValidateWhat::Env { online },
+            } => validate::env(online).await,
+            Command::Ingest {
+                what: IngestWhat::Run { dry_run },
+            } => ingest::run(dry_run).await,
+            Command::Dlq {
+                what: DlqWhat::List { all, json },
+                target,
+            } => dlq::list(&target, all, json).await,
+            Command::Dlq {
+                what: DlqWhat::Replay { seqs, all },
+                target,
+            } => dlq::replay(&target, &seqs, all).await,
+            Command::Runs { what, json, target } => runs::run(what, &target, json).await,
+            Command::Hitl { what, json, target } => hitl::run(what, &target, json).await,
+            Command::Demo {
+                project,
+                object,
+                auto_approve,
+                timeout,
+                json,
+                target,
+            } => demo::run(&target, &project, object, auto_approve, timeout, json).await,
+            Command::Retention {
+                what:
+                    RetentionWhat::Prune {
+                        older_than_days,
+                        dry_run,
+                    },
+                json,
+                target,
+            } => retention::prune(&target, older_than_days, dry_run, json).await,
+            Command::Chat {
+                message,
+                user,
+                json,
+                target,
+            } => {
+                chat::send(
+                    &target,
+                    &user.unwrap_or_else(chat::default_user),
+                    &message.join(" "),
+                    json,
+                )
+                .await
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -19,10 +19,8 @@ const MISSING_IN_LIVE: [&str; 4] = [
     "UPLOAD_POST_API_KEY",
 ];
 
-#[path = "support/process.rs"]
-mod process;
-
-use process::{Process, Scratch, free_port, projects_dir};
+use myloware_testkit::process::{self, Process, Scratch};
+use myloware_testkit::{free_port, projects_dir};
 
 /// `mw` as an operator runs it, with a database in `dir` unless `vars`
 /// names one.
@@ -30,7 +28,7 @@ fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let database = format!("sqlite://{}/mw.db", dir.0.display());
     let mut all = vec![("DATABASE_URL", database.as_str())];
     all.extend_from_slice(vars);
-    process::mw(dir, args, &all)
+    process::mw(env!("CARGO_BIN_EXE_mw"), dir, args, &all)
 }
 
 fn run(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
@@ -206,7 +204,7 @@ fn serve_api_in_live_mode_with_every_secret_reports_live() {
         ("BIND_HOST", "127.0.0.1"),
     ];
     vars.extend(LIVE_SECRETS);
-    let child = Process(
+    let child = Process::of(
         mw(&dir, &["serve", "api"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -232,7 +230,7 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
         ("USE_MOCK_PROVIDERS", "false"),
     ];
     let started = Instant::now();
-    let mut child = Process(
+    let mut child = Process::of(
         mw(&dir, &["dev"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -248,11 +246,11 @@ fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
     assert_eq!(orchestrator_health["service"], "orchestrator");
 
     // SIGTERM: both services drain and the process exits cleanly.
-    let pid = child.0.id().to_string();
+    let pid = child.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = child.child.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "mw dev did not stop on SIGTERM");
@@ -291,7 +289,7 @@ fn the_runbooks_commands_work_against_mw_dev() {
         ("PUBLIC_BASE_URL", public.as_str()),
         ("BIND_HOST", "127.0.0.1"),
     ];
-    let _dev = Process(
+    let _dev = Process::of(
         mw(&dir, &["dev"], &vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

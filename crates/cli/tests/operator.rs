@@ -2,8 +2,6 @@
 //! as an operator runs them: the real `mw` binary against both services on
 //! loopback, in text and in JSON, with their exit codes.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -12,9 +10,11 @@ use std::time::{Duration, Instant};
 use chrono::Duration as Days;
 use myloware_api::store::{Artifact, ChatMessage, NewRun, Push, PushOutcome, WebhookDelivery, now};
 use myloware_core::RunStatus;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system;
+use myloware_testkit::system::{API_KEY, System, start};
 use serde_json::{Value, json};
-use support::{API_KEY, System, start};
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -386,7 +386,7 @@ async fn hitl_pending_link_approve_and_reject(db: &Db) {
 
 async fn watch_exits_0_when_published_and_1_when_rejected(db: &Db) {
     let system = start(db, &[]).await;
-    let smoke = system.start_run(support::smoke()).await;
+    let smoke = system.start_run(system::smoke()).await;
     let watched = ok(&mw(&system, &["runs", "watch", &smoke, "--timeout", "60"]).await);
     let run = system.run(&smoke).await;
     let result = &run["result"];

@@ -6,11 +6,12 @@ use std::path::Path;
 use chrono::{Duration, Utc};
 use myloware_core::project::Catalog;
 use myloware_core::wire::EventKind;
-use myloware_db::{Db, conformance_tests};
+use myloware_db::Db;
 use myloware_orchestrator::store::{
     self, Created, ExecStatus, JournalBegin, NewEvent, NewExecution, SignalOutcome, StepCommit,
 };
 use myloware_providers::mock::MockCall;
+use myloware_testkit::conformance_tests;
 use serde_json::json;
 
 fn catalog() -> Catalog {

@@ -259,7 +259,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
         .unwrap_or("");
     let form = content_type.starts_with("application/x-www-form-urlencoded");
     // A NUL raw or JSON-escaped, or in a form percent-encoded.
-    if myloware_telemetry::body::has_nul(bytes) || (form && bytes.windows(3).any(|w| w == b"%00")) {
+    if myloware_http::body::has_nul(bytes) || (form && bytes.windows(3).any(|w| w == b"%00")) {
         return Err(ApiError::invalid(
             &["body"],
             "text must not contain NUL characters (U+0000)",

@@ -160,7 +160,7 @@ pub fn route(state: &ApiState, openapi: Value) -> MethodRouter<ApiState> {
 
 /// The layers around every route may answer it: 400 (a NUL in the URL,
 /// refused by the request-id layer), 500 (a handler panicked, or an
-/// unexpected error), and the server loop's (`myloware_telemetry::server`)
+/// unexpected error), and the server loop's (`myloware_http::server`)
 /// 408 (body too slow) or 503 (not answered in time). Every operation says
 /// so; a status the route lists itself keeps its own description.
 fn document_server_limits(openapi: &mut utoipa::openapi::OpenApi) {

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use chrono::Utc;
 use myloware_core::signing::{self, SignatureError};
-use myloware_core::wire::{Signal, SignalDelivery};
+use myloware_core::wire::{ExecutionCommand, Signal, SignalDelivery};
 use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
-use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
+use crate::store::{DeadLetterKind, NewCommand, RunQuery, WebhookDelivery};
 
 /// The providers' callbacks: open, refusals limited per address.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
@@ -185,15 +185,14 @@ pub async fn kieai(
         index,
     };
     // One trigger per task: kie.ai's retries of a callback are duplicates.
-    let command = NewCommand {
-        run_id: run_id.clone(),
-        kind: CommandKind::Signal,
-        body: serde_json::to_value(SignalDelivery {
+    let command = NewCommand::new(
+        &run_id,
+        ExecutionCommand::Signal(SignalDelivery {
             signal_id: format!("kieai:{task_id}"),
             signal,
-        })
-        .expect("serializes"),
-    };
+            replay_of: None,
+        }),
+    );
     delivery.idempotency_key = Some(task_id.clone());
     if !state.store.run_exists(&run_id).await? {
         // Verified, but for no run we know: keep it for replay, and tell
@@ -205,7 +204,7 @@ pub async fn kieai(
         state
             .store
             .add_dead_letter(
-                "webhook",
+                DeadLetterKind::Webhook,
                 Some(&run_id),
                 &json!({"provider": "kieai", "signal": command.body}),
                 "unknown run",
@@ -300,16 +299,13 @@ pub async fn upload_post(
                 request_id: myloware_core::ids::publish_request_id(&run.id),
                 status: "hint".into(),
             },
+            replay_of: None,
         };
         // Relayed by the command reconciler (within a second): the answer
         // does not wait for the orchestrator.
         state
             .store
-            .enqueue_command(&NewCommand {
-                run_id: run.id.clone(),
-                kind: CommandKind::Signal,
-                body: serde_json::to_value(&signal).expect("serializes"),
-            })
+            .enqueue_command(&NewCommand::new(&run.id, ExecutionCommand::Signal(signal)))
             .await?;
         woken += 1;
     }
@@ -324,9 +320,15 @@ pub async fn upload_post(
 /// the step asks Upload-Post when it wakes).
 async fn hint_pending(state: &ApiState, run_id: &str) -> Result<bool, ApiError> {
     let pending = state.store.pending_commands(run_id, 50).await?;
-    Ok(pending
-        .iter()
-        .any(|command| command.body["signal"]["type"] == "publish.updated"))
+    Ok(pending.iter().any(|command| {
+        matches!(
+            &command.body,
+            ExecutionCommand::Signal(SignalDelivery {
+                signal: Signal::PublishUpdated { .. },
+                ..
+            })
+        )
+    }))
 }
 
 /// `{"status": ...}`, one of `statuses`.

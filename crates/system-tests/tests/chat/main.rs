@@ -1,0 +1,4 @@
+//! Chat: Brendan's turns through the API, and the Telegram and other channels.
+
+mod channels;
+mod turns;

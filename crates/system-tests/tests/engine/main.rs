@@ -1,0 +1,5 @@
+//! The engine end to end: runs with the mock providers, LLM personas, and live mode against fake providers.
+
+mod live;
+mod llm;
+mod runs;

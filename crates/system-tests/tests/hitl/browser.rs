@@ -1,0 +1,290 @@
+//! The approval page in a real headless Chromium, driven over WebDriver
+//! (chromedriver): opening the link changes nothing, clicking Approve
+//! approves, a second click says it was already approved; script in any
+//! previewed field stays text. `.ci/run` installs Debian's `chromium` and
+//! `chromium-driver`.
+
+use myloware_testkit::JsonAnswer;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use myloware_core::Gate;
+use myloware_testkit::system;
+use serde_json::{Value, json};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    process: Child,
+}
+
+impl Drop for Driver {
+    /// Ends the session first: chromedriver then closes Chromium, which
+    /// killing chromedriver alone leaves running (seen: a leftover browser
+    /// after every test run). Synchronous, so it also runs when a test
+    /// panics: one `DELETE` over a plain socket.
+    fn drop(&mut self) {
+        let end_session = || -> std::io::Result<()> {
+            let address = self.base.trim_start_matches("http://");
+            let mut stream = std::net::TcpStream::connect(address)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            )?;
+            // The answer comes once the browser is gone.
+            stream.read_to_end(&mut Vec::new()).map(drop)
+        };
+        if let Err(err) = end_session() {
+            eprintln!("could not end the WebDriver session: {err}");
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Option<Driver> {
+        if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "chromium and chromium-driver must be installed in CI"
+            );
+            eprintln!("chromium or chromedriver missing: skipping the browser test");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = http.get(format!("{base}/status")).send().await {
+                let status: Value = response.json().await.unwrap_or_default();
+                if status["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // One profile per browser: two Chromiums on one profile are one
+        // browser, and the tests running in parallel would share its tabs.
+        let profile = std::env::temp_dir().join(format!("mw-chromium-{}-{port}", std::process::id()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display())
+            ]}
+        }}});
+        let session: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .json_answer()
+            .await;
+        let session = session["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {session}"))
+            .to_string();
+        Some(Driver {
+            base,
+            session,
+            http,
+            process,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap().json::<Value>().await.unwrap()["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let id = element[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {css}: {element}"))
+            .to_string();
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
+            .await;
+    }
+
+    /// Runs `script` in the page (WebDriver's own channel, which the page's
+    /// CSP does not govern) and returns its value.
+    async fn execute(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn back(&self) {
+        self.call(reqwest::Method::POST, "/back", Some(json!({}))).await;
+    }
+
+    async fn wait_for_text(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            assert!(Instant::now() < deadline, "page never showed {text:?}:\n{source}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_in_a_real_browser() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let system = system::start(&db.db, &[]).await;
+    let run_id = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "browser"}, "options": {"requireWorkflowApproval": true}}))
+        .await;
+    let link = system
+        .get(&format!("{}/v1/hitl/link/{run_id}/workflow", system.api))
+        .await;
+    let url = link["approvalUrl"].as_str().unwrap();
+
+    driver.open(url).await;
+    let page = driver.wait_for_text("Approve the workflow gate?").await;
+    assert!(
+        page.contains("iggy") && page.contains("quinn"),
+        "the proposed pipeline is shown"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        system.run(&run_id).await["status"],
+        "pending_workflow",
+        "opening the page changes nothing"
+    );
+
+    driver.click("button.approve").await;
+    driver.wait_for_text("the run continues").await;
+    system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+
+    // Back to the page and click again: already approved, nothing changes.
+    driver.back().await;
+    driver.wait_for_text("Approve the workflow gate?").await;
+    driver.click("button.approve").await;
+    driver.wait_for_text("already approved").await;
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let outcomes: Vec<&str> = audit.iter().map(|a| a.outcome.as_str()).collect();
+    assert!(
+        outcomes.contains(&"approved") && outcomes.contains(&"already_approved"),
+        "{outcomes:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.user_agent.as_deref().is_some_and(|ua| ua.contains("Chrome"))),
+        "{audit:?}"
+    );
+    system.stop_idle().await;
+}
+
+const SCRIPT: &str = "<script>window.__xss=1</script>";
+const BREAKOUT: &str = "\"><img src=x onerror=window.__xss=1>";
+const TEXTAREA: &str = "</textarea><script>window.__xss=1</script>";
+const SVG: &str = "'><svg onload=window.__xss=1>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_in_a_preview_stays_text_in_a_real_browser() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let (_, api) = system::start_api_with(&db.db, |_| {}).await;
+    // Every previewed field of every gate, and what the page must show as text.
+    let pages = [
+        (
+            Gate::Workflow,
+            json!({"project": SCRIPT, "pipeline": [BREAKOUT, TEXTAREA], "gates": [SVG], "input": {"prompt": SCRIPT}}),
+            vec![SCRIPT, BREAKOUT, TEXTAREA, SVG],
+        ),
+        (
+            Gate::Ideate,
+            json!({"ideas": [{"index": SCRIPT, "subject": BREAKOUT, "concept": TEXTAREA, "header": SVG},
+                             {"index": 1, "subject": SVG, "concept": SCRIPT, "header": BREAKOUT}]}),
+            vec![SCRIPT, BREAKOUT, TEXTAREA, SVG],
+        ),
+        (
+            Gate::Prepublish,
+            json!({"renderUrl": "javascript:window.__xss=1"}),
+            vec!["javascript:window.__xss=1"],
+        ),
+        (Gate::Prepublish, json!({"renderUrl": BREAKOUT}), vec![BREAKOUT]),
+        (
+            Gate::Prepublish,
+            json!({"renderUrl": format!("https://127.0.0.1:9/{BREAKOUT}{SCRIPT}.mp4")}),
+            vec!["https://127.0.0.1:9/"],
+        ),
+    ];
+    for (gate, preview, shown) in pages {
+        let (_, url) = system::awaiting_gate(&api, gate, preview.clone()).await;
+        driver.open(&url).await;
+        driver.wait_for_text(&format!("Approve the {gate} gate?")).await;
+        let what = format!("{gate} gate with {preview}");
+        assert_eq!(
+            driver.execute("return typeof window.__xss").await,
+            "undefined",
+            "a script ran: {what}"
+        );
+        let dangerous = driver
+            .execute(
+                "return document.querySelectorAll('a[href^=\"javascript:\" i], video[src^=\"javascript:\" i], \
+                 script, img, svg, [onerror], [onload]').length",
+            )
+            .await;
+        assert_eq!(dangerous, 0, "markup from the preview: {what}");
+        let text = driver.execute("return document.body.innerText").await;
+        let text = text.as_str().unwrap_or_default();
+        for payload in shown {
+            assert!(text.contains(payload), "{payload:?} not shown as text: {what}\n{text}");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Gates and approvals: the decisions through the API, and the approval page in a real browser.
+
+mod browser;
+mod gates;

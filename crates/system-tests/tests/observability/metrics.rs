@@ -1,0 +1,173 @@
+//! Metrics of a real run: the runbook's `http_requests_total{runId=…}` and
+//! the per-gate latency series on both services, the domain metrics, and
+//! the run's series dropped after `METRICS_RUN_SERIES_TTL`.
+
+use std::time::{Duration, Instant};
+
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use myloware_testkit::system::{System, start};
+use serde_json::json;
+
+const QUICK: Duration = Duration::from_secs(30);
+
+async fn scrape(system: &System, base: &str) -> String {
+    system
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the first series of `metric` whose labels contain every
+/// `name="value"` of `labels`.
+fn value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")) || line.starts_with(&format!("{metric} ")))
+        .find(|line| labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn approve(system: &System, run_id: &str, gate: &str) {
+    let (status, body) = system
+        .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn aismr_run(system: &System) -> String {
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "m-1"}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    approve(system, &run_id, "ideate").await;
+    system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
+    approve(system, &run_id, "prepublish").await;
+    system.wait_status(&run_id, "published", QUICK).await;
+    run_id
+}
+
+async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
+    let system = start(db, &[]).await;
+    let run_id = aismr_run(&system).await;
+    let api = scrape(&system, &system.api).await;
+    let orchestrator = scrape(&system, &system.orchestrator).await;
+    let run = [("runId", run_id.as_str())];
+
+    // The runbook's query, on both services.
+    assert!(value(&api, "http_requests_total", &run).is_some(), "{api}");
+    assert!(
+        value(&orchestrator, "http_requests_total", &run).is_some(),
+        "{orchestrator}"
+    );
+    // The start (run id in the body) is labelled with its run too.
+    assert_eq!(
+        value(
+            &api,
+            "http_requests_total",
+            &[("route", "/v1/runs/start"), ("runId", &run_id)]
+        ),
+        Some(1.0)
+    );
+    // Latency per persona gate.
+    for (gate, persona) in [("ideate", "iggy"), ("prepublish", "quinn")] {
+        let labels = [("runId", run_id.as_str()), ("gate", gate), ("persona", persona)];
+        assert_eq!(
+            value(&api, "http_request_duration_seconds_count", &labels),
+            Some(1.0),
+            "{gate}"
+        );
+    }
+
+    // Domain metrics of the API.
+    let published = [("project", "aismr"), ("status", "published")];
+    assert_eq!(value(&api, "myloware_runs_total", &published), Some(1.0));
+    for gate in ["ideate", "prepublish"] {
+        let labels = [("gate", gate), ("decision", "approve"), ("via", "api_key")];
+        assert_eq!(value(&api, "hitl_decisions_total", &labels), Some(1.0));
+        let labels = [("project", "aismr"), ("gate", gate), ("decision", "approve")];
+        assert_eq!(value(&api, "myloware_gate_wait_seconds_count", &labels), Some(1.0));
+    }
+    let callbacks = [
+        ("provider", "kieai"),
+        ("signature", "verified"),
+        ("result", "processed"),
+    ];
+    assert_eq!(value(&api, "webhook_events_total", &callbacks), Some(12.0));
+    for gauge in ["myloware_dead_letters_open", "commands_pending", "chat_pushes_pending"] {
+        assert_eq!(value(&api, gauge, &[]), Some(0.0), "{gauge}");
+    }
+
+    // And of the orchestrator.
+    for persona in ["iggy", "riley", "alex", "quinn"] {
+        let labels = [("project", "aismr"), ("persona", persona), ("outcome", "completed")];
+        assert_eq!(
+            value(&orchestrator, "myloware_persona_step_duration_seconds_count", &labels),
+            Some(1.0),
+            "{persona}"
+        );
+    }
+    let mock_ok = [("mode", "mock"), ("outcome", "succeeded")];
+    assert_eq!(value(&orchestrator, "kieai_job_seconds_count", &mock_ok), Some(12.0));
+    assert_eq!(
+        value(&orchestrator, "shotstack_render_seconds_count", &mock_ok),
+        Some(1.0)
+    );
+    assert_eq!(value(&orchestrator, "upload_post_seconds_count", &mock_ok), Some(1.0));
+    let submits = [("provider", "kieai"), ("operation", "submit"), ("status", "ok")];
+    assert_eq!(value(&orchestrator, "provider_requests_total", &submits), Some(12.0));
+    for gauge in ["outbox_pending", "executions_runnable", "executions_waiting"] {
+        assert!(value(&orchestrator, gauge, &[]).is_some(), "{gauge}");
+    }
+
+    // A second run waits at its gate: it is active.
+    let waiting = system
+        .start_run(json!({"project": "aismr", "input": {"object": "pebbles"}}))
+        .await;
+    system.wait_status(&waiting, "awaiting_ideate", QUICK).await;
+    let api = scrape(&system, &system.api).await;
+    let labels = [("project", "aismr"), ("status", "awaiting_ideate")];
+    assert_eq!(value(&api, "myloware_runs_active", &labels), Some(1.0));
+    let (status, _) = system
+        .post(&format!("{}/v1/runs/{waiting}/cancel", system.api), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    system.wait_status(&waiting, "cancelled", QUICK).await;
+    system.stop_idle().await;
+}
+
+async fn a_finished_runs_series_go_after_the_ttl(db: &Db) {
+    let system = start(db, &[("METRICS_RUN_SERIES_TTL", "2")]).await;
+    let run_id = aismr_run(&system).await;
+    let run = [("runId", run_id.as_str())];
+    // The run is over: its series stay for the TTL...
+    assert!(value(&scrape(&system, &system.api).await, "http_requests_total", &run).is_some());
+    // ...then leave both registries (the run's counters stay).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let api = scrape(&system, &system.api).await;
+        let orchestrator = scrape(&system, &system.orchestrator).await;
+        let gone = !api.contains(&run_id) && !orchestrator.contains(&run_id);
+        if gone {
+            assert_eq!(
+                value(&api, "myloware_runs_total", &[("status", "published")]),
+                Some(1.0)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "series of {run_id} still exported");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    system.stop_idle().await;
+}
+
+conformance_tests!(
+    a_runs_metrics_are_exported_by_both_services,
+    a_finished_runs_series_go_after_the_ttl,
+);

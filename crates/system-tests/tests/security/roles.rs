@@ -1,0 +1,337 @@
+//! Security: roles. `API_KEYS` entries `name:role:key`: each route takes
+//! the permission its role must grant (403 otherwise, 401 for an unknown
+//! key), and a decision or a cancel records the key's name, never what the
+//! caller claims to be.
+
+use std::time::Duration;
+
+use myloware_db::Db;
+
+use myloware_testkit::conformance_tests;
+use serde_json::{Value, json};
+
+use myloware_testkit::system::{self, API_KEY, System};
+
+const QUICK: Duration = Duration::from_secs(30);
+const OPS: &str = "roles-operator-key";
+const ANN: &str = "roles-approver-key";
+const VIC: &str = "roles-viewer-key";
+const BOGUS: &str = "not-a-key-anyone-was-given";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Needs {
+    Read,
+    Operate,
+    Decide,
+    Administer,
+}
+
+async fn each_role_reaches_only_its_routes(db: &Db) {
+    let system = start_with_roles(db).await;
+    let run_id = awaiting_ideate(&system, "u-1").await;
+    let routes: Vec<(&str, String, Value, Needs)> = vec![
+        ("GET", "/v1/runs".into(), Value::Null, Needs::Read),
+        ("GET", format!("/v1/runs/{run_id}"), Value::Null, Needs::Read),
+        ("GET", "/v1/projects".into(), Value::Null, Needs::Read),
+        ("GET", "/v1/dlq".into(), Value::Null, Needs::Read),
+        ("GET", "/openapi.json".into(), Value::Null, Needs::Read),
+        (
+            "POST",
+            "/v1/runs/start".into(),
+            json!({"project": "no_such_project", "input": {"prompt": "x"}}),
+            Needs::Operate,
+        ),
+        ("POST", "/v1/runs/run_unknown/cancel".into(), json!({}), Needs::Operate),
+        (
+            "POST",
+            "/v1/chat/brendan".into(),
+            json!({"user_id": "roles-chat", "message": "hello"}),
+            Needs::Operate,
+        ),
+        ("POST", "/v1/dlq/999999/replay".into(), json!({}), Needs::Operate),
+        ("GET", "/v1/hitl/pending".into(), Value::Null, Needs::Decide),
+        (
+            "GET",
+            format!("/v1/hitl/link/{run_id}/ideate"),
+            Value::Null,
+            Needs::Decide,
+        ),
+        (
+            "POST",
+            "/v1/hitl/approve/run_unknown/ideate".into(),
+            json!({}),
+            Needs::Decide,
+        ),
+        (
+            "POST",
+            "/v1/retention/prune".into(),
+            json!({"olderThanDays": 30, "dryRun": true}),
+            Needs::Administer,
+        ),
+    ];
+    let roles: [(&str, &str, &[Needs]); 4] = [
+        (
+            "admin",
+            API_KEY,
+            &[Needs::Read, Needs::Operate, Needs::Decide, Needs::Administer],
+        ),
+        ("operator", OPS, &[Needs::Read, Needs::Operate]),
+        ("approver", ANN, &[Needs::Read, Needs::Decide]),
+        ("viewer", VIC, &[Needs::Read]),
+    ];
+    for (role, key, grants) in roles {
+        for (method, path, body, needs) in &routes {
+            let status = call(&system, method, path, body, Some(key)).await;
+            if grants.contains(needs) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role} may {method} {path} ({needs:?}), got {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role} may not {method} {path} ({needs:?})");
+            }
+        }
+    }
+    for (method, path, body, needs) in &routes {
+        let status = call(&system, method, path, body, Some(BOGUS)).await;
+        // The approve route is open to link tokens: an unknown key (and no
+        // token) is a refused decision there, a 401 everywhere else.
+        let want = if *needs == Needs::Decide && path.starts_with("/v1/hitl/approve") {
+            403
+        } else {
+            401
+        };
+        assert_eq!(status, want, "an unknown key on {method} {path}");
+    }
+    // None of it moved the run.
+    assert_eq!(system.run(&run_id).await["status"], "awaiting_ideate");
+    system.stop_idle().await;
+}
+
+async fn the_approver_is_the_credential_and_the_claim_a_note(db: &Db) {
+    let system = start_with_roles(db).await;
+    let run_id = awaiting_ideate(&system, "u-1").await;
+
+    let status = call(
+        &system,
+        "POST",
+        &format!("/v1/hitl/approve/{run_id}/ideate"),
+        &json!({"approver": "ceo@company.com"}),
+        Some(ANN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
+    let ideate = gate(&run, "ideate");
+    assert_eq!(ideate["approver"], "key:ann", "{ideate}");
+    assert_eq!(ideate["note"], "ceo@company.com", "{ideate}");
+
+    // Through a link token: the token's fingerprint.
+    let link = system
+        .get(&format!("{}/v1/hitl/link/{run_id}/prepublish", system.api))
+        .await;
+    let response = system
+        .http
+        .post(link["approvalUrl"].as_str().unwrap())
+        .json(&json!({"approver": "ceo@company.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let run = system
+        .wait_for(&run_id, QUICK, "prepublish decided", |run| {
+            gate(run, "prepublish")["decision"] == "approve"
+        })
+        .await;
+    let approver = gate(&run, "prepublish")["approver"].as_str().unwrap().to_string();
+    let fingerprint = approver.strip_prefix("token:").unwrap_or_else(|| panic!("{approver}"));
+    assert!(
+        fingerprint.len() == 16 && fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
+        "{approver}"
+    );
+    assert!(!link["token"].as_str().unwrap().contains(fingerprint));
+    system.wait_status(&run_id, "published", QUICK).await;
+    system.stop_idle().await;
+}
+
+async fn a_cancel_records_the_key_that_asked(db: &Db) {
+    let system = start_with_roles(db).await;
+    let run_id = awaiting_ideate(&system, "u-1").await;
+    let status = call(
+        &system,
+        "POST",
+        &format!("/v1/runs/{run_id}/cancel"),
+        &json!({"reason": "wrong topic", "actor": "admin@company.com"}),
+        Some(OPS),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let run = system.wait_status(&run_id, "cancelled", QUICK).await;
+    let artifacts = system.api_state.store.list_artifacts(&run_id).await.unwrap();
+    let cancelled = artifacts
+        .iter()
+        .find(|a| a.kind == "run.cancelled")
+        .unwrap_or_else(|| panic!("no run.cancelled: {run:#}"));
+    assert_eq!(cancelled.data["by"], "key:ops", "{}", cancelled.data);
+    system.stop_idle().await;
+}
+
+async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
+    let system = start_with_roles(db).await;
+    let user = "ops-chat";
+    let (status, reply) = chat(&system, OPS, user, "make an AISMR video about candles").await;
+    assert_eq!(status, 200, "{reply}");
+    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+
+    let (status, reply) = chat(&system, OPS, user, "approve").await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["response"].as_str().unwrap().contains("may not decide gates"),
+        "{reply}"
+    );
+    let run = system.run(&run_id).await;
+    assert_eq!(run["status"], "pending_workflow", "nothing decided");
+    assert!(gate(&run, "workflow")["decision"].is_null(), "{run:#}");
+
+    // An admin's "approve" in the same chat decides, as the admin's key.
+    let (status, reply) = chat(&system, API_KEY, user, "approve").await;
+    assert_eq!(status, 200, "{reply}");
+    let run = system
+        .wait_for(&run_id, QUICK, "workflow decided", |run| {
+            gate(run, "workflow")["decision"] == "approve"
+        })
+        .await;
+    let approver = gate(&run, "workflow")["approver"].as_str().unwrap().to_string();
+    assert!(approver.starts_with("key:") && approver != "key:ops", "{approver}");
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    system.stop_idle().await;
+}
+
+/// An approval link is a credential: a key that may not decide never
+/// receives one, neither in a chat reply nor in a transcript it reads.
+async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
+    let system = start_with_roles(db).await;
+    let user = "ops-proposes";
+    let (status, reply) = chat(&system, OPS, user, "make an AISMR video about candles").await;
+    assert_eq!(status, 200, "{reply}");
+    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+    assert_eq!(reply["links"], json!([]), "an operator got a link: {reply}");
+    let text = reply["response"].as_str().unwrap();
+    assert!(!text.contains("token=") && text.contains(&run_id), "{text}");
+
+    // The run reaches its ideate gate: the owner's transcript holds a link.
+    let status = call(
+        &system,
+        "POST",
+        &format!("/v1/hitl/approve/{run_id}/workflow"),
+        &Value::Null,
+        Some(ANN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let transcript = |key: &'static str| {
+        let system = &system;
+        async move {
+            let response = system
+                .http
+                .get(format!("{}/v1/chat/brendan/{user}/messages", system.api))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let wait = std::time::Instant::now() + QUICK;
+    let full = loop {
+        let full = transcript(ANN).await;
+        if full.to_string().contains("token=") {
+            break full;
+        }
+        assert!(
+            std::time::Instant::now() < wait,
+            "no gate link in the transcript: {full:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        full["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["link"].is_string())
+    );
+    for key in [VIC, OPS] {
+        let shown = transcript(key).await;
+        assert!(!shown.to_string().contains("token="), "{key} sees a link: {shown:#}");
+        assert!(
+            shown["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["link"].is_null())
+        );
+        assert!(shown.to_string().contains("[approval link]"), "{shown:#}");
+    }
+    system.stop_idle().await;
+}
+
+conformance_tests!(
+    each_role_reaches_only_its_routes,
+    links_never_reach_a_key_that_may_not_decide,
+    the_approver_is_the_credential_and_the_claim_a_note,
+    a_cancel_records_the_key_that_asked,
+    an_operator_may_chat_but_not_decide_in_chat,
+);
+
+// Helpers.
+
+async fn start_with_roles(db: &Db) -> System {
+    let keys = format!("ops:operator:{OPS},ann:approver:{ANN},vic:viewer:{VIC}");
+    system::start(db, &[("API_KEYS", &keys)]).await
+}
+
+async fn awaiting_ideate(system: &System, user: &str) -> String {
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    run_id
+}
+
+/// `method path` on the API with `key` (and `body` as JSON unless null): the status.
+async fn call(system: &System, method: &str, path: &str, body: &Value, key: Option<&str>) -> u16 {
+    let mut request = system
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", system.api));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if !body.is_null() {
+        request = request.json(body);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+async fn chat(system: &System, key: &str, user: &str, message: &str) -> (u16, Value) {
+    let response = system
+        .http
+        .post(format!("{}/v1/chat/brendan", system.api))
+        .header("x-api-key", key)
+        .json(&json!({"user_id": user, "message": message}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn gate(run: &Value, name: &str) -> Value {
+    run["gates"]
+        .as_array()
+        .and_then(|gates| gates.iter().find(|g| g["gate"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}

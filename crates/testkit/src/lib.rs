@@ -1,0 +1,152 @@
+//! The test kit: what the tests of every crate (and the benchmarks) share.
+//!
+//! - [`db`]: a fresh migrated database (a SQLite file or a Postgres schema),
+//!   and [`conformance_tests!`], which runs one test on both backends;
+//! - [`process`]: an `mw` process with its log, killed when dropped;
+//!   [`cluster`]: an API and orchestrators as processes on one database,
+//!   killed (`kill -9`) and restarted at will, logs shown on failure;
+//! - [`proxy`]: a chaos TCP proxy that cuts or blocks connections;
+//! - [`fakes`]: kie.ai, Shotstack, Upload-Post, OpenAI and Telegram on
+//!   loopback, with exact call counters and scripted faults;
+//! - [`system`]: both services in this process on real HTTP;
+//! - [`promql`]: enough PromQL and text exposition to check dashboards;
+//! - [`free_port`] and [`wait_until`].
+
+pub mod cluster;
+pub mod db;
+pub mod fakes;
+pub mod process;
+pub mod promql;
+pub mod proxy;
+pub mod system;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use db::TestDb;
+pub use system::{API_KEY, System};
+
+/// A free loopback port for a service, below Linux's ephemeral range
+/// (32768 up): the kernel never hands those out for `bind(0)` or outgoing
+/// connections, so no other socket takes it between this check and the
+/// service's bind, nor while a killed service is down before it is started
+/// again.
+pub fn free_port() -> u16 {
+    const LOW: u64 = 20_000;
+    const COUNT: u64 = 12_000;
+    // Each test process walks the range from its own starting point.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = u64::from(std::process::id()) * 7919 + seed() % 1000;
+    for _ in 0..COUNT {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
+}
+
+/// Nanoseconds of the clock: a seed, printed by tests that use it so a
+/// failing round can be replayed.
+pub fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
+}
+
+/// Unique among concurrent test processes: process id and clock.
+pub fn unique_suffix() -> String {
+    format!("{}_{}", std::process::id(), seed())
+}
+
+/// A small deterministic generator, so a failing round can be replayed from
+/// the seed printed with it.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository")
+}
+
+/// The repository's project definitions.
+pub fn projects_dir() -> PathBuf {
+    repo().join("projects")
+}
+
+/// Polls `probe` every `every` until it gives `Some`, failing with `what`
+/// (and the last state `describe` gives) after `timeout`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, every: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// An external tool: `$var`, else `name` on `PATH`; `None` (with a note)
+/// when it is missing outside CI; a failure under `CI`.
+pub fn tool(name: &str, var: &str, hint: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(name));
+    let found = std::process::Command::new(&path)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is required under CI ({hint}; or set {var})"
+    );
+    eprintln!("note: {name} not found ({hint}, or set {var}); skipping this test");
+    None
+}
+
+/// Whether the tests run under CI, where what they need must be there.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// A request's JSON answer, whatever its status (panics when there is none).
+pub trait JsonAnswer {
+    fn json_answer(self) -> impl Future<Output = serde_json::Value>;
+}
+
+impl JsonAnswer for reqwest::RequestBuilder {
+    async fn json_answer(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}

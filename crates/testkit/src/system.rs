@@ -1,0 +1,258 @@
+//! Both services in-process on real HTTP, sharing a fresh database, and
+//! checks that no work is left undone when a test ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use myloware_api::{ApiServer, ApiState};
+use myloware_core::config::Config;
+use myloware_core::project::Catalog;
+use myloware_db::Db;
+use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::proxy::Proxy;
+
+pub const API_KEY: &str = "dev-api-key-not-for-production";
+
+pub struct System {
+    pub api: String,
+    pub orchestrator: String,
+    pub http: reqwest::Client,
+    pub api_state: ApiState,
+    pub orchestrator_state: OrchestratorState,
+    /// The API reaches the orchestrator through it: `switch.block(true)`
+    /// cuts it off, as if the orchestrator were down.
+    pub switch: Proxy,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub fn catalog() -> Catalog {
+    Catalog::load(&crate::projects_dir()).expect("the real catalog loads")
+}
+
+async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// Starts the API and the orchestrator on `db` with `vars` over test defaults.
+pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
+    // Logs of a failing test are printed with it (the harness captures them).
+    myloware_telemetry::logging::init_for_tests();
+    let (api_listener, orchestrator_listener) = (listener().await, listener().await);
+    let api = format!("http://{}", api_listener.local_addr().unwrap());
+    let orchestrator = format!("http://{}", orchestrator_listener.local_addr().unwrap());
+    // The API reaches the orchestrator through a switchable proxy.
+    let switch = Proxy::start(orchestrator_listener.local_addr().unwrap().port()).await;
+    let orchestrator_via_proxy = switch.url();
+    let mut env: HashMap<String, String> = [
+        ("API_URL", api.as_str()),
+        ("PUBLIC_BASE_URL", api.as_str()),
+        ("ORCHESTRATOR_URL", orchestrator_via_proxy.as_str()),
+        ("MOCK_PROVIDER_DELAY_MS", "20"),
+        ("ENGINE_POLL_MS", "50"),
+        ("RATE_LIMIT_PER_MINUTE", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Arc::new(Config::from_lookup(|var| env.get(var).cloned()).expect("valid test configuration"));
+    let api_state = ApiState::new(config.clone(), myloware_api::store::open(db), Arc::new(catalog()));
+    let orchestrator_state = OrchestratorState::new(config, myloware_orchestrator::store::open(db));
+    let (stop, stopped) = watch::channel(false);
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tasks = vec![
+        tokio::spawn(ApiServer::with_listener(api_listener, api_state.clone()).run(until(stopped.clone()))),
+        tokio::spawn(
+            OrchestratorServer::with_listener(orchestrator_listener, orchestrator_state.clone()).run(until(stopped)),
+        ),
+    ];
+    System {
+        api,
+        orchestrator,
+        http: reqwest::Client::new(),
+        api_state,
+        orchestrator_state,
+        switch,
+        stop,
+        tasks,
+    }
+}
+
+impl System {
+    pub async fn start_run(&self, body: Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/v1/runs/start", self.api))
+            .header("x-api-key", API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "start refused: {}", response.status());
+        let body: Value = response.json().await.unwrap();
+        body["runId"].as_str().unwrap().to_string()
+    }
+
+    pub async fn run(&self, run_id: &str) -> Value {
+        self.get(&format!("{}/v1/runs/{run_id}", self.api)).await
+    }
+
+    /// Sends `request` as the right caller: the orchestrator's routes and
+    /// the API's `/v1/internal/*` take the internal credential (signed as
+    /// the services sign), everything else the operator key.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let mut request = request.build().unwrap();
+        let url = request.url().as_str();
+        if url.starts_with(&self.orchestrator) || url.contains("/v1/internal/") {
+            myloware_http::internal::sign(&self.api_state.config.internal_keys(), &mut request);
+        } else {
+            request.headers_mut().insert("x-api-key", API_KEY.parse().unwrap());
+        }
+        self.http.execute(request).await.unwrap()
+    }
+
+    pub async fn get(&self, url: &str) -> Value {
+        self.send(self.http.get(url)).await.json().await.unwrap()
+    }
+
+    pub async fn post(&self, url: &str, body: Value) -> (u16, Value) {
+        let response = self.send(self.http.post(url).json(&body)).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One chat turn of `user` with the operator key: status and answer.
+    pub async fn chat(&self, user: &str, message: &str) -> (u16, Value) {
+        self.post(
+            &format!("{}/v1/chat/brendan", self.api),
+            json!({"user_id": user, "message": message}),
+        )
+        .await
+    }
+
+    /// One chat turn that must be answered 200: the answer.
+    pub async fn chat_ok(&self, user: &str, message: &str) -> Value {
+        let (status, body) = self.chat(user, message).await;
+        assert_eq!(status, 200, "chat turn refused: {body}");
+        body
+    }
+
+    /// Polls the run until `done` holds, failing after `timeout`.
+    pub async fn wait_for(&self, run_id: &str, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let run = self.run(run_id).await;
+            if done(&run) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; run is {}",
+                run["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, run_id: &str, status: &str, timeout: Duration) -> Value {
+        self.wait_for(run_id, timeout, status, |run| run["status"] == status)
+            .await
+    }
+
+    /// `(provider, operation)` counts of the mock calls of a run.
+    pub async fn mock_calls(&self, run_id: &str) -> HashMap<(String, String), Vec<String>> {
+        let mut calls: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for call in self.orchestrator_state.store.mock_calls(run_id).await.unwrap() {
+            calls.entry((call.provider, call.operation)).or_default().push(call.key);
+        }
+        calls
+    }
+
+    /// Teardown: fails if the outbox, the execution queue or the API's
+    /// command queue still hold work that should have finished.
+    pub async fn stop_idle(self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let counts = self.orchestrator_state.store.counts().await.unwrap();
+            let commands = self
+                .api_state
+                .store
+                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
+                .await
+                .unwrap();
+            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "undone work left behind: {counts:?}, {} undelivered commands",
+                commands.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn artifact_kinds(run: &Value) -> Vec<String> {
+    run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn smoke() -> Value {
+    json!({"project": "test_video_gen", "input": {"prompt": "smoke"}})
+}
+
+/// A run waiting at `gate` whose preview is `preview`, written through the
+/// API's store as a `gate.reached` would open it (the orchestrator never
+/// hears of it: decide nothing on it), and a fresh signed approval link.
+pub async fn awaiting_gate(api: &ApiState, gate: myloware_core::Gate, preview: Value) -> (String, String) {
+    let run_id = myloware_core::ids::new_run_id();
+    let run = myloware_api::store::NewRun {
+        gate: Some(myloware_api::store::NewGate {
+            run_id: run_id.clone(),
+            gate,
+            preview,
+        }),
+        id: run_id.clone(),
+        project: "aismr".into(),
+        status: gate.awaiting_status(),
+        user_id: None,
+        payload: json!({"graph_spec": {"hitl_gates": [gate.as_str()]}, "metadata": {"workflow_proposal": {}}}),
+        result: json!({}),
+        created_at: myloware_api::store::now(),
+    };
+    api.store.insert_run(&run).await.unwrap();
+    let link = myloware_api::hitl::mint(api, &run_id, gate);
+    (run_id, link.approval_url)
+}
+
+/// The API alone (no orchestrator: decide nothing on it) on `db`, its test
+/// configuration changed by `adjust` after validation, for what the
+/// environment cannot set up in a test (production without its secrets).
+/// Serves until the test's runtime ends.
+pub async fn start_api_with(db: &Db, adjust: impl FnOnce(&mut Config)) -> (String, ApiState) {
+    myloware_telemetry::logging::init_for_tests();
+    let listener = listener().await;
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let env: HashMap<&str, &str> = [("API_URL", api.as_str()), ("PUBLIC_BASE_URL", api.as_str())].into();
+    let mut config = Config::from_lookup(|var| env.get(var).map(|v| v.to_string())).expect("valid test configuration");
+    adjust(&mut config);
+    let state = ApiState::new(Arc::new(config), myloware_api::store::open(db), Arc::new(catalog()));
+    tokio::spawn(ApiServer::with_listener(listener, state.clone()).run(std::future::pending()));
+    (api, state)
+}
