@@ -144,8 +144,6 @@ pub struct ArtifactList {
     responses(
         (status = 201, description = "Recorded and accepted by the orchestrator", body = RunStarted),
         (status = 202, description = "Recorded; the orchestrator was unreachable and the start will be retried", body = RunStarted),
-        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Unknown project, no text input, or a malformed body"),
         (status = 429, description = "Too many starts from this client", body = ErrorBody),
     ))]
@@ -296,9 +294,6 @@ pub async fn list_artifacts(
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "A body that is not JSON", body = ErrorBody),
-        (status = 422, description = "A body that does not parse (or holds a NUL character)"),
     ))]
 pub async fn cancel_run(
     State(state): State<ApiState>,
