@@ -1,6 +1,5 @@
-//! Webhooks and events over real HTTP: kie.ai callbacks relayed once as
-//! signals, forged or stale ones refused, Upload-Post hints, the
-//! orchestrator's events applied once and in order, dead letters replayed.
+//! Provider webhooks and the orchestrator's events over real HTTP, on
+//! SQLite and (with `TEST_DATABASE_URL`) Postgres.
 
 mod common;
 

@@ -52,8 +52,6 @@ pub struct ChatRequest {
     request_body = ChatRequest,
     responses(
         (status = 200, description = "Brendan's reply", body = ChatResponse),
-        (status = 413, description = "Body over MAX_BODY_BYTES"),
-        (status = 415, description = "Not JSON"),
         (status = 422, description = "Bad user id or message, or a malformed body"),
         (status = 429, description = "Too many turns from this client"),
         (status = 502, description = "The orchestrator did not answer (the message is kept in the transcript)"),
@@ -129,11 +127,7 @@ const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"|\"rate_limited\"}`"),
         (status = 401, description = "Missing or wrong secret token"),
         (status = 404, description = "Telegram is not configured (no TELEGRAM_WEBHOOK_SECRET)"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
         (status = 422, description = "Not a Telegram update (no update_id)"),
-        (status = 429, description = "Too many refused requests from this address"),
-        (status = 500, description = "Unexpected error"),
     ))]
 pub async fn telegram(
     State(state): State<ApiState>,

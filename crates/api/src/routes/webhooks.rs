@@ -125,11 +125,6 @@ fn clip_callback_mode(state: &ApiState, run_id: &str, index: u32, token: &str) -
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"dead_lettered\"}`"),
         (status = 400, description = "Unreadable body or query string"),
         (status = 401, description = "Missing or bad signature or token"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Body holds a NUL character"),
-        (status = 429, description = "Rate limited"),
-        (status = 500, description = "Internal error"),
     ))]
 pub async fn kieai(
     State(state): State<ApiState>,
@@ -242,12 +237,7 @@ pub const MAX_RUNS_WOKEN: u32 = 20;
 #[utoipa::path(post, path = "/v1/webhooks/upload-post", tag = "webhooks",
     responses(
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
-        (status = 400, description = "Unreadable body"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Body holds a NUL character"),
-        (status = 429, description = "Rate limited"),
-        (status = 500, description = "Internal error"),
+        (status = 429, description = "Every delivery spends the sender's budget (`RATE_LIMIT_*`, per address); see `Retry-After`"),
     ))]
 pub async fn upload_post(
     State(state): State<ApiState>,
