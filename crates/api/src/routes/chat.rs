@@ -162,10 +162,7 @@ pub async fn telegram(
         return Err(ApiError::Unauthorized);
     }
     delivery.signature_status = SignatureStatus::Verified;
-    // A whole number, also written `7.0` (a JSON Schema integer).
-    let update_id = &update["update_id"];
-    let whole = update_id.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64);
-    let Some(update_id) = update_id.as_i64().or(whole) else {
+    let Some(update_id) = update["update_id"].as_number().and_then(super::whole_number) else {
         return Err(ApiError::invalid(
             &["body", "update_id"],
             "a Telegram update has an update_id",

@@ -22,6 +22,19 @@ pub mod runs;
 pub mod system;
 pub mod webhooks;
 
+/// A whole number that fits an `i64`, also written `7.0` (JSON Schema
+/// counts both as integers); `None` for a fraction or a number out of range.
+pub(crate) fn whole_number(number: &serde_json::Number) -> Option<i64> {
+    // 2^63: the first whole f64 past i64::MAX (which an f64 cannot hold).
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f))
+            .map(|f| f as i64)
+    })
+}
+
 /// The routes of every module, with the document that describes them.
 pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::base())
@@ -68,4 +81,22 @@ pub(crate) fn with_key(
 ) -> OpenApiRouter<ApiState> {
     let routes = routes.route_layer(from_fn_with_state((state.clone(), permission), middleware::require));
     openapi::documented(routes, Some("api_key"), openapi::key_answers(permission))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_number;
+
+    #[test]
+    fn whole_numbers_are_integers_or_integral_floats_within_i64() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        assert_eq!(whole_number(&number("30")), Some(30));
+        assert_eq!(whole_number(&number("30.0")), Some(30));
+        assert_eq!(whole_number(&number("-7.0")), Some(-7));
+        assert_eq!(whole_number(&number("30.5")), None);
+        assert_eq!(whole_number(&number("9223372036854775807")), Some(i64::MAX));
+        assert_eq!(whole_number(&number("9223372036854775808")), None);
+        assert_eq!(whole_number(&number("1e300")), None);
+        assert_eq!(whole_number(&number("-9223372036854775808.0")), Some(i64::MIN));
+    }
 }
