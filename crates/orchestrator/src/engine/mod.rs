@@ -25,11 +25,11 @@ use crate::personas::LlmPersonas;
 use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
 use myloware_telemetry::HttpMetrics;
 
-pub mod scripted;
-pub mod state;
+/// The run state, where it was (`engine::state`) before it had a module of its own.
+pub use crate::run_state as state;
 mod steps;
 
-use state::RunState;
+use crate::run_state::RunState;
 
 /// Why a step stopped without committing, or failed the run.
 #[derive(Debug, thiserror::Error)]

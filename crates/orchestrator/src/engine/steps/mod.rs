@@ -17,11 +17,12 @@ use myloware_providers::{
 };
 use serde_json::{Value, json};
 
-use super::state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
-use super::{Outcome, Personas, RunError, Step, StepError, node_persona, scripted};
+use super::{Outcome, Personas, RunError, Step, StepError, node_persona};
 use crate::llm::Usage;
 use crate::metrics::{Job, Observation};
 use crate::personas::{LlmPersonas, Work};
+use crate::run_state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
+use crate::scripted;
 use crate::store::{JournalBegin, JournalEntry};
 
 mod alex;
