@@ -344,7 +344,7 @@ impl Engine {
                         let seconds = step.state.persona_seconds(persona);
                         step.observe(Observation::Persona {
                             persona,
-                            outcome: "failed",
+                            outcome: crate::metrics::PersonaOutcome::Failed,
                             seconds,
                         });
                     }

@@ -157,13 +157,43 @@ pub enum SignalOutcome {
     UnknownExecution,
 }
 
+/// Where a journaled provider call stands (stored as `started`,
+/// `succeeded` or `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalStatus {
+    /// Begun: the call may or may not have reached the provider.
+    Started,
+    Succeeded,
+    Failed,
+}
+
+impl JournalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for JournalStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Started, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown journal status {s:?}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalEntry {
     pub key: String,
     pub provider: String,
     pub operation: String,
-    /// `started`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: JournalStatus,
     pub request: Value,
     pub response: Option<Value>,
 }

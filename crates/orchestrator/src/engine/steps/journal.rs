@@ -32,9 +32,9 @@ pub(super) async fn begin(
     {
         JournalBegin::Begun => Ok(Journaled::Fresh),
         JournalBegin::LeaseLost => Err(StepError::LeaseLost),
-        JournalBegin::Existing(JournalEntry { status, response, .. }) => Ok(match (status.as_str(), response) {
-            ("succeeded", Some(response)) => Journaled::Answered(response),
-            ("failed", response) => Journaled::Failed(response.unwrap_or(Value::Null)),
+        JournalBegin::Existing(JournalEntry { status, response, .. }) => Ok(match (status, response) {
+            (JournalStatus::Succeeded, Some(response)) => Journaled::Answered(response),
+            (JournalStatus::Failed, response) => Journaled::Failed(response.unwrap_or(Value::Null)),
             _ => Journaled::Unanswered,
         }),
     }

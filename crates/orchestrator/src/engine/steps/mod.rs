@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 
 use super::{Outcome, Personas, RunError, Step, StepError, node_persona};
 use crate::llm::Usage;
-use crate::metrics::{Job, Observation};
+use crate::metrics::{Job, JobOutcome, Observation, PersonaOutcome};
 use crate::personas::{LlmPersonas, Work};
 use crate::run_state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
 use crate::scripted;
-use crate::store::{JournalBegin, JournalEntry};
+use crate::store::{JournalBegin, JournalEntry, JournalStatus};
 
 mod alex;
 mod iggy;
@@ -150,7 +150,7 @@ fn persona_completed(step: &mut Step<'_>, persona: Persona, output: Value) {
     let seconds = step.state.persona_seconds(persona);
     step.observe(Observation::Persona {
         persona,
-        outcome: "completed",
+        outcome: PersonaOutcome::Completed,
         seconds,
     });
 }
@@ -195,7 +195,11 @@ fn ledger_failure<T>(result: &Result<T, ProviderError>) -> Result<(), StepError>
 fn job_ended(step: &mut Step<'_>, job: Job, succeeded: bool, since: Option<chrono::DateTime<Utc>>) {
     step.observe(Observation::Job {
         job,
-        outcome: if succeeded { "succeeded" } else { "failed" },
+        outcome: if succeeded {
+            JobOutcome::Succeeded
+        } else {
+            JobOutcome::Failed
+        },
         seconds: seconds_since(since),
     });
 }

@@ -13,16 +13,17 @@ pub(super) struct JournalRow {
     pub(super) response: Option<Json<Value>>,
 }
 
-impl From<JournalRow> for JournalEntry {
-    fn from(r: JournalRow) -> JournalEntry {
-        JournalEntry {
+impl TryFrom<JournalRow> for JournalEntry {
+    type Error = sqlx::Error;
+    fn try_from(r: JournalRow) -> Result<JournalEntry, sqlx::Error> {
+        Ok(JournalEntry {
             key: r.key,
             provider: r.provider,
             operation: r.operation,
-            status: r.status,
+            status: r.status.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
             request: r.request.0,
             response: r.response.map(|j| j.0),
-        }
+        })
     }
 }
 
@@ -76,14 +77,14 @@ macro_rules! journal_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.rollback().await?;
-                Ok(JournalBegin::Existing(row.into()))
+                Ok(JournalBegin::Existing(row.try_into()?))
             }
 
             async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()> {
                 sqlx::query("UPDATE journal SET status = $3, response = $4, updated_at = $5 WHERE run_id = $1 AND key = $2")
                     .bind(run_id)
                     .bind(key)
-                    .bind(if succeeded { "succeeded" } else { "failed" })
+                    .bind(if succeeded { JournalStatus::Succeeded } else { JournalStatus::Failed }.as_str())
                     .bind(Json(response))
                     .bind(Utc::now())
                     .execute(&self.pool)
@@ -99,7 +100,7 @@ macro_rules! journal_store {
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(JournalEntry::from).collect())
+                rows.into_iter().map(JournalEntry::try_from).collect()
             }
         }
     };

@@ -13,9 +13,9 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::{
-    Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStore,
-    KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent, OutboxStore,
-    SignalOutcome, SignalStore, StepCommit, StoreResult, StoredSignal, query_terms,
+    Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
+    OutboxStore, SignalOutcome, SignalStore, StepCommit, StoreResult, StoredSignal, query_terms,
 };
 
 #[macro_use]
