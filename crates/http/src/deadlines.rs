@@ -1,5 +1,5 @@
-//! The request deadlines (see [`crate::server`] for the connection-level
-//! limits): the body must arrive within `body_timeout` of the headers (one
+//! The request deadlines (the connection-level limits are the server
+//! loop's): the body must arrive within `body_timeout` of the headers (one
 //! deadline, not per chunk, so a byte every few seconds does not keep it
 //! alive), answered `408 {"detail": ...}` with the connection closed; a
 //! request not answered within `request_timeout` is answered
@@ -22,7 +22,7 @@ use myloware_core::config::HttpLimits;
 use tower::{Layer, Service};
 use tower_http::timeout::{DeadlineBody, TimeoutError};
 
-use crate::stack::error;
+use crate::error::error;
 
 /// The body deadline and the request timeout, answered in the services'
 /// error shape. The services install it as a route layer inside their

@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod deadlines;
+pub mod error;
 pub mod internal;
 pub mod objects_only;
 pub mod request_id;

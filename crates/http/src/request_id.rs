@@ -10,7 +10,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::stack::error as json_error;
+use crate::error::error as json_error;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -8,7 +8,7 @@
 //!   connection and between requests on a kept-alive one (hyper starts the
 //!   timer whenever it waits for a request head), so idle keep-alive
 //!   connections are closed after the same time;
-//! - ([`crate::deadlines::Deadlines`], in the shared layer stack) the body
+//! - (the `Deadlines` layer, in the shared layer stack) the body
 //!   must arrive within `body_timeout` of the headers, and a request must be
 //!   answered within `request_timeout`;
 //! - at most `max_connections` connections at once: the loop stops
@@ -47,7 +47,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 /// A service the generic [`Server`] runs: where it listens, its router
-/// (with [`crate::stack::layered`] around it) and the background tasks
+/// (with the shared layer stack around it) and the background tasks
 /// that live as long as it serves.
 pub trait Service: Clone + Send + Sync + 'static {
     /// For the log line (`"api"`, `"orchestrator"`).

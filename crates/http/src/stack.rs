@@ -15,14 +15,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
-use myloware_core::ErrorBody;
+use axum::response::Response;
 use myloware_core::config::HttpLimits;
 use myloware_telemetry::HttpMetrics;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::body::BodyLimit;
 use crate::deadlines::Deadlines;
+use crate::error::error;
 
 /// `routes` with the shared layers, its state given.
 pub fn layered<S: Clone + Send + Sync + 'static>(
@@ -45,9 +45,4 @@ pub fn layered<S: Clone + Send + Sync + 'static>(
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
         }))
         .layer(from_fn(crate::request_id::request_id))
-}
-
-/// An answer in the services' error shape, `{"detail": ...}`.
-pub fn error(status: StatusCode, detail: &str) -> Response {
-    (status, axum::Json(ErrorBody::new(detail))).into_response()
 }

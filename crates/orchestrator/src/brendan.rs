@@ -4,13 +4,15 @@
 //! and turns his actions into runs and decisions.
 //!
 //! Two implementations: [`scripted`] (deterministic keyword rules, used when
-//! no LLM is configured) and the LLM one in [`crate::personas`].
+//! no LLM is configured) and the LLM one in [`crate::personas`], whose tools
+//! ([`crate::tools`]) describe runs and proposals the same way.
 
 use myloware_core::project::Persona;
-use myloware_core::wire::{ChatAction, ChatReply, ChatRun, ChatTurn};
+use myloware_core::wire::{ChatAction, ChatReply, ChatTurn};
 use serde_json::{Map, Value, json};
 
 use crate::engine::{Engine, Personas};
+use crate::tools::{describe_proposal, describe_run};
 
 /// Words that, opening a message, decide the user's pending gate.
 const APPROVE: [&str; 8] = ["approve", "approved", "approving", "lgtm", "yes", "ok", "okay", "ship"];
@@ -144,27 +146,6 @@ fn mentions(text: &str, phrases: &[&str]) -> bool {
     phrases.iter().any(|p| text.contains(p))
 }
 
-/// One line about a run: its status, gate, links, error.
-pub fn describe_run(run: &ChatRun) -> String {
-    let about = ["object", "subject", "topic", "title", "prompt"]
-        .iter()
-        .find_map(|f| run.input[f].as_str())
-        .map(|s| format!(" about {s}"))
-        .unwrap_or_default();
-    let mut line = format!("Run {} ({}{about}) is {}", run.run_id, run.project, run.status);
-    if let Some(gate) = run.awaiting_gate {
-        line.push_str(&format!(", waiting for your approval at the {gate} gate"));
-    }
-    if !run.publish_urls.is_empty() {
-        line.push_str(&format!("; published at {}", run.publish_urls.join(", ")));
-    }
-    if let Some(error) = &run.error {
-        line.push_str(&format!("; it failed: {error}"));
-    }
-    line.push('.');
-    line
-}
-
 /// The proposal's input for `project` from what the user said.
 fn proposal_input(project: &str, subject: Option<&str>, modifiers: Vec<String>, message: &str) -> Value {
     let mut input = Map::new();
@@ -182,28 +163,6 @@ fn proposal_input(project: &str, subject: Option<&str>, modifiers: Vec<String>, 
         input.insert("modifiers".into(), json!(modifiers));
     }
     Value::Object(input)
-}
-
-/// A person-readable description of a proposal.
-pub fn describe_proposal(project: &str, input: &Value, skip: &[Persona]) -> String {
-    let subject = ["object", "subject"].iter().find_map(|f| input[f].as_str());
-    let what = match (project, subject) {
-        ("aismr", Some(s)) => format!("an AISMR video about {s}: twelve surreal 8-second clips of {s}"),
-        ("aismr", None) => "an AISMR video".to_string(),
-        ("test_video_gen", _) => "a test video (moon/cheeseburger and sun/pickle)".to_string(),
-        (project, Some(s)) => format!("a {project} video about {s}"),
-        (project, None) => format!("a {project} video"),
-    };
-    let mut plan = format!("Here is the plan: {what}.");
-    if let Some(modifiers) = input["modifiers"].as_array().filter(|m| !m.is_empty()) {
-        let list: Vec<&str> = modifiers.iter().filter_map(Value::as_str).collect();
-        plan.push_str(&format!(" Modifiers: {}.", list.join(", ")));
-    }
-    if skip.contains(&Persona::Alex) {
-        plan.push_str(" Editing is skipped: the first clip is published as is.");
-    }
-    plan.push_str(" Approve the plan to start it.");
-    plan
 }
 
 /// One turn: the LLM Brendan when an LLM is configured, else the scripted one.
@@ -335,7 +294,7 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
 mod tests {
     use super::*;
     use myloware_core::Gate;
-    use myloware_core::wire::{ChatLine, ChatProject};
+    use myloware_core::wire::{ChatLine, ChatProject, ChatRun};
 
     fn turn(message: &str) -> ChatTurn {
         ChatTurn {

@@ -35,7 +35,10 @@ pub mod metrics;
 pub mod outbox;
 pub mod personas;
 mod routes;
+pub mod run_state;
+pub mod scripted;
 pub mod store;
+pub mod tools;
 
 use engine::{Engine, Personas, ProviderSets};
 use myloware_providers::Providers;

@@ -29,18 +29,54 @@ pub enum Job {
 /// Something a step saw, recorded once the step commits.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
-    /// A persona finished (`completed`) or failed, after `seconds`.
+    /// A persona finished or failed, after `seconds`.
     Persona {
         persona: Persona,
-        outcome: &'static str,
+        outcome: PersonaOutcome,
         seconds: f64,
     },
-    /// A provider job ended (`succeeded` or `failed`) `seconds` after it was submitted.
+    /// A provider job ended `seconds` after it was submitted.
     Job {
         job: Job,
-        outcome: &'static str,
+        outcome: JobOutcome,
         seconds: f64,
     },
+}
+
+/// How a persona's step ended (the `outcome` label: `completed`, `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonaOutcome {
+    Completed,
+    Failed,
+}
+
+impl PersonaOutcome {
+    pub const ALL: [PersonaOutcome; 2] = [Self::Completed, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// How a provider job ended (the `outcome` label: `succeeded`, `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl JobOutcome {
+    pub const ALL: [JobOutcome; 2] = [Self::Succeeded, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 pub struct EngineMetrics {
@@ -111,15 +147,15 @@ impl EngineMetrics {
         let mode = declared.mode.as_str();
         for project in declared.projects {
             for persona in Persona::ALL {
-                for outcome in ["completed", "failed"] {
+                for outcome in PersonaOutcome::ALL {
                     self.persona_step
-                        .with_label_values(&[project, persona.as_str(), outcome]);
+                        .with_label_values(&[project, persona.as_str(), outcome.as_str()]);
                 }
             }
         }
         for histogram in [&self.kieai_job, &self.shotstack_render, &self.upload_post] {
-            for outcome in ["succeeded", "failed"] {
-                histogram.with_label_values(&[mode, outcome]);
+            for outcome in JobOutcome::ALL {
+                histogram.with_label_values(&[mode, outcome.as_str()]);
             }
         }
         for (provider, operation) in PROVIDER_OPERATIONS {
@@ -144,7 +180,7 @@ impl EngineMetrics {
                     seconds,
                 } => self
                     .persona_step
-                    .with_label_values(&[project, persona.as_str(), outcome])
+                    .with_label_values(&[project, persona.as_str(), outcome.as_str()])
                     .observe(*seconds),
                 Observation::Job { job, outcome, seconds } => {
                     let histogram = match job {
@@ -152,7 +188,9 @@ impl EngineMetrics {
                         Job::Shotstack => &self.shotstack_render,
                         Job::UploadPost => &self.upload_post,
                     };
-                    histogram.with_label_values(&[mode.as_str(), outcome]).observe(*seconds);
+                    histogram
+                        .with_label_values(&[mode.as_str(), outcome.as_str()])
+                        .observe(*seconds);
                 }
             }
         }

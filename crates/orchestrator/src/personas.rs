@@ -14,25 +14,20 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, Persona, ProjectSpec};
-use myloware_core::wire::{ChatAction, ChatReply, ChatTurn};
+use myloware_core::wire::{ChatReply, ChatTurn};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::engine::state::{Clip, Idea, Overlay, Script};
-use crate::llm::{AgentTask, Llm, OutputSchema, Role, ToolHandler, ToolSpec, Usage};
+use crate::llm::{AgentTask, Llm, OutputSchema, Role, Usage};
+use crate::run_state::{Clip, Idea, Overlay, Script};
 use crate::store::OrchestratorStore;
+use crate::tools::{Tools, array, object, tool_spec};
 
-/// Tools whose work the engine does after the persona's answer.
-const ACTION_TOOLS: [&str; 4] = ["submit_clips", "wait_for_clips", "render_timeline", "publish"];
 /// Tool-call rounds per attempt.
 const MAX_ROUNDS: u32 = 8;
-/// Knowledge hits per search, and characters of each shown to the model.
-const SEARCH_LIMIT: u32 = 5;
-const EXCERPT_CHARS: usize = 1200;
 
 /// The LLM and the persona prompts.
 pub struct LlmPersonas {
@@ -440,196 +435,5 @@ fn indexed(indices: impl Iterator<Item = u32>, count: usize, what: &str) -> Resu
             count.saturating_sub(1),
             seen.len()
         ))
-    }
-}
-
-/// A strict JSON-schema object: every property required, nothing else.
-fn object(properties: Value) -> Value {
-    let required: Vec<Value> = properties
-        .as_object()
-        .map(|p| p.keys().map(|k| json!(k)).collect())
-        .unwrap_or_default();
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-}
-
-fn array(items: Value) -> Value {
-    json!({"type": "array", "items": items})
-}
-
-/// The function definition of a tool, by name.
-fn tool_spec(name: &str) -> Option<ToolSpec> {
-    let (description, parameters) = match name {
-        "knowledge_search" => (
-            "Full-text search of the knowledge base (persona prompts, guardrails, project notes). Returns the best \
-             matching documents.",
-            object(json!({"query": {"type": "string", "description": "words to look for"}})),
-        ),
-        "submit_clips" => (
-            "Submit the clip prompts of your answer to kie.ai. The engine submits them once, after your answer.",
-            object(json!({})),
-        ),
-        "wait_for_clips" => (
-            "Wait for every submitted clip. The engine waits after your answer.",
-            object(json!({})),
-        ),
-        "render_timeline" => (
-            "Render the timeline built from the clips and your overlays (once per run). The engine renders after \
-             your answer.",
-            object(json!({})),
-        ),
-        "publish" => (
-            "Publish the video with your caption and hashtags. The engine publishes once, after your answer.",
-            object(json!({})),
-        ),
-        "list_runs" => ("The user's recent runs, newest first, with status.", object(json!({}))),
-        "run_status" => (
-            "One run's status, gate, publish URLs and error.",
-            object(json!({"runId": {"type": "string"}})),
-        ),
-        "propose_run" => (
-            "Propose a video run for the user to approve. The API creates it held at the workflow gate and adds the \
-             approval link to your reply.",
-            object(json!({
-                "project": {"type": "string", "description": "a project slug"},
-                "object": {"type": "string", "description": "what the video is about (aismr: the object)"},
-                "modifiers": array(json!({"type": "string"})),
-                "skipEditing": {"type": "boolean", "description": "leave Alex (editing) out"}
-            })),
-        ),
-        "decide_gate" => (
-            "Approve or reject the user's run waiting at a gate (the newest one unless runId is given).",
-            object(json!({
-                "decision": {"type": "string", "enum": ["approve", "reject"]},
-                "runId": {"type": ["string", "null"]},
-                "reason": {"type": ["string", "null"]}
-            })),
-        ),
-        _ => return None,
-    };
-    Some(ToolSpec {
-        name: name.to_string(),
-        description: description.to_string(),
-        parameters,
-    })
-}
-
-/// What a persona's or Brendan's tool calls reach.
-struct Tools<'a> {
-    store: &'a dyn OrchestratorStore,
-    project: Option<String>,
-    persona: Persona,
-    turn: Option<&'a ChatTurn>,
-    /// Brendan's actions, in call order.
-    actions: Mutex<Vec<ChatAction>>,
-}
-
-impl Tools<'_> {
-    fn run(&self, run_id: &str) -> Result<Value, String> {
-        let turn = self.turn.ok_or("no runs here")?;
-        let run = turn
-            .runs
-            .iter()
-            .find(|r| r.run_id == run_id)
-            .ok_or_else(|| format!("the user has no run {run_id}"))?;
-        Ok(json!({"summary": crate::brendan::describe_run(run), "run": run}))
-    }
-
-    fn propose(&self, args: &Value) -> Result<Value, String> {
-        let turn = self.turn.ok_or("not in a chat")?;
-        let project = args["project"].as_str().unwrap_or_default();
-        if !turn.projects.iter().any(|p| p.project == project && p.runnable) {
-            let known: Vec<&str> = turn
-                .projects
-                .iter()
-                .filter(|p| p.runnable)
-                .map(|p| p.project.as_str())
-                .collect();
-            return Err(format!("unknown project {project:?}; propose one of {known:?}"));
-        }
-        let mut input = serde_json::Map::new();
-        match args["object"].as_str().map(str::trim).filter(|o| !o.is_empty()) {
-            Some(object) => input.insert("object".into(), json!(object)),
-            None if project == "aismr" => return Err("an aismr run needs the object it is about".into()),
-            None => input.insert("title".into(), json!(format!("{project} video"))),
-        };
-        input.insert("prompt".into(), json!(turn.message));
-        if let Some(modifiers) = args["modifiers"].as_array().filter(|m| !m.is_empty()) {
-            input.insert("modifiers".into(), json!(modifiers));
-        }
-        let skip = if args["skipEditing"].as_bool() == Some(true) {
-            vec![Persona::Alex]
-        } else {
-            Vec::new()
-        };
-        let input = Value::Object(input);
-        let plan = crate::brendan::describe_proposal(project, &input, &skip);
-        self.actions.lock().expect("actions lock").push(ChatAction::ProposeRun {
-            project: project.to_string(),
-            input,
-            skip,
-        });
-        Ok(json!({"proposed": true, "plan": plan, "note": "the API adds the approval link to your reply"}))
-    }
-
-    fn decide(&self, args: &Value) -> Result<Value, String> {
-        let turn = self.turn.ok_or("not in a chat")?;
-        let approve = match args["decision"].as_str() {
-            Some("approve") => true,
-            Some("reject") => false,
-            _ => return Err("decision must be approve or reject".into()),
-        };
-        let run_id = args["runId"].as_str().map(str::to_owned);
-        let run = match &run_id {
-            Some(id) => turn.runs.iter().find(|r| &r.run_id == id),
-            None => turn.runs.iter().find(|r| r.awaiting_gate.is_some()),
-        };
-        let Some(run) = run.filter(|r| r.awaiting_gate.is_some()) else {
-            return Err("none of the user's runs is waiting at a gate".into());
-        };
-        self.actions.lock().expect("actions lock").push(ChatAction::DecideGate {
-            approve,
-            run_id: Some(run.run_id.clone()),
-            gate: run.awaiting_gate,
-            reason: args["reason"].as_str().map(str::to_owned),
-        });
-        Ok(json!({"queued": true, "runId": run.run_id, "gate": run.awaiting_gate}))
-    }
-}
-
-#[async_trait]
-impl ToolHandler for Tools<'_> {
-    async fn call(&self, name: &str, args: Value) -> Result<Value, String> {
-        match name {
-            "knowledge_search" => {
-                let query = args["query"].as_str().unwrap_or_default();
-                let persona = (self.persona != Persona::Brendan).then(|| self.persona.as_str());
-                let hits = self
-                    .store
-                    .search_knowledge(query, self.project.as_deref(), persona, SEARCH_LIMIT)
-                    .await
-                    .map_err(|err| format!("the knowledge base is unavailable: {err}"))?;
-                let results: Vec<Value> = hits
-                    .into_iter()
-                    .map(|h| {
-                        json!({"id": h.id, "title": h.title, "kind": h.kind,
-                               "text": h.body.chars().take(EXCERPT_CHARS).collect::<String>()})
-                    })
-                    .collect();
-                Ok(json!({"results": results}))
-            }
-            action if ACTION_TOOLS.contains(&action) => Ok(json!({
-                "accepted": true,
-                "note": "the engine does this once your final answer is in"
-            })),
-            "list_runs" => {
-                let turn = self.turn.ok_or("not in a chat")?;
-                let runs: Vec<String> = turn.runs.iter().map(crate::brendan::describe_run).collect();
-                Ok(json!({"runs": runs}))
-            }
-            "run_status" => self.run(args["runId"].as_str().unwrap_or_default()),
-            "propose_run" => self.propose(&args),
-            "decide_gate" => self.decide(&args),
-            other => Err(format!("unknown tool {other}")),
-        }
     }
 }

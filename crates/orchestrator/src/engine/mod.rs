@@ -26,11 +26,11 @@ use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommi
 use myloware_telemetry::HttpMetrics;
 
 mod intake;
-pub mod scripted;
-pub mod state;
+/// The run state, where it was (`engine::state`) before it had a module of its own.
+pub use crate::run_state as state;
 mod steps;
 
-use state::RunState;
+use crate::run_state::RunState;
 
 /// Why a step stopped without committing, or failed the run.
 #[derive(Debug, thiserror::Error)]
@@ -345,7 +345,7 @@ impl Engine {
                         let seconds = step.state.persona_seconds(persona);
                         step.observe(Observation::Persona {
                             persona,
-                            outcome: "failed",
+                            outcome: crate::metrics::PersonaOutcome::Failed,
                             seconds,
                         });
                     }

@@ -157,13 +157,43 @@ pub enum SignalOutcome {
     UnknownExecution,
 }
 
+/// Where a journaled provider call stands (stored as `started`,
+/// `succeeded` or `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalStatus {
+    /// Begun: the call may or may not have reached the provider.
+    Started,
+    Succeeded,
+    Failed,
+}
+
+impl JournalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for JournalStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Started, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown journal status {s:?}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalEntry {
     pub key: String,
     pub provider: String,
     pub operation: String,
-    /// `started`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: JournalStatus,
     pub request: Value,
     pub response: Option<Value>,
 }
@@ -199,8 +229,9 @@ pub struct EngineCounts {
     pub outbox_pending: i64,
 }
 
+/// Executions: one per run, claimed under a lease, committed step by step.
 #[async_trait]
-pub trait OrchestratorStore: Send + Sync + 'static {
+pub trait ExecutionStore: Send + Sync {
     /// Creates the execution with its first event, or reports that it exists.
     async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created>;
 
@@ -225,6 +256,15 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     /// Commits a step if `commit.worker` still holds the lease.
     async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool>;
 
+    /// Marks the execution for cancellation and wakes it; `None` if unknown.
+    async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
+
+    async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
+}
+
+/// The signals executions wait for.
+#[async_trait]
+pub trait SignalStore: Send + Sync {
     async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome>;
 
     async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>>;
@@ -235,12 +275,11 @@ pub trait OrchestratorStore: Send + Sync + 'static {
 
     /// A signal received before (consumed or not).
     async fn find_signal(&self, run_id: &str, signal_id: &str) -> StoreResult<Option<Value>>;
+}
 
-    /// Marks the execution for cancellation and wakes it; `None` if unknown.
-    async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
-
-    async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
-
+/// The journal of provider calls (idempotency keys and answers).
+#[async_trait]
+pub trait JournalStore: Send + Sync {
     async fn journal_begin(
         &self,
         run_id: &str,
@@ -254,7 +293,11 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()>;
 
     async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>>;
+}
 
+/// The outbox of events for the API.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Undelivered events that are due, oldest first, never one that waits
     /// behind an earlier undelivered event of its run.
     async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>>;
@@ -265,24 +308,22 @@ pub trait OrchestratorStore: Send + Sync + 'static {
     async fn outbox_retry(&self, run_id: &str, error: &str, retry_at: DateTime<Utc>) -> StoreResult<()>;
 
     async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>>;
+}
 
-    async fn counts(&self) -> StoreResult<EngineCounts>;
-
-    /// Retention: the journal, delivered outbox events, signals and mock
-    /// provider calls of executions that finished (completed, failed,
-    /// cancelled, rejected) before `cutoff`; never a row of a runnable or
-    /// waiting one, whose exactly-once rests on them. The executions stay.
-    /// Counted when `dry_run`, else deleted in one transaction; rows by
-    /// table name.
-    async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>>;
-
+/// The mock providers' ledger.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
     async fn record_mock_call(&self, call: &MockCall) -> StoreResult<()>;
 
     async fn find_mock_call(&self, provider: &str, operation: &str, key: &str) -> StoreResult<Option<MockCall>>;
 
     /// Every mock call of a run, in order.
     async fn mock_calls(&self, run_id: &str) -> StoreResult<Vec<MockCall>>;
+}
 
+/// The knowledge base the personas search.
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
     /// Replaces the whole knowledge base with `docs`, atomically.
     async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()>;
 
@@ -297,6 +338,23 @@ pub trait OrchestratorStore: Send + Sync + 'static {
         persona: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<KnowledgeHit>>;
+}
+
+/// Everything the orchestrator keeps, one aggregate per trait, and what
+/// spans them (counts, retention, a liveness check).
+#[async_trait]
+pub trait OrchestratorStore:
+    ExecutionStore + SignalStore + JournalStore + OutboxStore + LedgerStore + KnowledgeStore + Send + Sync + 'static
+{
+    async fn counts(&self) -> StoreResult<EngineCounts>;
+
+    /// Retention: the journal, delivered outbox events, signals and mock
+    /// provider calls of executions that finished (completed, failed,
+    /// cancelled, rejected) before `cutoff`; never a row of a runnable or
+    /// waiting one, whose exactly-once rests on them. The executions stay.
+    /// Counted when `dry_run`, else deleted in one transaction; rows by
+    /// table name.
+    async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -4,7 +4,7 @@
 use myloware_core::project::ProjectSpec;
 use serde_json::{Value, json};
 
-use super::state::{Clip, Idea, Overlay, Script};
+use crate::run_state::{Clip, Idea, Overlay, Script};
 
 /// Built-in surreal modifiers for projects without fixed videos.
 const MODIFIERS: [&str; 12] = [

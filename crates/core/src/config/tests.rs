@@ -1,0 +1,309 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::providers::Provider;
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_lookup(|var| map.get(var).cloned())
+}
+
+fn vars_named(err: &ConfigError) -> Vec<&'static str> {
+    err.problems.iter().map(|p| p.var).collect()
+}
+
+/// What production needs besides the keys: Postgres and an https base URL.
+const DEPLOYED: [(&str, &str); 2] = [
+    ("DATABASE_URL", "postgres://mw@db:5432/mw"),
+    ("PUBLIC_BASE_URL", "https://mw.example.com"),
+];
+
+const LIVE_SECRETS: &[(&str, &str)] = &[
+    ("KIEAI_API_KEY", "k"),
+    ("KIEAI_SIGNING_SECRET", "s"),
+    ("SHOTSTACK_API_KEY", "k"),
+    ("UPLOAD_POST_API_KEY", "k"),
+];
+
+#[test]
+fn development_defaults_need_no_variables() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config.environment, Environment::Development);
+    assert_eq!(config.providers_mode, ProviderMode::Mock);
+    assert_eq!(config.api_keys[0].key.expose_secret(), DEV_API_KEY);
+    assert_eq!(config.database_url.expose_secret(), DEFAULT_DATABASE_URL);
+    assert_eq!(config.api_port, 8080);
+    assert_eq!(config.orchestrator_port, 8090);
+    assert_eq!(config.orchestrator_url.as_str(), "http://127.0.0.1:8090/");
+}
+
+#[test]
+fn live_mode_without_secrets_names_every_missing_variable() {
+    let err = config(&[("USE_MOCK_PROVIDERS", "false")]).unwrap_err();
+    assert_eq!(
+        vars_named(&err),
+        [
+            "KIEAI_API_KEY",
+            "KIEAI_SIGNING_SECRET",
+            "SHOTSTACK_API_KEY",
+            "UPLOAD_POST_API_KEY",
+        ]
+    );
+    assert!(err.to_string().contains("KIEAI_SIGNING_SECRET: required in live mode"));
+}
+
+#[test]
+fn live_mode_with_every_secret_starts_in_development() {
+    let mut vars = LIVE_SECRETS.to_vec();
+    vars.push(("USE_MOCK_PROVIDERS", "false"));
+    let config = config(&vars).unwrap();
+    assert_eq!(config.providers_mode, ProviderMode::Live);
+    assert!(Provider::ALL.iter().all(|p| config.providers.is_configured(*p)));
+}
+
+/// Upload-Post's webhooks are unsigned: live mode needs no signing
+/// secret for it, and live callbacks of kie.ai never fall back to the
+/// public mock key.
+#[test]
+fn upload_post_needs_no_signing_secret_and_kieai_has_no_mock_fallback() {
+    let mut vars = LIVE_SECRETS.to_vec();
+    vars.push(("USE_MOCK_PROVIDERS", "false"));
+    assert!(!vars.iter().any(|(var, _)| *var == "UPLOAD_POST_SIGNING_SECRET"));
+    let config = config(&vars).unwrap();
+    assert!(config.providers.is_configured(Provider::UploadPost));
+    assert_eq!(config.providers.live_kieai_signing_key().as_deref(), Some(&b"s"[..]));
+
+    let mock = super::Config::from_lookup(|_| None).unwrap();
+    assert_eq!(mock.providers.live_kieai_signing_key(), None);
+    assert_eq!(
+        mock.providers.mock_kieai_signing_key(),
+        MOCK_KIEAI_SIGNING_SECRET.as_bytes()
+    );
+}
+
+#[test]
+fn providers_mode_is_an_alias_and_conflicts_are_refused() {
+    assert_eq!(
+        config(&[("PROVIDERS_MODE", "mock")]).unwrap().providers_mode,
+        ProviderMode::Mock
+    );
+    let err = config(&[("PROVIDERS_MODE", "live"), ("USE_MOCK_PROVIDERS", "true")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["PROVIDERS_MODE"]);
+    let err = config(&[("USE_MOCK_PROVIDERS", "maybe")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["USE_MOCK_PROVIDERS"]);
+}
+
+#[test]
+fn outside_development_default_or_short_keys_are_refused() {
+    let err = config(&[("ENVIRONMENT", "production")]).unwrap_err();
+    assert_eq!(
+        vars_named(&err),
+        [
+            "API_KEY",
+            "HITL_SECRET",
+            "INTERNAL_SECRET",
+            "DATABASE_URL",
+            "PUBLIC_BASE_URL"
+        ]
+    );
+
+    let err = config(&[
+        ("ENVIRONMENT", "production"),
+        DEPLOYED[0],
+        DEPLOYED[1],
+        ("API_KEY", DEV_API_KEY),
+        ("HITL_SECRET", "short"),
+        ("INTERNAL_SECRET", &"i".repeat(40)),
+    ])
+    .unwrap_err();
+    assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET"]);
+    assert!(err.problems[0].message.contains("development default"));
+    assert!(err.problems[1].message.contains("at least 32"));
+
+    let strong = "x".repeat(40);
+    let ok = config(&[
+        ("ENVIRONMENT", "production"),
+        DEPLOYED[0],
+        DEPLOYED[1],
+        ("API_KEY", &strong),
+        ("HITL_SECRET", &strong),
+        ("INTERNAL_SECRET", &"i".repeat(40)),
+    ]);
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn named_keys_with_roles_are_read_and_checked() {
+    let strong = "k".repeat(40);
+    let production = |keys: &str| {
+        config(&[
+            ("ENVIRONMENT", "production"),
+            ("API_KEY", &strong),
+            ("API_KEYS", keys),
+            ("HITL_SECRET", &"h".repeat(40)),
+            ("INTERNAL_SECRET", &"i".repeat(40)),
+            DEPLOYED[0],
+            DEPLOYED[1],
+        ])
+    };
+    let ok = production(&format!(
+        "ann:approver:{}, ci:viewer:{}",
+        "a".repeat(40),
+        "c".repeat(40)
+    ))
+    .unwrap();
+    let roles: Vec<_> = ok.api_keys.iter().map(|k| (k.name.as_str(), k.role)).collect();
+    assert_eq!(roles[0].1, crate::auth::Role::Admin, "a bare API_KEY is an admin");
+    assert_eq!(
+        &roles[1..],
+        [("ann", crate::auth::Role::Approver), ("ci", crate::auth::Role::Viewer)]
+    );
+
+    let err = production("ann:approver:short").unwrap_err();
+    assert_eq!(vars_named(&err), ["API_KEYS"]);
+    assert!(err.problems[0].message.contains("\"ann\""), "{err}");
+    let err = production(&format!("x:viewer:{0},x:admin:{0}b", "a".repeat(40))).unwrap_err();
+    assert!(err.problems[0].message.contains("unique"), "{err}");
+    let err = production(&format!("bad name:viewer:{}", "a".repeat(40))).unwrap_err();
+    assert_eq!(vars_named(&err), ["API_KEYS"]);
+}
+
+#[test]
+fn previous_secrets_twin_keys_and_unlimited_rates_are_refused_in_production() {
+    let (strong, hitl, internal) = ("k".repeat(40), "h".repeat(40), "i".repeat(40));
+    let production = |extra: &[(&'static str, &str)]| {
+        let mut vars = vec![
+            ("ENVIRONMENT", "production"),
+            ("API_KEY", strong.as_str()),
+            ("HITL_SECRET", hitl.as_str()),
+            ("INTERNAL_SECRET", internal.as_str()),
+            DEPLOYED[0],
+            DEPLOYED[1],
+        ];
+        vars.extend_from_slice(extra);
+        config(&vars)
+    };
+    assert!(production(&[]).is_ok());
+    for (var, value) in [
+        ("INTERNAL_SECRET_PREVIOUS", DEV_INTERNAL_SECRET),
+        ("INTERNAL_SECRET_PREVIOUS", "short"),
+        ("HITL_SECRET_PREVIOUS", DEV_HITL_SECRET),
+        ("RATE_LIMIT_PER_MINUTE", "0"),
+    ] {
+        assert_eq!(
+            vars_named(&production(&[(var, value)]).unwrap_err()),
+            [var],
+            "{var}={value}"
+        );
+    }
+    let twin = format!("ops:operator:{strong}");
+    let err = production(&[("API_KEYS", twin.as_str())]).unwrap_err();
+    assert!(err.problems[0].message.contains("same secret"), "{err}");
+    let err = production(&[("API_KEYS", "ann:aprover:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]).unwrap_err();
+    assert!(err.problems[0].message.contains("unknown role"), "{err}");
+    // Development keeps its switch.
+    assert!(config(&[("RATE_LIMIT_PER_MINUTE", "0")]).is_ok());
+}
+
+#[test]
+fn the_internal_secret_is_required_outside_development_and_used_for_nothing_else() {
+    let strong = "k".repeat(40);
+    let with_internal = |internal: &str| {
+        config(&[
+            ("ENVIRONMENT", "staging"),
+            ("API_KEY", &strong),
+            ("HITL_SECRET", &"h".repeat(40)),
+            ("INTERNAL_SECRET", internal),
+            DEPLOYED[0],
+            DEPLOYED[1],
+        ])
+    };
+    assert_eq!(vars_named(&with_internal(&strong).unwrap_err()), ["INTERNAL_SECRET"]);
+    assert_eq!(
+        vars_named(&with_internal(&"h".repeat(40)).unwrap_err()),
+        ["INTERNAL_SECRET"]
+    );
+    assert_eq!(vars_named(&with_internal("short").unwrap_err()), ["INTERNAL_SECRET"]);
+    assert!(with_internal(&"i".repeat(40)).is_ok());
+    // Development: optional; the services fall back to the dev secret.
+    let dev = config(&[]).unwrap();
+    assert!(dev.internal_secret.is_none());
+    let _ = dev.internal_keys();
+}
+
+#[test]
+fn telegram_chat_lists_are_integers_and_approvers_are_allowed_chats() {
+    let ok = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42, -100123")]).unwrap();
+    assert_eq!(ok.chat.telegram_allowed_chat_ids, ["42", "-100123"]);
+    assert_eq!(
+        ok.chat.telegram_approver_chat_ids,
+        ["42", "-100123"],
+        "default: the allowed list"
+    );
+    let ok = config(&[
+        ("TELEGRAM_ALLOWED_CHAT_IDS", "42,43"),
+        ("TELEGRAM_APPROVER_CHAT_IDS", "43"),
+    ])
+    .unwrap();
+    assert_eq!(ok.chat.telegram_approver_chat_ids, ["43"]);
+    assert!(config(&[]).unwrap().chat.telegram_allowed_chat_ids.is_empty());
+    let err = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42,@me")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["TELEGRAM_ALLOWED_CHAT_IDS"]);
+    let err = config(&[("TELEGRAM_ALLOWED_CHAT_IDS", "42"), ("TELEGRAM_APPROVER_CHAT_IDS", "7")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["TELEGRAM_APPROVER_CHAT_IDS"]);
+}
+
+#[test]
+fn problems_never_contain_secret_values() {
+    let err = config(&[
+        ("ENVIRONMENT", "production"),
+        DEPLOYED[0],
+        DEPLOYED[1],
+        ("API_KEY", "sekrit-value"),
+        ("HITL_SECRET", "other-sekrit"),
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains("sekrit"), "{text}");
+    let config = config(&[("API_KEY", "sekrit-value")]).unwrap();
+    assert!(!format!("{config:?}").contains("sekrit"));
+}
+
+#[test]
+fn provider_hosts_are_checked_against_the_allowlist() {
+    let err = config(&[("KIEAI_BASE_URL", "https://evil.example.com")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["KIEAI_BASE_URL"]);
+    let ok = config(&[("KIEAI_BASE_URL", "http://127.0.0.1:9999")]).unwrap();
+    assert_eq!(ok.providers.kieai.host(), "127.0.0.1");
+    let strong = "x".repeat(40);
+    let err = config(&[
+        ("ENVIRONMENT", "production"),
+        DEPLOYED[0],
+        DEPLOYED[1],
+        ("API_KEY", &strong),
+        ("HITL_SECRET", &strong),
+        ("INTERNAL_SECRET", &"i".repeat(40)),
+        ("KIEAI_BASE_URL", "http://127.0.0.1:9999"),
+    ])
+    .unwrap_err();
+    assert_eq!(vars_named(&err), ["KIEAI_BASE_URL"]);
+    let err = config(&[("SHOTSTACK_BASE_URL", "https://api.shotstack.io/edit/v1")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["SHOTSTACK_BASE_URL"]);
+}
+
+#[test]
+fn bad_values_are_reported_together() {
+    let err = config(&[
+        ("API_PORT", "eighty"),
+        ("DATABASE_URL", "mysql://x"),
+        ("LOG_FORMAT", "xml"),
+    ])
+    .unwrap_err();
+    assert_eq!(vars_named(&err), ["DATABASE_URL", "API_PORT", "LOG_FORMAT"]);
+}
+
+#[test]
+fn database_passwords_are_redacted() {
+    let config = config(&[("DATABASE_URL", "postgres://me:hunter2@db:5432/mw")]).unwrap();
+    assert_eq!(config.database_url_redacted(), "postgres://me:***@db:5432/mw");
+}

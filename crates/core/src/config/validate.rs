@@ -1,0 +1,192 @@
+//! The one pass over the variables: [`Config::from_lookup`] reads every
+//! variable through a [`Reader`] that collects problems instead of
+//! stopping at the first, checks them, and answers all of them in a
+//! [`ConfigError`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::channels::chat_config;
+use super::providers::{provider_endpoint, providers_mode};
+use super::reader::Reader;
+use super::secrets::{database_url, internal_secrets, service_secrets, weak_secret};
+use super::server::http_limits;
+use super::*;
+use crate::providers::{Provider, ProviderMode};
+
+impl Config {
+    /// Reads the process environment as it is (the CLI merges
+    /// `.env.development` into it first in development).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads and checks the configuration from `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let environment = match r.get("ENVIRONMENT").or_else(|| r.get("APP_ENV")) {
+            None => Environment::Development,
+            Some(raw) => raw.parse().unwrap_or_else(|err| {
+                r.problem("ENVIRONMENT", err);
+                Environment::Production
+            }),
+        };
+        let providers_mode = providers_mode(&mut r);
+        let (api_keys, hitl_secret) = service_secrets(&mut r, environment);
+        let (internal_secret, internal_secret_previous) =
+            internal_secrets(&mut r, environment, &hitl_secret, &api_keys);
+        let hitl_secret_previous = r.secret("HITL_SECRET_PREVIOUS");
+        if let Some(problem) = hitl_secret_previous
+            .as_ref()
+            .and_then(|value| weak_secret(environment, value.expose_secret(), DEV_HITL_SECRET))
+        {
+            r.problem("HITL_SECRET_PREVIOUS", problem);
+        }
+        let hitl_token_expiry_hours = r.parse("HITL_TOKEN_EXPIRY_HOURS", 24u64);
+        if !(1..=MAX_HITL_TOKEN_EXPIRY_HOURS).contains(&hitl_token_expiry_hours) {
+            r.problem(
+                "HITL_TOKEN_EXPIRY_HOURS",
+                format!("must be between 1 and {MAX_HITL_TOKEN_EXPIRY_HOURS} hours, got {hitl_token_expiry_hours}"),
+            );
+        }
+
+        let database_url = database_url(&mut r, environment);
+
+        let api_port = r.parse("API_PORT", 8080u16);
+        let orchestrator_port = r.parse("ORCHESTRATOR_PORT", 8090u16);
+        let public_base_url = r.url("PUBLIC_BASE_URL", &format!("http://localhost:{api_port}"));
+        if environment != Environment::Development && public_base_url.scheme() != "https" {
+            r.problem(
+                "PUBLIC_BASE_URL",
+                format!(
+                    "must be an https URL in {} (approval links carry tokens); set it explicitly",
+                    environment.as_str()
+                ),
+            );
+        }
+        let orchestrator_url = r.url("ORCHESTRATOR_URL", &format!("http://127.0.0.1:{orchestrator_port}"));
+        let api_url = r.url("API_URL", &format!("http://127.0.0.1:{api_port}"));
+        // Loopback unless told otherwise: the images and fly.toml set BIND_HOST.
+        let bind_host = r.parse("BIND_HOST", IpAddr::from([127, 0, 0, 1]));
+
+        let providers = ProvidersConfig {
+            kieai: provider_endpoint(&mut r, Provider::KieAi, environment),
+            shotstack: provider_endpoint(&mut r, Provider::Shotstack, environment),
+            shotstack_stage: r.get("SHOTSTACK_STAGE").unwrap_or_else(|| "stage".into()),
+            upload_post: provider_endpoint(&mut r, Provider::UploadPost, environment),
+            mock_delay_ms: r.parse("MOCK_PROVIDER_DELAY_MS", 20u64),
+        };
+        if !matches!(providers.shotstack_stage.as_str(), "stage" | "v1") {
+            r.problem("SHOTSTACK_STAGE", "must be stage (sandbox) or v1 (production)");
+        }
+        if providers_mode == ProviderMode::Live {
+            for provider in Provider::ALL {
+                for var in provider.secret_vars() {
+                    if r.get(var).is_none() {
+                        r.problem(var, "required in live mode (USE_MOCK_PROVIDERS=false)");
+                    }
+                }
+            }
+        }
+
+        let llm = LlmConfig {
+            api_key: r.secret("OPENAI_API_KEY"),
+            base_url: r.url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            model: r.get("LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+        };
+        let chat = chat_config(&mut r, environment);
+        let log_format = match r.get("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            None if environment == Environment::Development => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some(other) => {
+                r.problem("LOG_FORMAT", format!("expected json or pretty, got {other:?}"));
+                LogFormat::Json
+            }
+        };
+        let telemetry = TelemetryConfig {
+            log_format,
+            otlp_endpoint: r.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_headers: r.secret("OTEL_EXPORTER_OTLP_HEADERS"),
+            langsmith_api_key: r.secret("LANGSMITH_API_KEY"),
+            langsmith_project: r.get("LANGSMITH_PROJECT"),
+            langsmith_endpoint: r.get("LANGSMITH_ENDPOINT"),
+            run_series_ttl: std::time::Duration::from_secs(r.parse("METRICS_RUN_SERIES_TTL", 3600u64)),
+            max_run_series: r.parse("METRICS_MAX_RUN_SERIES", 10_000usize),
+        };
+        if telemetry.max_run_series > 100_000 {
+            r.problem(
+                "METRICS_MAX_RUN_SERIES",
+                "at most 100000 (each run's series take memory in both services)",
+            );
+        }
+        let rate_limit = RateLimitConfig {
+            per_minute: r.parse("RATE_LIMIT_PER_MINUTE", 120u32),
+            burst: r.parse("RATE_LIMIT_BURST", 30u32),
+            trust_proxy_headers: r.bool("TRUST_PROXY_HEADERS").unwrap_or(false),
+        };
+        if rate_limit.per_minute == 0 && environment == Environment::Production {
+            r.problem(
+                "RATE_LIMIT_PER_MINUTE",
+                "0 turns every rate limit off, including the limits on refused requests; not allowed in production",
+            );
+        }
+        let max_body_bytes = r.parse("MAX_BODY_BYTES", 1024 * 1024usize);
+        let projects_dir = PathBuf::from(r.get("PROJECTS_DIR").unwrap_or_else(|| "projects".into()));
+        let engine = EngineConfig {
+            workers: r.parse("ORCHESTRATOR_WORKERS", 4usize),
+            lease_secs: r.parse("ENGINE_LEASE_SECS", 30u64),
+            poll_ms: r.parse("ENGINE_POLL_MS", 250u64),
+            clip_poll_after_secs: r.parse("CLIP_POLL_AFTER_SECS", 120u64),
+            clip_timeout_secs: r.parse("CLIP_TIMEOUT_SECS", 1800u64),
+            mock_failure_rate: r.parse("MOCK_KIEAI_FAILURE_RATE", 0.0f64),
+        };
+        if engine.workers == 0 {
+            r.problem("ORCHESTRATOR_WORKERS", "must be at least 1");
+        }
+        if engine.lease_secs < 3 {
+            r.problem("ENGINE_LEASE_SECS", "must be at least 3");
+        }
+        if !(0.0..=1.0).contains(&engine.mock_failure_rate) {
+            r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
+        }
+        let http = http_limits(&mut r);
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError { problems: r.problems });
+        }
+        Ok(Config {
+            environment,
+            providers_mode,
+            api_keys,
+            internal_secret,
+            internal_secret_previous,
+            hitl_secret,
+            hitl_secret_previous,
+            hitl_token_expiry_hours,
+            database_url: SecretString::from(database_url),
+            public_base_url,
+            orchestrator_url,
+            api_url,
+            bind_host,
+            api_port,
+            orchestrator_port,
+            projects_dir,
+            providers,
+            llm,
+            chat,
+            telemetry,
+            rate_limit,
+            max_body_bytes,
+            engine,
+            http,
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! Alex: the render (Shotstack) of the finished clips.
+
+use super::*;
+
+/// Alex: the edit, one journaled render per run, polled to done.
+pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
+    let persona = Persona::Alex;
+    let providers = match step.providers() {
+        Ok(providers) => providers.clone(),
+        Err(err) => {
+            return Ok(Outcome::Fail(RunError {
+                persona: Some(persona),
+                ..err
+            }));
+        }
+    };
+    if step.state.render.is_none() && step.state.overlays.is_none() {
+        match llm(step, persona) {
+            Err(outcome) => return Ok(outcome),
+            Ok(None) => {}
+            Ok(Some(llm)) => {
+                match llm.overlays(work(step), &step.state.ideas, &step.state.clips).await {
+                    Ok(answer) => {
+                        record_usage(step, persona, &answer.usage);
+                        step.state.overlays = Some(answer.output);
+                        // Keep the answer before paying for the render.
+                        return Ok(Outcome::Checkpoint);
+                    }
+                    Err(reason) => return Ok(llm_failed(persona, reason)),
+                }
+            }
+        }
+    }
+    let overlays = step
+        .state
+        .overlays
+        .clone()
+        .unwrap_or_else(|| scripted::overlays(&step.state.ideas));
+    let edit = scripted::edit(&step.request.project_spec, &overlays, &step.state.clips);
+    if step.state.render.is_none() {
+        if step.cancelled().await? {
+            return Ok(Outcome::Cancelled);
+        }
+        let key = format!("{}:alex:render", step.run_id);
+        let request = RenderRequest {
+            run_id: step.run_id.clone(),
+            edit: edit.clone(),
+        };
+        let call = IdCall {
+            key: &key,
+            provider: "shotstack",
+            operation: "render",
+            request: &edit,
+            field: "id",
+            crash_point: "alex.after_render",
+            persona,
+        };
+        let render_id = match journaled_id(
+            step,
+            call,
+            || providers.render.recover(&key),
+            || providers.render.render(&key, &request),
+        )
+        .await?
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return Ok(fail(
+                    persona,
+                    "shotstack.render_unknown",
+                    "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
+                ));
+            }
+            Err(outcome) => return Ok(outcome),
+        };
+        step.state.render = Some(Render {
+            id: render_id,
+            url: None,
+            polls: 0,
+            requested_at: Some(Utc::now()),
+        });
+    }
+    let render = step.state.render.clone().expect("set above");
+    match counted(step, "shotstack", "status", providers.render.status(&render.id)).await? {
+        Ok(RenderState::Done { url }) => {
+            step.state.render = Some(Render {
+                url: Some(url.clone()),
+                ..render.clone()
+            });
+            step.emit(
+                EventKind::ArtifactCreated,
+                json!({"kind": "render.url", "persona": "alex", "data": {"url": url, "renderId": render.id}}),
+            );
+            job_ended(step, Job::Shotstack, true, render.requested_at);
+            persona_completed(step, persona, json!({"edit": edit, "renderUrl": url}));
+            Ok(Outcome::Advance)
+        }
+        Ok(RenderState::Failed { message }) => {
+            job_ended(step, Job::Shotstack, false, render.requested_at);
+            Ok(fail(persona, "shotstack.render_failed", message))
+        }
+        Ok(RenderState::Rendering) | Err(_) => {
+            let polls = render.polls + 1;
+            if polls > 60 {
+                return Ok(fail(persona, "shotstack.render_timeout", "the render did not finish"));
+            }
+            step.state.render = Some(Render { polls, ..render });
+            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
+            Ok(Outcome::Park {
+                wait: json!({"for": "render"}),
+                wake_at: Some(Utc::now() + backoff),
+            })
+        }
+    }
+}

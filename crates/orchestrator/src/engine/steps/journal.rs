@@ -1,0 +1,164 @@
+//! The journal of provider calls: each call is begun under an idempotency
+//! key before it is made and finished with its answer, so a step re-run
+//! after a crash asks the provider to recover the call instead of making
+//! it again.
+
+use super::*;
+
+/// The outcome of a journaled provider call.
+pub(super) enum Journaled {
+    /// Nobody made this call before: make it now.
+    Fresh,
+    /// Made and answered before (the stored response).
+    Answered(Value),
+    /// Made before, answer lost: ask the provider.
+    Unanswered,
+    /// Made before and failed.
+    Failed(Value),
+}
+
+pub(super) async fn begin(
+    step: &Step<'_>,
+    key: &str,
+    provider: &str,
+    operation: &str,
+    request: &Value,
+) -> Result<Journaled, StepError> {
+    match step
+        .engine
+        .store
+        .journal_begin(&step.run_id, step.worker, key, provider, operation, request)
+        .await?
+    {
+        JournalBegin::Begun => Ok(Journaled::Fresh),
+        JournalBegin::LeaseLost => Err(StepError::LeaseLost),
+        JournalBegin::Existing(JournalEntry { status, response, .. }) => Ok(match (status, response) {
+            (JournalStatus::Succeeded, Some(response)) => Journaled::Answered(response),
+            (JournalStatus::Failed, response) => Journaled::Failed(response.unwrap_or(Value::Null)),
+            _ => Journaled::Unanswered,
+        }),
+    }
+}
+
+pub(super) async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response: Value) -> Result<(), StepError> {
+    Ok(step
+        .engine
+        .store
+        .journal_finish(&step.run_id, key, succeeded, &response)
+        .await?)
+}
+
+/// What to do about a call whose answer was lost, once the provider was
+/// asked: use what it found (recorded under `field`), call now if it never
+/// saw the call, or treat it as unanswered if it cannot tell.
+pub(super) async fn after_recovery(
+    step: &Step<'_>,
+    key: &str,
+    recovered: Result<Recovered<String>, ProviderError>,
+    field: &str,
+) -> Result<Result<Journaled, ProviderError>, StepError> {
+    Ok(match recovered {
+        Ok(Recovered::Found(id)) => {
+            finish(step, key, true, json!({ field: id, "recovered": true })).await?;
+            Ok(Journaled::Answered(json!({ field: id })))
+        }
+        Ok(Recovered::NotFound) => Ok(Journaled::Fresh),
+        Ok(Recovered::Unknown) => Ok(Journaled::Unanswered),
+        Err(err) => Err(err),
+    })
+}
+
+/// A journaled provider call that answers an id (a task, a render).
+pub(super) struct IdCall<'a> {
+    pub(super) key: &'a str,
+    pub(super) provider: &'static str,
+    pub(super) operation: &'static str,
+    /// What the journal keeps of the request.
+    pub(super) request: &'a Value,
+    /// The answer's field in the journal (`taskId`, `id`).
+    pub(super) field: &'static str,
+    pub(super) crash_point: &'static str,
+    pub(super) persona: Persona,
+}
+
+/// Makes `call` once: a fresh call is made and journaled; an answered one
+/// reuses the journal; a lost answer is asked of the provider (`recover`),
+/// which may say to call now. `Ok(None)`: the provider cannot tell whether
+/// it got the call, so it is not made again. `Err`: the run's outcome.
+pub(super) async fn journaled_id<R, C>(
+    step: &Step<'_>,
+    call: IdCall<'_>,
+    recover: impl FnOnce() -> R,
+    make: impl FnOnce() -> C,
+) -> Result<Result<Option<String>, Outcome>, StepError>
+where
+    R: std::future::Future<Output = Result<Recovered<String>, ProviderError>>,
+    C: std::future::Future<Output = Result<String, ProviderError>>,
+{
+    let (persona, field) = (call.persona, call.field);
+    let code = |what: &str| format!("{}.{}_{what}", call.provider, call.operation);
+    let journaled = match begin(step, call.key, call.provider, call.operation, call.request).await? {
+        Journaled::Unanswered => match after_recovery(
+            step,
+            call.key,
+            counted(step, call.provider, "recover", recover()).await?,
+            field,
+        )
+        .await?
+        {
+            Ok(journaled) => journaled,
+            Err(err) => {
+                let code = format!("{}.recover_failed", call.provider);
+                return Ok(Err(provider_failure(persona, &code, &err)));
+            }
+        },
+        other => other,
+    };
+    Ok(match journaled {
+        Journaled::Fresh => {
+            match recorded(
+                step,
+                call.key,
+                counted(step, call.provider, call.operation, make()).await?,
+                call.crash_point,
+                |id| json!({ field: id }),
+            )
+            .await?
+            {
+                Ok(id) => Ok(Some(id)),
+                // Maybe received: never sent again (as for a lost answer).
+                Err(ProviderError::Unanswered { message, .. }) => {
+                    tracing::warn!(runId = %step.run_id, key = call.key, %message, "provider call unanswered; not sending it again");
+                    Ok(None)
+                }
+                Err(err) => Err(provider_failure(persona, &code("failed"), &err)),
+            }
+        }
+        Journaled::Answered(response) => Ok(response[field].as_str().map(str::to_owned)),
+        Journaled::Failed(response) => Err(fail(
+            persona,
+            &code("failed"),
+            response["error"].as_str().unwrap_or("the call failed"),
+        )),
+        Journaled::Unanswered => Ok(None),
+    })
+}
+
+/// Records a fresh call's answer in the journal. A call the provider may
+/// have received without answering ([`ProviderError::Unanswered`]) stays
+/// begun: a later run of the step recovers it like a lost answer.
+pub(super) async fn recorded<T>(
+    step: &Step<'_>,
+    key: &str,
+    answer: Result<T, ProviderError>,
+    crash_point: &str,
+    to_json: impl Fn(&T) -> Value,
+) -> Result<Result<T, ProviderError>, StepError> {
+    crate::faults::point(crash_point);
+    match &answer {
+        Ok(value) => finish(step, key, true, to_json(value)).await?,
+        Err(ProviderError::Unanswered { .. }) => {}
+        Err(err) => finish(step, key, false, json!({"error": err.to_string()})).await?,
+    }
+    Ok(answer)
+}

@@ -1,0 +1,257 @@
+//! Executions: created once per run, claimed under a lease by a worker,
+//! committed step by step, cancelled on request.
+
+use super::*;
+
+pub(super) const EXECUTION_COLUMNS: &str = "run_id, project, request, status, node, state, wait, wake_at, cancel_requested, \
+     lease_owner, lease_until, event_seq, steps, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ExecutionRow {
+    pub(super) run_id: String,
+    pub(super) project: String,
+    pub(super) request: Json<Value>,
+    pub(super) status: String,
+    pub(super) node: i64,
+    pub(super) state: Json<Value>,
+    pub(super) wait: Option<Json<Value>>,
+    pub(super) wake_at: Option<DateTime<Utc>>,
+    pub(super) cancel_requested: bool,
+    pub(super) lease_owner: Option<String>,
+    pub(super) lease_until: Option<DateTime<Utc>>,
+    pub(super) event_seq: i64,
+    pub(super) steps: i64,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = sqlx::Error;
+    fn try_from(row: ExecutionRow) -> Result<Execution, sqlx::Error> {
+        Ok(Execution {
+            status: row.status.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            run_id: row.run_id,
+            project: row.project,
+            request: row.request.0,
+            node: row.node,
+            state: row.state.0,
+            wait: row.wait.map(|w| w.0),
+            wake_at: row.wake_at,
+            cancel_requested: row.cancel_requested,
+            lease_owner: row.lease_owner,
+            lease_until: row.lease_until,
+            event_seq: row.event_seq,
+            steps: row.steps,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// The oldest runnable execution and the earliest due waiting one whose
+/// lease is free, each found by an index walk that stops at the first hit.
+pub(super) const READY: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'runnable' \
+     AND (lease_until IS NULL OR lease_until < $3) ORDER BY updated_at LIMIT 1";
+
+pub(super) const DUE: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'waiting' AND wake_at <= $3 \
+     AND (lease_until IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT 1";
+
+/// SQLite serializes writers, so the sub-select and the update are atomic.
+pub(super) const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
+     (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) ORDER BY updated_at LIMIT 1) \
+     RETURNING {EXECUTION_COLUMNS}";
+
+/// Postgres: workers skip rows another worker is claiming.
+pub(super) const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), due AS ({DUE} FOR UPDATE SKIP LOCKED) \
+     UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT 1) \
+     RETURNING {EXECUTION_COLUMNS}";
+
+/// How `commit_step` takes the execution's row before anything else, on
+/// Postgres. Read committed gives each statement the snapshot of its start,
+/// and a statement that waited for a row lock still reads other tables as
+/// of then: a park that waited for `add_signal`'s transaction in the UPDATE
+/// that decides "runnable if a signal is pending" did not see the signal
+/// that transaction committed, and the run slept for good (caught in CI: a
+/// live run stuck at `generating` with all twelve callbacks accepted).
+/// Holding the row first, the statements after it see every signal. It
+/// also puts the row before the signal rows, the order `add_signal` takes
+/// them in. Answers a row only while `$2` holds the lease.
+pub(super) const POSTGRES_LOCK_EXECUTION: &str =
+    "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2 FOR UPDATE";
+
+pub(super) fn claim_sql(template: &str) -> String {
+    template
+        .replace("{READY}", READY)
+        .replace("{DUE}", DUE)
+        .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
+}
+
+/// `ExecutionStore` for one backend (see `sql_orchestrator_store!`).
+macro_rules! executions_store {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+        #[async_trait]
+        impl ExecutionStore for $store {
+            async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let now = Utc::now();
+                let inserted = sqlx::query(
+                    "INSERT INTO executions (run_id, project, request, status, state, event_seq, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'runnable', $4, 1, $5, $5) ON CONFLICT (run_id) DO NOTHING",
+                )
+                .bind(&new.run_id)
+                .bind(&new.project)
+                .bind(Json(&new.request))
+                .bind(Json(&new.state))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    let (existing,): (Json<Value>,) =
+                        sqlx::query_as("SELECT request FROM executions WHERE run_id = $1")
+                            .bind(&new.run_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    tx.rollback().await?;
+                    return Ok(Created::Exists { same: existing.0 == new.request });
+                }
+                insert_events!(tx, &new.run_id, 1i64, std::slice::from_ref(first_event));
+                tx.commit().await?;
+                Ok(Created::Created)
+            }
+
+            async fn get_execution(&self, run_id: &str) -> StoreResult<Option<Execution>> {
+                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE run_id = $1"
+                )))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Execution::try_from).transpose()
+            }
+
+            async fn claim(
+                &self,
+                worker: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+            ) -> StoreResult<Option<Execution>> {
+                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql($claim)))
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(Execution::try_from).transpose()
+            }
+
+            async fn release_lease(&self, run_id: &str, worker: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL WHERE run_id = $1 AND lease_owner = $2",
+                )
+                .bind(run_id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn extend_lease(&self, run_id: &str, worker: &str, until: DateTime<Utc>) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE executions SET lease_until = $3 WHERE run_id = $1 AND lease_owner = $2")
+                    .bind(run_id)
+                    .bind(worker)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let now = Utc::now();
+                // The execution's row first (Postgres; SQLite's write
+                // transactions already take turns): see POSTGRES_LOCK_EXECUTION.
+                let lock: Option<&str> = $lock_execution;
+                if let Some(lock) = lock {
+                    let held: Option<i32> = sqlx::query_scalar(lock)
+                        .bind(&commit.run_id)
+                        .bind(&commit.worker)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if held.is_none() {
+                        // Lease lost: nothing to do (the signals stay unread).
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                if let Some(through) = commit.consumed_through {
+                    sqlx::query(
+                        "UPDATE signals SET consumed_at = $3 WHERE run_id = $1 AND seq <= $2 AND consumed_at IS NULL",
+                    )
+                    .bind(&commit.run_id)
+                    .bind(through)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let keep = commit.keep_lease_until.is_some();
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE executions SET node = $3, \
+                       status = CASE WHEN $4 = 'waiting' AND (cancel_requested OR EXISTS \
+                         (SELECT 1 FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL)) \
+                         THEN 'runnable' ELSE $4 END, \
+                       state = $5, wait = $6, wake_at = $7, \
+                       lease_owner = CASE WHEN $8 THEN lease_owner ELSE NULL END, \
+                       lease_until = CASE WHEN $8 THEN $9 ELSE NULL END, \
+                       event_seq = event_seq + $10, steps = steps + 1, updated_at = $11 \
+                     WHERE run_id = $1 AND lease_owner = $2 RETURNING event_seq",
+                )
+                .bind(&commit.run_id)
+                .bind(&commit.worker)
+                .bind(commit.node)
+                .bind(commit.status.as_str())
+                .bind(Json(&commit.state))
+                .bind(commit.wait.as_ref().map(Json))
+                .bind(commit.wake_at)
+                .bind(keep)
+                .bind(commit.keep_lease_until)
+                .bind(commit.events.len() as i64)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((last_seq,)) = row else {
+                    // Lease lost: roll back everything (the signals stay unread).
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                let first_seq = last_seq - commit.events.len() as i64 + 1;
+                insert_events!(tx, &commit.run_id, first_seq, &commit.events);
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "UPDATE executions SET cancel_requested = TRUE, \
+                     status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, updated_at = $2 \
+                     WHERE run_id = $1 RETURNING status",
+                )
+                .bind(run_id)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|(s,)| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
+            }
+
+            async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool> {
+                let row: Option<(bool,)> = sqlx::query_as("SELECT cancel_requested FROM executions WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some_and(|(c,)| c))
+            }
+        }
+    };
+}

@@ -1,0 +1,107 @@
+//! The journal: one row per provider call, begun before the call and
+//! finished with its answer.
+
+use super::*;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct JournalRow {
+    pub(super) key: String,
+    pub(super) provider: String,
+    pub(super) operation: String,
+    pub(super) status: String,
+    pub(super) request: Json<Value>,
+    pub(super) response: Option<Json<Value>>,
+}
+
+impl TryFrom<JournalRow> for JournalEntry {
+    type Error = sqlx::Error;
+    fn try_from(r: JournalRow) -> Result<JournalEntry, sqlx::Error> {
+        Ok(JournalEntry {
+            key: r.key,
+            provider: r.provider,
+            operation: r.operation,
+            status: r.status.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            request: r.request.0,
+            response: r.response.map(|j| j.0),
+        })
+    }
+}
+
+/// `JournalStore` for one backend (see `sql_orchestrator_store!`).
+macro_rules! journal_store {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+        #[async_trait]
+        impl JournalStore for $store {
+            async fn journal_begin(
+                &self,
+                run_id: &str,
+                worker: &str,
+                key: &str,
+                provider: &str,
+                operation: &str,
+                request: &Value,
+            ) -> StoreResult<JournalBegin> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let now = Utc::now();
+                let held = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
+                    .bind(run_id)
+                    .bind(worker)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if held.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(JournalBegin::LeaseLost);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(key)
+                .bind(provider)
+                .bind(operation)
+                .bind(Json(request))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    tx.commit().await?;
+                    return Ok(JournalBegin::Begun);
+                }
+                let row: JournalRow = sqlx::query_as(
+                    "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2",
+                )
+                .bind(run_id)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                Ok(JournalBegin::Existing(row.try_into()?))
+            }
+
+            async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()> {
+                sqlx::query("UPDATE journal SET status = $3, response = $4, updated_at = $5 WHERE run_id = $1 AND key = $2")
+                    .bind(run_id)
+                    .bind(key)
+                    .bind(if succeeded { JournalStatus::Succeeded } else { JournalStatus::Failed }.as_str())
+                    .bind(Json(response))
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
+                let rows: Vec<JournalRow> = sqlx::query_as(
+                    "SELECT key, provider, operation, status, request, response FROM journal \
+                     WHERE run_id = $1 ORDER BY created_at, key",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(JournalEntry::try_from).collect()
+            }
+        }
+    };
+}

@@ -1,0 +1,134 @@
+//! The SQL behind [`OrchestratorStore`], written once for both backends;
+//! only the full-text search differs (FTS5 on SQLite, tsvector on Postgres).
+//! One module per aggregate, each a macro implementing its trait for a
+//! backend; `sql_orchestrator_store!` puts them together.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use myloware_core::project::KnowledgeDoc;
+use myloware_providers::mock::MockCall;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{
+    Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
+    OutboxStore, SignalOutcome, SignalStore, StepCommit, StoreResult, StoredSignal, query_terms,
+};
+
+#[macro_use]
+mod executions;
+#[macro_use]
+mod journal;
+#[macro_use]
+mod knowledge;
+#[macro_use]
+mod ledger;
+#[macro_use]
+mod outbox;
+#[macro_use]
+mod signals;
+
+use executions::*;
+use journal::*;
+use knowledge::*;
+use ledger::*;
+use outbox::*;
+
+/// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
+/// cutoff), so a dry run counts exactly what a real prune deletes: rows of
+/// executions that finished (`ExecStatus::is_finished`) before the cutoff.
+const PRUNABLE: [(&str, &str); 4] = [
+    (
+        "journal",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "outbox",
+        "delivered_at IS NOT NULL AND run_id IN \
+           (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "signals",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+    (
+        "mock_provider_calls",
+        "run_id IN (SELECT run_id FROM executions WHERE status NOT IN ('runnable', 'waiting') AND updated_at < $1)",
+    ),
+];
+
+macro_rules! sql_orchestrator_store {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+        #[derive(Clone)]
+        pub struct $store {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $store {
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+        }
+
+        #[async_trait]
+        impl OrchestratorStore for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+            }
+
+            async fn counts(&self) -> StoreResult<EngineCounts> {
+                let (runnable, waiting): (i64, i64) = sqlx::query_as(
+                    "SELECT COALESCE(SUM(CASE WHEN status = 'runnable' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) FROM executions",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let (outbox_pending,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(EngineCounts {
+                    runnable,
+                    waiting,
+                    outbox_pending,
+                })
+            }
+
+            async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let pruned = myloware_db::prune_tables!(tx, PRUNABLE, cutoff, dry_run);
+                tx.commit().await?;
+                Ok(pruned)
+            }
+        }
+
+        executions_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        signals_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        journal_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        outbox_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        ledger_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        knowledge_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+    };
+}
+
+sql_orchestrator_store!(
+    SqliteOrchestratorStore,
+    sqlx::Sqlite,
+    myloware_db::SQLITE_BEGIN,
+    SQLITE_SEARCH,
+    sqlite_match,
+    SQLITE_CLAIM,
+    None
+);
+sql_orchestrator_store!(
+    PgOrchestratorStore,
+    sqlx::Postgres,
+    myloware_db::POSTGRES_BEGIN,
+    POSTGRES_SEARCH,
+    postgres_match,
+    POSTGRES_CLAIM,
+    Some(POSTGRES_LOCK_EXECUTION)
+);

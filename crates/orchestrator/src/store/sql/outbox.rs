@@ -1,0 +1,114 @@
+//! The outbox: events for the API, appended with each step and delivered
+//! in order per run.
+
+use super::*;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct OutboxRow {
+    pub(super) event_id: String,
+    pub(super) run_id: String,
+    pub(super) run_seq: i64,
+    pub(super) kind: String,
+    pub(super) data: Json<Value>,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) attempts: i64,
+    pub(super) delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<OutboxRow> for OutboxEvent {
+    fn from(r: OutboxRow) -> OutboxEvent {
+        OutboxEvent {
+            event_id: r.event_id,
+            run_id: r.run_id,
+            run_seq: r.run_seq,
+            kind: r.kind,
+            data: r.data.0,
+            created_at: r.created_at,
+            attempts: r.attempts,
+            delivered_at: r.delivered_at,
+        }
+    }
+}
+
+macro_rules! insert_events {
+    ($tx:expr, $run_id:expr, $first_seq:expr, $events:expr) => {{
+        let at = Utc::now();
+        let events = $events;
+        if !events.is_empty() {
+            // One multi-row INSERT: one round trip however many events.
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox (event_id, run_id, run_seq, kind, data, created_at, next_attempt_at) ",
+            );
+            insert.push_values(events.iter().enumerate(), |mut row, (i, event)| {
+                row.push_bind(uuid::Uuid::now_v7().to_string())
+                    .push_bind($run_id)
+                    .push_bind($first_seq + i as i64)
+                    .push_bind(event.kind.as_str())
+                    .push_bind(Json(&event.data))
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// `OutboxStore` for one backend (see `sql_orchestrator_store!`).
+macro_rules! outbox_store {
+    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+        #[async_trait]
+        impl OutboxStore for $store {
+            async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox o \
+                     WHERE o.delivered_at IS NULL AND o.next_attempt_at <= $1 \
+                       AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.run_id = o.run_id AND p.delivered_at IS NULL \
+                                       AND p.run_seq < o.run_seq AND p.next_attempt_at > $1) \
+                     ORDER BY o.seq LIMIT $2",
+                )
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+            }
+
+            async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let now = Utc::now();
+                for id in event_ids {
+                    sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE event_id = $1 AND delivered_at IS NULL")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+
+            async fn outbox_retry(&self, run_id: &str, error: &str, retry_at: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
+                     WHERE run_id = $1 AND delivered_at IS NULL",
+                )
+                .bind(run_id)
+                .bind(error)
+                .bind(retry_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox \
+                     WHERE run_id = $1 ORDER BY run_seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+            }
+        }
+    };
+}
