@@ -17,6 +17,7 @@ pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod hitl;
+pub mod limiter;
 pub mod locks;
 pub mod metrics;
 pub mod middleware;

@@ -10,9 +10,9 @@ use myloware_core::internal::InternalKeys;
 use myloware_core::project::Catalog;
 use myloware_telemetry::HttpMetrics;
 
+use crate::limiter::RateLimiter;
 use crate::locks::KeyedLocks;
 use crate::metrics::ApiMetrics;
-use crate::middleware::RateLimiter;
 use crate::orchestrator::{HttpOrchestrator, OrchestratorClient};
 use crate::store::ApiStore;
 

@@ -43,6 +43,12 @@ pub fn http() -> reqwest::Client {
 }
 
 impl ApiTarget {
+    /// `GET /v1/runs/{run_id}`.
+    pub async fn run(&self, http: &reqwest::Client, run_id: &str) -> anyhow::Result<Value> {
+        self.send_about_run(run_id, http.get(self.url(&format!("/v1/runs/{run_id}"))))
+            .await
+    }
+
     /// Sends `request` with the key; the JSON body of a 2xx.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         self.send_about(None, request).await

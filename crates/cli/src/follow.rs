@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::client::{self, ApiTarget, text};
 use crate::hitl::{self, Decision};
-use crate::runs;
 
 /// How often the API is asked.
 const POLL: Duration = Duration::from_millis(500);
@@ -72,7 +71,7 @@ impl<'a> Follow<'a> {
     pub async fn run(mut self) -> anyhow::Result<Value> {
         let mut failed_polls = 0;
         loop {
-            let run = match runs::fetch(self.target, &self.http, &self.run_id).await {
+            let run = match self.target.run(&self.http, &self.run_id).await {
                 Ok(run) => run,
                 // The first answer says whether the run and the key are right;
                 // after that, ride out an API restart or a network blip.

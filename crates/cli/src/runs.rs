@@ -220,14 +220,8 @@ async fn list(
     Ok(())
 }
 
-pub async fn fetch(target: &ApiTarget, http: &reqwest::Client, run_id: &str) -> anyhow::Result<Value> {
-    target
-        .send_about_run(run_id, http.get(target.url(&format!("/v1/runs/{run_id}"))))
-        .await
-}
-
 async fn show(target: &ApiTarget, run_id: &str, json: bool) -> anyhow::Result<()> {
-    let run = fetch(target, &client::http(), run_id).await?;
+    let run = target.run(&client::http(), run_id).await?;
     if json {
         return client::print_json(&run, false);
     }

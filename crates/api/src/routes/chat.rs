@@ -222,7 +222,7 @@ pub async fn telegram(
 
 /// The transcript's and Telegram's answers, and Telegram's update.
 pub(crate) fn refine_schema(doc: &mut Value) {
-    super::openapi::operation(doc, "get", "/v1/chat/brendan/{user_id}/messages")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
+    super::schema::operation(doc, "get", "/v1/chat/brendan/{user_id}/messages")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
         "type": "object",
         "required": ["userId", "messages"],
         "properties": {
@@ -241,7 +241,7 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             }},
         },
     }}});
-    let telegram = super::openapi::operation(doc, "post", "/v1/telegram/webhook");
+    let telegram = super::schema::operation(doc, "post", "/v1/telegram/webhook");
     telegram["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object",
         "description": "A Telegram update; only `update_id` and `message.chat.id` / `message.text` are read",

@@ -60,7 +60,7 @@ pub async fn replay(
 
 /// The list's answer; `seq`'s range.
 pub(crate) fn refine_schema(doc: &mut Value) {
-    let list = &mut super::openapi::operation(doc, "get", "/v1/dlq")["responses"]["200"];
+    let list = &mut super::schema::operation(doc, "get", "/v1/dlq")["responses"]["200"];
     list["content"] = json!({"application/json": {"schema": {
         "type": "object",
         "required": ["deadLetters"],

@@ -509,11 +509,11 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         }}},
     });
     for path in ["/v1/hitl/approve/{runId}/{gate}", "/v1/hitl/reject/{runId}/{gate}"] {
-        let responses = &mut super::openapi::operation(doc, "post", path)["responses"];
+        let responses = &mut super::schema::operation(doc, "post", path)["responses"];
         for (status, description) in DECISION_ANSWERS {
             responses[status] = json!({
                 "description": description,
-                "content": {"application/json": {"schema": {"$ref": super::openapi::error_body(status)}}},
+                "content": {"application/json": {"schema": {"$ref": super::schema::error_body(status)}}},
             });
         }
     }
@@ -536,7 +536,7 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             json!({"$ref": "#/components/schemas/Decision"}),
         ),
     ] {
-        let operation = super::openapi::operation(doc, method, path);
+        let operation = super::schema::operation(doc, method, path);
         if operation.get("requestBody").is_some() {
             operation["requestBody"]["required"] = json!(false);
         }
@@ -550,6 +550,6 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             response["content"]["text/html"] = html.clone();
         }
     }
-    super::openapi::operation(doc, "get", "/v1/hitl/pending")["responses"]["200"]["content"] =
+    super::schema::operation(doc, "get", "/v1/hitl/pending")["responses"]["200"]["content"] =
         json!({"application/json": {"schema": {"$ref": "#/components/schemas/PendingGates"}}});
 }

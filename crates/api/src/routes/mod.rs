@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod projects;
 pub mod retention;
 pub mod runs;
+pub mod schema;
 pub mod system;
 pub mod webhooks;
 

@@ -14,6 +14,7 @@ use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use super::schema::NUL_FREE;
 use crate::middleware;
 use crate::state::ApiState;
 
@@ -195,14 +196,6 @@ fn document_server_limits(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// Text anywhere in a request (path, query, body) must not hold NUL
-/// (U+0000): Postgres cannot store it, so the request-id layer refuses it
-/// in the URL (400) and the body extractors in a body (422).
-pub(crate) const NUL_FREE: &str = "^[^\\u0000]*$";
-
-/// NUL-free text with at least one character that is not white space.
-pub(crate) const NOT_BLANK: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
-
 /// The rules of the handlers that the derived schemas do not carry: the
 /// error bodies of every refusal, NUL-free text in every request, and what
 /// each routes module adds (`refine_schema` there).
@@ -237,14 +230,6 @@ fn refine(doc: &mut Value, state: &ApiState) {
     // After the error bodies: the link routes add their pages to them.
     super::hitl::refine_schema(doc);
     nul_free_requests(doc);
-}
-
-/// The operation `method` `path` of `doc`; the document must have it.
-pub(crate) fn operation<'d>(doc: &'d mut Value, method: &str, path: &str) -> &'d mut Value {
-    doc["paths"]
-        .get_mut(path)
-        .and_then(|item| item.get_mut(method))
-        .unwrap_or_else(|| panic!("{method} {path} is not in the OpenAPI document"))
 }
 
 /// What the JSON body extractors (`ValidJson`, `OptionalJson`, `JsonBytes`)
@@ -292,15 +277,6 @@ fn body_answers(doc: &mut Value) {
                 Some(_) => {}
             }
         }
-    }
-}
-
-/// The schema of a refusal with `status`: the list form for 422.
-pub(crate) fn error_body(status: &str) -> &'static str {
-    if status == "422" {
-        "#/components/schemas/ValidationErrorBody"
-    } else {
-        "#/components/schemas/ErrorBody"
     }
 }
 

@@ -311,7 +311,7 @@ pub async fn cancel_run(
 /// its one required text, which personas may be skipped, the free-form
 /// options, and the list's filters.
 pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
-    use super::openapi::{NOT_BLANK, NUL_FREE};
+    use super::schema::{NOT_BLANK, NUL_FREE};
     use crate::runs::{MAX_MODIFIER_CHARS, MAX_MODIFIERS, MAX_TEXT_CHARS, TEXT_FIELDS};
     let runnable = crate::runs::runnable_projects(&state.catalog);
     let schemas = &mut doc["components"]["schemas"];
@@ -354,12 +354,12 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
         "propertyNames": {"pattern": NUL_FREE},
         "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
     });
-    super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
+    super::schema::operation(doc, "post", "/v1/runs/{runId}/cancel")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
         "type": "object",
         "required": ["runId", "status"],
         "properties": {"runId": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"}},
     }}});
-    super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
+    super::schema::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
     // A run id's shape (`myloware_core::ids::is_run_id`); any other is a 404.
     for item in doc["paths"]
         .as_object_mut()
@@ -380,7 +380,7 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
         }
     }
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-    if let Some(parameters) = super::openapi::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
+    if let Some(parameters) = super::schema::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
         for parameter in parameters {
             let schema = match parameter["name"].as_str() {
                 Some("status") => json!({"type": "string", "enum": statuses}),

@@ -84,7 +84,7 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             },
         },
     });
-    let responses = &mut super::openapi::operation(doc, "get", "/ready")["responses"];
+    let responses = &mut super::schema::operation(doc, "get", "/ready")["responses"];
     responses["200"]["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}});
     responses["503"]["content"] = json!({"application/json": {"schema": {"anyOf": [
         {"$ref": "#/components/schemas/Readiness"},

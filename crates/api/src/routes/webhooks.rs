@@ -334,7 +334,7 @@ pub(crate) fn status_answer(statuses: &[&str]) -> Value {
 
 /// The webhooks' bodies (any JSON; what is read) and answers.
 pub(crate) fn refine_schema(doc: &mut Value) {
-    let kieai = super::openapi::operation(doc, "post", "/v1/webhooks/kieai");
+    let kieai = super::schema::operation(doc, "post", "/v1/webhooks/kieai");
     kieai["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object",
         "description": "kie.ai's callback; only `data.taskId` is read (the signature covers it)",
@@ -346,7 +346,7 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
     }}}});
     kieai["responses"]["200"]["content"] = status_answer(&["accepted", "duplicate", "dead_lettered"]);
-    let upload_post = super::openapi::operation(doc, "post", "/v1/webhooks/upload-post");
+    let upload_post = super::schema::operation(doc, "post", "/v1/webhooks/upload-post");
     upload_post["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object",
         "description": "Upload-Post's account event; only `event` is read",
