@@ -768,8 +768,7 @@ mod webhooks_and_events {
             request = request.header("x-webhook-signature", signature);
         }
         let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        myloware_testkit::status_and_json(response).await
     }
 
     fn sign(task_id: &str) -> String {

@@ -150,3 +150,9 @@ impl JsonAnswer for reqwest::RequestBuilder {
         self.send().await.unwrap().json().await.unwrap()
     }
 }
+
+/// The status of `response` and its JSON body (`null` when it has none).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}

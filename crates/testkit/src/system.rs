@@ -88,13 +88,8 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
 impl System {
     pub async fn start_run(&self, body: Value) -> String {
         let response = self
-            .http
-            .post(format!("{}/v1/runs/start", self.api))
-            .header("x-api-key", API_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .with_key(self.http.post(format!("{}/v1/runs/start", self.api)).json(&body))
+            .await;
         assert!(response.status().is_success(), "start refused: {}", response.status());
         let body: Value = response.json().await.unwrap();
         body["runId"].as_str().unwrap().to_string()
@@ -118,14 +113,26 @@ impl System {
         self.http.execute(request).await.unwrap()
     }
 
+    /// Sends `request` with the operator key, whatever the route.
+    pub async fn with_key(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        request.header("x-api-key", API_KEY).send().await.unwrap()
+    }
+
     pub async fn get(&self, url: &str) -> Value {
         self.send(self.http.get(url)).await.json().await.unwrap()
     }
 
     pub async fn post(&self, url: &str, body: Value) -> (u16, Value) {
         let response = self.send(self.http.post(url).json(&body)).await;
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        crate::status_and_json(response).await
+    }
+
+    /// Approves `gate` of `run_id` with the operator key; it must be 200.
+    pub async fn approve(&self, run_id: &str, gate: &str) {
+        let (status, body) = self
+            .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", self.api), json!({}))
+            .await;
+        assert_eq!(status, 200, "approving {gate} of {run_id}: {body}");
     }
 
     /// One chat turn of `user` with the operator key: status and answer.

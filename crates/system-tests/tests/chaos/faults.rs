@@ -269,8 +269,7 @@ async fn approve_by_token(cluster: &Cluster, run_id: &str, gate: &str, token: &s
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 /// Approves with the API key (the runbook's curl).
@@ -282,8 +281,7 @@ async fn approve_by_key(cluster: &Cluster, run_id: &str, gate: &str) -> (u16, Va
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 /// aismr runs at the ideate gate; the orchestrator is first cut off from

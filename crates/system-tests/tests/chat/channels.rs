@@ -261,8 +261,7 @@ async fn telegram_update(system: &System, secret: Option<&str>, update: &Value) 
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
     }
     let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 fn update(update_id: i64, text: &str) -> Value {

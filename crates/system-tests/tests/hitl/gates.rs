@@ -7,7 +7,7 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::{API_KEY, System, start};
+use myloware_testkit::system::{System, start};
 use serde_json::{Value, json};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -27,8 +27,7 @@ async fn form(system: &System, action: &str, run_id: &str, gate: &str, token: &s
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 async fn aismr_passes_both_gates_by_their_links(db: &Db) {
@@ -143,12 +142,8 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
     // The runbook's manual approval: GET with the API key.
     let link = link(&system, &approved, "workflow").await;
     let response = system
-        .http
-        .get(link["approvalUrl"].as_str().unwrap())
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(system.http.get(link["approvalUrl"].as_str().unwrap()))
+        .await;
     assert_eq!(response.status(), 200);
     system.wait_status(&approved, "published", QUICK).await;
 
@@ -236,30 +231,30 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
     let (status, body) = form(&system, "reject", &run_id, "workflow", &fresh, "").await;
     assert_eq!(status, 409, "{body}");
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/link/{run_id}/workflow", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/link/{run_id}/workflow", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 409, "no link for a resolved gate");
     // Unknown gates and runs.
     assert_eq!(form(&system, "approve", &run_id, "publish", &fresh, "").await.0, 403);
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/approve/{run_id}/publish", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/approve/{run_id}/publish", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 404);
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/approve/run_000000000000/workflow", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/approve/run_000000000000/workflow", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 404);
     system.wait_status(&run_id, "published", QUICK).await;
     system.stop_idle().await;

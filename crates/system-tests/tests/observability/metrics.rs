@@ -34,21 +34,14 @@ fn value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn approve(system: &System, run_id: &str, gate: &str) {
-    let (status, body) = system
-        .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api), json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn aismr_run(system: &System) -> String {
     let run_id = system
         .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "m-1"}}))
         .await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(system, &run_id, "ideate").await;
+    system.approve(&run_id, "ideate").await;
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    approve(system, &run_id, "prepublish").await;
+    system.approve(&run_id, "prepublish").await;
     system.wait_status(&run_id, "published", QUICK).await;
     run_id
 }

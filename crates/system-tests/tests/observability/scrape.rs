@@ -7,7 +7,7 @@ use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
 use myloware_testkit::promql::{Exported, Scrape, listed_values, references, substitute};
-use myloware_testkit::system::{API_KEY, System, start};
+use myloware_testkit::system::{System, start};
 use serde_json::json;
 
 #[allow(unused_imports)]
@@ -17,26 +17,15 @@ use crate::contract::*;
 // A run through both gates, and what a scrape of it must show.
 // ---------------------------------------------------------------------------
 
-pub async fn approve(system: &System, run_id: &str, gate: &str) {
-    let response = system
-        .http
-        .post(format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "approving {gate} of {run_id}");
-}
-
 /// A mock aismr run approved at both gates (by API key), published.
 pub async fn aismr_through_both_gates(system: &System, user: &str) -> String {
     let run_id = system
         .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
         .await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(system, &run_id, "ideate").await;
+    system.approve(&run_id, "ideate").await;
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    approve(system, &run_id, "prepublish").await;
+    system.approve(&run_id, "prepublish").await;
     system.wait_status(&run_id, "published", QUICK).await;
     run_id
 }

@@ -130,12 +130,8 @@ async fn runs_beyond_the_cap_are_counted_without_their_run(db: &Db) {
                           "options": {"requireWorkflowApproval": true}});
         let run_id = system.start_run(body).await;
         let response = system
-            .http
-            .get(format!("{}/v1/runs/{run_id}", system.api))
-            .header("x-api-key", API_KEY)
-            .send()
-            .await
-            .unwrap();
+            .with_key(system.http.get(format!("{}/v1/runs/{run_id}", system.api)))
+            .await;
         assert_eq!(response.status(), 200);
         runs.push(run_id);
     }

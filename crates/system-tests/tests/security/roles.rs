@@ -324,8 +324,7 @@ async fn chat(system: &System, key: &str, user: &str, message: &str) -> (u16, Va
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 fn gate(run: &Value, name: &str) -> Value {

@@ -204,8 +204,7 @@ async fn send(system: &System, update_id: i64, chat: i64, text: &str) -> (u16, V
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 async fn runs_of(system: &System, user: &str) -> Vec<Value> {

@@ -34,8 +34,7 @@ async fn post_webhook(system: &System, body: &Value) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 /// Waits until Upload-Post was asked for the run's status more than
