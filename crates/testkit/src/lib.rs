@@ -156,3 +156,31 @@ pub async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::V
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// Waits until no work is left undone: nothing runnable, no undelivered
+/// event, no undelivered command; fails after `timeout` saying what is left
+/// (and `context`: where the logs are).
+pub async fn wait_no_work(
+    api: &dyn myloware_api::store::ApiStore,
+    orchestrator: &dyn myloware_orchestrator::store::OrchestratorStore,
+    timeout: Duration,
+    context: &str,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = orchestrator.counts().await.unwrap();
+        let commands = api
+            .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
+            .await
+            .unwrap();
+        if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "undone work left behind: {counts:?}, {} undelivered commands{context}",
+            commands.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -182,28 +182,17 @@ impl System {
         calls
     }
 
+    /// Waits until the outbox, the execution queue and the API's command
+    /// queue are empty (fails after 10 s).
+    pub async fn wait_idle(&self) {
+        let (api, orchestrator) = (&self.api_state.store, &self.orchestrator_state.store);
+        crate::wait_no_work(api.as_ref(), orchestrator.as_ref(), Duration::from_secs(10), "").await;
+    }
+
     /// Teardown: fails if the outbox, the execution queue or the API's
     /// command queue still hold work that should have finished.
     pub async fn stop_idle(self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let counts = self.orchestrator_state.store.counts().await.unwrap();
-            let commands = self
-                .api_state
-                .store
-                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-                .await
-                .unwrap();
-            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "undone work left behind: {counts:?}, {} undelivered commands",
-                commands.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.wait_idle().await;
         let _ = self.stop.send(true);
         for task in self.tasks {
             task.await.unwrap().unwrap();
