@@ -167,6 +167,33 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
     system.stop_idle().await;
 }
 
+/// An aismr run about `object` waiting at the ideate gate, and a fresh
+/// link's token for it.
+async fn at_ideate(system: &System, object: &str) -> (String, String) {
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": object}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let token = support_link(system, &run_id, "ideate").await;
+    (run_id, token)
+}
+
+/// The run's resume commands.
+async fn resumes(system: &System, run_id: &str) -> usize {
+    let commands = system.api_state.store.list_commands(run_id).await.unwrap();
+    commands
+        .iter()
+        .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
+        .count()
+}
+
+/// Approves prepublish by a fresh link's token; waits for the publish.
+async fn publish_via_link(system: &System, run_id: &str) {
+    let token = support_link(system, run_id, "prepublish").await;
+    assert_eq!(form(system, "approve", run_id, "prepublish", &token, "").await.0, 200);
+    system.wait_status(run_id, "published", QUICK).await;
+}
+
 async fn support_link(system: &System, run_id: &str, gate: &str) -> String {
     link(system, run_id, gate).await["token"].as_str().unwrap().to_string()
 }
@@ -262,11 +289,7 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
 
 async fn fifty_concurrent_approvals_make_one_decision(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "soap").await;
     let clicks = (0..50).map(|_| {
         let (http, url, token) = (
             system.http.clone(),
@@ -297,28 +320,16 @@ async fn fifty_concurrent_approvals_make_one_decision(db: &Db) {
         49,
         "{outcomes:?}"
     );
-    let resumes = system.api_state.store.list_commands(&run_id).await.unwrap();
-    assert_eq!(
-        resumes
-            .iter()
-            .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
-            .count(),
-        1
-    );
+    let resumes = resumes(&system, &run_id).await;
+    assert_eq!(resumes, 1);
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    let token = support_link(&system, &run_id, "prepublish").await;
-    assert_eq!(form(&system, "approve", &run_id, "prepublish", &token, "").await.0, 200);
-    system.wait_status(&run_id, "published", QUICK).await;
+    publish_via_link(&system, &run_id).await;
     system.stop_idle().await;
 }
 
 async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "glass"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "glass").await;
     system.switch.block(true);
     assert_eq!(
         form(&system, "approve", &run_id, "ideate", &token, "").await,
@@ -334,28 +345,15 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     let (status, body) = form(&system, "approve", &run_id, "ideate", &token, "").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("already_approved")));
-    let resumes = system.api_state.store.list_commands(&run_id).await.unwrap();
-    assert_eq!(
-        resumes
-            .iter()
-            .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
-            .count(),
-        1,
-        "one resume"
-    );
-    let token = support_link(&system, &run_id, "prepublish").await;
-    assert_eq!(form(&system, "approve", &run_id, "prepublish", &token, "").await.0, 200);
-    system.wait_status(&run_id, "published", QUICK).await;
+    let resumes = resumes(&system, &run_id).await;
+    assert_eq!(resumes, 1, "one resume");
+    publish_via_link(&system, &run_id).await;
     system.stop_idle().await;
 }
 
 async fn rejecting_ideas_ends_the_run_and_the_execution(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "soap").await;
     let (status, body) = form(&system, "reject", &run_id, "ideate", &token, "too tame").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("rejected")));
     let run = system.run(&run_id).await;
