@@ -135,6 +135,21 @@ impl System {
         assert_eq!(status, 200, "approving {gate} of {run_id}: {body}");
     }
 
+    /// A mock aismr run of `user` approved at both gates by the operator
+    /// key, published (30 s for each step).
+    pub async fn publish_aismr(&self, user: &str) -> String {
+        let quick = Duration::from_secs(30);
+        let run_id = self
+            .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
+            .await;
+        self.wait_status(&run_id, "awaiting_ideate", quick).await;
+        self.approve(&run_id, "ideate").await;
+        self.wait_status(&run_id, "awaiting_prepublish", quick).await;
+        self.approve(&run_id, "prepublish").await;
+        self.wait_status(&run_id, "published", quick).await;
+        run_id
+    }
+
     /// One chat turn of `user` with the operator key: status and answer.
     pub async fn chat(&self, user: &str, message: &str) -> (u16, Value) {
         self.post(
@@ -207,6 +222,15 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
         .iter()
         .map(|a| a["kind"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Whether every video of the run is completed.
+pub fn videos_completed(run: &Value) -> bool {
+    run["result"]["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["status"] == "completed")
 }
 
 pub fn smoke() -> Value {

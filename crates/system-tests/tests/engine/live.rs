@@ -28,13 +28,7 @@ async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &
         .await;
     let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
     assert_eq!(calls.count("kieai.submit"), 2, "never resubmitted");
-    assert!(
-        run["result"]["videos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["status"] == "completed")
-    );
+    assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
     system.stop_idle().await;
 }
 

@@ -228,13 +228,7 @@ async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
             .0,
         409
     );
-    assert!(
-        run["result"]["videos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["status"] == "completed")
-    );
+    assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "kieai", "submit"), 12);
     assert_eq!(

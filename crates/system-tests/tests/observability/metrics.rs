@@ -34,21 +34,9 @@ fn value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn aismr_run(system: &System) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "m-1"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    system.approve(&run_id, "ideate").await;
-    system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    system.approve(&run_id, "prepublish").await;
-    system.wait_status(&run_id, "published", QUICK).await;
-    run_id
-}
-
 async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = aismr_run(&system).await;
+    let run_id = system.publish_aismr("m-1").await;
     let api = scrape(&system, &system.api).await;
     let orchestrator = scrape(&system, &system.orchestrator).await;
     let run = [("runId", run_id.as_str())];
@@ -137,7 +125,7 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
 
 async fn a_finished_runs_series_go_after_the_ttl(db: &Db) {
     let system = start(db, &[("METRICS_RUN_SERIES_TTL", "2")]).await;
-    let run_id = aismr_run(&system).await;
+    let run_id = system.publish_aismr("m-1").await;
     let run = [("runId", run_id.as_str())];
     // The run is over: its series stay for the TTL...
     assert!(value(&scrape(&system, &system.api).await, "http_requests_total", &run).is_some());

@@ -17,19 +17,6 @@ use crate::contract::*;
 // A run through both gates, and what a scrape of it must show.
 // ---------------------------------------------------------------------------
 
-/// A mock aismr run approved at both gates (by API key), published.
-pub async fn aismr_through_both_gates(system: &System, user: &str) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    system.approve(&run_id, "ideate").await;
-    system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    system.approve(&run_id, "prepublish").await;
-    system.wait_status(&run_id, "published", QUICK).await;
-    run_id
-}
-
 /// Both services' scrapes; each check returns its problems, one line each.
 pub struct Check {
     pub api: Scrape,
@@ -261,7 +248,7 @@ impl Check {
 /// `myloware_chat_turns_total`) and an unsigned webhook (a signature problem
 /// in `webhook_events_total`).
 pub async fn exercise(system: &System) -> String {
-    let run_id = aismr_through_both_gates(system, "u1").await;
+    let run_id = system.publish_aismr("u1").await;
     let waiting = system
         .start_run(json!({"project": "aismr", "input": {"object": "soap"}, "options": {"user_id": "u2"}}))
         .await;
