@@ -4,8 +4,7 @@ use super::*;
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    myloware_testkit::free_port()
 }
 
 #[test]

@@ -24,10 +24,7 @@ const CANDLES: &str = "make an AISMR video about candles";
 
 /// A loopback URL with nothing listening (connections are refused).
 fn refusing_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://127.0.0.1:{}", myloware_testkit::free_port())
 }
 
 fn telegram_vars(telegram: &Channel) -> Vec<(&'static str, String)> {
