@@ -15,10 +15,10 @@ use myloware_core::wire::{ChatAction, ChatLine, ChatProject, ChatRun, ChatTurn};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential};
 use crate::runs::{self, RunInput, RunOptions, StartRunRequest};
+use crate::state::ApiState;
 use crate::store::{ChatDelivery, ChatMessage, GateStatus, Push, PushOutcome, Run, RunQuery, now};
 
 /// Limits of a turn.

@@ -4,15 +4,14 @@
 //! change that caused it) before the first attempt, so none is lost when
 //! the orchestrator or this process is down.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use myloware_core::RunStatus;
+use myloware_core::wire::ExecutionCommand;
 use serde_json::json;
 
-use crate::ApiState;
 use crate::orchestrator::OrchestratorError;
-use crate::store::{Artifact, Command, CommandKind, DeliveryAttempt};
+use crate::state::ApiState;
+use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
 
 /// 1 s, 2 s, 4 s ... capped at 30 s.
 fn backoff(previous_attempts: i64) -> chrono::Duration {
@@ -23,25 +22,27 @@ fn backoff(previous_attempts: i64) -> chrono::Duration {
 /// One attempt at `command`, recorded: acknowledged, refused (closed, it
 /// will not be sent again) or failed (retried later).
 async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
-    let outcome = state
-        .orchestrator
-        .send(&command.run_id, command.kind, &command.body)
-        .await;
+    let kind = command.kind();
+    let outcome = state.orchestrator.send(&command.run_id, &command.body).await;
     let attempt = match &outcome {
         Ok(()) => DeliveryAttempt::Acked,
         // The orchestrator understood and refused: retrying cannot help.
         Err(OrchestratorError::Refused { status, body }) if matches!(status, 400 | 404 | 409 | 422) => {
-            let error = format!("orchestrator refused the {} ({status}): {body}", command.kind.as_str());
-            tracing::error!(runId = %command.run_id, command = command.kind.as_str(), %error, "command refused");
-            if command.kind == CommandKind::Start && *status != 409 {
+            let error = format!("orchestrator refused the {} ({status}): {body}", kind.as_str());
+            tracing::error!(runId = %command.run_id, command = kind.as_str(), %error, "command refused");
+            if kind == CommandKind::Start && *status != 409 {
                 fail_unstartable_run(state, &command.run_id, &error).await;
             }
             // A signal nobody took is kept for replay (before the command is
-            // closed, so a crash in between repeats this, never loses it).
-            if command.kind == CommandKind::Signal && command.body.get("replayOf").is_none() {
+            // closed, so a crash in between repeats this, never loses it);
+            // a refused replay updates its own entry instead.
+            if let ExecutionCommand::Signal(delivery) = &command.body
+                && delivery.replay_of.is_none()
+            {
+                let payload = serde_json::to_value(delivery).expect("serializes");
                 if let Err(err) = state
                     .store
-                    .add_dead_letter("signal", Some(&command.run_id), &command.body, &error)
+                    .add_dead_letter(DeadLetterKind::Signal, Some(&command.run_id), &payload, &error)
                     .await
                 {
                     tracing::error!(runId = %command.run_id, error = %err, "cannot dead-letter a refused signal");
@@ -52,7 +53,7 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
         Err(err) => {
             tracing::warn!(
                 runId = %command.run_id,
-                command = command.kind.as_str(),
+                command = kind.as_str(),
                 attempt = command.attempts + 1,
                 error = %err,
                 "command not delivered; will retry"
@@ -129,30 +130,6 @@ async fn fail_unstartable_run(state: &ApiState, run_id: &str, error: &str) {
         }
         Ok(false) => {}
         Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail an unstartable run"),
-    }
-}
-
-/// Background task: delivers due commands until `shutdown` fires.
-pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        match state.store.commands_due(Utc::now(), 100).await {
-            Ok(due) => {
-                // Oldest first, one drain per run (it starts with the run's
-                // oldest pending command, which is the due one).
-                let mut drained = std::collections::HashSet::new();
-                for command in due {
-                    if drained.insert(command.run_id.clone()) {
-                        let _ = deliver_pending(&state, &command.run_id).await;
-                    }
-                }
-            }
-            Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),
-        }
-        crate::dlq::retry_due(&state).await;
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
     }
 }
 

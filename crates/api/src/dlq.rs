@@ -3,13 +3,13 @@
 //! replayed. A replay really processes the entry again: its signal gets a
 //! new id, so the orchestrator's idempotency does not swallow it.
 
+use myloware_core::wire::{ExecutionCommand, SignalDelivery};
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
-use crate::store::{CommandKind, DeadLetter, NewCommand};
+use crate::state::ApiState;
+use crate::store::{DeadLetter, DeadLetterKind, NewCommand};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -21,18 +21,18 @@ pub struct Replayed {
 }
 
 /// The signal delivery a dead letter asks for, with a fresh signal id.
-fn replay_signal(letter: &DeadLetter) -> Result<(String, Value), String> {
+fn replay_signal(letter: &DeadLetter) -> Result<(String, SignalDelivery), String> {
     let run_id = letter.run_id.clone().ok_or("the entry names no run")?;
-    let mut body = match letter.kind.as_str() {
-        "signal" => letter.payload.clone(),
-        "webhook" => letter.payload["signal"].clone(),
-        other => return Err(format!("cannot replay a {other:?} entry")),
+    let kept = match letter.kind {
+        DeadLetterKind::Signal => letter.payload.clone(),
+        DeadLetterKind::Webhook => letter.payload["signal"].clone(),
     };
-    let original = body["signalId"].as_str().ok_or("the entry has no signal")?.to_string();
-    body["signalId"] = Value::String(format!("{original}:replay:{}", letter.attempts + 1));
+    let mut delivery: SignalDelivery =
+        serde_json::from_value(kept).map_err(|err| format!("the entry has no signal ({err})"))?;
+    delivery.signal_id = format!("{}:replay:{}", delivery.signal_id, letter.attempts + 1);
     // A refused replay updates this entry instead of adding another.
-    body["replayOf"] = Value::from(letter.seq);
-    Ok((run_id, body))
+    delivery.replay_of = Some(letter.seq);
+    Ok((run_id, delivery))
 }
 
 /// Processes a dead letter again; resolved once the orchestrator has it.
@@ -49,14 +49,10 @@ pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
     }
     let outcome = match replay_signal(&letter) {
         Err(error) => Err(error),
-        Ok((run_id, body)) => {
+        Ok((run_id, delivery)) => {
             state
                 .store
-                .enqueue_command(&NewCommand {
-                    run_id: run_id.clone(),
-                    kind: CommandKind::Signal,
-                    body,
-                })
+                .enqueue_command(&NewCommand::new(&run_id, ExecutionCommand::Signal(delivery)))
                 .await?;
             commands::deliver_pending(state, &run_id).await
         }

@@ -90,4 +90,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub use myloware_telemetry::http::{BodyLimit, JsonBytes, OptionalJson, ValidJson};
+pub use myloware_http::{BodyLimit, JsonBytes, OptionalJson, ValidJson};

@@ -6,33 +6,15 @@
 //! result.
 
 use myloware_core::run::Transition;
+use myloware_core::wire::EventOutcome;
 use myloware_core::wire::{Event, EventKind};
 use myloware_core::{Gate, RunStatus};
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl;
+use crate::state::ApiState;
 use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventOutcome {
-    Applied,
-    Duplicate,
-    /// An earlier event of the run has not arrived yet; send again later.
-    OutOfOrder,
-    /// No such run here (another deployment's, or a database reset): nothing to apply, do not retry.
-    UnknownRun,
-}
-
-impl EventOutcome {
-    /// Whether the sender may forget the event.
-    pub fn is_final(self) -> bool {
-        self != EventOutcome::OutOfOrder
-    }
-}
 
 /// Applies one event; retries when another writer applied one concurrently.
 pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {

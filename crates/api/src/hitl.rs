@@ -6,15 +6,17 @@ use chrono::Utc;
 use myloware_core::auth::ApiKeys;
 use myloware_core::graph;
 use myloware_core::signing;
-use myloware_core::wire::{GraphSpec, StartExecution};
+use myloware_core::wire::{
+    Decision as GateDecision, ExecutionCommand, GraphSpec, Repeated, ResumeExecution, StartExecution,
+};
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
-use crate::store::{Artifact, AuditEntry, CommandKind, Decision, GateRecord, GateStatus, NewCommand, Run, now};
+use crate::state::ApiState;
+use crate::store::{Artifact, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
 
 /// Log target of gate decisions (the runbook greps for it).
 pub const LOG_TARGET: &str = "myloware.api.hitl";
@@ -261,7 +263,8 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
                 },
             ) => {
                 let approved = record.status == GateStatus::Approved;
-                if approved != attempt.approve {
+                let earlier = GateDecision::of(approved);
+                if GateDecision::of(attempt.approve).again(earlier) == Repeated::Conflict {
                     return Err(ApiError::Conflict(format!(
                         "the {gate} gate was already {}",
                         record.status.as_str()
@@ -322,11 +325,10 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
     Ok(match (gate, attempt.approve) {
         (Gate::Workflow, true) => Decision {
             run_move: Some((RunStatus::PendingWorkflow, RunStatus::Pending)),
-            command: Some(NewCommand {
-                run_id: run.id.clone(),
-                kind: CommandKind::Start,
-                body: serde_json::to_value(proposed_start(run)?).expect("serializes"),
-            }),
+            command: Some(NewCommand::new(
+                &run.id,
+                ExecutionCommand::Start(Box::new(proposed_start(run)?)),
+            )),
             ..base
         },
         (Gate::Workflow, false) => Decision {
@@ -337,16 +339,15 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
         (_, approve) => Decision {
             run_move: (!approve).then(|| (gate.awaiting_status(), RunStatus::Rejected)),
             artifact: (!approve).then(rejected_artifact),
-            command: Some(NewCommand {
-                run_id: run.id.clone(),
-                kind: CommandKind::Resume,
-                body: json!({
-                    "gate": gate,
-                    "decision": if approve { "approve" } else { "reject" },
-                    "approver": attempt.credential.describe(),
-                    "reason": attempt.reason,
+            command: Some(NewCommand::new(
+                &run.id,
+                ExecutionCommand::Resume(ResumeExecution {
+                    gate,
+                    decision: GateDecision::of(approve),
+                    approver: Some(attempt.credential.describe()),
+                    reason: attempt.reason.clone(),
                 }),
-            }),
+            )),
             ..base
         },
     })

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use myloware_core::auth::{ApiKeys, Permission, Principal};
 use myloware_core::config::RateLimitConfig;
 
-use crate::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 pub static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -155,7 +155,7 @@ pub async fn require_internal(State(state): State<ApiState>, request: Request, n
         peer,
         state.config.rate_limit.trust_proxy_headers,
     ));
-    match myloware_telemetry::internal::verified(&state.internal, request).await {
+    match myloware_http::internal::verified(&state.internal, request).await {
         Ok(request) => next.run(request).await,
         Err(refusal) => match state.limiter.check(LimitedRoute::OpenRefusals, &client) {
             Ok(()) => refusal,

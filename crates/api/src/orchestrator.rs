@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use myloware_core::internal::InternalKeys;
-use serde_json::Value;
 use url::Url;
 
-use myloware_core::wire::{ChatReply, ChatTurn, PruneCounts, PruneRequest};
-
-use crate::store::CommandKind;
+use myloware_core::wire::{ChatReply, ChatTurn, ExecutionCommand, PruneCounts, PruneRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -22,10 +19,11 @@ pub enum OrchestratorError {
 
 #[async_trait]
 pub trait OrchestratorClient: Send + Sync + 'static {
-    /// Sends one command: `start` to `POST /v1/executions`, `signal` to
-    /// `POST /v1/executions/{runId}/signals`, `cancel` to
-    /// `POST /v1/executions/{runId}/cancel`. `Ok` once acknowledged.
-    async fn send(&self, run_id: &str, kind: CommandKind, body: &Value) -> Result<(), OrchestratorError>;
+    /// Sends one command to its path ([`ExecutionCommand::path`]): a start
+    /// to `POST /v1/executions`, a signal, resume or cancel to
+    /// `POST /v1/executions/{runId}/signals`, `/resume` or `/cancel`. `Ok`
+    /// once acknowledged.
+    async fn send(&self, run_id: &str, command: &ExecutionCommand) -> Result<(), OrchestratorError>;
 
     /// `GET /health`, for the API's readiness.
     async fn health(&self) -> Result<(), OrchestratorError>;
@@ -75,7 +73,7 @@ impl HttpOrchestrator {
         let mut request = request
             .build()
             .map_err(|err| OrchestratorError::Unreachable(without_url(&err)))?;
-        myloware_telemetry::internal::sign(&self.internal, &mut request);
+        myloware_http::internal::sign(&self.internal, &mut request);
         let response = self
             .http
             .execute(request)
@@ -117,14 +115,9 @@ fn without_url(err: &reqwest::Error) -> String {
 
 #[async_trait]
 impl OrchestratorClient for HttpOrchestrator {
-    async fn send(&self, run_id: &str, kind: CommandKind, body: &Value) -> Result<(), OrchestratorError> {
-        let path = match kind {
-            CommandKind::Start => "/v1/executions".to_string(),
-            CommandKind::Signal => format!("/v1/executions/{run_id}/signals"),
-            CommandKind::Cancel => format!("/v1/executions/{run_id}/cancel"),
-            CommandKind::Resume => format!("/v1/executions/{run_id}/resume"),
-        };
-        self.send_request(self.http.post(self.url(&path)).json(body)).await
+    async fn send(&self, run_id: &str, command: &ExecutionCommand) -> Result<(), OrchestratorError> {
+        let url = self.url(&command.path(run_id));
+        self.send_request(self.http.post(url).json(command)).await
     }
 
     async fn health(&self) -> Result<(), OrchestratorError> {

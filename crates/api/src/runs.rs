@@ -7,18 +7,22 @@ use myloware_core::ids::new_run_id;
 use myloware_core::project::Persona;
 use myloware_core::project::ProjectSpec;
 use myloware_core::run::Transition;
-use myloware_core::wire::{CancelExecution, GraphSpec, StartExecution};
+use myloware_core::wire::{CancelExecution, ExecutionCommand, GraphSpec, StartExecution};
 use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::ApiError;
-use crate::store::{Artifact, CommandKind, NewCommand, NewGate, NewRun, Run, now};
+use crate::state::ApiState;
+use crate::store::{Artifact, NewCommand, NewGate, NewRun, Run, now};
 
-const MAX_TEXT_CHARS: usize = 4000;
-const MAX_MODIFIERS: usize = 50;
+/// Limits of a run's input (the OpenAPI document states them too).
+pub const MAX_TEXT_CHARS: usize = 4000;
+pub const MAX_MODIFIERS: usize = 50;
+pub const MAX_MODIFIER_CHARS: usize = 200;
+/// The text fields of [`RunInput`], at least one of them not blank.
+pub const TEXT_FIELDS: [&str; 5] = ["prompt", "title", "subject", "object", "topic"];
 
 /// `POST /v1/runs/start`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -68,12 +72,13 @@ pub struct RunOptions {
 
 impl RunInput {
     fn texts(&self) -> [(&'static str, &Option<String>); 5] {
+        let [prompt, title, subject, object, topic] = TEXT_FIELDS;
         [
-            ("prompt", &self.prompt),
-            ("title", &self.title),
-            ("subject", &self.subject),
-            ("object", &self.object),
-            ("topic", &self.topic),
+            (prompt, &self.prompt),
+            (title, &self.title),
+            (subject, &self.subject),
+            (object, &self.object),
+            (topic, &self.topic),
         ]
     }
 
@@ -106,11 +111,11 @@ impl RunInput {
         if self
             .modifiers
             .iter()
-            .any(|m| m.trim().is_empty() || m.chars().count() > 200)
+            .any(|m| m.trim().is_empty() || m.chars().count() > MAX_MODIFIER_CHARS)
         {
             errors.push(field_error(
                 &["body", "input", "modifiers"],
-                "each modifier must be 1 to 200 characters".into(),
+                format!("each modifier must be 1 to {MAX_MODIFIER_CHARS} characters"),
             ));
         }
         if errors.is_empty() {
@@ -244,11 +249,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "publishUrls": [],
         "error": null,
     });
-    let command = (!awaiting_workflow).then(|| NewCommand {
-        run_id: run_id.clone(),
-        kind: CommandKind::Start,
-        body: serde_json::to_value(&start).expect("start serializes"),
-    });
+    let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
     let run = state
         .store
         .insert_run_with_command(
@@ -313,13 +314,13 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
             json!({"reason": request.reason, "by": by, "actor": request.actor, "previousStatus": run.status}),
         );
         // A run held for its workflow gate has no execution to stop.
-        let command = (run.status != RunStatus::PendingWorkflow).then(|| NewCommand {
-            run_id: run_id.to_string(),
-            kind: CommandKind::Cancel,
-            body: serde_json::to_value(CancelExecution {
-                reason: request.reason.clone(),
-            })
-            .expect("serializes"),
+        let command = (run.status != RunStatus::PendingWorkflow).then(|| {
+            NewCommand::new(
+                run_id,
+                ExecutionCommand::Cancel(CancelExecution {
+                    reason: request.reason.clone(),
+                }),
+            )
         });
         if state
             .store

@@ -8,7 +8,12 @@ use myloware_api::store::{
     WebhookDelivery, now,
 };
 use myloware_core::ids::new_run_id;
-use myloware_core::{Gate, RunStatus};
+use myloware_core::project::ProjectSpec;
+use myloware_core::wire::{
+    CancelExecution, Decision as GateDecision, ExecutionCommand, GraphSpec, ResumeExecution, Signal, SignalDelivery,
+    StartExecution,
+};
+use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
@@ -304,11 +309,62 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
 }
 
 fn command(run_id: &str, kind: CommandKind) -> NewCommand {
-    NewCommand {
-        run_id: run_id.into(),
-        kind,
-        body: json!({"runId": run_id, "kind": kind.as_str()}),
+    let body = match kind {
+        CommandKind::Start => {
+            let spec = ProjectSpec::parse(
+                std::path::Path::new("projects/aismr.toml"),
+                include_str!("../../../projects/aismr.toml"),
+            )
+            .expect("the aismr project parses");
+            ExecutionCommand::Start(Box::new(StartExecution {
+                run_id: run_id.into(),
+                project: spec.project.clone(),
+                graph_spec: GraphSpec::for_project(&spec),
+                project_spec: spec,
+                providers_mode: ProviderMode::Mock,
+                input: json!({"object": "candles"}),
+                videos: Vec::new(),
+                traceparent: None,
+            }))
+        }
+        CommandKind::Signal => ExecutionCommand::Signal(SignalDelivery {
+            signal_id: format!("kieai:task-{run_id}"),
+            signal: Signal::ClipReported {
+                task_id: format!("task-{run_id}"),
+                index: 1,
+            },
+            replay_of: None,
+        }),
+        CommandKind::Cancel => ExecutionCommand::Cancel(CancelExecution {
+            reason: Some("no longer wanted".into()),
+        }),
+        CommandKind::Resume => ExecutionCommand::Resume(ResumeExecution {
+            gate: Gate::Ideate,
+            decision: GateDecision::Reject,
+            approver: Some("key:ops".into()),
+            reason: None,
+        }),
+    };
+    NewCommand::new(run_id, body)
+}
+
+async fn commands_read_back_as_the_typed_bodies_enqueued(db: &Db) {
+    let store = store::open(db);
+    let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let kinds = [
+        CommandKind::Start,
+        CommandKind::Signal,
+        CommandKind::Resume,
+        CommandKind::Cancel,
+    ];
+    for kind in kinds {
+        store.enqueue_command(&command(&run.id, kind)).await.unwrap();
     }
+    let listed = store.list_commands(&run.id).await.unwrap();
+    let read: Vec<&ExecutionCommand> = listed.iter().map(|c| &c.body).collect();
+    let written: Vec<ExecutionCommand> = kinds.iter().map(|kind| command(&run.id, *kind).body).collect();
+    assert_eq!(read, written.iter().collect::<Vec<_>>());
+    assert_eq!(listed.iter().map(|c| c.kind()).collect::<Vec<_>>(), kinds);
 }
 
 async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
@@ -330,7 +386,7 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
         .into_iter()
         .next()
         .expect("start stored with the run");
-    assert_eq!(start.kind, CommandKind::Start);
+    assert_eq!(start.kind(), CommandKind::Start);
 
     let cancel = command(&run.id, CommandKind::Cancel);
     assert!(
@@ -347,7 +403,7 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
 
     // Only the first pending command of each run is due.
     let due = store.commands_due(now(), 10).await.unwrap();
-    let kinds: Vec<(String, CommandKind)> = due.iter().map(|c| (c.run_id.clone(), c.kind)).collect();
+    let kinds: Vec<(String, CommandKind)> = due.iter().map(|c| (c.run_id.clone(), c.kind())).collect();
     assert_eq!(
         kinds,
         [
@@ -369,11 +425,11 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
         .unwrap();
     let due = store.commands_due(now(), 10).await.unwrap();
     assert_eq!(due.len(), 1, "the failed start waits, and the signal behind it too");
-    assert_eq!(due[0].kind, CommandKind::Cancel);
+    assert_eq!(due[0].kind(), CommandKind::Cancel);
 
     store.record_delivery(start.seq, &DeliveryAttempt::Acked).await.unwrap();
     let pending = store.pending_commands("x", 10).await.unwrap();
-    let kinds: Vec<CommandKind> = pending.iter().map(|c| c.kind).collect();
+    let kinds: Vec<CommandKind> = pending.iter().map(|c| c.kind()).collect();
     assert_eq!(kinds, [CommandKind::Signal], "after the start, the signal");
     assert!(store.pending_commands("x", 0).await.unwrap().is_empty());
     assert!(store.run_exists(&run.id).await.unwrap());
@@ -656,6 +712,7 @@ conformance_tests!(
     artifacts_list_in_creation_order,
     run_details_are_the_run_its_gates_and_artifacts,
     commands_are_delivered_in_order_per_run_until_acknowledged,
+    commands_read_back_as_the_typed_bodies_enqueued,
     events_apply_once_in_order_with_their_changes,
     webhook_keys_are_used_once_and_bring_their_command,
     retention_prunes_only_old_rows_no_unfinished_run_needs,

@@ -15,6 +15,9 @@
 //!   RSS, their readiness) and in-process configuration;
 //! - [`stats`], percentiles;
 //! - [`report`], the machine, the targets and their verdicts.
+//!
+//! Crate graph: `myloware-bench` may import every MyloWare crate but
+//! `myloware-cli`; none imports it.
 
 pub mod compare;
 pub mod db;

@@ -349,14 +349,14 @@ pub async fn spawn_orchestrator(config: std::sync::Arc<Config>, db: &myloware_db
 }
 
 /// `router` served the way the services serve their own
-/// (`myloware_telemetry::server::serve`: the peer address, the default
+/// (`myloware_http::server::serve`: the peer address, the default
 /// timeouts and connection cap), on a free loopback port.
 pub async fn spawn_router(router: axum::Router) -> anyhow::Result<InProcess> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = stop_channel();
     let limits = myloware_core::config::HttpLimits::default();
-    let task = tokio::spawn(myloware_telemetry::server::serve(listener, router, &limits, stopped));
+    let task = tokio::spawn(myloware_http::server::serve(listener, router, &limits, stopped));
     Ok(InProcess { addr, stop, task })
 }
 

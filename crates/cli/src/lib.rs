@@ -2,6 +2,9 @@
 //! commands; everything else lives in the libraries. The binary's `main`
 //! is [`main`] here, so the system tests can build it as a binary of their
 //! own (`mw-system`).
+//!
+//! Crate graph: `myloware-cli` (the `mw` binary) may import every other
+//! MyloWare crate; only the tests and benchmarks import it.
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use myloware_api::{ApiServer, ApiState};
 use myloware_core::config::Config;
 use myloware_db::{Db, PoolSettings};
+use myloware_http::{Server, Service};
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -52,25 +53,25 @@ async fn until(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Binds `service`'s address; the error names `what` and the address.
+async fn bind<S: Service>(service: S, what: &str) -> anyhow::Result<Server<S>> {
+    let (host, port) = service.address();
+    Server::bind(service)
+        .await
+        .with_context(|| format!("binding {what} to {host}:{port}"))
+}
+
 async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let catalog = Arc::new(env::catalog(&config)?);
-    let state = ApiState::new(config.clone(), myloware_api::store::open(db), catalog);
-    ApiServer::bind(state)
-        .await
-        .with_context(|| format!("binding the API to {}:{}", config.bind_host, config.api_port))
+    bind(ApiState::new(config, myloware_api::store::open(db), catalog), "the API").await
 }
 
 async fn orchestrator_server(config: Arc<Config>, db: &Db) -> anyhow::Result<OrchestratorServer> {
-    let state = OrchestratorState::new(config.clone(), myloware_orchestrator::store::open(db));
-    OrchestratorServer::bind(state).await.with_context(|| {
-        format!(
-            "binding the orchestrator to {}:{}",
-            config.bind_host, config.orchestrator_port
-        )
-    })
+    let state = OrchestratorState::new(config, myloware_orchestrator::store::open(db));
+    bind(state, "the orchestrator").await
 }
 
 pub async fn api() -> anyhow::Result<()> {

@@ -2,6 +2,9 @@
 //! project definitions at startup: ids, the run state machine, gates, provider
 //! modes, project specs and their validation, configuration and its checks,
 //! the API <-> orchestrator wire types and the `{"detail": ...}` envelope.
+//!
+//! Crate graph: `myloware-core` imports no other MyloWare crate; every
+//! other crate may import it.
 
 pub mod auth;
 pub mod config;

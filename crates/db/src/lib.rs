@@ -5,6 +5,10 @@
 //!
 //! Each service's store is a trait with one implementation per backend; the
 //! implementations get their pool from [`Db`].
+//!
+//! Crate graph: `myloware-db` imports no other MyloWare crate; the
+//! services (`myloware-api`, `myloware-orchestrator`) and `myloware-cli`
+//! import it.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -3,28 +3,32 @@
 //! provider and LLM call. Its only caller is the API, which signs every
 //! request with the internal credential (`INTERNAL_SECRET`); operator API
 //! keys are refused here.
+//!
+//! Crate graph: `myloware-orchestrator` may import `myloware-core`,
+//! `myloware-db`, `myloware-telemetry`, `myloware-http` and
+//! `myloware-providers`, never `myloware-api`; only `myloware-cli` (and the
+//! benchmarks) import it.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, extract::DefaultBodyLimit};
 use metrics::EngineMetrics;
-use myloware_core::ErrorBody;
-use myloware_core::config::Config;
+use myloware_core::config::{Config, HttpLimits};
 use myloware_core::internal::InternalKeys;
 use myloware_core::wire::Health;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub mod brendan;
 pub mod engine;
+pub mod error;
 pub mod faults;
 pub mod llm;
 pub mod metrics;
@@ -83,10 +87,6 @@ impl OrchestratorState {
     }
 }
 
-fn error(status: StatusCode, detail: &str) -> Response {
-    (status, Json(ErrorBody::new(detail))).into_response()
-}
-
 async fn health() -> Json<Health> {
     Json(Health::ok("orchestrator"))
 }
@@ -128,65 +128,43 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/retention/prune", axum::routing::post(routes::prune))
         .route_layer(from_fn_with_state(
             state.internal.clone(),
-            myloware_telemetry::internal::require_internal,
+            myloware_http::internal::require_internal,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(protected)
-        .route_layer(myloware_telemetry::server::Deadlines(state.config.http))
-        .route_layer(from_fn_with_state(
-            state.metrics.http.clone(),
-            myloware_telemetry::track_http,
-        ))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
-        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
-        .with_state(state.clone())
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::Extension(myloware_telemetry::http::BodyLimit(
-            state.config.max_body_bytes,
-        )))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-        }))
-        .layer(from_fn(myloware_telemetry::http::request_id))
+        .merge(protected);
+    let (metrics, limits, max_body) = (
+        state.metrics.http.clone(),
+        state.config.http,
+        state.config.max_body_bytes,
+    );
+    myloware_http::stack::layered(routes, state, metrics, limits, max_body)
 }
 
-/// A bound, not yet serving, orchestrator.
-pub struct OrchestratorServer {
-    listener: TcpListener,
-    state: OrchestratorState,
-}
+/// A bound, not yet serving, orchestrator (`bind`, `with_listener`, `run`).
+pub type OrchestratorServer = myloware_http::Server<OrchestratorState>;
 
-impl OrchestratorServer {
-    /// Binds `config.bind_host:config.orchestrator_port` (0 picks a free port).
-    pub async fn bind(state: OrchestratorState) -> std::io::Result<OrchestratorServer> {
-        let listener = TcpListener::bind((state.config.bind_host, state.config.orchestrator_port)).await?;
-        Ok(OrchestratorServer { listener, state })
+impl myloware_http::Service for OrchestratorState {
+    const NAME: &'static str = "orchestrator";
+
+    fn address(&self) -> (std::net::IpAddr, u16) {
+        (self.config.bind_host, self.config.orchestrator_port)
     }
 
-    /// Serves on a listener bound elsewhere (tests).
-    pub fn with_listener(listener: TcpListener, state: OrchestratorState) -> OrchestratorServer {
-        OrchestratorServer { listener, state }
+    fn limits(&self) -> HttpLimits {
+        self.config.http
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+    fn router(&self) -> Router {
+        router(self.clone())
     }
 
-    /// Serves, runs the workers and the outbox dispatcher until `shutdown`
-    /// completes, then drains in-flight requests and steps.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr(), workers = self.state.config.engine.workers, "orchestrator listening");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut tasks = self.state.engine.spawn_workers(stop_rx.clone());
-        tasks.push(tokio::spawn(outbox::dispatch(self.state.engine.clone(), stop_rx)));
-        let limits = self.state.config.http;
-        let served = myloware_telemetry::server::serve(self.listener, router(self.state), &limits, shutdown).await;
-        let _ = stop_tx.send(true);
-        for task in tasks {
-            let _ = task.await;
-        }
-        served
+    /// The engine's workers and the outbox dispatcher; the server drains
+    /// in-flight steps by waiting for them.
+    fn background(&self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut tasks = self.engine.spawn_workers(stop.clone());
+        tasks.push(tokio::spawn(outbox::dispatch(self.engine.clone(), stop)));
+        tasks
     }
 }

@@ -9,24 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResults};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
 use crate::store::OutboxEvent;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EventResult {
-    event_id: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct EventResults {
-    results: Vec<EventResult>,
-}
 
 /// 0.5 s, 1 s, 2 s ... capped at 10 s: the API is usually back quickly,
 /// and a run's later events wait behind its first undelivered one.
@@ -61,14 +48,32 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
+/// The event as the API receives it; `None` for a type this build does
+/// not know (never written by it), which then waits like an unapplied one.
+fn wire_event(event: &OutboxEvent) -> Option<Event> {
+    match event.kind.parse() {
+        Ok(kind) => Some(Event {
+            event_id: event.event_id.clone(),
+            run_id: event.run_id.clone(),
+            seq: event.run_seq,
+            kind,
+            at: event.created_at,
+            data: event.data.clone(),
+        }),
+        Err(error) => {
+            tracing::error!(eventId = %event.event_id, %error, "outbox: event not sendable");
+            None
+        }
+    }
+}
+
 async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<OutboxEvent>) {
-    let events: Vec<_> = due
-        .iter()
-        .map(|e| json!({"eventId": e.event_id, "runId": e.run_id, "seq": e.run_seq, "type": e.kind, "at": e.created_at, "data": e.data}))
-        .collect();
-    let answer = match http.post(url).json(&json!({"events": events})).build() {
+    let batch = EventBatch {
+        events: due.iter().filter_map(wire_event).collect(),
+    };
+    let answer = match http.post(url).json(&batch).build() {
         Ok(mut request) => {
-            myloware_telemetry::internal::sign(&engine.config.internal_keys(), &mut request);
+            myloware_http::internal::sign(&engine.config.internal_keys(), &mut request);
             http.execute(request).await
         }
         Err(err) => Err(err),
@@ -81,7 +86,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
         Err(err) => Err(format!("API unreachable: {err}")),
     };
     crate::faults::point("outbox.after_send");
-    let statuses: HashMap<String, String> = match results {
+    let statuses: HashMap<String, EventOutcome> = match results {
         Ok(results) => results.results.into_iter().map(|r| (r.event_id, r.status)).collect(),
         Err(error) => {
             // Nothing acknowledged: every run of the batch waits and retries.
@@ -102,8 +107,8 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
     let mut delivered = Vec::new();
     let mut retry: HashMap<&str, i64> = HashMap::new();
     for event in &due {
-        match statuses.get(&event.event_id).map(String::as_str) {
-            Some("applied" | "duplicate" | "unknown_run") => delivered.push(event.event_id.clone()),
+        match statuses.get(&event.event_id) {
+            Some(outcome) if outcome.is_final() => delivered.push(event.event_id.clone()),
             _ => {
                 retry.entry(&event.run_id).or_insert(event.attempts);
             }

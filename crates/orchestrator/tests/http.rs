@@ -24,7 +24,7 @@ async fn internal(request: reqwest::RequestBuilder) -> reqwest::Response {
     let client = reqwest::Client::new();
     let mut request = request.build().unwrap();
     let keys = myloware_core::internal::InternalKeys::new(INTERNAL.into(), None);
-    myloware_telemetry::internal::sign(&keys, &mut request);
+    myloware_http::internal::sign(&keys, &mut request);
     client.execute(request).await.unwrap()
 }
 
@@ -206,7 +206,125 @@ async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
     );
 }
 
+/// The contract's requests and answers over HTTP: a start is idempotent
+/// on `runId`, a gate decided before answers by the one rule (the same
+/// decision is a duplicate, the opposite a conflict), and refusals are
+/// `{"detail": ...}` with the status that says why.
+async fn executions_answer_the_typed_contract(db: &Db) {
+    let base = spawn_with(db, &[("MOCK_PROVIDER_DELAY_MS", "10")]).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| internal(http.post(format!("{base}{path}")).json(&body));
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+
+    let spec = smoke_spec();
+    let start = StartExecution {
+        run_id: "run_contract0001".into(),
+        project: spec.project.clone(),
+        graph_spec: GraphSpec::for_project(&spec),
+        project_spec: spec,
+        providers_mode: ProviderMode::Mock,
+        input: json!({"prompt": "test"}),
+        videos: Vec::new(),
+        traceparent: None,
+    };
+    let start = serde_json::to_value(&start).unwrap();
+    assert_eq!(
+        answer(post("/v1/executions", start.clone()).await).await,
+        (202, json!({"runId": "run_contract0001", "status": "queued"}))
+    );
+    assert_eq!(
+        answer(post("/v1/executions", start.clone()).await).await,
+        (200, json!({"runId": "run_contract0001", "status": "exists"}))
+    );
+    let mut other = start.clone();
+    other["input"] = json!({"prompt": "another"});
+    assert_eq!(
+        answer(post("/v1/executions", other).await).await,
+        (
+            409,
+            json!({"detail": "an execution with this runId exists with a different request"})
+        )
+    );
+    let mut bad_id = start;
+    bad_id["runId"] = json!("not-a-run");
+    assert_eq!(
+        answer(post("/v1/executions", bad_id).await).await,
+        (422, json!({"detail": "runId is not a run id"}))
+    );
+
+    let resume = "/v1/executions/run_contract0001/resume";
+    let (status, body) = answer(post(resume, json!({"gate": "ideate", "decision": "maybe"})).await).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "decision"]), "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("decision must be approve or reject"),
+        "{body}"
+    );
+    assert_eq!(
+        answer(
+            post(
+                "/v1/executions/run_unknown00001/resume",
+                json!({"gate": "ideate", "decision": "approve"})
+            )
+            .await
+        )
+        .await,
+        (404, json!({"detail": "execution not found"}))
+    );
+    // A decision recorded for the gate (as a resume records it): the same
+    // one again is a duplicate, the opposite one a conflict.
+    let decided =
+        json!({"signalId": "gate:ideate", "signal": {"type": "gate.decision", "gate": "ideate", "approve": true}});
+    assert_eq!(
+        answer(post("/v1/executions/run_contract0001/signals", decided.clone()).await).await,
+        (202, json!({"status": "accepted"}))
+    );
+    assert_eq!(
+        answer(post("/v1/executions/run_contract0001/signals", decided).await).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    assert_eq!(
+        answer(post(resume, json!({"gate": "ideate", "decision": "approve"})).await).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    assert_eq!(
+        answer(
+            post(
+                resume,
+                json!({"gate": "ideate", "decision": "reject", "approver": "key:ops"})
+            )
+            .await
+        )
+        .await,
+        (409, json!({"detail": "the ideate gate was already decided otherwise"}))
+    );
+    assert_eq!(
+        answer(post(resume, json!({"gate": "prepublish", "decision": "approve"})).await).await,
+        (
+            409,
+            json!({"detail": "the execution is not waiting at the prepublish gate"})
+        )
+    );
+
+    let (status, body) = answer(post("/v1/executions/run_contract0001/cancel", json!({})).await).await;
+    assert_eq!(
+        (status, &body["runId"], &body["cancelRequested"]),
+        (202, &json!("run_contract0001"), &json!(true))
+    );
+    assert_eq!(
+        answer(post("/v1/executions/run_unknown00001/cancel", json!({})).await).await,
+        (404, json!({"detail": "execution not found"}))
+    );
+}
+
 conformance_tests!(
+    executions_answer_the_typed_contract,
     a_project_may_retry_a_failed_clip_once,
     health_and_metrics_are_open_everything_else_needs_the_internal_credential,
     live_mode_without_keys_fails_the_step_naming_the_variable,

@@ -3,6 +3,10 @@
 //! live HTTP client (with the live-providers work). The engine calls them
 //! only through the journal, with an idempotency key per call, so a step
 //! re-run after a crash asks `recover` instead of submitting again.
+//!
+//! Crate graph: `myloware-providers` may import `myloware-core` only;
+//! `myloware-orchestrator` (which calls the providers) and `myloware-cli`
+//! import it.
 
 use std::sync::Arc;
 

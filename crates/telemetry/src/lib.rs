@@ -1,14 +1,12 @@
 //! Logging, Prometheus metrics and the HTTP metrics middleware shared by
-//! both services, the OTLP trace export, and the HTTP server loop with its
-//! timeouts and connection cap.
+//! both services, and the OTLP trace export. (The HTTP plumbing, request
+//! bodies, ids, deadlines and the server loop, is `myloware-http`.)
+//!
+//! Crate graph: `myloware-telemetry` may import `myloware-core` only;
+//! `myloware-http`, the services and `myloware-cli` import it.
 
-pub mod body;
-pub mod http;
-pub mod internal;
 pub mod logging;
 pub mod metrics;
-pub mod objects_only;
-pub mod server;
 pub mod trace;
 
 pub use metrics::{HttpMetrics, RunLabel, track_http};

@@ -203,7 +203,7 @@ impl Cluster {
         if url.contains("/v1/executions") {
             let keys =
                 myloware_core::internal::InternalKeys::new(myloware_core::config::DEV_INTERNAL_SECRET.into(), None);
-            myloware_telemetry::internal::sign(&keys, &mut request);
+            myloware_http::internal::sign(&keys, &mut request);
         } else {
             request.headers_mut().insert("x-api-key", API_KEY.parse().ok()?);
         }

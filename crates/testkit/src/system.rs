@@ -106,7 +106,7 @@ impl System {
         let mut request = request.build().unwrap();
         let url = request.url().as_str();
         if url.starts_with(&self.orchestrator) || url.contains("/v1/internal/") {
-            myloware_telemetry::internal::sign(&self.api_state.config.internal_keys(), &mut request);
+            myloware_http::internal::sign(&self.api_state.config.internal_keys(), &mut request);
         } else {
             request.headers_mut().insert("x-api-key", API_KEY.parse().unwrap());
         }

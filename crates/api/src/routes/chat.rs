@@ -8,20 +8,40 @@ use myloware_core::auth::{Permission, Principal};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::chat::{self, ChatResponse, Origin};
 use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
+use crate::state::ApiState;
 use crate::store::WebhookDelivery;
+
+/// Chat turns with Operate, transcripts for any key, and Telegram's open
+/// webhook (refusals limited per address).
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(
+        state,
+        Permission::Operate,
+        OpenApiRouter::new().routes(routes!(brendan)),
+    )
+    .merge(super::with_key(
+        state,
+        Permission::Read,
+        OpenApiRouter::new().routes(routes!(messages)),
+    ))
+    .merge(super::open(state, OpenApiRouter::new().routes(routes!(telegram))))
+}
 
 /// `POST /v1/chat/brendan`. The wire keeps `user_id` (docs/api.md).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// 1 to 128 characters of letters, digits and `_-.:@`.
+    #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,128}$")]
     pub user_id: String,
-    /// 1 to 4000 characters.
+    /// 1 to 4000 characters, not all white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub message: String,
 }
 
@@ -144,7 +164,10 @@ pub async fn telegram(
         return Err(ApiError::Unauthorized);
     }
     delivery.signature_status = "verified".into();
-    let Some(update_id) = update["update_id"].as_i64() else {
+    // A whole number, also written `7.0` (a JSON Schema integer).
+    let update_id = &update["update_id"];
+    let whole = update_id.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64);
+    let Some(update_id) = update_id.as_i64().or(whole) else {
         return Err(ApiError::invalid(
             &["body", "update_id"],
             "a Telegram update has an update_id",
@@ -200,4 +223,40 @@ pub async fn telegram(
         .await?;
     }
     Ok(Json(json!({"status": "accepted"})))
+}
+
+/// The transcript's and Telegram's answers, and Telegram's update.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    super::openapi::operation(doc, "get", "/v1/chat/brendan/{user_id}/messages")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["userId", "messages"],
+        "properties": {
+            "userId": {"type": "string"},
+            "messages": {"type": "array", "items": {
+                "type": "object",
+                "required": ["role", "text", "runId", "gate", "link", "createdAt"],
+                "properties": {
+                    "role": {"type": "string"},
+                    "text": {"type": "string"},
+                    "runId": {"type": ["string", "null"]},
+                    "gate": {"type": ["string", "null"]},
+                    "link": {"type": ["string", "null"], "description": "Only for keys that may decide"},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                },
+            }},
+        },
+    }}});
+    let telegram = super::openapi::operation(doc, "post", "/v1/telegram/webhook");
+    telegram["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "A Telegram update; only `update_id` and `message.chat.id` / `message.text` are read",
+        "required": ["update_id"],
+        "properties": {
+            "update_id": {"type": "integer", "minimum": -9223372036854775808i64, "maximum": 9223372036854775807i64},
+            "message": {"$ref": "#/components/schemas/JsonValue"},
+        },
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }}}});
+    telegram["responses"]["200"]["content"] =
+        super::webhooks::status_answer(&["accepted", "duplicate", "ignored", "rate_limited"]);
 }

@@ -2,13 +2,24 @@
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::dlq::{self, Replayed};
 use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// Listing dead letters for any key; replaying them with Operate.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(state, Permission::Read, OpenApiRouter::new().routes(routes!(list))).merge(super::with_key(
+        state,
+        Permission::Operate,
+        OpenApiRouter::new().routes(routes!(replay)),
+    ))
+}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -45,4 +56,28 @@ pub async fn replay(
 ) -> Result<Json<Replayed>, ApiError> {
     tracing::info!(seq, by = %format!("key:{}", key.name), "dead letter replay");
     dlq::replay(&state, seq).await.map(Json)
+}
+
+/// The list's answer; `seq`'s range.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let list = &mut super::openapi::operation(doc, "get", "/v1/dlq")["responses"]["200"];
+    list["content"] = json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["deadLetters"],
+        "properties": {"deadLetters": {"type": "array", "items": {
+            "type": "object",
+            "required": ["seq", "kind", "runId", "error", "attempts", "createdAt", "lastAttemptAt", "resolvedAt", "payload"],
+            "properties": {
+                "seq": {"type": "integer"},
+                "kind": {"type": "string"},
+                "runId": {"type": ["string", "null"]},
+                "error": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "createdAt": {"type": "string", "format": "date-time"},
+                "lastAttemptAt": {"type": ["string", "null"], "format": "date-time"},
+                "resolvedAt": {"type": ["string", "null"], "format": "date-time"},
+                "payload": {},
+            },
+        }}},
+    }}});
 }

@@ -12,31 +12,31 @@ use axum::middleware::map_response_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
+use myloware_core::Gate;
+use myloware_core::auth::Permission;
 use myloware_core::config::Environment;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential, Link, Outcome};
 use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
+use crate::state::ApiState;
 use crate::store::GateStatus;
-use myloware_core::auth::Permission;
 
-/// The routes a link opens (no API key needed), each response with the
-/// pages' security headers ([`page::headers`]).
-pub fn link_routes(state: &ApiState) -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new()
+/// The routes a link opens (no API key needed; refusals limited per
+/// address), each response with the pages' security headers
+/// ([`page::headers`]); fresh links and the pending list with Decide.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    let links = OpenApiRouter::new()
         .routes(routes!(open_link, approve))
-        .routes(routes!(reject))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::middleware::limit_refusals,
-        ))
-        .route_layer(map_response_with_state(state.config.environment, page::headers))
+        .routes(routes!(reject));
+    let links = super::open(state, links).route_layer(map_response_with_state(state.config.environment, page::headers));
+    let decide = OpenApiRouter::new().routes(routes!(link)).routes(routes!(pending));
+    links.merge(super::with_key(state, Permission::Decide, decide))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -46,11 +46,15 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// A decision's body: form fields (from the page) or JSON, all optional.
-#[derive(Debug, Default, Deserialize)]
-struct DecisionBody {
+/// A decision's body: form fields (from the page) or JSON, all optional
+/// (an empty body is one too).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct DecisionBody {
+    /// The link's token (or in the query).
     token: Option<String>,
+    /// Who decided, for the audit (cut to 200 characters).
     approver: Option<String>,
+    /// Why, for the audit and a rejected run (cut to 2000 characters).
     reason: Option<String>,
 }
 
@@ -249,17 +253,19 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
     if bytes.is_empty() {
         return Ok(DecisionBody::default());
     }
-    if myloware_telemetry::body::has_nul(bytes) || bytes.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let form = content_type.starts_with("application/x-www-form-urlencoded");
+    // A NUL raw or JSON-escaped, or in a form percent-encoded.
+    if myloware_http::body::has_nul(bytes) || (form && bytes.windows(3).any(|w| w == b"%00")) {
         return Err(ApiError::invalid(
             &["body"],
             "text must not contain NUL characters (U+0000)",
         ));
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+    if form {
         serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::invalid(&["body"], e.to_string()))
     } else if content_type.starts_with("application/json") {
         serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(&["body"], e.to_string()))
@@ -270,7 +276,7 @@ fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<DecisionBody, ApiErr
 
 /// Opens the link: the confirmation page (browsers), a JSON description
 /// (`Accept: application/json`), or, with a valid API key, the approval.
-#[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
+#[utoipa::path(get, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
     responses((status = 200, description = "Page, description, or (with an API key) the decision"), (status = 400, description = "Malformed path or query"), (status = 403, description = "Invalid or expired token"), (status = 404), (status = 409), (status = 429, description = "Too many refused requests from this address, or (with an API key) too many decisions; see `Retry-After`"), (status = 500), (status = 502, description = "Decision kept; the orchestrator could not be told yet")))]
 pub async fn open_link(
     State(state): State<ApiState>,
@@ -376,8 +382,8 @@ pub async fn open_link(
 }
 
 /// Approves with the link's token (query or form) or an API key.
-#[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
+#[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
+    request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
     responses(
         (status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"),
         (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
@@ -395,8 +401,8 @@ pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) ->
 }
 
 /// Rejects (with an optional `reason`); the run ends `rejected`.
-#[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = String, Path), TokenQuery),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Optional `token`, `approver`, `reason` (form or JSON)"),
+#[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
+    request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
     responses(
         (status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"),
         (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
@@ -414,7 +420,7 @@ pub async fn reject(State(state): State<ApiState>, request: DecisionRequest) -> 
 }
 
 /// A fresh link for an awaiting gate.
-#[utoipa::path(get, path = "/v1/hitl/link/{runId}/{gate}", tag = "hitl", security(("api_key" = [])), params(("runId" = String, Path), ("gate" = String, Path)),
+#[utoipa::path(get, path = "/v1/hitl/link/{runId}/{gate}", tag = "hitl", security(("api_key" = [])), params(("runId" = String, Path), ("gate" = Gate, Path)),
     responses((status = 200, body = Link), (status = 400, description = "Malformed path"), (status = 404), (status = 409)))]
 pub async fn link(
     State(state): State<ApiState>,
@@ -448,4 +454,86 @@ pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         })
         .collect();
     Ok(Json(json!({"pending": pending})))
+}
+
+/// The link routes answer a page (`text/html`) or JSON, by `Accept`, for
+/// every status; their bodies are optional; the JSON answers' shapes.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    // Other fields are ignored (a form may carry more).
+    schemas["DecisionBody"]["additionalProperties"] = json!(false);
+    schemas["Decision"] = json!({
+        "type": "object",
+        "required": ["status", "runId", "gate", "message"],
+        "properties": {
+            "status": {"type": "string", "enum": ["approved", "rejected", "already_approved", "already_rejected"]},
+            "runId": {"type": "string"},
+            "gate": {"$ref": "#/components/schemas/Gate"},
+            "message": {"type": "string"},
+        },
+    });
+    schemas["GateView"] = json!({
+        "type": "object",
+        "description": "The link's gate, for `Accept: application/json` without an API key",
+        "required": ["runId", "gate", "status", "runStatus", "preview"],
+        "properties": {
+            "runId": {"type": "string"},
+            "gate": {"$ref": "#/components/schemas/Gate"},
+            "status": {"type": "string", "enum": ["awaiting", "approved", "rejected", "expired", "not_reached"]},
+            "runStatus": {"$ref": "#/components/schemas/RunStatus"},
+            "preview": {},
+        },
+    });
+    schemas["PendingGates"] = json!({
+        "type": "object",
+        "required": ["pending"],
+        "properties": {"pending": {"type": "array", "items": {
+            "type": "object",
+            "required": ["runId", "gate", "requestedAt", "preview", "approvalUrl", "rejectUrl", "expiresAt"],
+            "properties": {
+                "runId": {"type": "string"},
+                "gate": {"$ref": "#/components/schemas/Gate"},
+                "requestedAt": {"type": "string", "format": "date-time"},
+                "preview": {},
+                "approvalUrl": {"type": "string"},
+                "rejectUrl": {"type": "string"},
+                "expiresAt": {"type": "string", "format": "date-time"},
+            },
+        }}},
+    });
+    let html = json!({"schema": {"type": "string", "description": "The page"}});
+    for (method, path, ok) in [
+        (
+            "get",
+            "/v1/hitl/approve/{runId}/{gate}",
+            json!({"oneOf": [
+            {"$ref": "#/components/schemas/GateView"}, {"$ref": "#/components/schemas/Decision"}]}),
+        ),
+        (
+            "post",
+            "/v1/hitl/approve/{runId}/{gate}",
+            json!({"$ref": "#/components/schemas/Decision"}),
+        ),
+        (
+            "post",
+            "/v1/hitl/reject/{runId}/{gate}",
+            json!({"$ref": "#/components/schemas/Decision"}),
+        ),
+    ] {
+        let operation = super::openapi::operation(doc, method, path);
+        if operation.get("requestBody").is_some() {
+            operation["requestBody"]["required"] = json!(false);
+        }
+        let Some(responses) = operation["responses"].as_object_mut() else {
+            continue;
+        };
+        for (status, response) in responses.iter_mut() {
+            if status == "200" {
+                response["content"] = json!({"application/json": {"schema": ok}});
+            }
+            response["content"]["text/html"] = html.clone();
+        }
+    }
+    super::openapi::operation(doc, "get", "/v1/hitl/pending")["responses"]["200"]["content"] =
+        json!({"application/json": {"schema": {"$ref": "#/components/schemas/PendingGates"}}});
 }

@@ -2,23 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use myloware_core::wire::EventBatch;
-use serde::Serialize;
+use myloware_core::wire::{EventBatch, EventOutcome, EventResult, EventResults};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::{ApiError, ValidJson};
-use crate::events::{self, EventOutcome};
+use crate::events;
+use crate::state::ApiState;
 
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventResult {
-    event_id: String,
-    status: EventOutcome,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EventResults {
-    results: Vec<EventResult>,
+/// The orchestrator's deliveries, with its internal credential.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::internal(state, OpenApiRouter::new().routes(routes!(receive_events)))
 }
 
 /// Applies a batch of events, each once and in order per run. The answer

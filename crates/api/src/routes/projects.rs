@@ -2,14 +2,28 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use myloware_core::auth::Permission;
 use myloware_core::project::{Persona, ProjectSpec, VideoSpecs};
 use myloware_core::providers::Provider;
 use myloware_core::{ErrorBody, Gate};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// The catalog, for any key.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::with_key(
+        state,
+        Permission::Read,
+        OpenApiRouter::new()
+            .routes(routes!(list_projects))
+            .routes(routes!(get_project)),
+    )
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

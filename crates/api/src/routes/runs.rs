@@ -5,16 +5,31 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use myloware_core::auth::Principal;
+use myloware_core::auth::{Permission, Principal};
+use myloware_core::project::Persona;
 use myloware_core::{ErrorBody, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::runs::{self, CancelRequest, StartRunRequest};
+use crate::state::ApiState;
 use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
+
+/// Reading runs for any key; starting and cancelling them with Operate.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    let read = OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(list_artifacts));
+    let operate = OpenApiRouter::new()
+        .routes(routes!(start_run))
+        .routes(routes!(cancel_run));
+    super::with_key(state, Permission::Read, read).merge(super::with_key(state, Permission::Operate, operate))
+}
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -294,4 +309,78 @@ pub async fn cancel_run(
     require_run(&state, &run_id).await?;
     let run = runs::cancel_run(&state, &run_id, request, &format!("key:{}", key.name)).await?;
     Ok(Json(json!({"runId": run.id, "status": run.status})))
+}
+
+/// What the start and list handlers check that the derived schemas do not
+/// say: the runnable projects (from the catalog), the input's lengths and
+/// its one required text, which personas may be skipped, the free-form
+/// options, and the list's filters.
+pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
+    use super::openapi::{NOT_BLANK, NUL_FREE};
+    use crate::runs::{MAX_MODIFIER_CHARS, MAX_MODIFIERS, MAX_TEXT_CHARS, TEXT_FIELDS};
+    let runnable: Vec<&str> = state
+        .catalog
+        .projects
+        .values()
+        .filter(|p| p.is_runnable())
+        .map(|p| p.project.as_str())
+        .collect();
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["StartRunRequest"]["properties"]["project"] = json!({
+        "type": "string",
+        "enum": runnable,
+        "description": "A runnable project of the catalog (`GET /v1/projects`; conversation-only projects cannot be run)",
+    });
+    let input = &mut schemas["RunInput"];
+    for field in TEXT_FIELDS {
+        input["properties"][field]["maxLength"] = json!(MAX_TEXT_CHARS);
+    }
+    input["anyOf"] = TEXT_FIELDS
+        .iter()
+        .map(|field| json!({"required": [field], "properties": {*field: {"type": "string", "pattern": NOT_BLANK}}}))
+        .collect();
+    input["properties"]["modifiers"] = json!({
+        "type": "array",
+        "maxItems": MAX_MODIFIERS,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_MODIFIER_CHARS, "pattern": NOT_BLANK},
+    });
+    let options = &schemas["RunOptions"]["allOf"];
+    let mut properties = options[1]["properties"].clone();
+    // The pipeline must stay a graph (`myloware_core::graph::nodes`): alex
+    // and quinn need riley's clips. Riley may still be left out together
+    // with both; the schema keeps to the simple rule.
+    let skippable: Vec<&str> = Persona::ALL
+        .iter()
+        .filter(|p| **p != Persona::Riley)
+        .map(|p| p.as_str())
+        .collect();
+    properties["skip"]["items"] = json!({"type": "string", "enum": skippable});
+    properties["skip"]["description"] = json!(
+        "Personas to leave out of the project's pipeline (e.g. `[\"alex\"]`: \"skip editing\"; Quinn then publishes the first clip). Their gates go too. Riley can be left out only together with Alex and Quinn (`[\"riley\", \"alex\", \"quinn\"]`); any other skip of riley is a 422."
+    );
+    schemas["RunOptions"] = json!({
+        "type": "object",
+        "description": options[0]["description"],
+        "properties": properties,
+        "propertyNames": {"pattern": NUL_FREE},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    });
+    super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["runId", "status"],
+        "properties": {"runId": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"}},
+    }}});
+    super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
+    let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    if let Some(parameters) = super::openapi::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
+        for parameter in parameters {
+            let schema = match parameter["name"].as_str() {
+                Some("status") => json!({"type": "string", "enum": statuses}),
+                Some("limit") => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                Some("cursor") => json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
+                _ => continue,
+            };
+            parameter["schema"] = schema;
+        }
+    }
 }

@@ -10,16 +10,26 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use chrono::Utc;
 use myloware_core::signing::{self, SignatureError};
-use myloware_core::wire::{Signal, SignalDelivery};
+use myloware_core::wire::{ExecutionCommand, Signal, SignalDelivery};
 use myloware_core::{ProviderMode, RunStatus};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::ApiState;
 use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
-use crate::store::{CommandKind, NewCommand, RunQuery, WebhookDelivery};
+use crate::state::ApiState;
+use crate::store::{DeadLetterKind, NewCommand, RunQuery, WebhookDelivery};
+
+/// The providers' callbacks: open, refusals limited per address.
+pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
+    super::open(
+        state,
+        OpenApiRouter::new().routes(routes!(kieai)).routes(routes!(upload_post)),
+    )
+}
 
 /// What kie.ai appends to the callback URL we give it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -175,15 +185,14 @@ pub async fn kieai(
         index,
     };
     // One trigger per task: kie.ai's retries of a callback are duplicates.
-    let command = NewCommand {
-        run_id: run_id.clone(),
-        kind: CommandKind::Signal,
-        body: serde_json::to_value(SignalDelivery {
+    let command = NewCommand::new(
+        &run_id,
+        ExecutionCommand::Signal(SignalDelivery {
             signal_id: format!("kieai:{task_id}"),
             signal,
-        })
-        .expect("serializes"),
-    };
+            replay_of: None,
+        }),
+    );
     delivery.idempotency_key = Some(task_id.clone());
     if !state.store.run_exists(&run_id).await? {
         // Verified, but for no run we know: keep it for replay, and tell
@@ -195,7 +204,7 @@ pub async fn kieai(
         state
             .store
             .add_dead_letter(
-                "webhook",
+                DeadLetterKind::Webhook,
                 Some(&run_id),
                 &json!({"provider": "kieai", "signal": command.body}),
                 "unknown run",
@@ -290,16 +299,13 @@ pub async fn upload_post(
                 request_id: myloware_core::ids::publish_request_id(&run.id),
                 status: "hint".into(),
             },
+            replay_of: None,
         };
         // Relayed by the command reconciler (within a second): the answer
         // does not wait for the orchestrator.
         state
             .store
-            .enqueue_command(&NewCommand {
-                run_id: run.id.clone(),
-                kind: CommandKind::Signal,
-                body: serde_json::to_value(&signal).expect("serializes"),
-            })
+            .enqueue_command(&NewCommand::new(&run.id, ExecutionCommand::Signal(signal)))
             .await?;
         woken += 1;
     }
@@ -314,7 +320,46 @@ pub async fn upload_post(
 /// the step asks Upload-Post when it wakes).
 async fn hint_pending(state: &ApiState, run_id: &str) -> Result<bool, ApiError> {
     let pending = state.store.pending_commands(run_id, 50).await?;
-    Ok(pending
-        .iter()
-        .any(|command| command.body["signal"]["type"] == "publish.updated"))
+    Ok(pending.iter().any(|command| {
+        matches!(
+            &command.body,
+            ExecutionCommand::Signal(SignalDelivery {
+                signal: Signal::PublishUpdated { .. },
+                ..
+            })
+        )
+    }))
+}
+
+/// `{"status": ...}`, one of `statuses`.
+pub(crate) fn status_answer(statuses: &[&str]) -> Value {
+    json!({"application/json": {"schema": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": statuses}},
+    }}})
+}
+
+/// The webhooks' bodies (any JSON; what is read) and answers.
+pub(crate) fn refine_schema(doc: &mut Value) {
+    let kieai = super::openapi::operation(doc, "post", "/v1/webhooks/kieai");
+    kieai["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "kie.ai's callback; only `data.taskId` is read (the signature covers it)",
+        "properties": {"data": {
+            "type": "object",
+            "properties": {"taskId": {"type": "string"}},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        }},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }}}});
+    kieai["responses"]["200"]["content"] = status_answer(&["accepted", "duplicate", "dead_lettered"]);
+    let upload_post = super::openapi::operation(doc, "post", "/v1/webhooks/upload-post");
+    upload_post["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "description": "Upload-Post's account event; only `event` is read",
+        "properties": {"event": {"type": "string"}},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }}}});
+    upload_post["responses"]["200"]["content"] = status_answer(&["accepted", "duplicate", "ignored"]);
 }

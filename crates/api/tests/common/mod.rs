@@ -172,7 +172,7 @@ impl TestApp {
     /// credential, without an operator key.
     pub async fn internal_post(&self, path: &str, body: &Value) -> reqwest::Response {
         let mut request = self.http.post(self.url(path)).json(body).build().unwrap();
-        myloware_telemetry::internal::sign(&self.state.config.internal_keys(), &mut request);
+        myloware_http::internal::sign(&self.state.config.internal_keys(), &mut request);
         self.http.execute(request).await.unwrap()
     }
 

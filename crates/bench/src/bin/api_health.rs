@@ -67,7 +67,7 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
         if args.load.breakdown {
             // The API's two middlewares that do work per request, each
             // alone on the bare handler.
-            let request_id = bare().layer(axum::middleware::from_fn(myloware_telemetry::http::request_id));
+            let request_id = bare().layer(axum::middleware::from_fn(myloware_http::request_id::request_id));
             let metrics = bare().route_layer(axum::middleware::from_fn_with_state(
                 HttpMetrics::new("api", config.telemetry.run_series_ttl, config.telemetry.max_run_series),
                 myloware_telemetry::track_http,

@@ -25,6 +25,7 @@ use crate::personas::LlmPersonas;
 use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
 use myloware_telemetry::HttpMetrics;
 
+mod intake;
 pub mod scripted;
 pub mod state;
 mod steps;

@@ -166,8 +166,8 @@ pub fn not_a<T: serde::de::DeserializeOwned>(value: &Value) -> bool {
 }
 
 /// `value` read the way the services read a request body.
-pub fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, myloware_telemetry::body::BodyError> {
-    myloware_telemetry::body::parse_json(&serde_json::to_vec(value).unwrap())
+pub fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, myloware_http::body::BodyError> {
+    myloware_http::body::parse_json(&serde_json::to_vec(value).unwrap())
 }
 
 /// Content types, mostly JSON.

@@ -153,7 +153,7 @@ pub async fn send(http: &reqwest::Client, request: &Request) -> Answer {
     let mut built = builder.build().expect("a request");
     if internal && request.headers.iter().any(|(n, v)| n == "x-api-key" && v == API_KEY) {
         let keys = myloware_core::internal::InternalKeys::new(myloware_core::config::DEV_INTERNAL_SECRET.into(), None);
-        myloware_telemetry::internal::sign(&keys, &mut built);
+        myloware_http::internal::sign(&keys, &mut built);
     }
     let response = http.execute(built).await.expect("the server answers");
     let header = |name: &str| {

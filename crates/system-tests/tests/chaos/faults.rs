@@ -373,7 +373,7 @@ async fn orchestrator_unreachable_during_approvals_resumes_each_run_once(db: &Te
             .await
             .unwrap()
             .into_iter()
-            .filter(|c| c.kind == CommandKind::Resume)
+            .filter(|c| c.kind() == CommandKind::Resume)
             .count();
         assert_eq!(resumes, 2, "{id}: one resume per gate");
         // The audit: at most one deciding attempt per gate, everything else

@@ -260,9 +260,7 @@ async fn duplicate_starts_and_signals_change_nothing(db: &Db) {
     let system = start(db, &[]).await;
     let run_id = system.start_run(smoke()).await;
     system.wait_status(&run_id, "published", QUICK).await;
-    let start = system.api_state.store.list_commands(&run_id).await.unwrap()[0]
-        .body
-        .clone();
+    let start = serde_json::to_value(&system.api_state.store.list_commands(&run_id).await.unwrap()[0].body).unwrap();
     let (status, _) = system
         .post(&format!("{}/v1/executions", system.orchestrator), start.clone())
         .await;

@@ -183,7 +183,7 @@ async fn resumes(system: &System, run_id: &str) -> usize {
     let commands = system.api_state.store.list_commands(run_id).await.unwrap();
     commands
         .iter()
-        .filter(|c| c.kind == myloware_api::store::CommandKind::Resume)
+        .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
         .count()
 }
 

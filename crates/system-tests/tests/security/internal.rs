@@ -88,7 +88,7 @@ async fn only_a_fresh_signature_over_the_sent_body_is_accepted(db: &Db) {
         .body(body.clone())
         .build()
         .unwrap();
-    myloware_telemetry::internal::sign(&keys, &mut request);
+    myloware_http::internal::sign(&keys, &mut request);
     assert_eq!(system.http.execute(request).await.unwrap().status().as_u16(), 200);
 
     let wrong = InternalKeys::new("not-the-internal-secret-at-all".into(), None);
@@ -144,7 +144,7 @@ async fn the_previous_internal_secret_is_accepted_during_a_rotation(db: &Db) {
         let system = system::start(db, &vars).await;
         let url = format!("{}/v1/internal/events", system.api);
         let mut request = system.http.post(&url).json(&json!({"events": []})).build().unwrap();
-        myloware_telemetry::internal::sign(&old, &mut request);
+        myloware_http::internal::sign(&old, &mut request);
         let status = system.http.execute(request).await.unwrap().status().as_u16();
         assert_eq!(status, expected, "previous secret {previous:?}");
         system.stop_idle().await;

@@ -8,13 +8,9 @@
 //!   connection and between requests on a kept-alive one (hyper starts the
 //!   timer whenever it waits for a request head), so idle keep-alive
 //!   connections are closed after the same time;
-//! - ([`Deadlines`], installed by each service's router) the body must
-//!   arrive within `body_timeout` of the headers (one
-//!   deadline, not per chunk, so a byte every few seconds does not keep it
-//!   alive): the request is answered `408 {"detail": ...}` and the
-//!   connection closed;
-//! - a request not answered within `request_timeout` is answered
-//!   `503 {"detail": ...}` (its handler is dropped);
+//! - ([`crate::deadlines::Deadlines`], in the shared layer stack) the body
+//!   must arrive within `body_timeout` of the headers, and a request must be
+//!   answered within `request_timeout`;
 //! - at most `max_connections` connections at once: the loop stops
 //!   accepting at the cap, so further connections wait in the kernel's
 //!   listen backlog and are served, in order, as soon as one closes
@@ -35,29 +31,80 @@
 //! gave it.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::body::HttpBody as _;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use myloware_core::ErrorBody;
 use myloware_core::config::HttpLimits;
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
-use tower::{Layer, Service, ServiceExt};
-use tower_http::timeout::{DeadlineBody, TimeoutError};
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
+
+/// A service the generic [`Server`] runs: where it listens, its router
+/// (with [`crate::stack::layered`] around it) and the background tasks
+/// that live as long as it serves.
+pub trait Service: Clone + Send + Sync + 'static {
+    /// For the log line (`"api"`, `"orchestrator"`).
+    const NAME: &'static str;
+
+    /// The host and port [`Server::bind`] binds (port 0 picks a free one).
+    fn address(&self) -> (IpAddr, u16);
+
+    /// The server loop's limits.
+    fn limits(&self) -> HttpLimits;
+
+    /// The router with every layer.
+    fn router(&self) -> Router;
+
+    /// Tasks started before the first request and awaited after the last;
+    /// each stops when `stop` turns true.
+    fn background(&self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>>;
+}
+
+/// A bound, not yet serving, service.
+pub struct Server<S> {
+    listener: TcpListener,
+    service: S,
+}
+
+impl<S: Service> Server<S> {
+    /// Binds the service's [`Service::address`].
+    pub async fn bind(service: S) -> std::io::Result<Server<S>> {
+        let listener = TcpListener::bind(service.address()).await?;
+        Ok(Server { listener, service })
+    }
+
+    /// Serves on a listener bound elsewhere (tests, `mw dev`).
+    pub fn with_listener(listener: TcpListener, service: S) -> Server<S> {
+        Server { listener, service }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves, with the background tasks beside it, until `shutdown`
+    /// completes; then drains in-flight requests, stops the tasks and
+    /// waits for them.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tasks = self.service.background(stop_rx);
+        tracing::info!(addr = %self.local_addr(), "{} listening", S::NAME);
+        let limits = self.service.limits();
+        let served = serve(self.listener, self.service.router(), &limits, shutdown).await;
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        served
+    }
+}
 
 /// Serves `router` on `listener` with `limits` until `shutdown` completes,
 /// then drains: in-flight requests finish, idle connections close.
@@ -139,124 +186,12 @@ async fn accept_failed(err: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// The body deadline and the request timeout, answered in the services'
-/// error shape. The services install it as a route layer inside their
-/// request-id and HTTP-metrics layers, so a 408 or 503 carries its
-/// `X-Request-ID` and is counted like any other answer. A plain tower
-/// layer rather than `from_fn`: no boxed future and no service clone per
-/// request (`from_fn` cost the API's `GET /health` 13 % of its throughput).
-#[derive(Debug, Clone, Copy)]
-pub struct Deadlines(pub HttpLimits);
-
-impl<S> Layer<S> for Deadlines {
-    type Service = DeadlinesService<S>;
-
-    fn layer(&self, inner: S) -> DeadlinesService<S> {
-        DeadlinesService { inner, limits: self.0 }
-    }
-}
-
-/// See [`Deadlines`].
-#[derive(Debug, Clone)]
-pub struct DeadlinesService<S> {
-    inner: S,
-    limits: HttpLimits,
-}
-
-impl<S> Service<Request> for DeadlinesService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = DeadlinesFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let limits = self.limits;
-        // A request without a body (most GETs) has nothing to be late with:
-        // no deadline timer and no flag for it.
-        let body_late = (request.body().size_hint().exact() != Some(0)).then(|| Arc::new(AtomicBool::new(false)));
-        let request = match &body_late {
-            None => request,
-            Some(late) => {
-                let flag = late.clone();
-                request.map(|body| {
-                    Body::new(DeadlineBody::new(limits.body_timeout, body).map_err(move |err| {
-                        if err.is::<TimeoutError>() {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                        err
-                    }))
-                })
-            }
-        };
-        DeadlinesFuture {
-            inner: tokio::time::timeout(limits.request_timeout, self.inner.call(request)),
-            body_late,
-            limits,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of [`DeadlinesService`].
-    pub struct DeadlinesFuture<F> {
-        #[pin]
-        inner: tokio::time::Timeout<F>,
-        body_late: Option<Arc<AtomicBool>>,
-        limits: HttpLimits,
-    }
-}
-
-impl<F: Future<Output = Result<Response, Infallible>>> Future for DeadlinesFuture<F> {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let answer = match std::task::ready!(this.inner.poll(cx)) {
-            // Whatever the handler made of the failed read, the client was late.
-            Ok(_) if this.body_late.as_ref().is_some_and(|late| late.load(Ordering::Relaxed)) => closing(error(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
-                    "the request body was not received within {} s",
-                    this.limits.body_timeout.as_secs()
-                ),
-            )),
-            Ok(Ok(response)) => response,
-            Ok(Err(never)) => match never {},
-            Err(_) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "the request was not answered within {} s",
-                    this.limits.request_timeout.as_secs()
-                ),
-            ),
-        };
-        Poll::Ready(Ok(answer))
-    }
-}
-
-fn error(status: StatusCode, detail: &str) -> Response {
-    (status, axum::Json(ErrorBody::new(detail))).into_response()
-}
-
-/// The rest of an unread body cannot be trusted to arrive: close after this.
-fn closing(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
     use super::*;
+    use crate::deadlines::Deadlines;
     use axum::routing::{get, post};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;

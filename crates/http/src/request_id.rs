@@ -8,10 +8,9 @@
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use myloware_core::ErrorBody;
+use axum::response::Response;
 
-pub use crate::body::{BodyError, BodyLimit, JsonBytes, OptionalJson, ValidJson, parse_json};
+use crate::stack::error as json_error;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,10 +41,6 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     };
     response.headers_mut().insert(REQUEST_ID.clone(), header);
     response
-}
-
-fn json_error(status: StatusCode, detail: &str) -> Response {
-    (status, axum::Json(ErrorBody::new(detail))).into_response()
 }
 
 /// A random (v4) UUID from the thread's user-space generator: `new_v4`

@@ -1,0 +1,152 @@
+//! [`ApiStore`]: the one interface to what the API keeps, implemented for
+//! each backend by `sql.rs`. Its methods are grouped as the aggregates'
+//! modules are (their types are named there).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use myloware_core::{Gate, RunStatus};
+use serde_json::Value;
+
+use super::artifacts::Artifact;
+use super::chat::{ChatDelivery, ChatMessage, PushOutcome};
+use super::commands::{Command, DeliveryAttempt, NewCommand};
+use super::common::StoreResult;
+use super::dead_letters::{DeadLetter, DeadLetterKind};
+use super::events::{AppliedEvent, RunUpdate};
+use super::gates::{AuditEntry, Decision, GateRecord};
+use super::retention::{ApiGauges, Pruned};
+use super::runs::{NewRun, Run, RunDetails, RunQuery};
+use super::webhooks::WebhookDelivery;
+
+#[async_trait]
+pub trait ApiStore: Send + Sync + 'static {
+    async fn insert_run(&self, run: &NewRun) -> StoreResult<Run> {
+        self.insert_run_with_command(run, None).await
+    }
+
+    async fn get_run(&self, id: &str) -> StoreResult<Option<Run>>;
+
+    /// The run with its gates (in the order they were requested) and
+    /// artifacts (in creation order), read together.
+    async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>>;
+
+    /// Whether the run exists (without reading it).
+    async fn run_exists(&self, id: &str) -> StoreResult<bool>;
+
+    /// At most `query.limit` runs, newest first.
+    async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>>;
+
+    /// Moves the run from `from` to `to` if it is still in `from` (so two
+    /// concurrent writers cannot both move it), recording `artifact` and
+    /// enqueueing `command` in the same transaction. `false` when the run
+    /// was not in `from` (then nothing is written).
+    async fn transition(
+        &self,
+        id: &str,
+        from: RunStatus,
+        to: RunStatus,
+        artifact: Option<&Artifact>,
+        command: Option<&NewCommand>,
+    ) -> StoreResult<bool>;
+
+    /// Inserts `run` and, in the same transaction, its first command.
+    async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run>;
+
+    /// The oldest unacknowledged command of each run whose next attempt is
+    /// due (later commands of a run wait for the earlier ones).
+    async fn commands_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Command>>;
+
+    /// Up to `limit` unacknowledged commands of `run_id`, oldest first, due
+    /// or not.
+    async fn pending_commands(&self, run_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
+
+    async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+
+    async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
+
+    /// Applies one event if the run's last applied seq is still
+    /// `expected_last_seq`: records the event, writes `update`, advances the
+    /// seq. `false` when another writer got there first.
+    async fn apply_event(&self, event: &AppliedEvent, expected_last_seq: i64, update: &RunUpdate) -> StoreResult<bool>;
+
+    async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>>;
+
+    /// Records a webhook delivery and, when it is accepted, enqueues
+    /// `command` in the same transaction. `Ok(false)` when its idempotency
+    /// key was already used (nothing is written then).
+    async fn record_webhook(&self, delivery: &WebhookDelivery, command: Option<&NewCommand>) -> StoreResult<bool>;
+
+    async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
+
+    /// Applies a decision if the gate is still awaiting (one conditional
+    /// update: of two simultaneous decisions one wins), with its run move,
+    /// artifact and command, in one transaction. `false` when it was not
+    /// awaiting (nothing written).
+    async fn decide(&self, decision: &Decision) -> StoreResult<bool>;
+
+    async fn get_gate(&self, run_id: &str, gate: Gate) -> StoreResult<Option<GateRecord>>;
+
+    async fn list_gates(&self, run_id: &str) -> StoreResult<Vec<GateRecord>>;
+
+    /// Every gate awaiting a decision, oldest first.
+    async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>>;
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
+    async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Appends to the transcript and queues the message's pushes, in one
+    /// transaction. The message's seq.
+    async fn append_chat(&self, message: &ChatMessage) -> StoreResult<i64>;
+
+    /// Pending pushes whose next attempt is due, oldest first.
+    async fn chat_deliveries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ChatDelivery>>;
+
+    /// Takes a due push for one attempt if nobody else did (its attempt
+    /// count is still `attempts`), holding it until `hold_until`.
+    async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool>;
+
+    async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()>;
+
+    /// Every push, newest first.
+    async fn list_chat_deliveries(&self, limit: u32) -> StoreResult<Vec<ChatDelivery>>;
+
+    /// Enqueues a command on its own (a replay).
+    async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()>;
+
+    async fn add_dead_letter(
+        &self,
+        kind: DeadLetterKind,
+        run_id: Option<&str>,
+        payload: &Value,
+        error: &str,
+    ) -> StoreResult<i64>;
+
+    /// Unresolved dead letters (all of them with `include_resolved`), oldest first.
+    async fn dead_letters(&self, include_resolved: bool, limit: u32) -> StoreResult<Vec<DeadLetter>>;
+
+    async fn get_dead_letter(&self, seq: i64) -> StoreResult<Option<DeadLetter>>;
+
+    /// Records a replay attempt; `resolved` closes the entry.
+    async fn record_replay(&self, seq: i64, resolved: bool, error: Option<&str>) -> StoreResult<()>;
+
+    async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>>;
+
+    async fn insert_artifact(&self, artifact: &Artifact) -> StoreResult<()>;
+
+    /// A run's artifacts in creation order.
+    async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>>;
+
+    /// Retention: every row from before `cutoff` that no unfinished run
+    /// needs (gate audit, applied events, acknowledged commands, webhook
+    /// deliveries, artifacts and chat lines of ended runs or of none,
+    /// resolved dead letters, finished chat pushes; `sql::PRUNABLE` says
+    /// which exactly). Counted when `dry_run`, else deleted in one
+    /// transaction; both select the same rows.
+    async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<Pruned>;
+
+    /// The counts behind the gauges of `/metrics`.
+    async fn gauges(&self) -> StoreResult<ApiGauges>;
+
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,182 @@
+//! The command queue: what the API asks of the orchestrator, stored with
+//! the state change that caused it and delivered in order per run until
+//! acknowledged (`crate::commands` delivers).
+
+use chrono::{DateTime, Utc};
+use myloware_core::wire::{CommandKind, ExecutionCommand};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::common::{StoreError, StoreResult};
+
+/// A command to the orchestrator, to enqueue. Commands of one run are
+/// delivered in order and retried until acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub run_id: String,
+    pub body: ExecutionCommand,
+}
+
+impl NewCommand {
+    pub fn new(run_id: &str, body: ExecutionCommand) -> NewCommand {
+        NewCommand {
+            run_id: run_id.to_string(),
+            body,
+        }
+    }
+}
+
+/// A command as stored: its body (the kind is stored beside it, and read
+/// back into the body's variant), and how its delivery goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub seq: i64,
+    pub run_id: String,
+    pub body: ExecutionCommand,
+    pub attempts: i64,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        self.body.kind()
+    }
+}
+
+/// The outcome of one attempt to deliver a command.
+#[derive(Debug, Clone)]
+pub enum DeliveryAttempt {
+    Acked,
+    /// Delivered but refused for good (recorded, never retried).
+    Refused {
+        error: String,
+    },
+    Failed {
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
+}
+
+pub(super) const COMMAND_COLUMNS: &str = "seq, run_id, kind, body, attempts, acked_at, last_error, next_attempt_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CommandRow {
+    pub(super) seq: i64,
+    pub(super) run_id: String,
+    pub(super) kind: String,
+    pub(super) body: Json<Value>,
+    pub(super) attempts: i64,
+    pub(super) acked_at: Option<DateTime<Utc>>,
+    pub(super) last_error: Option<String>,
+    pub(super) next_attempt_at: DateTime<Utc>,
+}
+
+impl TryFrom<CommandRow> for Command {
+    type Error = StoreError;
+    fn try_from(row: CommandRow) -> Result<Command, StoreError> {
+        let kind = row.kind.parse().map_err(StoreError::Corrupt)?;
+        let body = ExecutionCommand::from_body(kind, row.body.0)
+            .map_err(|err| StoreError::Corrupt(format!("command {}: {err}", row.seq)))?;
+        Ok(Command {
+            body,
+            seq: row.seq,
+            run_id: row.run_id,
+            attempts: row.attempts,
+            acked_at: row.acked_at,
+            last_error: row.last_error,
+            next_attempt_at: row.next_attempt_at,
+        })
+    }
+}
+
+pub(super) fn commands(rows: Vec<CommandRow>) -> StoreResult<Vec<Command>> {
+    rows.into_iter().map(Command::try_from).collect()
+}
+
+macro_rules! insert_command {
+    ($command:expr, $executor:expr) => {{
+        let at = now();
+        sqlx::query(
+            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&$command.run_id)
+        .bind($command.body.kind().as_str())
+        .bind(Json(&$command.body))
+        .bind(at)
+        .execute($executor)
+        .await?
+    }};
+}
+pub(super) use insert_command;
+
+/// The [`ApiStore`](super::ApiStore) methods of commands, handed on to `$next`
+/// with the methods gathered so far (`sql.rs` chains every aggregate's).
+macro_rules! command_methods {
+    ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
+        $next! { $($args)* $($methods)*
+            async fn commands_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands c \
+                     WHERE c.acked_at IS NULL AND c.next_attempt_at <= $1 \
+                       AND NOT EXISTS (SELECT 1 FROM commands p \
+                                       WHERE p.run_id = c.run_id AND p.acked_at IS NULL AND p.seq < c.seq) \
+                     ORDER BY c.seq LIMIT $2"
+                )))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                commands(rows)
+            }
+
+            async fn pending_commands(&self, run_id: &str, limit: u32) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 AND acked_at IS NULL ORDER BY seq LIMIT $2"
+                )))
+                .bind(run_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                commands(rows)
+            }
+
+            async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+                let at = now();
+                let (acked_at, error, retry_at) = match attempt {
+                    DeliveryAttempt::Acked => (Some(at), None, at),
+                    DeliveryAttempt::Refused { error } => (Some(at), Some(error.as_str()), at),
+                    DeliveryAttempt::Failed { error, retry_at } => (None, Some(error.as_str()), *retry_at),
+                };
+                sqlx::query(
+                    "UPDATE commands SET attempts = attempts + 1, acked_at = $2, last_error = $3, next_attempt_at = $4 \
+                     WHERE seq = $1 AND acked_at IS NULL",
+                )
+                .bind(seq)
+                .bind(acked_at)
+                .bind(error)
+                .bind(retry_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>> {
+                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq"
+                )))
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                commands(rows)
+            }
+
+            async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()> {
+                insert_command!(command, &self.pool);
+                Ok(())
+            }
+        }
+    };
+}
+pub(super) use command_methods;

@@ -1,0 +1,136 @@
+//! The orchestrator's events as applied: each once and in order per run,
+//! in one transaction with what it changes (status, result, artifacts, a
+//! gate, chat lines).
+
+use chrono::{DateTime, Utc};
+use myloware_core::RunStatus;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::artifacts::Artifact;
+use super::chat::ChatMessage;
+use super::gates::NewGate;
+
+/// How an applied event changes its run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunUpdate {
+    pub status: Option<RunStatus>,
+    /// `Some(None)` clears the current persona.
+    pub current_persona: Option<Option<String>>,
+    pub result: Option<Value>,
+    pub artifacts: Vec<Artifact>,
+    /// A gate the event opens.
+    pub gate: Option<NewGate>,
+    /// Messages for the run owner's chat transcript.
+    pub messages: Vec<ChatMessage>,
+}
+
+/// An orchestrator event, as recorded when applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedEvent {
+    pub event_id: String,
+    pub run_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub(super) event_id: String,
+    pub(super) run_id: String,
+    pub(super) seq: i64,
+    pub(super) kind: String,
+    pub(super) data: Json<Value>,
+    pub(super) at: DateTime<Utc>,
+}
+
+/// The [`ApiStore`](super::ApiStore) methods of applied events, handed on to `$next`
+/// with the methods gathered so far (`sql.rs` chains every aggregate's).
+macro_rules! event_methods {
+    ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
+        $next! { $($args)* $($methods)*
+            async fn apply_event(
+                &self,
+                event: &AppliedEvent,
+                expected_last_seq: i64,
+                update: &RunUpdate,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let (persona_set, persona) = match &update.current_persona {
+                    Some(persona) => (true, persona.clone()),
+                    None => (false, None),
+                };
+                let moved = sqlx::query(
+                    "UPDATE runs SET last_event_seq = $3, updated_at = $4, \
+                       status = COALESCE($5, status), \
+                       result = COALESCE($6, result), \
+                       current_persona = CASE WHEN $7 THEN $8 ELSE current_persona END \
+                     WHERE id = $1 AND last_event_seq = $2",
+                )
+                .bind(&event.run_id)
+                .bind(expected_last_seq)
+                .bind(event.seq)
+                .bind(now())
+                .bind(update.status.map(|s| s.as_str()))
+                .bind(update.result.as_ref().map(Json))
+                .bind(persona_set)
+                .bind(persona)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !moved {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&event.event_id)
+                .bind(&event.run_id)
+                .bind(event.seq)
+                .bind(&event.kind)
+                .bind(Json(&event.data))
+                .bind(event.at)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+                for artifact in &update.artifacts {
+                    insert_artifact!(artifact, &mut *tx);
+                }
+                if let Some(gate) = &update.gate {
+                    insert_gate!(gate, &mut *tx);
+                }
+                for message in &update.messages {
+                    insert_chat!(message, tx);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| AppliedEvent {
+                        event_id: r.event_id,
+                        run_id: r.run_id,
+                        seq: r.seq,
+                        kind: r.kind,
+                        data: r.data.0,
+                        at: r.at,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+pub(super) use event_methods;

@@ -1,0 +1,292 @@
+//! Runs: inserted with their first command (and the workflow gate of a
+//! proposed run), moved between statuses by conditional updates, listed,
+//! and read with their gates and artifacts in one statement.
+
+use chrono::{DateTime, Utc};
+use myloware_core::RunStatus;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::artifacts::RawArtifact;
+use super::common::{RawJson, StoreError, StoreResult};
+use super::gates::{GateRecord, NewGate};
+use super::gates::{GateRow, gates};
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub project: String,
+    pub status: RunStatus,
+    pub current_persona: Option<String>,
+    pub user_id: Option<String>,
+    pub payload: Value,
+    pub result: Value,
+    /// seq of the last orchestrator event applied.
+    pub last_event_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Insertion order; the list cursor.
+    pub seq: i64,
+}
+
+/// A run to insert.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Opened with the run (the workflow gate of a proposed run).
+    pub gate: Option<NewGate>,
+    pub id: String,
+    pub project: String,
+    pub status: RunStatus,
+    pub user_id: Option<String>,
+    pub payload: Value,
+    pub result: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters of `GET /v1/runs`; newest first, `before` is an exclusive cursor.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    pub project: Option<String>,
+    pub before: Option<i64>,
+    pub user_id: Option<String>,
+    pub limit: u32,
+}
+
+/// A run with its gates and artifacts, as `GET /v1/runs/{id}` shows it.
+/// Its JSON documents (payload, result, artifact data) stay the stored
+/// text: they go into the answer as they are, instead of being parsed into
+/// values and written out again (most of that request's work otherwise).
+#[derive(Debug)]
+pub struct RunDetails {
+    pub id: String,
+    pub project: String,
+    pub status: RunStatus,
+    pub current_persona: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub payload: RawJson,
+    pub result: RawJson,
+    pub gates: Vec<GateRecord>,
+    pub artifacts: Vec<RawArtifact>,
+}
+
+pub(super) const RUN_COLUMNS: &str =
+    "seq, id, project, status, current_persona, user_id, payload, result, last_event_seq, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RunRow {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) project: String,
+    pub(super) status: String,
+    pub(super) current_persona: Option<String>,
+    pub(super) user_id: Option<String>,
+    pub(super) payload: Json<Value>,
+    pub(super) result: Json<Value>,
+    pub(super) last_event_seq: i64,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+}
+
+pub(super) fn run_status(run_id: &str, status: &str) -> Result<RunStatus, StoreError> {
+    status
+        .parse()
+        .map_err(|err| StoreError::Corrupt(format!("run {run_id}: {err}")))
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = StoreError;
+    fn try_from(row: RunRow) -> Result<Run, StoreError> {
+        Ok(Run {
+            status: run_status(&row.id, &row.status)?,
+            id: row.id,
+            project: row.project,
+            current_persona: row.current_persona,
+            user_id: row.user_id,
+            payload: row.payload.0,
+            result: row.result.0,
+            last_event_seq: row.last_event_seq,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            seq: row.seq,
+        })
+    }
+}
+
+pub(super) fn runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
+    rows.into_iter().map(Run::try_from).collect()
+}
+
+/// A run with its gates and artifacts in one statement (`GET /v1/runs/{id}`
+/// reads it under load: one round trip instead of three). The gates come
+/// as a JSON array of the columns of [`GATE_COLUMNS`], the artifacts as one
+/// of the fields of [`RawArtifact`], in the orders of `list_gates` and
+/// `list_artifacts`; each backend spells the aggregation its own way.
+pub(super) const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
+       r.created_at, r.updated_at, \
+       (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
+                 'preview', json(g.preview), 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
+                 'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+          FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
+       (SELECT json_group_array(json_object('id', a.id, 'kind', a.kind, \
+                 'persona', a.persona, 'data', json(a.data), 'created_at', a.created_at) ORDER BY a.seq) \
+          FROM artifacts a WHERE a.run_id = r.id) AS artifacts \
+     FROM runs r WHERE r.id = $1";
+pub(super) const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
+       r.created_at, r.updated_at, \
+       COALESCE((SELECT json_agg(json_build_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
+                 'preview', g.preview, 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
+                 'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+          FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
+       COALESCE((SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, \
+                 'persona', a.persona, 'data', a.data, 'created_at', a.created_at) ORDER BY a.seq) \
+          FROM artifacts a WHERE a.run_id = r.id), '[]') AS artifacts \
+     FROM runs r WHERE r.id = $1";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RunViewRow {
+    pub(super) id: String,
+    pub(super) project: String,
+    pub(super) status: String,
+    pub(super) current_persona: Option<String>,
+    pub(super) payload: Json<RawJson>,
+    pub(super) result: Json<RawJson>,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+    pub(super) gates: Json<Vec<GateRow>>,
+    pub(super) artifacts: Json<Vec<RawArtifact>>,
+}
+
+impl TryFrom<RunViewRow> for RunDetails {
+    type Error = StoreError;
+    fn try_from(row: RunViewRow) -> Result<RunDetails, StoreError> {
+        Ok(RunDetails {
+            status: run_status(&row.id, &row.status)?,
+            id: row.id,
+            project: row.project,
+            current_persona: row.current_persona,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            payload: row.payload.0,
+            result: row.result.0,
+            gates: gates(row.gates.0)?,
+            artifacts: row.artifacts.0,
+        })
+    }
+}
+
+/// The [`ApiStore`](super::ApiStore) methods of runs, handed on to `$next`
+/// with the methods gathered so far (`sql.rs` chains every aggregate's).
+macro_rules! run_methods {
+    ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
+        $next! { $($args)* $($methods)*
+            async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
+                let mut tx = self.begin().await?;
+                let row: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {RUN_COLUMNS}"
+                )))
+                .bind(&run.id)
+                .bind(&run.project)
+                .bind(run.status.as_str())
+                .bind(&run.user_id)
+                .bind(Json(&run.payload))
+                .bind(Json(&run.result))
+                .bind(run.created_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        StoreError::DuplicateRun(run.id.clone())
+                    } else {
+                        err.into()
+                    }
+                })?;
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
+                if let Some(gate) = &run.gate {
+                    insert_gate!(gate, &mut *tx);
+                }
+                tx.commit().await?;
+                row.try_into()
+            }
+
+            async fn get_run(&self, id: &str) -> StoreResult<Option<Run>> {
+                let row: Option<RunRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Run::try_from).transpose()
+            }
+
+            async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>> {
+                let row: Option<RunViewRow> = sqlx::query_as(Self::RUN_VIEW).bind(id).fetch_optional(&self.pool).await?;
+                row.map(RunDetails::try_from).transpose()
+            }
+
+            async fn run_exists(&self, id: &str) -> StoreResult<bool> {
+                let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM runs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.is_some())
+            }
+
+            async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>> {
+                let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs \
+                     WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR project = $2) \
+                       AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR user_id = $5) \
+                     ORDER BY seq DESC LIMIT $4"
+                )))
+                .bind(query.status.map(|s| s.as_str()))
+                .bind(&query.project)
+                .bind(query.before)
+                .bind(i64::from(query.limit))
+                .bind(&query.user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                runs(rows)
+            }
+
+            async fn transition(
+                &self,
+                id: &str,
+                from: RunStatus,
+                to: RunStatus,
+                artifact: Option<&Artifact>,
+                command: Option<&NewCommand>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+                    .bind(id)
+                    .bind(from.as_str())
+                    .bind(to.as_str())
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !moved {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(artifact) = artifact {
+                    insert_artifact!(artifact, &mut *tx);
+                }
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
+pub(super) use run_methods;

@@ -1,0 +1,174 @@
+//! Provider webhook deliveries: each recorded (never its whole body), an
+//! accepted one with its command, its idempotency key used once.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::common::now;
+
+/// A provider webhook delivery, as recorded: never its whole body (a
+/// refused delivery is anybody's bytes), but its size, its SHA-256 and its
+/// first [`WEBHOOK_BODY_EXCERPT_BYTES`] (see [`WebhookDelivery::of_body`]).
+/// Nothing reads a delivery's body back: an accepted delivery's effect is
+/// its command (or dead letter), and its idempotency key deduplicates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub provider: String,
+    /// `None` for deliveries that must not consume a key (rejected, duplicate).
+    pub idempotency_key: Option<String>,
+    pub run_id: Option<String>,
+    pub headers: Value,
+    /// The body's first [`WEBHOOK_BODY_EXCERPT_BYTES`], cut at a UTF-8
+    /// boundary (invalid UTF-8 shown as U+FFFD).
+    pub body: String,
+    /// The body's length in bytes.
+    pub body_size: i64,
+    /// Hex SHA-256 of the whole body (empty for rows stored before it was kept).
+    pub body_sha256: String,
+    /// `verified`, `missing` or `rejected`.
+    pub signature_status: String,
+    /// `accepted`, `duplicate`, `rejected`.
+    pub outcome: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// How much of a webhook body is stored.
+pub const WEBHOOK_BODY_EXCERPT_BYTES: usize = 1024;
+
+impl WebhookDelivery {
+    /// A delivery of `body`, not yet verified (`missing`, `rejected`),
+    /// received now: its size, hash and excerpt. The caller sets the rest.
+    pub fn of_body(body: &[u8]) -> WebhookDelivery {
+        use sha2::Digest;
+        WebhookDelivery {
+            provider: String::new(),
+            idempotency_key: None,
+            run_id: None,
+            headers: Value::Object(Default::default()),
+            body: excerpt(body, WEBHOOK_BODY_EXCERPT_BYTES),
+            body_size: i64::try_from(body.len()).unwrap_or(i64::MAX),
+            body_sha256: hex::encode(sha2::Sha256::digest(body)),
+            signature_status: "missing".into(),
+            outcome: "rejected".into(),
+            received_at: now(),
+        }
+    }
+}
+
+/// At most `max` bytes of text from the start of `bytes`, never splitting a
+/// character (invalid UTF-8 becomes U+FFFD, which counts its 3 bytes).
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    let mut end = 0;
+    for (at, c) in text.char_indices() {
+        if at + c.len_utf8() > max {
+            break;
+        }
+        end = at + c.len_utf8();
+    }
+    text[..end].to_string()
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct WebhookRow {
+    pub(super) provider: String,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) run_id: Option<String>,
+    pub(super) headers: Json<Value>,
+    pub(super) body: String,
+    pub(super) body_size: i64,
+    pub(super) body_sha256: String,
+    pub(super) signature_status: String,
+    pub(super) outcome: String,
+    pub(super) received_at: DateTime<Utc>,
+}
+
+/// The [`ApiStore`](super::ApiStore) methods of webhook deliveries, handed on to `$next`
+/// with the methods gathered so far (`sql.rs` chains every aggregate's).
+macro_rules! webhook_methods {
+    ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
+        $next! { $($args)* $($methods)*
+            async fn record_webhook(
+                &self,
+                delivery: &WebhookDelivery,
+                command: Option<&NewCommand>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO webhook_deliveries \
+                     (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                      signature_status, outcome, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                )
+                .bind(&delivery.provider)
+                .bind(&delivery.idempotency_key)
+                .bind(&delivery.run_id)
+                .bind(Json(&delivery.headers))
+                .bind(&delivery.body)
+                .bind(delivery.body_size)
+                .bind(&delivery.body_sha256)
+                .bind(&delivery.signature_status)
+                .bind(&delivery.outcome)
+                .bind(delivery.received_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(command) = command {
+                    insert_command!(command, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
+                let rows: Vec<WebhookRow> = sqlx::query_as(
+                    "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                     signature_status, outcome, received_at \
+                     FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
+                )
+                .bind(provider)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| WebhookDelivery {
+                        provider: r.provider,
+                        idempotency_key: r.idempotency_key,
+                        run_id: r.run_id,
+                        headers: r.headers.0,
+                        body: r.body,
+                        body_size: r.body_size,
+                        body_sha256: r.body_sha256,
+                        signature_status: r.signature_status,
+                        outcome: r.outcome,
+                        received_at: r.received_at,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+pub(super) use webhook_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_and_cut_at_character_boundaries() {
+        assert_eq!(excerpt(b"{\"a\":1}", 1024), "{\"a\":1}");
+        assert_eq!(excerpt("ééé".as_bytes(), 5), "éé", "never half a character");
+        let junk = excerpt(&[0xFF; 5000], 1024);
+        assert!(junk.len() <= 1024 && junk.chars().all(|c| c == '\u{FFFD}'));
+        let delivery = WebhookDelivery::of_body(&[0xFF; 5000]);
+        assert_eq!(delivery.body_size, 5000);
+        assert_eq!(delivery.body_sha256.len(), 64);
+        assert!(delivery.body.len() <= WEBHOOK_BODY_EXCERPT_BYTES);
+    }
+}
