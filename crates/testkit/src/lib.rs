@@ -140,14 +140,28 @@ pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// A request's JSON answer, whatever its status (panics when there is none).
+/// Short ways for a test to send a request (each panics when the request
+/// fails or the answer is not what it reads).
 pub trait JsonAnswer {
+    /// The answer.
+    fn sent(self) -> impl Future<Output = reqwest::Response>;
+    /// The answer's JSON body, whatever its status.
     fn json_answer(self) -> impl Future<Output = serde_json::Value>;
+    /// The answer's body as text, whatever its status.
+    fn text_answer(self) -> impl Future<Output = String>;
 }
 
 impl JsonAnswer for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.unwrap()
+    }
+
     async fn json_answer(self) -> serde_json::Value {
-        self.send().await.unwrap().json().await.unwrap()
+        self.sent().await.json().await.unwrap()
+    }
+
+    async fn text_answer(self) -> String {
+        self.sent().await.text().await.unwrap()
     }
 }
 

@@ -1,6 +1,7 @@
 //! `mw demo`.
 
 use super::*;
+use myloware_testkit::JsonAnswer;
 
 /// The acceptance check: `mw demo aismr --auto-approve` shows the run from
 /// start to publish URL.
@@ -87,9 +88,8 @@ async fn demo_without_auto_approve_waits_for_a_person_at_each_gate(db: &Db) {
         .http
         .post(format!("{}/v1/hitl/approve/{run_id}/ideate", system.api))
         .form(&[("token", token), ("approver", "a person")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     demo.until(&["gate ideate: approved by token:", "(\"a person\")"]).await;
     demo.until(&["clip 12/12 completed"]).await;

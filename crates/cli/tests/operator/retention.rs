@@ -1,6 +1,7 @@
 //! `mw retention`.
 
 use super::*;
+use myloware_testkit::JsonAnswer;
 
 fn old_delivery(key: &str, run_id: &str) -> WebhookDelivery {
     WebhookDelivery {
@@ -162,13 +163,7 @@ async fn retention_prune_dry_run_then_real(db: &Db) {
         assert_eq!(status, 422, "{answer}");
         assert!(answer["detail"].is_array(), "{answer}");
     }
-    let response = system
-        .http
-        .post(&url)
-        .json(&json!({"olderThanDays": 30}))
-        .send()
-        .await
-        .unwrap();
+    let response = system.http.post(&url).json(&json!({"olderThanDays": 30})).sent().await;
     assert_eq!(response.status(), 401, "the API key is required");
     system.stop_idle().await;
 }

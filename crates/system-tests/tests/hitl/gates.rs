@@ -24,9 +24,8 @@ async fn form(system: &System, action: &str, run_id: &str, gate: &str, token: &s
         .http
         .post(format!("{}/v1/hitl/{action}/{run_id}/{gate}", system.api))
         .form(&[("token", token), ("reason", reason)])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     myloware_testkit::status_and_json(response).await
 }
 
@@ -52,13 +51,7 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
     assert!(chat_link.contains(&format!("/v1/hitl/approve/{run_id}/ideate?token=")));
 
     // Opening the link (as a browser or a bot) shows the page and changes nothing.
-    let page = system
-        .http
-        .get(&chat_link)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let page = system.http.get(&chat_link).header("accept", "text/html").sent().await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\"") && html.contains("Approve") && html.contains("Reject"));
@@ -228,9 +221,8 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
                 "{}/v1/hitl/approve/{run_id}/workflow?token={token}",
                 system.api
             ))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(page.status(), 403);
     }
     assert_eq!(system.run(&run_id).await["status"], "pending_workflow");

@@ -2,6 +2,7 @@
 //! the per-gate latency series on both services, the domain metrics, and
 //! the run's series dropped after `METRICS_RUN_SERIES_TTL`.
 
+use myloware_testkit::JsonAnswer;
 use std::time::{Duration, Instant};
 
 use myloware_db::Db;
@@ -13,15 +14,7 @@ use serde_json::json;
 const QUICK: Duration = Duration::from_secs(30);
 
 async fn scrape(system: &System, base: &str) -> String {
-    system
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    system.http.get(format!("{base}/metrics")).text_answer().await
 }
 
 /// The value of the first series of `metric` whose labels contain every

@@ -1,6 +1,7 @@
 //! A run through both gates, and what a scrape of both services must show
 //! for the dashboard and the alerts to work (on both backends).
 
+use myloware_testkit::JsonAnswer;
 use std::collections::{BTreeMap, BTreeSet};
 
 use myloware_db::Db;
@@ -264,9 +265,8 @@ pub async fn exercise(system: &System) -> String {
         .http
         .post(format!("{}/v1/webhooks/kieai", system.api))
         .json(&json!({"code": 200, "data": {"taskId": "t-unsigned"}}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert!(unsigned.status().is_client_error(), "an unsigned webhook is refused");
     run_id
 }

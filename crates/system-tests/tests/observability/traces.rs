@@ -224,9 +224,8 @@ impl Dev {
             .post(format!("{}{path}", self.api))
             .header("x-api-key", KEY)
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert!(response.status().is_success(), "{path}: {}", response.status());
         response.json().await.unwrap()
     }

@@ -2,6 +2,7 @@
 //! heard, only `TELEGRAM_APPROVER_CHAT_IDS` decide gates, and each chat's
 //! turns are rate-limited.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -201,9 +202,8 @@ async fn send(system: &System, update_id: i64, chat: i64, text: &str) -> (u16, V
         .post(format!("{}/v1/telegram/webhook", system.api))
         .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
         .json(&update)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     myloware_testkit::status_and_json(response).await
 }
 

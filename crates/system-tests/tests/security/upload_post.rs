@@ -3,6 +3,7 @@
 //! are publishing, which ask Upload-Post for their own request id. Nothing
 //! of its body is used.
 
+use myloware_testkit::JsonAnswer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,9 +32,8 @@ async fn post_webhook(system: &System, body: &Value) -> (u16, Value) {
         .http
         .post(format!("{}/v1/webhooks/upload-post", system.api))
         .json(body)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     myloware_testkit::status_and_json(response).await
 }
 
