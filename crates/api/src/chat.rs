@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential};
 use crate::runs::{self, RunInput, RunOptions, StartRunRequest};
 use crate::state::ApiState;
-use crate::store::{ChatDelivery, ChatMessage, GateStatus, Push, PushOutcome, Run, RunQuery, now};
+use crate::store::{Channel, ChatDelivery, ChatMessage, GateStatus, Push, PushOutcome, Run, RunQuery, now};
 
 /// Limits of a turn.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -133,14 +133,14 @@ pub fn notification_pushes(config: &Config, user_id: &str) -> Vec<Push> {
             .or_else(|| chat.telegram_chat_id.clone());
         if let Some(chat_id) = chat_id {
             pushes.push(Push {
-                channel: "telegram".into(),
+                channel: Channel::Telegram,
                 target: chat_id,
             });
         }
     }
     if let Some(url) = &chat.webhook_url {
         pushes.push(Push {
-            channel: "webhook".into(),
+            channel: Channel::Webhook,
             target: url.to_string(),
         });
     }
@@ -312,7 +312,7 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
 async fn answer_to(state: &ApiState, mut answer: ChatMessage, origin: &Origin) -> Result<(), ApiError> {
     if let Origin::Telegram { chat_id } = origin {
         answer.pushes.push(Push {
-            channel: "telegram".into(),
+            channel: Channel::Telegram,
             target: chat_id.clone(),
         });
     }
@@ -522,8 +522,8 @@ impl Failure {
 /// One attempt: Telegram's `sendMessage`, or `{"text"}` to the webhook.
 async fn send(state: &ApiState, delivery: &ChatDelivery) -> Result<(), Failure> {
     let chat = &state.config.chat;
-    let request = match delivery.channel.as_str() {
-        "telegram" => {
+    let request = match delivery.channel {
+        Channel::Telegram => {
             let Some(token) = &chat.telegram_bot_token else {
                 return Err(Failure::new("TELEGRAM_BOT_TOKEN is not set"));
             };
@@ -535,11 +535,10 @@ async fn send(state: &ApiState, delivery: &ChatDelivery) -> Result<(), Failure> 
                 "disable_web_page_preview": true,
             }))
         }
-        "webhook" => state
+        Channel::Webhook => state
             .http
             .post(&delivery.target)
             .json(&serde_json::json!({"text": delivery.text})),
-        other => return Err(Failure::new(format!("unknown channel {other}"))),
     };
     // Errors name the URL, which holds the bot token: keep only the kind.
     let response = request.send().await.map_err(|err| {

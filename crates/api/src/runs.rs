@@ -4,8 +4,7 @@
 //! reconciler (`crate::commands`) until the orchestrator acknowledges it.
 
 use myloware_core::ids::new_run_id;
-use myloware_core::project::Persona;
-use myloware_core::project::ProjectSpec;
+use myloware_core::project::{Catalog, Persona, ProjectSpec};
 use myloware_core::run::Transition;
 use myloware_core::wire::{CancelExecution, ExecutionCommand, GraphSpec, StartExecution};
 use myloware_core::{Gate, RunStatus};
@@ -130,6 +129,16 @@ fn field_error(loc: &[&str], msg: String) -> myloware_core::error::FieldError {
     myloware_core::error::FieldError::new(loc, msg, "value_error")
 }
 
+/// The projects a run may be started for (the others are conversation only).
+pub fn runnable_projects(catalog: &Catalog) -> Vec<&str> {
+    catalog
+        .projects
+        .values()
+        .filter(|p| p.is_runnable())
+        .map(|p| p.project.as_str())
+        .collect()
+}
+
 /// The project a run may be started for, or a 422 naming the known ones.
 fn runnable_project<'a>(state: &'a ApiState, name: &str) -> Result<&'a ProjectSpec, ApiError> {
     let spec = state.catalog.get(name).ok_or_else(|| {
@@ -142,13 +151,7 @@ fn runnable_project<'a>(state: &'a ApiState, name: &str) -> Result<&'a ProjectSp
         )
     })?;
     if !spec.is_runnable() {
-        let runnable: Vec<&str> = state
-            .catalog
-            .projects
-            .values()
-            .filter(|p| p.is_runnable())
-            .map(|p| p.project.as_str())
-            .collect();
+        let runnable = runnable_projects(&state.catalog);
         return Err(ApiError::invalid(
             &["body", "project"],
             format!(

@@ -3,9 +3,9 @@
 
 use chrono::Duration;
 use myloware_api::store::{
-    self, ApiStore, AppliedEvent, Artifact, ChatMessage, CommandKind, Decision, DeliveryAttempt, GateStatus,
-    NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery, RunUpdate, StoreError,
-    WebhookDelivery, now,
+    self, ApiStore, AppliedEvent, Artifact, Channel, ChatMessage, CommandKind, Decision, DeliveryAttempt, GateStatus,
+    NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery, RunUpdate, SignatureStatus,
+    StoreError, WebhookDelivery, WebhookOutcome, now,
 };
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
@@ -522,8 +522,8 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
         body: "{}".into(),
         body_size: 2,
         body_sha256: String::new(),
-        signature_status: "verified".into(),
-        outcome: "accepted".into(),
+        signature_status: SignatureStatus::Verified,
+        outcome: WebhookOutcome::Accepted,
         received_at: now(),
     };
     let signal = command(&run.id, CommandKind::Signal);
@@ -534,7 +534,7 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
     );
     let unkeyed = WebhookDelivery {
         idempotency_key: None,
-        outcome: "rejected".into(),
+        outcome: WebhookOutcome::Rejected,
         ..delivery.clone()
     };
     assert!(store.record_webhook(&unkeyed, None).await.unwrap());
@@ -559,8 +559,8 @@ fn delivery(key: &str, run_id: Option<&str>, days_ago: i64) -> WebhookDelivery {
         body: "{}".into(),
         body_size: 2,
         body_sha256: String::new(),
-        signature_status: "verified".into(),
-        outcome: "accepted".into(),
+        signature_status: SignatureStatus::Verified,
+        outcome: WebhookOutcome::Accepted,
         received_at: now() - Duration::days(days_ago),
     }
 }
@@ -603,7 +603,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         assert!(store.record_webhook(d, None).await.unwrap());
     }
     let push = Push {
-        channel: "webhook".into(),
+        channel: Channel::Webhook,
         target: "http://127.0.0.1:9/hook".into(),
     };
     for (days_ago, text) in [

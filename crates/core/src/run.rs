@@ -144,6 +144,14 @@ impl FromStr for RunStatus {
     }
 }
 
+/// A status read back from storage (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for RunStatus {
+    type Error = UnknownStatus;
+    fn try_from(s: String) -> Result<Self, UnknownStatus> {
+        s.parse()
+    }
+}
+
 /// A human approval point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -1,7 +1,8 @@
 //! Request errors of the orchestrator. Every error leaves as
 //! `{"detail": ...}`; unexpected ones (the store failing) are logged with
 //! their cause and answered as a 500 without internals. Body rejections
-//! (415, 413, 422 with the failing field) come from the shared extractors.
+//! (415, 413, 422 with the failing field), unknown routes and panics are
+//! answered by `myloware_http`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,8 +20,6 @@ pub enum OrchestratorError {
     Unprocessable(String),
     #[error("{0}")]
     BadGateway(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -36,14 +35,8 @@ impl OrchestratorError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
-    }
-
-    /// The answer to a panic in a handler (nothing of it is shown).
-    pub fn panicked() -> Response {
-        OrchestratorError::Internal(anyhow::anyhow!("handler panicked")).into_response()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::chat::{self, ChatResponse, Origin};
 use crate::error::{ApiError, JsonBytes, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
-use crate::store::WebhookDelivery;
+use crate::store::{SignatureStatus, WebhookDelivery, WebhookOutcome};
 
 /// Chat turns with Operate, transcripts for any key, and Telegram's open
 /// webhook (refusals limited per address).
@@ -52,8 +52,6 @@ pub struct ChatRequest {
     request_body = ChatRequest,
     responses(
         (status = 200, description = "Brendan's reply", body = ChatResponse),
-        (status = 413, description = "Body over MAX_BODY_BYTES"),
-        (status = 415, description = "Not JSON"),
         (status = 422, description = "Bad user id or message, or a malformed body"),
         (status = 429, description = "Too many turns from this client"),
         (status = 502, description = "The orchestrator did not answer (the message is kept in the transcript)"),
@@ -129,11 +127,7 @@ const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"|\"rate_limited\"}`"),
         (status = 401, description = "Missing or wrong secret token"),
         (status = 404, description = "Telegram is not configured (no TELEGRAM_WEBHOOK_SECRET)"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
         (status = 422, description = "Not a Telegram update (no update_id)"),
-        (status = 429, description = "Too many refused requests from this address"),
-        (status = 500, description = "Unexpected error"),
     ))]
 pub async fn telegram(
     State(state): State<ApiState>,
@@ -155,7 +149,11 @@ pub async fn telegram(
     let mut delivery = WebhookDelivery {
         provider: "telegram".into(),
         headers: crate::routes::webhooks::redacted_headers(&headers),
-        signature_status: if given.is_empty() { "missing" } else { "rejected" }.into(),
+        signature_status: if given.is_empty() {
+            SignatureStatus::Missing
+        } else {
+            SignatureStatus::Rejected
+        },
         ..WebhookDelivery::of_body(&body)
     };
     if !verified {
@@ -163,7 +161,7 @@ pub async fn telegram(
         tracing::warn!("telegram update refused: bad secret token");
         return Err(ApiError::Unauthorized);
     }
-    delivery.signature_status = "verified".into();
+    delivery.signature_status = SignatureStatus::Verified;
     // A whole number, also written `7.0` (a JSON Schema integer).
     let update_id = &update["update_id"];
     let whole = update_id.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64);
@@ -189,7 +187,7 @@ pub async fn telegram(
     }
     let text = message["text"].as_str().map(str::trim).filter(|t| !t.is_empty());
     delivery.idempotency_key = Some(format!("update:{update_id}"));
-    delivery.outcome = "accepted".into();
+    delivery.outcome = WebhookOutcome::Accepted;
     if !crate::routes::webhooks::record(&state, &delivery, None).await? {
         return Ok(Json(json!({"status": "duplicate"})));
     }

@@ -381,20 +381,12 @@ pub async fn open_link(
     }
 }
 
-/// Approves with the link's token (query or form) or an API key.
+/// Approves with the link's token (query or form) or an API key. Its
+/// refusals are listed with reject's ([`DECISION_ANSWERS`]).
 #[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
     request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
     responses(
         (status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"),
-        (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
-        (status = 403, description = "Invalid or expired token, a key that may not decide, or a cross-site request"),
-        (status = 404, description = "Unknown run or gate"),
-        (status = 409, description = "The gate is not awaiting a decision"),
-        (status = 413, description = "Body over MAX_BODY_BYTES"),
-        (status = 422, description = "A body with a NUL character, or a form or JSON that does not parse"),
-        (status = 429, description = "Too many decisions from this client, or too many refused requests from this address; see `Retry-After`"),
-        (status = 500, description = "Unexpected error"),
-        (status = 502, description = "Decision kept; the orchestrator could not be told yet"),
     ))]
 pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) -> Response {
     decide(&state, request, true).await
@@ -405,15 +397,6 @@ pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) ->
     request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
     responses(
         (status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"),
-        (status = 400, description = "Malformed path or query, or a body that is neither a form nor JSON"),
-        (status = 403, description = "Invalid or expired token, a key that may not decide, or a cross-site request"),
-        (status = 404, description = "Unknown run or gate"),
-        (status = 409, description = "The gate is not awaiting a decision"),
-        (status = 413, description = "Body over MAX_BODY_BYTES"),
-        (status = 422, description = "A body with a NUL character, or a form or JSON that does not parse"),
-        (status = 429, description = "Too many decisions from this client, or too many refused requests from this address; see `Retry-After`"),
-        (status = 500, description = "Unexpected error"),
-        (status = 502, description = "Decision kept; the orchestrator could not be told yet"),
     ))]
 pub async fn reject(State(state): State<ApiState>, request: DecisionRequest) -> Response {
     decide(&state, request, false).await
@@ -455,6 +438,30 @@ pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         .collect();
     Ok(Json(json!({"pending": pending})))
 }
+
+/// What a decision (approve or reject) may answer besides 200.
+const DECISION_ANSWERS: [(&str, &str); 8] = [
+    (
+        "400",
+        "Malformed path or query, or a body that is neither a form nor JSON",
+    ),
+    (
+        "403",
+        "Invalid or expired token, a key that may not decide, or a cross-site request",
+    ),
+    ("404", "Unknown run or gate"),
+    ("409", "The gate is not awaiting a decision"),
+    ("413", "Body over MAX_BODY_BYTES"),
+    (
+        "422",
+        "A body with a NUL character, or a form or JSON that does not parse",
+    ),
+    (
+        "429",
+        "Too many decisions from this client, or too many refused requests from this address; see `Retry-After`",
+    ),
+    ("502", "Decision kept; the orchestrator could not be told yet"),
+];
 
 /// The link routes answer a page (`text/html`) or JSON, by `Accept`, for
 /// every status; their bodies are optional; the JSON answers' shapes.
@@ -501,6 +508,15 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             },
         }}},
     });
+    for path in ["/v1/hitl/approve/{runId}/{gate}", "/v1/hitl/reject/{runId}/{gate}"] {
+        let responses = &mut super::openapi::operation(doc, "post", path)["responses"];
+        for (status, description) in DECISION_ANSWERS {
+            responses[status] = json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": super::openapi::error_body(status)}}},
+            });
+        }
+    }
     let html = json!({"schema": {"type": "string", "description": "The page"}});
     for (method, path, ok) in [
         (

@@ -23,8 +23,6 @@ pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     responses(
         (status = 200, body = EventResults),
         (status = 413, description = "Body over MAX_BODY_BYTES (refused before the signature is checked)"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Malformed batch"),
     ))]
 pub async fn receive_events(
     State(state): State<ApiState>,

@@ -34,26 +34,25 @@ struct ApiKeyScheme;
 
 impl utoipa::Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
+        let schemes = [
+            (
                 "api_key",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    "x-api-key",
-                    "An operator key (`API_KEYS` entry `name:role:key`); the role decides the routes",
-                ))),
-            );
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
+                "x-api-key",
+                "An operator key (`API_KEYS` entry `name:role:key`); the role decides the routes",
+            ),
+            (
                 "internal",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                    myloware_core::internal::HEADER,
-                    "The orchestrator's signature (`t=<unix>,v1=<hex HMAC-SHA256>` with INTERNAL_SECRET over method, path, time and body); see docs/security.md",
-                ))),
+                myloware_core::internal::HEADER,
+                "The orchestrator's signature (`t=<unix>,v1=<hex HMAC-SHA256>` with INTERNAL_SECRET over method, path, time and body); see docs/security.md",
+            ),
+        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, header, description) in schemes {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(header, description))),
             );
+        }
     }
 }
 
@@ -228,13 +227,15 @@ fn refine(doc: &mut Value, state: &ApiState) {
             },
         ],
     });
-    error_bodies(doc);
     super::runs::refine_schema(doc, state);
-    super::hitl::refine_schema(doc);
     super::chat::refine_schema(doc);
     super::webhooks::refine_schema(doc);
     super::dlq::refine_schema(doc);
     super::system::refine_schema(doc);
+    body_answers(doc);
+    error_bodies(doc);
+    // After the error bodies: the link routes add their pages to them.
+    super::hitl::refine_schema(doc);
     nul_free_requests(doc);
 }
 
@@ -244,6 +245,63 @@ pub(crate) fn operation<'d>(doc: &'d mut Value, method: &str, path: &str) -> &'d
         .get_mut(path)
         .and_then(|item| item.get_mut(method))
         .unwrap_or_else(|| panic!("{method} {path} is not in the OpenAPI document"))
+}
+
+/// What the JSON body extractors (`ValidJson`, `OptionalJson`, `JsonBytes`)
+/// answer, on every operation whose body is JSON only; a status the route
+/// lists itself keeps its own description.
+fn body_answers(doc: &mut Value) {
+    let answers = [
+        ("400", "The body could not be read"),
+        ("413", "Body over MAX_BODY_BYTES (the message states the limit)"),
+        (
+            "415",
+            "No JSON content type (`application/json` or `application/*+json`)",
+        ),
+        (
+            "422",
+            "A body that does not parse into its schema, or holds a NUL character",
+        ),
+    ];
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let json_only = operation
+            .get("requestBody")
+            .and_then(|body| body["content"].as_object())
+            .is_some_and(|content| content.keys().eq(["application/json"]));
+        if !json_only {
+            continue;
+        }
+        for (status, description) in answers {
+            let responses = &mut operation["responses"];
+            match responses.get_mut(status) {
+                None => responses[status] = json!({"description": description}),
+                // The layers' 400 (a NUL in the URL) is this one's too.
+                Some(listed) if status == "400" => {
+                    let said = listed["description"].as_str().unwrap_or_default();
+                    if !said.contains("body") {
+                        listed["description"] = json!(format!("{said}; or {}", description.to_lowercase()));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// The schema of a refusal with `status`: the list form for 422.
+pub(crate) fn error_body(status: &str) -> &'static str {
+    if status == "422" {
+        "#/components/schemas/ValidationErrorBody"
+    } else {
+        "#/components/schemas/ErrorBody"
+    }
 }
 
 /// Every refusal (4xx, 5xx) without a body of its own says it is the

@@ -88,10 +88,7 @@ pub struct PruneReport {
     responses(
         (status = 200, body = PruneReport),
         (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody, description = "Body over MAX_BODY_BYTES"),
-        (status = 415, body = ErrorBody, description = "Not JSON"),
         (status = 422, description = "`olderThanDays` missing or outside 1..=3650, or a malformed body"),
-        (status = 500, body = ErrorBody),
         (status = 502, body = ErrorBody, description = "The orchestrator could not prune; the API pruned nothing"),
     ))]
 pub async fn prune(

@@ -144,8 +144,6 @@ pub struct ArtifactList {
     responses(
         (status = 201, description = "Recorded and accepted by the orchestrator", body = RunStarted),
         (status = 202, description = "Recorded; the orchestrator was unreachable and the start will be retried", body = RunStarted),
-        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Unknown project, no text input, or a malformed body"),
         (status = 429, description = "Too many starts from this client", body = ErrorBody),
     ))]
@@ -296,9 +294,6 @@ pub async fn list_artifacts(
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
-        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "A body that is not JSON", body = ErrorBody),
-        (status = 422, description = "A body that does not parse (or holds a NUL character)"),
     ))]
 pub async fn cancel_run(
     State(state): State<ApiState>,
@@ -318,13 +313,7 @@ pub async fn cancel_run(
 pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
     use super::openapi::{NOT_BLANK, NUL_FREE};
     use crate::runs::{MAX_MODIFIER_CHARS, MAX_MODIFIERS, MAX_TEXT_CHARS, TEXT_FIELDS};
-    let runnable: Vec<&str> = state
-        .catalog
-        .projects
-        .values()
-        .filter(|p| p.is_runnable())
-        .map(|p| p.project.as_str())
-        .collect();
+    let runnable = crate::runs::runnable_projects(&state.catalog);
     let schemas = &mut doc["components"]["schemas"];
     schemas["StartRunRequest"]["properties"]["project"] = json!({
         "type": "string",
@@ -371,6 +360,25 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
         "properties": {"runId": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"}},
     }}});
     super::openapi::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
+    // A run id's shape (`myloware_core::ids::is_run_id`); any other is a 404.
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+    {
+        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+            for parameter in operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if parameter["in"] == "path" && parameter["name"] == "runId" {
+                    parameter["schema"] = json!({"type": "string", "pattern": "^run_[a-z0-9_]{1,64}$"});
+                }
+            }
+        }
+    }
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
     if let Some(parameters) = super::openapi::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
         for parameter in parameters {

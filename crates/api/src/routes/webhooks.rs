@@ -21,7 +21,7 @@ use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
-use crate::store::{DeadLetterKind, NewCommand, RunQuery, WebhookDelivery};
+use crate::store::{DeadLetterKind, NewCommand, RunQuery, SignatureStatus, WebhookDelivery, WebhookOutcome};
 
 /// The providers' callbacks: open, refusals limited per address.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
@@ -51,16 +51,18 @@ pub(crate) async fn record(
     command: Option<&NewCommand>,
 ) -> Result<bool, ApiError> {
     let fresh = state.store.record_webhook(delivery, command).await?;
-    let result = match (fresh, delivery.outcome.as_str()) {
+    let result = match (fresh, delivery.outcome) {
         (false, _) => Some("duplicate"),
-        (true, "accepted") => Some("processed"),
-        (true, "dead_lettered") => Some("dlq"),
-        (true, "rejected") => Some("rejected"),
-        (true, _) => None,
+        (true, WebhookOutcome::Accepted) => Some("processed"),
+        (true, WebhookOutcome::DeadLettered) => Some("dlq"),
+        (true, WebhookOutcome::Rejected) => Some("rejected"),
+        (true, WebhookOutcome::Duplicate | WebhookOutcome::Ignored) => None,
     };
     if let Some(result) = result {
         let provider = delivery.provider.replace('-', "_");
-        state.metrics.webhook(&provider, &delivery.signature_status, result);
+        state
+            .metrics
+            .webhook(&provider, delivery.signature_status.as_str(), result);
     }
     Ok(fresh)
 }
@@ -123,11 +125,6 @@ fn clip_callback_mode(state: &ApiState, run_id: &str, index: u32, token: &str) -
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"dead_lettered\"}`"),
         (status = 400, description = "Unreadable body or query string"),
         (status = 401, description = "Missing or bad signature or token"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Body holds a NUL character"),
-        (status = 429, description = "Rate limited"),
-        (status = 500, description = "Internal error"),
     ))]
 pub async fn kieai(
     State(state): State<ApiState>,
@@ -154,16 +151,16 @@ pub async fn kieai(
         None => Err(SignatureError::Mismatch),
     };
     let signature_status = match &signature {
-        Ok(()) => "verified",
-        Err(SignatureError::Missing) => "missing",
-        Err(_) => "rejected",
+        Ok(()) => SignatureStatus::Verified,
+        Err(SignatureError::Missing) => SignatureStatus::Missing,
+        Err(_) => SignatureStatus::Rejected,
     };
     let mut delivery = WebhookDelivery {
         provider: "kieai".into(),
         // Only a run id's shape is kept: the query is the sender's to fill.
         run_id: query.run_id.clone().filter(|id| myloware_core::ids::is_run_id(id)),
         headers: redacted_headers(&headers),
-        signature_status: signature_status.into(),
+        signature_status,
         ..WebhookDelivery::of_body(&body)
     };
     let verified = (signature.is_ok() && !task_id.is_empty())
@@ -197,7 +194,7 @@ pub async fn kieai(
     if !state.store.run_exists(&run_id).await? {
         // Verified, but for no run we know: keep it for replay, and tell
         // kie.ai it was received (retrying cannot help).
-        delivery.outcome = "dead_lettered".into();
+        delivery.outcome = WebhookOutcome::DeadLettered;
         if !crate::routes::webhooks::record(&state, &delivery, None).await? {
             return Ok(Json(json!({"status": "duplicate"})));
         }
@@ -213,10 +210,10 @@ pub async fn kieai(
         tracing::warn!(runId = %run_id, %task_id, "kie.ai callback for an unknown run dead-lettered");
         return Ok(Json(json!({"status": "dead_lettered"})));
     }
-    delivery.outcome = "accepted".into();
+    delivery.outcome = WebhookOutcome::Accepted;
     if !crate::routes::webhooks::record(&state, &delivery, Some(&command)).await? {
         delivery.idempotency_key = None;
-        delivery.outcome = "duplicate".into();
+        delivery.outcome = WebhookOutcome::Duplicate;
         crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }
@@ -240,12 +237,7 @@ pub const MAX_RUNS_WOKEN: u32 = 20;
 #[utoipa::path(post, path = "/v1/webhooks/upload-post", tag = "webhooks",
     responses(
         (status = 200, description = "`{\"status\":\"accepted\"|\"duplicate\"|\"ignored\"}`"),
-        (status = 400, description = "Unreadable body"),
-        (status = 413, description = "Body over the limit"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Body holds a NUL character"),
-        (status = 429, description = "Rate limited"),
-        (status = 500, description = "Internal error"),
+        (status = 429, description = "Every delivery spends the sender's budget (`RATE_LIMIT_*`, per address); see `Retry-After`"),
     ))]
 pub async fn upload_post(
     State(state): State<ApiState>,
@@ -260,8 +252,8 @@ pub async fn upload_post(
     let mut delivery = WebhookDelivery {
         provider: "upload-post".into(),
         headers: redacted_headers(&headers),
-        signature_status: "unsigned".into(),
-        outcome: "ignored".into(),
+        signature_status: SignatureStatus::Unsigned,
+        outcome: WebhookOutcome::Ignored,
         ..WebhookDelivery::of_body(&body)
     };
     if parsed["event"].as_str() != Some("upload_completed") {
@@ -271,10 +263,10 @@ pub async fn upload_post(
     }
     // The same delivery (byte for byte) wakes the runs once.
     delivery.idempotency_key = Some(delivery.body_sha256.clone());
-    delivery.outcome = "accepted".into();
+    delivery.outcome = WebhookOutcome::Accepted;
     if !crate::routes::webhooks::record(&state, &delivery, None).await? {
         delivery.idempotency_key = None;
-        delivery.outcome = "duplicate".into();
+        delivery.outcome = WebhookOutcome::Duplicate;
         crate::routes::webhooks::record(&state, &delivery, None).await?;
         return Ok(Json(json!({"status": "duplicate"})));
     }

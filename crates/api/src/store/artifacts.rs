@@ -3,16 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::types::Json;
 
 use super::common::{RawJson, now};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Artifact {
     pub id: String,
     pub run_id: String,
     pub kind: String,
     pub persona: Option<String>,
+    #[sqlx(json)]
     pub data: Value,
     pub created_at: DateTime<Utc>,
 }
@@ -38,29 +38,6 @@ pub struct RawArtifact {
     pub persona: Option<String>,
     pub data: RawJson,
     pub created_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow, serde::Deserialize)]
-pub(super) struct ArtifactRow {
-    pub(super) id: String,
-    pub(super) run_id: String,
-    pub(super) kind: String,
-    pub(super) persona: Option<String>,
-    pub(super) data: Json<Value>,
-    pub(super) created_at: DateTime<Utc>,
-}
-
-impl From<ArtifactRow> for Artifact {
-    fn from(row: ArtifactRow) -> Artifact {
-        Artifact {
-            id: row.id,
-            run_id: row.run_id,
-            kind: row.kind,
-            persona: row.persona,
-            data: row.data.0,
-            created_at: row.created_at,
-        }
-    }
 }
 
 macro_rules! insert_artifact {
@@ -92,14 +69,14 @@ macro_rules! artifact_methods {
             }
 
             async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>> {
-                let rows: Vec<ArtifactRow> = sqlx::query_as(
+                let artifacts: Vec<Artifact> = sqlx::query_as(
                     "SELECT id, run_id, kind, persona, data, created_at FROM artifacts \
                      WHERE run_id = $1 ORDER BY seq",
                 )
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(Artifact::from).collect())
+                Ok(artifacts)
             }
         }
     };

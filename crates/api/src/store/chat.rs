@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, PartialEq)]
+use super::common::text_enum;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ChatMessage {
     pub user_id: String,
     /// `user` or `assistant`.
@@ -15,28 +17,49 @@ pub struct ChatMessage {
     pub created_at: DateTime<Utc>,
     /// Channels to push the message to besides the transcript (written
     /// with the message, sent by `crate::chat::push_loop`). Empty when read.
+    #[sqlx(skip)]
     pub pushes: Vec<Push>,
+}
+
+text_enum! {
+    /// Where a chat message can be pushed besides the transcript.
+    pub enum Channel {
+        /// A Telegram chat (the target is its chat id).
+        Telegram = "telegram",
+        /// An incoming webhook (the target is its URL).
+        Webhook = "webhook",
+    }
+}
+
+text_enum! {
+    /// How a push stands.
+    pub enum PushStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Given up.
+        Failed = "failed",
+    }
 }
 
 /// Where a chat message is to be pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
-    /// `telegram` or `webhook`.
-    pub channel: String,
+    pub channel: Channel,
     /// The Telegram chat id, or the webhook URL.
     pub target: String,
 }
 
 /// A push of a chat message to a channel, as queued.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ChatDelivery {
     pub id: i64,
     pub message_seq: i64,
-    pub channel: String,
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
     pub target: String,
     pub text: String,
-    /// `pending`, `delivered` or `failed` (gave up).
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: PushStatus,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -51,50 +74,8 @@ pub enum PushOutcome {
     GaveUp { error: String },
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct ChatRow {
-    pub(super) user_id: String,
-    pub(super) role: String,
-    pub(super) text: String,
-    pub(super) run_id: Option<String>,
-    pub(super) gate: Option<String>,
-    pub(super) link: Option<String>,
-    pub(super) created_at: DateTime<Utc>,
-}
-
 pub(super) const CHAT_DELIVERY_COLUMNS: &str =
     "id, message_seq, channel, target, text, status, attempts, next_attempt_at, last_error, delivered_at";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ChatDeliveryRow {
-    pub(super) id: i64,
-    pub(super) message_seq: i64,
-    pub(super) channel: String,
-    pub(super) target: String,
-    pub(super) text: String,
-    pub(super) status: String,
-    pub(super) attempts: i64,
-    pub(super) next_attempt_at: DateTime<Utc>,
-    pub(super) last_error: Option<String>,
-    pub(super) delivered_at: Option<DateTime<Utc>>,
-}
-
-impl From<ChatDeliveryRow> for ChatDelivery {
-    fn from(r: ChatDeliveryRow) -> ChatDelivery {
-        ChatDelivery {
-            id: r.id,
-            message_seq: r.message_seq,
-            channel: r.channel,
-            target: r.target,
-            text: r.text,
-            status: r.status,
-            attempts: r.attempts,
-            next_attempt_at: r.next_attempt_at,
-            last_error: r.last_error,
-            delivered_at: r.delivered_at,
-        }
-    }
-}
 
 /// Inserts a chat message and queues its pushes; evaluates to its seq.
 /// `$tx` is a transaction (used several times).
@@ -120,7 +101,7 @@ macro_rules! insert_chat {
                  VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(seq)
-            .bind(&push.channel)
+            .bind(push.channel.as_str())
             .bind(&push.target)
             .bind(&message.text)
             .bind(message.created_at)
@@ -145,7 +126,7 @@ macro_rules! chat_methods {
             }
 
             async fn chat_deliveries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
-                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let deliveries: Vec<ChatDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries \
                      WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
                 )))
@@ -153,7 +134,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(ChatDelivery::from).collect())
+                Ok(deliveries)
             }
 
             async fn claim_chat_delivery(&self, id: i64, attempts: i64, hold_until: DateTime<Utc>) -> StoreResult<bool> {
@@ -173,9 +154,9 @@ macro_rules! chat_methods {
             async fn finish_chat_delivery(&self, id: i64, outcome: &PushOutcome) -> StoreResult<()> {
                 // A delivered push keeps no error of an earlier attempt.
                 let (status, error, next, delivered) = match outcome {
-                    PushOutcome::Delivered => ("delivered", None, None, Some(now())),
-                    PushOutcome::Retry { error, at } => ("pending", Some(error.as_str()), Some(*at), None),
-                    PushOutcome::GaveUp { error } => ("failed", Some(error.as_str()), None, None),
+                    PushOutcome::Delivered => (PushStatus::Delivered, None, None, Some(now())),
+                    PushOutcome::Retry { error, at } => (PushStatus::Pending, Some(error.as_str()), Some(*at), None),
+                    PushOutcome::GaveUp { error } => (PushStatus::Failed, Some(error.as_str()), None, None),
                 };
                 sqlx::query(
                     "UPDATE chat_deliveries SET status = $2, \
@@ -183,7 +164,7 @@ macro_rules! chat_methods {
                      next_attempt_at = COALESCE($4, next_attempt_at), delivered_at = $5 WHERE id = $1",
                 )
                 .bind(id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(error)
                 .bind(next)
                 .bind(delivered)
@@ -193,17 +174,17 @@ macro_rules! chat_methods {
             }
 
             async fn list_chat_deliveries(&self, limit: u32) -> StoreResult<Vec<ChatDelivery>> {
-                let rows: Vec<ChatDeliveryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let deliveries: Vec<ChatDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {CHAT_DELIVERY_COLUMNS} FROM chat_deliveries ORDER BY id DESC LIMIT $1"
                 )))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(ChatDelivery::from).collect())
+                Ok(deliveries)
             }
 
             async fn chat_messages(&self, user_id: &str, limit: u32) -> StoreResult<Vec<ChatMessage>> {
-                let rows: Vec<ChatRow> = sqlx::query_as(
+                let messages: Vec<ChatMessage> = sqlx::query_as(
                     "SELECT user_id, role, text, run_id, gate, link, created_at FROM \
                      (SELECT * FROM chat_messages WHERE user_id = $1 ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
                 )
@@ -211,19 +192,7 @@ macro_rules! chat_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| ChatMessage {
-                        user_id: r.user_id,
-                        role: r.role,
-                        text: r.text,
-                        run_id: r.run_id,
-                        gate: r.gate,
-                        link: r.link,
-                        created_at: r.created_at,
-                        pushes: Vec::new(),
-                    })
-                    .collect())
+                Ok(messages)
             }
         }
     };

@@ -3,9 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::types::Json;
 
-use super::common::{StoreError, text_enum};
+use super::common::text_enum;
 
 text_enum! {
     /// What a dead letter holds.
@@ -18,11 +17,13 @@ text_enum! {
 }
 
 /// Something that could not be processed, kept for replay.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DeadLetter {
     pub seq: i64,
+    #[sqlx(try_from = "String")]
     pub kind: DeadLetterKind,
     pub run_id: Option<String>,
+    #[sqlx(json)]
     pub payload: Value,
     pub error: String,
     pub attempts: i64,
@@ -33,36 +34,6 @@ pub struct DeadLetter {
 
 pub(super) const DEAD_LETTER_COLUMNS: &str =
     "seq, kind, run_id, payload, error, attempts, created_at, last_attempt_at, resolved_at";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct DeadLetterRow {
-    pub(super) seq: i64,
-    pub(super) kind: String,
-    pub(super) run_id: Option<String>,
-    pub(super) payload: Json<Value>,
-    pub(super) error: String,
-    pub(super) attempts: i64,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) last_attempt_at: Option<DateTime<Utc>>,
-    pub(super) resolved_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<DeadLetterRow> for DeadLetter {
-    type Error = StoreError;
-    fn try_from(r: DeadLetterRow) -> Result<DeadLetter, StoreError> {
-        Ok(DeadLetter {
-            seq: r.seq,
-            kind: r.kind.parse().map_err(StoreError::Corrupt)?,
-            run_id: r.run_id,
-            payload: r.payload.0,
-            error: r.error,
-            attempts: r.attempts,
-            created_at: r.created_at,
-            last_attempt_at: r.last_attempt_at,
-            resolved_at: r.resolved_at,
-        })
-    }
-}
 
 /// The [`ApiStore`](super::ApiStore) methods of dead letters, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
@@ -91,24 +62,24 @@ macro_rules! dead_letter_methods {
             }
 
             async fn dead_letters(&self, include_resolved: bool, limit: u32) -> StoreResult<Vec<DeadLetter>> {
-                let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let letters: Vec<DeadLetter> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE ($1 OR resolved_at IS NULL) ORDER BY seq LIMIT $2"
                 )))
                 .bind(include_resolved)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(DeadLetter::try_from).collect()
+                Ok(letters)
             }
 
             async fn get_dead_letter(&self, seq: i64) -> StoreResult<Option<DeadLetter>> {
-                let row: Option<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let letter: Option<DeadLetter> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE seq = $1"
                 )))
                 .bind(seq)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(DeadLetter::try_from).transpose()
+                Ok(letter)
             }
 
             async fn record_replay(&self, seq: i64, resolved: bool, error: Option<&str>) -> StoreResult<()> {

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use myloware_core::RunStatus;
 use serde_json::Value;
-use sqlx::types::Json;
 
 use super::artifacts::Artifact;
 use super::chat::ChatMessage;
@@ -26,24 +25,15 @@ pub struct RunUpdate {
 }
 
 /// An orchestrator event, as recorded when applied.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AppliedEvent {
     pub event_id: String,
     pub run_id: String,
     pub seq: i64,
     pub kind: String,
+    #[sqlx(json)]
     pub data: Value,
     pub at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct EventRow {
-    pub(super) event_id: String,
-    pub(super) run_id: String,
-    pub(super) seq: i64,
-    pub(super) kind: String,
-    pub(super) data: Json<Value>,
-    pub(super) at: DateTime<Utc>,
 }
 
 /// The [`ApiStore`](super::ApiStore) methods of applied events, handed on to `$next`
@@ -112,23 +102,13 @@ macro_rules! event_methods {
             }
 
             async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {
-                let rows: Vec<EventRow> = sqlx::query_as(
+                let events: Vec<AppliedEvent> = sqlx::query_as(
                     "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq",
                 )
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| AppliedEvent {
-                        event_id: r.event_id,
-                        run_id: r.run_id,
-                        seq: r.seq,
-                        kind: r.kind,
-                        data: r.data.0,
-                        at: r.at,
-                    })
-                    .collect())
+                Ok(events)
             }
         }
     };

@@ -65,7 +65,7 @@ pub struct Decision {
 }
 
 /// One decision attempt, whatever its outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub run_id: String,
     pub gate: String,
@@ -115,18 +115,6 @@ impl TryFrom<GateRow> for GateRecord {
             delivered: row.command_seq.map(|_| row.acked_at.is_some()),
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct AuditRow {
-    pub(super) run_id: String,
-    pub(super) gate: String,
-    pub(super) at: DateTime<Utc>,
-    pub(super) action: String,
-    pub(super) outcome: String,
-    pub(super) credential: String,
-    pub(super) ip: Option<String>,
-    pub(super) user_agent: Option<String>,
 }
 
 pub(super) fn gates(rows: Vec<GateRow>) -> StoreResult<Vec<GateRecord>> {
@@ -271,26 +259,14 @@ macro_rules! gate_methods {
             }
 
             async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>> {
-                let rows: Vec<AuditRow> = sqlx::query_as(
+                let entries: Vec<AuditEntry> = sqlx::query_as(
                     "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
                      WHERE run_id = $1 ORDER BY seq",
                 )
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| AuditEntry {
-                        run_id: r.run_id,
-                        gate: r.gate,
-                        at: r.at,
-                        action: r.action,
-                        outcome: r.outcome,
-                        credential: r.credential,
-                        ip: r.ip,
-                        user_agent: r.user_agent,
-                    })
-                    .collect())
+                Ok(entries)
             }
         }
     };

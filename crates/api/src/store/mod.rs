@@ -27,7 +27,7 @@ pub mod webhooks;
 
 pub use api_store::ApiStore;
 pub use artifacts::{Artifact, RawArtifact};
-pub use chat::{ChatDelivery, ChatMessage, Push, PushOutcome};
+pub use chat::{Channel, ChatDelivery, ChatMessage, Push, PushOutcome, PushStatus};
 pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
@@ -36,7 +36,7 @@ pub use gates::{AuditEntry, Decision, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
 pub use runs::{NewRun, Run, RunDetails, RunQuery};
 pub use sql::{PgApiStore, SqliteApiStore};
-pub use webhooks::{WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, excerpt};
+pub use webhooks::{SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt};
 
 /// The store for `db`'s backend.
 pub fn open(db: &Db) -> Arc<dyn ApiStore> {

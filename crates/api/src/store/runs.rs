@@ -8,19 +8,22 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::artifacts::RawArtifact;
-use super::common::{RawJson, StoreError, StoreResult};
+use super::common::{RawJson, StoreError};
 use super::gates::{GateRecord, NewGate};
 use super::gates::{GateRow, gates};
 
 /// A run as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Run {
     pub id: String,
     pub project: String,
+    #[sqlx(try_from = "String")]
     pub status: RunStatus,
     pub current_persona: Option<String>,
     pub user_id: Option<String>,
+    #[sqlx(json)]
     pub payload: Value,
+    #[sqlx(json)]
     pub result: Value,
     /// seq of the last orchestrator event applied.
     pub last_event_seq: i64,
@@ -75,48 +78,10 @@ pub struct RunDetails {
 pub(super) const RUN_COLUMNS: &str =
     "seq, id, project, status, current_persona, user_id, payload, result, last_event_seq, created_at, updated_at";
 
-#[derive(sqlx::FromRow)]
-pub(super) struct RunRow {
-    pub(super) seq: i64,
-    pub(super) id: String,
-    pub(super) project: String,
-    pub(super) status: String,
-    pub(super) current_persona: Option<String>,
-    pub(super) user_id: Option<String>,
-    pub(super) payload: Json<Value>,
-    pub(super) result: Json<Value>,
-    pub(super) last_event_seq: i64,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) updated_at: DateTime<Utc>,
-}
-
 pub(super) fn run_status(run_id: &str, status: &str) -> Result<RunStatus, StoreError> {
     status
         .parse()
         .map_err(|err| StoreError::Corrupt(format!("run {run_id}: {err}")))
-}
-
-impl TryFrom<RunRow> for Run {
-    type Error = StoreError;
-    fn try_from(row: RunRow) -> Result<Run, StoreError> {
-        Ok(Run {
-            status: run_status(&row.id, &row.status)?,
-            id: row.id,
-            project: row.project,
-            current_persona: row.current_persona,
-            user_id: row.user_id,
-            payload: row.payload.0,
-            result: row.result.0,
-            last_event_seq: row.last_event_seq,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            seq: row.seq,
-        })
-    }
-}
-
-pub(super) fn runs(rows: Vec<RunRow>) -> StoreResult<Vec<Run>> {
-    rows.into_iter().map(Run::try_from).collect()
 }
 
 /// A run with its gates and artifacts in one statement (`GET /v1/runs/{id}`
@@ -186,7 +151,7 @@ macro_rules! run_methods {
         $next! { $($args)* $($methods)*
             async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
                 let mut tx = self.begin().await?;
-                let row: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let inserted: Run = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {RUN_COLUMNS}"
                 )))
@@ -213,16 +178,16 @@ macro_rules! run_methods {
                     insert_gate!(gate, &mut *tx);
                 }
                 tx.commit().await?;
-                row.try_into()
+                Ok(inserted)
             }
 
             async fn get_run(&self, id: &str) -> StoreResult<Option<Run>> {
-                let row: Option<RunRow> =
+                let run: Option<Run> =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
-                row.map(Run::try_from).transpose()
+                Ok(run)
             }
 
             async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>> {
@@ -239,7 +204,7 @@ macro_rules! run_methods {
             }
 
             async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>> {
-                let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let runs: Vec<Run> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {RUN_COLUMNS} FROM runs \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR project = $2) \
                        AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR user_id = $5) \
@@ -252,7 +217,7 @@ macro_rules! run_methods {
                 .bind(&query.user_id)
                 .fetch_all(&self.pool)
                 .await?;
-                runs(rows)
+                Ok(runs)
             }
 
             async fn transition(

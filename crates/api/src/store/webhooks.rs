@@ -3,21 +3,21 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::types::Json;
 
-use super::common::now;
+use super::common::{now, text_enum};
 
 /// A provider webhook delivery, as recorded: never its whole body (a
 /// refused delivery is anybody's bytes), but its size, its SHA-256 and its
 /// first [`WEBHOOK_BODY_EXCERPT_BYTES`] (see [`WebhookDelivery::of_body`]).
 /// Nothing reads a delivery's body back: an accepted delivery's effect is
 /// its command (or dead letter), and its idempotency key deduplicates it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct WebhookDelivery {
     pub provider: String,
     /// `None` for deliveries that must not consume a key (rejected, duplicate).
     pub idempotency_key: Option<String>,
     pub run_id: Option<String>,
+    #[sqlx(json)]
     pub headers: Value,
     /// The body's first [`WEBHOOK_BODY_EXCERPT_BYTES`], cut at a UTF-8
     /// boundary (invalid UTF-8 shown as U+FFFD).
@@ -26,11 +26,38 @@ pub struct WebhookDelivery {
     pub body_size: i64,
     /// Hex SHA-256 of the whole body (empty for rows stored before it was kept).
     pub body_sha256: String,
-    /// `verified`, `missing` or `rejected`.
-    pub signature_status: String,
-    /// `accepted`, `duplicate`, `rejected`.
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub signature_status: SignatureStatus,
+    #[sqlx(try_from = "String")]
+    pub outcome: WebhookOutcome,
     pub received_at: DateTime<Utc>,
+}
+
+text_enum! {
+    /// What the sender's signature proved.
+    pub enum SignatureStatus {
+        Verified = "verified",
+        /// None was sent.
+        Missing = "missing",
+        /// One was sent and did not verify.
+        Rejected = "rejected",
+        /// The provider signs nothing (Upload-Post).
+        Unsigned = "unsigned",
+    }
+}
+
+text_enum! {
+    /// What became of a delivery.
+    pub enum WebhookOutcome {
+        Accepted = "accepted",
+        /// Its idempotency key was used before.
+        Duplicate = "duplicate",
+        Rejected = "rejected",
+        /// Verified, but for no run known here: kept for replay.
+        DeadLettered = "dead_lettered",
+        /// An event nothing acts on.
+        Ignored = "ignored",
+    }
 }
 
 /// How much of a webhook body is stored.
@@ -49,8 +76,8 @@ impl WebhookDelivery {
             body: excerpt(body, WEBHOOK_BODY_EXCERPT_BYTES),
             body_size: i64::try_from(body.len()).unwrap_or(i64::MAX),
             body_sha256: hex::encode(sha2::Sha256::digest(body)),
-            signature_status: "missing".into(),
-            outcome: "rejected".into(),
+            signature_status: SignatureStatus::Missing,
+            outcome: WebhookOutcome::Rejected,
             received_at: now(),
         }
     }
@@ -68,20 +95,6 @@ pub fn excerpt(bytes: &[u8], max: usize) -> String {
         end = at + c.len_utf8();
     }
     text[..end].to_string()
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct WebhookRow {
-    pub(super) provider: String,
-    pub(super) idempotency_key: Option<String>,
-    pub(super) run_id: Option<String>,
-    pub(super) headers: Json<Value>,
-    pub(super) body: String,
-    pub(super) body_size: i64,
-    pub(super) body_sha256: String,
-    pub(super) signature_status: String,
-    pub(super) outcome: String,
-    pub(super) received_at: DateTime<Utc>,
 }
 
 /// The [`ApiStore`](super::ApiStore) methods of webhook deliveries, handed on to `$next`
@@ -108,8 +121,8 @@ macro_rules! webhook_methods {
                 .bind(&delivery.body)
                 .bind(delivery.body_size)
                 .bind(&delivery.body_sha256)
-                .bind(&delivery.signature_status)
-                .bind(&delivery.outcome)
+                .bind(delivery.signature_status.as_str())
+                .bind(delivery.outcome.as_str())
                 .bind(delivery.received_at)
                 .execute(&mut *tx)
                 .await?
@@ -127,7 +140,7 @@ macro_rules! webhook_methods {
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
-                let rows: Vec<WebhookRow> = sqlx::query_as(
+                let deliveries: Vec<WebhookDelivery> = sqlx::query_as(
                     "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
                      signature_status, outcome, received_at \
                      FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
@@ -135,21 +148,7 @@ macro_rules! webhook_methods {
                 .bind(provider)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| WebhookDelivery {
-                        provider: r.provider,
-                        idempotency_key: r.idempotency_key,
-                        run_id: r.run_id,
-                        headers: r.headers.0,
-                        body: r.body,
-                        body_size: r.body_size,
-                        body_sha256: r.body_sha256,
-                        signature_status: r.signature_status,
-                        outcome: r.outcome,
-                        received_at: r.received_at,
-                    })
-                    .collect())
+                Ok(deliveries)
             }
         }
     };

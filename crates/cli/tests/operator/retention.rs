@@ -12,8 +12,8 @@ fn old_delivery(key: &str, run_id: &str) -> WebhookDelivery {
         body: "{}".into(),
         body_size: 2,
         body_sha256: String::new(),
-        signature_status: "verified".into(),
-        outcome: "accepted".into(),
+        signature_status: myloware_api::store::SignatureStatus::Verified,
+        outcome: myloware_api::store::WebhookOutcome::Accepted,
         received_at: now() - Days::days(40),
     }
 }
@@ -63,7 +63,7 @@ async fn retention_prune_dry_run_then_real(db: &Db) {
             link: None,
             created_at: old,
             pushes: vec![Push {
-                channel: "webhook".into(),
+                channel: myloware_api::store::Channel::Webhook,
                 target: "http://127.0.0.1:9/hook".into(),
             }],
         })

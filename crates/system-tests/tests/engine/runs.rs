@@ -134,8 +134,10 @@ async fn a_failed_clip_fails_the_run_at_once_with_the_providers_message(db: &Db)
     let started = Instant::now();
     let run_id = system.start_run(smoke()).await;
     let run = system.wait_status(&run_id, "failed", QUICK).await;
+    // At once: not after the clip timeout (CLIP_TIMEOUT_SECS, 30 min by
+    // default); 5 s leaves room for a loaded CI machine.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(5),
         "failed after {:?}",
         started.elapsed()
     );
