@@ -37,9 +37,12 @@ pub use system::{API_KEY, System};
 pub fn free_port() -> u16 {
     const LOW: u64 = 20_000;
     const COUNT: u64 = 12_000;
-    // Each test process walks the range from its own starting point.
+    // Each test process walks the range from its own starting point, once:
+    // a port handed out is not handed out again by this process (a cluster
+    // holds its orchestrator's port for minutes before it binds it).
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = u64::from(std::process::id()) * 7919 + seed() % 1000;
+    let start = *START.get_or_init(|| u64::from(std::process::id()) * 7919 + seed() % 1000);
     for _ in 0..COUNT {
         let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
