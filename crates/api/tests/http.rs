@@ -38,14 +38,7 @@ async fn the_runbook_check_reports_the_provider_mode(db: &Db) {
     let (_, project) = live.get_json("/v1/projects/test_video_gen").await;
     assert_eq!(project["providers"]["mode"], "live");
     assert_eq!(project["providers"]["uploadPost"]["configured"], true);
-    let body = live
-        .get("/v1/projects/test_video_gen")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = live.get("/v1/projects/test_video_gen").text_answer().await;
     assert!(
         !body.contains("kie-key") && !body.contains("upload-signing"),
         "secrets leak: {body}"
@@ -82,19 +75,9 @@ async fn requests_without_a_valid_key_are_refused_with_a_request_id(db: &Db) {
         );
     }
     // The caller's request id is echoed when sane, replaced otherwise.
-    let response = app
-        .get("/v1/runs")
-        .header("x-request-id", "trace-42")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/runs").header("x-request-id", "trace-42").sent().await;
     assert_eq!(response.headers()["x-request-id"], "trace-42");
-    let response = app
-        .get("/v1/runs")
-        .header("x-request-id", "bad id!")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/v1/runs").header("x-request-id", "bad id!").sent().await;
     assert_ne!(response.headers()["x-request-id"], "bad id!");
     // Open routes need no key.
     let health: Value = app.http.get(app.url("/health")).json_answer().await;
@@ -252,9 +235,8 @@ async fn bad_run_requests_get_clear_422s_and_create_nothing(db: &Db) {
         .post("/v1/runs/start")
         .header("content-type", "application/json")
         .body("{not json")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 422);
     assert_eq!(
         response.json::<Value>().await.unwrap()["detail"][0]["type"],
@@ -302,9 +284,8 @@ async fn unknown_runs_are_404(db: &Db) {
         .http
         .delete(app.url("/v1/runs"))
         .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 405);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -323,9 +304,8 @@ async fn cancelling_ends_a_run_once(db: &Db) {
     let response = app
         .post(&path)
         .json(&json!({"reason": "wrong object", "actor": "ops"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -448,15 +428,7 @@ async fn metrics_label_requests_by_route_template_and_run(db: &Db) {
         .await;
     let run_id = started["runId"].as_str().unwrap();
     app.get_json(&format!("/v1/runs/{run_id}")).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.http.get(app.url("/metrics")).text_answer().await;
     let line = text
         .lines()
         .find(|l| l.starts_with("http_requests_total{") && l.contains(&format!("runId=\"{run_id}\"")))

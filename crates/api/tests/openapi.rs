@@ -7,6 +7,7 @@ mod common;
 
 use common::spawn_app;
 use myloware_db::Db;
+use myloware_testkit::JsonAnswer;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
@@ -346,9 +347,8 @@ async fn the_request_schemas_state_the_handlers_rules(db: &Db) {
         .post(app.url("/v1/hitl/reject/run_000000000000/ideate"))
         .header("accept", "application/json")
         .json(&json!({"reason": "50%00 sure"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(decision.status(), 403, "a JSON body may hold the text %00");
 }
 

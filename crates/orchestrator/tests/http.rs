@@ -66,12 +66,7 @@ async fn health_and_metrics_are_open_everything_else_needs_the_internal_credenti
         json!({"detail": "this route takes the internal credential only"})
     );
     // An operator key is no credential here.
-    let response = http
-        .get(format!("{base}/ready"))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = http.get(format!("{base}/ready")).header("x-api-key", KEY).sent().await;
     assert_eq!(response.status(), 401);
 
     let response = internal(http.get(format!("{base}/ready"))).await;
@@ -85,14 +80,7 @@ async fn health_and_metrics_are_open_everything_else_needs_the_internal_credenti
     assert_eq!(response.status(), 404);
     assert_eq!(response.json::<Value>().await.unwrap(), json!({"detail": "not found"}));
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http.get(format!("{base}/metrics")).text_answer().await;
     assert!(
         metrics.lines().any(|l| l.starts_with("http_requests_total{")
             && l.contains("service=\"orchestrator\"")

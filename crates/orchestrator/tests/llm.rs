@@ -15,7 +15,6 @@ use myloware_orchestrator::llm::{
     AgentTask, Llm, LlmError, OutputSchema, Role, ToolHandler, ToolSpec, Usage, Validator,
 };
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const KEY: &str = "sk-test-key-0123456789";
 const MODEL: &str = "gpt-test";
@@ -66,10 +65,7 @@ async fn spawn_fake(replies: Vec<(u16, Value)>) -> (Arc<Fake>, String) {
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
         .with_state(fake.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (fake, base)
+    (fake, format!("{}/v1", myloware_testkit::fakes::serve(app).await))
 }
 
 fn llm(base: &str) -> Llm {
@@ -489,9 +485,7 @@ async fn a_500_then_success_is_retried_transparently() {
 
 #[tokio::test]
 async fn a_dead_server_fails_within_seconds() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    drop(listener);
+    let base = format!("http://127.0.0.1:{}/v1", myloware_testkit::free_port());
     let started = Instant::now();
 
     let err = llm(&base).run(&iggy(), &Tools::default()).await.unwrap_err();

@@ -280,26 +280,9 @@ impl Cluster {
 
     /// No runnable execution, no undelivered event, no undelivered command.
     pub async fn wait_idle(&self, db: &Db) {
-        let orchestrator = myloware_orchestrator::store::open(db);
-        let api = myloware_api::store::open(db);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let counts = orchestrator.counts().await.unwrap();
-            let commands = api
-                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-                .await
-                .unwrap();
-            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "undone work left behind: {counts:?}, {} undelivered commands; {}",
-                commands.len(),
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (api, orchestrator) = (myloware_api::store::open(db), myloware_orchestrator::store::open(db));
+        let context = format!("; {}", self.logs());
+        crate::wait_no_work(api.as_ref(), orchestrator.as_ref(), Duration::from_secs(30), &context).await;
     }
 
     /// Every event the orchestrator committed for each run was applied by

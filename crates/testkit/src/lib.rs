@@ -37,9 +37,12 @@ pub use system::{API_KEY, System};
 pub fn free_port() -> u16 {
     const LOW: u64 = 20_000;
     const COUNT: u64 = 12_000;
-    // Each test process walks the range from its own starting point.
+    // Each test process walks the range from its own starting point, once:
+    // a port handed out is not handed out again by this process (a cluster
+    // holds its orchestrator's port for minutes before it binds it).
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = u64::from(std::process::id()) * 7919 + seed() % 1000;
+    let start = *START.get_or_init(|| u64::from(std::process::id()) * 7919 + seed() % 1000);
     for _ in 0..COUNT {
         let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -140,13 +143,61 @@ pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// A request's JSON answer, whatever its status (panics when there is none).
+/// Short ways for a test to send a request (each panics when the request
+/// fails or the answer is not what it reads).
 pub trait JsonAnswer {
+    /// The answer.
+    fn sent(self) -> impl Future<Output = reqwest::Response>;
+    /// The answer's JSON body, whatever its status.
     fn json_answer(self) -> impl Future<Output = serde_json::Value>;
+    /// The answer's body as text, whatever its status.
+    fn text_answer(self) -> impl Future<Output = String>;
 }
 
 impl JsonAnswer for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.unwrap()
+    }
+
     async fn json_answer(self) -> serde_json::Value {
-        self.send().await.unwrap().json().await.unwrap()
+        self.sent().await.json().await.unwrap()
+    }
+
+    async fn text_answer(self) -> String {
+        self.sent().await.text().await.unwrap()
+    }
+}
+
+/// The status of `response` and its JSON body (`null` when it has none).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Waits until no work is left undone: nothing runnable, no undelivered
+/// event, no undelivered command; fails after `timeout` saying what is left
+/// (and `context`: where the logs are).
+pub async fn wait_no_work(
+    api: &dyn myloware_api::store::ApiStore,
+    orchestrator: &dyn myloware_orchestrator::store::OrchestratorStore,
+    timeout: Duration,
+    context: &str,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let counts = orchestrator.counts().await.unwrap();
+        let commands = api
+            .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
+            .await
+            .unwrap();
+        if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "undone work left behind: {counts:?}, {} undelivered commands{context}",
+            commands.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

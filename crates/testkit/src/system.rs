@@ -88,13 +88,8 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
 impl System {
     pub async fn start_run(&self, body: Value) -> String {
         let response = self
-            .http
-            .post(format!("{}/v1/runs/start", self.api))
-            .header("x-api-key", API_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .with_key(self.http.post(format!("{}/v1/runs/start", self.api)).json(&body))
+            .await;
         assert!(response.status().is_success(), "start refused: {}", response.status());
         let body: Value = response.json().await.unwrap();
         body["runId"].as_str().unwrap().to_string()
@@ -118,14 +113,41 @@ impl System {
         self.http.execute(request).await.unwrap()
     }
 
+    /// Sends `request` with the operator key, whatever the route.
+    pub async fn with_key(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        request.header("x-api-key", API_KEY).send().await.unwrap()
+    }
+
     pub async fn get(&self, url: &str) -> Value {
         self.send(self.http.get(url)).await.json().await.unwrap()
     }
 
     pub async fn post(&self, url: &str, body: Value) -> (u16, Value) {
         let response = self.send(self.http.post(url).json(&body)).await;
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        crate::status_and_json(response).await
+    }
+
+    /// Approves `gate` of `run_id` with the operator key; it must be 200.
+    pub async fn approve(&self, run_id: &str, gate: &str) {
+        let (status, body) = self
+            .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", self.api), json!({}))
+            .await;
+        assert_eq!(status, 200, "approving {gate} of {run_id}: {body}");
+    }
+
+    /// A mock aismr run of `user` approved at both gates by the operator
+    /// key, published (30 s for each step).
+    pub async fn publish_aismr(&self, user: &str) -> String {
+        let quick = Duration::from_secs(30);
+        let run_id = self
+            .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
+            .await;
+        self.wait_status(&run_id, "awaiting_ideate", quick).await;
+        self.approve(&run_id, "ideate").await;
+        self.wait_status(&run_id, "awaiting_prepublish", quick).await;
+        self.approve(&run_id, "prepublish").await;
+        self.wait_status(&run_id, "published", quick).await;
+        run_id
     }
 
     /// One chat turn of `user` with the operator key: status and answer.
@@ -175,28 +197,17 @@ impl System {
         calls
     }
 
+    /// Waits until the outbox, the execution queue and the API's command
+    /// queue are empty (fails after 10 s).
+    pub async fn wait_idle(&self) {
+        let (api, orchestrator) = (&self.api_state.store, &self.orchestrator_state.store);
+        crate::wait_no_work(api.as_ref(), orchestrator.as_ref(), Duration::from_secs(10), "").await;
+    }
+
     /// Teardown: fails if the outbox, the execution queue or the API's
     /// command queue still hold work that should have finished.
     pub async fn stop_idle(self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let counts = self.orchestrator_state.store.counts().await.unwrap();
-            let commands = self
-                .api_state
-                .store
-                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-                .await
-                .unwrap();
-            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "undone work left behind: {counts:?}, {} undelivered commands",
-                commands.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.wait_idle().await;
         let _ = self.stop.send(true);
         for task in self.tasks {
             task.await.unwrap().unwrap();
@@ -211,6 +222,15 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
         .iter()
         .map(|a| a["kind"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Whether every video of the run is completed.
+pub fn videos_completed(run: &Value) -> bool {
+    run["result"]["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["status"] == "completed")
 }
 
 pub fn smoke() -> Value {

@@ -80,9 +80,7 @@ impl FakeOrchestrator {
                 }),
             )
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let url = myloware_testkit::fakes::serve(app).await;
         FakeOrchestrator { url, ..fake }
     }
 

@@ -24,8 +24,10 @@ use anyhow::{bail, ensure};
 use clap::Parser;
 use myloware_bench::db::{ActivitySampler, BenchDb, Probe};
 use myloware_bench::load::{self, Stop, Workload};
-use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, Memory, RunStarts, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::report::{Check, Report};
+use myloware_bench::services::{
+    self, Memory, ProcessArgs, RunStarts, Workdir, free_port, loopback, service_env, set_var,
+};
 use myloware_bench::stats::r3;
 use serde_json::{Value, json};
 
@@ -35,10 +37,6 @@ use serde_json::{Value, json};
     about = "Runs parked at a gate: RSS of both services, then approving them all"
 )]
 struct Args {
-    /// Postgres database to create a schema in (dropped at the end);
-    /// default: a temporary SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
     /// Runs to park.
     #[arg(long, default_value_t = 10_000)]
     runs: usize,
@@ -57,9 +55,6 @@ struct Args {
     /// minutes long however slow the system is.
     #[arg(long, default_value_t = 180)]
     approval_cap_secs: u64,
-    /// The `mw` binary (default: target/release/mw).
-    #[arg(long)]
-    mw: Option<std::path::PathBuf>,
     /// Engine workers of the orchestrator (ORCHESTRATOR_WORKERS; the
     /// service's default is 4).
     #[arg(long)]
@@ -67,14 +62,8 @@ struct Args {
     /// A run of seconds: 200 runs.
     #[arg(long)]
     quick: bool,
-    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
-    /// autovacuum would (0: never; this machine's server runs without
-    /// autovacuum).
-    #[arg(long, default_value_t = 20)]
-    vacuum_every_secs: u64,
-    /// Keep the database and the services' logs.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 /// One approval per run, with the API key (the runbook's way).
@@ -111,27 +100,14 @@ async fn main() -> anyhow::Result<()> {
         args.settle_secs = 1;
     }
     ensure!(args.runs >= 1, "--runs must be at least 1");
-    let mw = services::mw_binary(args.mw.as_deref())?;
-    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
-    let workdir = Workdir::create()?;
-    let mut report = Report::new("gate-park", Machine::probe());
-    println!("gate-park: aismr runs parked at the ideate gate, then approved");
-    println!("  backend     {}", bench_db.backend());
-    println!("  binary      {}", mw.display());
-    report.machine.print();
+    let mut frame = args
+        .common
+        .open("gate-park", "aismr runs parked at the ideate gate, then approved")
+        .await?;
     println!("  runs        {}, {} at a time", args.runs, args.connections);
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
-    println!();
-    report.detail("backend", json!(bench_db.backend()));
-    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
-    if let Some(maintenance) = maintenance {
-        report.detail("vacuum_passes", json!(maintenance.stop().await));
-    }
-    bench_db.finish(args.keep).await;
-    workdir.finish(args.keep || outcome.is_err());
-    outcome?;
-    report.print();
-    Ok(())
+    frame.start(&args.common).await?;
+    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
+    frame.close(&args.common, outcome).await
 }
 
 const LEFT_THE_GATE: [&str; 3] = ["awaiting_prepublish", "publishing", "published"];
@@ -169,7 +145,7 @@ async fn run(
     let (idle_api, idle_orchestrator) = (api.memory(), orchestrator.memory());
 
     // 1. Park.
-    let sampler = match args.database_url.as_deref() {
+    let sampler = match args.common.database_url.as_deref() {
         Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
         _ => None,
     };
@@ -253,7 +229,7 @@ async fn run(
     let (cpu_api, cpu_orchestrator) = (api.cpu_seconds(), orchestrator.cpu_seconds());
     let cpu_postgres = services::cpu_seconds_of("postgres");
     let steps_before = probe.engine_steps().await?;
-    let sampler = match args.database_url.as_deref() {
+    let sampler = match args.common.database_url.as_deref() {
         Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
         _ => None,
     };

@@ -23,8 +23,10 @@ use axum::routing::{get, post};
 use clap::Parser;
 use myloware_bench::db::{BenchDb, Probe};
 use myloware_bench::load::{self, Stop, Workload};
-use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, RunStarts, Service, Workdir, free_port, loopback, service_env, set_var};
+use myloware_bench::report::{Check, Report};
+use myloware_bench::services::{
+    self, ProcessArgs, RunStarts, Service, Workdir, free_port, loopback, service_env, set_var,
+};
 use myloware_bench::stats::{r3, summarize_us};
 use myloware_core::signing;
 use serde_json::{Value, json};
@@ -35,30 +37,17 @@ use serde_json::{Value, json};
     about = "Signed kie.ai callbacks into the API, verified and deduplicated"
 )]
 struct Args {
-    /// Postgres database to create a schema in (dropped at the end);
-    /// default: a temporary SQLite file (the target is for Postgres).
-    #[arg(long)]
-    database_url: Option<String>,
     /// Distinct callbacks (12 clips per run); each is sent twice.
     #[arg(long, default_value_t = 12_000)]
     callbacks: usize,
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// The `mw` binary (default: target/release/mw).
-    #[arg(long)]
-    mw: Option<std::path::PathBuf>,
     /// A run of seconds: 1,200 distinct callbacks.
     #[arg(long)]
     quick: bool,
-    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
-    /// autovacuum would (0: never; this machine's server runs without
-    /// autovacuum).
-    #[arg(long, default_value_t = 20)]
-    vacuum_every_secs: u64,
-    /// Keep the database and the API's log.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 const CLIPS_PER_RUN: usize = 12;
@@ -156,30 +145,20 @@ async fn main() -> anyhow::Result<()> {
         args.callbacks = 1200;
     }
     ensure!(args.callbacks >= 1, "--callbacks must be at least 1");
-    let mw = services::mw_binary(args.mw.as_deref())?;
-    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
-    let workdir = Workdir::create()?;
-    let mut report = Report::new("kieai-callbacks", Machine::probe());
-    println!("kieai-callbacks: signed kie.ai callbacks, each sent twice, into `mw serve api`");
-    println!("  backend     {}", bench_db.backend());
-    println!("  binary      {}", mw.display());
-    report.machine.print();
+    let mut frame = args
+        .common
+        .open(
+            "kieai-callbacks",
+            "signed kie.ai callbacks, each sent twice, into `mw serve api`",
+        )
+        .await?;
     println!(
         "  load        {} distinct callbacks × 2, {} connections, stub orchestrator",
         args.callbacks, args.connections
     );
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
-    println!();
-    report.detail("backend", json!(bench_db.backend()));
-    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
-    if let Some(maintenance) = maintenance {
-        report.detail("vacuum_passes", json!(maintenance.stop().await));
-    }
-    bench_db.finish(args.keep).await;
-    workdir.finish(args.keep || outcome.is_err());
-    outcome?;
-    report.print();
-    Ok(())
+    frame.start(&args.common).await?;
+    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
+    frame.close(&args.common, outcome).await
 }
 
 async fn run(

@@ -19,8 +19,8 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use myloware_bench::db::{BenchDb, Probe};
 use myloware_bench::load::{self, Stop};
-use myloware_bench::report::{Check, Machine, Report};
-use myloware_bench::services::{self, RunStarts, Workdir, free_port, loopback, service_env};
+use myloware_bench::report::{Check, Report};
+use myloware_bench::services::{self, ProcessArgs, RunStarts, Workdir, free_port, loopback, service_env};
 use myloware_bench::stats::{r3, summarize_scaled};
 use serde_json::{Value, json};
 
@@ -30,30 +30,17 @@ use serde_json::{Value, json};
     about = "test_video_gen runs from start to published, both services as processes"
 )]
 struct Args {
-    /// Postgres database to create a schema in (dropped at the end);
-    /// default: a temporary SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
     /// Runs measured one at a time (after 3 unmeasured ones).
     #[arg(long, default_value_t = 30)]
     runs: usize,
     /// Runs started together.
     #[arg(long, default_value_t = 100)]
     burst: usize,
-    /// The `mw` binary (default: target/release/mw).
-    #[arg(long)]
-    mw: Option<std::path::PathBuf>,
     /// A run of seconds: 5 runs one at a time.
     #[arg(long)]
     quick: bool,
-    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
-    /// autovacuum would (0: never; this machine's server runs without
-    /// autovacuum).
-    #[arg(long, default_value_t = 20)]
-    vacuum_every_secs: u64,
-    /// Keep the database and the services' logs.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    common: ProcessArgs,
 }
 
 fn start_body(i: u64) -> Value {
@@ -67,26 +54,16 @@ async fn main() -> anyhow::Result<()> {
         args.runs = 5;
     }
     ensure!(args.runs >= 1, "--runs must be at least 1");
-    let mw = services::mw_binary(args.mw.as_deref())?;
-    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
-    let workdir = Workdir::create()?;
-    let mut report = Report::new("run-e2e", Machine::probe());
-    println!("run-e2e: test_video_gen, POST /v1/runs/start to published, two mw processes");
-    println!("  backend     {}", bench_db.backend());
-    println!("  binary      {}", mw.display());
-    report.machine.print();
-    let maintenance = bench_db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
-    println!();
-    report.detail("backend", json!(bench_db.backend()));
-    let outcome = run(&args, &mw, &bench_db, &workdir, &mut report).await;
-    if let Some(maintenance) = maintenance {
-        report.detail("vacuum_passes", json!(maintenance.stop().await));
-    }
-    bench_db.finish(args.keep).await;
-    workdir.finish(args.keep || outcome.is_err());
-    outcome?;
-    report.print();
-    Ok(())
+    let mut frame = args
+        .common
+        .open(
+            "run-e2e",
+            "test_video_gen, POST /v1/runs/start to published, two mw processes",
+        )
+        .await?;
+    frame.start(&args.common).await?;
+    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
+    frame.close(&args.common, outcome).await
 }
 
 async fn run(

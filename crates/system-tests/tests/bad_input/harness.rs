@@ -2,7 +2,7 @@
 //! must leave alone.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use myloware_db::Db;
 use myloware_testkit::system;
@@ -301,21 +301,7 @@ pub async fn target(db: &Db) -> Target {
         .wait_status(&awaiting, "awaiting_ideate", Duration::from_secs(30))
         .await;
     // Quiet: nothing runnable, every event and command delivered.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let counts = system.orchestrator_state.store.counts().await.unwrap();
-        let commands = system
-            .api_state
-            .store
-            .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-            .await
-            .unwrap();
-        if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the fixture runs never settled");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    system.wait_idle().await;
     let awaiting_seq = system
         .api_state
         .store

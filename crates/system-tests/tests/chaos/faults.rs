@@ -6,6 +6,7 @@
 //! every run in its right terminal state, nothing paid twice, no event lost
 //! or applied twice, and no gate decided twice.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -266,11 +267,9 @@ async fn approve_by_token(cluster: &Cluster, run_id: &str, gate: &str, token: &s
         .http
         .post(format!("{}/v1/hitl/approve/{run_id}/{gate}", cluster.api_url()))
         .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 /// Approves with the API key (the runbook's curl).
@@ -279,11 +278,9 @@ async fn approve_by_key(cluster: &Cluster, run_id: &str, gate: &str) -> (u16, Va
         .http
         .get(format!("{}/v1/hitl/approve/{run_id}/{gate}", cluster.api_url()))
         .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 /// aismr runs at the ideate gate; the orchestrator is first cut off from

@@ -24,10 +24,7 @@ const CANDLES: &str = "make an AISMR video about candles";
 
 /// A loopback URL with nothing listening (connections are refused).
 fn refusing_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://127.0.0.1:{}", myloware_testkit::free_port())
 }
 
 fn telegram_vars(telegram: &Channel) -> Vec<(&'static str, String)> {
@@ -261,8 +258,7 @@ async fn telegram_update(system: &System, secret: Option<&str>, update: &Value) 
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
     }
     let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    myloware_testkit::status_and_json(response).await
 }
 
 fn update(update_id: i64, text: &str) -> Value {

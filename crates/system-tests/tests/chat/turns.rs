@@ -2,6 +2,7 @@
 //! request becomes a proposed run with a working approval link, gate links
 //! reach the transcript, and "approve" in chat decides the pending gate.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -151,9 +152,8 @@ async fn bad_chat_input_is_refused_and_records_nothing(db: &Db) {
         .http
         .post(&url)
         .json(&json!({"user_id": "u", "message": "hi"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status().as_u16(), 401);
     assert!(transcript(&system, "u").await.is_empty());
     system.stop_idle().await;
@@ -187,9 +187,8 @@ async fn concurrent_turns_of_one_user_lose_no_message(db: &Db) {
                 .post(url)
                 .header("x-api-key", system::API_KEY)
                 .json(&json!({"user_id": "u-busy", "message": format!("hello {i}")}))
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             response.status().as_u16()
         });
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::{API_KEY, start};
+use myloware_testkit::system::start;
 use serde_json::json;
 
 use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
@@ -28,13 +28,7 @@ async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &
         .await;
     let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
     assert_eq!(calls.count("kieai.submit"), 2, "never resubmitted");
-    assert!(
-        run["result"]["videos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["status"] == "completed")
-    );
+    assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
     system.stop_idle().await;
 }
 
@@ -77,12 +71,8 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
             .get(&format!("{}/v1/hitl/link/{run_id}/{gate}", system.api))
             .await;
         let response = system
-            .http
-            .get(link["approvalUrl"].as_str().unwrap())
-            .header("x-api-key", API_KEY)
-            .send()
-            .await
-            .unwrap();
+            .with_key(system.http.get(link["approvalUrl"].as_str().unwrap()))
+            .await;
         assert_eq!(response.status(), 200);
     }
     let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;

@@ -140,13 +140,6 @@ async fn start_with_llm(db: &Db, mode: Mode) -> (System, Fake) {
     (system, fake)
 }
 
-async fn approve(system: &System, run_id: &str, gate: &str) {
-    let (status, body) = system
-        .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api), json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 fn persona_completed(system_events: &[myloware_api::store::AppliedEvent], persona: &str) -> Value {
     system_events
         .iter()
@@ -194,9 +187,9 @@ async fn llm_brendan_and_personas_make_an_aismr_video(db: &Db) {
     let link = reply["links"][0]["approvalUrl"].as_str().unwrap();
     assert_eq!(system.http.post(link).send().await.unwrap().status().as_u16(), 200);
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(&system, &run_id, "ideate").await;
+    system.approve(&run_id, "ideate").await;
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    approve(&system, &run_id, "prepublish").await;
+    system.approve(&run_id, "prepublish").await;
     let run = system.wait_status(&run_id, "published", QUICK).await;
 
     // Typed outputs flowed from persona to persona.
@@ -277,7 +270,7 @@ async fn a_missing_required_tool_call_fails_riley_before_any_clip(db: &Db) {
     let (system, fake) = start_with_llm(db, Mode::RileySkipsTools).await;
     let run_id = start_aismr(&system).await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(&system, &run_id, "ideate").await;
+    system.approve(&run_id, "ideate").await;
     let run = system.wait_status(&run_id, "failed", QUICK).await;
     let error = &run["result"]["error"];
     assert_eq!(error["code"], "llm.riley_failed", "{run}");

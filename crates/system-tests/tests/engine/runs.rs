@@ -1,6 +1,7 @@
 //! The engine end to end, in-process: both services on real HTTP, mock
 //! providers, SQLite and (with `TEST_DATABASE_URL`) Postgres.
 
+use myloware_testkit::JsonAnswer;
 use std::time::{Duration, Instant};
 
 use myloware_db::Db;
@@ -230,13 +231,7 @@ async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
             .0,
         409
     );
-    assert!(
-        run["result"]["videos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["status"] == "completed")
-    );
+    assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "kieai", "submit"), 12);
     assert_eq!(
@@ -318,9 +313,8 @@ async fn skipping_editing_publishes_a_clip_without_a_render(db: &Db) {
         .post(format!("{}/v1/runs/start", system.api))
         .header("x-api-key", system::API_KEY)
         .json(&json!({"project": "test_video_gen", "input": {"prompt": "x"}, "options": {"skip": ["riley"]}}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"][0]["loc"], json!(["body", "options", "skip"]));

@@ -61,11 +61,7 @@ impl Driver {
             eprintln!("chromium or chromedriver missing: skipping the browser test");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = myloware_testkit::free_port();
         let process = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

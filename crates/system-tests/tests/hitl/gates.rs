@@ -7,7 +7,7 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::{API_KEY, System, start};
+use myloware_testkit::system::{System, start};
 use serde_json::{Value, json};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -24,11 +24,9 @@ async fn form(system: &System, action: &str, run_id: &str, gate: &str, token: &s
         .http
         .post(format!("{}/v1/hitl/{action}/{run_id}/{gate}", system.api))
         .form(&[("token", token), ("reason", reason)])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 async fn aismr_passes_both_gates_by_their_links(db: &Db) {
@@ -53,13 +51,7 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
     assert!(chat_link.contains(&format!("/v1/hitl/approve/{run_id}/ideate?token=")));
 
     // Opening the link (as a browser or a bot) shows the page and changes nothing.
-    let page = system
-        .http
-        .get(&chat_link)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let page = system.http.get(&chat_link).header("accept", "text/html").sent().await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\"") && html.contains("Approve") && html.contains("Reject"));
@@ -143,12 +135,8 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
     // The runbook's manual approval: GET with the API key.
     let link = link(&system, &approved, "workflow").await;
     let response = system
-        .http
-        .get(link["approvalUrl"].as_str().unwrap())
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(system.http.get(link["approvalUrl"].as_str().unwrap()))
+        .await;
     assert_eq!(response.status(), 200);
     system.wait_status(&approved, "published", QUICK).await;
 
@@ -170,6 +158,33 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
         "a rejected proposal never runs"
     );
     system.stop_idle().await;
+}
+
+/// An aismr run about `object` waiting at the ideate gate, and a fresh
+/// link's token for it.
+async fn at_ideate(system: &System, object: &str) -> (String, String) {
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": object}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let token = support_link(system, &run_id, "ideate").await;
+    (run_id, token)
+}
+
+/// The run's resume commands.
+async fn resumes(system: &System, run_id: &str) -> usize {
+    let commands = system.api_state.store.list_commands(run_id).await.unwrap();
+    commands
+        .iter()
+        .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
+        .count()
+}
+
+/// Approves prepublish by a fresh link's token; waits for the publish.
+async fn publish_via_link(system: &System, run_id: &str) {
+    let token = support_link(system, run_id, "prepublish").await;
+    assert_eq!(form(system, "approve", run_id, "prepublish", &token, "").await.0, 200);
+    system.wait_status(run_id, "published", QUICK).await;
 }
 
 async fn support_link(system: &System, run_id: &str, gate: &str) -> String {
@@ -206,9 +221,8 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
                 "{}/v1/hitl/approve/{run_id}/workflow?token={token}",
                 system.api
             ))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(page.status(), 403);
     }
     assert_eq!(system.run(&run_id).await["status"], "pending_workflow");
@@ -236,30 +250,30 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
     let (status, body) = form(&system, "reject", &run_id, "workflow", &fresh, "").await;
     assert_eq!(status, 409, "{body}");
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/link/{run_id}/workflow", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/link/{run_id}/workflow", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 409, "no link for a resolved gate");
     // Unknown gates and runs.
     assert_eq!(form(&system, "approve", &run_id, "publish", &fresh, "").await.0, 403);
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/approve/{run_id}/publish", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/approve/{run_id}/publish", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 404);
     let response = system
-        .http
-        .get(format!("{}/v1/hitl/approve/run_000000000000/workflow", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .get(format!("{}/v1/hitl/approve/run_000000000000/workflow", system.api)),
+        )
+        .await;
     assert_eq!(response.status(), 404);
     system.wait_status(&run_id, "published", QUICK).await;
     system.stop_idle().await;
@@ -267,11 +281,7 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
 
 async fn fifty_concurrent_approvals_make_one_decision(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "soap").await;
     let clicks = (0..50).map(|_| {
         let (http, url, token) = (
             system.http.clone(),
@@ -302,28 +312,16 @@ async fn fifty_concurrent_approvals_make_one_decision(db: &Db) {
         49,
         "{outcomes:?}"
     );
-    let resumes = system.api_state.store.list_commands(&run_id).await.unwrap();
-    assert_eq!(
-        resumes
-            .iter()
-            .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
-            .count(),
-        1
-    );
+    let resumes = resumes(&system, &run_id).await;
+    assert_eq!(resumes, 1);
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    let token = support_link(&system, &run_id, "prepublish").await;
-    assert_eq!(form(&system, "approve", &run_id, "prepublish", &token, "").await.0, 200);
-    system.wait_status(&run_id, "published", QUICK).await;
+    publish_via_link(&system, &run_id).await;
     system.stop_idle().await;
 }
 
 async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "glass"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "glass").await;
     system.switch.block(true);
     assert_eq!(
         form(&system, "approve", &run_id, "ideate", &token, "").await,
@@ -339,28 +337,15 @@ async fn an_approval_while_the_orchestrator_is_down_is_kept_and_delivered(db: &D
     system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     let (status, body) = form(&system, "approve", &run_id, "ideate", &token, "").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("already_approved")));
-    let resumes = system.api_state.store.list_commands(&run_id).await.unwrap();
-    assert_eq!(
-        resumes
-            .iter()
-            .filter(|c| c.kind() == myloware_api::store::CommandKind::Resume)
-            .count(),
-        1,
-        "one resume"
-    );
-    let token = support_link(&system, &run_id, "prepublish").await;
-    assert_eq!(form(&system, "approve", &run_id, "prepublish", &token, "").await.0, 200);
-    system.wait_status(&run_id, "published", QUICK).await;
+    let resumes = resumes(&system, &run_id).await;
+    assert_eq!(resumes, 1, "one resume");
+    publish_via_link(&system, &run_id).await;
     system.stop_idle().await;
 }
 
 async fn rejecting_ideas_ends_the_run_and_the_execution(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let token = support_link(&system, &run_id, "ideate").await;
+    let (run_id, token) = at_ideate(&system, "soap").await;
     let (status, body) = form(&system, "reject", &run_id, "ideate", &token, "too tame").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("rejected")));
     let run = system.run(&run_id).await;

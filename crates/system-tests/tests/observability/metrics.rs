@@ -2,6 +2,7 @@
 //! the per-gate latency series on both services, the domain metrics, and
 //! the run's series dropped after `METRICS_RUN_SERIES_TTL`.
 
+use myloware_testkit::JsonAnswer;
 use std::time::{Duration, Instant};
 
 use myloware_db::Db;
@@ -13,15 +14,7 @@ use serde_json::json;
 const QUICK: Duration = Duration::from_secs(30);
 
 async fn scrape(system: &System, base: &str) -> String {
-    system
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    system.http.get(format!("{base}/metrics")).text_answer().await
 }
 
 /// The value of the first series of `metric` whose labels contain every
@@ -34,28 +27,9 @@ fn value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn approve(system: &System, run_id: &str, gate: &str) {
-    let (status, body) = system
-        .post(&format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api), json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-async fn aismr_run(system: &System) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "m-1"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(system, &run_id, "ideate").await;
-    system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    approve(system, &run_id, "prepublish").await;
-    system.wait_status(&run_id, "published", QUICK).await;
-    run_id
-}
-
 async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = aismr_run(&system).await;
+    let run_id = system.publish_aismr("m-1").await;
     let api = scrape(&system, &system.api).await;
     let orchestrator = scrape(&system, &system.orchestrator).await;
     let run = [("runId", run_id.as_str())];
@@ -144,7 +118,7 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
 
 async fn a_finished_runs_series_go_after_the_ttl(db: &Db) {
     let system = start(db, &[("METRICS_RUN_SERIES_TTL", "2")]).await;
-    let run_id = aismr_run(&system).await;
+    let run_id = system.publish_aismr("m-1").await;
     let run = [("runId", run_id.as_str())];
     // The run is over: its series stay for the TTL...
     assert!(value(&scrape(&system, &system.api).await, "http_requests_total", &run).is_some());

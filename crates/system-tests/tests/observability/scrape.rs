@@ -1,13 +1,14 @@
 //! A run through both gates, and what a scrape of both services must show
 //! for the dashboard and the alerts to work (on both backends).
 
+use myloware_testkit::JsonAnswer;
 use std::collections::{BTreeMap, BTreeSet};
 
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
 use myloware_testkit::promql::{Exported, Scrape, listed_values, references, substitute};
-use myloware_testkit::system::{API_KEY, System, start};
+use myloware_testkit::system::{System, start};
 use serde_json::json;
 
 #[allow(unused_imports)]
@@ -16,30 +17,6 @@ use crate::contract::*;
 // ---------------------------------------------------------------------------
 // A run through both gates, and what a scrape of it must show.
 // ---------------------------------------------------------------------------
-
-pub async fn approve(system: &System, run_id: &str, gate: &str) {
-    let response = system
-        .http
-        .post(format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "approving {gate} of {run_id}");
-}
-
-/// A mock aismr run approved at both gates (by API key), published.
-pub async fn aismr_through_both_gates(system: &System, user: &str) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    approve(system, &run_id, "ideate").await;
-    system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    approve(system, &run_id, "prepublish").await;
-    system.wait_status(&run_id, "published", QUICK).await;
-    run_id
-}
 
 /// Both services' scrapes; each check returns its problems, one line each.
 pub struct Check {
@@ -272,7 +249,7 @@ impl Check {
 /// `myloware_chat_turns_total`) and an unsigned webhook (a signature problem
 /// in `webhook_events_total`).
 pub async fn exercise(system: &System) -> String {
-    let run_id = aismr_through_both_gates(system, "u1").await;
+    let run_id = system.publish_aismr("u1").await;
     let waiting = system
         .start_run(json!({"project": "aismr", "input": {"object": "soap"}, "options": {"user_id": "u2"}}))
         .await;
@@ -288,9 +265,8 @@ pub async fn exercise(system: &System) -> String {
         .http
         .post(format!("{}/v1/webhooks/kieai", system.api))
         .json(&json!({"code": 200, "data": {"taskId": "t-unsigned"}}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert!(unsigned.status().is_client_error(), "an unsigned webhook is refused");
     run_id
 }

@@ -150,10 +150,7 @@ async fn collector(path: &str) -> (Collector, String) {
     let app = axum::Router::new()
         .route(path, post(receive))
         .with_state(collector.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (collector, base)
+    (collector, myloware_testkit::fakes::serve(app).await)
 }
 
 /// `mw dev` in a fresh folder (SQLite) with `vars`.
@@ -227,9 +224,8 @@ impl Dev {
             .post(format!("{}{path}", self.api))
             .header("x-api-key", KEY)
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert!(response.status().is_success(), "{path}: {}", response.status());
         response.json().await.unwrap()
     }

@@ -24,13 +24,13 @@ async fn operator_keys_are_refused_on_every_internal_route(db: &Db) {
     // A forged gate.reached with the (admin) operator key.
     let forged = forged_gate_reached(&system, &run_id).await;
     let response = system
-        .http
-        .post(format!("{}/v1/internal/events", system.api))
-        .header("x-api-key", API_KEY)
-        .json(&forged)
-        .send()
-        .await
-        .unwrap();
+        .with_key(
+            system
+                .http
+                .post(format!("{}/v1/internal/events", system.api))
+                .json(&forged),
+        )
+        .await;
     assert_eq!(
         response.status().as_u16(),
         401,

@@ -4,6 +4,7 @@
 //! HITL tokens (HKDF of `HITL_SECRET`) and survive a rotation; the public
 //! mock signing key never verifies a live run's callback.
 
+use myloware_testkit::JsonAnswer;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -81,9 +82,8 @@ async fn claim_success(
             signing::kieai_signature(key, task_id, &timestamp),
         )
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -258,9 +258,8 @@ async fn callback_tokens_survive_a_rotation_and_are_not_hitl_tokens(db: &Db) {
             signing::kieai_signature(mock_key, "task-d", &timestamp),
         )
         .json(&json!({"code": 200, "data": {"taskId": "task-d"}}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 401, "a HITL token is not a callback token");
 
     // A callback token's MAC as a HITL token for the workflow gate.
@@ -269,9 +268,8 @@ async fn callback_tokens_survive_a_rotation_and_are_not_hitl_tokens(db: &Db) {
         .http
         .post(format!("{}/v1/hitl/approve/{proposed}/workflow", system.api))
         .form(&[("token", format!("{exp}.{callback}"))])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 403, "a callback token is not a HITL token");
     assert_eq!(system.run(&proposed).await["status"], "pending_workflow");
     system.stop_idle().await;

@@ -3,6 +3,7 @@
 //! open routes are limited per address, verified requests spend no refusal
 //! budget, and the audit records the address, never a key fingerprint.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -29,9 +30,8 @@ async fn rotating_bogus_keys_still_meets_429(db: &Db) {
             ))
             .header("x-api-key", format!("bogus-key-{i}"))
             .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(
@@ -62,9 +62,8 @@ async fn rotating_bogus_keys_still_meets_429(db: &Db) {
                 .post(url)
                 .header("x-api-key", key)
                 .json(&system::smoke())
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             response.status().as_u16()
         }
     };
@@ -93,13 +92,7 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
     // audited): the burst is served, then 429; none of it is a refusal.
     let mut views = Vec::new();
     for _ in 0..5 {
-        let response = system
-            .http
-            .get(&url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
+        let response = system.http.get(&url).header("accept", "application/json").sent().await;
         views.push(response.status().as_u16());
     }
     assert_eq!(views, [200, 200, 200, 429, 429], "valid-token views");
@@ -107,13 +100,7 @@ async fn verified_requests_spend_no_refusal_budget(db: &Db) {
     let bad = url.split("token=").next().unwrap().to_string() + "token=1796677328.deadbeef";
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let response = system
-            .http
-            .get(&bad)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
+        let response = system.http.get(&bad).header("accept", "application/json").sent().await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [403, 403, 403, 429]);
@@ -150,9 +137,8 @@ async fn forwarded_addresses_a_client_writes_itself_are_not_trusted(db: &Db) {
             .header("x-forwarded-for", format!("10.9.8.{i}, 203.0.113.7"))
             .header("content-type", "application/json")
             .body(r#"{"token": "1796677328.deadbeef"}"#)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [403, 403, 403, 429, 429]);

@@ -6,6 +6,7 @@
 //! every series the dashboard and the alerts read is there, at zero, on a
 //! fresh system.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
@@ -95,9 +96,8 @@ async fn unknown_callers_and_unknown_runs_add_no_series(db: &Db) {
             .http
             .post(format!("{}/v1/executions/{prefix}p/{path}", system.orchestrator))
             .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "{path}");
     }
     let after = scrape(&system, &system.orchestrator).await;
@@ -130,12 +130,8 @@ async fn runs_beyond_the_cap_are_counted_without_their_run(db: &Db) {
                           "options": {"requireWorkflowApproval": true}});
         let run_id = system.start_run(body).await;
         let response = system
-            .http
-            .get(format!("{}/v1/runs/{run_id}", system.api))
-            .header("x-api-key", API_KEY)
-            .send()
-            .await
-            .unwrap();
+            .with_key(system.http.get(format!("{}/v1/runs/{run_id}", system.api)))
+            .await;
         assert_eq!(response.status(), 200);
         runs.push(run_id);
     }

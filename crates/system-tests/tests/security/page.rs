@@ -3,6 +3,7 @@
 //! `Referrer-Policy: no-referrer`, and `nosniff`; a render URL is played or
 //! linked only when it is https (http too in development).
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_core::Gate;
@@ -59,9 +60,8 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
         .http
         .get(&link.approval_url)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(described.status(), 200);
     assert_locked(&described, "JSON description", &dev_csp);
 
@@ -75,9 +75,8 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
         .post(format!("{}/v1/hitl/reject/{run_id}/workflow", system.api))
         .header("accept", "text/html")
         .form(&[("token", "1.forged")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(refused_post.status(), 403);
     assert_locked(&refused_post, "refused decision", &dev_csp);
 
@@ -87,9 +86,8 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
         .post(format!("{}/v1/hitl/approve/{run_id}/workflow", system.api))
         .header("accept", "text/html")
         .form(&[("token", link.token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(approved.status(), 200);
     assert_locked(&approved, "result page", &dev_csp);
     assert!(approved.text().await.unwrap().contains("the run continues"));

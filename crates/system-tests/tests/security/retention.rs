@@ -5,6 +5,7 @@
 //! a dry run deletes nothing. The finding: `gate_audit` (and the
 //! orchestrator's journal, outbox, signals) were never pruned.
 
+use myloware_testkit::JsonAnswer;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -212,9 +213,8 @@ async fn a_bad_prune_request_changes_nothing(db: &Db) {
         .http
         .post(format!("{}/v1/retention/prune", system.orchestrator))
         .json(&json!({"olderThanDays": 1}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 401);
     assert_eq!(rows_of(db, "run_retentionbad").await, before, "nothing changed");
     system.stop_idle().await;

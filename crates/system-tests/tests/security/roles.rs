@@ -3,6 +3,7 @@
 //! key), and a decision or a cancel records the key's name, never what the
 //! caller claims to be.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -134,9 +135,8 @@ async fn the_approver_is_the_credential_and_the_claim_a_note(db: &Db) {
         .http
         .post(link["approvalUrl"].as_str().unwrap())
         .json(&json!({"approver": "ceo@company.com"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status().as_u16(), 200);
     let run = system
         .wait_for(&run_id, QUICK, "prepublish decided", |run| {
@@ -237,9 +237,8 @@ async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
                 .http
                 .get(format!("{}/v1/chat/brendan/{user}/messages", system.api))
                 .header("x-api-key", key)
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             assert_eq!(response.status(), 200);
             response.json::<Value>().await.unwrap()
         }
@@ -321,11 +320,9 @@ async fn chat(system: &System, key: &str, user: &str, message: &str) -> (u16, Va
         .post(format!("{}/v1/chat/brendan", system.api))
         .header("x-api-key", key)
         .json(&json!({"user_id": user, "message": message}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 fn gate(run: &Value, name: &str) -> Value {

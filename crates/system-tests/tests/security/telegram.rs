@@ -2,6 +2,7 @@
 //! heard, only `TELEGRAM_APPROVER_CHAT_IDS` decide gates, and each chat's
 //! turns are rate-limited.
 
+use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
 use myloware_db::Db;
@@ -201,11 +202,9 @@ async fn send(system: &System, update_id: i64, chat: i64, text: &str) -> (u16, V
         .post(format!("{}/v1/telegram/webhook", system.api))
         .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
         .json(&update)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 async fn runs_of(system: &System, user: &str) -> Vec<Value> {

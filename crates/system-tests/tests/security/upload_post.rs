@@ -3,6 +3,7 @@
 //! are publishing, which ask Upload-Post for their own request id. Nothing
 //! of its body is used.
 
+use myloware_testkit::JsonAnswer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,11 +32,9 @@ async fn post_webhook(system: &System, body: &Value) -> (u16, Value) {
         .http
         .post(format!("{}/v1/webhooks/upload-post", system.api))
         .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+        .sent()
+        .await;
+    myloware_testkit::status_and_json(response).await
 }
 
 /// Waits until Upload-Post was asked for the run's status more than
