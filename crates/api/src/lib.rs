@@ -48,12 +48,12 @@ pub type ApiServer = myloware_http::Server<ApiState>;
 impl myloware_http::Service for ApiState {
     const NAME: &'static str = "api";
 
-    fn address(&self) -> (std::net::IpAddr, u16) {
-        (self.config.bind_host, self.config.api_port)
+    fn config(&self) -> &myloware_core::config::Config {
+        &self.config
     }
 
-    fn limits(&self) -> myloware_core::config::HttpLimits {
-        self.config.http
+    fn port(&self) -> u16 {
+        self.config.api_port
     }
 
     fn router(&self) -> Router {

@@ -61,39 +61,48 @@ async fn bind<S: Service>(service: S, what: &str) -> anyhow::Result<Server<S>> {
         .with_context(|| format!("binding {what} to {host}:{port}"))
 }
 
-async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
+fn api_state(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiState> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let catalog = Arc::new(env::catalog(&config)?);
-    bind(ApiState::new(config, myloware_api::store::open(db), catalog), "the API").await
+    Ok(ApiState::new(config, myloware_api::store::open(db), catalog))
+}
+
+fn orchestrator_state(config: Arc<Config>, db: &Db) -> anyhow::Result<OrchestratorState> {
+    Ok(OrchestratorState::new(config, myloware_orchestrator::store::open(db)))
+}
+
+async fn api_server(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiServer> {
+    bind(api_state(config, db)?, "the API").await
 }
 
 async fn orchestrator_server(config: Arc<Config>, db: &Db) -> anyhow::Result<OrchestratorServer> {
-    let state = OrchestratorState::new(config, myloware_orchestrator::store::open(db));
-    bind(state, "the orchestrator").await
+    bind(orchestrator_state(config, db)?, "the orchestrator").await
+}
+
+/// One service on its own (`mw serve api|orchestrator`) until SIGINT or SIGTERM.
+async fn serve_alone<S: Service>(
+    service: &str,
+    what: &str,
+    state: fn(Arc<Config>, &Db) -> anyhow::Result<S>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(env::config()?);
+    let tracing = env::init_tracing(&config, service);
+    let db = open_database(&config).await?;
+    let server = bind(state(config, &db)?, what).await?;
+    server.run(until(shutdown_signal())).await?;
+    db.close().await;
+    flush(tracing).await;
+    Ok(())
 }
 
 pub async fn api() -> anyhow::Result<()> {
-    let config = Arc::new(env::config()?);
-    let tracing = env::init_tracing(&config, "myloware-api");
-    let db = open_database(&config).await?;
-    let server = api_server(config, &db).await?;
-    server.run(until(shutdown_signal())).await?;
-    db.close().await;
-    flush(tracing).await;
-    Ok(())
+    serve_alone("myloware-api", "the API", api_state).await
 }
 
 pub async fn orchestrator() -> anyhow::Result<()> {
-    let config = Arc::new(env::config()?);
-    let tracing = env::init_tracing(&config, "myloware-orchestrator");
-    let db = open_database(&config).await?;
-    let server = orchestrator_server(config, &db).await?;
-    server.run(until(shutdown_signal())).await?;
-    db.close().await;
-    flush(tracing).await;
-    Ok(())
+    serve_alone("myloware-orchestrator", "the orchestrator", orchestrator_state).await
 }
 
 /// Both services in one process, mock providers, one database.

@@ -40,7 +40,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use myloware_core::config::HttpLimits;
+use myloware_core::config::{Config, HttpLimits};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -53,11 +53,16 @@ pub trait Service: Clone + Send + Sync + 'static {
     /// For the log line (`"api"`, `"orchestrator"`).
     const NAME: &'static str;
 
-    /// The host and port [`Server::bind`] binds (port 0 picks a free one).
-    fn address(&self) -> (IpAddr, u16);
+    /// The configuration both services share.
+    fn config(&self) -> &Config;
 
-    /// The server loop's limits.
-    fn limits(&self) -> HttpLimits;
+    /// The port [`Server::bind`] binds on `BIND_HOST` (0 picks a free one).
+    fn port(&self) -> u16;
+
+    /// The host and port [`Server::bind`] binds.
+    fn address(&self) -> (IpAddr, u16) {
+        (self.config().bind_host, self.port())
+    }
 
     /// The router with every layer.
     fn router(&self) -> Router;
@@ -96,7 +101,7 @@ impl<S: Service> Server<S> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = self.service.background(stop_rx);
         tracing::info!(addr = %self.local_addr(), "{} listening", S::NAME);
-        let limits = self.service.limits();
+        let limits = self.service.config().http;
         let served = serve(self.listener, self.service.router(), &limits, shutdown).await;
         let _ = stop_tx.send(true);
         for task in tasks {

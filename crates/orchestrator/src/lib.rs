@@ -19,7 +19,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics::EngineMetrics;
-use myloware_core::config::{Config, HttpLimits};
+use myloware_core::config::Config;
 use myloware_core::internal::InternalKeys;
 use myloware_core::wire::Health;
 use serde_json::json;
@@ -151,12 +151,12 @@ pub type OrchestratorServer = myloware_http::Server<OrchestratorState>;
 impl myloware_http::Service for OrchestratorState {
     const NAME: &'static str = "orchestrator";
 
-    fn address(&self) -> (std::net::IpAddr, u16) {
-        (self.config.bind_host, self.config.orchestrator_port)
+    fn config(&self) -> &Config {
+        &self.config
     }
 
-    fn limits(&self) -> HttpLimits {
-        self.config.http
+    fn port(&self) -> u16 {
+        self.config.orchestrator_port
     }
 
     fn router(&self) -> Router {

@@ -66,7 +66,7 @@ pub(super) enum Failure {
 
 /// Sends one call with the retry policy: `build` adds headers and body to
 /// each attempt, `interpret` reads an answer that is neither 429 nor 5xx.
-pub(super) async fn call<T>(
+async fn call<T>(
     provider: &'static str,
     http: &reqwest::Client,
     settings: &LiveSettings,
@@ -233,6 +233,7 @@ pub(super) fn parse_json(provider: &'static str, status: StatusCode, body: &[u8]
 /// What every client holds: its checked base URL, key, HTTP client and
 /// retry policy. `Debug` shows the base URL only, never the key.
 pub(super) struct Connection {
+    provider: &'static str,
     pub(super) base: Url,
     pub(super) api_key: SecretString,
     pub(super) http: reqwest::Client,
@@ -247,11 +248,23 @@ impl Connection {
         settings: LiveSettings,
     ) -> Result<Connection, String> {
         Ok(Connection {
+            provider,
             base: base_url(provider, base)?,
             http: http_client(&settings)?,
             api_key,
             settings,
         })
+    }
+
+    /// [`call`] with this connection's provider, HTTP client and retry policy.
+    pub(super) async fn call<T>(
+        &self,
+        method: Method,
+        url: &Url,
+        build: impl Fn(RequestBuilder) -> RequestBuilder + Send + Sync,
+        interpret: impl Fn(StatusCode, &[u8]) -> Result<T, Failure> + Send + Sync,
+    ) -> Result<T, ProviderError> {
+        call(self.provider, &self.http, &self.settings, method, url, build, interpret).await
     }
 }
 

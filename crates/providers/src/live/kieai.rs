@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::LiveSettings;
-use super::client::{Connection, Failure, call, endpoint, message_of, non_empty_str, parse_json, refused, unexpected};
+use super::client::{Connection, Failure, endpoint, message_of, non_empty_str, parse_json, refused, unexpected};
 use crate::{ClipRequest, ClipState, ProviderError, Recovered, VideoGenerator};
 
 const KIEAI: &str = "kieai";
@@ -66,19 +66,17 @@ impl VideoGenerator for KieAi {
             "callBackUrl": request.callback_url,
         });
         let auth = self.bearer();
-        call(
-            KIEAI,
-            &self.conn.http,
-            &self.conn.settings,
-            Method::POST,
-            &url,
-            |builder| builder.header(reqwest::header::AUTHORIZATION, &auth).json(&body),
-            |status, bytes| {
-                let data = Self::envelope(status, bytes)?;
-                non_empty_str(data.get("taskId")).ok_or_else(|| unexpected(KIEAI, status, bytes, "no data.taskId"))
-            },
-        )
-        .await
+        self.conn
+            .call(
+                Method::POST,
+                &url,
+                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth).json(&body),
+                |status, bytes| {
+                    let data = Self::envelope(status, bytes)?;
+                    non_empty_str(data.get("taskId")).ok_or_else(|| unexpected(KIEAI, status, bytes, "no data.taskId"))
+                },
+            )
+            .await
     }
 
     async fn recover(&self, _key: &str) -> Result<Recovered<String>, ProviderError> {
@@ -89,35 +87,33 @@ impl VideoGenerator for KieAi {
         let mut url = endpoint(&self.conn.base, &["api", "v1", "veo", "record-info"]);
         url.query_pairs_mut().append_pair("taskId", task_id);
         let auth = self.bearer();
-        call(
-            KIEAI,
-            &self.conn.http,
-            &self.conn.settings,
-            Method::GET,
-            &url,
-            |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
-            |status, bytes| {
-                let data = Self::envelope(status, bytes)?;
-                let flag = data.get("successFlag").and_then(Value::as_i64);
-                Ok(match flag {
-                    Some(1) => match non_empty_str(data.pointer("/response/resultUrls/0")) {
-                        Some(url) => ClipState::Succeeded { url },
-                        None => ClipState::Failed {
-                            code: 1,
-                            message: "kie.ai reported success without a result URL".into(),
+        self.conn
+            .call(
+                Method::GET,
+                &url,
+                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
+                |status, bytes| {
+                    let data = Self::envelope(status, bytes)?;
+                    let flag = data.get("successFlag").and_then(Value::as_i64);
+                    Ok(match flag {
+                        Some(1) => match non_empty_str(data.pointer("/response/resultUrls/0")) {
+                            Some(url) => ClipState::Succeeded { url },
+                            None => ClipState::Failed {
+                                code: 1,
+                                message: "kie.ai reported success without a result URL".into(),
+                            },
                         },
-                    },
-                    Some(code @ (2 | 3)) => {
-                        let message = non_empty_str(data.get("errorMessage"))
-                            .or_else(|| serde_json::from_slice::<Value>(bytes).ok().and_then(|v| message_of(&v)))
-                            .unwrap_or_else(|| "generation failed".into());
-                        ClipState::Failed { code, message }
-                    }
-                    _ => ClipState::Generating,
-                })
-            },
-        )
-        .await
+                        Some(code @ (2 | 3)) => {
+                            let message = non_empty_str(data.get("errorMessage"))
+                                .or_else(|| serde_json::from_slice::<Value>(bytes).ok().and_then(|v| message_of(&v)))
+                                .unwrap_or_else(|| "generation failed".into());
+                            ClipState::Failed { code, message }
+                        }
+                        _ => ClipState::Generating,
+                    })
+                },
+            )
+            .await
     }
 }
 
@@ -125,30 +121,28 @@ impl KieAi {
     /// `GET /api/v1/chat/credit`: the account's remaining credits.
     pub async fn credits(&self) -> Result<i64, ProviderError> {
         let url = endpoint(&self.conn.base, &["api", "v1", "chat", "credit"]);
-        call(
-            KIEAI,
-            &self.conn.http,
-            &self.conn.settings,
-            Method::GET,
-            &url,
-            |builder| builder.header("authorization", self.bearer()),
-            |status, bytes| {
-                if !status.is_success() {
-                    return Err(refused(KIEAI, status, bytes));
-                }
-                let value = parse_json(KIEAI, status, bytes)?;
-                match value["code"].as_i64() {
-                    Some(200) => value["data"]
-                        .as_i64()
-                        .ok_or_else(|| unexpected(KIEAI, status, bytes, "no credit count")),
-                    code => Err(Failure::Fatal(ProviderError::Refused {
-                        provider: KIEAI,
-                        code: code.unwrap_or(0),
-                        message: message_of(&value).unwrap_or_else(|| "no message".into()),
-                    })),
-                }
-            },
-        )
-        .await
+        self.conn
+            .call(
+                Method::GET,
+                &url,
+                |builder| builder.header("authorization", self.bearer()),
+                |status, bytes| {
+                    if !status.is_success() {
+                        return Err(refused(KIEAI, status, bytes));
+                    }
+                    let value = parse_json(KIEAI, status, bytes)?;
+                    match value["code"].as_i64() {
+                        Some(200) => value["data"]
+                            .as_i64()
+                            .ok_or_else(|| unexpected(KIEAI, status, bytes, "no credit count")),
+                        code => Err(Failure::Fatal(ProviderError::Refused {
+                            provider: KIEAI,
+                            code: code.unwrap_or(0),
+                            message: message_of(&value).unwrap_or_else(|| "no message".into()),
+                        })),
+                    }
+                },
+            )
+            .await
     }
 }

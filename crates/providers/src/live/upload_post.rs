@@ -9,7 +9,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::LiveSettings;
-use super::client::{Connection, call, endpoint, message_of, non_empty_str, parse_json, refused};
+use super::client::{Connection, endpoint, message_of, non_empty_str, parse_json, refused};
 use crate::{ProviderError, PublishRequest, PublishState, Publisher};
 
 const UPLOAD_POST: &str = "upload-post";
@@ -106,71 +106,67 @@ impl Publisher for UploadPost {
         let (content_type, body) = multipart(&fields);
         let url = endpoint(&self.conn.base, &["api", "upload"]);
         let auth = self.auth();
-        call(
-            UPLOAD_POST,
-            &self.conn.http,
-            &self.conn.settings,
-            Method::POST,
-            &url,
-            |builder| {
-                builder
-                    .header(reqwest::header::AUTHORIZATION, &auth)
-                    .header("x-request-id", key)
-                    .header(reqwest::header::CONTENT_TYPE, &content_type)
-                    .body(body.clone())
-            },
-            |status, bytes| {
-                if !status.is_success() {
-                    return Err(refused(UPLOAD_POST, status, bytes));
-                }
-                let value = parse_json(UPLOAD_POST, status, bytes)?;
-                if value.get("success").and_then(Value::as_bool) == Some(false) {
-                    return Err(refused(UPLOAD_POST, status, bytes));
-                }
-                Ok(match value.get("results") {
-                    Some(results) => results_state(results),
-                    None => PublishState::Pending,
-                })
-            },
-        )
-        .await
+        self.conn
+            .call(
+                Method::POST,
+                &url,
+                |builder| {
+                    builder
+                        .header(reqwest::header::AUTHORIZATION, &auth)
+                        .header("x-request-id", key)
+                        .header(reqwest::header::CONTENT_TYPE, &content_type)
+                        .body(body.clone())
+                },
+                |status, bytes| {
+                    if !status.is_success() {
+                        return Err(refused(UPLOAD_POST, status, bytes));
+                    }
+                    let value = parse_json(UPLOAD_POST, status, bytes)?;
+                    if value.get("success").and_then(Value::as_bool) == Some(false) {
+                        return Err(refused(UPLOAD_POST, status, bytes));
+                    }
+                    Ok(match value.get("results") {
+                        Some(results) => results_state(results),
+                        None => PublishState::Pending,
+                    })
+                },
+            )
+            .await
     }
 
     async fn status(&self, key: &str) -> Result<Option<PublishState>, ProviderError> {
         let mut url = endpoint(&self.conn.base, &["api", "uploadposts", "status"]);
         url.query_pairs_mut().append_pair("request_id", key);
         let auth = self.auth();
-        call(
-            UPLOAD_POST,
-            &self.conn.http,
-            &self.conn.settings,
-            Method::GET,
-            &url,
-            |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
-            |status, bytes| {
-                if status == StatusCode::NOT_FOUND {
-                    return Ok(None);
-                }
-                if !status.is_success() {
-                    return Err(refused(UPLOAD_POST, status, bytes));
-                }
-                let value = parse_json(UPLOAD_POST, status, bytes)?;
-                let results = value.get("results").unwrap_or(&Value::Null);
-                let state = match non_empty_str(value.get("status")).map(|s| s.to_ascii_lowercase()) {
-                    Some(s) if s == "success" || s == "completed" => PublishState::Published {
-                        urls: result_urls(results),
-                    },
-                    Some(s) if s == "failed" || s == "error" => PublishState::Failed {
-                        message: message_of(&value)
-                            .or_else(|| result_errors(results).into_iter().next())
-                            .unwrap_or_else(|| "Upload-Post reported the publish failed".into()),
-                    },
-                    Some(_) => PublishState::Pending,
-                    None => results_state(results),
-                };
-                Ok(Some(state))
-            },
-        )
-        .await
+        self.conn
+            .call(
+                Method::GET,
+                &url,
+                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
+                |status, bytes| {
+                    if status == StatusCode::NOT_FOUND {
+                        return Ok(None);
+                    }
+                    if !status.is_success() {
+                        return Err(refused(UPLOAD_POST, status, bytes));
+                    }
+                    let value = parse_json(UPLOAD_POST, status, bytes)?;
+                    let results = value.get("results").unwrap_or(&Value::Null);
+                    let state = match non_empty_str(value.get("status")).map(|s| s.to_ascii_lowercase()) {
+                        Some(s) if s == "success" || s == "completed" => PublishState::Published {
+                            urls: result_urls(results),
+                        },
+                        Some(s) if s == "failed" || s == "error" => PublishState::Failed {
+                            message: message_of(&value)
+                                .or_else(|| result_errors(results).into_iter().next())
+                                .unwrap_or_else(|| "Upload-Post reported the publish failed".into()),
+                        },
+                        Some(_) => PublishState::Pending,
+                        None => results_state(results),
+                    };
+                    Ok(Some(state))
+                },
+            )
+            .await
     }
 }

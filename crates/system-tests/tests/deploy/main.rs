@@ -61,13 +61,21 @@ fn quoted_after(source: &str, open: &str) -> Vec<String> {
 
 /// Every environment variable the services read: the names the typed
 /// configuration reads (`r.get("...")`, `r.secret`, `r.url`, `r.parse`,
-/// `r.bool`, the service secrets, in crates/core/src/config.rs; the provider
-/// variables of crates/core/src/providers.rs: every upper-case string
-/// literal of the two files) and direct `std::env::var("...")` reads.
+/// `r.bool`, the service secrets, in crates/core/src/config/, its tests
+/// left out; the provider variables of crates/core/src/providers.rs: every
+/// upper-case string literal of those files) and direct
+/// `std::env::var("...")` reads.
 fn variables_read() -> BTreeSet<String> {
     let mut vars = BTreeSet::new();
-    for file in ["crates/core/src/config.rs", "crates/core/src/providers.rs"] {
-        vars.extend(quoted_after(&read(file), "\"").into_iter().filter(|s| {
+    let config = rust_files(&repo().join("crates/core/src/config"));
+    assert!(!config.is_empty(), "crates/core/src/config/ holds the configuration");
+    let files = config
+        .into_iter()
+        .filter(|file| !file.ends_with("tests.rs"))
+        .chain([repo().join("crates/core/src/providers.rs")]);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        vars.extend(quoted_after(&text, "\"").into_iter().filter(|s| {
             s.len() > 3
                 && s.starts_with(|c: char| c.is_ascii_uppercase())
                 && s.chars()
