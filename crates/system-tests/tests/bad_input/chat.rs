@@ -17,38 +17,29 @@ fn chat_base() -> Value {
 
 fn bad_chat() -> impl Strategy<Value = Value> {
     let base = chat_base();
-    let (b1, b2, b3, b4, b5, b6, b7) = (
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-    );
     prop_oneof![
-        not_string().prop_map(move |u| set(&b1, "/user_id", u)),
+        not_string().prop_map(move |u| set(&chat_base(), "/user_id", u)),
         prop_oneof![
             Just(String::new()),
             (129usize..300).prop_map(|n| "u".repeat(n)),
             "[a-z0-9]{0,8}[^A-Za-z0-9_.:@-][a-z0-9]{0,8}",
         ]
-        .prop_map(move |u| set(&b2, "/user_id", json!(u))),
-        not_string().prop_map(move |m| set(&b3, "/message", m)),
+        .prop_map(move |u| set(&chat_base(), "/user_id", json!(u))),
+        not_string().prop_map(move |m| set(&chat_base(), "/message", m)),
         prop_oneof!["[ \t\n\r]{0,8}", (4001usize..4100).prop_map(|n| "é".repeat(n))].prop_map(move |m| set(
-            &b4,
+            &chat_base(),
             "/message",
             json!(m)
         )),
         Just(remove(&base, "/user_id")),
-        Just(remove(&b5, "/message")),
+        Just(remove(&chat_base(), "/message")),
         ("[a-zA-Z]{1,10}", any_json())
             .prop_filter("unknown field", |(k, _)| !["user_id", "message"].contains(&k.as_str()))
-            .prop_map(move |(k, v)| set(&b6, &format!("/{k}"), v)),
+            .prop_map(move |(k, v)| set(&chat_base(), &format!("/{k}"), v)),
         any_json().prop_filter("not a chat turn", |v| {
             not_a::<myloware_api::routes::chat::ChatRequest>(v)
         }),
-        Just(set(&b7, "/userId", json!("u-1"))),
+        Just(set(&chat_base(), "/userId", json!("u-1"))),
     ]
     .prop_filter("may be a valid turn", |v| !chat_may_be_accepted(v))
 }

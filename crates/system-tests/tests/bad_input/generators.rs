@@ -211,43 +211,27 @@ pub fn start_base() -> Value {
 /// Start bodies that are wrong in exactly one (or more) ways.
 pub fn bad_start() -> impl Strategy<Value = Value> {
     let base = start_base();
-    let (b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14) = (
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-        base.clone(),
-    );
     let long = |n: usize| "é".repeat(n);
     prop_oneof![
-        not_string().prop_map(move |p| set(&b1, "/project", p)),
+        not_string().prop_map(move |p| set(&start_base(), "/project", p)),
         text()
             .prop_filter("unknown project", |p| !PROJECTS.contains(&p.as_str()))
-            .prop_map(move |p| set(&b2, "/project", json!(p))),
+            .prop_map(move |p| set(&start_base(), "/project", json!(p))),
         Just(set(&base, "/project", json!("general"))),
         Just(remove(&base, "/project")),
         Just(remove(&base, "/input")),
-        not_object().prop_map(move |i| set(&b3, "/input", i)),
+        not_object().prop_map(move |i| set(&start_base(), "/input", i)),
         // No usable text: none, blank ones, or too long ones.
         proptest::collection::vec((select(RUN_TEXTS.to_vec()), "[ \t\n]{0,5}"), 0..4).prop_map(move |blank| {
             let input: Map<String, Value> = blank.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-            set(&b4, "/input", Value::Object(input))
+            set(&start_base(), "/input", Value::Object(input))
         }),
         (select(RUN_TEXTS.to_vec()), 4001usize..4100).prop_map(move |(field, n)| set(
-            &b5,
+            &start_base(),
             "/input",
             json!({ field: long(n) })
         )),
-        not_string().prop_map(move |t| set(&b6, "/input/prompt", t)),
+        not_string().prop_map(move |t| set(&start_base(), "/input/prompt", t)),
         prop_oneof![
             Just(json!([""])),
             Just(json!(["   "])),
@@ -256,34 +240,34 @@ pub fn bad_start() -> impl Strategy<Value = Value> {
             not_string().prop_map(|m| json!([m])),
             not_object().prop_filter("not a list", |v| !v.is_array() && !v.is_null()),
         ]
-        .prop_map(move |m| set(&b7, "/input/modifiers", m)),
+        .prop_map(move |m| set(&start_base(), "/input/modifiers", m)),
         ("[a-z]{1,10}", any_json())
             .prop_filter("unknown input field", |(k, _)| !RUN_TEXTS.contains(&k.as_str())
                 && k != "modifiers")
-            .prop_map(move |(k, v)| set(&b8, &format!("/input/{k}"), v)),
+            .prop_map(move |(k, v)| set(&start_base(), &format!("/input/{k}"), v)),
         ("[a-zA-Z]{1,10}", any_json())
             .prop_filter("unknown field", |(k, _)| !["project", "input", "options"]
                 .contains(&k.as_str()))
-            .prop_map(move |(k, v)| set(&b9, &format!("/{k}"), v)),
-        not_object().prop_map(move |o| set(&b10, "/options", o)),
+            .prop_map(move |(k, v)| set(&start_base(), &format!("/{k}"), v)),
+        not_object().prop_map(move |o| set(&start_base(), "/options", o)),
         any_json()
             .prop_filter("not a bool", |v| !v.is_boolean())
-            .prop_map(move |v| set(&b11, "/options/requireWorkflowApproval", v)),
+            .prop_map(move |v| set(&start_base(), "/options/requireWorkflowApproval", v)),
         prop_oneof![
             Just(json!(["riley"])),
             Just(json!(["nobody"])),
             Just(json!("alex")),
             not_string().prop_map(|s| json!([s])),
         ]
-        .prop_map(move |s| set(&b12, "/options/skip", s)),
+        .prop_map(move |s| set(&start_base(), "/options/skip", s)),
         not_string()
             .prop_filter("not null", |v| !v.is_null())
-            .prop_map(move |u| set(&b13, "/options/user_id", u)),
+            .prop_map(move |u| set(&start_base(), "/options/user_id", u)),
         any_json().prop_filter("not a start", |v| {
             // Anything else: only if it cannot be a start at all.
             not_a::<myloware_api::runs::StartRunRequest>(v)
         }),
-        Just(b14),
+        Just(start_base()),
     ]
     // Only what the API must refuse.
     .prop_filter("may be a valid start", |v| !start_may_be_accepted(v))

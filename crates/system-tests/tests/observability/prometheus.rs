@@ -124,14 +124,18 @@ where
     }
 }
 
+/// The JSON answer of `request`, or why there is none (for `eventually`).
+async fn json_of(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
 async fn query(http: &reqwest::Client, prometheus: &Prometheus, promql: &str) -> Result<Vec<Value>, String> {
-    let response = http
-        .get(format!("{}/api/v1/query", prometheus.url))
-        .query(&[("query", promql)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    let body = json_of(
+        http.get(format!("{}/api/v1/query", prometheus.url))
+            .query(&[("query", promql)]),
+    )
+    .await?;
     if body["status"] != "success" {
         return Err(format!("{promql}: {body}"));
     }
@@ -188,14 +192,7 @@ async fn prometheus_scrapes_both_services_and_answers_the_runbook_query() {
     // Both services' targets (and Prometheus' own) are up. A target not yet
     // scraped is "unknown", so wait for every target's first scrape.
     eventually(p, QUICK, "every target to be scraped and up", move || async move {
-        let targets: Value = http
-            .get(format!("{}/api/v1/targets", p.url))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let targets = json_of(http.get(format!("{}/api/v1/targets", p.url))).await?;
         let not_up: Vec<String> = targets["data"]["activeTargets"]
             .as_array()
             .into_iter()
@@ -209,14 +206,7 @@ async fn prometheus_scrapes_both_services_and_answers_the_runbook_query() {
 
     // Every alert of alerts.yml is loaded and evaluates without error on real data.
     let rules = eventually(p, QUICK, "every alert rule to be evaluated", move || async move {
-        let body: Value = http
-            .get(format!("{}/api/v1/rules", p.url))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let body = json_of(http.get(format!("{}/api/v1/rules", p.url))).await?;
         let rules: Vec<Value> = body["data"]["groups"]
             .as_array()
             .into_iter()
