@@ -1,6 +1,6 @@
-//! The public API service: runs, projects, (later) HITL gates, provider
-//! webhooks and chat. `build` binds the listener; `run` serves until told
-//! to stop, with the start reconciler beside it.
+//! The public API service: runs, projects, HITL gates, provider webhooks
+//! and chat. [`ApiServer`] binds the listener and serves until told to
+//! stop, with the command reconciler and the chat pusher beside it.
 //!
 //! Crate graph: `myloware-api` may import `myloware-core`, `myloware-db`,
 //! `myloware-telemetry`, `myloware-http` and `myloware-providers`, never

@@ -26,11 +26,9 @@ use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommi
 use myloware_telemetry::HttpMetrics;
 
 mod intake;
-/// The run state, where it was (`engine::state`) before it had a module of its own.
-pub use crate::run_state as state;
 mod steps;
 
-use crate::run_state::RunState;
+use crate::run_state::{ClipStatus, RunState};
 
 /// Why a step stopped without committing, or failed the run.
 #[derive(Debug, thiserror::Error)]
@@ -414,9 +412,9 @@ fn completion(state: &RunState) -> Value {
                 "subject": idea.subject,
                 "header": idea.header,
                 "status": clip.map_or("pending", |c| match c.status {
-                    state::ClipStatus::Completed => "completed",
-                    state::ClipStatus::Failed => "failed",
-                    state::ClipStatus::Pending => "pending",
+                    ClipStatus::Completed => "completed",
+                    ClipStatus::Failed => "failed",
+                    ClipStatus::Pending => "pending",
                 }),
                 "assetUrl": clip.and_then(|c| c.url.clone()),
                 "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
