@@ -7,25 +7,14 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::start;
+use myloware_testkit::system::{aismr, live_run, start};
 use serde_json::json;
 
-use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
-use myloware_testkit::system;
-
-async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> system::System {
-    let providers = Providers::start_with(calls, behaviour, Publish::Sync).await;
-    let mut vars = providers.vars();
-    vars.push(("CLIP_POLL_AFTER_SECS", "1"));
-    start(db, &vars).await
-}
+use myloware_testkit::fakes::{Calls, Kie, Providers, SIGNING};
 
 async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &Db) {
     let calls = Calls::default();
-    let system = live_system(db, &calls, Kie::SilentSuccess).await;
-    let run_id = system
-        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
-        .await;
+    let (system, run_id) = live_run(db, &calls, Kie::SilentSuccess, "1").await;
     let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
     assert_eq!(calls.count("kieai.submit"), 2, "never resubmitted");
     assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
@@ -38,10 +27,7 @@ async fn provider_failures_fail_the_run_with_the_providers_message(db: &Db) {
         (Kie::SilentFailure, "generation failed upstream"),
     ] {
         let calls = Calls::default();
-        let system = live_system(db, &calls, behaviour).await;
-        let run_id = system
-            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
-            .await;
+        let (system, run_id) = live_run(db, &calls, behaviour, "1").await;
         let run = system.wait_status(&run_id, "failed", Duration::from_secs(30)).await;
         let error = &run["result"]["error"];
         assert_eq!(error["code"], "kieai.clip_failed");
@@ -56,9 +42,7 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     let calls = Calls::default();
     let providers = Providers::start(&calls).await;
     let system = start(db, &providers.vars()).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await;
+    let run_id = system.start_run(aismr("candles")).await;
     assert_eq!(
         system.run(&run_id).await["payload"]["metadata"]["providers"]["mode"],
         "live"
