@@ -108,10 +108,7 @@ async fn a_runs_metrics_are_exported_by_both_services(db: &Db) {
     let api = scrape(&system, &system.api).await;
     let labels = [("project", "aismr"), ("status", "awaiting_ideate")];
     assert_eq!(value(&api, "myloware_runs_active", &labels), Some(1.0));
-    let (status, _) = system
-        .post(&format!("{}/v1/runs/{waiting}/cancel", system.api), json!({}))
-        .await;
-    assert_eq!(status, 200);
+    system.cancel(&waiting, json!({})).await;
     system.wait_status(&waiting, "cancelled", QUICK).await;
     system.stop_idle().await;
 }
