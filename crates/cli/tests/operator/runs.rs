@@ -251,13 +251,7 @@ async fn watch_exits_0_when_published_and_1_when_rejected(db: &Db) {
         .await;
     watch.until(&[&format!("mw hitl approve {run_id} ideate")]).await;
     assert!(watch.is_running(), "watch waits at the gate");
-    let (status, _) = system
-        .post(
-            &format!("{}/v1/hitl/reject/{run_id}/ideate", system.api),
-            json!({"reason": "too tame"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    system.reject(&run_id, "ideate", "too tame").await;
     let (status, stdout, stderr) = watch.finish().await;
     assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("gate ideate: rejected"), "{stdout}");
