@@ -114,6 +114,26 @@ where
     }
 }
 
+/// A start of `spec` for `run_id` in `mode` with `input` (no videos, no
+/// trace), as the API sends one.
+pub fn start_execution(
+    run_id: &str,
+    spec: myloware_core::project::ProjectSpec,
+    mode: myloware_core::ProviderMode,
+    input: serde_json::Value,
+) -> myloware_core::wire::StartExecution {
+    myloware_core::wire::StartExecution {
+        run_id: run_id.into(),
+        project: spec.project.clone(),
+        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
+        project_spec: spec,
+        providers_mode: mode,
+        input,
+        videos: Vec::new(),
+        traceparent: None,
+    }
+}
+
 /// An external tool: `$var`, else `name` on `PATH`; `None` (with a note)
 /// when it is missing outside CI; a failure under `CI`.
 pub fn tool(name: &str, var: &str, hint: &str) -> Option<PathBuf> {
