@@ -79,12 +79,8 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     let first = &submitted.iter().find(|(w, _)| w == "kieai.submit").unwrap().1;
     assert_eq!(first["model"], "veo3_fast");
     assert_eq!(first["aspectRatio"], "9:16");
-    assert!(
-        first["callBackUrl"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("runId={run_id}"))
-    );
+    let callback = first["callBackUrl"].as_str().unwrap();
+    assert!(callback.contains(&format!("runId={run_id}")), "{callback}");
     let publish = &submitted.iter().find(|(w, _)| w == "upload_post.publish").unwrap().1;
     assert_eq!(publish["requestId"], format!("{run_id}:quinn:publish:1"));
     assert!(
