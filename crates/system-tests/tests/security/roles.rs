@@ -223,23 +223,11 @@ async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(
-        full["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["link"].is_string())
-    );
+    assert!(links(&full).any(Value::is_string), "{full:#}");
     for key in [VIC, OPS] {
         let shown = transcript(key).await;
         assert!(!shown.to_string().contains("token="), "{key} sees a link: {shown:#}");
-        assert!(
-            shown["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|m| m["link"].is_null())
-        );
+        assert!(links(&shown).all(Value::is_null), "{key} sees a link: {shown:#}");
         assert!(shown.to_string().contains("[approval link]"), "{shown:#}");
     }
     system.stop_idle().await;
@@ -258,6 +246,12 @@ conformance_tests!(
 async fn start_with_roles(db: &Db) -> System {
     let keys = format!("ops:operator:{OPS},ann:approver:{ANN},vic:viewer:{VIC}");
     system::start(db, &[("API_KEYS", &keys)]).await
+}
+
+/// The `link` of each message of a chat transcript.
+fn links(transcript: &Value) -> impl Iterator<Item = &Value> {
+    let messages = transcript["messages"].as_array().expect("a transcript's messages");
+    messages.iter().map(|m| &m["link"])
 }
 
 /// A system with the roles' keys, and a run of `u-1` at its ideate gate.
