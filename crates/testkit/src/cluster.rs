@@ -295,20 +295,11 @@ impl Cluster {
             let committed = execution["events"].as_array().unwrap().len() as i64;
             let run = api.get_run(id).await.unwrap().unwrap();
             assert_eq!(run.last_event_seq, committed, "events of {id} lost or repeated");
-            let applied: Vec<(i64, String)> = api
-                .list_events(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.seq, e.event_id))
-                .collect();
-            let sent: Vec<(i64, String)> = orchestrator
-                .outbox(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.run_seq, e.event_id))
-                .collect();
+            let applied = api.list_events(id).await.unwrap();
+            let sent = orchestrator.outbox(id).await.unwrap();
+            // (seq, event id) of each, as applied and as sent.
+            let applied: Vec<(i64, &str)> = applied.iter().map(|e| (e.seq, e.event_id.as_str())).collect();
+            let sent: Vec<(i64, &str)> = sent.iter().map(|e| (e.run_seq, e.event_id.as_str())).collect();
             assert_eq!(applied, sent, "events of {id} as applied and as sent");
             assert!(
                 applied.iter().map(|(seq, _)| *seq).eq(1..=committed),
