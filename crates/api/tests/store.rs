@@ -10,8 +10,8 @@ use myloware_api::store::{
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
 use myloware_core::wire::{
-    CancelExecution, Decision as GateDecision, ExecutionCommand, GraphSpec, ResumeExecution, Signal, SignalDelivery,
-    StartExecution,
+    CancelExecution, Decision as GateDecision, ExecutionCommand, GraphSpec, ResumeExecution, RetryExecution, Signal,
+    SignalDelivery, StartExecution,
 };
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_db::Db;
@@ -344,6 +344,10 @@ fn command(run_id: &str, kind: CommandKind) -> NewCommand {
             approver: Some("key:ops".into()),
             reason: None,
         }),
+        CommandKind::Retry => ExecutionCommand::Retry(RetryExecution {
+            attempt: 1,
+            by: "key:ops".into(),
+        }),
     };
     NewCommand::new(run_id, body)
 }
@@ -356,6 +360,7 @@ async fn commands_read_back_as_the_typed_bodies_enqueued(db: &Db) {
         CommandKind::Signal,
         CommandKind::Resume,
         CommandKind::Cancel,
+        CommandKind::Retry,
     ];
     for kind in kinds {
         store.enqueue_command(&command(&run.id, kind)).await.unwrap();

@@ -670,7 +670,66 @@ async fn retention_prunes_only_finished_executions_rows(db: &Db) {
     assert!(left.values().all(|n| *n == 0), "{left:?}");
 }
 
+/// A retry makes a failed execution runnable once, with its new state, and
+/// sets the failed journal entries aside so their calls can be made again;
+/// succeeded ones stay, so their calls are never made again.
+async fn a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside(db: &Db) {
+    let store = claimed_run_a(db).await;
+    for (key, succeeded) in [("run_a:alex:render", false), ("run_a:riley:clip:0", true)] {
+        store
+            .journal_begin("run_a", "w", key, "p", "op", &json!({}))
+            .await
+            .unwrap();
+        store.journal_finish("run_a", key, succeeded, &json!({})).await.unwrap();
+    }
+    assert!(
+        !store.retry_execution("run_a", 1, &json!({})).await.unwrap(),
+        "a running execution is not retried"
+    );
+    assert!(
+        store
+            .commit_step(&commit("run_a", "w", ExecStatus::Failed, 1))
+            .await
+            .unwrap()
+    );
+    assert!(store.retry_execution("run_a", 1, &json!({"retries": 1})).await.unwrap());
+    assert!(
+        !store.retry_execution("run_a", 1, &json!({})).await.unwrap(),
+        "only once"
+    );
+    let execution = store.get_execution("run_a").await.unwrap().unwrap();
+    assert_eq!(execution.status, ExecStatus::Runnable);
+    assert_eq!(execution.state, json!({"retries": 1}));
+    assert!(execution.lease_owner.is_none() && execution.wait.is_none());
+    let mut keys: Vec<(String, String)> = store
+        .journal("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.status.as_str().to_string()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("run_a:alex:render:failed:1".to_string(), "failed".to_string()),
+            ("run_a:riley:clip:0".to_string(), "succeeded".to_string()),
+        ]
+    );
+    let claimed = store.claim("w2", Utc::now(), soon(30)).await.unwrap().unwrap();
+    assert_eq!(claimed.run_id, "run_a", "runnable again");
+    assert_eq!(
+        store
+            .journal_begin("run_a", "w2", "run_a:alex:render", "p", "op", &json!({}))
+            .await
+            .unwrap(),
+        JournalBegin::Begun,
+        "the failed call can be made again"
+    );
+}
+
 conformance_tests!(
+    a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,
     knowledge_hits_are_ranked_best_match_first,
     ingest_replaces_the_knowledge_base,
     knowledge_is_full_text_searchable_by_project_and_persona,

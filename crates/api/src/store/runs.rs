@@ -251,6 +251,34 @@ macro_rules! run_methods {
                 tx.commit().await?;
                 Ok(true)
             }
+
+            async fn retry_run(
+                &self,
+                id: &str,
+                result: &Value,
+                artifact: &Artifact,
+                command: &NewCommand,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let moved = sqlx::query(
+                    "UPDATE runs SET status = 'running', result = $2, updated_at = $3 WHERE id = $1 AND status = 'failed'",
+                )
+                .bind(id)
+                .bind(Json(result))
+                .bind(now())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !moved {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_artifact!(artifact, &mut *tx);
+                insert_command!(command, &mut *tx);
+                tx.commit().await?;
+                Ok(true)
+            }
         }
     };
 }

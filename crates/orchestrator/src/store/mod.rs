@@ -260,6 +260,12 @@ pub trait ExecutionStore: Send + Sync {
     async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
 
     async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
+
+    /// Makes a failed execution runnable again at the node that failed,
+    /// with `state` (prepared for the retry), and sets the journal's failed
+    /// calls aside (their keys get `:failed:{attempt}`) so the step makes
+    /// them afresh. `false` when the execution is not failed (anymore).
+    async fn retry_execution(&self, run_id: &str, attempt: u32, state: &Value) -> StoreResult<bool>;
 }
 
 /// The signals executions wait for.
