@@ -95,18 +95,24 @@ pub(super) fn commands(rows: Vec<CommandRow>) -> StoreResult<Vec<Command>> {
     rows.into_iter().map(Command::try_from).collect()
 }
 
+/// Enqueues a command, due at once (created now, or at `$at`); evaluates
+/// to its seq.
 macro_rules! insert_command {
-    ($command:expr, $executor:expr) => {{
-        let at = now();
-        sqlx::query(
-            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+    ($command:expr, $executor:expr) => {
+        insert_command!($command, $executor, now())
+    };
+    ($command:expr, $executor:expr, $at:expr) => {{
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING seq",
         )
         .bind(&$command.run_id)
         .bind($command.body.kind().as_str())
         .bind(Json(&$command.body))
-        .bind(at)
-        .execute($executor)
-        .await?
+        .bind($at)
+        .fetch_one($executor)
+        .await?;
+        seq
     }};
 }
 pub(super) use insert_command;

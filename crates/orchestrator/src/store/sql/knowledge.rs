@@ -45,7 +45,7 @@ macro_rules! knowledge_store {
         #[async_trait]
         impl KnowledgeStore for $store {
             async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 sqlx::query("DELETE FROM knowledge_documents")
                     .execute(&mut *tx)
                     .await?;
