@@ -169,13 +169,8 @@ macro_rules! command_methods {
             }
 
             async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>> {
-                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq"
-                )))
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                commands(rows)
+                let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq");
+                commands(rows_for(&self.pool, sqlx::AssertSqlSafe(sql), run_id).await?)
             }
 
             async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()> {

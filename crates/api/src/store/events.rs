@@ -96,13 +96,8 @@ macro_rules! event_methods {
             }
 
             async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {
-                let events: Vec<AppliedEvent> = sqlx::query_as(
-                    "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(events)
+                let sql = "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

@@ -195,14 +195,11 @@ macro_rules! gate_methods {
             }
 
             async fn list_gates(&self, run_id: &str) -> StoreResult<Vec<GateRecord>> {
-                let rows: Vec<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
                      WHERE g.run_id = $1 ORDER BY g.requested_at"
-                )))
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                gates(rows)
+                );
+                gates(rows_for(&self.pool, sqlx::AssertSqlSafe(sql), run_id).await?)
             }
 
             async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>> {
@@ -235,14 +232,9 @@ macro_rules! gate_methods {
             }
 
             async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>> {
-                let entries: Vec<AuditEntry> = sqlx::query_as(
-                    "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
-                     WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(entries)
+                let sql = "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
+                           WHERE run_id = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

@@ -134,15 +134,10 @@ macro_rules! webhook_methods {
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
-                let deliveries: Vec<WebhookDelivery> = sqlx::query_as(
-                    "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
-                     signature_status, outcome, received_at \
-                     FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
-                )
-                .bind(provider)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(deliveries)
+                let sql = "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                           signature_status, outcome, received_at \
+                           FROM webhook_deliveries WHERE provider = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, provider).await?)
             }
         }
     };

@@ -89,13 +89,9 @@ macro_rules! journal_store {
             }
 
             async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
-                let rows: Vec<JournalRow> = sqlx::query_as(
-                    "SELECT key, provider, operation, status, request, response FROM journal \
-                     WHERE run_id = $1 ORDER BY created_at, key",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT key, provider, operation, status, request, response FROM journal \
+                           WHERE run_id = $1 ORDER BY created_at, key";
+                let rows: Vec<JournalRow> = rows_for(&self.pool, sql, run_id).await?;
                 rows.into_iter().map(JournalEntry::try_from).collect()
             }
         }

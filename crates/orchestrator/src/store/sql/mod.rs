@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use myloware_core::project::KnowledgeDoc;
-use myloware_db::guarded;
+use myloware_db::{guarded, rows_for};
 use myloware_providers::mock::MockCall;
 use serde_json::Value;
 use sqlx::types::Json;

@@ -71,14 +71,9 @@ macro_rules! outbox_store {
             }
 
             async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>> {
-                let events: Vec<OutboxEvent> = sqlx::query_as(
-                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox \
-                     WHERE run_id = $1 ORDER BY run_seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(events)
+                let sql = "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at \
+                           FROM outbox WHERE run_id = $1 ORDER BY run_seq";
+                rows_for(&self.pool, sql, run_id).await
             }
         }
     };

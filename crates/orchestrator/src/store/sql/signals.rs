@@ -36,12 +36,9 @@ macro_rules! signals_store {
             }
 
             async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>> {
-                let rows: Vec<(i64, String, Json<Value>)> = sqlx::query_as(
-                    "SELECT seq, signal_id, body FROM signals WHERE run_id = $1 AND consumed_at IS NULL ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT seq, signal_id, body FROM signals \
+                           WHERE run_id = $1 AND consumed_at IS NULL ORDER BY seq";
+                let rows: Vec<(i64, String, Json<Value>)> = rows_for(&self.pool, sql, run_id).await?;
                 Ok(rows
                     .into_iter()
                     .map(|(seq, signal_id, body)| StoredSignal {
@@ -53,14 +50,11 @@ macro_rules! signals_store {
             }
 
             async fn step_inputs(&self, run_id: &str) -> StoreResult<(bool, Vec<StoredSignal>)> {
-                let rows: Vec<(bool, Option<i64>, Option<String>, Option<Json<Value>>)> = sqlx::query_as(
-                    "SELECT e.cancel_requested, s.seq, s.signal_id, s.body FROM executions e \
-                     LEFT JOIN signals s ON s.run_id = e.run_id AND s.consumed_at IS NULL \
-                     WHERE e.run_id = $1 ORDER BY s.seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT e.cancel_requested, s.seq, s.signal_id, s.body FROM executions e \
+                           LEFT JOIN signals s ON s.run_id = e.run_id AND s.consumed_at IS NULL \
+                           WHERE e.run_id = $1 ORDER BY s.seq";
+                let rows: Vec<(bool, Option<i64>, Option<String>, Option<Json<Value>>)> =
+                    rows_for(&self.pool, sql, run_id).await?;
                 let cancel = rows.first().is_some_and(|row| row.0);
                 let signals = rows
                     .into_iter()
