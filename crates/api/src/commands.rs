@@ -4,8 +4,11 @@
 //! change that caused it) before the first attempt, so none is lost when
 //! the orchestrator or this process is down.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use myloware_core::RunStatus;
+use myloware_core::backoff::Backoff;
 use myloware_core::wire::ExecutionCommand;
 use serde_json::json;
 
@@ -14,10 +17,7 @@ use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
 
 /// 1 s, 2 s, 4 s ... capped at 30 s.
-fn backoff(previous_attempts: i64) -> chrono::Duration {
-    let exp = previous_attempts.clamp(0, 5) as u32;
-    chrono::Duration::seconds((1i64 << exp).min(30))
-}
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// One attempt at `command`, recorded: acknowledged, refused (closed, it
 /// will not be sent again) or failed (retried later).
@@ -60,7 +60,7 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
             );
             DeliveryAttempt::Failed {
                 error: err.to_string(),
-                retry_at: Utc::now() + backoff(command.attempts),
+                retry_at: Utc::now() + BACKOFF.after(command.attempts),
             }
         }
     };
@@ -139,9 +139,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0).num_seconds(), 1);
-        assert_eq!(backoff(1).num_seconds(), 2);
-        assert_eq!(backoff(4).num_seconds(), 16);
-        assert_eq!(backoff(40).num_seconds(), 30);
+        assert_eq!(BACKOFF.after(0).num_seconds(), 1);
+        assert_eq!(BACKOFF.after(1).num_seconds(), 2);
+        assert_eq!(BACKOFF.after(4).num_seconds(), 16);
+        assert_eq!(BACKOFF.after(40).num_seconds(), 30);
     }
 }

@@ -5,14 +5,9 @@ use super::*;
 /// Alex: the edit, one journaled render per run, polled to done.
 pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let persona = Persona::Alex;
-    let providers = match step.providers() {
-        Ok(providers) => providers.clone(),
-        Err(err) => {
-            return Ok(Outcome::Fail(RunError {
-                persona: Some(persona),
-                ..err
-            }));
-        }
+    let providers = match step.providers(persona) {
+        Ok(providers) => providers,
+        Err(outcome) => return Ok(outcome),
     };
     if step.state.render.is_none() && step.state.overlays.is_none() {
         match llm(step, persona) {
@@ -105,10 +100,9 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 return Ok(fail(persona, "shotstack.render_timeout", "the render did not finish"));
             }
             step.state.render = Some(Render { polls, ..render });
-            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
             Ok(Outcome::Park {
                 wait: json!({"for": "render"}),
-                wake_at: Some(Utc::now() + backoff),
+                wake_at: Some(Utc::now() + POLL_BACKOFF.after(polls.into())),
             })
         }
     }

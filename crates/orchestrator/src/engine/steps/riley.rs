@@ -60,14 +60,9 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             return Ok(Outcome::Checkpoint);
         }
     }
-    let providers = match step.providers() {
-        Ok(providers) => providers.clone(),
-        Err(err) => {
-            return Ok(Outcome::Fail(RunError {
-                persona: Some(persona),
-                ..err
-            }));
-        }
+    let providers = match step.providers(persona) {
+        Ok(providers) => providers,
+        Err(outcome) => return Ok(outcome),
     };
     let aspect_ratio = step
         .request
