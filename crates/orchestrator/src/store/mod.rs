@@ -22,7 +22,7 @@ pub use sql::{PgOrchestratorStore, SqliteOrchestratorStore};
 pub type StoreResult<T> = Result<T, sqlx::Error>;
 
 /// A knowledge document found by a search, best match first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KnowledgeHit {
     pub id: String,
     pub project: Option<String>,
