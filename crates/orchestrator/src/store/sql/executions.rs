@@ -93,7 +93,7 @@ macro_rules! executions_store {
         #[async_trait]
         impl ExecutionStore for $store {
             async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let now = Utc::now();
                 let inserted = sqlx::query(
                     "INSERT INTO executions (run_id, project, request, status, state, event_seq, created_at, updated_at) \
@@ -169,7 +169,7 @@ macro_rules! executions_store {
             }
 
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let now = Utc::now();
                 // The execution's row first (Postgres; SQLite's write
                 // transactions already take turns): see POSTGRES_LOCK_EXECUTION.
