@@ -177,11 +177,13 @@ pub const ABSENT_IN_MOCK_RUNS: &[&str] = &[
 const GATES: &[&str] = &["workflow", "ideate", "prepublish"];
 const DECISIONS: &[&str] = &["approve", "reject"];
 const MODES: &[&str] = &["mock", "live"];
+/// Labels, each with the values it may take.
+pub type LabelValues = &'static [(&'static str, &'static [&'static str])];
 /// The labels of a provider's job timing.
-const PROVIDER_JOB: &[(&str, &[&str])] = &[("mode", MODES), ("outcome", &["succeeded", "failed"])];
+const PROVIDER_JOB: LabelValues = &[("mode", MODES), ("outcome", &["succeeded", "failed"])];
 
 /// The values each label may take, per family (`*` for every family).
-pub const LABEL_VALUES: &[(&str, &[(&str, &[&str])])] = &[
+pub const LABEL_VALUES: &[(&str, LabelValues)] = &[
     ("*", &[("service", &["api", "orchestrator"])]),
     (
         "myloware_runs_total",
