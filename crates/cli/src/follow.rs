@@ -304,7 +304,10 @@ impl<'a> Follow<'a> {
                 }
                 Ok(run)
             }
-            "failed" => bail!("{id} failed: {}", describe_error(&result["error"])),
+            "failed" => bail!(
+                "{id} failed: {} (continue it from there: mw runs retry {id})",
+                describe_error(&result["error"])
+            ),
             "rejected" => {
                 let gate = run["gates"]
                     .as_array()
