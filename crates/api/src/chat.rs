@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use myloware_core::Gate;
 use myloware_core::auth::{Permission, Principal};
+use myloware_core::backoff::Backoff;
 use myloware_core::config::Config;
 use myloware_core::wire::{ChatAction, ChatLine, ChatProject, ChatRun, ChatTurn};
 use secrecy::ExposeSecret;
@@ -423,9 +424,8 @@ const MAX_PUSH_ATTEMPTS: i64 = 8;
 /// A claimed push is not taken by another instance for this long.
 const PUSH_HOLD_SECS: i64 = 60;
 
-fn push_backoff(attempts: i64) -> chrono::Duration {
-    chrono::Duration::seconds((1i64 << attempts.clamp(0, 8)).min(300))
-}
+/// Between failed pushes: 1 s doubling, capped at 5 min.
+const PUSH_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
 
 /// Background task: pushes queued chat messages until `shutdown` fires.
 pub async fn push_loop(state: ApiState, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -481,7 +481,7 @@ async fn push_one(state: &ApiState, delivery: ChatDelivery) {
             permanent: false,
         }) if attempts < MAX_PUSH_ATTEMPTS => PushOutcome::Retry {
             error,
-            at: Utc::now() + retry_after.unwrap_or_else(|| push_backoff(attempts)),
+            at: Utc::now() + retry_after.unwrap_or_else(|| PUSH_BACKOFF.after(attempts)),
         },
         Err(Failure { error, .. }) => PushOutcome::GaveUp { error },
     };

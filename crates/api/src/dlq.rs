@@ -3,6 +3,9 @@
 //! replayed. A replay really processes the entry again: its signal gets a
 //! new id, so the orchestrator's idempotency does not swallow it.
 
+use std::time::Duration;
+
+use myloware_core::backoff::Backoff;
 use myloware_core::wire::{ExecutionCommand, SignalDelivery};
 use serde::Serialize;
 
@@ -72,9 +75,7 @@ pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
 
 /// Wait before the automatic replay after `attempts` failed ones: 1 min
 /// doubling, capped at 6 hours.
-fn backoff(attempts: i64) -> chrono::Duration {
-    chrono::Duration::minutes((1i64 << attempts.clamp(0, 10)).min(360))
-}
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(6 * 3600));
 
 /// Replays the open entries whose backoff has passed (called by the
 /// command reconciler); an operator can always replay at once.
@@ -89,7 +90,7 @@ pub async fn retry_due(state: &ApiState) {
     let now = chrono::Utc::now();
     for letter in letters {
         let since = letter.last_attempt_at.unwrap_or(letter.created_at);
-        if since + backoff(letter.attempts) <= now {
+        if since + BACKOFF.after(letter.attempts) <= now {
             if let Err(err) = replay(state, letter.seq).await {
                 tracing::warn!(seq = letter.seq, error = %err, "dead-letter retry failed");
             }
@@ -103,8 +104,8 @@ mod tests {
 
     #[test]
     fn dead_letter_backoff_doubles_and_caps() {
-        assert_eq!(backoff(0).num_minutes(), 1);
-        assert_eq!(backoff(3).num_minutes(), 8);
-        assert_eq!(backoff(30).num_minutes(), 360);
+        assert_eq!(BACKOFF.after(0).num_minutes(), 1);
+        assert_eq!(BACKOFF.after(3).num_minutes(), 8);
+        assert_eq!(BACKOFF.after(30).num_minutes(), 360);
     }
 }

@@ -7,6 +7,7 @@
 //! other crate may import it.
 
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod graph;

@@ -215,95 +215,47 @@ mod tests {
     use super::RunStatus::*;
     use super::*;
 
-    /// Every allowed move, spelled out. Everything else must be refused.
-    const ALLOWED: &[(RunStatus, &[RunStatus])] = &[
-        (PendingWorkflow, &[Pending, Rejected, Cancelled, Failed]),
-        (Pending, &[Running, Cancelled, Failed]),
-        (
-            Running,
-            &[
-                Generating,
-                Rendering,
-                Publishing,
-                AwaitingIdeate,
-                AwaitingPrepublish,
-                Published,
-                Failed,
-                Cancelled,
-            ],
-        ),
-        (
-            Generating,
-            &[
-                Running,
-                Rendering,
-                Publishing,
-                AwaitingIdeate,
-                AwaitingPrepublish,
-                Published,
-                Failed,
-                Cancelled,
-            ],
-        ),
-        (
-            Rendering,
-            &[
-                Running,
-                Generating,
-                Publishing,
-                AwaitingIdeate,
-                AwaitingPrepublish,
-                Published,
-                Failed,
-                Cancelled,
-            ],
-        ),
-        (
-            Publishing,
-            &[
-                Running,
-                Generating,
-                Rendering,
-                AwaitingIdeate,
-                AwaitingPrepublish,
-                Published,
-                Failed,
-                Cancelled,
-            ],
-        ),
-        (
-            AwaitingIdeate,
-            &[Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed],
-        ),
-        (
-            AwaitingPrepublish,
-            &[Running, Generating, Rendering, Publishing, Rejected, Cancelled, Failed],
-        ),
-        (Published, &[]),
-        (Failed, &[]),
-        (Cancelled, &[]),
-        (Rejected, &[]),
-    ];
+    /// Every move, spelled out as a grid: a row per `from`, a column per
+    /// `to`, both in the order of `RunStatus::ALL`. `x` allowed, `=` the same
+    /// status (unchanged), `.` refused.
+    ///
+    /// Columns: pending_workflow, pending, running, generating, rendering,
+    /// publishing, awaiting_ideate, awaiting_prepublish, published, failed,
+    /// cancelled, rejected.
+    const LIFECYCLE: &str = "
+        pending_workflow     =x.......xxx
+        pending              .=x......xx.
+        running              ..=xxxxxxxx.
+        generating           ..x=xxxxxxx.
+        rendering            ..xx=xxxxxx.
+        publishing           ..xxx=xxxxx.
+        awaiting_ideate      ..xxxx=..xxx
+        awaiting_prepublish  ..xxxx.=.xxx
+        published            ........=...
+        failed               .........=..
+        cancelled            ..........=.
+        rejected             ...........=
+    ";
 
     #[test]
     fn every_pair_of_statuses_follows_the_lifecycle() {
-        for (from, allowed) in ALLOWED {
-            for to in RunStatus::ALL {
-                let got = from.transition_to(to);
-                if *from == to {
-                    assert_eq!(got, Ok(Transition::Unchanged), "{from} -> {to}");
-                } else if allowed.contains(&to) {
-                    assert_eq!(got, Ok(Transition::Moved), "{from} -> {to} should be allowed");
-                } else {
-                    assert_eq!(
-                        got,
-                        Err(TransitionRefused { from: *from, to }),
-                        "{from} -> {to} should be refused"
-                    );
-                }
+        let rows: Vec<_> = LIFECYCLE.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(rows.len(), RunStatus::ALL.len());
+        for (row, from) in rows.into_iter().zip(RunStatus::ALL) {
+            let (name, cells) = row.trim().split_once(char::is_whitespace).unwrap();
+            assert_eq!(name, from.as_str(), "rows follow RunStatus::ALL");
+            let cells = cells.trim().as_bytes();
+            assert_eq!(cells.len(), RunStatus::ALL.len(), "{from}: one cell per status");
+            for (cell, to) in cells.iter().zip(RunStatus::ALL) {
+                let expected = match cell {
+                    b'=' => Ok(Transition::Unchanged),
+                    b'x' => Ok(Transition::Moved),
+                    b'.' => Err(TransitionRefused { from, to }),
+                    other => panic!("{from}: unknown cell {:?}", *other as char),
+                };
+                assert_eq!(from.transition_to(to), expected, "{from} -> {to}");
             }
         }
-        assert_eq!(ALLOWED.len(), RunStatus::ALL.len());
     }
 
     #[test]

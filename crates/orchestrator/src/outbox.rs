@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use myloware_core::backoff::Backoff;
 use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResults};
 use tokio::sync::watch;
 
@@ -17,9 +18,7 @@ use crate::store::OutboxEvent;
 
 /// 0.5 s, 1 s, 2 s ... capped at 10 s: the API is usually back quickly,
 /// and a run's later events wait behind its first undelivered one.
-fn backoff(attempts: i64) -> chrono::Duration {
-    chrono::Duration::milliseconds((500i64 << attempts.clamp(0, 6)).min(10_000))
-}
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 
 pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let http = reqwest::Client::builder()
@@ -98,7 +97,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
             for (run_id, attempts) in runs {
                 let _ = engine
                     .store
-                    .outbox_retry(run_id, &error, Utc::now() + backoff(attempts))
+                    .outbox_retry(run_id, &error, Utc::now() + BACKOFF.after(attempts))
                     .await;
             }
             return;
@@ -123,7 +122,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
             .outbox_retry(
                 run_id,
                 "the API has not applied an earlier event yet",
-                Utc::now() + backoff(attempts),
+                Utc::now() + BACKOFF.after(attempts),
             )
             .await;
     }

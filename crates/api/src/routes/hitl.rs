@@ -381,26 +381,35 @@ pub async fn open_link(
     }
 }
 
-/// Approves with the link's token (query or form) or an API key. Its
-/// refusals are listed with reject's ([`DECISION_ANSWERS`]).
-#[utoipa::path(post, path = "/v1/hitl/approve/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
-    request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
-    responses(
-        (status = 200, description = "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"),
-    ))]
-pub async fn approve(State(state): State<ApiState>, request: DecisionRequest) -> Response {
-    decide(&state, request, true).await
+/// A decision route: the link's token (query or form) or an API key
+/// decides; the refusals are listed once ([`DECISION_ANSWERS`]).
+macro_rules! decision_route {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, approve: $approve:tt, $answers:tt) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(post, path = $path, tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
+            request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
+            responses((status = 200, description = $answers)))]
+        pub async fn $name(State(state): State<ApiState>, request: DecisionRequest) -> Response {
+            decide(&state, request, $approve).await
+        }
+    };
 }
 
-/// Rejects (with an optional `reason`); the run ends `rejected`.
-#[utoipa::path(post, path = "/v1/hitl/reject/{runId}/{gate}", tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
-    request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
-    responses(
-        (status = 200, description = "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"),
-    ))]
-pub async fn reject(State(state): State<ApiState>, request: DecisionRequest) -> Response {
-    decide(&state, request, false).await
-}
+decision_route!(
+    /// Approves; the execution resumes (or, at the workflow gate, starts).
+    approve,
+    "/v1/hitl/approve/{runId}/{gate}",
+    approve: true,
+    "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"
+);
+
+decision_route!(
+    /// Rejects (with an optional `reason`); the run ends `rejected`.
+    reject,
+    "/v1/hitl/reject/{runId}/{gate}",
+    approve: false,
+    "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"
+);
 
 /// A fresh link for an awaiting gate.
 #[utoipa::path(get, path = "/v1/hitl/link/{runId}/{gate}", tag = "hitl", security(("api_key" = [])), params(("runId" = String, Path), ("gate" = Gate, Path)),

@@ -142,13 +142,17 @@ impl Step<'_> {
         self.observations.push(observation);
     }
 
-    pub fn providers(&self) -> Result<&Providers, RunError> {
+    /// The providers this run's mode calls; a live run on an orchestrator
+    /// without live credentials fails at `persona`'s step.
+    pub fn providers(&self, persona: Persona) -> Result<Providers, Outcome> {
         match self.request.providers_mode {
-            ProviderMode::Mock => Ok(&self.engine.providers.mock),
-            ProviderMode::Live => self.engine.providers.live.as_ref().map_err(|why| RunError {
-                code: "providers.not_configured".into(),
-                message: format!("this run is in live mode but the orchestrator cannot call the providers: {why}"),
-                persona: None,
+            ProviderMode::Mock => Ok(self.engine.providers.mock.clone()),
+            ProviderMode::Live => self.engine.providers.live.clone().map_err(|why| {
+                Outcome::Fail(RunError {
+                    code: "providers.not_configured".into(),
+                    message: format!("this run is in live mode but the orchestrator cannot call the providers: {why}"),
+                    persona: Some(persona),
+                })
             }),
         }
     }
@@ -351,6 +355,10 @@ impl Engine {
                         EventKind::ExecutionFailed,
                         json!({"error": {"code": error.code, "message": error.message, "persona": error.persona}}),
                     );
+                    step.state.failure = Some(crate::run_state::Failure {
+                        code: error.code,
+                        persona: error.persona,
+                    });
                     (ExecStatus::Failed, None, None)
                 }
                 Outcome::Cancelled => {

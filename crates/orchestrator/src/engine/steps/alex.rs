@@ -5,14 +5,9 @@ use super::*;
 /// Alex: the edit, one journaled render per run, polled to done.
 pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let persona = Persona::Alex;
-    let providers = match step.providers() {
-        Ok(providers) => providers.clone(),
-        Err(err) => {
-            return Ok(Outcome::Fail(RunError {
-                persona: Some(persona),
-                ..err
-            }));
-        }
+    let providers = match step.providers(persona) {
+        Ok(providers) => providers,
+        Err(outcome) => return Ok(outcome),
     };
     if step.state.render.is_none() && step.state.overlays.is_none() {
         match llm(step, persona) {
@@ -41,7 +36,7 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         if step.cancelled().await? {
             return Ok(Outcome::Cancelled);
         }
-        let key = format!("{}:alex:render", step.run_id);
+        let key = render_key(&step.run_id, step.state.render_attempt);
         let request = RenderRequest {
             run_id: step.run_id.clone(),
             edit: edit.clone(),
@@ -68,7 +63,10 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 return Ok(fail(
                     persona,
                     "shotstack.render_unknown",
-                    "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
+                    format!(
+                        "a render was requested but its answer was lost; not rendering twice. Check Shotstack, then retry: mw runs retry {}",
+                        step.run_id
+                    ),
                 ));
             }
             Err(outcome) => return Ok(outcome),
@@ -105,11 +103,19 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 return Ok(fail(persona, "shotstack.render_timeout", "the render did not finish"));
             }
             step.state.render = Some(Render { polls, ..render });
-            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
             Ok(Outcome::Park {
                 wait: json!({"for": "render"}),
-                wake_at: Some(Utc::now() + backoff),
+                wake_at: Some(Utc::now() + POLL_BACKOFF.after(polls.into())),
             })
         }
+    }
+}
+
+/// The journal key of the run's render (`attempt`: renders a retry asked
+/// for after a failed one).
+fn render_key(run_id: &str, attempt: u32) -> String {
+    match attempt {
+        0 => format!("{run_id}:alex:render"),
+        n => format!("{run_id}:alex:render:retry:{n}"),
     }
 }

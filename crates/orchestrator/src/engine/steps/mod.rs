@@ -6,7 +6,10 @@
 //! the [`journal`] of provider calls they share; the gates and the
 //! helpers every persona uses are here.
 
+use std::time::Duration;
+
 use chrono::Utc;
+use myloware_core::backoff::Backoff;
 use myloware_core::graph::Node;
 use myloware_core::project::Persona;
 use myloware_core::signing;
@@ -36,6 +39,10 @@ use iggy::iggy;
 use journal::*;
 use quinn::quinn;
 use riley::riley;
+
+/// How long a render or a publish waits between status polls: 1 s doubling,
+/// capped at 30 s.
+const POLL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 pub async fn run(step: &mut Step<'_>, node: Node) -> Result<Outcome, StepError> {
     match node {

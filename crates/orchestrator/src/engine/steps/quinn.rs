@@ -6,16 +6,11 @@ use super::*;
 /// id, resolved by status when an answer was lost.
 pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let persona = Persona::Quinn;
-    let providers = match step.providers() {
-        Ok(providers) => providers.clone(),
-        Err(err) => {
-            return Ok(Outcome::Fail(RunError {
-                persona: Some(persona),
-                ..err
-            }));
-        }
+    let providers = match step.providers(persona) {
+        Ok(providers) => providers,
+        Err(outcome) => return Ok(outcome),
     };
-    let key = myloware_core::ids::publish_request_id(&step.run_id);
+    let key = myloware_core::ids::publish_request_id(&step.run_id, step.state.publish_attempt);
     let publish = match step.state.publish.clone() {
         Some(publish) => publish,
         None => {
@@ -173,10 +168,9 @@ pub(super) fn published(step: &mut Step<'_>, publish: Publish, state: PublishSta
                 );
             }
             step.state.publish = Some(Publish { polls, ..publish });
-            let backoff = chrono::Duration::seconds((1i64 << polls.min(5)).min(30));
             Outcome::Park {
                 wait: json!({"for": "publish"}),
-                wake_at: Some(Utc::now() + backoff),
+                wake_at: Some(Utc::now() + POLL_BACKOFF.after(polls.into())),
             }
         }
     }

@@ -60,14 +60,9 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             return Ok(Outcome::Checkpoint);
         }
     }
-    let providers = match step.providers() {
-        Ok(providers) => providers.clone(),
-        Err(err) => {
-            return Ok(Outcome::Fail(RunError {
-                persona: Some(persona),
-                ..err
-            }));
-        }
+    let providers = match step.providers(persona) {
+        Ok(providers) => providers,
+        Err(outcome) => return Ok(outcome),
     };
     let aspect_ratio = step
         .request
@@ -292,6 +287,8 @@ pub(super) fn clip_failed(
         tracing::info!(runId = %step.run_id, clip = index, attempt = clip.attempt, "clip failed; submitting it again");
         return None;
     }
+    // A retry of the run submits it again (and only it).
+    clip.status = ClipStatus::Failed;
     let tries = if attempt == 0 {
         String::new()
     } else {
