@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use myloware_core::ProviderMode;
 use myloware_core::project::KnowledgeDoc;
 use myloware_providers::mock::MockCall;
 use serde_json::Value;
@@ -14,8 +15,9 @@ use sqlx::types::Json;
 
 use super::{
     Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
-    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
-    OutboxStore, SignalOutcome, SignalStore, StepCommit, StoreResult, StoredSignal, query_terms,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, NewSpend, OrchestratorStore,
+    OutboxEvent, OutboxStore, SignalOutcome, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal,
+    query_terms,
 };
 
 #[macro_use]
@@ -30,12 +32,15 @@ mod ledger;
 mod outbox;
 #[macro_use]
 mod signals;
+#[macro_use]
+mod spend;
 
 use executions::*;
 use journal::*;
 use knowledge::*;
 use ledger::*;
 use outbox::*;
+use spend::*;
 
 /// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
 /// cutoff), so a dry run counts exactly what a real prune deletes: rows of
@@ -108,6 +113,7 @@ macro_rules! sql_orchestrator_store {
         executions_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         signals_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         journal_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        spend_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         outbox_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         ledger_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         knowledge_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
