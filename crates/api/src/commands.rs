@@ -30,8 +30,13 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
         Err(OrchestratorError::Refused { status, body }) if matches!(status, 400 | 404 | 409 | 422) => {
             let error = format!("orchestrator refused the {} ({status}): {body}", kind.as_str());
             tracing::error!(runId = %command.run_id, command = kind.as_str(), %error, "command refused");
-            if kind == CommandKind::Start && *status != 409 {
-                fail_unstartable_run(state, &command.run_id, &error).await;
+            match kind {
+                CommandKind::Start if *status != 409 => {
+                    fail_refused_run(state, &command.run_id, RunStatus::Pending, &error).await
+                }
+                // The run went back to running for nothing: failed again.
+                CommandKind::Retry => fail_refused_run(state, &command.run_id, RunStatus::Running, &error).await,
+                _ => {}
             }
             // A signal nobody took is kept for replay (before the command is
             // closed, so a crash in between repeats this, never loses it);
@@ -113,23 +118,24 @@ pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), Strin
     last
 }
 
-/// A start the orchestrator will never accept (e.g. an invalid graph) fails
-/// the run with the orchestrator's reason, instead of leaving it pending.
-async fn fail_unstartable_run(state: &ApiState, run_id: &str, error: &str) {
+/// A start or a retry the orchestrator will never accept (e.g. an invalid
+/// graph) fails the run with the orchestrator's reason, instead of leaving
+/// it `from` (pending, or running after a retry) with nothing to move it.
+async fn fail_refused_run(state: &ApiState, run_id: &str, from: RunStatus, error: &str) {
     let artifact = Artifact::new(run_id, "run.failed", None, json!({"error": error}));
     match state
         .store
-        .transition(run_id, RunStatus::Pending, RunStatus::Failed, Some(&artifact), None)
+        .transition(run_id, from, RunStatus::Failed, Some(&artifact), None)
         .await
     {
         Ok(true) => {
-            tracing::error!(runId = %run_id, "run failed: the orchestrator refused its start");
+            tracing::error!(runId = %run_id, %error, "run failed: the orchestrator refused it");
             if let Ok(Some(run)) = state.store.get_run(run_id).await {
                 state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
             }
         }
         Ok(false) => {}
-        Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail an unstartable run"),
+        Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail a refused run"),
     }
 }
 

@@ -6,7 +6,7 @@
 use myloware_core::ids::new_run_id;
 use myloware_core::project::{Catalog, Persona, ProjectSpec};
 use myloware_core::run::Transition;
-use myloware_core::wire::{CancelExecution, ExecutionCommand, GraphSpec, StartExecution};
+use myloware_core::wire::{CancelExecution, ExecutionCommand, GraphSpec, RetryExecution, StartExecution};
 use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -361,6 +361,75 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
     }
     Err(ApiError::Conflict("run is changing; retry the cancel".into()))
 }
+
+/// Most retries one run may take; past it, start a new run.
+pub const MAX_RETRIES: usize = 3;
+
+/// Continues a failed run from the step that failed (the orchestrator
+/// keeps every paid call that succeeded). `by` is the credential that
+/// asked; each retry is recorded as a `run.retried` artifact. 409 when the
+/// run is not failed, never reached the orchestrator, or is out of retries.
+pub async fn retry_run(state: &ApiState, run_id: &str, by: &str) -> Result<Run, ApiError> {
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    if run.status != RunStatus::Failed {
+        return Err(ApiError::Conflict(format!(
+            "run is {}; only a failed run can be retried",
+            run.status
+        )));
+    }
+    if run.last_event_seq == 0 {
+        return Err(ApiError::Conflict(
+            "the run failed before the orchestrator took it; start a new run".into(),
+        ));
+    }
+    let earlier = state
+        .store
+        .list_artifacts(run_id)
+        .await?
+        .iter()
+        .filter(|artifact| artifact.kind == RETRIED)
+        .count();
+    if earlier >= MAX_RETRIES {
+        return Err(ApiError::Conflict(format!(
+            "run was retried {earlier} times, the most allowed; start a new run"
+        )));
+    }
+    let attempt = earlier as u32 + 1;
+    let mut result = run.result.clone();
+    let error = result.as_object_mut().and_then(|result| result.remove("error"));
+    let artifact = Artifact::new(
+        run_id,
+        RETRIED,
+        None,
+        json!({"attempt": attempt, "by": by, "error": error}),
+    );
+    let command = NewCommand::new(
+        run_id,
+        ExecutionCommand::Retry(RetryExecution {
+            attempt,
+            by: by.to_string(),
+        }),
+    );
+    if !state.store.retry_run(run_id, &result, &artifact, &command).await? {
+        return Err(ApiError::Conflict("run is changing; retry again".into()));
+    }
+    tracing::info!(runId = %run_id, %by, attempt, "run retried");
+    if let Err(error) = commands::deliver_pending(state, run_id).await {
+        tracing::warn!(runId = %run_id, %error, "orchestrator not told of the retry yet; will retry");
+    }
+    state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))
+}
+
+/// The artifact of each retry: `{attempt, by, error}` (the error it retried).
+pub const RETRIED: &str = "run.retried";
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,8 @@ use myloware_api::store::{
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
 use myloware_core::wire::{
-    CancelExecution, Decision as GateDecision, ExecutionCommand, GraphSpec, ResumeExecution, Signal, SignalDelivery,
-    StartExecution,
+    CancelExecution, Decision as GateDecision, ExecutionCommand, GraphSpec, ResumeExecution, RetryExecution, Signal,
+    SignalDelivery, StartExecution,
 };
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_db::Db;
@@ -57,6 +57,15 @@ async fn a_duplicate_run_id_is_refused(db: &Db) {
     assert!(matches!(err, StoreError::DuplicateRun(id) if id == new.id));
 }
 
+/// A list query for at most `limit` runs, unfiltered: set the filters a
+/// case needs on it.
+fn page(limit: u32) -> RunQuery {
+    RunQuery {
+        limit,
+        ..Default::default()
+    }
+}
+
 async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
     let store = store::open(db);
     let mut ids = Vec::new();
@@ -70,44 +79,22 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
                 .id,
         );
     }
-    let all = store
-        .list_runs(&RunQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = store.list_runs(&page(10)).await.unwrap();
     let listed: Vec<_> = all.iter().map(|r| r.id.clone()).collect();
     let mut expected = ids.clone();
     expected.reverse();
     assert_eq!(listed, expected);
 
-    let first = store
-        .list_runs(&RunQuery {
-            limit: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rest = store
-        .list_runs(&RunQuery {
-            limit: 10,
-            before: Some(first[1].seq),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let first = store.list_runs(&page(2)).await.unwrap();
+    let mut after_first = page(10);
+    after_first.before = Some(first[1].seq);
+    let rest = store.list_runs(&after_first).await.unwrap();
     assert_eq!(first.len() + rest.len(), 5);
     assert_eq!(rest[0].id, ids[2]);
 
-    let aismr = store
-        .list_runs(&RunQuery {
-            project: Some("aismr".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let mut of_aismr = page(10);
+    of_aismr.project = Some("aismr".into());
+    let aismr = store.list_runs(&of_aismr).await.unwrap();
     assert_eq!(aismr.len(), 3);
     assert!(aismr.iter().all(|r| r.project == "aismr"));
 
@@ -115,14 +102,9 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
         .transition(&ids[0], RunStatus::Pending, RunStatus::Cancelled, None, None)
         .await
         .unwrap();
-    let cancelled = store
-        .list_runs(&RunQuery {
-            status: Some(RunStatus::Cancelled),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let mut of_cancelled = page(10);
+    of_cancelled.status = Some(RunStatus::Cancelled);
+    let cancelled = store.list_runs(&of_cancelled).await.unwrap();
     assert_eq!(
         cancelled.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [ids[0].as_str()]
@@ -345,6 +327,10 @@ fn command(run_id: &str, kind: CommandKind) -> NewCommand {
             approver: Some("key:ops".into()),
             reason: None,
         }),
+        CommandKind::Retry => ExecutionCommand::Retry(RetryExecution {
+            attempt: 1,
+            by: "key:ops".into(),
+        }),
     };
     NewCommand::new(run_id, body)
 }
@@ -357,6 +343,7 @@ async fn commands_read_back_as_the_typed_bodies_enqueued(db: &Db) {
         CommandKind::Signal,
         CommandKind::Resume,
         CommandKind::Cancel,
+        CommandKind::Retry,
     ];
     for kind in kinds {
         store.enqueue_command(&command(&run.id, kind)).await.unwrap();
@@ -452,6 +439,15 @@ fn event(run_id: &str, seq: i64, kind: &str) -> AppliedEvent {
     }
 }
 
+/// Whether event `seq` (of `kind`) of `run_id` applies with `update` when
+/// the run's last applied seq is expected to be `expected`.
+async fn applies(store: &dyn ApiStore, run_id: &str, seq: i64, kind: &str, expected: i64, update: &RunUpdate) -> bool {
+    store
+        .apply_event(&event(run_id, seq, kind), expected, update)
+        .await
+        .unwrap()
+}
+
 async fn events_apply_once_in_order_with_their_changes(db: &Db) {
     let store = store::open(db);
     let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
@@ -463,25 +459,10 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
         artifacts: vec![artifact.clone()],
         ..Default::default()
     };
-    assert!(
-        store
-            .apply_event(&event(&run.id, 1, "execution.started"), 0, &update)
-            .await
-            .unwrap()
-    );
+    assert!(applies(&*store, &run.id, 1, "execution.started", 0, &update).await);
     // The same seq again, or one expecting a stale seq, applies nothing.
-    assert!(
-        !store
-            .apply_event(&event(&run.id, 1, "execution.started"), 0, &update)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .apply_event(&event(&run.id, 3, "x"), 0, &RunUpdate::default())
-            .await
-            .unwrap()
-    );
+    assert!(!applies(&*store, &run.id, 1, "execution.started", 0, &update).await);
+    assert!(!applies(&*store, &run.id, 3, "x", 0, &RunUpdate::default()).await);
     let read = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!(read.status, RunStatus::Running);
     assert_eq!(read.current_persona.as_deref(), Some("iggy"));
@@ -493,12 +474,7 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
         current_persona: Some(None),
         ..Default::default()
     };
-    assert!(
-        store
-            .apply_event(&event(&run.id, 2, "persona.completed"), 1, &clear)
-            .await
-            .unwrap()
-    );
+    assert!(applies(&*store, &run.id, 2, "persona.completed", 1, &clear).await);
     let read = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!(read.status, RunStatus::Running);
     assert_eq!(read.current_persona, None);

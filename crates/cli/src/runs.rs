@@ -1,4 +1,4 @@
-//! `mw runs start|list|show|watch|cancel`: runs of a running API, for
+//! `mw runs start|list|show|watch|cancel|retry`: runs of a running API, for
 //! operators and scripts.
 
 use std::time::Duration;
@@ -81,6 +81,12 @@ pub enum RunsCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Continue a failed run from the step that failed, without paying again
+    /// for what succeeded (POST /v1/runs/{runId}/retry; at most 3 per run).
+    Retry {
+        /// The run id (run_…).
+        run_id: String,
+    },
 }
 
 pub async fn run(command: RunsCommand, target: &ApiTarget, json: bool) -> anyhow::Result<()> {
@@ -141,7 +147,11 @@ pub async fn run(command: RunsCommand, target: &ApiTarget, json: bool) -> anyhow
                 .await
                 .map(|_| ())
         }
-        RunsCommand::Cancel { run_id, reason } => cancel(target, &run_id, reason, json).await,
+        RunsCommand::Cancel { run_id, reason } => {
+            let body = json!({"reason": reason, "actor": crate::chat::default_user()});
+            act(target, &run_id, "cancel", body, json).await
+        }
+        RunsCommand::Retry { run_id } => act(target, &run_id, "retry", json!({}), json).await,
     }
 }
 
@@ -307,18 +317,18 @@ async fn show(target: &ApiTarget, run_id: &str, json: bool) -> anyhow::Result<()
     Ok(())
 }
 
-async fn cancel(target: &ApiTarget, run_id: &str, reason: Option<String>, json: bool) -> anyhow::Result<()> {
-    let body = json!({"reason": reason, "actor": crate::chat::default_user()});
+/// `POST /v1/runs/{runId}/{action}` (cancel, retry); prints the run's new status.
+async fn act(target: &ApiTarget, run_id: &str, action: &str, body: Value, json: bool) -> anyhow::Result<()> {
     let answer = target
         .send_about_run(
             run_id,
             client::http()
-                .post(target.url(&format!("/v1/runs/{run_id}/cancel")))
+                .post(target.url(&format!("/v1/runs/{run_id}/{action}")))
                 .json(&body),
         )
         .await
         .map_err(|err| match client::refused_status(&err) {
-            Some(409) => err.context(format!("cannot cancel {run_id}")),
+            Some(409) => err.context(format!("cannot {action} {run_id}")),
             _ => err,
         })?;
     if json {

@@ -29,9 +29,10 @@ pub fn is_run_id(s: &str) -> bool {
 }
 
 /// Our request id of a run's publish at Upload-Post (the journal key of
-/// the call, and what its status is looked up by).
-pub fn publish_request_id(run_id: &str) -> String {
-    format!("{run_id}:quinn:publish:1")
+/// the call, and what its status is looked up by). `attempt` counts the
+/// publishes a retry asked for after a failed one (0 for the first).
+pub fn publish_request_id(run_id: &str, attempt: u32) -> String {
+    format!("{run_id}:quinn:publish:{}", attempt + 1)
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! (`migrations/{sqlite,postgres}`), embedded in the binary.
 //!
 //! Each service's store is a trait with one implementation per backend; the
-//! implementations get their pool from [`Db`].
+//! implementations get their pool from [`Db`], and share what their SQL
+//! does alike: the guarded write that decides whether a transaction goes on
+//! ([`guarded`]), the read of a key's rows ([`rows_for`]), text-stored enums
+//! ([`text_enum!`]) and the retention prune ([`prune_tables!`]).
 //!
 //! Crate graph: `myloware-db` imports no other MyloWare crate; the
 //! services (`myloware-api`, `myloware-orchestrator`) and `myloware-cli`
@@ -16,6 +19,13 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+mod guard;
+mod read;
+mod text_enum;
+
+pub use guard::{RowsAffected, guarded};
+pub use read::rows_for;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

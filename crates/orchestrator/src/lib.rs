@@ -127,6 +127,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/executions/{runId}/signals", axum::routing::post(routes::signals))
         .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
         .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
+        .route("/v1/executions/{runId}/retry", axum::routing::post(routes::retry))
         .route("/v1/chat/brendan", axum::routing::post(routes::chat))
         .route("/v1/retention/prune", axum::routing::post(routes::prune))
         .route_layer(from_fn_with_state(

@@ -1,4 +1,4 @@
-//! `/v1/executions`: start, read, signal, cancel, resume; `/v1/chat/brendan`
+//! `/v1/executions`: start, read, signal, cancel, resume, retry; `/v1/chat/brendan`
 //! and `/v1/retention/prune`. Each handler parses the body (a type of
 //! `myloware_core::wire`), calls the engine and maps its answer; the rules
 //! live in the engine (`crate::engine::intake`).
@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use myloware_core::wire::{
-    CancelAccepted, ChatReply, ChatTurn, ExecutionAccepted, PruneCounts, PruneRequest, ResumeExecution, SignalAccepted,
-    SignalDelivery, SignalStatus, StartExecution, StartStatus,
+    CancelAccepted, ChatReply, ChatTurn, ExecutionAccepted, PruneCounts, PruneRequest, ResumeExecution, RetryAccepted,
+    RetryExecution, RetryStatus, SignalAccepted, SignalDelivery, SignalStatus, StartExecution, StartStatus,
 };
 use myloware_http::ValidJson;
 use serde_json::{Value, json};
@@ -92,6 +92,21 @@ pub async fn cancel(
     Path(run_id): Path<String>,
 ) -> RouteResult<(StatusCode, Json<CancelAccepted>)> {
     Ok((StatusCode::ACCEPTED, Json(state.engine.cancel(&run_id).await?)))
+}
+
+/// `POST /v1/executions/{runId}/retry`: continue a failed execution from
+/// the step that failed; 202 when queued, 200 for an attempt taken before.
+pub async fn retry(
+    State(state): State<OrchestratorState>,
+    Path(run_id): Path<String>,
+    ValidJson(retry): ValidJson<RetryExecution>,
+) -> RouteResult<(StatusCode, Json<RetryAccepted>)> {
+    let accepted = state.engine.retry(&run_id, &retry).await?;
+    let status = match accepted.status {
+        RetryStatus::Queued => StatusCode::ACCEPTED,
+        RetryStatus::Duplicate => StatusCode::OK,
+    };
+    Ok((status, Json(accepted)))
 }
 
 /// `POST /v1/retention/prune`: the journal, delivered events, signals and

@@ -132,6 +132,27 @@ pub struct RunState {
     /// LLM tokens per persona.
     #[serde(default)]
     pub llm_usage: Vec<LlmUsage>,
+    /// Why the run failed; a retry reads and clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The last retry taken (the API's attempt number; 0: never retried).
+    #[serde(default)]
+    pub retries: u32,
+    /// Renders asked for again after a failed one (in the render's journal key).
+    #[serde(default)]
+    pub render_attempt: u32,
+    /// Publishes asked for again after a failed one (in our request id).
+    #[serde(default)]
+    pub publish_attempt: u32,
+}
+
+/// What failed, as the run's `execution.failed` said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub code: String,
+    #[serde(default)]
+    pub persona: Option<Persona>,
 }
 
 /// Seconds from `since` (if known) to now.
@@ -140,8 +161,171 @@ pub fn seconds_since(since: Option<DateTime<Utc>>) -> f64 {
 }
 
 impl RunState {
+    /// Readies a failed run's state for retry `attempt`, to continue at the
+    /// step that failed: what failed is made again under a new journal key
+    /// (each failed clip, a failed render or publish), what timed out is
+    /// waited for again (never paid twice: the same task, render or
+    /// request), and everything that succeeded stays. Calls that failed
+    /// before the provider took them are made again by the step itself
+    /// once the store sets their journal entries aside.
+    pub fn prepare_retry(&mut self, attempt: u32) {
+        self.retries = attempt;
+        let code = self.failure.take().map(|failure| failure.code).unwrap_or_default();
+        for clip in self.clips.iter_mut().filter(|c| c.status == ClipStatus::Failed) {
+            clip.attempt += 1;
+            clip.submitted = false;
+            clip.task_id = None;
+            clip.status = ClipStatus::Pending;
+            clip.url = None;
+            clip.submitted_at = None;
+        }
+        match code.as_str() {
+            "kieai.clip_timeout" => {
+                self.clips_waiting_since = None;
+                self.clip_polls = 0;
+            }
+            "shotstack.render_failed" if self.render.take().is_some() => self.render_attempt += 1,
+            "shotstack.render_timeout" => {
+                if let Some(render) = &mut self.render {
+                    render.polls = 0;
+                }
+            }
+            "upload_post.publish_failed" if self.publish.take().is_some() => self.publish_attempt += 1,
+            "upload_post.publish_timeout" => {
+                if let Some(publish) = &mut self.publish {
+                    publish.polls = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// How long `persona` has been at work in this run.
     pub fn persona_seconds(&self, persona: Persona) -> f64 {
         seconds_since(self.started_at.get(&persona).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(index: u32, status: ClipStatus) -> Clip {
+        Clip {
+            index,
+            task_id: Some(format!("task-{index}")),
+            submitted: true,
+            status,
+            url: (status == ClipStatus::Completed).then(|| format!("https://cdn/{index}.mp4")),
+            duration: 8.0,
+            attempt: 0,
+            submitted_at: Some(Utc::now()),
+        }
+    }
+
+    fn failed(code: &str) -> RunState {
+        RunState {
+            failure: Some(Failure {
+                code: code.into(),
+                persona: None,
+            }),
+            render: Some(Render {
+                id: "render-1".into(),
+                url: None,
+                polls: 61,
+                requested_at: None,
+            }),
+            publish: Some(Publish {
+                caption: "c".into(),
+                hashtags: Vec::new(),
+                urls: Vec::new(),
+                polls: 61,
+                requested_at: None,
+            }),
+            ..RunState::default()
+        }
+    }
+
+    #[test]
+    fn a_retry_resubmits_only_the_failed_clips() {
+        let mut state = RunState {
+            clips: vec![
+                clip(0, ClipStatus::Completed),
+                clip(1, ClipStatus::Failed),
+                clip(2, ClipStatus::Pending),
+            ],
+            ..failed("kieai.clip_failed")
+        };
+        let before = state.clone();
+        state.prepare_retry(1);
+        assert_eq!((state.retries, state.failure.clone()), (1, None));
+        assert_eq!(state.clips[0], before.clips[0], "completed: kept");
+        assert_eq!(
+            state.clips[2], before.clips[2],
+            "in flight: still awaited, not paid again"
+        );
+        let again = &state.clips[1];
+        assert_eq!(
+            (again.attempt, again.submitted, again.status),
+            (1, false, ClipStatus::Pending)
+        );
+        assert_eq!(again.task_id, None);
+        assert_eq!(
+            (state.render.clone(), state.publish.clone()),
+            (before.render, before.publish)
+        );
+    }
+
+    #[test]
+    fn a_failed_render_or_publish_is_made_again_under_a_new_key() {
+        let mut state = failed("shotstack.render_failed");
+        state.prepare_retry(1);
+        assert_eq!((state.render.is_none(), state.render_attempt), (true, 1));
+        assert!(state.publish.is_some());
+
+        let mut state = failed("upload_post.publish_failed");
+        state.prepare_retry(2);
+        assert_eq!((state.publish.is_none(), state.publish_attempt), (true, 1));
+        assert_eq!(state.render_attempt, 0);
+    }
+
+    #[test]
+    fn a_timeout_waits_again_for_the_same_render_publish_or_clips() {
+        let mut state = failed("shotstack.render_timeout");
+        state.prepare_retry(1);
+        let render = state.render.clone().unwrap();
+        assert_eq!(
+            (render.id.as_str(), render.polls, state.render_attempt),
+            ("render-1", 0, 0)
+        );
+
+        let mut state = failed("upload_post.publish_timeout");
+        state.prepare_retry(1);
+        assert_eq!((state.publish.unwrap().polls, state.publish_attempt), (0, 0));
+
+        let mut state = RunState {
+            clips_waiting_since: Some(Utc::now()),
+            clip_polls: 9,
+            clips: vec![clip(0, ClipStatus::Pending)],
+            ..failed("kieai.clip_timeout")
+        };
+        state.prepare_retry(1);
+        assert_eq!((state.clips_waiting_since, state.clip_polls), (None, 0));
+        assert!(state.clips[0].submitted, "the same task is awaited");
+    }
+
+    #[test]
+    fn a_failure_before_any_paid_call_changes_nothing_but_the_count() {
+        let mut state = failed("llm.iggy_failed");
+        let before = state.clone();
+        state.prepare_retry(1);
+        assert_eq!(
+            RunState {
+                retries: 0,
+                failure: before.failure.clone(),
+                ..state
+            },
+            before
+        );
     }
 }

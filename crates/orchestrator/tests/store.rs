@@ -8,7 +8,7 @@ use myloware_core::project::Catalog;
 use myloware_core::wire::EventKind;
 use myloware_db::Db;
 use myloware_orchestrator::store::{
-    self, Created, ExecStatus, JournalBegin, NewEvent, NewExecution, SignalOutcome, StepCommit,
+    self, Created, ExecStatus, JournalBegin, NewEvent, NewExecution, OrchestratorStore, SignalOutcome, StepCommit,
 };
 use myloware_providers::mock::MockCall;
 use myloware_testkit::conformance_tests;
@@ -121,14 +121,38 @@ fn soon(secs: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::seconds(secs)
 }
 
+/// Creates execution `run` and has `worker` claim it (the one claimable).
+async fn create_and_claim(store: &dyn OrchestratorStore, run: &str, worker: &str) {
+    store.create_execution(&new_execution(run), &started()).await.unwrap();
+    let claimed = store.claim(worker, Utc::now(), soon(30)).await.unwrap();
+    assert_eq!(claimed.map(|e| e.run_id).as_deref(), Some(run), "{worker} claims {run}");
+}
+
+/// Creates execution `run`, claimed by `worker`, and parks it (waiting,
+/// no deadline) with `events` events.
+async fn park_new(store: &dyn OrchestratorStore, run: &str, worker: &str, events: usize) {
+    create_and_claim(store, run, worker).await;
+    assert!(
+        store
+            .commit_step(&commit(run, worker, ExecStatus::Waiting, events))
+            .await
+            .unwrap()
+    );
+}
+
+/// Worker `w` parks `run_a`, having read its signals up to seq `through`:
+/// the status the execution is left in.
+async fn park_having_read(store: &dyn OrchestratorStore, through: i64) -> ExecStatus {
+    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
+    park.consumed_through = Some(through);
+    assert!(store.commit_step(&park).await.unwrap());
+    store.get_execution("run_a").await.unwrap().unwrap().status
+}
+
 /// A store holding execution `run_a`, claimed by worker `w`.
-async fn claimed_run_a(db: &Db) -> std::sync::Arc<dyn store::OrchestratorStore> {
+async fn claimed_run_a(db: &Db) -> std::sync::Arc<dyn OrchestratorStore> {
     let store = store::open(db);
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
+    create_and_claim(&*store, "run_a", "w").await;
     store
 }
 
@@ -272,17 +296,7 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
         store.add_signal("run_x", "s1", &json!({})).await.unwrap(),
         SignalOutcome::UnknownExecution
     );
-    store
-        .create_execution(&new_execution("run_a"), &started())
-        .await
-        .unwrap();
-    store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
-    assert!(
-        store
-            .commit_step(&commit("run_a", "w", ExecStatus::Waiting, 0))
-            .await
-            .unwrap()
-    );
+    park_new(&*store, "run_a", "w", 0).await;
     assert_eq!(
         store.get_execution("run_a").await.unwrap().unwrap().status,
         ExecStatus::Waiting
@@ -315,13 +329,7 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
     // A signal that arrives while the step runs keeps the execution runnable
     // when the step parks: it is never missed.
     store.add_signal("run_a", "s2", &json!({"n": 2})).await.unwrap();
-    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
-    park.consumed_through = Some(pending[0].seq);
-    assert!(store.commit_step(&park).await.unwrap());
-    assert_eq!(
-        store.get_execution("run_a").await.unwrap().unwrap().status,
-        ExecStatus::Runnable
-    );
+    assert_eq!(park_having_read(&*store, pending[0].seq).await, ExecStatus::Runnable);
     let left: Vec<String> = store
         .pending_signals("run_a")
         .await
@@ -334,13 +342,7 @@ async fn signals_wake_waiting_executions_once(db: &Db) {
     // Once every signal is consumed, a park parks.
     store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
     let pending = store.pending_signals("run_a").await.unwrap();
-    let mut park = commit("run_a", "w", ExecStatus::Waiting, 0);
-    park.consumed_through = Some(pending[0].seq);
-    assert!(store.commit_step(&park).await.unwrap());
-    assert_eq!(
-        store.get_execution("run_a").await.unwrap().unwrap().status,
-        ExecStatus::Waiting
-    );
+    assert_eq!(park_having_read(&*store, pending[0].seq).await, ExecStatus::Waiting);
 }
 
 /// The race of `add_signal` and a parking step on Postgres (read
@@ -435,17 +437,7 @@ async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
         "due at its deadline"
     );
 
-    store
-        .create_execution(&new_execution("run_b"), &started())
-        .await
-        .unwrap();
-    store.claim("w2", Utc::now(), soon(30)).await.unwrap().unwrap();
-    assert!(
-        store
-            .commit_step(&commit("run_b", "w2", ExecStatus::Waiting, 0))
-            .await
-            .unwrap()
-    );
+    park_new(&*store, "run_b", "w2", 0).await;
     assert!(!store.cancel_requested("run_b").await.unwrap());
     assert_eq!(store.request_cancel("run_b").await.unwrap(), Some(ExecStatus::Runnable));
     assert!(store.cancel_requested("run_b").await.unwrap());
@@ -478,15 +470,8 @@ async fn the_journal_lets_a_call_be_begun_once(db: &Db) {
 async fn the_outbox_keeps_each_runs_order(db: &Db) {
     let store = store::open(db);
     for run in ["run_a", "run_b"] {
-        store.create_execution(&new_execution(run), &started()).await.unwrap();
-        store.claim("w", Utc::now(), soon(30)).await.unwrap().unwrap();
         // Parked, so the next claim takes the other run.
-        assert!(
-            store
-                .commit_step(&commit(run, "w", ExecStatus::Waiting, 2))
-                .await
-                .unwrap()
-        );
+        park_new(&*store, run, "w", 2).await;
     }
     let due = store.outbox_due(Utc::now(), 100).await.unwrap();
     let order: Vec<(String, i64)> = due.iter().map(|e| (e.run_id.clone(), e.run_seq)).collect();
@@ -671,7 +656,66 @@ async fn retention_prunes_only_finished_executions_rows(db: &Db) {
     assert!(left.values().all(|n| *n == 0), "{left:?}");
 }
 
+/// A retry makes a failed execution runnable once, with its new state, and
+/// sets the failed journal entries aside so their calls can be made again;
+/// succeeded ones stay, so their calls are never made again.
+async fn a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside(db: &Db) {
+    let store = claimed_run_a(db).await;
+    for (key, succeeded) in [("run_a:alex:render", false), ("run_a:riley:clip:0", true)] {
+        store
+            .journal_begin("run_a", "w", key, "p", "op", &json!({}))
+            .await
+            .unwrap();
+        store.journal_finish("run_a", key, succeeded, &json!({})).await.unwrap();
+    }
+    assert!(
+        !store.retry_execution("run_a", 1, &json!({})).await.unwrap(),
+        "a running execution is not retried"
+    );
+    assert!(
+        store
+            .commit_step(&commit("run_a", "w", ExecStatus::Failed, 1))
+            .await
+            .unwrap()
+    );
+    assert!(store.retry_execution("run_a", 1, &json!({"retries": 1})).await.unwrap());
+    assert!(
+        !store.retry_execution("run_a", 1, &json!({})).await.unwrap(),
+        "only once"
+    );
+    let execution = store.get_execution("run_a").await.unwrap().unwrap();
+    assert_eq!(execution.status, ExecStatus::Runnable);
+    assert_eq!(execution.state, json!({"retries": 1}));
+    assert!(execution.lease_owner.is_none() && execution.wait.is_none());
+    let mut keys: Vec<(String, String)> = store
+        .journal("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.status.as_str().to_string()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("run_a:alex:render:failed:1".to_string(), "failed".to_string()),
+            ("run_a:riley:clip:0".to_string(), "succeeded".to_string()),
+        ]
+    );
+    let claimed = store.claim("w2", Utc::now(), soon(30)).await.unwrap().unwrap();
+    assert_eq!(claimed.run_id, "run_a", "runnable again");
+    assert_eq!(
+        store
+            .journal_begin("run_a", "w2", "run_a:alex:render", "p", "op", &json!({}))
+            .await
+            .unwrap(),
+        JournalBegin::Begun,
+        "the failed call can be made again"
+    );
+}
+
 conformance_tests!(
+    a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,
     knowledge_hits_are_ranked_best_match_first,
     ingest_replaces_the_knowledge_base,
     knowledge_is_full_text_searchable_by_project_and_persona,

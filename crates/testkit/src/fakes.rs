@@ -164,6 +164,20 @@ pub enum Kie {
     SilentFailure,
     /// Never calls back; `record-info` says still generating (0).
     SilentGenerating,
+    /// Calls back: a failure for task `task-n` (the submission after n
+    /// others), a success for every other.
+    FailingTask(usize),
+}
+
+impl Kie {
+    /// Whether `task`'s generation fails.
+    fn fails(self, task: &str) -> bool {
+        match self {
+            Kie::FailureCallback | Kie::SilentFailure => true,
+            Kie::FailingTask(n) => task == format!("task-{n}"),
+            Kie::Callback | Kie::SilentSuccess | Kie::SilentGenerating => false,
+        }
+    }
 }
 
 /// How the fake Upload-Post publishes.
@@ -285,8 +299,8 @@ async fn kie_generate(State(fake): State<Provider>, headers: HeaderMap, Json(bod
     }
     let task = format!("task-{}", fake.calls.push("kieai.submit", body.clone()));
     let callback = body["callBackUrl"].as_str().unwrap_or_default().to_string();
-    if matches!(fake.kie, Kie::Callback | Kie::FailureCallback) {
-        let (signed, failure) = (task.clone(), fake.kie == Kie::FailureCallback);
+    if matches!(fake.kie, Kie::Callback | Kie::FailureCallback | Kie::FailingTask(_)) {
+        let (signed, failure) = (task.clone(), fake.kie.fails(&task));
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
             let timestamp = chrono::Utc::now().timestamp().to_string();
@@ -322,12 +336,12 @@ async fn kie_record_info(State(fake): State<Provider>, Query(query): Query<HashM
     let success = json!({"code": 200, "data": {"taskId": task, "successFlag": 1,
         "response": {"resultUrls": [format!("https://cdn.fake-kie/{task}.mp4")]}}});
     Json(match fake.kie {
-        Kie::Callback | Kie::SilentSuccess => success,
         Kie::SilentFailure => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
             "errorMessage": "generation failed upstream"}}),
         Kie::SilentGenerating => json!({"code": 200, "data": {"taskId": task, "successFlag": 0}}),
-        Kie::FailureCallback => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
+        kie if kie.fails(&task) => json!({"code": 200, "data": {"taskId": task, "successFlag": 3,
             "errorMessage": "content policy violation"}}),
+        _ => success,
     })
     .into_response()
 }

@@ -19,7 +19,7 @@ use crate::runs::{self, CancelRequest, StartRunRequest};
 use crate::state::ApiState;
 use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
 
-/// Reading runs for any key; starting and cancelling them with Operate.
+/// Reading runs for any key; starting, cancelling and retrying them with Operate.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     let read = OpenApiRouter::new()
         .routes(routes!(list_runs))
@@ -27,7 +27,8 @@ pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
         .routes(routes!(list_artifacts));
     let operate = OpenApiRouter::new()
         .routes(routes!(start_run))
-        .routes(routes!(cancel_run));
+        .routes(routes!(cancel_run))
+        .routes(routes!(retry_run));
     super::with_key(state, Permission::Read, read).merge(super::with_key(state, Permission::Operate, operate))
 }
 
@@ -292,7 +293,7 @@ pub async fn list_artifacts(
 #[utoipa::path(post, path = "/v1/runs/{runId}/cancel", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path)), request_body(content = CancelRequest, description = "Optional"),
     responses(
-        (status = 200, description = "Cancelled"),
+        (status = 200, description = "Cancelled", body = RunStatusAnswer),
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
@@ -302,10 +303,44 @@ pub async fn cancel_run(
     Path(run_id): Path<String>,
     Extension(key): Extension<Principal>,
     OptionalJson(request): OptionalJson<CancelRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunStatusAnswer>, ApiError> {
     require_run(&state, &run_id).await?;
     let run = runs::cancel_run(&state, &run_id, request, &format!("key:{}", key.name)).await?;
-    Ok(Json(json!({"runId": run.id, "status": run.status})))
+    Ok(Json(RunStatusAnswer {
+        run_id: run.id,
+        status: run.status,
+    }))
+}
+
+/// Continues a failed run from the step that failed: paid calls that
+/// succeeded are never made again. At most three retries per run.
+#[utoipa::path(post, path = "/v1/runs/{runId}/retry", tag = "runs", security(("api_key" = [])),
+    params(("runId" = String, Path)),
+    responses(
+        (status = 200, description = "Retried: the run is `running` again", body = RunStatusAnswer),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not failed, never started, or out of retries", body = ErrorBody),
+    ))]
+pub async fn retry_run(
+    State(state): State<ApiState>,
+    Path(run_id): Path<String>,
+    Extension(key): Extension<Principal>,
+) -> Result<Json<RunStatusAnswer>, ApiError> {
+    require_run(&state, &run_id).await?;
+    let run = runs::retry_run(&state, &run_id, &format!("key:{}", key.name)).await?;
+    Ok(Json(RunStatusAnswer {
+        run_id: run.id,
+        status: run.status,
+    }))
+}
+
+/// A run's id and status after a change.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatusAnswer {
+    run_id: String,
+    status: RunStatus,
 }
 
 /// What the start and list handlers check that the derived schemas do not
@@ -356,11 +391,6 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
         "propertyNames": {"pattern": NUL_FREE},
         "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
     });
-    super::schema::operation(doc, "post", "/v1/runs/{runId}/cancel")["responses"]["200"]["content"] = json!({"application/json": {"schema": {
-        "type": "object",
-        "required": ["runId", "status"],
-        "properties": {"runId": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"}},
-    }}});
     super::schema::operation(doc, "post", "/v1/runs/{runId}/cancel")["requestBody"]["required"] = json!(false);
     // A run id's shape (`myloware_core::ids::is_run_id`); any other is a 404.
     for item in doc["paths"]

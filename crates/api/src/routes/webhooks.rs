@@ -288,7 +288,9 @@ pub async fn upload_post(
         let signal = SignalDelivery {
             signal_id: format!("upload-post:{}", delivery.body_sha256),
             signal: Signal::PublishUpdated {
-                request_id: myloware_core::ids::publish_request_id(&run.id),
+                // A hint: the orchestrator asks for the run's current
+                // publish, whichever attempt it is.
+                request_id: myloware_core::ids::publish_request_id(&run.id, 0),
                 status: "hint".into(),
             },
             replay_of: None,

@@ -50,6 +50,13 @@ pub trait ApiStore: Send + Sync + 'static {
         command: Option<&NewCommand>,
     ) -> StoreResult<bool>;
 
+    /// Moves a failed run back to `running` with `result` (its error
+    /// removed), recording `artifact` (who asked) and enqueueing the retry
+    /// `command` in the same transaction. `false` when the run is no longer
+    /// failed (then nothing is written).
+    async fn retry_run(&self, id: &str, result: &Value, artifact: &Artifact, command: &NewCommand)
+    -> StoreResult<bool>;
+
     /// Inserts `run` and, in the same transaction, its first command.
     async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run>;
 

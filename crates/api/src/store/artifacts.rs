@@ -69,14 +69,9 @@ macro_rules! artifact_methods {
             }
 
             async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>> {
-                let artifacts: Vec<Artifact> = sqlx::query_as(
-                    "SELECT id, run_id, kind, persona, data, created_at FROM artifacts \
-                     WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(artifacts)
+                let sql = "SELECT id, run_id, kind, persona, data, created_at FROM artifacts \
+                           WHERE run_id = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

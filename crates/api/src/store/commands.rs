@@ -95,18 +95,24 @@ pub(super) fn commands(rows: Vec<CommandRow>) -> StoreResult<Vec<Command>> {
     rows.into_iter().map(Command::try_from).collect()
 }
 
+/// Enqueues a command, due at once (created now, or at `$at`); evaluates
+/// to its seq.
 macro_rules! insert_command {
-    ($command:expr, $executor:expr) => {{
-        let at = now();
-        sqlx::query(
-            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+    ($command:expr, $executor:expr) => {
+        insert_command!($command, $executor, now())
+    };
+    ($command:expr, $executor:expr, $at:expr) => {{
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING seq",
         )
         .bind(&$command.run_id)
         .bind($command.body.kind().as_str())
         .bind(Json(&$command.body))
-        .bind(at)
-        .execute($executor)
-        .await?
+        .bind($at)
+        .fetch_one($executor)
+        .await?;
+        seq
     }};
 }
 pub(super) use insert_command;
@@ -163,13 +169,8 @@ macro_rules! command_methods {
             }
 
             async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>> {
-                let rows: Vec<CommandRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq"
-                )))
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                commands(rows)
+                let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE run_id = $1 ORDER BY seq");
+                commands(rows_for(&self.pool, sqlx::AssertSqlSafe(sql), run_id).await?)
             }
 
             async fn enqueue_command(&self, command: &NewCommand) -> StoreResult<()> {

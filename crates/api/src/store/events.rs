@@ -50,12 +50,11 @@ macro_rules! event_methods {
                 expected_last_seq: i64,
                 update: &RunUpdate,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
                 let (persona_set, persona) = match &update.current_persona {
                     Some(persona) => (true, persona.clone()),
                     None => (false, None),
                 };
-                let moved = sqlx::query(
+                let advance = sqlx::query(
                     "UPDATE runs SET last_event_seq = $3, updated_at = $4, \
                        status = COALESCE($5, status), \
                        result = COALESCE($6, result), \
@@ -69,15 +68,10 @@ macro_rules! event_methods {
                 .bind(update.status.map(|s| s.as_str()))
                 .bind(update.result.as_ref().map(Json))
                 .bind(persona_set)
-                .bind(persona)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !moved {
-                    tx.rollback().await?;
+                .bind(persona);
+                let Some(mut tx) = guarded(self.begin().await?, advance).await? else {
                     return Ok(false);
-                }
+                };
                 sqlx::query(
                     "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -108,13 +102,8 @@ macro_rules! event_methods {
             }
 
             async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>> {
-                let events: Vec<AppliedEvent> = sqlx::query_as(
-                    "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(events)
+                let sql = "SELECT event_id, run_id, seq, kind, data, at FROM run_events WHERE run_id = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

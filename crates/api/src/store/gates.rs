@@ -144,9 +144,8 @@ macro_rules! gate_methods {
     ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
         $next! { $($args)* $($methods)*
             async fn decide(&self, decision: &Decision) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
                 let at = now();
-                let decided = sqlx::query(
+                let decide = sqlx::query(
                     "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7, \
                      note = $8 WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
                 )
@@ -157,44 +156,21 @@ macro_rules! gate_methods {
                 .bind(if decision.approve { "approve" } else { "reject" })
                 .bind(&decision.approver)
                 .bind(&decision.reason)
-                .bind(&decision.note)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !decided {
-                    tx.rollback().await?;
+                .bind(&decision.note);
+                let Some(mut tx) = guarded(self.begin().await?, decide).await? else {
                     return Ok(false);
-                }
+                };
                 if let Some((from, to)) = decision.run_move {
-                    let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
-                        .bind(&decision.run_id)
-                        .bind(from.as_str())
-                        .bind(to.as_str())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                    if !moved {
-                        tx.rollback().await?;
+                    let Some(moved) = guarded(tx, move_run!(&decision.run_id, from, to, at)).await? else {
                         return Ok(false);
-                    }
+                    };
+                    tx = moved;
                 }
                 if let Some(artifact) = &decision.artifact {
                     insert_artifact!(artifact, &mut *tx);
                 }
                 if let Some(command) = &decision.command {
-                    let (seq,): (i64,) = sqlx::query_as(
-                        "INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) \
-                         VALUES ($1, $2, $3, $4, $4) RETURNING seq",
-                    )
-                    .bind(&command.run_id)
-                    .bind(command.body.kind().as_str())
-                    .bind(Json(&command.body))
-                    .bind(at)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let seq = insert_command!(command, &mut *tx, at);
                     sqlx::query("UPDATE gates SET command_seq = $3 WHERE run_id = $1 AND gate = $2")
                         .bind(&decision.run_id)
                         .bind(decision.gate.as_str())
@@ -219,14 +195,11 @@ macro_rules! gate_methods {
             }
 
             async fn list_gates(&self, run_id: &str) -> StoreResult<Vec<GateRecord>> {
-                let rows: Vec<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let sql = format!(
                     "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
                      WHERE g.run_id = $1 ORDER BY g.requested_at"
-                )))
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                gates(rows)
+                );
+                gates(rows_for(&self.pool, sqlx::AssertSqlSafe(sql), run_id).await?)
             }
 
             async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>> {
@@ -259,14 +232,9 @@ macro_rules! gate_methods {
             }
 
             async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>> {
-                let entries: Vec<AuditEntry> = sqlx::query_as(
-                    "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
-                     WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(entries)
+                let sql = "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
+                           WHERE run_id = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

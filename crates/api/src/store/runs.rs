@@ -167,6 +167,21 @@ impl TryFrom<RunViewRow> for RunDetails {
     }
 }
 
+/// The update that moves run `$id` from status `$from` to `$to` at `$at`
+/// if it is still in `$from` (so two concurrent writers cannot both move
+/// it): a transition's, and a decision's run move. A query to run as a
+/// transaction's guard (`myloware_db::guarded`).
+macro_rules! move_run {
+    ($id:expr, $from:expr, $to:expr, $at:expr) => {
+        sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+            .bind($id)
+            .bind($from.as_str())
+            .bind($to.as_str())
+            .bind($at)
+    };
+}
+pub(super) use move_run;
+
 /// The [`ApiStore`](super::ApiStore) methods of runs, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! run_methods {
@@ -252,26 +267,43 @@ macro_rules! run_methods {
                 artifact: Option<&Artifact>,
                 command: Option<&NewCommand>,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let moved = sqlx::query("UPDATE runs SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
-                    .bind(id)
-                    .bind(from.as_str())
-                    .bind(to.as_str())
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if !moved {
-                    tx.rollback().await?;
+                let Some(mut tx) = guarded(self.begin().await?, move_run!(id, from, to, now())).await? else {
                     return Ok(false);
-                }
+                };
                 if let Some(artifact) = artifact {
                     insert_artifact!(artifact, &mut *tx);
                 }
                 if let Some(command) = command {
                     insert_command!(command, &mut *tx);
                 }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn retry_run(
+                &self,
+                id: &str,
+                result: &Value,
+                artifact: &Artifact,
+                command: &NewCommand,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let moved = sqlx::query(
+                    "UPDATE runs SET status = 'running', result = $2, updated_at = $3 WHERE id = $1 AND status = 'failed'",
+                )
+                .bind(id)
+                .bind(Json(result))
+                .bind(now())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !moved {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_artifact!(artifact, &mut *tx);
+                insert_command!(command, &mut *tx);
                 tx.commit().await?;
                 Ok(true)
             }

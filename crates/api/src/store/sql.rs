@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use myloware_core::{Gate, RunStatus};
-use myloware_db::is_unique_violation;
+use myloware_db::{guarded, is_unique_violation, rows_for};
 use serde_json::Value;
 use sqlx::types::Json;
 

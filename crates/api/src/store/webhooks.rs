@@ -107,8 +107,7 @@ macro_rules! webhook_methods {
                 delivery: &WebhookDelivery,
                 command: Option<&NewCommand>,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let inserted = sqlx::query(
+                let insert = sqlx::query(
                     "INSERT INTO webhook_deliveries \
                      (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
                       signature_status, outcome, received_at) \
@@ -123,15 +122,10 @@ macro_rules! webhook_methods {
                 .bind(&delivery.body_sha256)
                 .bind(delivery.signature_status.as_str())
                 .bind(delivery.outcome.as_str())
-                .bind(delivery.received_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !inserted {
-                    tx.rollback().await?;
+                .bind(delivery.received_at);
+                let Some(mut tx) = guarded(self.begin().await?, insert).await? else {
                     return Ok(false);
-                }
+                };
                 if let Some(command) = command {
                     insert_command!(command, &mut *tx);
                 }
@@ -140,15 +134,10 @@ macro_rules! webhook_methods {
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
-                let deliveries: Vec<WebhookDelivery> = sqlx::query_as(
-                    "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
-                     signature_status, outcome, received_at \
-                     FROM webhook_deliveries WHERE provider = $1 ORDER BY seq",
-                )
-                .bind(provider)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(deliveries)
+                let sql = "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                           signature_status, outcome, received_at \
+                           FROM webhook_deliveries WHERE provider = $1 ORDER BY seq";
+                Ok(rows_for(&self.pool, sql, provider).await?)
             }
         }
     };

@@ -144,6 +144,35 @@ pub struct CancelAccepted {
     pub cancel_requested: bool,
 }
 
+/// `POST /v1/executions/{runId}/retry`: continue a failed execution from
+/// the step that failed. `attempt` is the API's count of retries of the
+/// run (1 for the first), so a retry delivered twice is one retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryExecution {
+    #[schema(minimum = 1)]
+    pub attempt: u32,
+    /// Who asked (the credential, as the API records it).
+    pub by: String,
+}
+
+/// The orchestrator's answer to a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryAccepted {
+    pub run_id: String,
+    pub status: RetryStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryStatus {
+    /// The execution runs again from the step that failed.
+    Queued,
+    /// This attempt was taken before: nothing new happens.
+    Duplicate,
+}
+
 /// `POST /v1/executions/{runId}/resume`: a gate decision. Delivered to the
 /// execution as a [`Signal::GateDecision`] with the signal id
 /// `gate:{gate}`, so a gate takes one decision.
@@ -254,6 +283,7 @@ pub enum CommandKind {
     Cancel,
     /// A gate decision.
     Resume,
+    Retry,
 }
 
 impl CommandKind {
@@ -263,6 +293,7 @@ impl CommandKind {
             Self::Signal => "signal",
             Self::Cancel => "cancel",
             Self::Resume => "resume",
+            Self::Retry => "retry",
         }
     }
 }
@@ -270,7 +301,7 @@ impl CommandKind {
 impl std::str::FromStr for CommandKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Start, Self::Signal, Self::Cancel, Self::Resume]
+        [Self::Start, Self::Signal, Self::Cancel, Self::Resume, Self::Retry]
             .into_iter()
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| format!("unknown command kind {s:?}"))
@@ -288,6 +319,7 @@ pub enum ExecutionCommand {
     Signal(SignalDelivery),
     Cancel(CancelExecution),
     Resume(ResumeExecution),
+    Retry(RetryExecution),
 }
 
 impl ExecutionCommand {
@@ -297,6 +329,7 @@ impl ExecutionCommand {
             Self::Signal(_) => CommandKind::Signal,
             Self::Cancel(_) => CommandKind::Cancel,
             Self::Resume(_) => CommandKind::Resume,
+            Self::Retry(_) => CommandKind::Retry,
         }
     }
 
@@ -307,6 +340,7 @@ impl ExecutionCommand {
             CommandKind::Signal => format!("/v1/executions/{run_id}/signals"),
             CommandKind::Cancel => format!("/v1/executions/{run_id}/cancel"),
             CommandKind::Resume => format!("/v1/executions/{run_id}/resume"),
+            CommandKind::Retry => format!("/v1/executions/{run_id}/retry"),
         }
     }
 
@@ -317,6 +351,7 @@ impl ExecutionCommand {
             CommandKind::Signal => Self::Signal(serde_json::from_value(body)?),
             CommandKind::Cancel => Self::Cancel(serde_json::from_value(body)?),
             CommandKind::Resume => Self::Resume(serde_json::from_value(body)?),
+            CommandKind::Retry => Self::Retry(serde_json::from_value(body)?),
         })
     }
 }

@@ -22,7 +22,8 @@ pub use chat::{ChatAction, ChatLine, ChatProject, ChatReply, ChatRun, ChatTurn};
 pub use events::{CostRecorded, Event, EventBatch, EventKind, EventOutcome, EventResult, EventResults};
 pub use executions::{
     CancelAccepted, CancelExecution, CommandKind, Decision, ExecutionAccepted, ExecutionCommand, GraphSpec, Repeated,
-    ResumeExecution, Signal, SignalAccepted, SignalDelivery, SignalStatus, StartExecution, StartStatus,
+    ResumeExecution, RetryAccepted, RetryExecution, RetryStatus, Signal, SignalAccepted, SignalDelivery, SignalStatus,
+    StartExecution, StartStatus,
 };
 pub use retention::{MAX_PRUNE_DAYS, PruneCounts, PruneRequest};
 

@@ -4,14 +4,15 @@
 //! harmless; each wakes the workers when it changed something.
 
 use myloware_core::wire::{
-    CancelAccepted, EventKind, ExecutionAccepted, Repeated, ResumeExecution, Signal, SignalAccepted, SignalStatus,
-    StartExecution, StartStatus,
+    CancelAccepted, EventKind, ExecutionAccepted, Repeated, ResumeExecution, RetryAccepted, RetryExecution,
+    RetryStatus, Signal, SignalAccepted, SignalStatus, StartExecution, StartStatus,
 };
 use serde_json::json;
 
 use super::Engine;
 use crate::error::OrchestratorError;
-use crate::store::{Created, NewEvent, NewExecution, SignalOutcome};
+use crate::run_state::RunState;
+use crate::store::{Created, ExecStatus, NewEvent, NewExecution, SignalOutcome};
 
 impl Engine {
     /// Queues a new execution; the same start again is `exists`, a
@@ -107,6 +108,47 @@ impl Engine {
             )));
         }
         self.signal(run_id, &signal_id, &resume.signal()).await
+    }
+
+    /// Continues a failed execution at the step that failed (see
+    /// [`RunState::prepare_retry`]). The same attempt again is a duplicate;
+    /// a retry of an execution that has not failed is a conflict.
+    pub async fn retry(&self, run_id: &str, retry: &RetryExecution) -> Result<RetryAccepted, OrchestratorError> {
+        if retry.attempt == 0 {
+            return Err(OrchestratorError::Unprocessable("attempt starts at 1".into()));
+        }
+        let accepted = |status| RetryAccepted {
+            run_id: run_id.to_string(),
+            status,
+        };
+        for _ in 0..3 {
+            let execution = self
+                .store
+                .get_execution(run_id)
+                .await?
+                .ok_or_else(|| OrchestratorError::not_found("execution"))?;
+            let mut state: RunState = serde_json::from_value(execution.state.clone())
+                .map_err(|err| OrchestratorError::Internal(anyhow::anyhow!("stored state unreadable: {err}")))?;
+            if state.retries >= retry.attempt {
+                return Ok(accepted(RetryStatus::Duplicate));
+            }
+            if execution.status != ExecStatus::Failed {
+                return Err(OrchestratorError::Conflict(format!(
+                    "the execution is {}; only a failed one can be retried",
+                    execution.status.as_str()
+                )));
+            }
+            state.prepare_retry(retry.attempt);
+            let state = serde_json::to_value(&state).expect("state serializes");
+            if self.store.retry_execution(run_id, retry.attempt, &state).await? {
+                tracing::info!(runId = %run_id, attempt = retry.attempt, by = %retry.by, "execution retried");
+                self.work.notify_one();
+                return Ok(accepted(RetryStatus::Queued));
+            }
+        }
+        Err(OrchestratorError::Conflict(
+            "the execution is changing; send the retry again".into(),
+        ))
     }
 
     /// Asks the execution to stop before its next side effect.

@@ -358,6 +358,10 @@ impl Engine {
                         EventKind::ExecutionFailed,
                         json!({"error": {"code": error.code, "message": error.message, "persona": error.persona}}),
                     );
+                    step.state.failure = Some(crate::run_state::Failure {
+                        code: error.code,
+                        persona: error.persona,
+                    });
                     (ExecStatus::Failed, None, None)
                 }
                 Outcome::Cancelled => {

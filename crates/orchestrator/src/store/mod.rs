@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use myloware_core::project::KnowledgeDoc;
 use myloware_core::wire::EventKind;
-use myloware_db::Db;
+use myloware_db::{Db, text_enum};
 use myloware_providers::mock::MockCall;
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ pub use sql::{PgOrchestratorStore, SqliteOrchestratorStore};
 pub type StoreResult<T> = Result<T, sqlx::Error>;
 
 /// A knowledge document found by a search, best match first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KnowledgeHit {
     pub id: String,
     pub project: Option<String>,
@@ -34,50 +34,23 @@ pub struct KnowledgeHit {
     pub body: String,
 }
 
-/// Where an execution stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecStatus {
-    /// Ready for a worker (or being worked on, under a lease).
-    Runnable,
-    /// Parked until a signal arrives or `wake_at` passes.
-    Waiting,
-    Completed,
-    Failed,
-    Cancelled,
-    Rejected,
+text_enum! {
+    /// Where an execution stands.
+    pub enum ExecStatus {
+        /// Ready for a worker (or being worked on, under a lease).
+        Runnable = "runnable",
+        /// Parked until a signal arrives or `wake_at` passes.
+        Waiting = "waiting",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        Rejected = "rejected",
+    }
 }
 
 impl ExecStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Runnable => "runnable",
-            Self::Waiting => "waiting",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Rejected => "rejected",
-        }
-    }
-
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Runnable | Self::Waiting)
-    }
-}
-
-impl std::str::FromStr for ExecStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Runnable,
-            Self::Waiting,
-            Self::Completed,
-            Self::Failed,
-            Self::Cancelled,
-            Self::Rejected,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-        .ok_or_else(|| format!("unknown execution status {s:?}"))
     }
 }
 
@@ -162,34 +135,13 @@ pub enum SignalOutcome {
     UnknownExecution,
 }
 
-/// Where a journaled provider call stands (stored as `started`,
-/// `succeeded` or `failed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JournalStatus {
-    /// Begun: the call may or may not have reached the provider.
-    Started,
-    Succeeded,
-    Failed,
-}
-
-impl JournalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for JournalStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Started, Self::Succeeded, Self::Failed]
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown journal status {s:?}"))
+text_enum! {
+    /// Where a journaled provider call stands.
+    pub enum JournalStatus {
+        /// Begun: the call may or may not have reached the provider.
+        Started = "started",
+        Succeeded = "succeeded",
+        Failed = "failed",
     }
 }
 
@@ -213,12 +165,13 @@ pub enum JournalBegin {
     LeaseLost,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OutboxEvent {
     pub event_id: String,
     pub run_id: String,
     pub run_seq: i64,
     pub kind: String,
+    #[sqlx(json)]
     pub data: Value,
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
@@ -265,6 +218,12 @@ pub trait ExecutionStore: Send + Sync {
     async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
 
     async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
+
+    /// Makes a failed execution runnable again at the node that failed,
+    /// with `state` (prepared for the retry), and sets the journal's failed
+    /// calls aside (their keys get `:failed:{attempt}`) so the step makes
+    /// them afresh. `false` when the execution is not failed (anymore).
+    async fn retry_execution(&self, run_id: &str, attempt: u32, state: &Value) -> StoreResult<bool>;
 }
 
 /// The signals executions wait for.

@@ -8,7 +8,7 @@ use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
 use myloware_testkit::system::start;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
 use myloware_testkit::system;
@@ -115,7 +115,58 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     system.stop_idle().await;
 }
 
+/// A run failed by one clip, retried: only that clip is submitted again,
+/// then the render and the publish happen once; a published run, or a
+/// second retry of it, is refused.
+async fn a_retry_after_a_clip_failure_pays_only_for_the_missing_clip(db: &Db) {
+    let calls = Calls::default();
+    let system = live_system(db, &calls, Kie::FailingTask(1)).await;
+    let run_id = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
+        .await;
+    let failed = system.wait_status(&run_id, "failed", Duration::from_secs(30)).await;
+    assert_eq!(failed["result"]["error"]["code"], "kieai.clip_failed");
+    assert_eq!(calls.count("kieai.submit"), 2);
+    assert_eq!(calls.count("shotstack.render"), 0);
+
+    let retry = format!("{}/v1/runs/{run_id}/retry", system.api);
+    let (status, answer) = system.post(&retry, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"runId": run_id, "status": "running"}));
+    let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+    assert_eq!(calls.count("kieai.submit"), 3, "only the failed clip again");
+    assert_eq!(calls.clip_submissions(&run_id, 0), 1);
+    assert_eq!(calls.clip_submissions(&run_id, 1), 2);
+    assert_eq!(calls.count("shotstack.render"), 1);
+    assert_eq!(calls.publishes(&run_id), 1);
+    assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
+    assert!(
+        run["result"]["error"].is_null(),
+        "the retried error is gone: {}",
+        run["result"]
+    );
+    let retried: Vec<&Value> = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "run.retried")
+        .collect();
+    assert_eq!(retried.len(), 1, "{}", run["artifacts"]);
+    assert_eq!(retried[0]["data"]["attempt"], 1);
+    assert!(retried[0]["data"]["by"].as_str().unwrap().starts_with("key:"));
+    assert_eq!(retried[0]["data"]["error"]["code"], "kieai.clip_failed");
+
+    let (status, answer) = system.post(&retry, json!({})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("only a failed run"),
+        "{answer}"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    a_retry_after_a_clip_failure_pays_only_for_the_missing_clip,
     an_aismr_run_in_live_mode_is_published_against_fake_providers,
     a_clip_whose_callback_never_came_is_recovered_through_record_info,
     provider_failures_fail_the_run_with_the_providers_message,

@@ -36,7 +36,7 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         if step.cancelled().await? {
             return Ok(Outcome::Cancelled);
         }
-        let key = format!("{}:alex:render", step.run_id);
+        let key = render_key(&step.run_id, step.state.render_attempt);
         let request = RenderRequest {
             run_id: step.run_id.clone(),
             edit: edit.clone(),
@@ -63,7 +63,10 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 return Ok(fail(
                     persona,
                     "shotstack.render_unknown",
-                    "a render was requested but its answer was lost; not rendering twice. Check Shotstack and retry the run",
+                    format!(
+                        "a render was requested but its answer was lost; not rendering twice. Check Shotstack, then retry: mw runs retry {}",
+                        step.run_id
+                    ),
                 ));
             }
             Err(outcome) => return Ok(outcome),
@@ -105,5 +108,14 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 wake_at: Some(Utc::now() + POLL_BACKOFF.after(polls.into())),
             })
         }
+    }
+}
+
+/// The journal key of the run's render (`attempt`: renders a retry asked
+/// for after a failed one).
+fn render_key(run_id: &str, attempt: u32) -> String {
+    match attempt {
+        0 => format!("{run_id}:alex:render"),
+        n => format!("{run_id}:alex:render:retry:{n}"),
     }
 }

@@ -10,7 +10,7 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         Ok(providers) => providers,
         Err(outcome) => return Ok(outcome),
     };
-    let key = myloware_core::ids::publish_request_id(&step.run_id);
+    let key = myloware_core::ids::publish_request_id(&step.run_id, step.state.publish_attempt);
     let publish = match step.state.publish.clone() {
         Some(publish) => publish,
         None => {

@@ -287,6 +287,8 @@ pub(super) fn clip_failed(
         tracing::info!(runId = %step.run_id, clip = index, attempt = clip.attempt, "clip failed; submitting it again");
         return None;
     }
+    // A retry of the run submits it again (and only it).
+    clip.status = ClipStatus::Failed;
     let tries = if attempt == 0 {
         String::new()
     } else {

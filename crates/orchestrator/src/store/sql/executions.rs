@@ -93,7 +93,7 @@ macro_rules! executions_store {
         #[async_trait]
         impl ExecutionStore for $store {
             async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let now = Utc::now();
                 let inserted = sqlx::query(
                     "INSERT INTO executions (run_id, project, request, status, state, event_seq, created_at, updated_at) \
@@ -169,7 +169,7 @@ macro_rules! executions_store {
             }
 
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let now = Utc::now();
                 // The execution's row first (Postgres; SQLite's write
                 // transactions already take turns): see POSTGRES_LOCK_EXECUTION.
@@ -252,6 +252,37 @@ macro_rules! executions_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 Ok(row.is_some_and(|(c,)| c))
+            }
+
+            async fn retry_execution(&self, run_id: &str, attempt: u32, state: &Value) -> StoreResult<bool> {
+                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let retried = sqlx::query(
+                    "UPDATE executions SET status = 'runnable', state = $2, wait = NULL, wake_at = NULL, \
+                       lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                     WHERE run_id = $1 AND status = 'failed'",
+                )
+                .bind(run_id)
+                .bind(Json(state))
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !retried {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // Entries set aside by an earlier retry keep their key.
+                sqlx::query(
+                    "UPDATE journal SET key = key || $2 \
+                     WHERE run_id = $1 AND status = 'failed' AND key NOT LIKE '%:failed:%'",
+                )
+                    .bind(run_id)
+                    .bind(format!(":failed:{attempt}"))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };

@@ -41,18 +41,14 @@ macro_rules! journal_store {
                 operation: &str,
                 request: &Value,
             ) -> StoreResult<JournalBegin> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
-                let held = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
+                let hold = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
                     .bind(run_id)
                     .bind(worker)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                if held.rows_affected() == 0 {
-                    tx.rollback().await?;
+                    .bind(now);
+                let Some(mut tx) = guarded(self.begin().await?, hold).await? else {
                     return Ok(JournalBegin::LeaseLost);
-                }
+                };
                 let inserted = sqlx::query(
                     "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",
@@ -93,13 +89,9 @@ macro_rules! journal_store {
             }
 
             async fn journal(&self, run_id: &str) -> StoreResult<Vec<JournalEntry>> {
-                let rows: Vec<JournalRow> = sqlx::query_as(
-                    "SELECT key, provider, operation, status, request, response FROM journal \
-                     WHERE run_id = $1 ORDER BY created_at, key",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT key, provider, operation, status, request, response FROM journal \
+                           WHERE run_id = $1 ORDER BY created_at, key";
+                let rows: Vec<JournalRow> = rows_for(&self.pool, sql, run_id).await?;
                 rows.into_iter().map(JournalEntry::try_from).collect()
             }
         }

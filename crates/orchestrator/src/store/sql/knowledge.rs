@@ -1,16 +1,6 @@
 //! The knowledge base: replaced whole, searched with the backend's
 //! full-text search (FTS5 on SQLite, tsvector on Postgres).
 
-#[derive(sqlx::FromRow)]
-pub(super) struct HitRow {
-    pub(super) id: String,
-    pub(super) project: Option<String>,
-    pub(super) persona: Option<String>,
-    pub(super) kind: String,
-    pub(super) title: String,
-    pub(super) body: String,
-}
-
 /// FTS5: any of the terms, each quoted so it is read as a word; ranked by bm25.
 pub(super) const SQLITE_SEARCH: &str = "SELECT d.id, d.project, d.persona, d.kind, d.title, d.body \
      FROM knowledge_fts JOIN knowledge_documents d ON d.rowid = knowledge_fts.rowid \
@@ -45,7 +35,7 @@ macro_rules! knowledge_store {
         #[async_trait]
         impl KnowledgeStore for $store {
             async fn replace_knowledge(&self, docs: &[KnowledgeDoc]) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 sqlx::query("DELETE FROM knowledge_documents")
                     .execute(&mut *tx)
                     .await?;
@@ -85,24 +75,13 @@ macro_rules! knowledge_store {
                 if terms.is_empty() {
                     return Ok(Vec::new());
                 }
-                let rows: Vec<HitRow> = sqlx::query_as($search)
+                sqlx::query_as($search)
                     .bind($match(&terms))
                     .bind(project)
                     .bind(persona)
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| KnowledgeHit {
-                        id: r.id,
-                        project: r.project,
-                        persona: r.persona,
-                        kind: r.kind,
-                        title: r.title,
-                        body: r.body,
-                    })
-                    .collect())
+                    .await
             }
         }
     };

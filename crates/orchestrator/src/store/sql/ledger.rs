@@ -66,13 +66,9 @@ macro_rules! ledger_store {
             }
 
             async fn mock_calls(&self, run_id: &str) -> StoreResult<Vec<MockCall>> {
-                let rows: Vec<MockCallRow> = sqlx::query_as(
-                    "SELECT provider, operation, key, run_id, request, response FROM mock_provider_calls \
-                     WHERE run_id = $1 ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT provider, operation, key, run_id, request, response FROM mock_provider_calls \
+                           WHERE run_id = $1 ORDER BY seq";
+                let rows: Vec<MockCallRow> = rows_for(&self.pool, sql, run_id).await?;
                 Ok(rows.into_iter().map(MockCall::from).collect())
             }
         }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use myloware_core::ProviderMode;
 use myloware_core::project::KnowledgeDoc;
+use myloware_db::{guarded, rows_for};
 use myloware_providers::mock::MockCall;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -39,7 +40,6 @@ use executions::*;
 use journal::*;
 use knowledge::*;
 use ledger::*;
-use outbox::*;
 use spend::*;
 
 /// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
@@ -76,6 +76,10 @@ macro_rules! sql_orchestrator_store {
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
                 Self { pool }
             }
+
+            async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, $db>> {
+                self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await
+            }
         }
 
         #[async_trait]
@@ -103,7 +107,7 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<BTreeMap<String, u64>> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let pruned = myloware_db::prune_tables!(tx, PRUNABLE, cutoff, dry_run);
                 tx.commit().await?;
                 Ok(pruned)

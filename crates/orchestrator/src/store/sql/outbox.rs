@@ -1,35 +1,6 @@
 //! The outbox: events for the API, appended with each step and delivered
 //! in order per run.
 
-use super::*;
-
-#[derive(sqlx::FromRow)]
-pub(super) struct OutboxRow {
-    pub(super) event_id: String,
-    pub(super) run_id: String,
-    pub(super) run_seq: i64,
-    pub(super) kind: String,
-    pub(super) data: Json<Value>,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) attempts: i64,
-    pub(super) delivered_at: Option<DateTime<Utc>>,
-}
-
-impl From<OutboxRow> for OutboxEvent {
-    fn from(r: OutboxRow) -> OutboxEvent {
-        OutboxEvent {
-            event_id: r.event_id,
-            run_id: r.run_id,
-            run_seq: r.run_seq,
-            kind: r.kind,
-            data: r.data.0,
-            created_at: r.created_at,
-            attempts: r.attempts,
-            delivered_at: r.delivered_at,
-        }
-    }
-}
-
 macro_rules! insert_events {
     ($tx:expr, $run_id:expr, $first_seq:expr, $events:expr) => {{
         let at = Utc::now();
@@ -59,7 +30,7 @@ macro_rules! outbox_store {
         #[async_trait]
         impl OutboxStore for $store {
             async fn outbox_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
-                let rows: Vec<OutboxRow> = sqlx::query_as(
+                let events: Vec<OutboxEvent> = sqlx::query_as(
                     "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox o \
                      WHERE o.delivered_at IS NULL AND o.next_attempt_at <= $1 \
                        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.run_id = o.run_id AND p.delivered_at IS NULL \
@@ -70,11 +41,11 @@ macro_rules! outbox_store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+                Ok(events)
             }
 
             async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 let now = Utc::now();
                 for id in event_ids {
                     sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE event_id = $1 AND delivered_at IS NULL")
@@ -100,14 +71,9 @@ macro_rules! outbox_store {
             }
 
             async fn outbox(&self, run_id: &str) -> StoreResult<Vec<OutboxEvent>> {
-                let rows: Vec<OutboxRow> = sqlx::query_as(
-                    "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at FROM outbox \
-                     WHERE run_id = $1 ORDER BY run_seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+                let sql = "SELECT event_id, run_id, run_seq, kind, data, created_at, attempts, delivered_at \
+                           FROM outbox WHERE run_id = $1 ORDER BY run_seq";
+                rows_for(&self.pool, sql, run_id).await
             }
         }
     };

@@ -6,49 +6,39 @@ macro_rules! signals_store {
         #[async_trait]
         impl SignalStore for $store {
             async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
                 let now = Utc::now();
                 // The execution's row before the signal: holding it orders a
                 // run's signals (seq order is commit order, which
                 // `consumed_through` relies on), and commit_step takes the
                 // row first too (one lock order: no deadlock).
-                let woke = sqlx::query(
+                let wake = sqlx::query(
                     "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
                      updated_at = $2 WHERE run_id = $1",
                 )
                 .bind(run_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if woke.rows_affected() == 0 {
-                    tx.rollback().await?;
+                .bind(now);
+                let Some(tx) = guarded(self.begin().await?, wake).await? else {
                     return Ok(SignalOutcome::UnknownExecution);
-                }
-                let inserted = sqlx::query(
+                };
+                let insert = sqlx::query(
                     "INSERT INTO signals (run_id, signal_id, body, received_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (run_id, signal_id) DO NOTHING",
                 )
                 .bind(run_id)
                 .bind(signal_id)
                 .bind(Json(body))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    tx.rollback().await?;
+                .bind(now);
+                let Some(tx) = guarded(tx, insert).await? else {
                     return Ok(SignalOutcome::Duplicate);
-                }
+                };
                 tx.commit().await?;
                 Ok(SignalOutcome::Accepted)
             }
 
             async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>> {
-                let rows: Vec<(i64, String, Json<Value>)> = sqlx::query_as(
-                    "SELECT seq, signal_id, body FROM signals WHERE run_id = $1 AND consumed_at IS NULL ORDER BY seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT seq, signal_id, body FROM signals \
+                           WHERE run_id = $1 AND consumed_at IS NULL ORDER BY seq";
+                let rows: Vec<(i64, String, Json<Value>)> = rows_for(&self.pool, sql, run_id).await?;
                 Ok(rows
                     .into_iter()
                     .map(|(seq, signal_id, body)| StoredSignal {
@@ -60,14 +50,11 @@ macro_rules! signals_store {
             }
 
             async fn step_inputs(&self, run_id: &str) -> StoreResult<(bool, Vec<StoredSignal>)> {
-                let rows: Vec<(bool, Option<i64>, Option<String>, Option<Json<Value>>)> = sqlx::query_as(
-                    "SELECT e.cancel_requested, s.seq, s.signal_id, s.body FROM executions e \
-                     LEFT JOIN signals s ON s.run_id = e.run_id AND s.consumed_at IS NULL \
-                     WHERE e.run_id = $1 ORDER BY s.seq",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = "SELECT e.cancel_requested, s.seq, s.signal_id, s.body FROM executions e \
+                           LEFT JOIN signals s ON s.run_id = e.run_id AND s.consumed_at IS NULL \
+                           WHERE e.run_id = $1 ORDER BY s.seq";
+                let rows: Vec<(bool, Option<i64>, Option<String>, Option<Json<Value>>)> =
+                    rows_for(&self.pool, sql, run_id).await?;
                 let cancel = rows.first().is_some_and(|row| row.0);
                 let signals = rows
                     .into_iter()

@@ -76,7 +76,7 @@ macro_rules! spend_store {
                 spend: &NewSpend,
                 event: &NewEvent,
             ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
+                let mut tx = self.begin().await?;
                 // The cost first, then the execution's row (its event seq),
                 // then the journal: executions before journal, as
                 // `journal_begin` takes them.
