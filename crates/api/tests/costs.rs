@@ -193,7 +193,31 @@ async fn the_costs_query_is_checked(db: &Db) {
     }
 }
 
+/// What an API refuses that does not know an event type (as one from
+/// before `cost.recorded` does with it): the whole batch, 422, nothing
+/// applied; the orchestrator's outbox then sends costs as artifacts.
+async fn a_batch_with_an_unknown_event_type_is_refused_whole(db: &Db) {
+    let app = spawn_app(db, &[]).await;
+    let run_id = start(&app, "test_video_gen").await;
+    let batch = json!({"events": [
+        {"eventId": "e1", "runId": run_id, "seq": 1, "type": "execution.started", "at": "2026-01-05T10:00:00Z", "data": {}},
+        {"eventId": "e2", "runId": run_id, "seq": 2, "type": "cost.estimated", "at": "2026-01-05T10:00:00Z", "data": {}},
+    ]});
+    let response = app.internal_post("/v1/internal/events", &batch).await;
+    assert_eq!(response.status(), 422);
+    assert!(app.state.store.list_events(&run_id).await.unwrap().is_empty());
+    // Its costs as artifacts are applied like any artifact.
+    let legacy = json!({"eventId": "e3", "runId": run_id, "seq": 1, "type": "artifact.created", "at": "2026-01-05T10:00:00Z",
+                        "data": {"kind": "cost.recorded", "persona": null, "data": {"provider": "kieai", "usdMicros": 400_000}}});
+    assert_eq!(deliver(&app, vec![legacy]).await, ["applied"]);
+    assert_eq!(
+        app.state.store.list_artifacts(&run_id).await.unwrap()[0].kind,
+        "cost.recorded"
+    );
+}
+
 conformance_tests!(
+    a_batch_with_an_unknown_event_type_is_refused_whole,
     costs_are_applied_once_and_shown_with_the_run,
     costs_are_summed_per_day_project_and_mode,
     the_costs_query_is_checked,
