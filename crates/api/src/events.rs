@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::hitl;
 use crate::state::ApiState;
-use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunCost, RunUpdate};
+use crate::store::{AppliedCost, AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
 
 /// Applies one event; retries when another writer applied one concurrently.
 pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {
@@ -210,9 +210,9 @@ pub fn effect(run: &Run, event: &Event) -> RunUpdate {
 
 /// The cost a `cost.recorded` event tells of; one that cannot be read is
 /// logged and the event applied without it.
-fn cost_of(run: &Run, event: &Event) -> Option<RunCost> {
+fn cost_of(run: &Run, event: &Event) -> Option<AppliedCost> {
     match serde_json::from_value::<CostRecorded>(event.data.clone()) {
-        Ok(cost) => Some(RunCost {
+        Ok(cost) => Some(AppliedCost {
             event_id: event.event_id.clone(),
             run_id: run.id.clone(),
             project: run.project.clone(),

@@ -13,7 +13,7 @@ use myloware_telemetry::HttpMetrics;
 use myloware_telemetry::metrics::{WAIT_BUCKETS, counter, gauge, gauge_vec, histogram};
 use myloware_telemetry::prometheus::{CounterVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::store::{ApiGauges, RunCost};
+use crate::store::{ApiGauges, AppliedCost};
 
 pub struct ApiMetrics {
     pub http: Arc<HttpMetrics>,
@@ -180,7 +180,7 @@ impl ApiMetrics {
     }
 
     /// A paid call's cost, applied once (with its `cost.recorded` event).
-    pub fn spent(&self, cost: &RunCost) {
+    pub fn spent(&self, cost: &AppliedCost) {
         self.spend
             .with_label_values(&[&cost.provider, &cost.project, cost.mode.as_str()])
             .inc_by(usd(cost.usd_micros));

@@ -111,10 +111,11 @@ mod tests {
                 .unwrap_err()
                 .contains("after")
         );
+        assert!(check_range(d("2025-01-01"), d("2026-01-01")).is_ok(), "366 days");
         assert!(
-            check_range(d("2025-01-01"), d("2026-01-01"))
+            check_range(d("2024-12-31"), d("2026-01-01"))
                 .unwrap_err()
-                .contains("366")
+                .contains("367 days")
         );
     }
 }

@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use myloware_core::ProviderMode;
 
-/// A cost to record with its event.
+/// A cost, applied with its `cost.recorded` event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunCost {
+pub struct AppliedCost {
     pub event_id: String,
     pub run_id: String,
     pub project: String,
@@ -23,7 +23,7 @@ pub struct RunCost {
     pub at: DateTime<Utc>,
 }
 
-impl RunCost {
+impl AppliedCost {
     /// The UTC day it counts for (`YYYY-MM-DD`).
     pub fn day(&self) -> String {
         self.at.format("%Y-%m-%d").to_string()

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::artifacts::Artifact;
 use super::chat::ChatMessage;
-use super::costs::RunCost;
+use super::costs::AppliedCost;
 use super::gates::NewGate;
 
 /// How an applied event changes its run.
@@ -24,7 +24,7 @@ pub struct RunUpdate {
     /// Messages for the run owner's chat transcript.
     pub messages: Vec<ChatMessage>,
     /// The paid call a `cost.recorded` event tells of.
-    pub cost: Option<RunCost>,
+    pub cost: Option<AppliedCost>,
 }
 
 /// An orchestrator event, as recorded when applied.

@@ -32,7 +32,7 @@ pub use artifacts::{Artifact, RawArtifact};
 pub use chat::{Channel, ChatDelivery, ChatMessage, Push, PushOutcome, PushStatus};
 pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
-pub use costs::{DaySpend, RunCost};
+pub use costs::{AppliedCost, DaySpend};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{AuditEntry, Decision, GateRecord, GateStatus, NewGate};
