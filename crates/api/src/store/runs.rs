@@ -287,21 +287,15 @@ macro_rules! run_methods {
                 artifact: &Artifact,
                 command: &NewCommand,
             ) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
-                let moved = sqlx::query(
+                let reopen = sqlx::query(
                     "UPDATE runs SET status = 'running', result = $2, updated_at = $3 WHERE id = $1 AND status = 'failed'",
                 )
                 .bind(id)
                 .bind(Json(result))
-                .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !moved {
-                    tx.rollback().await?;
+                .bind(now());
+                let Some(mut tx) = guarded(self.begin().await?, reopen).await? else {
                     return Ok(false);
-                }
+                };
                 insert_artifact!(artifact, &mut *tx);
                 insert_command!(command, &mut *tx);
                 tx.commit().await?;

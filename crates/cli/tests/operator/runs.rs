@@ -104,6 +104,14 @@ async fn runs_start_list_show_and_cancel(db: &Db) {
         again.contains(&format!("cannot cancel {held}: run is already cancelled")),
         "{again}"
     );
+    // Only a failed run can be retried.
+    let retry = failed(&mw(&system, &["runs", "retry", &held]).await, 1);
+    assert!(
+        retry.contains(&format!(
+            "cannot retry {held}: run is cancelled; only a failed run can be retried"
+        )),
+        "{retry}"
+    );
     let show = ok(&mw(&system, &["runs", "show", &held]).await);
     assert!(
         show.contains("gates:") && show.contains("workflow    awaiting"),

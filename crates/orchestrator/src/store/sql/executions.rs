@@ -255,23 +255,17 @@ macro_rules! executions_store {
             }
 
             async fn retry_execution(&self, run_id: &str, attempt: u32, state: &Value) -> StoreResult<bool> {
-                let mut tx = self.pool.begin_with(sqlx::AssertSqlSafe($begin)).await?;
-                let retried = sqlx::query(
+                let reopen = sqlx::query(
                     "UPDATE executions SET status = 'runnable', state = $2, wait = NULL, wake_at = NULL, \
                        lease_owner = NULL, lease_until = NULL, updated_at = $3 \
                      WHERE run_id = $1 AND status = 'failed'",
                 )
                 .bind(run_id)
                 .bind(Json(state))
-                .bind(Utc::now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !retried {
-                    tx.rollback().await?;
+                .bind(Utc::now());
+                let Some(mut tx) = guarded(self.begin().await?, reopen).await? else {
                     return Ok(false);
-                }
+                };
                 // Entries set aside by an earlier retry keep their key.
                 sqlx::query(
                     "UPDATE journal SET key = key || $2 \
