@@ -1,20 +1,20 @@
 //! Applying the orchestrator's events to runs: each event once (by
 //! `eventId`, and by `seq`: a seq at or below the run's last is a
 //! duplicate), in `seq` order per run (a gap is refused so the outbox
-//! retries it later), in one transaction with its artifacts. Terminal runs
-//! never move: late events are recorded but change neither status nor
-//! result.
+//! retries it later), in one transaction with its artifacts and costs.
+//! Terminal runs never move: late events are recorded but change neither
+//! status nor result.
 
 use myloware_core::run::Transition;
 use myloware_core::wire::EventOutcome;
-use myloware_core::wire::{Event, EventKind};
+use myloware_core::wire::{CostRecorded, Event, EventKind};
 use myloware_core::{Gate, RunStatus};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::hitl;
 use crate::state::ApiState;
-use crate::store::{AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
+use crate::store::{AppliedCost, AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
 
 /// Applies one event; retries when another writer applied one concurrently.
 pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {
@@ -44,6 +44,9 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
         if state.store.apply_event(&applied, run.last_event_seq, &update).await? {
             if update.messages.iter().any(|m| !m.pushes.is_empty()) {
                 state.pushes.notify_one();
+            }
+            if let Some(cost) = &update.cost {
+                state.metrics.spent(cost);
             }
             if let Some(status) = update.status {
                 state.metrics.run_ended(&run.id, &run.project, status);
@@ -135,7 +138,7 @@ pub fn effect(run: &Run, event: &Event) -> RunUpdate {
         }
         EventKind::ExecutionCancelled => move_to(RunStatus::Cancelled),
         EventKind::ExecutionRejected => move_to(RunStatus::Rejected),
-        EventKind::PersonaCompleted | EventKind::ArtifactCreated => {}
+        EventKind::PersonaCompleted | EventKind::ArtifactCreated | EventKind::CostRecorded => {}
     }
 
     // Artifacts record what happened, even for a run that already ended.
@@ -166,6 +169,10 @@ pub fn effect(run: &Run, event: &Event) -> RunUpdate {
             data["error"].clone(),
         )),
         _ => {}
+    }
+    // A paid call was paid, however the run ended.
+    if event.kind == EventKind::CostRecorded {
+        update.cost = cost_of(run, event);
     }
     if event.kind == EventKind::PersonaCompleted && persona.as_deref() == Some("iggy") {
         // Iggy's ideas are the run's videos from now on.
@@ -199,6 +206,30 @@ pub fn effect(run: &Run, event: &Event) -> RunUpdate {
         update.result = Some(result);
     }
     update
+}
+
+/// The cost a `cost.recorded` event tells of; one that cannot be read is
+/// logged and the event applied without it.
+fn cost_of(run: &Run, event: &Event) -> Option<AppliedCost> {
+    match serde_json::from_value::<CostRecorded>(event.data.clone()) {
+        Ok(cost) => Some(AppliedCost {
+            event_id: event.event_id.clone(),
+            run_id: run.id.clone(),
+            project: run.project.clone(),
+            provider: cost.provider,
+            operation: cost.operation,
+            model: cost.model,
+            units: cost.units,
+            usd_micros: cost.usd_micros,
+            mode: cost.mode,
+            journal_key: cost.key,
+            at: event.at,
+        }),
+        Err(err) => {
+            tracing::warn!(runId = %run.id, eventId = %event.event_id, error = %err, "cost.recorded unreadable; not counted");
+            None
+        }
+    }
 }
 
 /// `kieai.clip`, `render.url` and `publish.url` artifacts also fill `result`.
@@ -326,6 +357,32 @@ mod tests {
         let update = effect(&run(RunStatus::Cancelled), &late_clip);
         assert_eq!(update.artifacts.len(), 1, "what happened is still recorded");
         assert_eq!(update.result, None);
+    }
+
+    #[test]
+    fn a_cost_is_kept_even_for_an_ended_run_and_moves_nothing() {
+        let cost = json!({"provider": "shotstack", "operation": "render", "units": 1.6, "usd": 0.48,
+                          "usdMicros": 480_000, "mode": "live", "key": "run_abc:alex:render"});
+        for status in [RunStatus::Rendering, RunStatus::Cancelled] {
+            let update = effect(&run(status), &event(EventKind::CostRecorded, cost.clone()));
+            let recorded = update.cost.clone().expect("the cost");
+            assert_eq!(
+                (
+                    recorded.provider.as_str(),
+                    recorded.usd_micros,
+                    recorded.project.as_str()
+                ),
+                ("shotstack", 480_000, "test_video_gen")
+            );
+            assert_eq!(recorded.journal_key.as_deref(), Some("run_abc:alex:render"));
+            assert_eq!(recorded.event_id, "e1");
+            assert_eq!((update.status, update.result), (None, None), "{status}");
+        }
+        let unreadable = effect(
+            &run(RunStatus::Rendering),
+            &event(EventKind::CostRecorded, json!({"usd": "a lot"})),
+        );
+        assert_eq!(unreadable.cost, None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use axum::Router;
 
 pub mod chat;
 pub mod commands;
+pub mod costs;
 pub mod dlq;
 pub mod error;
 pub mod events;

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use myloware_core::costs::{PROVIDERS, usd};
 use myloware_core::project::Catalog;
-use myloware_core::{Gate, RunStatus};
+use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_telemetry::HttpMetrics;
 use myloware_telemetry::metrics::{WAIT_BUCKETS, counter, gauge, gauge_vec, histogram};
-use myloware_telemetry::prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
+use myloware_telemetry::prometheus::{CounterVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::store::ApiGauges;
+use crate::store::{ApiGauges, AppliedCost};
 
 pub struct ApiMetrics {
     pub http: Arc<HttpMetrics>,
@@ -25,8 +26,11 @@ pub struct ApiMetrics {
     dead_letters_open: IntGauge,
     commands_pending: IntGauge,
     chat_pushes_pending: IntGauge,
+    spend: CounterVec,
     /// The catalog's projects, whose series start at zero.
     projects: Vec<String>,
+    /// The configured providers mode, whose spend series start at zero.
+    mode: ProviderMode,
 }
 
 /// `via` of `hitl_decisions_total` (`hitl::Credential::via`).
@@ -43,8 +47,17 @@ const WEBHOOK_RESULTS: [&str; 4] = ["processed", "duplicate", "dlq", "rejected"]
 const DECISIONS: [&str; 2] = ["approve", "reject"];
 
 impl ApiMetrics {
-    pub fn new(http: Arc<HttpMetrics>, catalog: &Catalog) -> Arc<ApiMetrics> {
+    pub fn new(http: Arc<HttpMetrics>, catalog: &Catalog, mode: ProviderMode) -> Arc<ApiMetrics> {
         let r = http.registry();
+        let spend = CounterVec::new(
+            Opts::new(
+                "myloware_spend_usd_total",
+                "What paid calls cost, in USD (mock: what they would have cost), once per cost.recorded event",
+            ),
+            &["provider", "project", "mode"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(spend.clone())).expect("register once");
         let metrics = ApiMetrics {
             runs_total: counter(
                 r,
@@ -89,8 +102,10 @@ impl ApiMetrics {
                 "chat_pushes_pending",
                 "Chat messages waiting to be pushed to a channel",
             ),
+            spend,
             http,
             projects: catalog.names().into_iter().map(str::to_owned).collect(),
+            mode,
         };
         metrics.declare();
         Arc::new(metrics)
@@ -99,6 +114,9 @@ impl ApiMetrics {
     /// Every series the dashboard and the alerts read, at zero.
     fn declare(&self) {
         for project in &self.projects {
+            for provider in PROVIDERS {
+                self.spend.with_label_values(&[provider, project, self.mode.as_str()]);
+            }
             for status in RunStatus::ALL {
                 if status.is_terminal() {
                     self.runs_total.with_label_values(&[project, status.as_str()]);
@@ -159,6 +177,13 @@ impl ApiMetrics {
     /// processed|duplicate|dlq|rejected.
     pub fn webhook(&self, provider: &str, signature: &str, result: &str) {
         self.webhooks.with_label_values(&[provider, signature, result]).inc();
+    }
+
+    /// A paid call's cost, applied once (with its `cost.recorded` event).
+    pub fn spent(&self, cost: &AppliedCost) {
+        self.spend
+            .with_label_values(&[&cost.provider, &cost.project, cost.mode.as_str()])
+            .inc_by(usd(cost.usd_micros));
     }
 
     pub fn chat_turn(&self, ok: bool) {

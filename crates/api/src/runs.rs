@@ -196,6 +196,14 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
     myloware_core::graph::nodes(&graph)
         .map_err(|err| ApiError::invalid(&["body", "options", "skip"], err.to_string()))?;
     let input = serde_json::to_value(&request.input).expect("input serializes");
+    // Personas use the LLM only when one is configured (else scripted).
+    let llm = &state.config.llm;
+    let llm_model = llm.api_key.is_some().then_some(llm.model.as_str());
+    let estimate = state
+        .config
+        .prices
+        .estimate_pipeline(spec, &graph.pipeline, llm_model)
+        .total();
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;
     let mut metadata = json!({
@@ -273,11 +281,12 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
                 payload,
                 result,
                 created_at: now(),
+                estimated_usd_micros: Some(estimate),
             },
             command.as_ref(),
         )
         .await?;
-    tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, "run created");
+    tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, estimated_usd = myloware_core::costs::usd(estimate), "run created");
 
     let delivery_error = match command {
         None => None,

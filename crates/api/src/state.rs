@@ -71,6 +71,7 @@ impl ApiState {
             metrics: ApiMetrics::new(
                 HttpMetrics::new("api", config.telemetry.run_series_ttl, config.telemetry.max_run_series),
                 &catalog,
+                config.providers_mode,
             ),
             config,
             store,

@@ -28,6 +28,7 @@ fn new_run(project: &str, status: RunStatus) -> NewRun {
         payload: json!({"project": project, "input": {"topic": "candles"}, "graph_spec": {"pipeline": ["iggy"], "hitl_gates": []}}),
         result: json!({"videos": [], "totalVideos": 2, "publishUrls": []}),
         created_at: now(),
+        estimated_usd_micros: None,
     }
 }
 
@@ -546,6 +547,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
     let old = now() - Duration::days(40);
     let run_at = |status, at| NewRun {
         created_at: at,
+        estimated_usd_micros: None,
         ..new_run("aismr", status)
     };
     // Ended 40 days ago; still running since 40 days ago; started 40 days

@@ -392,6 +392,7 @@ async fn upload_post_webhooks_only_wake_publishing_runs_once_per_delivery(db: &D
             payload: json!({"project": "test_video_gen", "input": {}}),
             result: json!({}),
             created_at: myloware_api::store::now(),
+            estimated_usd_micros: None,
         })
         .await
         .unwrap()

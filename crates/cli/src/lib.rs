@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod chat;
 mod client;
+mod costs;
 mod demo;
 mod dlq;
 mod env;
@@ -28,7 +29,7 @@ mod validate;
 #[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
 Configuration comes from the environment; in development (ENVIRONMENT unset or \
 development) `.env.development` in the current folder fills in what is not set.\n\n\
-The operator commands (runs, hitl, demo, retention, dlq, chat) talk to a running API: \
+The operator commands (runs, hitl, demo, costs, retention, dlq, chat) talk to a running API: \
 MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
 Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
 struct Cli {
@@ -112,6 +113,24 @@ enum Command {
         what: RetentionWhat,
         /// The API's JSON instead of text, for scripts.
         #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// What paid calls cost per day, project and mode, by provider (MW_API_URL, API_KEY).
+    /// Mock runs show what they would have cost. Default: the last 30 days.
+    Costs {
+        /// The first day, YYYY-MM-DD (UTC); default 29 days before --to.
+        #[arg(long, value_parser = costs::day)]
+        from: Option<chrono::NaiveDate>,
+        /// The last day, included; default today (UTC). At most 366 days from --from.
+        #[arg(long, value_parser = costs::day)]
+        to: Option<chrono::NaiveDate>,
+        /// Only this project's costs.
+        #[arg(long)]
+        project: Option<String>,
+        /// The API's JSON instead of text, for scripts.
+        #[arg(long)]
         json: bool,
         #[command(flatten)]
         target: client::ApiTarget,
@@ -206,6 +225,14 @@ pub fn main() -> ExitCode {
     // environment (API_KEY for the operator commands).
     env::load_development_file();
     let cli = Cli::parse();
+    if let Command::Costs { from, to, .. } = &cli.command {
+        if let Err(problem) = costs::check_range(*from, *to) {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, problem)
+                .exit();
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -251,6 +278,13 @@ pub fn main() -> ExitCode {
                 json,
                 target,
             } => retention::prune(&target, older_than_days, dry_run, json).await,
+            Command::Costs {
+                from,
+                to,
+                project,
+                json,
+                target,
+            } => costs::show(&target, from, to, project.as_deref(), json).await,
             Command::Chat {
                 message,
                 user,

@@ -2,6 +2,7 @@
 
 use myloware_core::ProviderMode;
 use myloware_core::config::Config;
+use myloware_core::costs::usd;
 use myloware_core::providers::Provider;
 
 use crate::env;
@@ -94,6 +95,22 @@ pub fn print_summary(config: &Config) {
         "not configured (personas and Brendan run scripted)".to_string()
     };
     println!("llm: {llm}");
+    let prices = &config.prices;
+    let source = config
+        .prices_file
+        .as_ref()
+        .map_or("defaults".to_string(), |path| format!("PRICES_FILE {}", path.display()));
+    let llm = prices.llm_price(&config.llm.model);
+    println!(
+        "prices: {source} (kie.ai {} ${:.2}/clip, Shotstack ${:.2}/min, Upload-Post ${:.2}/publish, {} ${:.2}/${:.2} per 1M tokens)",
+        myloware_core::costs::KIEAI_MODEL,
+        usd(prices.clip(myloware_core::costs::KIEAI_MODEL).usd_micros),
+        usd(prices.shotstack_render_minute),
+        usd(prices.upload_post_publish),
+        config.llm.model,
+        usd(llm.input_per_million),
+        usd(llm.output_per_million),
+    );
     let chat = &config.chat;
     let telegram = match (&chat.telegram_bot_token, &chat.telegram_webhook_secret) {
         (Some(_), Some(_)) => "bot and webhook secret set (chat front door open)",

@@ -121,6 +121,37 @@ fn validate_env_in_mock_mode_prints_mode_and_hosts() {
 }
 
 #[test]
+fn validate_env_reports_the_price_table_and_an_unknown_price_key() {
+    let dir = Scratch::new("validate-prices");
+    let output = run(&dir, &["validate", "env"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .contains("prices: defaults (kie.ai veo3_fast $0.40/clip, Shotstack $0.30/min, Upload-Post $0.60/publish"),
+        "{stdout}"
+    );
+    let file = dir.0.join("prices.toml");
+    std::fs::write(&file, "[kieai.clip]\nveo3_fast = 0.3\n").unwrap();
+    let path = file.display().to_string();
+    let output = run(&dir, &["validate", "env"], &[("PRICES_FILE", &path)]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!("prices: PRICES_FILE {path} (kie.ai veo3_fast $0.30/clip")),
+        "{stdout}"
+    );
+
+    std::fs::write(&file, "[kieai.clip]\nveo3_fast = 0.3\n[shotstack]\nper_render = 1\n").unwrap();
+    let output = run(&dir, &["validate", "env"], &[("PRICES_FILE", &path)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("PRICES_FILE: ") && stderr.contains("per_render"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn live_mode_without_secrets_is_refused_by_validate_and_serve() {
     let dir = Scratch::new("live-missing");
     let live = [("USE_MOCK_PROVIDERS", "false")];

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod costs;
 pub mod error;
 pub mod graph;
 pub mod ids;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use myloware_core::backoff::Backoff;
-use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResults};
+use myloware_core::wire::{Event, EventBatch, EventKind, EventOutcome, EventResults};
+use reqwest::StatusCode;
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::engine::Engine;
@@ -66,24 +68,63 @@ fn wire_event(event: &OutboxEvent) -> Option<Event> {
     }
 }
 
-async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<OutboxEvent>) {
-    let batch = EventBatch {
-        events: due.iter().filter_map(wire_event).collect(),
-    };
-    let answer = match http.post(url).json(&batch).build() {
+/// Posts a batch; `Err` says why nothing was acknowledged (with the
+/// status, when the API answered).
+async fn post(
+    engine: &Engine,
+    http: &reqwest::Client,
+    url: &str,
+    batch: &EventBatch,
+) -> Result<EventResults, (Option<StatusCode>, String)> {
+    let answer = match http.post(url).json(batch).build() {
         Ok(mut request) => {
             myloware_http::internal::sign(&engine.config.internal_keys(), &mut request);
             http.execute(request).await
         }
         Err(err) => Err(err),
     };
-    let results = match answer {
+    match answer {
         Ok(response) if response.status().is_success() => {
-            response.json::<EventResults>().await.map_err(|e| e.to_string())
+            response.json::<EventResults>().await.map_err(|e| (None, e.to_string()))
         }
-        Ok(response) => Err(format!("API answered {}", response.status())),
-        Err(err) => Err(format!("API unreachable: {err}")),
+        Ok(response) => Err((Some(response.status()), format!("API answered {}", response.status()))),
+        Err(err) => Err((None, format!("API unreachable: {err}"))),
+    }
+}
+
+/// The batch as an API from before `cost.recorded` reads it: each cost as
+/// an `artifact.created` of kind `cost.recorded` (same id and seq), which
+/// such an API records as an artifact of the run.
+fn without_cost_events(batch: &EventBatch) -> EventBatch {
+    let events = batch
+        .events
+        .iter()
+        .map(|event| match event.kind {
+            EventKind::CostRecorded => Event {
+                kind: EventKind::ArtifactCreated,
+                data: json!({"kind": "cost.recorded", "persona": null, "data": event.data}),
+                ..event.clone()
+            },
+            _ => event.clone(),
+        })
+        .collect();
+    EventBatch { events }
+}
+
+async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<OutboxEvent>) {
+    let batch = EventBatch {
+        events: due.iter().filter_map(wire_event).collect(),
     };
+    let mut results = post(engine, http, url, &batch).await;
+    // An API older than `cost.recorded` refuses the whole batch (422: an
+    // unknown event type); rather than hold every run's events until it is
+    // upgraded, it gets the costs in a shape it knows.
+    let has_costs = batch.events.iter().any(|e| e.kind == EventKind::CostRecorded);
+    if has_costs && matches!(results, Err((Some(StatusCode::UNPROCESSABLE_ENTITY), _))) {
+        tracing::warn!("the API refused cost.recorded events (an older API?); sending them as artifacts");
+        results = post(engine, http, url, &without_cost_events(&batch)).await;
+    }
+    let results = results.map_err(|(_, error)| error);
     crate::faults::point("outbox.after_send");
     let statuses: HashMap<String, EventOutcome> = match results {
         Ok(results) => results.results.into_iter().map(|r| (r.event_id, r.status)).collect(),
@@ -125,5 +166,37 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
                 Utc::now() + BACKOFF.after(attempts),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_api_gets_costs_as_artifacts_with_the_same_id_and_seq() {
+        let event = |seq: i64, kind: EventKind, data: serde_json::Value| Event {
+            event_id: format!("e{seq}"),
+            run_id: "run_a".into(),
+            seq,
+            kind,
+            at: Utc::now(),
+            data,
+        };
+        let cost = json!({"provider": "kieai", "usdMicros": 400_000});
+        let batch = EventBatch {
+            events: vec![
+                event(1, EventKind::CostRecorded, cost.clone()),
+                event(2, EventKind::StatusChanged, json!({"status": "generating"})),
+            ],
+        };
+        let legacy = without_cost_events(&batch);
+        assert_eq!(legacy.events[0].kind, EventKind::ArtifactCreated);
+        assert_eq!(
+            legacy.events[0].data,
+            json!({"kind": "cost.recorded", "persona": null, "data": cost})
+        );
+        assert_eq!((legacy.events[0].event_id.as_str(), legacy.events[0].seq), ("e1", 1));
+        assert_eq!(legacy.events[1], batch.events[1]);
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use myloware_core::config::LlmConfig;
 use myloware_orchestrator::llm::{
-    AgentTask, Llm, LlmError, OutputSchema, Role, ToolHandler, ToolSpec, Usage, Validator,
+    AgentTask, Llm, LlmError, OutputSchema, RequestTokens, Role, ToolHandler, ToolSpec, Usage, Validator,
 };
 use serde_json::{Value, json};
 
@@ -207,7 +207,11 @@ async fn a_tool_call_round_trip_then_a_json_answer() {
             prompt_tokens: 250,
             completion_tokens: 50,
             total_tokens: 300,
-            calls: 2
+            calls: 2,
+            requests: vec![
+                RequestTokens { input: 100, output: 20 },
+                RequestTokens { input: 150, output: 30 },
+            ],
         }
     );
     assert_eq!(out.tool_calls.len(), 1);

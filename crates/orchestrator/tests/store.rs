@@ -113,6 +113,7 @@ fn commit(run_id: &str, worker: &str, status: ExecStatus, events: usize) -> Step
             .collect(),
         consumed_through: None,
         keep_lease_until: None,
+        spend: Vec::new(),
     }
 }
 

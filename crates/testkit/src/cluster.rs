@@ -336,25 +336,49 @@ impl Cluster {
     }
 
     /// The mocks were paid exactly once per clip (`clips` of them, or as
-    /// many as the run has videos), render and publish.
+    /// many as the run has videos), render and publish, and each of those
+    /// calls' cost was recorded once ([`Self::assert_costed_once`]).
     pub async fn assert_paid_once(&self, db: &Db, ids: &[String], clips: Option<usize>) {
         let store = myloware_orchestrator::store::open(db);
         for id in ids {
-            let clips = match clips {
-                Some(clips) => clips,
-                None => self.run(id).await["result"]["videos"].as_array().unwrap().len(),
-            };
+            let expected = self.paid_calls(id, clips).await;
             let mut counts: HashMap<(String, String), usize> = HashMap::new();
             for call in store.mock_calls(id).await.unwrap() {
                 *counts.entry((call.provider, call.key)).or_default() += 1;
             }
-            let mut expected: HashMap<(String, String), usize> = (0..clips)
-                .map(|i| (("kieai".to_string(), format!("{id}:riley:clip:{i}")), 1))
-                .collect();
-            expected.insert(("shotstack".into(), format!("{id}:alex:render")), 1);
-            expected.insert(("upload_post".into(), format!("{id}:quinn:publish:1")), 1);
             assert_eq!(counts, expected, "paid calls of {id}");
         }
+        self.assert_costed_once(db, ids, clips).await;
+    }
+
+    /// Each paid call (a submission per clip, a render, a publish) has
+    /// exactly one recorded cost, by its journal key, however often its
+    /// step ran.
+    pub async fn assert_costed_once(&self, db: &Db, ids: &[String], clips: Option<usize>) {
+        let store = myloware_orchestrator::store::open(db);
+        for id in ids {
+            let expected = self.paid_calls(id, clips).await;
+            let mut counts: HashMap<(String, String), usize> = HashMap::new();
+            for cost in store.spend(id).await.unwrap() {
+                let key = cost.journal_key.expect("a provider call's cost has its journal key");
+                *counts.entry((cost.provider, key)).or_default() += 1;
+            }
+            assert_eq!(counts, expected, "recorded costs of {id}");
+        }
+    }
+
+    /// `(provider, journal key)` of every paid call of a published run, once.
+    async fn paid_calls(&self, id: &str, clips: Option<usize>) -> HashMap<(String, String), usize> {
+        let clips = match clips {
+            Some(clips) => clips,
+            None => self.run(id).await["result"]["videos"].as_array().unwrap().len(),
+        };
+        let mut expected: HashMap<(String, String), usize> = (0..clips)
+            .map(|i| (("kieai".to_string(), format!("{id}:riley:clip:{i}")), 1))
+            .collect();
+        expected.insert(("shotstack".into(), format!("{id}:alex:render")), 1);
+        expected.insert(("upload_post".into(), format!("{id}:quinn:publish:1")), 1);
+        expected
     }
 
     /// Stops every process and removes the logs.

@@ -329,6 +329,7 @@ pub async fn awaiting_gate(api: &ApiState, gate: myloware_core::Gate, preview: V
         payload: json!({"graph_spec": {"hitl_gates": [gate.as_str()]}, "metadata": {"workflow_proposal": {}}}),
         result: json!({}),
         created_at: myloware_api::store::now(),
+        estimated_usd_micros: None,
     };
     api.store.insert_run(&run).await.unwrap();
     let link = myloware_api::hitl::mint(api, &run_id, gate);

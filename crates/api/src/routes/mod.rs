@@ -12,6 +12,7 @@ use crate::middleware;
 use crate::state::ApiState;
 
 pub mod chat;
+pub mod costs;
 pub mod dlq;
 pub mod hitl;
 pub mod internal;
@@ -48,6 +49,7 @@ pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
         .merge(internal::router(state))
         .merge(dlq::router(state))
         .merge(retention::router(state))
+        .merge(costs::router(state))
 }
 
 /// Routes for strangers whose requests prove themselves (provider

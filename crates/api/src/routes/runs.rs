@@ -87,6 +87,7 @@ pub struct RunView {
     #[schema(value_type = Vec<Object>)]
     gates: Vec<Value>,
     artifacts: Vec<ArtifactView>,
+    cost: crate::costs::RunCost,
 }
 
 /// A run in a list.
@@ -245,7 +246,7 @@ async fn require_run(state: &ApiState, run_id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// One run, with its gates and artifacts.
+/// One run, with its gates, artifacts and cost.
 #[utoipa::path(get, path = "/v1/runs/{runId}", tag = "runs", security(("api_key" = [])),
     params(("runId" = String, Path, description = "e.g. run_abc123def456")),
     responses((status = 200, body = RunView), (status = 400, description = "Malformed path", body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -269,6 +270,7 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
         result: run.result,
         gates: run.gates.iter().map(crate::hitl::gate_view).collect(),
         artifacts: run.artifacts.into_iter().map(ArtifactView::from).collect(),
+        cost: crate::costs::RunCost::new(run.estimated_usd_micros, run.mode.as_deref(), &run.spent),
     }))
 }
 

@@ -11,6 +11,7 @@ use super::artifacts::Artifact;
 use super::chat::{ChatDelivery, ChatMessage, PushOutcome};
 use super::commands::{Command, DeliveryAttempt, NewCommand};
 use super::common::StoreResult;
+use super::costs::DaySpend;
 use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
 use super::gates::{AuditEntry, Decision, GateRecord};
@@ -151,6 +152,11 @@ pub trait ApiStore: Send + Sync + 'static {
     /// which exactly). Counted when `dry_run`, else deleted in one
     /// transaction; both select the same rows.
     async fn prune(&self, cutoff: DateTime<Utc>, dry_run: bool) -> StoreResult<Pruned>;
+
+    /// What was spent per day (`from` to `to`, inclusive, `YYYY-MM-DD` in
+    /// UTC), project, mode and provider, in that order; one project's only
+    /// with `project`.
+    async fn spend_by_day(&self, from: &str, to: &str, project: Option<&str>) -> StoreResult<Vec<DaySpend>>;
 
     /// The counts behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<ApiGauges>;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::artifacts::Artifact;
 use super::chat::ChatMessage;
+use super::costs::AppliedCost;
 use super::gates::NewGate;
 
 /// How an applied event changes its run.
@@ -22,6 +23,8 @@ pub struct RunUpdate {
     pub gate: Option<NewGate>,
     /// Messages for the run owner's chat transcript.
     pub messages: Vec<ChatMessage>,
+    /// The paid call a `cost.recorded` event tells of.
+    pub cost: Option<AppliedCost>,
 }
 
 /// An orchestrator event, as recorded when applied.
@@ -90,6 +93,9 @@ macro_rules! event_methods {
                 }
                 for message in &update.messages {
                     insert_chat!(message, tx);
+                }
+                if let Some(cost) = &update.cost {
+                    insert_run_cost!(cost, &mut *tx);
                 }
                 tx.commit().await?;
                 Ok(true)

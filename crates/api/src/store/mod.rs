@@ -3,7 +3,8 @@
 //! conformance suite (`tests/store.rs`). One module per aggregate holds its
 //! types, its rows and its SQL (written once, compiled for both backends
 //! by `sql.rs`): [`runs`], [`artifacts`], [`commands`] (to the
-//! orchestrator), [`events`] (from it), [`gates`] and their audit,
+//! orchestrator), [`events`] (from it) and the [`costs`] they carry,
+//! [`gates`] and their audit,
 //! [`webhooks`], [`dead_letters`], [`chat`], and [`retention`] with the
 //! gauges.
 
@@ -17,6 +18,7 @@ pub mod artifacts;
 pub mod chat;
 pub mod commands;
 mod common;
+pub mod costs;
 pub mod dead_letters;
 pub mod events;
 pub mod gates;
@@ -30,6 +32,7 @@ pub use artifacts::{Artifact, RawArtifact};
 pub use chat::{Channel, ChatDelivery, ChatMessage, Push, PushOutcome, PushStatus};
 pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
+pub use costs::{AppliedCost, DaySpend};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{AuditEntry, Decision, GateRecord, GateStatus, NewGate};

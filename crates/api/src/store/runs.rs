@@ -1,6 +1,6 @@
 //! Runs: inserted with their first command (and the workflow gate of a
 //! proposed run), moved between statuses by conditional updates, listed,
-//! and read with their gates and artifacts in one statement.
+//! and read with their gates, artifacts and costs in one statement.
 
 use chrono::{DateTime, Utc};
 use myloware_core::RunStatus;
@@ -45,6 +45,9 @@ pub struct NewRun {
     pub payload: Value,
     pub result: Value,
     pub created_at: DateTime<Utc>,
+    /// What the run is expected to cost (`PriceTable::estimate`), in
+    /// micro-dollars; known when it is created.
+    pub estimated_usd_micros: Option<i64>,
 }
 
 /// Filters of `GET /v1/runs`; newest first, `before` is an exclusive cursor.
@@ -73,6 +76,12 @@ pub struct RunDetails {
     pub result: RawJson,
     pub gates: Vec<GateRecord>,
     pub artifacts: Vec<RawArtifact>,
+    /// Micro-dollars; `None` for a run created before costs were kept.
+    pub estimated_usd_micros: Option<i64>,
+    /// The run's providers mode (`payload.metadata.providers.mode`).
+    pub mode: Option<String>,
+    /// What its paid calls cost so far, per provider (micro-dollars).
+    pub spent: Vec<(String, i64)>,
 }
 
 pub(super) const RUN_COLUMNS: &str =
@@ -98,7 +107,11 @@ pub(super) const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.cu
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
        (SELECT json_group_array(json_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', json(a.data), 'created_at', a.created_at) ORDER BY a.seq) \
-          FROM artifacts a WHERE a.run_id = r.id) AS artifacts \
+          FROM artifacts a WHERE a.run_id = r.id) AS artifacts, \
+       r.estimated_usd_micros, json_extract(r.payload, '$.metadata.providers.mode') AS mode, \
+       (SELECT json_group_array(json_array(c.provider, c.usd_micros)) FROM \
+          (SELECT provider, SUM(usd_micros) AS usd_micros FROM run_costs WHERE run_id = r.id GROUP BY provider) c) \
+          AS spent \
      FROM runs r WHERE r.id = $1";
 pub(super) const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.current_persona, r.payload, r.result, \
        r.created_at, r.updated_at, \
@@ -109,7 +122,11 @@ pub(super) const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
        COALESCE((SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', a.data, 'created_at', a.created_at) ORDER BY a.seq) \
-          FROM artifacts a WHERE a.run_id = r.id), '[]') AS artifacts \
+          FROM artifacts a WHERE a.run_id = r.id), '[]') AS artifacts, \
+       r.estimated_usd_micros, r.payload #>> '{metadata,providers,mode}' AS mode, \
+       COALESCE((SELECT json_agg(json_build_array(c.provider, c.usd_micros)) FROM \
+          (SELECT provider, SUM(usd_micros) AS usd_micros FROM run_costs WHERE run_id = r.id GROUP BY provider) c), \
+          '[]') AS spent \
      FROM runs r WHERE r.id = $1";
 
 #[derive(sqlx::FromRow)]
@@ -124,6 +141,9 @@ pub(super) struct RunViewRow {
     pub(super) updated_at: DateTime<Utc>,
     pub(super) gates: Json<Vec<GateRow>>,
     pub(super) artifacts: Json<Vec<RawArtifact>>,
+    pub(super) estimated_usd_micros: Option<i64>,
+    pub(super) mode: Option<String>,
+    pub(super) spent: Json<Vec<(String, i64)>>,
 }
 
 impl TryFrom<RunViewRow> for RunDetails {
@@ -140,6 +160,9 @@ impl TryFrom<RunViewRow> for RunDetails {
             result: row.result.0,
             gates: gates(row.gates.0)?,
             artifacts: row.artifacts.0,
+            estimated_usd_micros: row.estimated_usd_micros,
+            mode: row.mode,
+            spent: row.spent.0,
         })
     }
 }
@@ -167,8 +190,8 @@ macro_rules! run_methods {
             async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
                 let mut tx = self.begin().await?;
                 let inserted: Run = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {RUN_COLUMNS}"
+                    "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at, \
+                     estimated_usd_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {RUN_COLUMNS}"
                 )))
                 .bind(&run.id)
                 .bind(&run.project)
@@ -177,6 +200,7 @@ macro_rules! run_methods {
                 .bind(Json(&run.payload))
                 .bind(Json(&run.result))
                 .bind(run.created_at)
+                .bind(run.estimated_usd_micros)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|err| {

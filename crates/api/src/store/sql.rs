@@ -21,6 +21,7 @@ use super::artifacts::*;
 use super::chat::*;
 use super::commands::*;
 use super::common::{StoreError, StoreResult, now};
+use super::costs::*;
 use super::dead_letters::*;
 use super::events::*;
 use super::gates::*;
@@ -60,7 +61,7 @@ macro_rules! sql_api_store {
         }
 
         run_methods!(artifact_methods!(command_methods!(event_methods!(gate_methods!(webhook_methods!(
-            dead_letter_methods!(chat_methods!(retention_methods!(api_store!($store;))))
+            dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(api_store!($store;)))))
         ))))));
     };
 }

@@ -333,6 +333,7 @@ async fn store_pass(
             events,
             consumed_through: signals.last().map(|s| s.seq),
             keep_lease_until: None,
+            spend: Vec::new(),
         };
         let t4 = Instant::now();
         ensure!(store.commit_step(&commit).await?, "lease lost on {}", execution.run_id);

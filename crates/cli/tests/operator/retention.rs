@@ -35,6 +35,7 @@ async fn retention_prune_dry_run_then_real(db: &Db) {
             payload: json!({"project": "test_video_gen", "input": {"prompt": "old"}}),
             result: json!({"videos": [], "publishUrls": []}),
             created_at: old,
+            estimated_usd_micros: None,
         };
         store.insert_run(&run).await.unwrap();
         for kind in ["persona.output", "kieai.clip", "render.url"] {

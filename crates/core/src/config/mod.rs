@@ -7,8 +7,9 @@
 //! One module per concern: [`secrets`] (keys, secrets, the database URL),
 //! [`providers`] (the live providers' endpoints and the providers mode),
 //! [`channels`] (the LLM and the chat channels), [`server`] (HTTP limits
-//! and rate limits), [`reader`] (reading a variable, collecting problems)
-//! and [`validate`] (the one pass over every variable). Every type is
+//! and rate limits), `prices` (`PRICES_FILE`, the price table), [`reader`]
+//! (reading a variable, collecting problems) and [`validate`] (the one
+//! pass over every variable). Every type is
 //! re-exported here: `myloware_core::config::Config` and the rest keep
 //! their paths.
 
@@ -24,6 +25,7 @@ use crate::internal::InternalKeys;
 use crate::providers::ProviderMode;
 
 pub mod channels;
+mod prices;
 pub mod providers;
 pub mod reader;
 pub mod secrets;
@@ -125,6 +127,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub engine: EngineConfig,
     pub http: HttpLimits,
+    /// `PRICES_FILE`, when set.
+    pub prices_file: Option<PathBuf>,
+    /// What each paid call costs: the defaults, or `PRICES_FILE`'s.
+    pub prices: crate::costs::PriceTable,
 }
 
 /// The orchestrator's engine.
@@ -173,6 +179,12 @@ impl Config {
     /// these; the services log them at startup).
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        if self.llm.api_key.is_some() && !self.prices.knows_llm(&self.llm.model) {
+            warnings.push(format!(
+                "LLM_MODEL {:?} has no price in the price table: its tokens are priced as [openai.other] (set its price in PRICES_FILE)",
+                self.llm.model
+            ));
+        }
         if self.chat.telegram_bot_token.is_some() && self.chat.telegram_allowed_chat_ids.is_empty() {
             warnings.push(
                 "TELEGRAM_ALLOWED_CHAT_IDS is empty: the Telegram bot refuses every chat (list the chat ids that may talk to Brendan)"

@@ -263,3 +263,37 @@ fn database_passwords_are_redacted() {
     let config = config(&[("DATABASE_URL", "postgres://me:hunter2@db:5432/mw")]).unwrap();
     assert_eq!(config.database_url_redacted(), "postgres://me:***@db:5432/mw");
 }
+
+#[test]
+fn prices_file_overrides_the_defaults_and_refuses_unknown_keys() {
+    let dir = std::env::temp_dir().join(format!("mw-prices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("prices.toml");
+    std::fs::write(&good, "[shotstack]\nrender_minute = 0.2\n").unwrap();
+    let config = config(&[("PRICES_FILE", good.to_str().unwrap())]).unwrap();
+    assert_eq!(config.prices.shotstack_render_minute, 200_000);
+    assert_eq!(config.prices_file.as_deref(), Some(good.as_path()));
+    assert_eq!(self::config(&[]).unwrap().prices, crate::costs::PriceTable::default());
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[shotstack]\nrender_minute = 0.2\nper_render = 1\n").unwrap();
+    let err = self::config(&[("PRICES_FILE", bad.to_str().unwrap())]).unwrap_err();
+    assert_eq!(vars_named(&err), ["PRICES_FILE"]);
+    assert!(err.to_string().contains("per_render"), "{err}");
+    let missing = dir.join("missing.toml");
+    let err = self::config(&[("PRICES_FILE", missing.to_str().unwrap())]).unwrap_err();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_llm_model_without_a_price_is_a_warning() {
+    let priced = config(&[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    assert!(priced.warnings().iter().all(|w| !w.contains("LLM_MODEL")));
+    let unpriced = config(&[("OPENAI_API_KEY", "sk-test"), ("LLM_MODEL", "my-local-model")]).unwrap();
+    assert!(
+        unpriced.warnings().iter().any(|w| w.contains("my-local-model")),
+        "{:?}",
+        unpriced.warnings()
+    );
+}

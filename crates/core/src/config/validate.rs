@@ -158,6 +158,7 @@ impl Config {
             r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
         }
         let http = http_limits(&mut r);
+        let (prices_file, prices) = super::prices::prices(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -187,6 +188,8 @@ impl Config {
             max_body_bytes,
             engine,
             http,
+            prices_file,
+            prices,
         })
     }
 }

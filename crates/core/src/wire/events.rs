@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ProviderMode;
+use crate::costs::Charge;
+
 /// What the orchestrator tells the API about a run. Applied once per
 /// `eventId`, in `seq` order per run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -60,10 +63,13 @@ pub enum EventKind {
     /// `{gate, reason}`
     #[serde(rename = "execution.rejected")]
     ExecutionRejected,
+    /// [`CostRecorded`]: a paid call, once per call.
+    #[serde(rename = "cost.recorded")]
+    CostRecorded,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 10] = [
+    const ALL: [EventKind; 11] = [
         Self::ExecutionStarted,
         Self::PersonaStarted,
         Self::PersonaCompleted,
@@ -74,6 +80,7 @@ impl EventKind {
         Self::ExecutionFailed,
         Self::ExecutionCancelled,
         Self::ExecutionRejected,
+        Self::CostRecorded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +95,7 @@ impl EventKind {
             Self::ExecutionFailed => "execution.failed",
             Self::ExecutionCancelled => "execution.cancelled",
             Self::ExecutionRejected => "execution.rejected",
+            Self::CostRecorded => "cost.recorded",
         }
     }
 }
@@ -99,6 +107,44 @@ impl std::str::FromStr for EventKind {
             .into_iter()
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| format!("unknown event type {s:?}"))
+    }
+}
+
+/// `cost.recorded`'s data: one paid call (a clip, a render, a publish, an
+/// LLM request) as the orchestrator recorded it, in the transaction that
+/// recorded it, so the API counts each once (by event id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostRecorded {
+    /// `kieai`, `shotstack`, `upload_post` or `openai`.
+    pub provider: String,
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Clips, rendered minutes, publishes, or an LLM request's tokens.
+    pub units: f64,
+    /// USD, rounded to 6 decimals.
+    pub usd: f64,
+    /// The same amount in micro-dollars: what is stored and summed.
+    pub usd_micros: i64,
+    pub mode: ProviderMode,
+    /// The journal key of a provider call; none for an LLM request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl CostRecorded {
+    pub fn new(charge: &Charge, mode: ProviderMode, key: Option<&str>) -> CostRecorded {
+        CostRecorded {
+            provider: charge.provider.clone(),
+            operation: charge.operation.clone(),
+            model: charge.model.clone(),
+            units: charge.units,
+            usd: crate::costs::usd(charge.usd_micros),
+            usd_micros: charge.usd_micros,
+            mode,
+            key: key.map(str::to_owned),
+        }
     }
 }
 
@@ -146,6 +192,21 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
         assert!("execution.exploded".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn a_cost_reads_as_the_orchestrator_writes_it() {
+        let table = crate::costs::PriceTable::default();
+        let cost = CostRecorded::new(&table.clip("veo3_fast"), ProviderMode::Mock, Some("run_a:riley:clip:0"));
+        let json = serde_json::to_value(&cost).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"provider": "kieai", "operation": "submit", "model": "veo3_fast", "units": 1.0,
+                "usd": 0.4, "usdMicros": 400_000, "mode": "mock", "key": "run_a:riley:clip:0"})
+        );
+        assert_eq!(serde_json::from_value::<CostRecorded>(json).unwrap(), cost);
+        let llm = CostRecorded::new(&table.llm_request("gpt-4o-mini", 10, 10), ProviderMode::Live, None);
+        assert!(serde_json::to_value(&llm).unwrap().get("key").is_none());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod executions;
 pub mod retention;
 
 pub use chat::{ChatAction, ChatLine, ChatProject, ChatReply, ChatRun, ChatTurn};
-pub use events::{Event, EventBatch, EventKind, EventOutcome, EventResult, EventResults};
+pub use events::{CostRecorded, Event, EventBatch, EventKind, EventOutcome, EventResult, EventResults};
 pub use executions::{
     CancelAccepted, CancelExecution, CommandKind, Decision, ExecutionAccepted, ExecutionCommand, GraphSpec, Repeated,
     ResumeExecution, RetryAccepted, RetryExecution, RetryStatus, Signal, SignalAccepted, SignalDelivery, SignalStatus,

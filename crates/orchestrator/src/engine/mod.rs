@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::{EngineMetrics, Observation};
 use crate::personas::LlmPersonas;
-use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, StepCommit, StoredSignal};
+use crate::store::{ExecStatus, Execution, NewEvent, NewSpend, OrchestratorStore, StepCommit, StoredSignal};
 use myloware_telemetry::HttpMetrics;
 
 mod intake;
@@ -131,6 +131,8 @@ pub struct Step<'a> {
     pub events: Vec<NewEvent>,
     /// Metrics to record once the step commits.
     pub observations: Vec<Observation>,
+    /// The costs of its LLM requests, committed with it.
+    pub spend: Vec<NewSpend>,
 }
 
 impl Step<'_> {
@@ -314,6 +316,7 @@ impl Engine {
                 signals,
                 events: Vec::new(),
                 observations: Vec::new(),
+                spend: Vec::new(),
             };
             let node = nodes.get(execution.node as usize).copied();
             let outcome = if cancelled {
@@ -384,6 +387,7 @@ impl Engine {
                 events: step.events,
                 consumed_through,
                 keep_lease_until: keep_going.then(|| Utc::now() + self.lease()),
+                spend: step.spend,
             };
             crate::faults::point("step.before_commit");
             if !self.store.commit_step(&commit).await? {

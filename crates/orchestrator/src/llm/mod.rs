@@ -142,6 +142,16 @@ pub struct Usage {
     pub total_tokens: u64,
     /// Completion requests made.
     pub calls: u32,
+    /// Each request's tokens, in order (each is priced on its own).
+    #[serde(skip)]
+    pub requests: Vec<RequestTokens>,
+}
+
+/// One completion request's tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestTokens {
+    pub input: u64,
+    pub output: u64,
 }
 
 /// One tool call and what the model was told it returned.
@@ -296,6 +306,10 @@ impl Llm {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
                 usage.total_tokens += u64::from(u.total_tokens);
+                usage.requests.push(RequestTokens {
+                    input: u64::from(u.prompt_tokens),
+                    output: u64::from(u.completion_tokens),
+                });
             }
             let message = response
                 .choices

@@ -1,6 +1,6 @@
 //! What the orchestrator keeps: executions (one per run: its graph position,
 //! state, wait and lease), the signals they wait for, the journal of their
-//! side effects, the outbox of events for the API, the mock providers'
+//! side effects, what the paid ones cost (`spend`), the outbox of events for the API, the mock providers'
 //! ledger, and the knowledge base the personas search. One trait, a SQLite
 //! and a Postgres implementation, one conformance suite (`tests/store.rs`).
 
@@ -15,8 +15,10 @@ use myloware_db::{Db, text_enum};
 use myloware_providers::mock::MockCall;
 use serde_json::Value;
 
+mod spend;
 mod sql;
 
+pub use spend::{NewSpend, Spend, SpendStore};
 pub use sql::{PgOrchestratorStore, SqliteOrchestratorStore};
 
 pub type StoreResult<T> = Result<T, sqlx::Error>;
@@ -114,6 +116,9 @@ pub struct StepCommit {
     /// Keep the lease until then (the worker goes on with the next node);
     /// `None` releases it.
     pub keep_lease_until: Option<DateTime<Utc>>,
+    /// The costs of the LLM requests the step made (their `cost.recorded`
+    /// events are among `events`).
+    pub spend: Vec<NewSpend>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,7 +308,16 @@ pub trait KnowledgeStore: Send + Sync {
 /// spans them (counts, retention, a liveness check).
 #[async_trait]
 pub trait OrchestratorStore:
-    ExecutionStore + SignalStore + JournalStore + OutboxStore + LedgerStore + KnowledgeStore + Send + Sync + 'static
+    ExecutionStore
+    + SignalStore
+    + JournalStore
+    + SpendStore
+    + OutboxStore
+    + LedgerStore
+    + KnowledgeStore
+    + Send
+    + Sync
+    + 'static
 {
     async fn counts(&self) -> StoreResult<EngineCounts>;
 

@@ -222,7 +222,7 @@ pub fn has_nul(request: &Request) -> bool {
 
 /// What refused requests must never add to. (Rejected webhook deliveries
 /// without a key and the gate audit are recorded on purpose.)
-pub const RECORDS: [(&str, &str); 17] = [
+pub const RECORDS: [(&str, &str); 19] = [
     ("runs", "SELECT COUNT(*) FROM runs"),
     (
         "runs at ideate",
@@ -248,6 +248,8 @@ pub const RECORDS: [(&str, &str); 17] = [
     ("journal", "SELECT COUNT(*) FROM journal"),
     ("outbox", "SELECT COUNT(*) FROM outbox"),
     ("mock calls", "SELECT COUNT(*) FROM mock_provider_calls"),
+    ("run costs", "SELECT COUNT(*) FROM run_costs"),
+    ("spend", "SELECT COUNT(*) FROM spend"),
     (
         "waiting executions",
         "SELECT COUNT(*) FROM executions WHERE status = 'waiting'",

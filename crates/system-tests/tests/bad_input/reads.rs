@@ -41,6 +41,32 @@ async fn reads_answer_json(db: &Db) {
             }
         },
     );
+    let day = prop_oneof![
+        (1u32..=9999, 1u32..=12, 1u32..=31).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        text(),
+    ];
+    property(
+        "GET /v1/costs?…",
+        CASES,
+        (
+            proptest::option::of(day.clone()),
+            proptest::option::of(day),
+            proptest::option::of(text()),
+        ),
+        |(from, to, project)| {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(from.map(|v| ("from", v)));
+            query.extend(to.map(|v| ("to", v)));
+            query.extend(project.map(|v| ("project", v)));
+            let url = t.api(&format!("/v1/costs?{}", serde_urlencoded::to_string(&query).unwrap()));
+            let t = &t;
+            async move {
+                let answer = t.send(db, &Request::new(Method::GET, url).key()).await?;
+                prop_assert!([200, 400, 422].contains(&answer.status), "{answer:?}");
+                Ok(())
+            }
+        },
+    );
     let segment = prop_oneof![
         "run_[a-z0-9]{12}",
         "[a-zA-Z0-9_.~-]{1,30}",

@@ -1,8 +1,8 @@
 //! Fault injection with real processes: an orchestrator that dies like
 //! `kill -9` at chosen points (and at random moments), then a new one that
 //! continues; two orchestrators sharing one Postgres. After each, every run
-//! is published and the mocks saw exactly one submission per clip, one
-//! render and one publish.
+//! is published, the mocks saw exactly one submission per clip, one render
+//! and one publish, and each of those calls' cost was recorded once.
 
 use std::process::Command;
 use std::time::Duration;
@@ -131,4 +131,7 @@ async fn live_mode_crashes_pay_nothing_twice(db: &TestDb) {
         assert_eq!(calls.publishes(id), 1, "publishes of {id}");
     }
     assert_eq!(calls.count("shotstack.render"), all.len(), "one render per run");
+    // A clip whose answer died with the orchestrator is costed once too,
+    // when its callback names the task.
+    cluster.assert_costed_once(db, &all, Some(2)).await;
 }

@@ -165,6 +165,12 @@ pub const CONTRACT: &[Family] = &[
         exporter: Exporter::Orchestrator,
         labels: &["model", "kind"],
     },
+    Family {
+        name: "myloware_spend_usd_total",
+        kind: Kind::Counter,
+        exporter: Exporter::Api,
+        labels: &["provider", "project", "mode"],
+    },
 ];
 
 /// Families a mock run through both gates cannot produce; their labels are
@@ -222,6 +228,13 @@ pub const LABEL_VALUES: &[(&str, LabelValues)] = &[
         &[("mode", MODES), ("status", &["ok", "error"])],
     ),
     ("llm_tokens_total", &[("kind", &["input", "output"])]),
+    (
+        "myloware_spend_usd_total",
+        &[
+            ("provider", &["kieai", "shotstack", "upload_post", "openai"]),
+            ("mode", MODES),
+        ],
+    ),
 ];
 
 /// Which persona a gate route names (the runbook's "latency per persona gate").

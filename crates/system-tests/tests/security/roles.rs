@@ -34,6 +34,7 @@ async fn each_role_reaches_only_its_routes(db: &Db) {
         ("GET", format!("/v1/runs/{run_id}"), Value::Null, Needs::Read),
         ("GET", "/v1/projects".into(), Value::Null, Needs::Read),
         ("GET", "/v1/dlq".into(), Value::Null, Needs::Read),
+        ("GET", "/v1/costs".into(), Value::Null, Needs::Read),
         ("GET", "/openapi.json".into(), Value::Null, Needs::Read),
         (
             "POST",

@@ -1,7 +1,7 @@
 //! The journal of provider calls: each call is begun under an idempotency
 //! key before it is made and finished with its answer, so a step re-run
 //! after a crash asks the provider to recover the call instead of making
-//! it again.
+//! it again. A paid call's success is recorded with its cost (`spend`).
 
 use super::*;
 
@@ -48,18 +48,34 @@ pub(super) async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response
         .await?)
 }
 
-/// What to do about a call whose answer was lost, once the provider was
-/// asked: use what it found (recorded under `field`), call now if it never
-/// saw the call, or treat it as unanswered if it cannot tell.
-pub(super) async fn after_recovery(
+/// Records a call's answer as succeeded; a paid call's cost with it, in
+/// the same transaction and once per key ([`spend::journal_succeeded`]).
+pub(super) async fn succeeded(
     step: &Step<'_>,
     key: &str,
+    provider: &str,
+    operation: &str,
+    response: Value,
+) -> Result<(), StepError> {
+    match spend::provider_charge(step, provider, operation) {
+        Some(charge) => spend::journal_succeeded(step, key, &charge, &response).await,
+        None => finish(step, key, true, response).await,
+    }
+}
+
+/// What to do about a call whose answer was lost, once the provider was
+/// asked: use what it found (recorded under the call's `field`), call now
+/// if it never saw the call, or treat it as unanswered if it cannot tell.
+pub(super) async fn after_recovery(
+    step: &Step<'_>,
+    call: &IdCall<'_>,
     recovered: Result<Recovered<String>, ProviderError>,
-    field: &str,
 ) -> Result<Result<Journaled, ProviderError>, StepError> {
+    let field = call.field;
     Ok(match recovered {
         Ok(Recovered::Found(id)) => {
-            finish(step, key, true, json!({ field: id, "recovered": true })).await?;
+            let response = json!({ field: id, "recovered": true });
+            succeeded(step, call.key, call.provider, call.operation, response).await?;
             Ok(Journaled::Answered(json!({ field: id })))
         }
         Ok(Recovered::NotFound) => Ok(Journaled::Fresh),
@@ -98,29 +114,23 @@ where
     let (persona, field) = (call.persona, call.field);
     let code = |what: &str| format!("{}.{}_{what}", call.provider, call.operation);
     let journaled = match begin(step, call.key, call.provider, call.operation, call.request).await? {
-        Journaled::Unanswered => match after_recovery(
-            step,
-            call.key,
-            counted(step, call.provider, "recover", recover()).await?,
-            field,
-        )
-        .await?
-        {
-            Ok(journaled) => journaled,
-            Err(err) => {
-                let code = format!("{}.recover_failed", call.provider);
-                return Ok(Err(provider_failure(persona, &code, &err)));
+        Journaled::Unanswered => {
+            match after_recovery(step, &call, counted(step, call.provider, "recover", recover()).await?).await? {
+                Ok(journaled) => journaled,
+                Err(err) => {
+                    let code = format!("{}.recover_failed", call.provider);
+                    return Ok(Err(provider_failure(persona, &code, &err)));
+                }
             }
-        },
+        }
         other => other,
     };
     Ok(match journaled {
         Journaled::Fresh => {
             match recorded(
                 step,
-                call.key,
+                &call,
                 counted(step, call.provider, call.operation, make()).await?,
-                call.crash_point,
                 |id| json!({ field: id }),
             )
             .await?
@@ -149,16 +159,15 @@ where
 /// begun: a later run of the step recovers it like a lost answer.
 pub(super) async fn recorded<T>(
     step: &Step<'_>,
-    key: &str,
+    call: &IdCall<'_>,
     answer: Result<T, ProviderError>,
-    crash_point: &str,
     to_json: impl Fn(&T) -> Value,
 ) -> Result<Result<T, ProviderError>, StepError> {
-    crate::faults::point(crash_point);
+    crate::faults::point(call.crash_point);
     match &answer {
-        Ok(value) => finish(step, key, true, to_json(value)).await?,
+        Ok(value) => succeeded(step, call.key, call.provider, call.operation, to_json(value)).await?,
         Err(ProviderError::Unanswered { .. }) => {}
-        Err(err) => finish(step, key, false, json!({"error": err.to_string()})).await?,
+        Err(err) => finish(step, call.key, false, json!({"error": err.to_string()})).await?,
     }
     Ok(answer)
 }

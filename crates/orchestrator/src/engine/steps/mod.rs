@@ -21,7 +21,7 @@ use myloware_providers::{
 use serde_json::{Value, json};
 
 use super::{Outcome, Personas, RunError, Step, StepError, node_persona};
-use crate::llm::Usage;
+use crate::llm::{RequestTokens, Usage};
 use crate::metrics::{Job, JobOutcome, Observation, PersonaOutcome};
 use crate::personas::{LlmPersonas, Work};
 use crate::run_state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
@@ -33,6 +33,7 @@ mod iggy;
 mod journal;
 mod quinn;
 mod riley;
+mod spend;
 
 use alex::alex;
 use iggy::iggy;
@@ -110,12 +111,15 @@ fn work<'a>(step: &'a Step<'_>) -> Work<'a> {
     }
 }
 
-/// Keeps what an LLM persona used, for the run's record.
+/// Keeps what an LLM persona used, for the run's record, and what each of
+/// its requests cost.
 fn record_usage(step: &mut Step<'_>, persona: Persona, usage: &Usage) {
-    if let Personas::Llm(llm) = &step.engine.personas {
-        step.engine
+    let engine = step.engine;
+    if let Personas::Llm(llm) = &engine.personas {
+        engine
             .metrics
             .llm_tokens(llm.model(), usage.prompt_tokens, usage.completion_tokens);
+        spend::llm_requests(step, llm.model(), &usage.requests);
     }
     tracing::info!(runId = %step.run_id, %persona, tokens = usage.total_tokens, calls = usage.calls, "llm persona answered");
     step.state.llm_usage.push(LlmUsage {

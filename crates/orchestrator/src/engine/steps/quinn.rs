@@ -120,7 +120,8 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                     return Ok(provider_failure(persona, "upload_post.publish_failed", &err));
                 }
             };
-            finish(step, &key, true, serde_json::to_value(&state).expect("serializes")).await?;
+            let answer = serde_json::to_value(&state).expect("serializes");
+            succeeded(step, &key, "upload_post", "publish", answer).await?;
             let publish = Publish {
                 caption,
                 hashtags,

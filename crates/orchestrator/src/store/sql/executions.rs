@@ -228,6 +228,7 @@ macro_rules! executions_store {
                 };
                 let first_seq = last_seq - commit.events.len() as i64 + 1;
                 insert_events!(tx, &commit.run_id, first_seq, &commit.events);
+                insert_spend!(tx, &commit.spend);
                 tx.commit().await?;
                 Ok(true)
             }

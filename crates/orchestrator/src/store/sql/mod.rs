@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use myloware_core::ProviderMode;
 use myloware_core::project::KnowledgeDoc;
 use myloware_db::{guarded, rows_for};
 use myloware_providers::mock::MockCall;
@@ -15,8 +16,9 @@ use sqlx::types::Json;
 
 use super::{
     Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
-    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
-    OutboxStore, SignalOutcome, SignalStore, StepCommit, StoreResult, StoredSignal, query_terms,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, NewSpend, OrchestratorStore,
+    OutboxEvent, OutboxStore, SignalOutcome, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal,
+    query_terms,
 };
 
 #[macro_use]
@@ -31,11 +33,14 @@ mod ledger;
 mod outbox;
 #[macro_use]
 mod signals;
+#[macro_use]
+mod spend;
 
 use executions::*;
 use journal::*;
 use knowledge::*;
 use ledger::*;
+use spend::*;
 
 /// The rows retention removes, per table, as `WHERE` clauses (`$1` is the
 /// cutoff), so a dry run counts exactly what a real prune deletes: rows of
@@ -112,6 +117,7 @@ macro_rules! sql_orchestrator_store {
         executions_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         signals_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         journal_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        spend_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         outbox_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         ledger_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         knowledge_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);

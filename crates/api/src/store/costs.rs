@@ -1,0 +1,88 @@
+//! Costs as the API keeps them: each `cost.recorded` event applied (table
+//! `run_costs`, written once with its event, by event id) and a run's
+//! estimate (`runs.estimated_usd_micros`, written with the run). A run's
+//! costs are read with the run ([`super::RunDetails`]); per day, project,
+//! mode and provider for `GET /v1/costs` ([`DaySpend`]).
+
+use chrono::{DateTime, Utc};
+use myloware_core::ProviderMode;
+
+/// A cost, applied with its `cost.recorded` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedCost {
+    pub event_id: String,
+    pub run_id: String,
+    pub project: String,
+    pub provider: String,
+    pub operation: String,
+    pub model: Option<String>,
+    pub units: f64,
+    pub usd_micros: i64,
+    pub mode: ProviderMode,
+    pub journal_key: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl AppliedCost {
+    /// The UTC day it counts for (`YYYY-MM-DD`).
+    pub fn day(&self) -> String {
+        self.at.format("%Y-%m-%d").to_string()
+    }
+}
+
+/// What one provider cost on one day, for one project, in one mode.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DaySpend {
+    pub day: String,
+    pub project: String,
+    pub mode: String,
+    pub provider: String,
+    pub usd_micros: i64,
+}
+
+macro_rules! insert_run_cost {
+    ($cost:expr, $executor:expr) => {
+        sqlx::query(
+            "INSERT INTO run_costs (event_id, run_id, project, provider, operation, model, units, usd_micros, mode, \
+             journal_key, at, day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&$cost.event_id)
+        .bind(&$cost.run_id)
+        .bind(&$cost.project)
+        .bind(&$cost.provider)
+        .bind(&$cost.operation)
+        .bind(&$cost.model)
+        .bind($cost.units)
+        .bind($cost.usd_micros)
+        .bind($cost.mode.as_str())
+        .bind(&$cost.journal_key)
+        .bind($cost.at)
+        .bind($cost.day())
+        .execute($executor)
+        .await?
+    };
+}
+pub(super) use insert_run_cost;
+
+/// The [`ApiStore`](super::ApiStore) methods of costs, handed on to `$next`
+/// with the methods gathered so far (`sql.rs` chains every aggregate's).
+macro_rules! cost_methods {
+    ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
+        $next! { $($args)* $($methods)*
+            async fn spend_by_day(&self, from: &str, to: &str, project: Option<&str>) -> StoreResult<Vec<DaySpend>> {
+                let days: Vec<DaySpend> = sqlx::query_as(
+                    "SELECT day, project, mode, provider, CAST(SUM(usd_micros) AS BIGINT) AS usd_micros FROM run_costs \
+                     WHERE day >= $1 AND day <= $2 AND ($3 IS NULL OR project = $3) \
+                     GROUP BY day, project, mode, provider ORDER BY day, project, mode, provider",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(project)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(days)
+            }
+        }
+    };
+}
+pub(super) use cost_methods;
