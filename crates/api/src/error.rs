@@ -65,7 +65,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
-        ApiError::Internal(err.into())
+        match err {
+            err @ StoreError::AtCapacity { .. } => ApiError::Conflict(err.to_string()),
+            err => ApiError::Internal(err.into()),
+        }
     }
 }
 

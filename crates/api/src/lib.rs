@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+pub mod budget;
 pub mod chat;
 pub mod commands;
 pub mod costs;

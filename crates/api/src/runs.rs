@@ -204,6 +204,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         .prices
         .estimate_pipeline(spec, &graph.pipeline, llm_model)
         .total();
+    crate::budget::check_start(state, spec, mode, estimate).await?;
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;
     let mut metadata = json!({
@@ -282,6 +283,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
                 result,
                 created_at: now(),
                 estimated_usd_micros: Some(estimate),
+                max_active: state.config.budget.max_active_runs,
             },
             command.as_ref(),
         )

@@ -29,6 +29,7 @@ fn new_run(project: &str, status: RunStatus) -> NewRun {
         result: json!({"videos": [], "totalVideos": 2, "publishUrls": []}),
         created_at: now(),
         estimated_usd_micros: None,
+        max_active: None,
     }
 }
 
@@ -548,6 +549,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
     let run_at = |status, at| NewRun {
         created_at: at,
         estimated_usd_micros: None,
+        max_active: None,
         ..new_run("aismr", status)
     };
     // Ended 40 days ago; still running since 40 days ago; started 40 days

@@ -393,6 +393,7 @@ async fn upload_post_webhooks_only_wake_publishing_runs_once_per_delivery(db: &D
             result: json!({}),
             created_at: myloware_api::store::now(),
             estimated_usd_micros: None,
+            max_active: None,
         })
         .await
         .unwrap()

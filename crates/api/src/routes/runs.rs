@@ -146,6 +146,7 @@ pub struct ArtifactList {
     responses(
         (status = 201, description = "Recorded and accepted by the orchestrator", body = RunStarted),
         (status = 202, description = "Recorded; the orchestrator was unreachable and the start will be retried", body = RunStarted),
+        (status = 409, description = "A spend limit has less left than the run's estimate, or MAX_ACTIVE_RUNS runs are active (the detail names the limit and the numbers); nothing was stored", body = ErrorBody),
         (status = 422, description = "Unknown project, no text input, or a malformed body"),
         (status = 429, description = "Too many starts from this client", body = ErrorBody),
     ))]

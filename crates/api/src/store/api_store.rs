@@ -158,6 +158,10 @@ pub trait ApiStore: Send + Sync + 'static {
     /// with `project`.
     async fn spend_by_day(&self, from: &str, to: &str, project: Option<&str>) -> StoreResult<Vec<DaySpend>>;
 
+    /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
+    /// `project` or of every project, in micro-dollars.
+    async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64>;
+
     /// The counts behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<ApiGauges>;
 

@@ -11,6 +11,9 @@ pub(crate) use myloware_db::text_enum;
 pub enum StoreError {
     #[error("a run with id {0} already exists")]
     DuplicateRun(String),
+    /// `MAX_ACTIVE_RUNS` runs have not ended yet.
+    #[error("{active} runs are active, the most MAX_ACTIVE_RUNS ({cap}) allows; start again when one ends")]
+    AtCapacity { active: i64, cap: u32 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]

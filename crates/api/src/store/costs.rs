@@ -82,6 +82,18 @@ macro_rules! cost_methods {
                 .await?;
                 Ok(days)
             }
+
+            async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64> {
+                let spent: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(usd_micros) AS BIGINT) FROM run_costs \
+                     WHERE mode = 'live' AND day >= $1 AND ($2 IS NULL OR project = $2)",
+                )
+                .bind(from)
+                .bind(project)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(spent.unwrap_or(0))
+            }
         }
     };
 }

@@ -48,6 +48,10 @@ pub struct NewRun {
     /// What the run is expected to cost (`PriceTable::estimate`), in
     /// micro-dollars; known when it is created.
     pub estimated_usd_micros: Option<i64>,
+    /// `MAX_ACTIVE_RUNS`: inserted only while fewer runs than this have not
+    /// ended (counted and inserted under one lock, so concurrent starts
+    /// never exceed it); else [`StoreError::AtCapacity`].
+    pub max_active: Option<u32>,
 }
 
 /// Filters of `GET /v1/runs`; newest first, `before` is an exclusive cursor.
@@ -182,6 +186,16 @@ macro_rules! move_run {
 }
 pub(super) use move_run;
 
+/// The terminal statuses as SQL literals (`'published', 'failed', …`).
+pub(super) fn ended_statuses() -> String {
+    RunStatus::ALL
+        .iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The [`ApiStore`](super::ApiStore) methods of runs, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! run_methods {
@@ -189,6 +203,23 @@ macro_rules! run_methods {
         $next! { $($args)* $($methods)*
             async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
                 let mut tx = self.begin().await?;
+                if let Some(cap) = run.max_active {
+                    // One start counts at a time (SQLite's write transactions
+                    // already take turns), so the count cannot go stale.
+                    if let Some(lock) = Self::RUNS_LOCK {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    let active: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT COUNT(*) FROM runs WHERE status NOT IN ({})",
+                        ended_statuses()
+                    )))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if active >= i64::from(cap) {
+                        tx.rollback().await?;
+                        return Err(StoreError::AtCapacity { active, cap });
+                    }
+                }
                 let inserted: Run = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at, \
                      estimated_usd_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {RUN_COLUMNS}"

@@ -42,7 +42,7 @@ macro_rules! api_store {
 /// A backend's store: its pool, how it begins a transaction, how it reads
 /// a run with its gates and artifacts; and its `ApiStore` impl.
 macro_rules! sql_api_store {
-    ($store:ident, $db:ty, $begin:expr, $run_view:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $runs_lock:expr, $run_view:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -50,6 +50,8 @@ macro_rules! sql_api_store {
 
         impl $store {
             const RUN_VIEW: &str = $run_view;
+            /// Taken before counting active runs (`MAX_ACTIVE_RUNS`).
+            const RUNS_LOCK: Option<&str> = $runs_lock;
 
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
                 Self { pool }
@@ -66,10 +68,19 @@ macro_rules! sql_api_store {
     };
 }
 
-sql_api_store!(SqliteApiStore, sqlx::Sqlite, myloware_db::SQLITE_BEGIN, SQLITE_RUN_VIEW);
+sql_api_store!(
+    SqliteApiStore,
+    sqlx::Sqlite,
+    myloware_db::SQLITE_BEGIN,
+    None,
+    SQLITE_RUN_VIEW
+);
 sql_api_store!(
     PgApiStore,
     sqlx::Postgres,
     myloware_db::POSTGRES_BEGIN,
+    // A transaction-scoped lock of its own ("runs" in ASCII): released at
+    // commit or rollback.
+    Some("SELECT pg_advisory_xact_lock(1920298611)"),
     POSTGRES_RUN_VIEW
 );

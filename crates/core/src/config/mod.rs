@@ -25,6 +25,8 @@ use crate::internal::InternalKeys;
 use crate::providers::ProviderMode;
 
 pub mod channels;
+pub use budget::BudgetConfig;
+mod budget;
 mod prices;
 pub mod providers;
 pub mod reader;
@@ -131,6 +133,8 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// What each paid call costs: the defaults, or `PRICES_FILE`'s.
     pub prices: crate::costs::PriceTable,
+    /// Spending limits and the cap on active runs.
+    pub budget: BudgetConfig,
 }
 
 /// The orchestrator's engine.

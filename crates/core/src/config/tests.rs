@@ -297,3 +297,33 @@ fn an_llm_model_without_a_price_is_a_warning() {
         unpriced.warnings()
     );
 }
+
+#[test]
+fn spend_limits_and_the_run_cap_are_read_and_checked() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config.budget, super::BudgetConfig::default(), "no limit unless set");
+    let config = self::config(&[
+        ("SPEND_LIMIT_DAILY_USD", "12.5"),
+        ("SPEND_LIMIT_MONTHLY_USD", "0"),
+        ("MAX_ACTIVE_RUNS", "4"),
+    ])
+    .unwrap();
+    assert_eq!(
+        config.budget,
+        super::BudgetConfig {
+            daily_micros: Some(12_500_000),
+            monthly_micros: Some(0),
+            max_active_runs: Some(4),
+        }
+    );
+    let err = self::config(&[
+        ("SPEND_LIMIT_DAILY_USD", "-1"),
+        ("SPEND_LIMIT_MONTHLY_USD", "lots"),
+        ("MAX_ACTIVE_RUNS", "0"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        vars_named(&err),
+        ["SPEND_LIMIT_DAILY_USD", "SPEND_LIMIT_MONTHLY_USD", "MAX_ACTIVE_RUNS"]
+    );
+}

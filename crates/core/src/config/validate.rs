@@ -159,6 +159,7 @@ impl Config {
         }
         let http = http_limits(&mut r);
         let (prices_file, prices) = super::prices::prices(&mut r);
+        let budget = super::budget::budget(&mut r);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -190,6 +191,7 @@ impl Config {
             http,
             prices_file,
             prices,
+            budget,
         })
     }
 }

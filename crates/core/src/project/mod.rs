@@ -83,6 +83,19 @@ pub struct ProjectSpec {
     /// Free-form notes for the knowledge base.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
+    /// This project's own spending limits (live spend), beside the global ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
+}
+
+/// `[budget]` of a project: USD per UTC day and per UTC calendar month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -246,6 +259,16 @@ impl ProjectSpec {
             (None, true) => bad("specs", "required when the project has a workflow".into()),
             (Some(specs), _) => specs.problems(&mut bad),
             (None, false) => {}
+        }
+        if let Some(budget) = &self.budget {
+            for (field, usd) in [
+                ("budget.dailyUsd", budget.daily_usd),
+                ("budget.monthlyUsd", budget.monthly_usd),
+            ] {
+                if usd.is_some_and(|usd| !usd.is_finite() || usd < 0.0) {
+                    bad(field, "must be a number of USD, 0 or more".into());
+                }
+            }
         }
         match (&self.publish, self.workflow.contains(&Persona::Quinn)) {
             (None, true) => bad("publish", "required when quinn is in the workflow".into()),
@@ -444,6 +467,24 @@ requiredTools = ["submit_clips"]
             "{joined}"
         );
         assert!(joined.contains("personas.riley.requiredTools"), "{joined}");
+    }
+
+    #[test]
+    fn a_projects_budget_is_read_and_a_negative_one_refused() {
+        let spec = parse(&format!("{MINIMAL}\n[budget]\ndailyUsd = 5.0\n")).unwrap();
+        assert_eq!(
+            spec.budget,
+            Some(BudgetSpec {
+                daily_usd: Some(5.0),
+                monthly_usd: None
+            })
+        );
+        let errs = parse(&format!("{MINIMAL}\n[budget]\nmonthlyUsd = -2\n")).unwrap_err();
+        assert!(
+            errs.join("\n")
+                .contains("budget.monthlyUsd: must be a number of USD, 0 or more"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,48 @@
+//! Spending limits and caps: `SPEND_LIMIT_DAILY_USD`,
+//! `SPEND_LIMIT_MONTHLY_USD` (live spend, all projects; a project's own
+//! limits are in its definition) and `MAX_ACTIVE_RUNS`.
+
+use super::reader::Reader;
+use crate::costs::micros;
+
+/// What the whole deployment may spend and run at once. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Live spend per UTC day, in micro-dollars.
+    pub daily_micros: Option<i64>,
+    /// Live spend per UTC calendar month, in micro-dollars.
+    pub monthly_micros: Option<i64>,
+    /// Runs started and not yet ended (proposals waiting for the workflow
+    /// gate do not count).
+    pub max_active_runs: Option<u32>,
+}
+
+pub(super) fn budget<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> BudgetConfig {
+    BudgetConfig {
+        daily_micros: limit(r, "SPEND_LIMIT_DAILY_USD"),
+        monthly_micros: limit(r, "SPEND_LIMIT_MONTHLY_USD"),
+        max_active_runs: match r.get("MAX_ACTIVE_RUNS") {
+            None => None,
+            Some(_) => match r.parse::<u32>("MAX_ACTIVE_RUNS", 0) {
+                0 => {
+                    r.problem("MAX_ACTIVE_RUNS", "must be at least 1 (unset it for no cap)");
+                    None
+                }
+                cap => Some(cap),
+            },
+        },
+    }
+}
+
+/// A limit in USD (`12.5`), kept in micro-dollars; zero or more.
+fn limit<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, var: &'static str) -> Option<i64> {
+    r.get(var)?;
+    let usd: f64 = r.parse(var, -1.0);
+    if !usd.is_finite() || usd < 0.0 {
+        if r.problems.iter().all(|p| p.var != var) {
+            r.problem(var, "must be a number of USD, 0 or more");
+        }
+        return None;
+    }
+    Some(micros(usd))
+}
