@@ -41,6 +41,8 @@ fn cost(step: &Step<'_>, charge: &Charge, key: Option<&str>) -> (NewSpend, NewEv
 }
 
 /// Records a paid call's success in the journal with its cost and event.
+/// The outbox is not woken for it: the step's commit, which follows, does,
+/// and the event goes out in the same batch as the step's.
 pub(super) async fn journal_succeeded(
     step: &Step<'_>,
     key: &str,
@@ -49,12 +51,9 @@ pub(super) async fn journal_succeeded(
 ) -> Result<(), StepError> {
     let (spend, event) = cost(step, charge, Some(key));
     let store = &step.engine.store;
-    if store
+    store
         .journal_succeeded_paid(&step.run_id, key, response, &spend, &event)
-        .await?
-    {
-        step.engine.events.notify_one();
-    }
+        .await?;
     Ok(())
 }
 
