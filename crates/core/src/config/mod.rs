@@ -7,7 +7,8 @@
 //! One module per concern: [`secrets`] (keys, secrets, the database URL),
 //! [`providers`] (the live providers' endpoints and the providers mode),
 //! [`channels`] (the LLM and the chat channels), [`server`] (HTTP limits
-//! and rate limits), [`reader`] (reading a variable, collecting problems)
+//! and rate limits), [`assets`] (where rendered videos are kept),
+//! [`reader`] (reading a variable, collecting problems)
 //! and [`validate`] (the one pass over every variable). Every type is
 //! re-exported here: `myloware_core::config::Config` and the rest keep
 //! their paths.
@@ -23,6 +24,7 @@ use crate::auth::NamedKey;
 use crate::internal::InternalKeys;
 use crate::providers::ProviderMode;
 
+pub mod assets;
 pub mod channels;
 pub mod providers;
 pub mod reader;
@@ -30,6 +32,7 @@ pub mod secrets;
 pub mod server;
 pub mod validate;
 
+pub use assets::{AssetsConfig, BucketConfig};
 pub use channels::{ChatConfig, LlmConfig};
 pub use providers::{MOCK_KIEAI_SIGNING_SECRET, ProviderEndpoint, ProvidersConfig};
 pub use reader::{ConfigError, Problem};
@@ -125,6 +128,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub engine: EngineConfig,
     pub http: HttpLimits,
+    /// Where rendered videos are kept (`ASSET_*`).
+    pub assets: AssetsConfig,
 }
 
 /// The orchestrator's engine.
@@ -179,6 +184,7 @@ impl Config {
                     .into(),
             );
         }
+        warnings.extend(self.assets.warning(self.environment));
         warnings
     }
 

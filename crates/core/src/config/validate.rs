@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::assets::assets_config;
 use super::channels::chat_config;
 use super::providers::{provider_endpoint, providers_mode};
 use super::reader::Reader;
@@ -158,6 +159,7 @@ impl Config {
             r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
         }
         let http = http_limits(&mut r);
+        let assets = assets_config(&mut r, environment);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -187,6 +189,7 @@ impl Config {
             max_body_bytes,
             engine,
             http,
+            assets,
         })
     }
 }
