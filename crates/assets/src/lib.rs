@@ -201,8 +201,17 @@ impl AssetStore {
         copy::from_url(self, store, key, url).await
     }
 
+    /// A local folder not created yet holds nothing (reading never
+    /// creates it).
+    fn nothing_stored(&self) -> bool {
+        matches!(&self.backend, Backend::Local { dir, store } if store.get().is_none() && !dir.is_dir())
+    }
+
     /// The size of the asset under `key`, or `None` when there is none.
     pub async fn head(&self, key: &AssetKey) -> Result<Option<u64>, AssetError> {
+        if self.nothing_stored() {
+            return Ok(None);
+        }
         let store = self.store().await?;
         match store.head(&self.path(key)).await {
             Ok(meta) => Ok(Some(meta.size)),
@@ -214,6 +223,9 @@ impl AssetStore {
     /// `range` of the asset under `key` (all of it when `None`), streamed;
     /// `None` when there is no such asset.
     pub async fn get(&self, key: &AssetKey, range: Option<Range<u64>>) -> Result<Option<Fetched>, AssetError> {
+        if self.nothing_stored() {
+            return Ok(None);
+        }
         let store = self.store().await?;
         let options = GetOptions {
             range: range.map(GetRange::Bounded),

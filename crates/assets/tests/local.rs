@@ -86,6 +86,8 @@ async fn a_render_is_copied_whole_and_read_back_by_range() {
     let url = serve("video/mp4", body.clone()).await;
     let key = key("render-0.mp4");
     assert_eq!(assets.head(&key).await.unwrap(), None);
+    assert!(assets.get(&key, None).await.unwrap().is_none());
+    assert!(!folder.0.exists(), "reading creates nothing");
     assert_eq!(
         assets.put_from_url(&key, &format!("{url}/video.mp4")).await.unwrap(),
         300_000

@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::middleware;
 use crate::state::ApiState;
 
+pub mod assets;
 pub mod chat;
 pub mod dlq;
 pub mod hitl;
@@ -48,6 +49,7 @@ pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
         .merge(internal::router(state))
         .merge(dlq::router(state))
         .merge(retention::router(state))
+        .merge(assets::router(state))
 }
 
 /// Routes for strangers whose requests prove themselves (provider
