@@ -89,16 +89,20 @@ impl Moto {
         );
     }
 
-    /// Deletes the object `key` of `bucket`, as an operator (or a lifecycle
-    /// rule) would.
+    /// Deletes the object `key` of `bucket` (a signed request, as an
+    /// operator's or a lifecycle rule's would be).
     pub async fn delete(&self, bucket: &str, key: &str) {
-        let response = self
-            .http
-            .delete(format!("{}/{bucket}/{key}", self.endpoint))
-            .send()
-            .await
+        use object_store::ObjectStoreExt;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_access_key_id(ACCESS_KEY_ID)
+            .with_secret_access_key(SECRET_ACCESS_KEY)
+            .build()
             .unwrap();
-        assert!(response.status().is_success(), "deleting {key}: {}", response.status());
+        store.delete(&object_store::path::Path::from(key)).await.unwrap();
     }
 
     /// The variables of services whose asset store is `bucket/prefix` here.
