@@ -222,6 +222,10 @@ async fn the_signed_asset_route_serves_ranges_and_refuses_bad_urls(db: &Db) {
         assert_eq!(whole.headers()[header], value.as_str(), "{header}");
     }
     assert_eq!(body(whole).await, RENDER_MP4);
+    let head = system.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+    assert_eq!(body(head).await, b"");
     for (range, bytes) in [
         ("bytes=0-99", 0..100),
         ("bytes=-10", size - 10..size),
