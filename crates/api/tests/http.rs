@@ -5,7 +5,7 @@ mod common;
 use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
-use common::{API_KEY, eventually, spawn_app};
+use common::{API_KEY, TestApp, eventually, spawn_app};
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
@@ -293,12 +293,15 @@ async fn unknown_runs_are_404(db: &Db) {
     );
 }
 
+/// The id of the run `body` starts.
+async fn started_run(app: &TestApp, body: Value) -> String {
+    let (_, started) = app.start_run(body).await;
+    started["runId"].as_str().expect("a started run").to_string()
+}
+
 async fn cancelling_ends_a_run_once(db: &Db) {
     let app = spawn_app(db, &[]).await;
-    let (_, started) = app
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
-    let run_id = started["runId"].as_str().unwrap();
+    let run_id = started_run(&app, json!({"project": "aismr", "input": {"object": "soap"}})).await;
     let path = format!("/v1/runs/{run_id}/cancel");
 
     let response = app
@@ -358,10 +361,7 @@ async fn runs_are_listed_newest_first_with_filters_and_cursors(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let mut ids = Vec::new();
     for project in ["aismr", "test_video_gen", "aismr", "aismr", "test_video_gen"] {
-        let (_, started) = app
-            .start_run(json!({"project": project, "input": {"topic": "t"}}))
-            .await;
-        ids.push(started["runId"].as_str().unwrap().to_string());
+        ids.push(started_run(&app, json!({"project": project, "input": {"topic": "t"}})).await);
     }
     let mut seen = Vec::new();
     let mut path = "/v1/runs?limit=2".to_string();
@@ -423,10 +423,7 @@ async fn run_starts_are_rate_limited_per_client(db: &Db) {
 
 async fn metrics_label_requests_by_route_template_and_run(db: &Db) {
     let app = spawn_app(db, &[]).await;
-    let (_, started) = app
-        .start_run(json!({"project": "aismr", "input": {"topic": "t"}}))
-        .await;
-    let run_id = started["runId"].as_str().unwrap();
+    let run_id = started_run(&app, json!({"project": "aismr", "input": {"topic": "t"}})).await;
     app.get_json(&format!("/v1/runs/{run_id}")).await;
     let text = app.http.get(app.url("/metrics")).text_answer().await;
     let line = text

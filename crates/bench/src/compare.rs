@@ -35,14 +35,15 @@ pub struct LoadArgs {
     /// when the previous is answered).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
-    /// Rounds; each loads the ceiling and the real endpoint once.
-    #[arg(long, default_value_t = 4)]
+    /// Rounds; each loads the ceiling and the real endpoint once (--quick: 2).
+    #[arg(long, default_value_t = 4, default_value_if("quick", "true", "2"))]
     pub rounds: usize,
-    /// Seconds of load per side and round that are measured.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds of load per side and round that are measured (--quick: 2).
+    #[arg(long, default_value_t = 5.0, default_value_if("quick", "true", "2"))]
     pub secs: f64,
-    /// Seconds of load before each measurement (connections open, caches warm).
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds of load before each measurement (connections open, caches
+    /// warm; --quick: 0.5).
+    #[arg(long, default_value_t = 1.0, default_value_if("quick", "true", "0.5"))]
     pub warmup_secs: f64,
     #[arg(long, value_enum, default_value_t = ClientKind::Raw)]
     pub client: ClientKind,
@@ -52,9 +53,6 @@ pub struct LoadArgs {
     /// Worker threads of the load generator's runtime (default: the CPUs).
     #[arg(long)]
     pub client_threads: Option<usize>,
-    /// A run of seconds: 2 rounds of 2 s (noisier; for checking that it works).
-    #[arg(long)]
-    pub quick: bool,
     /// Also load intermediate servers that show where the difference
     /// between the ceiling and the real endpoint goes.
     #[arg(long)]
@@ -72,12 +70,12 @@ pub enum OnlySide {
 }
 
 impl LoadArgs {
-    pub fn apply_quick(&mut self) {
-        if self.quick {
-            self.rounds = 2;
-            self.secs = 2.0;
-            self.warmup_secs = 0.5;
-        }
+    /// `64 connections, 4 rounds of 5 s per side (+1 s warm-up), Raw client`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} connections, {} rounds of {} s per side (+{} s warm-up), {:?} client",
+            self.connections, self.rounds, self.secs, self.warmup_secs, self.client
+        )
     }
 
     fn stop(&self) -> Stop {

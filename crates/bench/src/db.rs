@@ -77,6 +77,15 @@ impl BenchDb {
         self.backend() == "postgres"
     }
 
+    /// On Postgres, the database the benchmark's schema is in (its URL
+    /// without the schema's search path).
+    pub fn postgres_database(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::SqliteFile(_) => None,
+            Cleanup::PostgresSchema { admin_url, .. } => Some(admin_url),
+        }
+    }
+
     /// On Postgres, `VACUUM (ANALYZE)` of the benchmark's tables every
     /// `every`, in the background, as autovacuum would do on a server that
     /// runs it (this machine's has `autovacuum = off`: without statistics
@@ -186,13 +195,17 @@ impl Probe {
         Ok(Probe(myloware_db::Db::connect(url, settings).await?))
     }
 
+    /// The text column of the rows `sql` selects with `$1` = `value`.
+    async fn texts(&self, sql: &'static str, value: &str) -> anyhow::Result<Vec<String>> {
+        Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sql)
+            .bind(value)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// The API's status of one run.
     pub async fn run_status(&self, run_id: &str) -> anyhow::Result<Option<String>> {
-        let sql = "SELECT status FROM runs WHERE id = $1";
-        Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sql)
-            .bind(run_id)
-            .fetch_optional(pool)
-            .await?))
+        Ok(self.texts("SELECT status FROM runs WHERE id = $1", run_id).await?.pop())
     }
 
     /// Runs per status.
@@ -204,11 +217,7 @@ impl Probe {
 
     /// Ids of the runs in `status`.
     pub async fn runs_in(&self, status: &str) -> anyhow::Result<Vec<String>> {
-        let sql = "SELECT id FROM runs WHERE status = $1";
-        Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sql)
-            .bind(status)
-            .fetch_all(pool)
-            .await?))
+        self.texts("SELECT id FROM runs WHERE status = $1", status).await
     }
 
     /// `(column value, count)` of `SELECT {column}, COUNT(*) FROM {table} GROUP BY 1`.

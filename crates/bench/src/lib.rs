@@ -7,6 +7,8 @@
 //! The modules are what the binaries share:
 //!
 //! - [`compare`], a real endpoint against its ceiling, rounds in ABBA order;
+//! - [`harness`], what every binary does around its measurement: its
+//!   command line, header, database and logs, and report;
 //! - [`db`], a database of the benchmark's own (a temporary SQLite file or
 //!   a fresh Postgres schema), removed at the end;
 //! - [`load`], a closed-loop HTTP/1.1 load generator with latency
@@ -21,6 +23,7 @@
 
 pub mod compare;
 pub mod db;
+pub mod harness;
 pub mod load;
 pub mod report;
 pub mod services;

@@ -65,6 +65,37 @@ impl LoadResult {
         (self.ok + self.refused) as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Fails unless all `count` requests were accepted (`what`: "starts
+    /// accepted").
+    pub fn expect_all(&self, count: usize, what: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.ok == count as u64,
+            "{} of {count} {what} ({} refused, {} errors, first: {:?})",
+            self.ok,
+            self.refused,
+            self.errors,
+            self.first_error
+        );
+        Ok(())
+    }
+
+    /// Counts an answer, accepted or not, to a request `sent` and
+    /// `answered` within the window.
+    fn count(&mut self, accepted: bool, sent: Instant, answered: Instant) {
+        if accepted {
+            self.ok += 1;
+        } else {
+            self.refused += 1;
+        }
+        self.latencies_us.push((answered - sent).as_secs_f64() * 1e6);
+    }
+
+    /// Counts a request that got no answer.
+    fn failed(&mut self, error: impl FnOnce() -> String) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(error);
+    }
+
     fn merge(&mut self, other: LoadResult) {
         self.ok += other.ok;
         self.refused += other.refused;
@@ -226,12 +257,9 @@ pub async fn closed_loop<W: Workload>(
     stop: Stop,
     workload: Arc<W>,
 ) -> anyhow::Result<LoadResult> {
-    let next = Arc::new(AtomicU64::new(0));
-    let window = Window::new(stop);
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (next, workload) = (next.clone(), workload.clone());
-        tasks.push(tokio::spawn(async move {
+    on_connections(connections, stop, |next, window| {
+        let workload = workload.clone();
+        async move {
             let mut result = LoadResult::default();
             let mut conn: Option<Conn> = None;
             let mut request = Vec::with_capacity(2048);
@@ -258,20 +286,14 @@ pub async fn closed_loop<W: Workload>(
                         let c = conn.as_ref().expect("connected");
                         let accepted = workload.response(i, answer.status, &c.buf[answer.body.clone()]);
                         if window.counts(sent, answered) {
-                            if accepted {
-                                result.ok += 1;
-                            } else {
-                                result.refused += 1;
-                            }
-                            result.latencies_us.push((answered - sent).as_secs_f64() * 1e6);
+                            result.count(accepted, sent, answered);
                         }
                         if answer.close {
                             conn = None;
                         }
                     }
                     Err(err) => {
-                        result.errors += 1;
-                        result.first_error.get_or_insert_with(|| format!("{err:#}"));
+                        result.failed(|| format!("{err:#}"));
                         conn = None;
                         // A refused connection would otherwise spin.
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -279,14 +301,47 @@ pub async fn closed_loop<W: Workload>(
                 }
             }
             result
-        }));
-    }
+        }
+    })
+    .await
+}
+
+/// Runs `connection` on `connections` tasks at once, each given the
+/// counter that numbers the requests and the load's window; their results
+/// added up.
+async fn on_connections<F, Fut>(connections: usize, stop: Stop, connection: F) -> anyhow::Result<LoadResult>
+where
+    F: Fn(Arc<AtomicU64>, Window) -> Fut,
+    Fut: Future<Output = LoadResult> + Send + 'static,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let window = Window::new(stop);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(connection(next.clone(), window)))
+        .collect();
     let mut total = LoadResult::default();
     for task in tasks {
         total.merge(task.await?);
     }
     total.elapsed = window.elapsed();
     Ok(total)
+}
+
+/// Runs a counted workload to its end over `connections` connections to
+/// `addr`: each of its `count` requests must be accepted (`what`: "starts
+/// accepted"). How long it took.
+pub async fn all_accepted<W: Workload>(
+    addr: SocketAddr,
+    connections: usize,
+    workload: Arc<W>,
+    count: usize,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let began = Instant::now();
+    let result = closed_loop(addr, connections, Stop::Exhausted, workload).await?;
+    let took = began.elapsed();
+    result.expect_all(count, what)?;
+    Ok(took)
 }
 
 /// The same closed loop of `GET`s, through one reqwest client whose pool
@@ -309,12 +364,9 @@ pub async fn closed_loop_reqwest(
         .tcp_nodelay(true)
         .default_headers(header_map)
         .build()?;
-    let next = Arc::new(AtomicU64::new(0));
-    let window = Window::new(stop);
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (next, urls, client) = (next.clone(), urls.clone(), client.clone());
-        tasks.push(tokio::spawn(async move {
+    on_connections(connections, stop, |next, window| {
+        let (urls, client) = (urls.clone(), client.clone());
+        async move {
             let mut result = LoadResult::default();
             while !window.over(Instant::now()) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -329,30 +381,15 @@ pub async fn closed_loop_reqwest(
                 };
                 let answered = Instant::now();
                 match answer {
-                    Ok(status) if window.counts(sent, answered) => {
-                        if status.is_success() {
-                            result.ok += 1;
-                        } else {
-                            result.refused += 1;
-                        }
-                        result.latencies_us.push((answered - sent).as_secs_f64() * 1e6);
-                    }
+                    Ok(status) if window.counts(sent, answered) => result.count(status.is_success(), sent, answered),
                     Ok(_) => {}
-                    Err(err) => {
-                        result.errors += 1;
-                        result.first_error.get_or_insert_with(|| err.to_string());
-                    }
+                    Err(err) => result.failed(|| err.to_string()),
                 }
             }
             result
-        }));
-    }
-    let mut total = LoadResult::default();
-    for task in tasks {
-        total.merge(task.await?);
-    }
-    total.elapsed = window.elapsed();
-    Ok(total)
+        }
+    })
+    .await
 }
 
 /// A workload of fixed requests, taken round-robin.

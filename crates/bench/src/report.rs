@@ -121,6 +121,13 @@ impl Report {
         self.details.insert(key.to_string(), value);
     }
 
+    /// Prints the report once the measurement succeeded; else the failure.
+    pub fn conclude(&self, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
+        outcome?;
+        self.print();
+        Ok(())
+    }
+
     /// Prints the targets table and the JSON line (last line of the output).
     pub fn print(&self) {
         let [one, five, fifteen] = load_average();

@@ -13,8 +13,6 @@ use anyhow::{Context, bail};
 use myloware_core::config::Config;
 use myloware_testkit::process::Process;
 
-use crate::db::{BenchDb, Maintenance};
-use crate::report::{Machine, Report};
 use crate::unique_suffix;
 
 /// Keys of the benchmark's services (long enough for any environment).
@@ -421,81 +419,4 @@ pub fn report_problems(services: &[(&str, &Service)]) -> serde_json::Value {
         counts.insert(name.to_string(), serde_json::json!(problems.len()));
     }
     serde_json::Value::Object(counts)
-}
-
-/// What every benchmark of `mw` processes takes.
-#[derive(Debug, clap::Args)]
-pub struct ProcessArgs {
-    /// Postgres database to create a schema in (dropped at the end);
-    /// default: a temporary SQLite file.
-    #[arg(long)]
-    pub database_url: Option<String>,
-    /// The `mw` binary (default: target/release/mw).
-    #[arg(long)]
-    pub mw: Option<PathBuf>,
-    /// On Postgres, VACUUM (ANALYZE) the benchmark's tables this often, as
-    /// autovacuum would (0: never; this machine's server runs without
-    /// autovacuum).
-    #[arg(long, default_value_t = 20)]
-    pub vacuum_every_secs: u64,
-    /// Keep the database and the services' logs.
-    #[arg(long)]
-    pub keep: bool,
-}
-
-/// A benchmark of `mw` processes under way: the binary, its database, the
-/// folder of the services' logs, and the report.
-pub struct Frame {
-    pub mw: PathBuf,
-    pub db: BenchDb,
-    pub workdir: Workdir,
-    pub report: Report,
-    maintenance: Option<Maintenance>,
-}
-
-impl ProcessArgs {
-    /// The binary, a fresh database and a folder for the logs, with the
-    /// header printed (`name: title`, backend, binary, machine).
-    pub async fn open(&self, name: &'static str, title: &str) -> anyhow::Result<Frame> {
-        let mw = mw_binary(self.mw.as_deref())?;
-        let db = BenchDb::prepare(self.database_url.as_deref()).await?;
-        let workdir = Workdir::create()?;
-        let report = Report::new(name, Machine::probe());
-        println!("{name}: {title}");
-        println!("  backend     {}", db.backend());
-        println!("  binary      {}", mw.display());
-        report.machine.print();
-        Ok(Frame {
-            mw,
-            db,
-            workdir,
-            report,
-            maintenance: None,
-        })
-    }
-}
-
-impl Frame {
-    /// Ends the header and starts the background vacuum (Postgres).
-    pub async fn start(&mut self, args: &ProcessArgs) -> anyhow::Result<()> {
-        self.maintenance = self.db.maintain(Duration::from_secs(args.vacuum_every_secs)).await?;
-        println!();
-        self.report.detail("backend", serde_json::json!(self.db.backend()));
-        Ok(())
-    }
-
-    /// After the measurement: the vacuum stopped (its passes reported), the
-    /// database and the logs removed unless kept (the logs also on a
-    /// failure), then the report, or the failure.
-    pub async fn close(mut self, args: &ProcessArgs, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
-        if let Some(maintenance) = self.maintenance.take() {
-            self.report
-                .detail("vacuum_passes", serde_json::json!(maintenance.stop().await));
-        }
-        self.db.finish(args.keep).await;
-        self.workdir.finish(args.keep || outcome.is_err());
-        outcome?;
-        self.report.print();
-        Ok(())
-    }
 }

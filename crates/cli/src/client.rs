@@ -132,6 +132,40 @@ pub fn print_json(value: &Value, compact: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the array `field` of an API answer as a table: `header`, then
+/// `row` of each item, or `none` when there is no item. Whether there was.
+pub fn print_table(body: &Value, field: &str, none: &str, header: &str, row: impl Fn(&Value) -> String) -> bool {
+    let items = body[field].as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        println!("{none}");
+        return false;
+    }
+    println!("{header}");
+    for item in items {
+        println!("{}", row(item));
+    }
+    true
+}
+
+/// The fields that are set, in order (for a body or a query).
+pub fn present<const N: usize>(
+    fields: [(&'static str, Option<String>); N],
+) -> impl Iterator<Item = (&'static str, String)> {
+    fields.into_iter().filter_map(|(name, value)| Some((name, value?)))
+}
+
+/// Who decided a gate: ` by <approver>` (the credential that decided),
+/// then ` ("<note>")` (the name it gave); empty while undecided.
+pub fn decided_by(gate: &Value) -> String {
+    let Some(approver) = gate["approver"].as_str() else {
+        return String::new();
+    };
+    match gate["note"].as_str() {
+        Some(note) => format!(" by {approver} (\"{note}\")"),
+        None => format!(" by {approver}"),
+    }
+}
+
 /// `2026-11-29T17:09:50.723Z` as `2026-11-29 17:09:50`; `-` when absent.
 pub fn when(value: &Value) -> String {
     match value.as_str() {

@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 
-use crate::client::ApiTarget;
+use crate::client::{self, ApiTarget};
 
 pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
@@ -11,17 +11,12 @@ pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string_pretty(&body["deadLetters"])?);
         return Ok(());
     }
-    let letters = body["deadLetters"].as_array().cloned().unwrap_or_default();
-    if letters.is_empty() {
-        println!("no dead letters");
-        return Ok(());
-    }
-    println!(
+    let header = format!(
         "{:>6}  {:<8} {:<18} {:>8}  {:<10} error",
         "seq", "kind", "run", "attempts", "state"
     );
-    for letter in letters {
-        println!(
+    client::print_table(&body, "deadLetters", "no dead letters", &header, |letter| {
+        format!(
             "{:>6}  {:<8} {:<18} {:>8}  {:<10} {}",
             letter["seq"],
             letter["kind"].as_str().unwrap_or(""),
@@ -33,8 +28,8 @@ pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<(
                 "replayed"
             },
             letter["error"].as_str().unwrap_or("")
-        );
-    }
+        )
+    });
     Ok(())
 }
 

@@ -232,14 +232,7 @@ impl<'a> Follow<'a> {
             }
         }
         if shown.as_deref() != Some(status.as_str()) {
-            let mut line = format!("gate {name}: {status}");
-            if let Some(approver) = gate["approver"].as_str() {
-                // The credential that decided, then the name it gave.
-                line += &format!(" by {approver}");
-                if let Some(note) = gate["note"].as_str() {
-                    line += &format!(" (\"{note}\")");
-                }
-            }
+            let mut line = format!("gate {name}: {status}{}", client::decided_by(gate));
             if let Some(reason) = gate["reason"].as_str() {
                 line += &format!(" ({reason})");
             }

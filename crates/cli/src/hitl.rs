@@ -99,22 +99,19 @@ async fn pending(target: &ApiTarget, http: &reqwest::Client, json: bool) -> anyh
     if json {
         return client::print_json(&body, false);
     }
-    let pending = body["pending"].as_array().cloned().unwrap_or_default();
-    if pending.is_empty() {
-        println!("no gates awaiting a decision");
-        return Ok(());
-    }
-    println!("{:<18} {:<11} {:<20} approve", "run", "gate", "requested");
-    for gate in &pending {
-        println!(
+    let header = format!("{:<18} {:<11} {:<20} approve", "run", "gate", "requested");
+    let any = client::print_table(&body, "pending", "no gates awaiting a decision", &header, |gate| {
+        format!(
             "{:<18} {:<11} {:<20} {}",
             text(&gate["runId"]),
             text(&gate["gate"]),
             when(&gate["requestedAt"]),
             text(&gate["approvalUrl"])
-        );
+        )
+    });
+    if any {
+        println!("decide: mw hitl approve <run> <gate>, or mw hitl reject <run> <gate> --reason <why>");
     }
-    println!("decide: mw hitl approve <run> <gate>, or mw hitl reject <run> <gate> --reason <why>");
     Ok(())
 }
 

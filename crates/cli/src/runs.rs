@@ -102,17 +102,14 @@ pub async fn run(command: RunsCommand, target: &ApiTarget, json: bool) -> anyhow
             skip,
             require_approval,
         } => {
-            let mut input = Map::new();
-            for (field, value) in [
+            let mut input: Map<String, Value> = client::present([
                 ("object", object),
                 ("prompt", prompt),
                 ("subject", subject),
                 ("topic", topic),
-            ] {
-                if let Some(value) = value {
-                    input.insert(field.into(), value.into());
-                }
-            }
+            ])
+            .map(|(field, value)| (field.into(), value.into()))
+            .collect();
             if !modifiers.is_empty() {
                 input.insert("modifiers".into(), modifiers.into());
             }
@@ -188,33 +185,24 @@ async fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let mut query = vec![("limit", limit.to_string())];
-    for (name, value) in [
+    query.extend(client::present([
         ("status", status),
         ("project", project),
         ("user_id", user),
         ("cursor", cursor),
-    ] {
-        if let Some(value) = value {
-            query.push((name, value));
-        }
-    }
+    ]));
     let body = target
         .send(client::http().get(target.url("/v1/runs")).query(&query))
         .await?;
     if json {
         return client::print_json(&body, false);
     }
-    let runs = body["runs"].as_array().cloned().unwrap_or_default();
-    if runs.is_empty() {
-        println!("no runs");
-        return Ok(());
-    }
-    println!(
+    let header = format!(
         "{:<18} {:<16} {:<20} {:<8} {:<20} created",
         "run", "project", "status", "persona", "user"
     );
-    for run in &runs {
-        println!(
+    let any = client::print_table(&body, "runs", "no runs", &header, |run| {
+        format!(
             "{:<18} {:<16} {:<20} {:<8} {:<20} {}",
             text(&run["runId"]),
             text(&run["project"]),
@@ -222,9 +210,9 @@ async fn list(
             text(&run["currentPersona"]),
             text(&run["userId"]),
             when(&run["createdAt"])
-        );
-    }
-    if let Some(cursor) = body["nextCursor"].as_str() {
+        )
+    });
+    if any && let Some(cursor) = body["nextCursor"].as_str() {
         println!("more: mw runs list --limit {limit} --cursor {cursor}");
     }
     Ok(())
@@ -264,14 +252,12 @@ async fn show(target: &ApiTarget, run_id: &str, json: bool) -> anyhow::Result<()
     if !gates.is_empty() {
         println!("  gates:");
         for gate in &gates {
-            let mut line = format!("    {:<11} {}", text(&gate["gate"]), text(&gate["status"]));
-            if let Some(approver) = gate["approver"].as_str() {
-                // The credential that decided, then the name it gave.
-                line += &format!(" by {approver}");
-                if let Some(note) = gate["note"].as_str() {
-                    line += &format!(" (\"{note}\")");
-                }
-            }
+            let mut line = format!(
+                "    {:<11} {}{}",
+                text(&gate["gate"]),
+                text(&gate["status"]),
+                client::decided_by(gate)
+            );
             if let Some(reason) = gate["reason"].as_str() {
                 line += &format!(": {reason}");
             }

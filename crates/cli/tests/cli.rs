@@ -56,6 +56,30 @@ fn wait_for_health(port: u16) -> Duration {
     }
 }
 
+/// `mw dev` in `dir` on `api` and `orchestrator` with `extra` variables
+/// (its output discarded), once both services answer `/health`.
+fn start_dev(dir: &Scratch, api: u16, orchestrator: u16, extra: &[(&str, &str)]) -> Process {
+    let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
+    let orchestrator_url = format!("http://127.0.0.1:{orchestrator}");
+    let mut vars = vec![
+        ("API_PORT", api_text.as_str()),
+        ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
+        ("ORCHESTRATOR_URL", orchestrator_url.as_str()),
+        ("BIND_HOST", "127.0.0.1"),
+    ];
+    vars.extend_from_slice(extra);
+    let dev = Process::of(
+        mw(dir, &["dev"], &vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(api);
+    wait_for_health(orchestrator);
+    dev
+}
+
 fn get_json(port: u16, path: &str, key: &str) -> Value {
     reqwest::blocking::Client::new()
         .get(format!("http://127.0.0.1:{port}{path}"))
@@ -225,24 +249,8 @@ fn serve_api_in_live_mode_with_every_secret_reports_live() {
 fn dev_runs_both_services_in_mock_mode_and_stops_on_sigterm() {
     let dir = Scratch::new("dev");
     let (api, orchestrator) = (free_port(), free_port());
-    let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
-    let vars = [
-        ("API_PORT", api_text.as_str()),
-        ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
-        ("ORCHESTRATOR_URL", &format!("http://127.0.0.1:{orchestrator}")),
-        ("BIND_HOST", "127.0.0.1"),
-        ("USE_MOCK_PROVIDERS", "false"),
-    ];
     let started = Instant::now();
-    let mut child = Process::of(
-        mw(&dir, &["dev"], &vars)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_health(api);
-    wait_for_health(orchestrator);
+    let mut child = start_dev(&dir, api, orchestrator, &[("USE_MOCK_PROVIDERS", "false")]);
     eprintln!("mw dev healthy after {:?} (debug build)", started.elapsed());
     let project = get_json(api, "/v1/projects/test_video_gen", "dev-api-key-not-for-production");
     assert_eq!(project["providers"]["mode"], "mock", "mw dev always mocks providers");
@@ -283,25 +291,8 @@ fn the_runbooks_commands_work_against_mw_dev() {
     }
     let dir = Scratch::new("runbook");
     let (api, orchestrator) = (free_port(), free_port());
-    let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
-    let orchestrator_url = format!("http://127.0.0.1:{orchestrator}");
     let public = format!("http://localhost:{api}");
-    let vars = [
-        ("API_PORT", api_text.as_str()),
-        ("ORCHESTRATOR_PORT", orchestrator_text.as_str()),
-        ("ORCHESTRATOR_URL", orchestrator_url.as_str()),
-        ("PUBLIC_BASE_URL", public.as_str()),
-        ("BIND_HOST", "127.0.0.1"),
-    ];
-    let _dev = Process::of(
-        mw(&dir, &["dev"], &vars)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_health(api);
-    wait_for_health(orchestrator);
+    let _dev = start_dev(&dir, api, orchestrator, &[("PUBLIC_BASE_URL", public.as_str())]);
     let key = "dev-api-key-not-for-production";
     let env = [("API_KEY", key)];
 

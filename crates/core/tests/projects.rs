@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use myloware_core::Gate;
-use myloware_core::project::{Catalog, Persona};
+use myloware_core::project::{Catalog, CatalogError, Persona};
 
 fn projects_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../projects"))
@@ -202,25 +202,29 @@ fn an_intact_copy_loads() {
     assert_eq!(catalog.names().len(), 3);
 }
 
-#[test]
-fn a_project_named_unlike_its_file_is_refused_naming_the_file() {
-    let scratch = Scratch::copy_of_catalog("misnamed");
-    scratch.edit("aismr.toml", "project = \"aismr\"", "project = \"asmr\"");
+/// A copy of the catalog with one `(file, from, to)` edit is refused with
+/// exactly one problem, which names each of `named`: the error.
+fn refused_naming(tag: &str, (file, from, to): (&str, &str, &str), named: &[&str]) -> CatalogError {
+    let scratch = Scratch::copy_of_catalog(tag);
+    scratch.edit(file, from, to);
     let err = Catalog::load(&scratch.0).unwrap_err();
     assert_eq!(err.problems.len(), 1, "{err}");
     let problem = &err.problems[0];
-    assert!(problem.contains("aismr.toml"), "{problem}");
-    assert!(problem.contains("project"), "{problem}");
+    for name in named {
+        assert!(problem.contains(name), "{name} not in {problem}");
+    }
+    err
+}
+
+#[test]
+fn a_project_named_unlike_its_file_is_refused_naming_the_file() {
+    let misnamed = ("aismr.toml", "project = \"aismr\"", "project = \"asmr\"");
+    let err = refused_naming("misnamed", misnamed, &["aismr.toml", "project"]);
     assert!(err.to_string().contains("aismr.toml"), "{err}");
 }
 
 #[test]
 fn a_typo_field_is_refused_naming_the_file_and_field() {
-    let scratch = Scratch::copy_of_catalog("typo");
-    scratch.edit("test_video_gen.toml", "videoCount = 2", "vidoeCount = 2");
-    let err = Catalog::load(&scratch.0).unwrap_err();
-    assert_eq!(err.problems.len(), 1, "{err}");
-    let problem = &err.problems[0];
-    assert!(problem.contains("test_video_gen.toml"), "{problem}");
-    assert!(problem.contains("vidoeCount"), "{problem}");
+    let typo = ("test_video_gen.toml", "videoCount = 2", "vidoeCount = 2");
+    refused_naming("typo", typo, &["test_video_gen.toml", "vidoeCount"]);
 }

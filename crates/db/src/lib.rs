@@ -17,8 +17,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 mod guard;
 mod read;
@@ -72,6 +73,21 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+impl PoolSettings {
+    /// A pool of either backend with these settings, connected.
+    async fn connect<DB: sqlx::Database>(
+        &self,
+        options: <DB::Connection as sqlx::Connection>::Options,
+    ) -> Result<sqlx::Pool<DB>, DbError> {
+        PoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)
+    }
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
@@ -107,26 +123,14 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(DbError::Connect)?;
-        Ok(Db::Sqlite(pool))
+        Ok(Db::Sqlite(settings.connect(options).await?))
     }
 
     pub async fn connect_postgres(options: PgConnectOptions, settings: PoolSettings) -> Result<Db, DbError> {
         // A transaction left open (a bug, a stuck task) would keep Postgres
         // from pruning the hot executions rows; end it after a minute.
         let options = options.options([("idle_in_transaction_session_timeout", "60000")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(DbError::Connect)?;
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(settings.connect(options).await?))
     }
 
     pub fn backend(&self) -> Backend {

@@ -4,16 +4,15 @@ use myloware_testkit::JsonAnswer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use myloware_core::ProviderMode;
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, ProjectSpec};
-use myloware_core::wire::{GraphSpec, StartExecution};
 use myloware_db::Db;
 use myloware_orchestrator::store::ExecStatus;
 use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
-use myloware_testkit::conformance_tests;
+use myloware_testkit::{conformance_tests, start_execution, wait_until};
 use serde_json::{Value, json};
 
 const KEY: &str = "orchestrator-test-key";
@@ -96,18 +95,10 @@ fn smoke_spec() -> ProjectSpec {
     Catalog::load(&dir).unwrap().get("test_video_gen").unwrap().clone()
 }
 
-/// Starts an execution of `spec` in `mode` and waits until it has failed.
-async fn run_until_failed(db: &Db, base: &str, run_id: &str, spec: ProjectSpec, mode: ProviderMode) {
-    let start = StartExecution {
-        run_id: run_id.into(),
-        project: spec.project.clone(),
-        graph_spec: GraphSpec::for_project(&spec),
-        project_spec: spec,
-        providers_mode: mode,
-        input: json!({"prompt": "test"}),
-        videos: Vec::new(),
-        traceparent: None,
-    };
+/// Starts an execution of `spec` in `mode`, waits until it has failed: the
+/// error of its `execution.failed` event.
+async fn run_until_failed(db: &Db, base: &str, run_id: &str, spec: ProjectSpec, mode: ProviderMode) -> Value {
+    let start = start_execution(run_id, spec, mode, json!({"prompt": "test"}));
     let response = internal(
         reqwest::Client::new()
             .post(format!("{base}/v1/executions"))
@@ -115,39 +106,37 @@ async fn run_until_failed(db: &Db, base: &str, run_id: &str, spec: ProjectSpec, 
     )
     .await;
     assert_eq!(response.status(), 202);
-    let store = myloware_orchestrator::store::open(db);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = store.get_execution(run_id).await.unwrap().unwrap().status;
-        if status == ExecStatus::Failed {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{run_id} never failed; still {status:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let store = &myloware_orchestrator::store::open(db);
+    let what = format!("{run_id} to fail");
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(25),
+        &what,
+        move || async move {
+            let status = store.get_execution(run_id).await.unwrap().unwrap().status;
+            (status == ExecStatus::Failed)
+                .then_some(())
+                .ok_or(format!("still {status:?}"))
+        },
+    )
+    .await;
+    let events = store.outbox(run_id).await.unwrap();
+    let failed = events.iter().find(|e| e.kind == "execution.failed");
+    failed.expect("a failure event").data["error"].clone()
 }
 
 /// A live-mode run on an orchestrator without the providers' secrets fails
 /// its first provider step with a message naming the missing variable.
 async fn live_mode_without_keys_fails_the_step_naming_the_variable(db: &Db) {
     let base = spawn(db).await;
-    run_until_failed(db, &base, "run_livenokeys1", smoke_spec(), ProviderMode::Live).await;
-    let store = myloware_orchestrator::store::open(db);
-    let events = store.outbox("run_livenokeys1").await.unwrap();
-    let failed = events
-        .iter()
-        .find(|e| e.kind == "execution.failed")
-        .expect("a failure event");
-    assert_eq!(failed.data["error"]["code"], "providers.not_configured");
+    let error = run_until_failed(db, &base, "run_livenokeys1", smoke_spec(), ProviderMode::Live).await;
+    assert_eq!(error["code"], "providers.not_configured");
     assert!(
-        failed.data["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("KIEAI_API_KEY is not set"),
-        "{}",
-        failed.data
+        error["message"].as_str().unwrap().contains("KIEAI_API_KEY is not set"),
+        "{error}"
     );
-    assert_eq!(failed.data["error"]["persona"], "riley");
+    assert_eq!(error["persona"], "riley");
+    let store = myloware_orchestrator::store::open(db);
     assert!(
         store.mock_calls("run_livenokeys1").await.unwrap().is_empty(),
         "never falls back to the mocks"
@@ -164,7 +153,7 @@ async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
     .await;
     let mut spec = smoke_spec();
     spec.specs.as_mut().unwrap().clip_retries = 1;
-    run_until_failed(db, &base, "run_retryclip001", spec, ProviderMode::Mock).await;
+    let error = run_until_failed(db, &base, "run_retryclip001", spec, ProviderMode::Mock).await;
     let store = myloware_orchestrator::store::open(db);
     let calls = store.mock_calls("run_retryclip001").await.unwrap();
     let keys: Vec<&str> = calls
@@ -182,15 +171,9 @@ async fn a_project_may_retry_a_failed_clip_once(db: &Db) {
         keys.iter().any(|k| k.ends_with(":attempt:1")),
         "a retry was submitted: {keys:?}"
     );
-    let events = store.outbox("run_retryclip001").await.unwrap();
-    let failed = events.iter().find(|e| e.kind == "execution.failed").unwrap();
     assert!(
-        failed.data["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("after 2 attempts"),
-        "{}",
-        failed.data
+        error["message"].as_str().unwrap().contains("after 2 attempts"),
+        "{error}"
     );
 }
 
@@ -208,16 +191,7 @@ async fn executions_answer_the_typed_contract(db: &Db) {
     };
 
     let spec = smoke_spec();
-    let start = StartExecution {
-        run_id: "run_contract0001".into(),
-        project: spec.project.clone(),
-        graph_spec: GraphSpec::for_project(&spec),
-        project_spec: spec,
-        providers_mode: ProviderMode::Mock,
-        input: json!({"prompt": "test"}),
-        videos: Vec::new(),
-        traceparent: None,
-    };
+    let start = start_execution("run_contract0001", spec, ProviderMode::Mock, json!({"prompt": "test"}));
     let start = serde_json::to_value(&start).unwrap();
     assert_eq!(
         answer(post("/v1/executions", start.clone()).await).await,

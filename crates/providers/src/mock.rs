@@ -35,8 +35,50 @@ pub trait MockLedger: Send + Sync {
     async fn find(&self, provider: &str, operation: &str, key: &str) -> Result<Option<MockCall>, String>;
 }
 
-fn ledger_error(provider: &'static str) -> impl Fn(String) -> ProviderError {
-    move |message| ProviderError::Ledger { provider, message }
+/// One mock's calls of one operation, in the ledger.
+struct Calls {
+    ledger: Arc<dyn MockLedger>,
+    provider: &'static str,
+    operation: &'static str,
+}
+
+impl Calls {
+    fn new(ledger: Arc<dyn MockLedger>, provider: &'static str, operation: &'static str) -> Calls {
+        Calls {
+            ledger,
+            provider,
+            operation,
+        }
+    }
+
+    fn failed(&self, message: String) -> ProviderError {
+        ProviderError::Ledger {
+            provider: self.provider,
+            message,
+        }
+    }
+
+    async fn record(&self, key: &str, run_id: &str, request: Value, response: Value) -> Result<(), ProviderError> {
+        let call = MockCall {
+            provider: self.provider.into(),
+            operation: self.operation.into(),
+            key: key.into(),
+            run_id: run_id.into(),
+            request,
+            response,
+        };
+        self.ledger.record(&call).await.map_err(|message| self.failed(message))
+    }
+
+    /// What the first call with `key` answered, if there was one.
+    async fn response(&self, key: &str) -> Result<Option<Value>, ProviderError> {
+        let call = self
+            .ledger
+            .find(self.provider, self.operation, key)
+            .await
+            .map_err(|message| self.failed(message))?;
+        Ok(call.map(|c| c.response))
+    }
 }
 
 /// Settings of the mock kie.ai.
@@ -51,7 +93,7 @@ pub struct MockKieSettings {
 }
 
 pub struct MockKie {
-    ledger: Arc<dyn MockLedger>,
+    submits: Calls,
     settings: MockKieSettings,
     http: reqwest::Client,
 }
@@ -59,7 +101,7 @@ pub struct MockKie {
 impl MockKie {
     pub fn new(ledger: Arc<dyn MockLedger>, settings: MockKieSettings) -> MockKie {
         MockKie {
-            ledger,
+            submits: Calls::new(ledger, "kieai", "submit"),
             settings,
             http: reqwest::Client::new(),
         }
@@ -118,10 +160,11 @@ impl MockKie {
     }
 }
 
-/// The mocks' ledger knows every call they received.
-fn found(value: Option<String>) -> Recovered<String> {
-    match value {
-        Some(value) => Recovered::Found(value),
+/// The mocks' ledger knows every call they received: the id field `field`
+/// of the recorded answer, or that there was no call.
+fn found(response: Option<Value>, field: &str) -> Recovered<String> {
+    match response.as_ref().and_then(|r| r[field].as_str()) {
+        Some(value) => Recovered::Found(value.to_owned()),
         None => Recovered::NotFound,
     }
 }
@@ -135,17 +178,10 @@ fn mock_id(prefix: &str, key: &str) -> String {
 impl VideoGenerator for MockKie {
     async fn submit(&self, key: &str, request: &ClipRequest) -> Result<String, ProviderError> {
         let task_id = mock_id("mockkie", key);
-        self.ledger
-            .record(&MockCall {
-                provider: "kieai".into(),
-                operation: "submit".into(),
-                key: key.into(),
-                run_id: request.run_id.clone(),
-                request: serde_json::to_value(request).expect("serializes"),
-                response: json!({"taskId": task_id}),
-            })
-            .await
-            .map_err(ledger_error("kieai"))?;
+        let sent = serde_json::to_value(request).expect("serializes");
+        self.submits
+            .record(key, &request.run_id, sent, json!({"taskId": task_id}))
+            .await?;
         let (http, url, signing_key, outcome, delay) = (
             self.http.clone(),
             request.callback_url.clone(),
@@ -162,14 +198,7 @@ impl VideoGenerator for MockKie {
     }
 
     async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError> {
-        let call = self
-            .ledger
-            .find("kieai", "submit", key)
-            .await
-            .map_err(ledger_error("kieai"))?;
-        Ok(found(
-            call.and_then(|c| c.response["taskId"].as_str().map(str::to_owned)),
-        ))
+        Ok(found(self.submits.response(key).await?, "taskId"))
     }
 
     async fn status(&self, task_id: &str) -> Result<ClipState, ProviderError> {
@@ -183,12 +212,14 @@ impl VideoGenerator for MockKie {
 pub const RENDER_MP4: &[u8] = include_bytes!("../assets/mock-render.mp4");
 
 pub struct MockShotstack {
-    ledger: Arc<dyn MockLedger>,
+    renders: Calls,
 }
 
 impl MockShotstack {
     pub fn new(ledger: Arc<dyn MockLedger>) -> MockShotstack {
-        MockShotstack { ledger }
+        MockShotstack {
+            renders: Calls::new(ledger, "shotstack", "render"),
+        }
     }
 }
 
@@ -196,27 +227,14 @@ impl MockShotstack {
 impl Renderer for MockShotstack {
     async fn render(&self, key: &str, request: &RenderRequest) -> Result<String, ProviderError> {
         let render_id = mock_id("mockrender", key);
-        self.ledger
-            .record(&MockCall {
-                provider: "shotstack".into(),
-                operation: "render".into(),
-                key: key.into(),
-                run_id: request.run_id.clone(),
-                request: request.edit.clone(),
-                response: json!({"id": render_id}),
-            })
-            .await
-            .map_err(ledger_error("shotstack"))?;
+        self.renders
+            .record(key, &request.run_id, request.edit.clone(), json!({"id": render_id}))
+            .await?;
         Ok(render_id)
     }
 
     async fn recover(&self, key: &str) -> Result<Recovered<String>, ProviderError> {
-        let call = self
-            .ledger
-            .find("shotstack", "render", key)
-            .await
-            .map_err(ledger_error("shotstack"))?;
-        Ok(found(call.and_then(|c| c.response["id"].as_str().map(str::to_owned))))
+        Ok(found(self.renders.response(key).await?, "id"))
     }
 
     async fn status(&self, render_id: &str) -> Result<RenderState, ProviderError> {
@@ -227,12 +245,14 @@ impl Renderer for MockShotstack {
 }
 
 pub struct MockUploadPost {
-    ledger: Arc<dyn MockLedger>,
+    publishes: Calls,
 }
 
 impl MockUploadPost {
     pub fn new(ledger: Arc<dyn MockLedger>) -> MockUploadPost {
-        MockUploadPost { ledger }
+        MockUploadPost {
+            publishes: Calls::new(ledger, "upload_post", "publish"),
+        }
     }
 
     fn published(key: &str, request_profile: Option<&str>) -> PublishState {
@@ -250,27 +270,15 @@ impl MockUploadPost {
 impl Publisher for MockUploadPost {
     async fn publish(&self, key: &str, request: &PublishRequest) -> Result<PublishState, ProviderError> {
         let state = Self::published(key, request.profile.as_deref());
-        self.ledger
-            .record(&MockCall {
-                provider: "upload_post".into(),
-                operation: "publish".into(),
-                key: key.into(),
-                run_id: request.run_id.clone(),
-                request: serde_json::to_value(request).expect("serializes"),
-                response: serde_json::to_value(&state).expect("serializes"),
-            })
-            .await
-            .map_err(ledger_error("upload_post"))?;
+        let sent = serde_json::to_value(request).expect("serializes");
+        let answered = serde_json::to_value(&state).expect("serializes");
+        self.publishes.record(key, &request.run_id, sent, answered).await?;
         Ok(state)
     }
 
     async fn status(&self, key: &str) -> Result<Option<PublishState>, ProviderError> {
-        let call = self
-            .ledger
-            .find("upload_post", "publish", key)
-            .await
-            .map_err(ledger_error("upload_post"))?;
-        Ok(call.and_then(|c| serde_json::from_value(c.response).ok()))
+        let response = self.publishes.response(key).await?;
+        Ok(response.and_then(|r| serde_json::from_value(r).ok()))
     }
 }
 

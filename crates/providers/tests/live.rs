@@ -86,6 +86,13 @@ impl Fake {
     fn count(&self) -> usize {
         self.shared.hits.lock().unwrap().len()
     }
+
+    /// The one request the fake saw.
+    fn only_hit(&self) -> Hit {
+        let hits = self.hits();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        hits[0].clone()
+    }
 }
 
 async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -188,6 +195,68 @@ fn assert_secret_free(err: &ProviderError) {
     assert!(!text.contains(KEY), "{text}");
 }
 
+/// What `call` returns against a fake provider answering `answers` (the
+/// last one repeats), once the fake saw exactly `requests` requests; an
+/// error never shows the key.
+async fn against<T: std::fmt::Debug>(
+    answers: Vec<(u16, Value)>,
+    call: impl AsyncFnOnce(&Fake) -> Result<T, ProviderError>,
+    requests: usize,
+) -> Result<T, ProviderError> {
+    let fake = fake(answers).await;
+    let result = call(&fake).await;
+    assert_eq!(fake.count(), requests, "requests sent before {result:?}");
+    if let Err(err) = &result {
+        assert_secret_free(err);
+    }
+    result
+}
+
+/// Reads the answers of `cases` in turn with `status`, each from the same
+/// fake: each must map to the value it is paired with. The first request,
+/// as the fake saw it.
+async fn statuses<T: PartialEq + std::fmt::Debug>(
+    cases: Vec<((u16, Value), T)>,
+    status: impl AsyncFn(&Fake) -> T,
+) -> Hit {
+    let (answers, expected): (Vec<_>, Vec<_>) = cases.into_iter().unzip();
+    let fake = fake(answers).await;
+    for (i, expected) in expected.iter().enumerate() {
+        assert_eq!(&status(&fake).await, expected, "answer {i}");
+    }
+    let hits = fake.hits();
+    assert_eq!(hits.len(), expected.len());
+    hits[0].clone()
+}
+
+/// A refusal as the clients report it.
+fn refused(provider: &'static str, code: i64, message: &str) -> ProviderError {
+    ProviderError::Refused {
+        provider,
+        code,
+        message: message.into(),
+    }
+}
+
+/// The calls the tests make of each client.
+async fn submit_clip(fake: &Fake) -> Result<String, ProviderError> {
+    kie(fake).submit("k", &clip()).await
+}
+
+async fn render(fake: &Fake) -> Result<String, ProviderError> {
+    shotstack(fake).render("k", &render_request()).await
+}
+
+async fn publish(fake: &Fake) -> Result<PublishState, ProviderError> {
+    upload_post(fake)
+        .publish("run-1:publish:1", &publish_request(Some("p")))
+        .await
+}
+
+fn published(url: &str) -> PublishState {
+    PublishState::Published { urls: vec![url.into()] }
+}
+
 // ------------------------------------------------------------------ kie.ai
 
 #[tokio::test]
@@ -195,9 +264,7 @@ async fn kie_submit_sends_the_documented_request_and_returns_the_task_id() {
     let fake = fake(vec![kie_ok()]).await;
     let task = kie(&fake).submit("run-1:clip:0", &clip()).await.unwrap();
     assert_eq!(task, "task-42");
-    let hits = fake.hits();
-    assert_eq!(hits.len(), 1);
-    let hit = &hits[0];
+    let hit = fake.only_hit();
     assert_eq!(hit.method, Method::POST);
     assert_eq!(hit.path, "/api/v1/veo/generate");
     assert_eq!(hit.header("authorization"), format!("Bearer {KEY}"));
@@ -211,54 +278,38 @@ async fn kie_submit_sends_the_documented_request_and_returns_the_task_id() {
 
 #[tokio::test]
 async fn kie_code_other_than_200_in_a_200_answer_is_refused_once() {
-    let fake = fake(vec![(
-        200,
-        json!({"code": 402, "msg": "Insufficient credits", "data": null}),
-    )])
-    .await;
-    let err = kie(&fake).submit("k", &clip()).await.unwrap_err();
-    assert_eq!(
-        err,
-        ProviderError::Refused {
-            provider: "kieai",
-            code: 402,
-            message: "Insufficient credits".into()
-        }
-    );
-    assert_eq!(fake.count(), 1);
-    assert_secret_free(&err);
+    let answer = json!({"code": 402, "msg": "Insufficient credits", "data": null});
+    let err = against(vec![(200, answer)], submit_clip, 1).await.unwrap_err();
+    assert_eq!(err, refused("kieai", 402, "Insufficient credits"));
 }
 
 #[tokio::test]
 async fn kie_http_500_then_success_is_retried() {
-    let fake = fake(vec![(500, json!("internal error")), kie_ok()]).await;
-    assert_eq!(kie(&fake).submit("k", &clip()).await.unwrap(), "task-42");
-    assert_eq!(fake.count(), 2);
+    let answers = vec![(500, json!("internal error")), kie_ok()];
+    assert_eq!(against(answers, submit_clip, 2).await.unwrap(), "task-42");
 }
 
 #[tokio::test]
 async fn kie_code_429_or_5xx_in_the_body_is_retried() {
-    let fake = fake(vec![
+    let answers = vec![
         (200, json!({"code": 429, "msg": "rate limited"})),
         (200, json!({"code": 500, "msg": "server error"})),
         kie_ok(),
-    ])
-    .await;
-    assert_eq!(kie(&fake).submit("k", &clip()).await.unwrap(), "task-42");
-    assert_eq!(fake.count(), 3);
+    ];
+    assert_eq!(against(answers, submit_clip, 3).await.unwrap(), "task-42");
 }
 
 #[tokio::test]
 async fn kie_http_429_is_retried() {
-    let fake = fake(vec![(429, json!({"msg": "slow down"})), kie_ok()]).await;
-    assert_eq!(kie(&fake).submit("k", &clip()).await.unwrap(), "task-42");
-    assert_eq!(fake.count(), 2);
+    let answers = vec![(429, json!({"msg": "slow down"})), kie_ok()];
+    assert_eq!(against(answers, submit_clip, 2).await.unwrap(), "task-42");
 }
 
 #[tokio::test]
 async fn kie_persistent_503_is_unavailable_after_max_attempts() {
-    let fake = fake(vec![(503, json!("maintenance"))]).await;
-    let err = kie(&fake).submit("k", &clip()).await.unwrap_err();
+    let err = against(vec![(503, json!("maintenance"))], submit_clip, 3)
+        .await
+        .unwrap_err();
     match &err {
         ProviderError::Unavailable { provider, message } => {
             assert_eq!(*provider, "kieai");
@@ -266,109 +317,72 @@ async fn kie_persistent_503_is_unavailable_after_max_attempts() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    assert_eq!(fake.count(), 3);
-    assert_secret_free(&err);
 }
 
 #[tokio::test]
 async fn kie_http_400_is_refused_without_retry() {
-    let fake = fake(vec![(
-        400,
-        json!({"code": 400, "msg": "prompt violates the content policy"}),
-    )])
-    .await;
-    let err = kie(&fake).submit("k", &clip()).await.unwrap_err();
-    assert_eq!(
-        err,
-        ProviderError::Refused {
-            provider: "kieai",
-            code: 400,
-            message: "prompt violates the content policy".into()
-        }
-    );
-    assert_eq!(fake.count(), 1);
+    let answer = json!({"code": 400, "msg": "prompt violates the content policy"});
+    let err = against(vec![(400, answer)], submit_clip, 1).await.unwrap_err();
+    assert_eq!(err, refused("kieai", 400, "prompt violates the content policy"));
 }
 
 #[tokio::test]
 async fn kie_http_401_without_json_carries_status_and_body() {
-    let fake = fake(vec![(401, json!("Unauthorized"))]).await;
-    let err = kie(&fake).submit("k", &clip()).await.unwrap_err();
-    assert_eq!(
-        err,
-        ProviderError::Refused {
-            provider: "kieai",
-            code: 401,
-            message: "HTTP 401: Unauthorized".into()
-        }
-    );
-    assert_eq!(fake.count(), 1);
+    let err = against(vec![(401, json!("Unauthorized"))], submit_clip, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err, refused("kieai", 401, "HTTP 401: Unauthorized"));
 }
 
 #[tokio::test]
 async fn kie_recover_is_unknown_without_a_request() {
-    let fake = fake(vec![kie_ok()]).await;
-    assert_eq!(kie(&fake).recover("k").await.unwrap(), Recovered::Unknown);
-    assert_eq!(fake.count(), 0);
+    let recover = async |fake: &Fake| kie(fake).recover("k").await;
+    assert_eq!(against(vec![kie_ok()], recover, 0).await.unwrap(), Recovered::Unknown);
 }
 
 #[tokio::test]
 async fn kie_record_info_maps_success_flags() {
-    let fake = fake(vec![
+    let answer = |data: Value| (200, json!({"code": 200, "msg": "success", "data": data}));
+    let cases = vec![
+        (answer(json!({"taskId": "t", "successFlag": 0})), ClipState::Generating),
         (
-            200,
-            json!({"code": 200, "msg": "success", "data": {"taskId": "t", "successFlag": 0}}),
+            answer(
+                json!({"taskId": "t", "successFlag": 1, "response": {"resultUrls": ["https://cdn.example/clip.mp4"]}}),
+            ),
+            ClipState::Succeeded {
+                url: "https://cdn.example/clip.mp4".into(),
+            },
         ),
         (
-            200,
-            json!({"code": 200, "msg": "success", "data": {"taskId": "t", "successFlag": 1,
-                "response": {"resultUrls": ["https://cdn.example/clip.mp4"]}}}),
+            answer(json!({"taskId": "t", "successFlag": 2, "errorMessage": "policy"})),
+            ClipState::Failed {
+                code: 2,
+                message: "policy".into(),
+            },
         ),
         (
-            200,
-            json!({"code": 200, "msg": "success", "data": {"taskId": "t", "successFlag": 2, "errorMessage": "policy"}}),
+            (
+                200,
+                json!({"code": 200, "msg": "generation failed", "data": {"taskId": "t", "successFlag": 3}}),
+            ),
+            ClipState::Failed {
+                code: 3,
+                message: "generation failed".into(),
+            },
         ),
         (
-            200,
-            json!({"code": 200, "msg": "generation failed", "data": {"taskId": "t", "successFlag": 3}}),
+            answer(json!({"taskId": "t", "successFlag": 1, "response": {}})),
+            ClipState::Failed {
+                code: 1,
+                message: "kie.ai reported success without a result URL".into(),
+            },
         ),
-        (
-            200,
-            json!({"code": 200, "msg": "success", "data": {"taskId": "t", "successFlag": 1, "response": {}}}),
-        ),
-    ])
-    .await;
-    let client = kie(&fake);
-    assert_eq!(client.status("task/42").await.unwrap(), ClipState::Generating);
-    assert_eq!(
-        client.status("t").await.unwrap(),
-        ClipState::Succeeded {
-            url: "https://cdn.example/clip.mp4".into()
-        }
-    );
-    assert_eq!(
-        client.status("t").await.unwrap(),
-        ClipState::Failed {
-            code: 2,
-            message: "policy".into()
-        }
-    );
-    assert_eq!(
-        client.status("t").await.unwrap(),
-        ClipState::Failed {
-            code: 3,
-            message: "generation failed".into()
-        }
-    );
-    assert!(matches!(
-        client.status("t").await.unwrap(),
-        ClipState::Failed { code: 1, .. }
-    ));
-    let hits = fake.hits();
-    assert_eq!(hits.len(), 5);
-    assert_eq!(hits[0].method, Method::GET);
-    assert_eq!(hits[0].path, "/api/v1/veo/record-info");
-    assert_eq!(hits[0].query.as_deref(), Some("taskId=task%2F42"));
-    assert_eq!(hits[0].header("authorization"), format!("Bearer {KEY}"));
+    ];
+    let sent = statuses(cases, async |fake: &Fake| kie(fake).status("task/42").await.unwrap()).await;
+    assert_eq!(sent.method, Method::GET);
+    assert_eq!(sent.path, "/api/v1/veo/record-info");
+    assert_eq!(sent.query.as_deref(), Some("taskId=task%2F42"));
+    assert_eq!(sent.header("authorization"), format!("Bearer {KEY}"));
 }
 
 #[tokio::test]
@@ -419,9 +433,7 @@ async fn shotstack_render_sends_timeline_and_output_only() {
         shotstack(&fake).render("k", &render_request()).await.unwrap(),
         "render-7"
     );
-    let hits = fake.hits();
-    assert_eq!(hits.len(), 1);
-    let hit = &hits[0];
+    let hit = fake.only_hit();
     assert_eq!(hit.method, Method::POST);
     assert_eq!(hit.path, "/edit/stage/render");
     assert_eq!(hit.header("x-api-key"), KEY);
@@ -436,38 +448,23 @@ async fn shotstack_render_sends_timeline_and_output_only() {
 
 #[tokio::test]
 async fn shotstack_429_is_retried() {
-    let fake = fake(vec![
+    let answers = vec![
         (429, json!({"message": "Too Many Requests"})),
         (200, json!({"success": true, "response": {"id": "r1"}})),
-    ])
-    .await;
-    assert_eq!(shotstack(&fake).render("k", &render_request()).await.unwrap(), "r1");
-    assert_eq!(fake.count(), 2);
+    ];
+    assert_eq!(against(answers, render, 2).await.unwrap(), "r1");
 }
 
 #[tokio::test]
 async fn shotstack_400_is_refused_with_its_message_once() {
-    let fake = fake(vec![(
-        400,
-        json!({"success": false, "message": "Bad Request", "response": {}}),
-    )])
-    .await;
-    let err = shotstack(&fake).render("k", &render_request()).await.unwrap_err();
-    assert_eq!(
-        err,
-        ProviderError::Refused {
-            provider: "shotstack",
-            code: 400,
-            message: "Bad Request".into()
-        }
-    );
-    assert_eq!(fake.count(), 1);
+    let answer = json!({"success": false, "message": "Bad Request", "response": {}});
+    let err = against(vec![(400, answer)], render, 1).await.unwrap_err();
+    assert_eq!(err, refused("shotstack", 400, "Bad Request"));
 }
 
 #[tokio::test]
 async fn shotstack_persistent_502_is_unavailable() {
-    let fake = fake(vec![(502, json!("bad gateway"))]).await;
-    let err = shotstack(&fake).render("k", &render_request()).await.unwrap_err();
+    let err = against(vec![(502, json!("bad gateway"))], render, 3).await.unwrap_err();
     assert!(matches!(
         err,
         ProviderError::Unavailable {
@@ -475,47 +472,33 @@ async fn shotstack_persistent_502_is_unavailable() {
             ..
         }
     ));
-    assert_eq!(fake.count(), 3);
 }
 
 #[tokio::test]
 async fn shotstack_status_maps_render_states() {
-    let fake = fake(vec![
-        (200, json!({"success": true, "response": {"id": "r1", "status": "queued"}})),
-        (200, json!({"success": true, "response": {"id": "r1", "status": "rendering"}})),
-        (200, json!({"success": true, "response": {"id": "r1", "status": "saving"}})),
-        (
-            200,
-            json!({"success": true, "response": {"id": "r1", "status": "done", "url": "https://cdn.shotstack.io/r1.mp4"}}),
-        ),
-        (
-            200,
-            json!({"success": true, "response": {"id": "r1", "status": "failed", "error": "asset not found"}}),
-        ),
-    ])
-    .await;
-    let client = shotstack(&fake);
-    for _ in 0..3 {
-        assert_eq!(client.status("r1").await.unwrap(), RenderState::Rendering);
-    }
-    assert_eq!(
-        client.status("r1").await.unwrap(),
+    let answer = |response: Value| (200, json!({"success": true, "response": response}));
+    let mut cases: Vec<_> = ["queued", "rendering", "saving"]
+        .into_iter()
+        .map(|status| (answer(json!({"id": "r1", "status": status})), RenderState::Rendering))
+        .collect();
+    cases.push((
+        answer(json!({"id": "r1", "status": "done", "url": "https://cdn.shotstack.io/r1.mp4"})),
         RenderState::Done {
-            url: "https://cdn.shotstack.io/r1.mp4".into()
-        }
-    );
-    assert_eq!(
-        client.status("r1").await.unwrap(),
+            url: "https://cdn.shotstack.io/r1.mp4".into(),
+        },
+    ));
+    cases.push((
+        answer(json!({"id": "r1", "status": "failed", "error": "asset not found"})),
         RenderState::Failed {
-            message: "asset not found".into()
-        }
-    );
-    let hits = fake.hits();
-    assert_eq!(hits[0].method, Method::GET);
-    assert_eq!(hits[0].path, "/edit/stage/render/r1");
-    assert_eq!(hits[0].header("x-api-key"), KEY);
-    assert_eq!(client.recover("k").await.unwrap(), Recovered::Unknown);
-    assert_eq!(fake.count(), 5);
+            message: "asset not found".into(),
+        },
+    ));
+    let sent = statuses(cases, async |fake: &Fake| shotstack(fake).status("r1").await.unwrap()).await;
+    assert_eq!(sent.method, Method::GET);
+    assert_eq!(sent.path, "/edit/stage/render/r1");
+    assert_eq!(sent.header("x-api-key"), KEY);
+    let recover = async |fake: &Fake| shotstack(fake).recover("k").await;
+    assert_eq!(against(vec![], recover, 0).await.unwrap(), Recovered::Unknown);
 }
 
 // ------------------------------------------------------------------ Upload-Post
@@ -539,17 +522,9 @@ async fn upload_post_publish_sends_the_documented_form() {
     .await;
     let state = upload_post(&fake)
         .publish("run-1:publish:1", &publish_request(Some("test-profile")))
-        .await
-        .unwrap();
-    assert_eq!(
-        state,
-        PublishState::Published {
-            urls: vec!["https://tiktok.com/@me/video/1".into()]
-        }
-    );
-    let hits = fake.hits();
-    assert_eq!(hits.len(), 1);
-    let hit = &hits[0];
+        .await;
+    assert_eq!(state.unwrap(), published("https://tiktok.com/@me/video/1"));
+    let hit = fake.only_hit();
     assert_eq!(hit.method, Method::POST);
     assert_eq!(hit.path, "/api/upload");
     assert_eq!(hit.header("authorization"), format!("Apikey {KEY}"));
@@ -572,31 +547,18 @@ async fn upload_post_publish_sends_the_documented_form() {
 
 #[tokio::test]
 async fn upload_post_async_answer_is_pending() {
-    let fake = fake(vec![(200, json!({"success": true, "request_id": "run-1:publish:1"}))]).await;
-    let state = upload_post(&fake)
-        .publish("run-1:publish:1", &publish_request(Some("p")))
-        .await
-        .unwrap();
-    assert_eq!(state, PublishState::Pending);
+    let answer = json!({"success": true, "request_id": "run-1:publish:1"});
+    assert_eq!(
+        against(vec![(200, answer)], publish, 1).await.unwrap(),
+        PublishState::Pending
+    );
 }
 
 #[tokio::test]
 async fn upload_post_success_false_is_refused_once() {
-    let fake = fake(vec![(200, json!({"success": false, "message": "Profile not found"}))]).await;
-    let err = upload_post(&fake)
-        .publish("k", &publish_request(Some("p")))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        ProviderError::Refused {
-            provider: "upload-post",
-            code: 200,
-            message: "Profile not found".into()
-        }
-    );
-    assert_eq!(fake.count(), 1);
-    assert_secret_free(&err);
+    let answer = json!({"success": false, "message": "Profile not found"});
+    let err = against(vec![(200, answer)], publish, 1).await.unwrap_err();
+    assert_eq!(err, refused("upload-post", 200, "Profile not found"));
 }
 
 #[tokio::test]
@@ -609,16 +571,7 @@ async fn upload_post_5xx_is_retried_with_the_same_request_id() {
         ),
     ])
     .await;
-    let state = upload_post(&fake)
-        .publish("run-1:publish:1", &publish_request(Some("p")))
-        .await
-        .unwrap();
-    assert_eq!(
-        state,
-        PublishState::Published {
-            urls: vec!["https://tiktok.com/v/2".into()]
-        }
-    );
+    assert_eq!(publish(&fake).await.unwrap(), published("https://tiktok.com/v/2"));
     let hits = fake.hits();
     assert_eq!(hits.len(), 2);
     for hit in &hits {
@@ -629,56 +582,47 @@ async fn upload_post_5xx_is_retried_with_the_same_request_id() {
 
 #[tokio::test]
 async fn upload_post_without_profile_is_not_configured_and_sends_nothing() {
-    let fake = fake(vec![(200, json!({"success": true}))]).await;
-    let err = upload_post(&fake)
-        .publish("k", &publish_request(None))
+    let without_profile = async |fake: &Fake| upload_post(fake).publish("k", &publish_request(None)).await;
+    let err = against(vec![(200, json!({"success": true}))], without_profile, 0)
         .await
         .unwrap_err();
     assert_eq!(
         err,
         ProviderError::NotConfigured("no Upload-Post profile for this project; set publish.profile".into())
     );
-    assert_eq!(fake.count(), 0);
 }
 
 #[tokio::test]
 async fn upload_post_status_maps_answers() {
-    let fake = fake(vec![
-        (404, json!({"success": false, "message": "not found"})),
-        (200, json!({"status": "pending"})),
+    let cases = vec![
+        ((404, json!({"success": false, "message": "not found"})), Ok(None)),
+        ((200, json!({"status": "pending"})), Ok(Some(PublishState::Pending))),
         (
-            200,
-            json!({"status": "completed", "results": {"tiktok": {"success": true, "url": "https://tiktok.com/v/3"}}}),
+            (
+                200,
+                json!({"status": "completed", "results": {"tiktok": {"success": true, "url": "https://tiktok.com/v/3"}}}),
+            ),
+            Ok(Some(published("https://tiktok.com/v/3"))),
         ),
-        (200, json!({"status": "failed", "message": "video too long"})),
-        (400, json!({"success": false, "message": "bad request id"})),
-    ])
+        (
+            (200, json!({"status": "failed", "message": "video too long"})),
+            Ok(Some(PublishState::Failed {
+                message: "video too long".into(),
+            })),
+        ),
+        (
+            (400, json!({"success": false, "message": "bad request id"})),
+            Err(refused("upload-post", 400, "bad request id")),
+        ),
+    ];
+    let sent = statuses(cases, async |fake: &Fake| {
+        upload_post(fake).status("run-1:publish:1").await
+    })
     .await;
-    let client = upload_post(&fake);
-    assert_eq!(client.status("run-1:publish:1").await.unwrap(), None);
-    assert_eq!(client.status("k").await.unwrap(), Some(PublishState::Pending));
-    assert_eq!(
-        client.status("k").await.unwrap(),
-        Some(PublishState::Published {
-            urls: vec!["https://tiktok.com/v/3".into()]
-        })
-    );
-    assert_eq!(
-        client.status("k").await.unwrap(),
-        Some(PublishState::Failed {
-            message: "video too long".into()
-        })
-    );
-    assert!(matches!(
-        client.status("k").await.unwrap_err(),
-        ProviderError::Refused { code: 400, .. }
-    ));
-    let hits = fake.hits();
-    assert_eq!(hits.len(), 5);
-    assert_eq!(hits[0].method, Method::GET);
-    assert_eq!(hits[0].path, "/api/uploadposts/status");
-    assert_eq!(hits[0].query.as_deref(), Some("request_id=run-1%3Apublish%3A1"));
-    assert_eq!(hits[0].header("authorization"), format!("Apikey {KEY}"));
+    assert_eq!(sent.method, Method::GET);
+    assert_eq!(sent.path, "/api/uploadposts/status");
+    assert_eq!(sent.query.as_deref(), Some("request_id=run-1%3Apublish%3A1"));
+    assert_eq!(sent.header("authorization"), format!("Apikey {KEY}"));
 }
 
 // ------------------------------------------------------------------ construction

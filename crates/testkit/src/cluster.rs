@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use myloware_db::Db;
 use serde_json::{Value, json};
@@ -230,24 +230,22 @@ impl Cluster {
 
     /// Waits until at least `target` runs are `status`; how many are.
     pub async fn wait_count(&self, ids: &[String], status: &str, target: usize, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
+        let what = format!("{target} runs {status}");
+        crate::wait_until(within, Duration::from_millis(20), &what, move || async move {
             let count = self.count_status(ids, status).await;
             if count >= target {
-                return count;
+                Ok(count)
+            } else {
+                Err(format!("{count}/{target} are"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{count}/{target} runs {status} after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until every run is `status`; fails as soon as one ends otherwise.
     pub async fn wait_all(&self, ids: &[String], status: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("every run {status}");
+        crate::wait_until(timeout, Duration::from_millis(150), &what, move || async move {
             let mut waiting = Vec::new();
             for id in ids {
                 let now = self
@@ -267,15 +265,11 @@ impl Cluster {
                 }
             }
             if waiting.is_empty() {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "not {status} after {timeout:?}: {waiting:?}; {}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
+            Err(format!("not yet: {waiting:?}; {}", self.logs()))
+        })
+        .await
     }
 
     /// No runnable execution, no undelivered event, no undelivered command.
@@ -301,20 +295,11 @@ impl Cluster {
             let committed = execution["events"].as_array().unwrap().len() as i64;
             let run = api.get_run(id).await.unwrap().unwrap();
             assert_eq!(run.last_event_seq, committed, "events of {id} lost or repeated");
-            let applied: Vec<(i64, String)> = api
-                .list_events(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.seq, e.event_id))
-                .collect();
-            let sent: Vec<(i64, String)> = orchestrator
-                .outbox(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.run_seq, e.event_id))
-                .collect();
+            let applied = api.list_events(id).await.unwrap();
+            let sent = orchestrator.outbox(id).await.unwrap();
+            // (seq, event id) of each, as applied and as sent.
+            let applied: Vec<(i64, &str)> = applied.iter().map(|e| (e.seq, e.event_id.as_str())).collect();
+            let sent: Vec<(i64, &str)> = sent.iter().map(|e| (e.run_seq, e.event_id.as_str())).collect();
             assert_eq!(applied, sent, "events of {id} as applied and as sent");
             assert!(
                 applied.iter().map(|(seq, _)| *seq).eq(1..=committed),

@@ -96,23 +96,43 @@ pub fn projects_dir() -> PathBuf {
     repo().join("projects")
 }
 
-/// Polls `probe` every `every` until it gives `Some`, failing with `what`
-/// (and the last state `describe` gives) after `timeout`.
+/// Polls `probe` every `every` until it gives `Ok`, failing after `timeout`
+/// with `what` and the last state the probe described (its `Err`).
 pub async fn wait_until<T, F, Fut>(timeout: Duration, every: Duration, what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
+    Fut: Future<Output = Result<T, String>>,
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(found) = probe().await {
-            return found;
+        match probe().await {
+            Ok(found) => return found,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}: {last}"
+            ),
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
         tokio::time::sleep(every).await;
+    }
+}
+
+/// A start of `spec` for `run_id` in `mode` with `input` (no videos, no
+/// trace), as the API sends one.
+pub fn start_execution(
+    run_id: &str,
+    spec: myloware_core::project::ProjectSpec,
+    mode: myloware_core::ProviderMode,
+    input: serde_json::Value,
+) -> myloware_core::wire::StartExecution {
+    myloware_core::wire::StartExecution {
+        run_id: run_id.into(),
+        project: spec.project.clone(),
+        graph_spec: myloware_core::wire::GraphSpec::for_project(&spec),
+        project_spec: spec,
+        providers_mode: mode,
+        input,
+        videos: Vec::new(),
+        traceparent: None,
     }
 }
 
@@ -185,21 +205,24 @@ pub async fn wait_no_work(
     timeout: Duration,
     context: &str,
 ) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let counts = orchestrator.counts().await.unwrap();
-        let commands = api
-            .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
-            .await
-            .unwrap();
-        if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "undone work left behind: {counts:?}, {} undelivered commands{context}",
-            commands.len()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until(
+        timeout,
+        Duration::from_millis(25),
+        "the work to be done",
+        move || async move {
+            let counts = orchestrator.counts().await.unwrap();
+            let commands = api
+                .commands_due(chrono::Utc::now() + chrono::Duration::days(1), 10)
+                .await
+                .unwrap();
+            if counts.runnable == 0 && counts.outbox_pending == 0 && commands.is_empty() {
+                return Ok(());
+            }
+            Err(format!(
+                "undone work left behind: {counts:?}, {} undelivered commands{context}",
+                commands.len()
+            ))
+        },
+    )
+    .await;
 }

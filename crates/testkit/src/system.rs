@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use myloware_api::{ApiServer, ApiState};
 use myloware_core::config::Config;
@@ -13,6 +13,7 @@ use myloware_orchestrator::{OrchestratorServer, OrchestratorState};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::fakes::{Calls, Kie, Providers, Publish};
 use crate::proxy::Proxy;
 
 pub const API_KEY: &str = "dev-api-key-not-for-production";
@@ -141,14 +142,41 @@ impl System {
         assert_eq!(status, 200, "approving {gate} of {run_id}: {body}");
     }
 
+    /// Rejects `gate` of `run_id` for `reason` with the operator key; it
+    /// must be 200.
+    pub async fn reject(&self, run_id: &str, gate: &str, reason: &str) {
+        let (status, body) = self
+            .post(
+                &format!("{}/v1/hitl/reject/{run_id}/{gate}", self.api),
+                json!({ "reason": reason }),
+            )
+            .await;
+        assert_eq!(status, 200, "rejecting {gate} of {run_id}: {body}");
+    }
+
+    /// Cancels `run_id` with the operator key (`body` the request's); it
+    /// must be 200.
+    pub async fn cancel(&self, run_id: &str, body: Value) {
+        let (status, answer) = self.post(&format!("{}/v1/runs/{run_id}/cancel", self.api), body).await;
+        assert_eq!(status, 200, "cancelling {run_id}: {answer}");
+    }
+
+    /// A mock aismr run of `user` about candles, once it waits at its
+    /// ideate gate (30 s).
+    pub async fn aismr_at_ideate(&self, user: &str) -> String {
+        let mut body = aismr("candles");
+        body["options"] = json!({ "user_id": user });
+        let run_id = self.start_run(body).await;
+        self.wait_status(&run_id, "awaiting_ideate", Duration::from_secs(30))
+            .await;
+        run_id
+    }
+
     /// A mock aismr run of `user` approved at both gates by the operator
     /// key, published (30 s for each step).
     pub async fn publish_aismr(&self, user: &str) -> String {
         let quick = Duration::from_secs(30);
-        let run_id = self
-            .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
-            .await;
-        self.wait_status(&run_id, "awaiting_ideate", quick).await;
+        let run_id = self.aismr_at_ideate(user).await;
         self.approve(&run_id, "ideate").await;
         self.wait_status(&run_id, "awaiting_prepublish", quick).await;
         self.approve(&run_id, "prepublish").await;
@@ -174,19 +202,32 @@ impl System {
 
     /// Polls the run until `done` holds, failing after `timeout`.
     pub async fn wait_for(&self, run_id: &str, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let done = &done;
+        crate::wait_until(timeout, Duration::from_millis(25), what, move || async move {
             let run = self.run(run_id).await;
             if done(&run) {
-                return run;
+                Ok(run)
+            } else {
+                Err(format!("run is {}", run["status"]))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; run is {}",
-                run["status"]
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await
+    }
+
+    /// Polls the run's execution on the orchestrator until it is `status`,
+    /// failing after `timeout`.
+    pub async fn wait_execution(&self, run_id: &str, status: &str, timeout: Duration) -> Value {
+        let url = &format!("{}/v1/executions/{run_id}", self.orchestrator);
+        let what = format!("the execution of {run_id} to be {status}");
+        crate::wait_until(timeout, Duration::from_millis(25), &what, move || async move {
+            let execution = self.get(url).await;
+            if execution["status"] == status {
+                Ok(execution)
+            } else {
+                Err(execution.to_string())
+            }
+        })
+        .await
     }
 
     pub async fn wait_status(&self, run_id: &str, status: &str, timeout: Duration) -> Value {
@@ -230,6 +271,21 @@ pub fn artifact_kinds(run: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The run's artifacts of `kind`.
+pub fn artifacts_of<'a>(run: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> {
+    let artifacts = run["artifacts"].as_array().expect("a run has artifacts");
+    artifacts.iter().filter(move |a| a["kind"] == kind)
+}
+
+/// The run's gate `name` (`null` when it has none).
+pub fn gate(run: &Value, name: &str) -> Value {
+    run["gates"]
+        .as_array()
+        .and_then(|gates| gates.iter().find(|g| g["gate"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// Whether every video of the run is completed.
 pub fn videos_completed(run: &Value) -> bool {
     run["result"]["videos"]
@@ -241,6 +297,24 @@ pub fn videos_completed(run: &Value) -> bool {
 
 pub fn smoke() -> Value {
     json!({"project": "test_video_gen", "input": {"prompt": "smoke"}})
+}
+
+/// The start of a mock aismr run about `object`.
+pub fn aismr(object: &str) -> Value {
+    json!({"project": "aismr", "input": {"object": object}})
+}
+
+/// Both services in live mode against fake providers that count into
+/// `calls` (kie.ai as `kie` says, Upload-Post publishing at once; clips
+/// polled `poll_after_secs` after their submission), and a smoke run started
+/// on them.
+pub async fn live_run(db: &Db, calls: &Calls, kie: Kie, poll_after_secs: &str) -> (System, String) {
+    let providers = Providers::start_with(calls, kie, Publish::Sync).await;
+    let mut vars = providers.vars();
+    vars.push(("CLIP_POLL_AFTER_SECS", poll_after_secs));
+    let system = start(db, &vars).await;
+    let run_id = system.start_run(smoke()).await;
+    (system, run_id)
 }
 
 /// A run waiting at `gate` whose preview is `preview`, written through the

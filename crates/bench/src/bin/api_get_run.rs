@@ -19,35 +19,29 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use clap::Parser;
 use myloware_api::store::ApiStore;
-use myloware_bench::compare::{self, LoadArgs, Runtimes, Side};
-use myloware_bench::db::BenchDb;
-use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::harness::{self, Bench, Comparing, at_least};
+use myloware_bench::report::{Check, Report};
 use myloware_bench::services::{self, API_KEY, free_port, service_env};
 use myloware_core::RunStatus;
 use myloware_db::{Db, PoolSettings};
 use serde_json::{Value, json};
 use sqlx::types::Json as SqlJson;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "api-get-run",
-    about = "GET /v1/runs/{id} of the API against a bare axum + sqlx lookup"
-)]
+#[derive(Debug, clap::Args)]
+#[command(about = "GET /v1/runs/{id}, the API against a bare axum + sqlx single-row lookup")]
 struct Args {
-    /// Postgres database to create a schema in (dropped at the end);
-    /// default: a temporary SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
-    /// Published runs to create and read round-robin.
-    #[arg(long, default_value_t = 100)]
+    /// Published runs to create and read round-robin (--quick: 20).
+    #[arg(long, default_value_t = 100, default_value_if("quick", "true", "20"), value_parser = at_least(1))]
     runs: usize,
-    #[command(flatten)]
-    load: LoadArgs,
-    /// Keep the database.
-    #[arg(long)]
-    keep: bool,
+}
+
+impl Bench for Args {
+    const NAME: &'static str = "api-get-run";
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![("runs", format!("{} test_video_gen runs, read round-robin", self.runs))]
+    }
 }
 
 const RUN_LOOKUP: &str = "SELECT seq, id, project, status, current_persona, user_id, payload, result, \
@@ -109,33 +103,7 @@ async fn store_get_run(
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    args.load.apply_quick();
-    if args.load.quick {
-        args.runs = args.runs.min(20);
-    }
-    ensure!(args.runs >= 1, "--runs must be at least 1");
-    let runtimes = Runtimes::new(&args.load)?;
-    myloware_telemetry::logging::init(true, None, "myloware-bench");
-
-    let bench_db = runtimes
-        .servers
-        .block_on(BenchDb::prepare(args.database_url.as_deref()))?;
-    let mut report = Report::new("api-get-run", Machine::probe());
-    println!("api-get-run: GET /v1/runs/{{id}}, the API against a bare axum + sqlx single-row lookup");
-    println!("  backend     {}", bench_db.backend());
-    report.machine.print();
-    println!(
-        "  load        {} connections, {} rounds of {} s per side (+{} s warm-up), {:?} client, {} runs",
-        args.load.connections, args.load.rounds, args.load.secs, args.load.warmup_secs, args.load.client, args.runs
-    );
-    println!();
-    report.detail("backend", json!(bench_db.backend()));
-    let outcome = run(&args, &runtimes, &bench_db.url, &mut report);
-    runtimes.servers.block_on(bench_db.finish(args.keep));
-    outcome?;
-    report.print();
-    Ok(())
+    harness::comparison("myloware-bench", run)
 }
 
 /// Starts `count` test_video_gen runs through the API and waits until the
@@ -201,10 +169,11 @@ async fn futures_join_all<T: Send + 'static>(
     results
 }
 
-fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report) -> anyhow::Result<()> {
+fn run(args: &Args, comparing: &Comparing, report: &mut Report) -> anyhow::Result<()> {
+    let database_url = comparing.database_url.as_str();
     let env = service_env(database_url, free_port()?, free_port()?);
     let config = Arc::new(services::config(&env)?);
-    let (dbs, servers, run_ids) = runtimes.servers.block_on(async {
+    let (dbs, servers, run_ids) = comparing.runtimes.servers.block_on(async {
         let api_db = Db::connect(database_url, PoolSettings::default()).await?;
         api_db.migrate().await?;
         let orchestrator_db = Db::connect(database_url, PoolSettings::default()).await?;
@@ -224,7 +193,7 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
         .await?;
         let mut dbs = vec![api_db, bare_db];
         let mut servers = vec![("bare", ceiling), ("api", api)];
-        if args.load.breakdown {
+        if comparing.load.breakdown {
             let store_db = Db::connect(database_url, PoolSettings::default()).await?;
             let store = services::spawn_router(
                 axum::Router::new()
@@ -240,7 +209,7 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
     let (ceiling_addr, api_addr) = (servers[0].1.addr, servers[1].1.addr);
 
     // What each side answers for one run.
-    let sizes = runtimes.load.block_on(async {
+    let sizes = comparing.runtimes.load.block_on(async {
         let http = services::api_client()?;
         let mut sizes = Vec::new();
         for addr in [ceiling_addr, api_addr] {
@@ -257,50 +226,23 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
     println!();
 
     let paths: Vec<String> = run_ids.iter().map(|id| format!("/v1/runs/{id}")).collect();
-    let sides: Vec<Side> = servers
-        .iter()
-        .map(|(name, server)| Side {
-            name,
-            addr: server.addr,
-            paths: paths.clone(),
-        })
-        .collect();
-    let comparison = runtimes
-        .load
-        .block_on(compare::compare(&sides, &[("x-api-key", API_KEY)], &args.load))?;
-    runtimes.servers.block_on(async {
-        for (_, server) in servers {
-            server.stop().await?;
-        }
+    let comparison = comparing.compare(servers, &paths, &[("x-api-key", API_KEY)]);
+    comparing.runtimes.servers.block_on(async {
         for db in dbs {
             db.close().await;
         }
-        anyhow::Ok(())
-    })?;
-
-    let ratio = comparison.median_ratio();
-    println!();
-    comparison.print();
+    });
+    let comparison = comparison?;
+    let target = "GET /v1/runs/{id} ≥ 70 % of a bare axum + sqlx lookup (64 connections)";
+    let clean = comparing.check_throughput(&comparison, report, target, 0.70);
     let (ceiling, real_side) = (comparison.ceiling(), comparison.real());
     let (bare, real) = (ceiling.latency(), real_side.latency());
-    let clean = real_side.refused + real_side.errors + ceiling.errors == 0;
     if !clean {
         println!(
             "warning: api refused {} and failed {} requests (first error: {:?})",
             real_side.refused, real_side.errors, real_side.first_error
         );
     }
-    report.check(Check::new(
-        "GET /v1/runs/{id} ≥ 70 % of a bare axum + sqlx lookup (64 connections)",
-        format!(
-            "{:.0} % ({:.0} vs {:.0} req/s, median of {} rounds)",
-            ratio * 100.0,
-            real_side.median_rate(),
-            ceiling.median_rate(),
-            comparison.ratios.len()
-        ),
-        ratio >= 0.70 && clean,
-    ));
     report.check(Check::new(
         "GET /v1/runs/{id} p99 ≤ 25 ms",
         format!(
@@ -310,9 +252,6 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
         real.p99 <= 25.0 && clean,
     ));
     report.detail("runs", json!(run_ids.len()));
-    report.detail("connections", json!(args.load.connections));
-    report.detail("client", json!(format!("{:?}", args.load.client).to_lowercase()));
     report.detail("answer_bytes", json!({"bare": sizes[0], "api": sizes[1]}));
-    report.detail("comparison", comparison.to_json());
     Ok(())
 }

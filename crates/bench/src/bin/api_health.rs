@@ -11,60 +11,39 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::routing::get;
-use clap::Parser;
-use myloware_bench::compare::{self, LoadArgs, Runtimes, Side};
-use myloware_bench::db::BenchDb;
-use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::harness::{self, Bench, Comparing};
+use myloware_bench::report::Report;
 use myloware_bench::services::{self, free_port, service_env};
 use myloware_core::wire::Health;
 use myloware_db::{Db, PoolSettings};
 use myloware_telemetry::HttpMetrics;
-use serde_json::json;
 
-#[derive(Debug, Parser)]
-#[command(name = "api-health", about = "GET /health of the API against a bare axum handler")]
-struct Args {
-    #[command(flatten)]
-    load: LoadArgs,
+#[derive(Debug, clap::Args)]
+#[command(about = "GET /health, the API against a bare axum handler")]
+struct Args {}
+
+impl Bench for Args {
+    const NAME: &'static str = "api-health";
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    args.load.apply_quick();
-    let runtimes = Runtimes::new(&args.load)?;
     // The service's own logging: the request span costs what it costs in
     // production (no event is logged per request at the default level).
-    myloware_telemetry::logging::init(true, None, "myloware-api");
-
-    let mut report = Report::new("api-health", Machine::probe());
-    println!("api-health: GET /health, the API against a bare axum handler");
-    report.machine.print();
-    println!(
-        "  load        {} connections, {} rounds of {} s per side (+{} s warm-up), {:?} client",
-        args.load.connections, args.load.rounds, args.load.secs, args.load.warmup_secs, args.load.client
-    );
-    println!();
-
-    let bench_db = runtimes.servers.block_on(BenchDb::prepare(None))?;
-    let outcome = run(&args, &runtimes, &bench_db.url, &mut report);
-    runtimes.servers.block_on(bench_db.cleanup());
-    outcome?;
-    report.print();
-    Ok(())
+    harness::comparison("myloware-api", run)
 }
 
-fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report) -> anyhow::Result<()> {
-    let env = service_env(database_url, free_port()?, free_port()?);
+fn run(_: &Args, comparing: &Comparing, report: &mut Report) -> anyhow::Result<()> {
+    let env = service_env(&comparing.database_url, free_port()?, free_port()?);
     let config = Arc::new(services::config(&env)?);
-    let (db, servers) = runtimes.servers.block_on(async {
-        let db = Db::connect(database_url, PoolSettings::default()).await?;
+    let (db, servers) = comparing.runtimes.servers.block_on(async {
+        let db = Db::connect(&comparing.database_url, PoolSettings::default()).await?;
         db.migrate().await?;
         let bare = || axum::Router::new().route("/health", get(|| async { Json(Health::ok("api")) }));
         let mut servers = vec![
             ("bare", services::spawn_router(bare()).await?),
             ("api", services::spawn_api(config.clone(), &db).await?),
         ];
-        if args.load.breakdown {
+        if comparing.load.breakdown {
             // The API's two middlewares that do work per request, each
             // alone on the bare handler.
             let request_id = bare().layer(axum::middleware::from_fn(myloware_http::request_id::request_id));
@@ -78,41 +57,9 @@ fn run(args: &Args, runtimes: &Runtimes, database_url: &str, report: &mut Report
         anyhow::Ok((db, servers))
     })?;
 
-    let sides: Vec<Side> = servers
-        .iter()
-        .map(|(name, server)| Side {
-            name,
-            addr: server.addr,
-            paths: vec!["/health".to_string()],
-        })
-        .collect();
-    let comparison = runtimes.load.block_on(compare::compare(&sides, &[], &args.load))?;
-    runtimes.servers.block_on(async {
-        for (_, server) in servers {
-            server.stop().await?;
-        }
-        db.close().await;
-        anyhow::Ok(())
-    })?;
-
-    let ratio = comparison.median_ratio();
-    println!();
-    comparison.print();
-    let (ceiling, real) = (comparison.ceiling(), comparison.real());
-    let clean = real.refused + real.errors + ceiling.errors == 0;
-    report.check(Check::new(
-        "GET /health ≥ 60 % of a bare axum handler",
-        format!(
-            "{:.0} % ({:.0} vs {:.0} req/s, median of {} rounds)",
-            ratio * 100.0,
-            real.median_rate(),
-            ceiling.median_rate(),
-            comparison.ratios.len()
-        ),
-        ratio >= 0.60 && clean,
-    ));
-    report.detail("connections", json!(args.load.connections));
-    report.detail("client", json!(format!("{:?}", args.load.client).to_lowercase()));
-    report.detail("comparison", comparison.to_json());
+    let comparison = comparing.compare(servers, &["/health".to_string()], &[]);
+    comparing.runtimes.servers.block_on(db.close());
+    let target = "GET /health ≥ 60 % of a bare axum handler";
+    comparing.check_throughput(&comparison?, report, target, 0.60);
     Ok(())
 }

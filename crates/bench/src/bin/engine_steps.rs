@@ -33,10 +33,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use chrono::Utc;
-use clap::Parser;
-use myloware_bench::db::BenchDb;
 use myloware_bench::default_projects_dir;
-use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::harness::{self, Bench, DbArgs, at_least};
+use myloware_bench::report::{Check, Report};
 use myloware_bench::stats::{r3, summarize_us};
 use myloware_core::config::Config;
 use myloware_core::project::{Catalog, Persona, ProjectSpec};
@@ -53,25 +52,16 @@ use tokio::sync::watch;
 
 const PROJECT: &str = "test_video_gen";
 
-#[derive(Debug, Parser)]
-#[command(name = "engine-steps", about = "Benchmark of the durable engine's per-step overhead")]
+#[derive(Debug, clap::Args)]
+#[command(about = "the durable engine's per-step overhead")]
 struct Args {
-    /// Database to run on: sqlite://FILE, or a Postgres database in which a
-    /// fresh schema is created and dropped again. Default: a new temporary
-    /// SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
-
-    /// Executions of the throughput pass (the other two passes use N/4).
-    #[arg(long, default_value_t = 2000)]
+    /// Executions of the throughput pass (the other two passes use N/4;
+    /// --quick: 400).
+    #[arg(long, default_value_t = 2000, default_value_if("quick", "true", "400"), value_parser = at_least(4))]
     executions: usize,
 
-    /// A run of seconds: 400 executions (noisier; for checking that it works).
-    #[arg(long)]
-    quick: bool,
-
     /// Engine workers of the throughput pass (ORCHESTRATOR_WORKERS).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least(1))]
     workers: usize,
 
     /// Comma-separated personas of the benchmark graph. Only `iggy` runs
@@ -92,11 +82,18 @@ struct Args {
     /// Give up on a pass after this long.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+}
 
-    /// Keep the benchmark's database (SQLite file or Postgres schema) for
-    /// inspection instead of removing it.
-    #[arg(long)]
-    keep: bool,
+impl Bench for Args {
+    const NAME: &'static str = "engine-steps";
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let graph = format!(
+            "[{}] of {PROJECT}, mock providers without delay, no outbox dispatcher",
+            self.pipeline
+        );
+        vec![("graph", graph), ("pool", format!("{} connections", self.pool_size))]
+    }
 }
 
 /// The engine configuration of one pass: no provider delay, a short idle poll.
@@ -359,12 +356,7 @@ fn parse_pipeline(raw: &str) -> anyhow::Result<Vec<Persona>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    if args.quick {
-        args.executions = 400;
-    }
-    ensure!(args.executions >= 4, "--executions must be at least 4");
-    ensure!(args.workers >= 1, "--workers must be at least 1");
+    let (args, db) = harness::parse::<Args, DbArgs>();
     let pipeline = parse_pipeline(&args.pipeline)?;
     let graph = GraphSpec {
         pipeline,
@@ -386,13 +378,21 @@ async fn main() -> anyhow::Result<()> {
         .clone();
     let template = start_request(&spec, &graph);
 
-    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
-    let outcome = run(&args, &bench_db.url, &spec, &template).await;
-    bench_db.finish(args.keep).await;
-    outcome
+    let bench_db = db.prepare().await?;
+    let mut report = harness::header(&args, &[("backend", &bench_db.backend())], None);
+    println!();
+    let outcome = run(&args, &bench_db.url, &spec, &template, &mut report).await;
+    bench_db.finish(db.keep).await;
+    report.conclude(outcome)
 }
 
-async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecution) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    url: &str,
+    spec: &ProjectSpec,
+    template: &StartExecution,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let main_config = config(url, &args.projects_dir, args.workers)?;
     let db = Db::connect(
@@ -410,17 +410,6 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
     };
     let store = myloware_orchestrator::store::open(&db);
     let small = (args.executions / 4).max(1);
-
-    let mut report = Report::new("engine-steps", Machine::probe());
-    println!("engine-steps: the durable engine's per-step overhead");
-    println!("  backend     {backend}");
-    report.machine.print();
-    println!(
-        "  graph       [{}] of {PROJECT}, mock providers without delay, no outbox dispatcher",
-        args.pipeline
-    );
-    println!("  pool        {} connections", args.pool_size);
-    println!();
 
     // 1. Throughput with W workers.
     let created = Instant::now();
@@ -549,6 +538,5 @@ async fn run(args: &Args, url: &str, spec: &ProjectSpec, template: &StartExecuti
             .collect::<serde_json::Map<_, _>>()
             .into(),
     );
-    report.print();
     Ok(())
 }

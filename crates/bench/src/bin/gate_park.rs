@@ -21,30 +21,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use clap::Parser;
 use myloware_bench::db::{ActivitySampler, BenchDb, Probe};
-use myloware_bench::load::{self, Stop, Workload};
-use myloware_bench::report::{Check, Report};
-use myloware_bench::services::{
-    self, Memory, ProcessArgs, RunStarts, Workdir, free_port, loopback, service_env, set_var,
-};
+use myloware_bench::harness::{self, Bench, Frame, at_least};
+use myloware_bench::load::{self, Workload};
+use myloware_bench::report::Check;
+use myloware_bench::services::{self, Memory, RunStarts, free_port, loopback, service_env, set_var};
 use myloware_bench::stats::r3;
 use serde_json::{Value, json};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "gate-park",
-    about = "Runs parked at a gate: RSS of both services, then approving them all"
-)]
+#[derive(Debug, clap::Args)]
+#[command(about = "aismr runs parked at the ideate gate, then approved")]
 struct Args {
-    /// Runs to park.
-    #[arg(long, default_value_t = 10_000)]
+    /// Runs to park (--quick: 200).
+    #[arg(long, default_value_t = 10_000, default_value_if("quick", "true", "200"), value_parser = at_least(1))]
     runs: usize,
     /// Concurrent starts and approvals.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Seconds to wait, once all are parked, before reading the RSS.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds to wait, once all are parked, before reading the RSS
+    /// (--quick: 1).
+    #[arg(long, default_value_t = 5, default_value_if("quick", "true", "1"))]
     settle_secs: u64,
     /// Give up on parking after this long.
     #[arg(long, default_value_t = 600)]
@@ -59,11 +55,14 @@ struct Args {
     /// service's default is 4).
     #[arg(long)]
     workers: Option<usize>,
-    /// A run of seconds: 200 runs.
-    #[arg(long)]
-    quick: bool,
-    #[command(flatten)]
-    common: ProcessArgs,
+}
+
+impl Bench for Args {
+    const NAME: &'static str = "gate-park";
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![("runs", format!("{}, {} at a time", self.runs, self.connections))]
+    }
 }
 
 /// One approval per run, with the API key (the runbook's way).
@@ -94,20 +93,7 @@ impl Workload for Approvals {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    if args.quick {
-        args.runs = 200;
-        args.settle_secs = 1;
-    }
-    ensure!(args.runs >= 1, "--runs must be at least 1");
-    let mut frame = args
-        .common
-        .open("gate-park", "aismr runs parked at the ideate gate, then approved")
-        .await?;
-    println!("  runs        {}, {} at a time", args.runs, args.connections);
-    frame.start(&args.common).await?;
-    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
-    frame.close(&args.common, outcome).await
+    harness::processes(run).await
 }
 
 const LEFT_THE_GATE: [&str; 3] = ["awaiting_prepublish", "publishing", "published"];
@@ -115,6 +101,15 @@ const ENDED_BADLY: [&str; 3] = ["failed", "cancelled", "rejected"];
 
 fn count_of(counts: &BTreeMap<String, i64>, statuses: &[&str]) -> i64 {
     statuses.iter().filter_map(|s| counts.get(*s)).sum()
+}
+
+/// `12.3 s (812/s)`: how long `count` requests took, and their rate.
+fn per_second(count: usize, took: Duration) -> String {
+    format!(
+        "{:.1} s ({:.0}/s)",
+        took.as_secs_f64(),
+        count as f64 / took.as_secs_f64()
+    )
 }
 
 fn memory_line(name: &str, memory: Memory) -> String {
@@ -126,52 +121,38 @@ fn memory_line(name: &str, memory: Memory) -> String {
     )
 }
 
-async fn run(
-    args: &Args,
-    mw: &std::path::Path,
-    bench_db: &BenchDb,
-    workdir: &Workdir,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+/// On Postgres, a sampler of the statements running in the database.
+async fn postgres_sampler(bench_db: &BenchDb) -> anyhow::Result<Option<ActivitySampler>> {
+    match bench_db.postgres_database() {
+        Some(url) => Ok(Some(ActivitySampler::start(url).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
+    let (bench_db, report) = (&frame.db, &mut frame.report);
     let api_port = free_port()?;
     let mut env = service_env(&bench_db.url, api_port, free_port()?);
     if let Some(workers) = args.workers {
         set_var(&mut env, "ORCHESTRATOR_WORKERS", &workers.to_string());
     }
-    let (orchestrator, api) = services::start_both(mw, &env, workdir).await?;
+    let (orchestrator, api) = services::start_both(&frame.mw, &env, &frame.workdir).await?;
     let probe = Probe::connect(&bench_db.url).await?;
     let api_addr = loopback(api_port);
     let timeout = Duration::from_secs(args.timeout_secs);
     let (idle_api, idle_orchestrator) = (api.memory(), orchestrator.memory());
 
     // 1. Park.
-    let sampler = match args.common.database_url.as_deref() {
-        Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
-        _ => None,
-    };
+    let sampler = postgres_sampler(bench_db).await?;
     let starts = RunStarts::new(
         api_addr,
         args.runs as u64,
         |i| json!({"project": "aismr", "input": {"object": format!("candle {i}")}}),
     );
     let began = Instant::now();
-    let started = load::closed_loop(api_addr, args.connections, Stop::Exhausted, starts.clone()).await?;
-    let all_started = began.elapsed();
-    ensure!(
-        started.ok == args.runs as u64,
-        "{} of {} starts accepted ({} refused, {} errors, first: {:?})",
-        started.ok,
-        args.runs,
-        started.refused,
-        started.errors,
-        started.first_error
-    );
-    println!(
-        "{} runs started in {:.1} s ({:.0}/s)",
-        args.runs,
-        all_started.as_secs_f64(),
-        args.runs as f64 / all_started.as_secs_f64()
-    );
+    let all_started =
+        load::all_accepted(api_addr, args.connections, starts.clone(), args.runs, "starts accepted").await?;
+    println!("{} runs started in {}", args.runs, per_second(args.runs, all_started));
     let parked = wait_for(
         &probe,
         &["awaiting_ideate"],
@@ -229,28 +210,21 @@ async fn run(
     let (cpu_api, cpu_orchestrator) = (api.cpu_seconds(), orchestrator.cpu_seconds());
     let cpu_postgres = services::cpu_seconds_of("postgres");
     let steps_before = probe.engine_steps().await?;
-    let sampler = match args.common.database_url.as_deref() {
-        Some(url) if bench_db.is_postgres() => Some(ActivitySampler::start(url).await?),
-        _ => None,
-    };
+    let sampler = postgres_sampler(bench_db).await?;
     let approval_start = chrono::Utc::now();
     let began = Instant::now();
-    let approved = load::closed_loop(api_addr, args.connections, Stop::Exhausted, approvals).await?;
-    let all_approved = began.elapsed();
-    ensure!(
-        approved.ok == args.runs as u64,
-        "{} of {} approvals answered approved ({} refused, {} errors, first: {:?})",
-        approved.ok,
+    let all_approved = load::all_accepted(
+        api_addr,
+        args.connections,
+        approvals,
         args.runs,
-        approved.refused,
-        approved.errors,
-        approved.first_error
-    );
+        "approvals answered approved",
+    )
+    .await?;
     println!(
-        "{} approvals answered in {:.1} s ({:.0}/s)",
+        "{} approvals answered in {}",
         args.runs,
-        all_approved.as_secs_f64(),
-        args.runs as f64 / all_approved.as_secs_f64()
+        per_second(args.runs, all_approved)
     );
     let progress = follow_approvals(&probe, args.runs, began, Duration::from_secs(args.approval_cap_secs)).await?;
     let (cpu_api, cpu_orchestrator) = (

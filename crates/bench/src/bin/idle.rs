@@ -13,62 +13,42 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
-use clap::Parser;
-use myloware_bench::db::BenchDb;
-use myloware_bench::report::{Check, Machine, Report};
+use myloware_bench::harness::{self, Bench, DbArgs, at_least};
+use myloware_bench::report::{Check, Report};
 use myloware_bench::services::{self, Memory, Service, Workdir, free_port, service_env};
 use myloware_bench::stats::{r3, summarize_scaled};
 use serde_json::json;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "idle",
-    about = "Idle RSS of both services and the time until `mw dev` is ready"
-)]
+#[derive(Debug, clap::Args)]
+#[command(about = "RSS of idle services, and `mw dev` readiness")]
 struct Args {
-    /// Postgres database for the services' part (a schema is created and
-    /// dropped); default: a temporary SQLite file. `mw dev` always uses a
-    /// SQLite file.
-    #[arg(long)]
-    database_url: Option<String>,
-    /// Seconds the services stay idle before their RSS is read.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds the services stay idle before their RSS is read (--quick: 1).
+    #[arg(long, default_value_t = 5, default_value_if("quick", "true", "1"))]
     settle_secs: u64,
-    /// `mw dev` starts of each kind (new database, existing database).
-    #[arg(long, default_value_t = 5)]
+    /// `mw dev` starts of each kind (new database, existing database),
+    /// always on a SQLite file (the services' part runs on --database-url;
+    /// --quick: 2).
+    #[arg(long, default_value_t = 5, default_value_if("quick", "true", "2"), value_parser = at_least(1))]
     starts: usize,
     /// The `mw` binary (default: target/release/mw).
     #[arg(long)]
     mw: Option<std::path::PathBuf>,
-    /// A run of seconds: 1 s of settling, 2 starts of each kind.
-    #[arg(long)]
-    quick: bool,
-    /// Keep the services' logs.
-    #[arg(long)]
-    keep: bool,
+}
+
+impl Bench for Args {
+    const NAME: &'static str = "idle";
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    if args.quick {
-        args.settle_secs = 1;
-        args.starts = 2;
-    }
-    ensure!(args.starts >= 1, "--starts must be at least 1");
+    let (args, db) = harness::parse::<Args, DbArgs>();
     let mw = services::mw_binary(args.mw.as_deref())?;
     let workdir = Workdir::create()?;
-    let mut report = Report::new("idle", Machine::probe());
-    println!("idle: RSS of idle services, and `mw dev` readiness");
-    println!("  binary      {}", mw.display());
-    report.machine.print();
+    let mut report = harness::header(&args, &[("binary", &mw.display())], None);
     println!();
-    let outcome = run(&args, &mw, &workdir, &mut report).await;
-    workdir.finish(args.keep || outcome.is_err());
-    outcome?;
-    report.print();
-    Ok(())
+    let outcome = run(&args, &db, &mw, &workdir, &mut report).await;
+    workdir.finish(db.keep || outcome.is_err());
+    report.conclude(outcome)
 }
 
 /// The largest of five reads, 200 ms apart.
@@ -84,9 +64,16 @@ async fn settled_memory(service: &Service) -> Memory {
     largest
 }
 
-async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut Report) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    db: &DbArgs,
+    mw: &std::path::Path,
+    workdir: &Workdir,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     // 1. Both services, idle.
-    let bench_db = BenchDb::prepare(args.database_url.as_deref()).await?;
+    let bench_db = db.prepare().await?;
+    let backend = bench_db.backend();
     let env = service_env(&bench_db.url, free_port()?, free_port()?);
     let services = services::start_both(mw, &env, workdir).await;
     let memory = match services {
@@ -99,12 +86,12 @@ async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut 
         }
         Err(err) => Err(err),
     };
-    bench_db.finish(false).await;
+    bench_db.finish(db.keep).await;
     let (api, orchestrator) = memory?;
     println!(
         "idle after {} s ({}): api RSS {:.1} MB (peak {:.1}; {}), orchestrator RSS {:.1} MB (peak {:.1}; {})",
         args.settle_secs,
-        bench_db_backend(args),
+        backend,
         api.rss_mb(),
         api.peak_mb(),
         api.parts(),
@@ -163,7 +150,7 @@ async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut 
         worst <= 1000.0,
     ));
     let mb = |m: Memory| json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb())});
-    report.detail("services_backend", json!(bench_db_backend(args)));
+    report.detail("services_backend", json!(backend));
     report.detail(
         "idle",
         json!({"api": mb(api), "orchestrator": mb(orchestrator), "settle_s": args.settle_secs}),
@@ -173,14 +160,6 @@ async fn run(args: &Args, mw: &std::path::Path, workdir: &Workdir, report: &mut 
         json!({"new_database": cold.to_json(), "existing_database": warm.to_json(), "rss_mb": r3(dev_memory.rss_mb())}),
     );
     Ok(())
-}
-
-fn bench_db_backend(args: &Args) -> &'static str {
-    if args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
-        "postgres"
-    } else {
-        "sqlite"
-    }
 }
 
 /// Starts `mw dev`, waits until both services answer, reads its RSS, stops it.

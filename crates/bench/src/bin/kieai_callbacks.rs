@@ -15,39 +15,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use clap::Parser;
-use myloware_bench::db::{BenchDb, Probe};
+use myloware_bench::db::Probe;
+use myloware_bench::harness::{self, Bench, Frame, at_least};
 use myloware_bench::load::{self, Stop, Workload};
-use myloware_bench::report::{Check, Report};
-use myloware_bench::services::{
-    self, ProcessArgs, RunStarts, Service, Workdir, free_port, loopback, service_env, set_var,
-};
+use myloware_bench::report::Check;
+use myloware_bench::services::{self, RunStarts, Service, free_port, loopback, service_env, set_var};
 use myloware_bench::stats::{r3, summarize_us};
 use myloware_core::signing;
 use serde_json::{Value, json};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "kieai-callbacks",
-    about = "Signed kie.ai callbacks into the API, verified and deduplicated"
-)]
+#[derive(Debug, clap::Args)]
+#[command(about = "signed kie.ai callbacks, each sent twice, into `mw serve api`")]
 struct Args {
-    /// Distinct callbacks (12 clips per run); each is sent twice.
-    #[arg(long, default_value_t = 12_000)]
+    /// Distinct callbacks (12 clips per run); each is sent twice (--quick: 1,200).
+    #[arg(long, default_value_t = 12_000, default_value_if("quick", "true", "1200"), value_parser = at_least(1))]
     callbacks: usize,
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// A run of seconds: 1,200 distinct callbacks.
-    #[arg(long)]
-    quick: bool,
-    #[command(flatten)]
-    common: ProcessArgs,
+}
+
+impl Bench for Args {
+    const NAME: &'static str = "kieai-callbacks";
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let (callbacks, connections) = (self.callbacks, self.connections);
+        vec![(
+            "load",
+            format!("{callbacks} distinct callbacks × 2, {connections} connections, stub orchestrator"),
+        )]
+    }
 }
 
 const CLIPS_PER_RUN: usize = 12;
@@ -140,40 +141,17 @@ impl Workload for Callbacks {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    if args.quick {
-        args.callbacks = 1200;
-    }
-    ensure!(args.callbacks >= 1, "--callbacks must be at least 1");
-    let mut frame = args
-        .common
-        .open(
-            "kieai-callbacks",
-            "signed kie.ai callbacks, each sent twice, into `mw serve api`",
-        )
-        .await?;
-    println!(
-        "  load        {} distinct callbacks × 2, {} connections, stub orchestrator",
-        args.callbacks, args.connections
-    );
-    frame.start(&args.common).await?;
-    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
-    frame.close(&args.common, outcome).await
+    harness::processes(run).await
 }
 
-async fn run(
-    args: &Args,
-    mw: &std::path::Path,
-    bench_db: &BenchDb,
-    workdir: &Workdir,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
+    let (bench_db, report) = (&frame.db, &mut frame.report);
     let counts = Arc::new(StubCounts::default());
     let stub = services::spawn_router(stub_orchestrator(counts.clone())).await?;
     let api_port = free_port()?;
     let mut env = service_env(&bench_db.url, api_port, stub.addr.port());
     set_var(&mut env, "ORCHESTRATOR_URL", &format!("http://{}", stub.addr));
-    let mut api = Service::spawn("api", mw, &["serve", "api"], &env, api_port, workdir)?;
+    let mut api = Service::spawn("api", &frame.mw, &["serve", "api"], &env, api_port, &frame.workdir)?;
     api.wait_healthy(Duration::from_secs(30)).await?;
     let api_addr = loopback(api_port);
 
@@ -183,13 +161,7 @@ async fn run(
         runs as u64,
         |i| json!({"project": "test_video_gen", "input": {"topic": format!("callbacks {i}")}}),
     );
-    let started = load::closed_loop(api_addr, 16, Stop::Exhausted, starts.clone()).await?;
-    ensure!(
-        started.ok == runs as u64,
-        "{} of {runs} starts accepted ({:?})",
-        started.ok,
-        started.first_error
-    );
+    load::all_accepted(api_addr, 16, starts.clone(), runs, "starts accepted").await?;
     let run_ids = starts.run_ids();
     println!(
         "{runs} runs started (the stub acknowledged {} starts)",

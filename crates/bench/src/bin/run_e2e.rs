@@ -16,31 +16,27 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use clap::Parser;
-use myloware_bench::db::{BenchDb, Probe};
-use myloware_bench::load::{self, Stop};
-use myloware_bench::report::{Check, Report};
-use myloware_bench::services::{self, ProcessArgs, RunStarts, Workdir, free_port, loopback, service_env};
+use myloware_bench::db::Probe;
+use myloware_bench::harness::{self, Bench, Frame, at_least};
+use myloware_bench::load;
+use myloware_bench::report::Check;
+use myloware_bench::services::{self, RunStarts, free_port, loopback, service_env};
 use myloware_bench::stats::{r3, summarize_scaled};
 use serde_json::{Value, json};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "run-e2e",
-    about = "test_video_gen runs from start to published, both services as processes"
-)]
+#[derive(Debug, clap::Args)]
+#[command(about = "test_video_gen, POST /v1/runs/start to published, two mw processes")]
 struct Args {
-    /// Runs measured one at a time (after 3 unmeasured ones).
-    #[arg(long, default_value_t = 30)]
+    /// Runs measured one at a time (after 3 unmeasured ones; --quick: 5).
+    #[arg(long, default_value_t = 30, default_value_if("quick", "true", "5"), value_parser = at_least(1))]
     runs: usize,
     /// Runs started together.
     #[arg(long, default_value_t = 100)]
     burst: usize,
-    /// A run of seconds: 5 runs one at a time.
-    #[arg(long)]
-    quick: bool,
-    #[command(flatten)]
-    common: ProcessArgs,
+}
+
+impl Bench for Args {
+    const NAME: &'static str = "run-e2e";
 }
 
 fn start_body(i: u64) -> Value {
@@ -49,33 +45,14 @@ fn start_body(i: u64) -> Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
-    if args.quick {
-        args.runs = 5;
-    }
-    ensure!(args.runs >= 1, "--runs must be at least 1");
-    let mut frame = args
-        .common
-        .open(
-            "run-e2e",
-            "test_video_gen, POST /v1/runs/start to published, two mw processes",
-        )
-        .await?;
-    frame.start(&args.common).await?;
-    let outcome = run(&args, &frame.mw, &frame.db, &frame.workdir, &mut frame.report).await;
-    frame.close(&args.common, outcome).await
+    harness::processes(run).await
 }
 
-async fn run(
-    args: &Args,
-    mw: &std::path::Path,
-    bench_db: &BenchDb,
-    workdir: &Workdir,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
+    let (bench_db, report) = (&frame.db, &mut frame.report);
     let api_port = free_port()?;
     let env = service_env(&bench_db.url, api_port, free_port()?);
-    let (orchestrator, api) = services::start_both(mw, &env, workdir).await?;
+    let (orchestrator, api) = services::start_both(&frame.mw, &env, &frame.workdir).await?;
     let probe = Probe::connect(&bench_db.url).await?;
     let http = services::api_client()?;
     let api_url = format!("http://127.0.0.1:{api_port}");
@@ -123,15 +100,14 @@ async fn run(
     let starts = RunStarts::new(loopback(api_port), args.burst as u64, start_body);
     let burst_start = chrono::Utc::now();
     let began = Instant::now();
-    let started = load::closed_loop(loopback(api_port), args.burst, Stop::Exhausted, starts.clone()).await?;
-    let all_started = began.elapsed();
-    ensure!(
-        started.ok == args.burst as u64,
-        "{} of {} starts accepted (first error: {:?})",
-        started.ok,
+    let all_started = load::all_accepted(
+        loopback(api_port),
         args.burst,
-        started.first_error
-    );
+        starts.clone(),
+        args.burst,
+        "starts accepted",
+    )
+    .await?;
     let burst_ids = starts.run_ids();
     let mut published_at: HashMap<String, Duration> = HashMap::new();
     while published_at.len() < burst_ids.len() {

@@ -96,13 +96,7 @@ async fn demo_without_auto_approve_waits_for_a_person_at_each_gate(db: &Db) {
     demo.until(&[&format!("/v1/hitl/approve/{run_id}/prepublish?token=")])
         .await;
     assert!(demo.is_running());
-    let (status, _) = system
-        .post(
-            &format!("{}/v1/hitl/approve/{run_id}/prepublish", system.api),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    system.approve(&run_id, "prepublish").await;
     let (status, stdout, stderr) = demo.finish().await;
     assert!(status.success(), "{stdout}\n{stderr}");
     let run = system.run(&run_id).await;

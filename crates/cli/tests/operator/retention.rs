@@ -72,9 +72,7 @@ async fn retention_prune_dry_run_then_real(db: &Db) {
     let push = store.list_chat_deliveries(10).await.unwrap()[0].id;
     store.finish_chat_delivery(push, &PushOutcome::Delivered).await.unwrap();
     // And a live run of today, waiting at a gate.
-    let live = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await;
+    let live = system.start_run(system::aismr("candles")).await;
     system.wait_status(&live, "awaiting_ideate", QUICK).await;
     let live_artifacts = store.list_artifacts(&live).await.unwrap().len();
 

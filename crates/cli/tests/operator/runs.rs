@@ -92,12 +92,7 @@ async fn runs_start_list_show_and_cancel(db: &Db) {
     assert_eq!(cancelled.trim(), format!("{held} cancelled"));
     let run = system.run(&held).await;
     assert_eq!(run["status"], "cancelled");
-    let artifact = run["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "run.cancelled")
-        .unwrap();
+    let artifact = system::artifacts_of(&run, "run.cancelled").next().unwrap();
     assert_eq!(artifact["data"]["reason"], "not this week");
     let again = failed(&mw(&system, &["runs", "cancel", &held, "--json"]).await, 1);
     assert!(
@@ -138,12 +133,8 @@ async fn runs_start_list_show_and_cancel(db: &Db) {
 
 async fn hitl_pending_link_approve_and_reject(db: &Db) {
     let system = start(db, &[]).await;
-    let approved = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await;
-    let rejected = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
+    let approved = system.start_run(system::aismr("candles")).await;
+    let rejected = system.start_run(system::aismr("soap")).await;
     for run_id in [&approved, &rejected] {
         system.wait_status(run_id, "awaiting_ideate", QUICK).await;
     }
@@ -250,22 +241,14 @@ async fn watch_exits_0_when_published_and_1_when_rejected(db: &Db) {
     assert_eq!(last, run);
 
     // A run rejected while it is watched.
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "soap"}}))
-        .await;
+    let run_id = system.start_run(system::aismr("soap")).await;
     let mut watch = Streaming::spawn(&system.api, &["runs", "watch", &run_id]);
     watch
         .until(&["approve: ", &format!("/v1/hitl/approve/{run_id}/ideate?token=")])
         .await;
     watch.until(&[&format!("mw hitl approve {run_id} ideate")]).await;
     assert!(watch.is_running(), "watch waits at the gate");
-    let (status, _) = system
-        .post(
-            &format!("{}/v1/hitl/reject/{run_id}/ideate", system.api),
-            json!({"reason": "too tame"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    system.reject(&run_id, "ideate", "too tame").await;
     let (status, stdout, stderr) = watch.finish().await;
     assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("gate ideate: rejected"), "{stdout}");
@@ -276,9 +259,7 @@ async fn watch_exits_0_when_published_and_1_when_rejected(db: &Db) {
     );
 
     // Giving up after --timeout.
-    let waiting = system
-        .start_run(json!({"project": "aismr", "input": {"object": "glass"}}))
-        .await;
+    let waiting = system.start_run(system::aismr("glass")).await;
     system.wait_status(&waiting, "awaiting_ideate", QUICK).await;
     let timed_out = failed(&mw(&system, &["runs", "watch", &waiting, "--timeout", "1"]).await, 1);
     assert!(

@@ -18,6 +18,26 @@ const DEPLOYED: [(&str, &str); 2] = [
     ("PUBLIC_BASE_URL", "https://mw.example.com"),
 ];
 
+/// A deployed `environment` with strong, distinct secrets, then `extra`
+/// (a variable in `extra` replaces its default here).
+fn deployed(environment: &str, extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let (strong, hitl, internal) = ("k".repeat(40), "h".repeat(40), "i".repeat(40));
+    let mut vars = vec![
+        ("ENVIRONMENT", environment),
+        ("API_KEY", strong.as_str()),
+        ("HITL_SECRET", hitl.as_str()),
+        ("INTERNAL_SECRET", internal.as_str()),
+        DEPLOYED[0],
+        DEPLOYED[1],
+    ];
+    vars.extend_from_slice(extra);
+    config(&vars)
+}
+
+fn production(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    deployed("production", extra)
+}
+
 const LIVE_SECRETS: &[(&str, &str)] = &[
     ("KIEAI_API_KEY", "k"),
     ("KIEAI_SIGNING_SECRET", "s"),
@@ -107,46 +127,20 @@ fn outside_development_default_or_short_keys_are_refused() {
         ]
     );
 
-    let err = config(&[
-        ("ENVIRONMENT", "production"),
-        DEPLOYED[0],
-        DEPLOYED[1],
-        ("API_KEY", DEV_API_KEY),
-        ("HITL_SECRET", "short"),
-        ("INTERNAL_SECRET", &"i".repeat(40)),
-    ])
-    .unwrap_err();
+    let err = production(&[("API_KEY", DEV_API_KEY), ("HITL_SECRET", "short")]).unwrap_err();
     assert_eq!(vars_named(&err), ["API_KEY", "HITL_SECRET"]);
     assert!(err.problems[0].message.contains("development default"));
     assert!(err.problems[1].message.contains("at least 32"));
 
     let strong = "x".repeat(40);
-    let ok = config(&[
-        ("ENVIRONMENT", "production"),
-        DEPLOYED[0],
-        DEPLOYED[1],
-        ("API_KEY", &strong),
-        ("HITL_SECRET", &strong),
-        ("INTERNAL_SECRET", &"i".repeat(40)),
-    ]);
+    let ok = production(&[("API_KEY", &strong), ("HITL_SECRET", &strong)]);
     assert!(ok.is_ok());
 }
 
 #[test]
 fn named_keys_with_roles_are_read_and_checked() {
-    let strong = "k".repeat(40);
-    let production = |keys: &str| {
-        config(&[
-            ("ENVIRONMENT", "production"),
-            ("API_KEY", &strong),
-            ("API_KEYS", keys),
-            ("HITL_SECRET", &"h".repeat(40)),
-            ("INTERNAL_SECRET", &"i".repeat(40)),
-            DEPLOYED[0],
-            DEPLOYED[1],
-        ])
-    };
-    let ok = production(&format!(
+    let with_keys = |keys: &str| production(&[("API_KEYS", keys)]);
+    let ok = with_keys(&format!(
         "ann:approver:{}, ci:viewer:{}",
         "a".repeat(40),
         "c".repeat(40)
@@ -159,30 +153,17 @@ fn named_keys_with_roles_are_read_and_checked() {
         [("ann", crate::auth::Role::Approver), ("ci", crate::auth::Role::Viewer)]
     );
 
-    let err = production("ann:approver:short").unwrap_err();
+    let err = with_keys("ann:approver:short").unwrap_err();
     assert_eq!(vars_named(&err), ["API_KEYS"]);
     assert!(err.problems[0].message.contains("\"ann\""), "{err}");
-    let err = production(&format!("x:viewer:{0},x:admin:{0}b", "a".repeat(40))).unwrap_err();
+    let err = with_keys(&format!("x:viewer:{0},x:admin:{0}b", "a".repeat(40))).unwrap_err();
     assert!(err.problems[0].message.contains("unique"), "{err}");
-    let err = production(&format!("bad name:viewer:{}", "a".repeat(40))).unwrap_err();
+    let err = with_keys(&format!("bad name:viewer:{}", "a".repeat(40))).unwrap_err();
     assert_eq!(vars_named(&err), ["API_KEYS"]);
 }
 
 #[test]
 fn previous_secrets_twin_keys_and_unlimited_rates_are_refused_in_production() {
-    let (strong, hitl, internal) = ("k".repeat(40), "h".repeat(40), "i".repeat(40));
-    let production = |extra: &[(&'static str, &str)]| {
-        let mut vars = vec![
-            ("ENVIRONMENT", "production"),
-            ("API_KEY", strong.as_str()),
-            ("HITL_SECRET", hitl.as_str()),
-            ("INTERNAL_SECRET", internal.as_str()),
-            DEPLOYED[0],
-            DEPLOYED[1],
-        ];
-        vars.extend_from_slice(extra);
-        config(&vars)
-    };
     assert!(production(&[]).is_ok());
     for (var, value) in [
         ("INTERNAL_SECRET_PREVIOUS", DEV_INTERNAL_SECRET),
@@ -196,7 +177,8 @@ fn previous_secrets_twin_keys_and_unlimited_rates_are_refused_in_production() {
             "{var}={value}"
         );
     }
-    let twin = format!("ops:operator:{strong}");
+    // The admin key `deployed` sets, again as a named key.
+    let twin = format!("ops:operator:{}", "k".repeat(40));
     let err = production(&[("API_KEYS", twin.as_str())]).unwrap_err();
     assert!(err.problems[0].message.contains("same secret"), "{err}");
     let err = production(&[("API_KEYS", "ann:aprover:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]).unwrap_err();
@@ -208,16 +190,7 @@ fn previous_secrets_twin_keys_and_unlimited_rates_are_refused_in_production() {
 #[test]
 fn the_internal_secret_is_required_outside_development_and_used_for_nothing_else() {
     let strong = "k".repeat(40);
-    let with_internal = |internal: &str| {
-        config(&[
-            ("ENVIRONMENT", "staging"),
-            ("API_KEY", &strong),
-            ("HITL_SECRET", &"h".repeat(40)),
-            ("INTERNAL_SECRET", internal),
-            DEPLOYED[0],
-            DEPLOYED[1],
-        ])
-    };
+    let with_internal = |internal: &str| deployed("staging", &[("INTERNAL_SECRET", internal)]);
     assert_eq!(vars_named(&with_internal(&strong).unwrap_err()), ["INTERNAL_SECRET"]);
     assert_eq!(
         vars_named(&with_internal(&"h".repeat(40)).unwrap_err()),
@@ -255,14 +228,7 @@ fn telegram_chat_lists_are_integers_and_approvers_are_allowed_chats() {
 
 #[test]
 fn problems_never_contain_secret_values() {
-    let err = config(&[
-        ("ENVIRONMENT", "production"),
-        DEPLOYED[0],
-        DEPLOYED[1],
-        ("API_KEY", "sekrit-value"),
-        ("HITL_SECRET", "other-sekrit"),
-    ])
-    .unwrap_err();
+    let err = production(&[("API_KEY", "sekrit-value"), ("HITL_SECRET", "other-sekrit")]).unwrap_err();
     let text = err.to_string();
     assert!(!text.contains("sekrit"), "{text}");
     let config = config(&[("API_KEY", "sekrit-value")]).unwrap();
@@ -275,17 +241,7 @@ fn provider_hosts_are_checked_against_the_allowlist() {
     assert_eq!(vars_named(&err), ["KIEAI_BASE_URL"]);
     let ok = config(&[("KIEAI_BASE_URL", "http://127.0.0.1:9999")]).unwrap();
     assert_eq!(ok.providers.kieai.host(), "127.0.0.1");
-    let strong = "x".repeat(40);
-    let err = config(&[
-        ("ENVIRONMENT", "production"),
-        DEPLOYED[0],
-        DEPLOYED[1],
-        ("API_KEY", &strong),
-        ("HITL_SECRET", &strong),
-        ("INTERNAL_SECRET", &"i".repeat(40)),
-        ("KIEAI_BASE_URL", "http://127.0.0.1:9999"),
-    ])
-    .unwrap_err();
+    let err = production(&[("KIEAI_BASE_URL", "http://127.0.0.1:9999")]).unwrap_err();
     assert_eq!(vars_named(&err), ["KIEAI_BASE_URL"]);
     let err = config(&[("SHOTSTACK_BASE_URL", "https://api.shotstack.io/edit/v1")]).unwrap_err();
     assert_eq!(vars_named(&err), ["SHOTSTACK_BASE_URL"]);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use reqwest::{Method, RequestBuilder, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
@@ -230,14 +230,33 @@ pub(super) fn parse_json(provider: &'static str, status: StatusCode, body: &[u8]
     serde_json::from_slice(body).map_err(|_| unexpected(provider, status, body, "not JSON"))
 }
 
-/// What every client holds: its checked base URL, key, HTTP client and
-/// retry policy. `Debug` shows the base URL only, never the key.
+/// The JSON of a 2xx answer; any other status is a refusal.
+pub(super) fn success_json(provider: &'static str, status: StatusCode, body: &[u8]) -> Result<Value, Failure> {
+    if !status.is_success() {
+        return Err(refused(provider, status, body));
+    }
+    parse_json(provider, status, body)
+}
+
+/// Where a provider takes its key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum KeyHeader {
+    /// `Authorization: <scheme> <key>`.
+    Authorization(&'static str),
+    /// `<header>: <key>`.
+    Named(&'static str),
+}
+
+/// What every client holds: its checked base URL, key (and where it goes),
+/// HTTP client and retry policy. `Debug` shows the base URL only, never the
+/// key.
 pub(super) struct Connection {
     provider: &'static str,
     pub(super) base: Url,
-    pub(super) api_key: SecretString,
-    pub(super) http: reqwest::Client,
-    pub(super) settings: LiveSettings,
+    api_key: SecretString,
+    key_header: KeyHeader,
+    http: reqwest::Client,
+    settings: LiveSettings,
 }
 
 impl Connection {
@@ -245,6 +264,7 @@ impl Connection {
         provider: &'static str,
         base: Url,
         api_key: SecretString,
+        key_header: KeyHeader,
         settings: LiveSettings,
     ) -> Result<Connection, String> {
         Ok(Connection {
@@ -252,11 +272,13 @@ impl Connection {
             base: base_url(provider, base)?,
             http: http_client(&settings)?,
             api_key,
+            key_header,
             settings,
         })
     }
 
-    /// [`call`] with this connection's provider, HTTP client and retry policy.
+    /// [`call`] with this connection's provider, key, HTTP client and retry
+    /// policy: `build` adds the rest of the headers and the body.
     pub(super) async fn call<T>(
         &self,
         method: Method,
@@ -264,7 +286,33 @@ impl Connection {
         build: impl Fn(RequestBuilder) -> RequestBuilder + Send + Sync,
         interpret: impl Fn(StatusCode, &[u8]) -> Result<T, Failure> + Send + Sync,
     ) -> Result<T, ProviderError> {
+        let key = self.api_key.expose_secret();
+        let (name, value) = match self.key_header {
+            KeyHeader::Authorization(scheme) => (reqwest::header::AUTHORIZATION.as_str(), format!("{scheme} {key}")),
+            KeyHeader::Named(name) => (name, key.to_string()),
+        };
+        let build = |builder: RequestBuilder| build(builder.header(name, &value));
         call(self.provider, &self.http, &self.settings, method, url, build, interpret).await
+    }
+
+    /// A `POST` of the JSON `body` to `url`.
+    pub(super) async fn post_json<T>(
+        &self,
+        url: &Url,
+        body: &Value,
+        interpret: impl Fn(StatusCode, &[u8]) -> Result<T, Failure> + Send + Sync,
+    ) -> Result<T, ProviderError> {
+        self.call(Method::POST, url, |builder| builder.json(body), interpret)
+            .await
+    }
+
+    /// A `GET` of `url` with the key only.
+    pub(super) async fn get<T>(
+        &self,
+        url: &Url,
+        interpret: impl Fn(StatusCode, &[u8]) -> Result<T, Failure> + Send + Sync,
+    ) -> Result<T, ProviderError> {
+        self.call(Method::GET, url, |builder| builder, interpret).await
     }
 }
 

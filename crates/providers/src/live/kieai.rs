@@ -2,13 +2,13 @@
 //! and the credit balance for `mw validate env --online`.
 
 use async_trait::async_trait;
-use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::LiveSettings;
-use super::client::{Connection, Failure, endpoint, message_of, non_empty_str, parse_json, refused, unexpected};
+use super::client::{Connection, Failure, KeyHeader, endpoint, message_of, non_empty_str, success_json, unexpected};
 use crate::{ClipRequest, ClipState, ProviderError, Recovered, VideoGenerator};
 
 const KIEAI: &str = "kieai";
@@ -22,20 +22,13 @@ pub struct KieAi {
 impl KieAi {
     pub fn new(base: Url, api_key: SecretString, settings: LiveSettings) -> Result<KieAi, String> {
         Ok(KieAi {
-            conn: Connection::new(KIEAI, base, api_key, settings)?,
+            conn: Connection::new(KIEAI, base, api_key, KeyHeader::Authorization("Bearer"), settings)?,
         })
-    }
-
-    fn bearer(&self) -> String {
-        format!("Bearer {}", self.conn.api_key.expose_secret())
     }
 
     /// kie.ai's envelope `{code, msg, data}`: `data` when `code` is 200.
     fn envelope(status: StatusCode, body: &[u8]) -> Result<Value, Failure> {
-        if !status.is_success() {
-            return Err(refused(KIEAI, status, body));
-        }
-        let value = parse_json(KIEAI, status, body)?;
+        let value = success_json(KIEAI, status, body)?;
         let Some(code) = value.get("code").and_then(Value::as_i64) else {
             return Err(unexpected(KIEAI, status, body, "no code"));
         };
@@ -65,17 +58,11 @@ impl VideoGenerator for KieAi {
             "aspectRatio": request.aspect_ratio,
             "callBackUrl": request.callback_url,
         });
-        let auth = self.bearer();
         self.conn
-            .call(
-                Method::POST,
-                &url,
-                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth).json(&body),
-                |status, bytes| {
-                    let data = Self::envelope(status, bytes)?;
-                    non_empty_str(data.get("taskId")).ok_or_else(|| unexpected(KIEAI, status, bytes, "no data.taskId"))
-                },
-            )
+            .post_json(&url, &body, |status, bytes| {
+                let data = Self::envelope(status, bytes)?;
+                non_empty_str(data.get("taskId")).ok_or_else(|| unexpected(KIEAI, status, bytes, "no data.taskId"))
+            })
             .await
     }
 
@@ -86,33 +73,27 @@ impl VideoGenerator for KieAi {
     async fn status(&self, task_id: &str) -> Result<ClipState, ProviderError> {
         let mut url = endpoint(&self.conn.base, &["api", "v1", "veo", "record-info"]);
         url.query_pairs_mut().append_pair("taskId", task_id);
-        let auth = self.bearer();
         self.conn
-            .call(
-                Method::GET,
-                &url,
-                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
-                |status, bytes| {
-                    let data = Self::envelope(status, bytes)?;
-                    let flag = data.get("successFlag").and_then(Value::as_i64);
-                    Ok(match flag {
-                        Some(1) => match non_empty_str(data.pointer("/response/resultUrls/0")) {
-                            Some(url) => ClipState::Succeeded { url },
-                            None => ClipState::Failed {
-                                code: 1,
-                                message: "kie.ai reported success without a result URL".into(),
-                            },
+            .get(&url, |status, bytes| {
+                let data = Self::envelope(status, bytes)?;
+                let flag = data.get("successFlag").and_then(Value::as_i64);
+                Ok(match flag {
+                    Some(1) => match non_empty_str(data.pointer("/response/resultUrls/0")) {
+                        Some(url) => ClipState::Succeeded { url },
+                        None => ClipState::Failed {
+                            code: 1,
+                            message: "kie.ai reported success without a result URL".into(),
                         },
-                        Some(code @ (2 | 3)) => {
-                            let message = non_empty_str(data.get("errorMessage"))
-                                .or_else(|| serde_json::from_slice::<Value>(bytes).ok().and_then(|v| message_of(&v)))
-                                .unwrap_or_else(|| "generation failed".into());
-                            ClipState::Failed { code, message }
-                        }
-                        _ => ClipState::Generating,
-                    })
-                },
-            )
+                    },
+                    Some(code @ (2 | 3)) => {
+                        let message = non_empty_str(data.get("errorMessage"))
+                            .or_else(|| serde_json::from_slice::<Value>(bytes).ok().and_then(|v| message_of(&v)))
+                            .unwrap_or_else(|| "generation failed".into());
+                        ClipState::Failed { code, message }
+                    }
+                    _ => ClipState::Generating,
+                })
+            })
             .await
     }
 }
@@ -122,27 +103,19 @@ impl KieAi {
     pub async fn credits(&self) -> Result<i64, ProviderError> {
         let url = endpoint(&self.conn.base, &["api", "v1", "chat", "credit"]);
         self.conn
-            .call(
-                Method::GET,
-                &url,
-                |builder| builder.header("authorization", self.bearer()),
-                |status, bytes| {
-                    if !status.is_success() {
-                        return Err(refused(KIEAI, status, bytes));
-                    }
-                    let value = parse_json(KIEAI, status, bytes)?;
-                    match value["code"].as_i64() {
-                        Some(200) => value["data"]
-                            .as_i64()
-                            .ok_or_else(|| unexpected(KIEAI, status, bytes, "no credit count")),
-                        code => Err(Failure::Fatal(ProviderError::Refused {
-                            provider: KIEAI,
-                            code: code.unwrap_or(0),
-                            message: message_of(&value).unwrap_or_else(|| "no message".into()),
-                        })),
-                    }
-                },
-            )
+            .get(&url, |status, bytes| {
+                let value = success_json(KIEAI, status, bytes)?;
+                match value["code"].as_i64() {
+                    Some(200) => value["data"]
+                        .as_i64()
+                        .ok_or_else(|| unexpected(KIEAI, status, bytes, "no credit count")),
+                    code => Err(Failure::Fatal(ProviderError::Refused {
+                        provider: KIEAI,
+                        code: code.unwrap_or(0),
+                        message: message_of(&value).unwrap_or_else(|| "no message".into()),
+                    })),
+                }
+            })
             .await
     }
 }

@@ -60,36 +60,39 @@ pub fn live_providers(config: &Config) -> Result<Providers, String> {
 
 /// [`live_providers`] with explicit timeout and retry settings.
 pub fn live_providers_with(config: &Config, settings: LiveSettings) -> Result<Providers, String> {
-    let kieai = KieAi::new(
-        checked_base(config, Provider::KieAi)?,
-        api_key(config, Provider::KieAi)?,
-        settings.clone(),
-    )?;
-    let shotstack = Shotstack::new(
-        checked_base(config, Provider::Shotstack)?,
-        config.providers.shotstack_stage.clone(),
-        api_key(config, Provider::Shotstack)?,
-        settings.clone(),
-    )?;
-    let upload_post = UploadPost::new(
-        checked_base(config, Provider::UploadPost)?,
-        api_key(config, Provider::UploadPost)?,
-        settings,
-    )?;
     Ok(Providers {
-        video: Arc::new(kieai),
-        render: Arc::new(shotstack),
-        publish: Arc::new(upload_post),
+        video: Arc::new(kieai(config, settings.clone())?),
+        render: Arc::new(shotstack(config, settings.clone())?),
+        publish: Arc::new(upload_post(config, settings)?),
     })
 }
 
-fn api_key(config: &Config, provider: Provider) -> Result<SecretString, String> {
-    config
+fn kieai(config: &Config, settings: LiveSettings) -> Result<KieAi, String> {
+    let (base, key) = base_and_key(config, Provider::KieAi)?;
+    KieAi::new(base, key, settings)
+}
+
+fn shotstack(config: &Config, settings: LiveSettings) -> Result<Shotstack, String> {
+    let (base, key) = base_and_key(config, Provider::Shotstack)?;
+    Shotstack::new(base, config.providers.shotstack_stage.clone(), key, settings)
+}
+
+fn upload_post(config: &Config, settings: LiveSettings) -> Result<UploadPost, String> {
+    let (base, key) = base_and_key(config, Provider::UploadPost)?;
+    UploadPost::new(base, key, settings)
+}
+
+/// What each client is built from: the provider's checked base URL, and
+/// its key (naming the variable when it is not set).
+fn base_and_key(config: &Config, provider: Provider) -> Result<(Url, SecretString), String> {
+    let base = checked_base(config, provider)?;
+    let key = config
         .providers
         .endpoint(provider)
         .api_key
         .clone()
-        .ok_or_else(|| format!("{} is not set", provider.secret_vars()[0]))
+        .ok_or_else(|| format!("{} is not set", provider.secret_vars()[0]))?;
+    Ok((base, key))
 }
 
 /// The provider's base URL, checked against its allowlist again (loopback
@@ -111,7 +114,6 @@ fn checked_base(config: &Config, provider: Provider) -> Result<Url, String> {
     Ok(base.clone())
 }
 
-/// balance, a Shotstack render lookup, an Upload-Post status lookup).
 /// What `mw validate env --online` asks each provider: requests that cost
 /// nothing and show the host answers and accepts the key (kie.ai's credit
 /// balance, a Shotstack render lookup, an Upload-Post status lookup).
@@ -123,25 +125,15 @@ pub async fn probe(config: &Config) -> Vec<(Provider, Result<String, String>)> {
     };
     let mut out = Vec::new();
     let kie = async {
-        let client = KieAi::new(
-            checked_base(config, Provider::KieAi)?,
-            api_key(config, Provider::KieAi)?,
-            settings.clone(),
-        )?;
-        client
+        kieai(config, settings.clone())?
             .credits()
             .await
             .map(|n| format!("key accepted, {n} credits left"))
             .map_err(|e| e.to_string())
     };
     out.push((Provider::KieAi, kie.await));
-    let shotstack = async {
-        let client = Shotstack::new(
-            checked_base(config, Provider::Shotstack)?,
-            config.providers.shotstack_stage.clone(),
-            api_key(config, Provider::Shotstack)?,
-            settings.clone(),
-        )?;
+    let render = async {
+        let client = shotstack(config, settings.clone())?;
         // A render that does not exist: 404 means the key was accepted.
         match client.status("00000000-0000-0000-0000-000000000000").await {
             Ok(_) => Ok("key accepted".to_string()),
@@ -149,14 +141,9 @@ pub async fn probe(config: &Config) -> Vec<(Provider, Result<String, String>)> {
             Err(err) => Err(err.to_string()),
         }
     };
-    out.push((Provider::Shotstack, shotstack.await));
+    out.push((Provider::Shotstack, render.await));
     let upload = async {
-        let client = UploadPost::new(
-            checked_base(config, Provider::UploadPost)?,
-            api_key(config, Provider::UploadPost)?,
-            settings,
-        )?;
-        client
+        upload_post(config, settings)?
             .status("mw-validate-env-probe")
             .await
             .map(|_| "key accepted".to_string())

@@ -1,13 +1,12 @@
 //! Shotstack's Edit API: submit a render, ask for it, recover it.
 
 use async_trait::async_trait;
-use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::LiveSettings;
-use super::client::{Connection, endpoint, non_empty_str, parse_json, refused, unexpected};
+use super::client::{Connection, KeyHeader, endpoint, non_empty_str, refused, success_json, unexpected};
 use crate::{ProviderError, Recovered, RenderRequest, RenderState, Renderer};
 
 const SHOTSTACK: &str = "shotstack";
@@ -31,7 +30,7 @@ impl Shotstack {
             return Err(format!("shotstack: invalid stage {stage:?} (expected stage or v1)"));
         }
         Ok(Shotstack {
-            conn: Connection::new(SHOTSTACK, base, api_key, settings)?,
+            conn: Connection::new(SHOTSTACK, base, api_key, KeyHeader::Named("x-api-key"), settings)?,
             stage,
         })
     }
@@ -50,26 +49,14 @@ impl Renderer for Shotstack {
         let body = json!({"timeline": timeline, "output": output});
         let url = endpoint(&self.conn.base, &["edit", &self.stage, "render"]);
         self.conn
-            .call(
-                Method::POST,
-                &url,
-                |builder| {
-                    builder
-                        .header("x-api-key", self.conn.api_key.expose_secret())
-                        .json(&body)
-                },
-                |status, bytes| {
-                    if !status.is_success() {
-                        return Err(refused(SHOTSTACK, status, bytes));
-                    }
-                    let value = parse_json(SHOTSTACK, status, bytes)?;
-                    if value.get("success").and_then(Value::as_bool) != Some(true) {
-                        return Err(refused(SHOTSTACK, status, bytes));
-                    }
-                    non_empty_str(value.pointer("/response/id"))
-                        .ok_or_else(|| unexpected(SHOTSTACK, status, bytes, "no response.id"))
-                },
-            )
+            .post_json(&url, &body, |status, bytes| {
+                let value = success_json(SHOTSTACK, status, bytes)?;
+                if value.get("success").and_then(Value::as_bool) != Some(true) {
+                    return Err(refused(SHOTSTACK, status, bytes));
+                }
+                non_empty_str(value.pointer("/response/id"))
+                    .ok_or_else(|| unexpected(SHOTSTACK, status, bytes, "no response.id"))
+            })
             .await
     }
 
@@ -80,33 +67,25 @@ impl Renderer for Shotstack {
     async fn status(&self, render_id: &str) -> Result<RenderState, ProviderError> {
         let url = endpoint(&self.conn.base, &["edit", &self.stage, "render", render_id]);
         self.conn
-            .call(
-                Method::GET,
-                &url,
-                |builder| builder.header("x-api-key", self.conn.api_key.expose_secret()),
-                |status, bytes| {
-                    if !status.is_success() {
-                        return Err(refused(SHOTSTACK, status, bytes));
-                    }
-                    let value = parse_json(SHOTSTACK, status, bytes)?;
-                    let Some(state) = non_empty_str(value.pointer("/response/status")) else {
-                        return Err(unexpected(SHOTSTACK, status, bytes, "no response.status"));
-                    };
-                    Ok(match state.to_ascii_lowercase().as_str() {
-                        "done" => match non_empty_str(value.pointer("/response/url")) {
-                            Some(url) => RenderState::Done { url },
-                            None => RenderState::Failed {
-                                message: "Shotstack reported the render done without a URL".into(),
-                            },
+            .get(&url, |status, bytes| {
+                let value = success_json(SHOTSTACK, status, bytes)?;
+                let Some(state) = non_empty_str(value.pointer("/response/status")) else {
+                    return Err(unexpected(SHOTSTACK, status, bytes, "no response.status"));
+                };
+                Ok(match state.to_ascii_lowercase().as_str() {
+                    "done" => match non_empty_str(value.pointer("/response/url")) {
+                        Some(url) => RenderState::Done { url },
+                        None => RenderState::Failed {
+                            message: "Shotstack reported the render done without a URL".into(),
                         },
-                        "failed" => RenderState::Failed {
-                            message: non_empty_str(value.pointer("/response/error"))
-                                .unwrap_or_else(|| "render failed".into()),
-                        },
-                        _ => RenderState::Rendering,
-                    })
-                },
-            )
+                    },
+                    "failed" => RenderState::Failed {
+                        message: non_empty_str(value.pointer("/response/error"))
+                            .unwrap_or_else(|| "render failed".into()),
+                    },
+                    _ => RenderState::Rendering,
+                })
+            })
             .await
     }
 }

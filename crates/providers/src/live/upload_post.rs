@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use rand::Rng;
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
 
 use super::LiveSettings;
-use super::client::{Connection, endpoint, message_of, non_empty_str, parse_json, refused};
+use super::client::{Connection, KeyHeader, endpoint, message_of, non_empty_str, refused, success_json};
 use crate::{ProviderError, PublishRequest, PublishState, Publisher};
 
 const UPLOAD_POST: &str = "upload-post";
@@ -23,12 +23,8 @@ pub struct UploadPost {
 impl UploadPost {
     pub fn new(base: Url, api_key: SecretString, settings: LiveSettings) -> Result<UploadPost, String> {
         Ok(UploadPost {
-            conn: Connection::new(UPLOAD_POST, base, api_key, settings)?,
+            conn: Connection::new(UPLOAD_POST, base, api_key, KeyHeader::Authorization("Apikey"), settings)?,
         })
-    }
-
-    fn auth(&self) -> String {
-        format!("Apikey {}", self.conn.api_key.expose_secret())
     }
 }
 
@@ -105,23 +101,18 @@ impl Publisher for UploadPost {
         fields.push(("request_id", key));
         let (content_type, body) = multipart(&fields);
         let url = endpoint(&self.conn.base, &["api", "upload"]);
-        let auth = self.auth();
         self.conn
             .call(
                 Method::POST,
                 &url,
                 |builder| {
                     builder
-                        .header(reqwest::header::AUTHORIZATION, &auth)
                         .header("x-request-id", key)
                         .header(reqwest::header::CONTENT_TYPE, &content_type)
                         .body(body.clone())
                 },
                 |status, bytes| {
-                    if !status.is_success() {
-                        return Err(refused(UPLOAD_POST, status, bytes));
-                    }
-                    let value = parse_json(UPLOAD_POST, status, bytes)?;
+                    let value = success_json(UPLOAD_POST, status, bytes)?;
                     if value.get("success").and_then(Value::as_bool) == Some(false) {
                         return Err(refused(UPLOAD_POST, status, bytes));
                     }
@@ -137,36 +128,27 @@ impl Publisher for UploadPost {
     async fn status(&self, key: &str) -> Result<Option<PublishState>, ProviderError> {
         let mut url = endpoint(&self.conn.base, &["api", "uploadposts", "status"]);
         url.query_pairs_mut().append_pair("request_id", key);
-        let auth = self.auth();
         self.conn
-            .call(
-                Method::GET,
-                &url,
-                |builder| builder.header(reqwest::header::AUTHORIZATION, &auth),
-                |status, bytes| {
-                    if status == StatusCode::NOT_FOUND {
-                        return Ok(None);
-                    }
-                    if !status.is_success() {
-                        return Err(refused(UPLOAD_POST, status, bytes));
-                    }
-                    let value = parse_json(UPLOAD_POST, status, bytes)?;
-                    let results = value.get("results").unwrap_or(&Value::Null);
-                    let state = match non_empty_str(value.get("status")).map(|s| s.to_ascii_lowercase()) {
-                        Some(s) if s == "success" || s == "completed" => PublishState::Published {
-                            urls: result_urls(results),
-                        },
-                        Some(s) if s == "failed" || s == "error" => PublishState::Failed {
-                            message: message_of(&value)
-                                .or_else(|| result_errors(results).into_iter().next())
-                                .unwrap_or_else(|| "Upload-Post reported the publish failed".into()),
-                        },
-                        Some(_) => PublishState::Pending,
-                        None => results_state(results),
-                    };
-                    Ok(Some(state))
-                },
-            )
+            .get(&url, |status, bytes| {
+                if status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let value = success_json(UPLOAD_POST, status, bytes)?;
+                let results = value.get("results").unwrap_or(&Value::Null);
+                let state = match non_empty_str(value.get("status")).map(|s| s.to_ascii_lowercase()) {
+                    Some(s) if s == "success" || s == "completed" => PublishState::Published {
+                        urls: result_urls(results),
+                    },
+                    Some(s) if s == "failed" || s == "error" => PublishState::Failed {
+                        message: message_of(&value)
+                            .or_else(|| result_errors(results).into_iter().next())
+                            .unwrap_or_else(|| "Upload-Post reported the publish failed".into()),
+                    },
+                    Some(_) => PublishState::Pending,
+                    None => results_state(results),
+                };
+                Ok(Some(state))
+            })
             .await
     }
 }

@@ -3,7 +3,6 @@
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use proptest::prelude::*;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 #[allow(unused_imports)]
@@ -46,16 +45,13 @@ fn bad_chat() -> impl Strategy<Value = Value> {
 
 async fn chat_refuses_bad_bodies(db: &Db) {
     let t = target(db).await;
-    t.refuses(
+    let url = t.api("/v1/chat/brendan");
+    t.refuses_bodies(
         db,
         "POST /v1/chat/brendan",
+        &url,
         CASES,
         body_of(bad_chat(), chat_base()),
-        |(content_type, body)| {
-            Request::new(Method::POST, t.api("/v1/chat/brendan"))
-                .key()
-                .body(content_type.as_deref(), body)
-        },
     );
     t.system.stop_idle().await;
 }

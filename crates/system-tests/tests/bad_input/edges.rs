@@ -26,6 +26,12 @@ async fn misanswered(t: &Target, requests: Vec<(Request, &[u16])>) -> Vec<String
     wrong
 }
 
+/// Fails naming every request that is [`misanswered`].
+async fn assert_answered(t: &Target, requests: Vec<(Request, &[u16])>) {
+    let wrong = misanswered(t, requests).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 /// `ValidJson` reads the first JSON value and ignores what follows it:
 /// `{valid}{anything}` is accepted (and recorded) instead of a 422.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +128,7 @@ async fn unparsable_query_and_path_parameters_are_json_errors() {
         (post(t.orchestrator("/v1/executions/%FF/signals")), &[400, 404, 422][..]),
         (post(t.orchestrator("/v1/executions/%FF/cancel")), &[400, 404][..]),
     ];
-    let wrong = misanswered(&t, requests).await;
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_answered(&t, requests).await;
 }
 
 /// docs/api.md: "A bad `status`, `limit` or `cursor` is a 422 naming the
@@ -167,8 +172,7 @@ async fn an_oversized_hitl_decision_is_a_json_413() {
             &[413][..],
         ),
     ];
-    let wrong = misanswered(&t, requests).await;
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_answered(&t, requests).await;
 }
 
 /// An unsigned kie.ai callback whose timestamp is i64::MIN: refused (401),
@@ -187,8 +191,7 @@ async fn a_kieai_callback_with_an_extreme_timestamp_is_refused() {
         .json(&json!({"code": 200, "data": {"taskId": "task-1"}})),
         &[401][..],
     )];
-    let wrong = misanswered(&t, requests).await;
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_answered(&t, requests).await;
 }
 
 /// Postgres refuses U+0000 in text and JSONB: a route that stores or
@@ -267,8 +270,7 @@ async fn nul_characters_are_not_a_500_on_postgres() {
             any,
         ),
     ];
-    let wrong = misanswered(&t, requests).await;
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_answered(&t, requests).await;
 }
 
 /// A body's objects given as JSON arrays (serde's sequence form of a
@@ -305,6 +307,5 @@ async fn objects_given_as_arrays_are_refused() {
             &[422][..],
         ),
     ];
-    let wrong = misanswered(&t, requests).await;
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_answered(&t, requests).await;
 }

@@ -266,6 +266,12 @@ pub async fn records(db: &Db) -> Vec<(&'static str, i64)> {
     counts
 }
 
+/// The last event of `run_id` the API applied.
+pub async fn last_event_seq(system: &System, run_id: &str) -> i64 {
+    let run = system.api_state.store.get_run(run_id).await.unwrap();
+    run.expect("the run exists").last_event_seq
+}
+
 /// A system with two quiet runs to aim at: an aismr run parked at the
 /// ideate gate and a proposal held at the workflow gate.
 pub struct Target {
@@ -302,14 +308,7 @@ pub async fn target(db: &Db) -> Target {
         .await;
     // Quiet: nothing runnable, every event and command delivered.
     system.wait_idle().await;
-    let awaiting_seq = system
-        .api_state
-        .store
-        .get_run(&awaiting)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_event_seq;
+    let awaiting_seq = last_event_seq(&system, &awaiting).await;
     let baseline = records(db).await;
     Target {
         system,
@@ -355,6 +354,19 @@ impl Target {
         property(route, cases, strategy, |value| {
             let request = request(value);
             async move { self.refuse(db, &request).await.map(drop) }
+        });
+    }
+
+    /// [`refuses`](Target::refuses) for keyed `POST url` requests whose
+    /// content types and bodies `bodies` generates.
+    pub fn refuses_bodies<S>(&self, db: &Db, route: &str, url: &str, cases: u32, bodies: S)
+    where
+        S: Strategy<Value = (Option<String>, Body)>,
+    {
+        self.refuses(db, route, cases, bodies, |(content_type, body)| {
+            Request::new(Method::POST, url.to_string())
+                .key()
+                .body(content_type.as_deref(), body)
         });
     }
 

@@ -110,14 +110,7 @@ async fn internal_events_with_any_data_are_applied_without_failing(db: &Db) {
         |(kind, data)| {
             let (system, run_id, seq) = (&system, &run_id, &seq);
             async move {
-                let last = system
-                    .api_state
-                    .store
-                    .get_run(run_id)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .last_event_seq;
+                let last = last_event_seq(system, run_id).await;
                 let next = last + 1;
                 let id = seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let body = json!({"events": [{"eventId": format!("fuzz-{id}"), "runId": run_id, "seq": next,
@@ -130,15 +123,7 @@ async fn internal_events_with_any_data_are_applied_without_failing(db: &Db) {
                 if has_nul(&request) {
                     // Refused at the door on both backends (Postgres cannot store it).
                     refused(&answer)?;
-                    let now = system
-                        .api_state
-                        .store
-                        .get_run(run_id)
-                        .await
-                        .unwrap()
-                        .unwrap()
-                        .last_event_seq;
-                    prop_assert_eq!(now, last, "applied anyway");
+                    prop_assert_eq!(last_event_seq(system, run_id).await, last, "applied anyway");
                     return Ok(());
                 }
                 prop_assert_eq!(answer.status, 200, "{:?}", answer);

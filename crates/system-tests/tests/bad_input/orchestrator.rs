@@ -53,16 +53,13 @@ async fn orchestrator_refuses_bad_bodies(db: &Db) {
             Just(b5),
         ]
         .prop_filter("may be a valid start", |v| !execution_may_be_accepted(v));
-    t.refuses(
+    let url = t.orchestrator("/v1/executions");
+    t.refuses_bodies(
         db,
         "orchestrator POST /v1/executions",
+        &url,
         CASES,
         body_of(starts, base.clone()),
-        |(content_type, body)| {
-            Request::new(Method::POST, t.orchestrator("/v1/executions"))
-                .key()
-                .body(content_type.as_deref(), body)
-        },
     );
 
     // Signals, resumes, cancels: bad bodies for the real executions; any
@@ -126,16 +123,13 @@ async fn orchestrator_refuses_bad_bodies(db: &Db) {
         )),
         (101usize..130).prop_map(move |n| set(&t2, "/history", json!(vec![json!({"role": "user", "text": "x"}); n]))),
     ];
-    t.refuses(
+    let url = t.orchestrator("/v1/chat/brendan");
+    t.refuses_bodies(
         db,
         "orchestrator POST /v1/chat/brendan",
+        &url,
         CASES,
         body_of(turns, turn),
-        |(content_type, body)| {
-            Request::new(Method::POST, t.orchestrator("/v1/chat/brendan"))
-                .key()
-                .body(content_type.as_deref(), body)
-        },
     );
     t.system.stop_idle().await;
 }

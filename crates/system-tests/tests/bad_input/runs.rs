@@ -14,11 +14,8 @@ use crate::harness::*;
 async fn run_start_refuses_bad_bodies(db: &Db) {
     let t = target(db).await;
     let bodies = body_of(bad_start(), start_base());
-    t.refuses(db, "POST /v1/runs/start", CASES * 2, bodies, |(content_type, body)| {
-        Request::new(Method::POST, t.api("/v1/runs/start"))
-            .key()
-            .body(content_type.as_deref(), body)
-    });
+    let url = t.api("/v1/runs/start");
+    t.refuses_bodies(db, "POST /v1/runs/start", &url, CASES * 2, bodies);
     t.system.stop_idle().await;
 }
 

@@ -374,15 +374,20 @@ fn every_variable_compose_and_fly_set_is_read_by_the_services() {
     }
 }
 
+/// The README's section after `heading`, up to the next section.
+fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let section = readme
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {heading:?} section"));
+    &section[..section.find("\n## ").unwrap_or(section.len())]
+}
+
 #[test]
 fn fly_toml_documents_every_configuration_variable() {
     let fly_text = read("fly.toml");
     let readme = read("README.md");
-    let table = readme
-        .split("## Configuration")
-        .nth(1)
-        .expect("README.md has a Configuration section");
-    let table = &table[..table.find("\n## ").unwrap_or(table.len())];
+    let table = section(&readme, "## Configuration");
     let mut documented: BTreeSet<String> = BTreeSet::new();
     for row in table.lines().filter(|l| l.starts_with("| `")) {
         let first_cell = row.split('|').nth(1).unwrap();
@@ -566,11 +571,7 @@ fn fly_toml_is_one_app_with_both_process_groups() {
 #[test]
 fn docs_describe_the_one_fly_app() {
     let readme = read("README.md");
-    let deploy = readme
-        .split("\n## Deploy")
-        .nth(1)
-        .expect("README.md has a Deploy section");
-    let deploy = &deploy[..deploy.find("\n## ").unwrap_or(deploy.len())];
+    let deploy = section(&readme, "\n## Deploy");
     for needed in [
         "fly launch",
         "fly secrets set",

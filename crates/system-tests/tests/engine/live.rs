@@ -7,25 +7,14 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::start;
+use myloware_testkit::system::{aismr, artifacts_of, live_run, start};
 use serde_json::{Value, json};
 
-use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
-use myloware_testkit::system;
-
-async fn live_system(db: &Db, calls: &Calls, behaviour: Kie) -> system::System {
-    let providers = Providers::start_with(calls, behaviour, Publish::Sync).await;
-    let mut vars = providers.vars();
-    vars.push(("CLIP_POLL_AFTER_SECS", "1"));
-    start(db, &vars).await
-}
+use myloware_testkit::fakes::{Calls, Kie, Providers, SIGNING};
 
 async fn a_clip_whose_callback_never_came_is_recovered_through_record_info(db: &Db) {
     let calls = Calls::default();
-    let system = live_system(db, &calls, Kie::SilentSuccess).await;
-    let run_id = system
-        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
-        .await;
+    let (system, run_id) = live_run(db, &calls, Kie::SilentSuccess, "1").await;
     let run = system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
     assert_eq!(calls.count("kieai.submit"), 2, "never resubmitted");
     assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
@@ -38,10 +27,7 @@ async fn provider_failures_fail_the_run_with_the_providers_message(db: &Db) {
         (Kie::SilentFailure, "generation failed upstream"),
     ] {
         let calls = Calls::default();
-        let system = live_system(db, &calls, behaviour).await;
-        let run_id = system
-            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
-            .await;
+        let (system, run_id) = live_run(db, &calls, behaviour, "1").await;
         let run = system.wait_status(&run_id, "failed", Duration::from_secs(30)).await;
         let error = &run["result"]["error"];
         assert_eq!(error["code"], "kieai.clip_failed");
@@ -56,9 +42,7 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     let calls = Calls::default();
     let providers = Providers::start(&calls).await;
     let system = start(db, &providers.vars()).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await;
+    let run_id = system.start_run(aismr("candles")).await;
     assert_eq!(
         system.run(&run_id).await["payload"]["metadata"]["providers"]["mode"],
         "live"
@@ -114,12 +98,8 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     let first = &submitted.iter().find(|(w, _)| w == "kieai.submit").unwrap().1;
     assert_eq!(first["model"], "veo3_fast");
     assert_eq!(first["aspectRatio"], "9:16");
-    assert!(
-        first["callBackUrl"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("runId={run_id}"))
-    );
+    let callback = first["callBackUrl"].as_str().unwrap();
+    assert!(callback.contains(&format!("runId={run_id}")), "{callback}");
     let publish = &submitted.iter().find(|(w, _)| w == "upload_post.publish").unwrap().1;
     assert_eq!(publish["requestId"], format!("{run_id}:quinn:publish:1"));
     assert!(
@@ -139,10 +119,7 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
 /// second retry of it, is refused.
 async fn a_retry_after_a_clip_failure_pays_only_for_the_missing_clip(db: &Db) {
     let calls = Calls::default();
-    let system = live_system(db, &calls, Kie::FailingTask(1)).await;
-    let run_id = system
-        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "live"}}))
-        .await;
+    let (system, run_id) = live_run(db, &calls, Kie::FailingTask(1), "1").await;
     let failed = system.wait_status(&run_id, "failed", Duration::from_secs(30)).await;
     assert_eq!(failed["result"]["error"]["code"], "kieai.clip_failed");
     assert_eq!(calls.count("kieai.submit"), 2);
@@ -164,12 +141,7 @@ async fn a_retry_after_a_clip_failure_pays_only_for_the_missing_clip(db: &Db) {
         "the retried error is gone: {}",
         run["result"]
     );
-    let retried: Vec<&Value> = run["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == "run.retried")
-        .collect();
+    let retried: Vec<&Value> = artifacts_of(&run, "run.retried").collect();
     assert_eq!(retried.len(), 1, "{}", run["artifacts"]);
     assert_eq!(retried[0]["data"]["attempt"], 1);
     assert!(retried[0]["data"]["by"].as_str().unwrap().starts_with("key:"));

@@ -10,7 +10,7 @@ use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use myloware_testkit::fakes::{OpenAi, call, say};
 use myloware_testkit::system;
-use myloware_testkit::system::{System, start};
+use myloware_testkit::system::{System, aismr, start};
 use serde_json::{Value, json};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -64,6 +64,13 @@ fn json_after(text: &str, marker: &str) -> Value {
     stream.next().unwrap().unwrap()
 }
 
+/// An answer `{key: [...]}` with `item` of each element of the JSON array
+/// after `marker` in the prompt `user`.
+fn one_each(user: &str, marker: &str, key: &str, item: impl Fn(&Value) -> Value) -> Value {
+    let items: Vec<Value> = json_after(user, marker).as_array().unwrap().iter().map(item).collect();
+    say(&json!({ key: items }).to_string())
+}
+
 /// The persona the request is for answers as `mode` says.
 fn answer(mode: Mode, body: &Value) -> Value {
     let role = role(body);
@@ -100,27 +107,19 @@ fn answer(mode: Mode, body: &Value) -> Value {
         "riley" if called.is_empty() && mode != Mode::RileySkipsTools => {
             call(&[("submit_clips", json!({})), ("wait_for_clips", json!({}))])
         }
-        "riley" => {
-            let ideas = json_after(&user, "Ideas: ");
-            let scripts: Vec<Value> = ideas
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|idea| json!({"index": idea["index"], "prompt": format!("LLM shot of {}", idea["subject"]), "duration": 8.0}))
-                .collect();
-            say(&json!({"scripts": scripts}).to_string())
-        }
+        "riley" => one_each(
+            &user,
+            "Ideas: ",
+            "scripts",
+            |idea| json!({"index": idea["index"], "prompt": format!("LLM shot of {}", idea["subject"]), "duration": 8.0}),
+        ),
         "alex" if called.is_empty() => call(&[("render_timeline", json!({}))]),
-        "alex" => {
-            let clips = json_after(&user, "Clips: ");
-            let overlays: Vec<Value> = clips
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| json!({"index": c["index"], "text": format!("llm {}", c["index"])}))
-                .collect();
-            say(&json!({"overlays": overlays}).to_string())
-        }
+        "alex" => one_each(
+            &user,
+            "Clips: ",
+            "overlays",
+            |clip| json!({"index": clip["index"], "text": format!("llm {}", clip["index"])}),
+        ),
         "quinn" if called.is_empty() => call(&[("publish", json!({}))]),
         "quinn" => say(&json!({"caption": "listen with headphones: candles, softly.",
                    "hashtags": ["#aismr", "#asmr", "#candles", "#surreal", "#foley"]})
@@ -151,13 +150,7 @@ fn persona_completed(system_events: &[myloware_api::store::AppliedEvent], person
 
 async fn llm_brendan_and_personas_make_an_aismr_video(db: &Db) {
     let (system, fake) = start_with_llm(db, Mode::Good).await;
-    let (status, reply) = system
-        .post(
-            &format!("{}/v1/chat/brendan", system.api),
-            json!({"user_id": "llm-user", "message": "make an AISMR video about candles"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    let reply = system.chat_ok("llm-user", "make an AISMR video about candles").await;
     assert!(
         reply["response"].as_str().unwrap().starts_with("Lovely idea"),
         "{reply}"
@@ -238,15 +231,9 @@ async fn llm_brendan_and_personas_make_an_aismr_video(db: &Db) {
     system.stop_idle().await;
 }
 
-async fn start_aismr(system: &System) -> String {
-    system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await
-}
-
 async fn a_malformed_answer_is_retried_once_then_fails_the_step(db: &Db) {
     let (system, fake) = start_with_llm(db, Mode::MalformedIggy).await;
-    let run_id = start_aismr(&system).await;
+    let run_id = system.start_run(aismr("candles")).await;
     let run = system.wait_status(&run_id, "failed", QUICK).await;
     let error = &run["result"]["error"];
     assert_eq!(error["code"], "llm.iggy_failed", "{run}");
@@ -268,7 +255,7 @@ async fn a_malformed_answer_is_retried_once_then_fails_the_step(db: &Db) {
 
 async fn a_missing_required_tool_call_fails_riley_before_any_clip(db: &Db) {
     let (system, fake) = start_with_llm(db, Mode::RileySkipsTools).await;
-    let run_id = start_aismr(&system).await;
+    let run_id = system.start_run(aismr("candles")).await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     system.approve(&run_id, "ideate").await;
     let run = system.wait_status(&run_id, "failed", QUICK).await;

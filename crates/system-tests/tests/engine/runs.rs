@@ -8,7 +8,7 @@ use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
 use myloware_testkit::system;
-use myloware_testkit::system::{artifact_kinds, smoke, start};
+use myloware_testkit::system::{aismr, artifact_kinds, artifacts_of, smoke, start};
 use serde_json::{Value, json};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -70,12 +70,7 @@ async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db)
     ] {
         assert_eq!(kinds.iter().filter(|k| *k == kind).count(), n, "{kind} in {kinds:?}");
     }
-    let outputs: Vec<&Value> = run["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == "persona.output")
-        .collect();
+    let outputs: Vec<&Value> = artifacts_of(&run, "persona.output").collect();
     let personas: Vec<&str> = outputs.iter().map(|a| a["persona"].as_str().unwrap()).collect();
     assert_eq!(personas, ["iggy", "riley", "alex", "quinn"]);
     let edit = &outputs[2]["data"]["edit"];
@@ -149,14 +144,9 @@ async fn a_failed_clip_fails_the_run_at_once_with_the_providers_message(db: &Db)
     let error = &run["result"]["error"];
     assert_eq!(error["code"], "kieai.clip_failed");
     assert_eq!(error["persona"], "riley");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("generation failed (simulated)"),
-        "{error}"
-    );
-    assert!(error["message"].as_str().unwrap().contains("code 501"), "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("generation failed (simulated)"), "{error}");
+    assert!(message.contains("code 501"), "{error}");
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "shotstack", "render"), 0);
     assert_eq!(count(&calls, "upload_post", "publish"), 0);
@@ -167,25 +157,9 @@ async fn cancelling_during_generation_stops_before_render_and_publish(db: &Db) {
     let system = start(db, &[("MOCK_PROVIDER_DELAY_MS", "1500")]).await;
     let run_id = system.start_run(smoke()).await;
     system.wait_status(&run_id, "generating", QUICK).await;
-    let (status, _) = system
-        .post(
-            &format!("{}/v1/runs/{run_id}/cancel", system.api),
-            json!({"reason": "test"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    system.cancel(&run_id, json!({"reason": "test"})).await;
     // The execution ends too, and the late clip callbacks change nothing.
-    let deadline = Instant::now() + QUICK;
-    loop {
-        let execution = system
-            .get(&format!("{}/v1/executions/{run_id}", system.orchestrator))
-            .await;
-        if execution["status"] == "cancelled" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "execution not cancelled: {execution}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    system.wait_execution(&run_id, "cancelled", QUICK).await;
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let run = system.run(&run_id).await;
     assert_eq!(run["status"], "cancelled");
@@ -197,9 +171,7 @@ async fn cancelling_during_generation_stops_before_render_and_publish(db: &Db) {
 
 async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
-        .await;
+    let run_id = system.start_run(aismr("candles")).await;
     let run = system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     assert_eq!(
         run["result"]["videos"].as_array().unwrap().len(),
@@ -211,31 +183,18 @@ async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
         "nothing paid before the ideate gate"
     );
 
-    let resume = format!("{}/v1/executions/{run_id}/resume", system.orchestrator);
-    let (status, _) = system
-        .post(&resume, json!({"gate": "prepublish", "decision": "approve"}))
-        .await;
-    assert_eq!(status, 409, "not waiting at prepublish");
-    let (status, _) = system
-        .post(&resume, json!({"gate": "ideate", "decision": "approve"}))
-        .await;
-    assert_eq!(status, 202);
+    // A decision sent to the orchestrator as the API does: its status.
+    let resume = &format!("{}/v1/executions/{run_id}/resume", system.orchestrator);
+    let decide = |gate: &str, decision: &str| {
+        let (system, body) = (&system, json!({"gate": gate, "decision": decision}));
+        async move { system.post(resume, body).await.0 }
+    };
+    assert_eq!(decide("prepublish", "approve").await, 409, "not waiting at prepublish");
+    assert_eq!(decide("ideate", "approve").await, 202);
     let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     // The same decision again is a no-op; the opposite one a conflict.
-    assert_eq!(
-        system
-            .post(&resume, json!({"gate": "ideate", "decision": "approve"}))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        system
-            .post(&resume, json!({"gate": "ideate", "decision": "reject"}))
-            .await
-            .0,
-        409
-    );
+    assert_eq!(decide("ideate", "approve").await, 200);
+    assert_eq!(decide("ideate", "reject").await, 409);
     assert!(myloware_testkit::system::videos_completed(&run), "{}", run["result"]);
     let calls = system.mock_calls(&run_id).await;
     assert_eq!(count(&calls, "kieai", "submit"), 12);
@@ -245,16 +204,10 @@ async fn a_gated_run_waits_at_each_gate_until_approved(db: &Db) {
         "nothing published before the prepublish gate"
     );
 
-    let (status, _) = system
-        .post(&resume, json!({"gate": "prepublish", "decision": "approve"}))
-        .await;
-    assert_eq!(status, 202);
+    assert_eq!(decide("prepublish", "approve").await, 202);
     let run = system.wait_status(&run_id, "published", QUICK).await;
-    let quinn = run["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "persona.output" && a["persona"] == "quinn")
+    let quinn = artifacts_of(&run, "persona.output")
+        .find(|a| a["persona"] == "quinn")
         .unwrap();
     assert_eq!(
         quinn["data"]["hashtags"].as_array().unwrap().len(),

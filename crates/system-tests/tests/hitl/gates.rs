@@ -7,7 +7,7 @@ use std::time::Duration;
 use myloware_db::Db;
 
 use myloware_testkit::conformance_tests;
-use myloware_testkit::system::{System, start};
+use myloware_testkit::system::{System, aismr, artifacts_of, gate, start};
 use serde_json::{Value, json};
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -31,10 +31,8 @@ async fn form(system: &System, action: &str, run_id: &str, gate: &str, token: &s
 
 async fn aismr_passes_both_gates_by_their_links(db: &Db) {
     let system = start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "u-1"}}))
-        .await;
-    let run = system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
+    let run = system.run(&run_id).await;
     assert_eq!(run["gates"][0]["gate"], "ideate");
     assert_eq!(run["gates"][0]["status"], "awaiting");
 
@@ -77,13 +75,7 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
         )
     );
     let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
-    let prepublish = run["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["gate"] == "prepublish")
-        .unwrap();
-    assert_eq!(prepublish["status"], "awaiting");
+    assert_eq!(gate(&run, "prepublish")["status"], "awaiting");
     let link = link(&system, &run_id, "prepublish").await;
     let description: Value = system
         .http
@@ -148,13 +140,7 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
     let run = system.run(&rejected).await;
     assert_eq!(run["status"], "rejected");
     assert_eq!(run["gates"][0]["reason"], "not this week");
-    assert!(
-        run["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "run.rejected" && a["data"]["reason"] == "not this week")
-    );
+    assert!(artifacts_of(&run, "run.rejected").any(|a| a["data"]["reason"] == "not this week"));
     assert!(
         system.mock_calls(&rejected).await.is_empty(),
         "a rejected proposal never runs"
@@ -165,9 +151,7 @@ async fn the_workflow_gate_starts_or_ends_a_proposed_run(db: &Db) {
 /// An aismr run about `object` waiting at the ideate gate, and a fresh
 /// link's token for it.
 async fn at_ideate(system: &System, object: &str) -> (String, String) {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": object}}))
-        .await;
+    let run_id = system.start_run(aismr(object)).await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     let token = support_link(system, &run_id, "ideate").await;
     (run_id, token)
@@ -251,32 +235,16 @@ async fn bad_tokens_are_refused_and_change_nothing(db: &Db) {
     );
     let (status, body) = form(&system, "reject", &run_id, "workflow", &fresh, "").await;
     assert_eq!(status, 409, "{body}");
-    let response = system
-        .with_key(
-            system
-                .http
-                .get(format!("{}/v1/hitl/link/{run_id}/workflow", system.api)),
-        )
-        .await;
-    assert_eq!(response.status(), 409, "no link for a resolved gate");
-    // Unknown gates and runs.
+    // No link for a resolved gate; unknown gates and runs.
     assert_eq!(form(&system, "approve", &run_id, "publish", &fresh, "").await.0, 403);
-    let response = system
-        .with_key(
-            system
-                .http
-                .get(format!("{}/v1/hitl/approve/{run_id}/publish", system.api)),
-        )
-        .await;
-    assert_eq!(response.status(), 404);
-    let response = system
-        .with_key(
-            system
-                .http
-                .get(format!("{}/v1/hitl/approve/run_000000000000/workflow", system.api)),
-        )
-        .await;
-    assert_eq!(response.status(), 404);
+    for (path, status) in [
+        (format!("/v1/hitl/link/{run_id}/workflow"), 409),
+        (format!("/v1/hitl/approve/{run_id}/publish"), 404),
+        ("/v1/hitl/approve/run_000000000000/workflow".to_string(), 404),
+    ] {
+        let response = system.with_key(system.http.get(format!("{}{path}", system.api))).await;
+        assert_eq!(response.status(), status, "GET {path}");
+    }
     system.wait_status(&run_id, "published", QUICK).await;
     system.stop_idle().await;
 }
@@ -353,17 +321,7 @@ async fn rejecting_ideas_ends_the_run_and_the_execution(db: &Db) {
     let run = system.run(&run_id).await;
     assert_eq!(run["status"], "rejected");
     assert_eq!(run["gates"][0]["reason"], "too tame");
-    let deadline = std::time::Instant::now() + QUICK;
-    loop {
-        let execution = system
-            .get(&format!("{}/v1/executions/{run_id}", system.orchestrator))
-            .await;
-        if execution["status"] == "rejected" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "execution not ended: {execution}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    system.wait_execution(&run_id, "rejected", QUICK).await;
     assert!(
         system.mock_calls(&run_id).await.is_empty(),
         "no clip paid for rejected ideas"

@@ -174,53 +174,54 @@ pub const ABSENT_IN_MOCK_RUNS: &[&str] = &[
     "llm_tokens_total",
 ];
 
-/// The values a label may take, per family (`*` for every family).
-pub const LABEL_VALUES: &[(&str, &str, &[&str])] = &[
-    ("*", "service", &["api", "orchestrator"]),
+const GATES: &[&str] = &["workflow", "ideate", "prepublish"];
+const DECISIONS: &[&str] = &["approve", "reject"];
+const MODES: &[&str] = &["mock", "live"];
+/// Labels, each with the values it may take.
+pub type LabelValues = &'static [(&'static str, &'static [&'static str])];
+/// The labels of a provider's job timing.
+const PROVIDER_JOB: LabelValues = &[("mode", MODES), ("outcome", &["succeeded", "failed"])];
+
+/// The values each label may take, per family (`*` for every family).
+pub const LABEL_VALUES: &[(&str, LabelValues)] = &[
+    ("*", &[("service", &["api", "orchestrator"])]),
     (
         "myloware_runs_total",
-        "status",
-        &["published", "failed", "cancelled", "rejected"],
+        &[("status", &["published", "failed", "cancelled", "rejected"])],
     ),
-    ("myloware_gate_wait_seconds", "decision", &["approve", "reject"]),
     (
         "myloware_gate_wait_seconds",
-        "gate",
-        &["workflow", "ideate", "prepublish"],
-    ),
-    ("hitl_decisions_total", "decision", &["approve", "reject"]),
-    ("hitl_decisions_total", "via", &["token", "api_key", "chat"]),
-    ("hitl_decisions_total", "gate", &["workflow", "ideate", "prepublish"]),
-    (
-        "webhook_events_total",
-        "provider",
-        &["kieai", "upload_post", "telegram"],
+        &[("decision", DECISIONS), ("gate", GATES)],
     ),
     (
-        "webhook_events_total",
-        "signature",
-        &["verified", "missing", "rejected", "unsigned"],
+        "hitl_decisions_total",
+        &[
+            ("decision", DECISIONS),
+            ("via", &["token", "api_key", "chat"]),
+            ("gate", GATES),
+        ],
     ),
     (
         "webhook_events_total",
-        "result",
-        &["processed", "duplicate", "dlq", "rejected"],
+        &[
+            ("provider", &["kieai", "upload_post", "telegram"]),
+            ("signature", &["verified", "missing", "rejected", "unsigned"]),
+            ("result", &["processed", "duplicate", "dlq", "rejected"]),
+        ],
     ),
-    ("myloware_chat_turns_total", "outcome", &["ok", "error"]),
+    ("myloware_chat_turns_total", &[("outcome", &["ok", "error"])]),
     (
         "myloware_persona_step_duration_seconds",
-        "outcome",
-        &["completed", "failed"],
+        &[("outcome", &["completed", "failed"])],
     ),
-    ("kieai_job_seconds", "mode", &["mock", "live"]),
-    ("kieai_job_seconds", "outcome", &["succeeded", "failed"]),
-    ("shotstack_render_seconds", "mode", &["mock", "live"]),
-    ("shotstack_render_seconds", "outcome", &["succeeded", "failed"]),
-    ("upload_post_seconds", "mode", &["mock", "live"]),
-    ("upload_post_seconds", "outcome", &["succeeded", "failed"]),
-    ("provider_requests_total", "mode", &["mock", "live"]),
-    ("provider_requests_total", "status", &["ok", "error"]),
-    ("llm_tokens_total", "kind", &["input", "output"]),
+    ("kieai_job_seconds", PROVIDER_JOB),
+    ("shotstack_render_seconds", PROVIDER_JOB),
+    ("upload_post_seconds", PROVIDER_JOB),
+    (
+        "provider_requests_total",
+        &[("mode", MODES), ("status", &["ok", "error"])],
+    ),
+    ("llm_tokens_total", &[("kind", &["input", "output"])]),
 ];
 
 /// Which persona a gate route names (the runbook's "latency per persona gate").
@@ -252,8 +253,10 @@ pub fn family(name: &str) -> Option<&'static Family> {
 pub fn allowed_values(family: &str, label: &str) -> Option<&'static [&'static str]> {
     LABEL_VALUES
         .iter()
-        .find(|(f, l, _)| *l == label && (*f == family || *f == "*"))
-        .map(|(_, _, values)| *values)
+        .filter(|(f, _)| *f == family || *f == "*")
+        .flat_map(|(_, labels)| labels.iter())
+        .find(|(l, _)| *l == label)
+        .map(|(_, values)| *values)
 }
 
 // ---------------------------------------------------------------------------

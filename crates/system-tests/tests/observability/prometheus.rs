@@ -12,10 +12,10 @@
 //! that need them say so and pass, except under `CI`, where they fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use myloware_testkit::process::{Process, Scratch};
 use myloware_testkit::promql::substitute;
 use myloware_testkit::system::{System, start};
 use serde_json::{Value, json};
@@ -29,24 +29,16 @@ use crate::scrape::*;
 // A real Prometheus on deploy/prometheus/prometheus.yml.
 // ---------------------------------------------------------------------------
 
-/// Prometheus as a child process, killed (and its folder removed) on drop.
+/// Prometheus as a child process, killed on drop (then its folder removed).
 struct Prometheus {
-    child: Child,
+    process: Process,
     url: String,
-    dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: Scratch,
 }
 
 impl Prometheus {
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.process.log_tail(200)
     }
 }
 
@@ -80,27 +72,25 @@ fn test_config(system: &System, listen: &str) -> Value {
 }
 
 fn start_prometheus(binary: &Path, system: &System) -> Prometheus {
-    let dir = temp_dir("prometheus");
+    let dir = Scratch::new("prometheus");
     let listen = format!("127.0.0.1:{}", myloware_testkit::free_port());
-    let config = dir.join("prometheus.yml");
+    let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         serde_yaml_ng::to_string(&test_config(system, &listen)).unwrap(),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address={listen}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = Process::spawn("prometheus", binary, &args, &[], dir.path()).expect("prometheus starts");
     Prometheus {
-        child,
+        process,
         url: format!("http://{listen}"),
-        dir,
+        _dir: dir,
     }
 }
 
@@ -110,18 +100,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {last}\nprometheus log:\n{}",
-                prometheus.log()
-            ),
+    myloware_testkit::wait_until(timeout, Duration::from_millis(200), what, move || {
+        let attempt = probe();
+        async move {
+            let log = |last| format!("{last}\nprometheus log:\n{}", prometheus.log());
+            attempt.await.map_err(log)
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// The JSON answer of `request`, or why there is none (for `eventually`).

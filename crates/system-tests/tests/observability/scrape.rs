@@ -254,13 +254,7 @@ pub async fn exercise(system: &System) -> String {
         .start_run(json!({"project": "aismr", "input": {"object": "soap"}, "options": {"user_id": "u2"}}))
         .await;
     system.wait_status(&waiting, "awaiting_ideate", QUICK).await;
-    let (status, _) = system
-        .post(
-            &format!("{}/v1/chat/brendan", system.api),
-            json!({"user_id": "u3", "message": "hello"}),
-        )
-        .await;
-    assert_eq!(status, 200, "a chat turn");
+    system.chat_ok("u3", "hello").await;
     let unsigned = system
         .http
         .post(format!("{}/v1/webhooks/kieai", system.api))

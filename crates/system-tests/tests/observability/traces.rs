@@ -5,8 +5,10 @@
 //! headers; a dead collector changes nothing for the run.
 
 use myloware_testkit::JsonAnswer;
+use myloware_testkit::process::{Process, Scratch};
+use myloware_testkit::wait_until;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,69 +155,52 @@ async fn collector(path: &str) -> (Collector, String) {
     (collector, myloware_testkit::fakes::serve(app).await)
 }
 
-/// `mw dev` in a fresh folder (SQLite) with `vars`.
+/// `mw dev` in a fresh folder (SQLite) with `vars`, killed on drop (then
+/// its folder removed).
 struct Dev {
-    child: Child,
+    process: Process,
     api: String,
-    dir: std::path::PathBuf,
     http: reqwest::Client,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: Scratch,
 }
 
 impl Dev {
     async fn start(name: &str, vars: &[(&str, String)]) -> Dev {
-        let dir = std::env::temp_dir().join(format!("mw-traces-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Scratch::new(&format!("traces-{name}"));
         let (api_port, orchestrator_port) = (myloware_testkit::free_port(), myloware_testkit::free_port());
         let api = format!("http://127.0.0.1:{api_port}");
-        let log = std::fs::File::create(dir.join("mw.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mw-system"))
-            .arg("dev")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PROJECTS_DIR", myloware_testkit::projects_dir())
-            .env("BIND_HOST", "127.0.0.1")
-            .env("API_PORT", api_port.to_string())
-            .env("ORCHESTRATOR_PORT", orchestrator_port.to_string())
-            .env("API_URL", &api)
-            .env("PUBLIC_BASE_URL", &api)
-            .env("ORCHESTRATOR_URL", format!("http://127.0.0.1:{orchestrator_port}"))
-            .env("ENGINE_POLL_MS", "50")
-            .env("RATE_LIMIT_PER_MINUTE", "0")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
+        let defaults = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("PROJECTS_DIR", myloware_testkit::projects_dir().display().to_string()),
+            ("BIND_HOST", "127.0.0.1".into()),
+            ("API_PORT", api_port.to_string()),
+            ("ORCHESTRATOR_PORT", orchestrator_port.to_string()),
+            ("API_URL", api.clone()),
+            ("PUBLIC_BASE_URL", api.clone()),
+            ("ORCHESTRATOR_URL", format!("http://127.0.0.1:{orchestrator_port}")),
+            ("ENGINE_POLL_MS", "50".into()),
+            ("RATE_LIMIT_PER_MINUTE", "0".into()),
+            ("LOG_FORMAT", "json".into()),
+            ("RUST_LOG", "info".into()),
             // Export often, so the test does not wait for the default 5 s.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let dev = Dev {
-            child,
-            api,
-            dir,
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while dev.http.get(format!("{}/health", dev.api)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "mw dev did not start: {}", dev.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".into()),
+        ];
+        let env: Vec<(String, String)> = defaults
+            .into_iter()
+            .chain(vars.iter().cloned())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let bin = Path::new(env!("CARGO_BIN_EXE_mw-system"));
+        let mut process = Process::spawn("mw", bin, &["dev"], &env, dir.path()).unwrap();
+        if let Err(why) = process.wait_healthy(api_port, Duration::from_secs(20)).await {
+            panic!("mw dev did not start: {why}");
         }
-        dev
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mw.log")).unwrap_or_default()
+        Dev {
+            process,
+            api,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -231,35 +216,41 @@ impl Dev {
     }
 
     async fn wait_status(&self, run_id: &str, status: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let run: Value = self
-                .http
-                .get(format!("{}/v1/runs/{run_id}", self.api))
-                .header("x-api-key", KEY)
-                .json_answer()
-                .await;
-            if run["status"] == status {
-                return;
-            }
-            assert!(Instant::now() < deadline, "run is {}, not {status}", run["status"]);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = &format!("{}/v1/runs/{run_id}", self.api);
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            status,
+            move || async move {
+                let run: Value = self.http.get(url).header("x-api-key", KEY).json_answer().await;
+                if run["status"] == status {
+                    Ok(())
+                } else {
+                    Err(format!("run is {}, log:\n{}", run["status"], self.process.log_tail(40)))
+                }
+            },
+        )
+        .await
     }
 }
 
 /// Waits until the collector holds spans satisfying `done`.
 async fn spans_until(collector: &Collector, what: &str, done: impl Fn(&[SpanSeen]) -> bool) -> Vec<SpanSeen> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let spans = collector.spans.lock().unwrap().clone();
-        if done(&spans) {
-            return spans;
-        }
-        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-        assert!(Instant::now() < deadline, "no {what} among {names:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = &done;
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        what,
+        move || async move {
+            let spans = collector.spans.lock().unwrap().clone();
+            if done(&spans) {
+                return Ok(spans);
+            }
+            let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+            Err(format!("none among {names:?}"))
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

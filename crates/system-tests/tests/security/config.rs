@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,20 @@ use myloware_testkit::process::{Process, Scratch};
 /// `mw-system args` in `dir` with only PATH, the projects folder and `vars`.
 fn mw(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> std::process::Command {
     myloware_testkit::process::mw(env!("CARGO_BIN_EXE_mw-system"), dir, args, vars)
+}
+
+/// `mw-system args` started in `dir` with `vars`, its stderr in the log
+/// file it returns.
+fn spawn_logged(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> (Process, PathBuf) {
+    let log = dir.0.join("stderr.log");
+    let child = Process::of(
+        mw(dir, args, vars)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    (child, log)
 }
 
 const STRONG: &str = "a-strong-random-value-of-forty-characters!";
@@ -56,8 +71,9 @@ fn the_production_baseline_is_accepted() {
 }
 
 type Vars<'a> = &'a [(&'a str, &'a str)];
-/// (what, base variables, changes, the variable that must be named)
-type Case<'a> = (&'a str, Vars<'a>, Vars<'a>, &'a str);
+/// A variable that must be named, and the setups that set it unsafely:
+/// (what, base variables, its value; `""` unsets).
+type Cases<'a> = (&'a str, &'a [(&'a str, Vars<'a>, &'a str)]);
 
 #[test]
 fn each_unsafe_setting_is_refused_by_name_without_a_panic() {
@@ -72,130 +88,71 @@ fn each_unsafe_setting_is_refused_by_name_without_a_panic() {
     ];
     assert!(read(staging, &[]).is_ok(), "the staging baseline is accepted");
     let production = production();
-    let cases: &[Case] = &[
+    let cases: &[Cases] = &[
         // Approval links: 1 hour to 30 days, anywhere.
         (
-            "expiry 0",
-            development,
-            &[("HITL_TOKEN_EXPIRY_HOURS", "0")],
             "HITL_TOKEN_EXPIRY_HOURS",
-        ),
-        (
-            "expiry 721",
-            development,
-            &[("HITL_TOKEN_EXPIRY_HOURS", "721")],
-            "HITL_TOKEN_EXPIRY_HOURS",
-        ),
-        (
-            "expiry past chrono's range",
-            &production,
-            &[("HITL_TOKEN_EXPIRY_HOURS", "9223372036854775807")],
-            "HITL_TOKEN_EXPIRY_HOURS",
-        ),
-        (
-            "expiry past u64",
-            development,
-            &[("HITL_TOKEN_EXPIRY_HOURS", "99999999999999999999999")],
-            "HITL_TOKEN_EXPIRY_HOURS",
-        ),
-        (
-            "expiry negative",
-            development,
-            &[("HITL_TOKEN_EXPIRY_HOURS", "-1")],
-            "HITL_TOKEN_EXPIRY_HOURS",
+            &[
+                ("expiry 0", development, "0"),
+                ("expiry 721", development, "721"),
+                ("expiry past chrono's range", &production, "9223372036854775807"),
+                ("expiry past u64", development, "99999999999999999999999"),
+                ("expiry negative", development, "-1"),
+            ],
         ),
         // Links carry tokens: https outside development.
         (
-            "production http links",
-            &production,
-            &[("PUBLIC_BASE_URL", "http://mw.example.com")],
             "PUBLIC_BASE_URL",
-        ),
-        (
-            "production default links",
-            &production,
-            &[("PUBLIC_BASE_URL", "")],
-            "PUBLIC_BASE_URL",
-        ),
-        (
-            "staging http links",
-            staging,
-            &[("PUBLIC_BASE_URL", "http://staging.example.com")],
-            "PUBLIC_BASE_URL",
+            &[
+                ("production http links", &production, "http://mw.example.com"),
+                ("production default links", &production, ""),
+                ("staging http links", staging, "http://staging.example.com"),
+            ],
         ),
         // One shared database: named explicitly, Postgres in production.
         (
-            "production without a database",
-            &production,
-            &[("DATABASE_URL", "")],
             "DATABASE_URL",
-        ),
-        (
-            "production on SQLite",
-            &production,
-            &[("DATABASE_URL", "sqlite://data/myloware.db")],
-            "DATABASE_URL",
-        ),
-        (
-            "staging without a database",
-            staging,
-            &[("DATABASE_URL", "")],
-            "DATABASE_URL",
+            &[
+                ("production without a database", &production, ""),
+                ("production on SQLite", &production, "sqlite://data/myloware.db"),
+                ("staging without a database", staging, ""),
+            ],
         ),
         // The server limits: zero or absurd values would refuse everyone or nothing.
         (
-            "header timeout 0",
-            development,
-            &[("HTTP_HEADER_TIMEOUT_SECS", "0")],
             "HTTP_HEADER_TIMEOUT_SECS",
+            &[
+                ("header timeout 0", development, "0"),
+                ("header timeout huge", development, "301"),
+            ],
         ),
+        ("HTTP_BODY_TIMEOUT_SECS", &[("body timeout 0", development, "0")]),
         (
-            "header timeout huge",
-            development,
-            &[("HTTP_HEADER_TIMEOUT_SECS", "301")],
-            "HTTP_HEADER_TIMEOUT_SECS",
-        ),
-        (
-            "body timeout 0",
-            development,
-            &[("HTTP_BODY_TIMEOUT_SECS", "0")],
-            "HTTP_BODY_TIMEOUT_SECS",
-        ),
-        (
-            "request timeout huge",
-            development,
-            &[("HTTP_REQUEST_TIMEOUT_SECS", "18446744073709551615")],
             "HTTP_REQUEST_TIMEOUT_SECS",
+            &[("request timeout huge", development, "18446744073709551615")],
         ),
         (
-            "no connections",
-            development,
-            &[("HTTP_MAX_CONNECTIONS", "0")],
             "HTTP_MAX_CONNECTIONS",
-        ),
-        (
-            "connections huge",
-            development,
-            &[("HTTP_MAX_CONNECTIONS", "1000000")],
-            "HTTP_MAX_CONNECTIONS",
-        ),
-        (
-            "connections text",
-            development,
-            &[("HTTP_MAX_CONNECTIONS", "lots")],
-            "HTTP_MAX_CONNECTIONS",
+            &[
+                ("no connections", development, "0"),
+                ("connections huge", development, "1000000"),
+                ("connections text", development, "lots"),
+            ],
         ),
     ];
-    for (case, base, changes, var) in cases {
-        let err = read(base, changes)
-            .err()
-            .unwrap_or_else(|| panic!("{case}: {changes:?} was accepted"));
-        assert!(
-            err.problems.iter().any(|p| p.var == *var),
-            "{case}: {var} not named in:\n{err}"
-        );
-        assert!(err.to_string().contains(&format!("{var}: ")), "{case}: {err}");
-        assert!(!err.to_string().contains(STRONG), "{case}: a secret was printed");
+    for (var, setups) in cases {
+        for (case, base, value) in *setups {
+            let changes = [(*var, *value)];
+            let err = read(base, &changes)
+                .err()
+                .unwrap_or_else(|| panic!("{case}: {changes:?} was accepted"));
+            assert!(
+                err.problems.iter().any(|p| p.var == *var),
+                "{case}: {var} not named in:\n{err}"
+            );
+            assert!(err.to_string().contains(&format!("{var}: ")), "{case}: {err}");
+            assert!(!err.to_string().contains(STRONG), "{case}: a secret was printed");
+        }
     }
 }
 
@@ -228,14 +185,7 @@ fn production_without_database_url_refuses_to_start() {
     let mut vars = production();
     vars.retain(|(var, _)| *var != "DATABASE_URL");
     vars.extend([("BIND_HOST", "127.0.0.1"), ("API_PORT", port.as_str())]);
-    let log = dir.0.join("stderr.log");
-    let mut child = Process::of(
-        mw(&dir, &["serve", "api"], &vars)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut child, log) = spawn_logged(&dir, &["serve", "api"], &vars);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.child.try_wait().unwrap() {
@@ -269,23 +219,13 @@ fn mw_dev_without_bind_host_listens_on_loopback_only() {
     let dir = Scratch::new("dev-bind");
     let (api_port, orchestrator_port) = (free_port(), free_port());
     let (api, orchestrator) = (api_port.to_string(), orchestrator_port.to_string());
-    let log = dir.0.join("stderr.log");
-    let _child = Process::of(
-        mw(
-            &dir,
-            &["dev"],
-            &[
-                ("API_PORT", api.as_str()),
-                ("ORCHESTRATOR_PORT", orchestrator.as_str()),
-                ("LOG_FORMAT", "json"),
-                ("RUST_LOG", "info"),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap(),
-    );
+    let vars = [
+        ("API_PORT", api.as_str()),
+        ("ORCHESTRATOR_PORT", orchestrator.as_str()),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+    ];
+    let (_child, log) = spawn_logged(&dir, &["dev"], &vars);
     let deadline = Instant::now() + Duration::from_secs(60);
     let ready = loop {
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();

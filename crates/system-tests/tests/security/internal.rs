@@ -3,8 +3,6 @@
 //! path, time and body with `INTERNAL_SECRET`) and nothing else: an
 //! operator key is refused, and a forged event changes nothing.
 
-use std::time::Duration;
-
 use myloware_core::internal::{HEADER, InternalKeys};
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
@@ -12,14 +10,10 @@ use serde_json::{Value, json};
 
 use myloware_testkit::system::{self, API_KEY, System};
 
-const QUICK: Duration = Duration::from_secs(30);
-
 async fn operator_keys_are_refused_on_every_internal_route(db: &Db) {
     let system = system::start(db, &[]).await;
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "u-1"}}))
-        .await;
-    let before = system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
+    let before = system.run(&run_id).await;
 
     // A forged gate.reached with the (admin) operator key.
     let forged = forged_gate_reached(&system, &run_id).await;

@@ -14,20 +14,15 @@ use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use myloware_testkit::fakes::{Calls, Kie, Providers, Publish, SIGNING};
-use myloware_testkit::system::{System, start};
+use myloware_testkit::fakes::{Calls, Kie, SIGNING};
+use myloware_testkit::system::{System, artifacts_of, live_run, start};
 
 const ATTACKER_URL: &str = "https://evil.example/clip.mp4";
 
-/// A live system whose fake kie.ai never calls back and answers
-/// `record-info` as `behaviour` says; clips are polled only after 10 minutes,
-/// so a callback is the only thing that makes the run ask.
-async fn live(db: &Db, calls: &Calls, behaviour: Kie) -> System {
-    let providers = Providers::start_with(calls, behaviour, Publish::Sync).await;
-    let mut vars = providers.vars();
-    vars.push(("CLIP_POLL_AFTER_SECS", "600"));
-    start(db, &vars).await
-}
+/// For a live system whose fake kie.ai never calls back: clips are polled
+/// only after 10 minutes, so a callback is the only thing that makes the
+/// run ask `record-info`.
+const POLL_AFTER_SECS: &str = "600";
 
 /// The clips' task ids, once every clip was submitted.
 async fn submitted_tasks(system: &System, run_id: &str) -> Vec<(u32, String)> {
@@ -93,10 +88,7 @@ async fn claim_success(
 /// appears nowhere (the old API relayed the body's `resultUrls`).
 async fn a_signed_callback_gets_record_infos_result_not_its_bodys(db: &Db) {
     let calls = Calls::default();
-    let system = live(db, &calls, Kie::SilentSuccess).await;
-    let run_id = system
-        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "p"}}))
-        .await;
+    let (system, run_id) = live_run(db, &calls, Kie::SilentSuccess, POLL_AFTER_SECS).await;
     for (index, task_id) in submitted_tasks(&system, &run_id).await {
         let purpose = format!("clip:{index}");
         let status = claim_success(
@@ -129,10 +121,7 @@ async fn a_signed_callback_gets_record_infos_result_not_its_bodys(db: &Db) {
 /// body's URL).
 async fn a_signed_callback_completes_nothing_while_record_info_says_generating(db: &Db) {
     let calls = Calls::default();
-    let system = live(db, &calls, Kie::SilentGenerating).await;
-    let run_id = system
-        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "p"}}))
-        .await;
+    let (system, run_id) = live_run(db, &calls, Kie::SilentGenerating, POLL_AFTER_SECS).await;
     let tasks = submitted_tasks(&system, &run_id).await;
     let (index, task_id) = &tasks[0];
     let purpose = format!("clip:{index}");
@@ -160,11 +149,7 @@ async fn a_signed_callback_completes_nothing_while_record_info_says_generating(d
     assert_eq!(run["status"], "generating", "{run}");
     assert!(!run.to_string().contains(ATTACKER_URL), "{run}");
     assert!(
-        !run["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "kieai.clip" && a["data"]["status"] == "completed"),
+        !artifacts_of(&run, "kieai.clip").any(|a| a["data"]["status"] == "completed"),
         "no clip completed: {run}"
     );
     system.stop_idle().await;

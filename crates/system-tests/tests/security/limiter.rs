@@ -4,7 +4,6 @@
 //! budget, and the audit records the address, never a key fingerprint.
 
 use myloware_testkit::JsonAnswer;
-use std::time::Duration;
 
 use myloware_db::Db;
 
@@ -13,12 +12,11 @@ use serde_json::json;
 
 use myloware_testkit::system::{self, API_KEY, System};
 
-const QUICK: Duration = Duration::from_secs(30);
 const OPS_KEY: &str = "limiter-ops-key";
 
 async fn rotating_bogus_keys_still_meets_429(db: &Db) {
     let system = start_limited(db).await;
-    let run_id = awaiting_ideate(&system).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
 
     let mut statuses = Vec::new();
     for i in 0..10 {
@@ -82,7 +80,7 @@ async fn rotating_bogus_keys_still_meets_429(db: &Db) {
 
 async fn verified_requests_spend_no_refusal_budget(db: &Db) {
     let system = start_limited(db).await;
-    let run_id = awaiting_ideate(&system).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
     let link = system
         .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
         .await;
@@ -128,7 +126,7 @@ async fn forwarded_addresses_a_client_writes_itself_are_not_trusted(db: &Db) {
         ],
     )
     .await;
-    let run_id = awaiting_ideate(&system).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
     let mut statuses = Vec::new();
     for i in 0..5 {
         let response = system
@@ -170,13 +168,4 @@ async fn start_limited(db: &Db) -> System {
         ],
     )
     .await
-}
-
-/// A run of a user, held at the ideate gate.
-async fn awaiting_ideate(system: &System) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "u-1"}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    run_id
 }

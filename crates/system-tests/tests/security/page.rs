@@ -18,8 +18,10 @@ use myloware_testkit::system::{awaiting_gate, start, start_api_with};
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https:; media-src https:; \
 form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The headers every HITL page (and JSON answer) carries.
-fn assert_locked(response: &Response, what: &str, csp: &str) {
+/// `response` is `status` with the headers every HITL page (and JSON
+/// answer) carries.
+fn assert_locked(response: &Response, status: u16, what: &str, csp: &str) {
+    assert_eq!(response.status(), status, "{what}");
     let header = |name: &str| {
         response
             .headers()
@@ -39,6 +41,12 @@ async fn open_page(http: &reqwest::Client, url: &str) -> Response {
     http.get(url).header("accept", "text/html").send().await.unwrap()
 }
 
+/// POSTs a decision form with `token`, as a browser does.
+async fn post_form(http: &reqwest::Client, url: &str, token: &str) -> Response {
+    let form = [("token", token)];
+    http.post(url).header("accept", "text/html").form(&form).sent().await
+}
+
 async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
     let system = start(db, &[]).await;
     let dev_csp = CSP
@@ -51,8 +59,7 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
 
     // The confirmation page.
     let page = open_page(&system.http, &link.approval_url).await;
-    assert_eq!(page.status(), 200);
-    assert_locked(&page, "confirmation page", &dev_csp);
+    assert_locked(&page, 200, "confirmation page", &dev_csp);
     assert!(page.text().await.unwrap().contains("Approve the workflow gate?"));
 
     // The same link described as JSON.
@@ -62,34 +69,20 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
         .header("accept", "application/json")
         .sent()
         .await;
-    assert_eq!(described.status(), 200);
-    assert_locked(&described, "JSON description", &dev_csp);
+    assert_locked(&described, 200, "JSON description", &dev_csp);
 
     // A refusal: a forged token, as a page and as JSON.
     let forged = format!("{}/v1/hitl/approve/{run_id}/workflow?token=1.forged", system.api);
     let refused = open_page(&system.http, &forged).await;
-    assert_eq!(refused.status(), 403);
-    assert_locked(&refused, "refusal page", &dev_csp);
-    let refused_post = system
-        .http
-        .post(format!("{}/v1/hitl/reject/{run_id}/workflow", system.api))
-        .header("accept", "text/html")
-        .form(&[("token", "1.forged")])
-        .sent()
-        .await;
-    assert_eq!(refused_post.status(), 403);
-    assert_locked(&refused_post, "refused decision", &dev_csp);
+    assert_locked(&refused, 403, "refusal page", &dev_csp);
+    let reject = format!("{}/v1/hitl/reject/{run_id}/workflow", system.api);
+    let refused_post = post_form(&system.http, &reject, "1.forged").await;
+    assert_locked(&refused_post, 403, "refused decision", &dev_csp);
 
     // The result page of a real approval.
-    let approved = system
-        .http
-        .post(format!("{}/v1/hitl/approve/{run_id}/workflow", system.api))
-        .header("accept", "text/html")
-        .form(&[("token", link.token.as_str())])
-        .sent()
-        .await;
-    assert_eq!(approved.status(), 200);
-    assert_locked(&approved, "result page", &dev_csp);
+    let approve = format!("{}/v1/hitl/approve/{run_id}/workflow", system.api);
+    let approved = post_form(&system.http, &approve, &link.token).await;
+    assert_locked(&approved, 200, "result page", &dev_csp);
     assert!(approved.text().await.unwrap().contains("the run continues"));
     system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
 
@@ -97,11 +90,9 @@ async fn the_confirmation_refusal_and_result_pages_are_locked(db: &Db) {
     let (api, state) = start_api_with(db, |config| config.environment = Environment::Production).await;
     let (_, url) = awaiting_gate(&state, Gate::Ideate, json!({"ideas": []})).await;
     let page = open_page(&system.http, &url).await;
-    assert_eq!(page.status(), 200);
-    assert_locked(&page, "production confirmation page", CSP);
+    assert_locked(&page, 200, "production confirmation page", CSP);
     let refused = open_page(&system.http, &format!("{api}/v1/hitl/approve/{run_id}/ideate?token=x")).await;
-    assert_eq!(refused.status(), 403);
-    assert_locked(&refused, "production refusal page", CSP);
+    assert_locked(&refused, 403, "production refusal page", CSP);
     system.stop_idle().await;
 }
 

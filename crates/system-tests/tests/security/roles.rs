@@ -11,7 +11,7 @@ use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
 
-use myloware_testkit::system::{self, API_KEY, System};
+use myloware_testkit::system::{self, API_KEY, System, gate};
 
 const QUICK: Duration = Duration::from_secs(30);
 const OPS: &str = "roles-operator-key";
@@ -28,8 +28,7 @@ enum Needs {
 }
 
 async fn each_role_reaches_only_its_routes(db: &Db) {
-    let system = start_with_roles(db).await;
-    let run_id = awaiting_ideate(&system, "u-1").await;
+    let (system, run_id) = at_ideate_with_roles(db).await;
     let routes: Vec<(&str, String, Value, Needs)> = vec![
         ("GET", "/v1/runs".into(), Value::Null, Needs::Read),
         ("GET", format!("/v1/runs/{run_id}"), Value::Null, Needs::Read),
@@ -110,18 +109,10 @@ async fn each_role_reaches_only_its_routes(db: &Db) {
 }
 
 async fn the_approver_is_the_credential_and_the_claim_a_note(db: &Db) {
-    let system = start_with_roles(db).await;
-    let run_id = awaiting_ideate(&system, "u-1").await;
+    let (system, run_id) = at_ideate_with_roles(db).await;
 
-    let status = call(
-        &system,
-        "POST",
-        &format!("/v1/hitl/approve/{run_id}/ideate"),
-        &json!({"approver": "ceo@company.com"}),
-        Some(ANN),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let claim = json!({"approver": "ceo@company.com"});
+    post_ok(&system, ANN, &format!("/v1/hitl/approve/{run_id}/ideate"), &claim).await;
     let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
     let ideate = gate(&run, "ideate");
     assert_eq!(ideate["approver"], "key:ann", "{ideate}");
@@ -155,17 +146,9 @@ async fn the_approver_is_the_credential_and_the_claim_a_note(db: &Db) {
 }
 
 async fn a_cancel_records_the_key_that_asked(db: &Db) {
-    let system = start_with_roles(db).await;
-    let run_id = awaiting_ideate(&system, "u-1").await;
-    let status = call(
-        &system,
-        "POST",
-        &format!("/v1/runs/{run_id}/cancel"),
-        &json!({"reason": "wrong topic", "actor": "admin@company.com"}),
-        Some(OPS),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (system, run_id) = at_ideate_with_roles(db).await;
+    let cancel = json!({"reason": "wrong topic", "actor": "admin@company.com"});
+    post_ok(&system, OPS, &format!("/v1/runs/{run_id}/cancel"), &cancel).await;
     let run = system.wait_status(&run_id, "cancelled", QUICK).await;
     let artifacts = system.api_state.store.list_artifacts(&run_id).await.unwrap();
     let cancelled = artifacts
@@ -177,14 +160,10 @@ async fn a_cancel_records_the_key_that_asked(db: &Db) {
 }
 
 async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
-    let system = start_with_roles(db).await;
     let user = "ops-chat";
-    let (status, reply) = chat(&system, OPS, user, "make an AISMR video about candles").await;
-    assert_eq!(status, 200, "{reply}");
-    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+    let (system, run_id, _) = proposed_by_operator(db, user).await;
 
-    let (status, reply) = chat(&system, OPS, user, "approve").await;
-    assert_eq!(status, 200, "{reply}");
+    let reply = chat(&system, OPS, user, "approve").await;
     assert!(
         reply["response"].as_str().unwrap().contains("may not decide gates"),
         "{reply}"
@@ -194,8 +173,7 @@ async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
     assert!(gate(&run, "workflow")["decision"].is_null(), "{run:#}");
 
     // An admin's "approve" in the same chat decides, as the admin's key.
-    let (status, reply) = chat(&system, API_KEY, user, "approve").await;
-    assert_eq!(status, 200, "{reply}");
+    chat(&system, API_KEY, user, "approve").await;
     let run = system
         .wait_for(&run_id, QUICK, "workflow decided", |run| {
             gate(run, "workflow")["decision"] == "approve"
@@ -210,25 +188,15 @@ async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
 /// An approval link is a credential: a key that may not decide never
 /// receives one, neither in a chat reply nor in a transcript it reads.
 async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
-    let system = start_with_roles(db).await;
     let user = "ops-proposes";
-    let (status, reply) = chat(&system, OPS, user, "make an AISMR video about candles").await;
-    assert_eq!(status, 200, "{reply}");
-    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+    let (system, run_id, reply) = proposed_by_operator(db, user).await;
     assert_eq!(reply["links"], json!([]), "an operator got a link: {reply}");
     let text = reply["response"].as_str().unwrap();
     assert!(!text.contains("token=") && text.contains(&run_id), "{text}");
 
     // The run reaches its ideate gate: the owner's transcript holds a link.
-    let status = call(
-        &system,
-        "POST",
-        &format!("/v1/hitl/approve/{run_id}/workflow"),
-        &Value::Null,
-        Some(ANN),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let approve = format!("/v1/hitl/approve/{run_id}/workflow");
+    post_ok(&system, ANN, &approve, &Value::Null).await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     let transcript = |key: &'static str| {
         let system = &system;
@@ -255,23 +223,11 @@ async fn links_never_reach_a_key_that_may_not_decide(db: &Db) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(
-        full["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["link"].is_string())
-    );
+    assert!(links(&full).any(Value::is_string), "{full:#}");
     for key in [VIC, OPS] {
         let shown = transcript(key).await;
         assert!(!shown.to_string().contains("token="), "{key} sees a link: {shown:#}");
-        assert!(
-            shown["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|m| m["link"].is_null())
-        );
+        assert!(links(&shown).all(Value::is_null), "{key} sees a link: {shown:#}");
         assert!(shown.to_string().contains("[approval link]"), "{shown:#}");
     }
     system.stop_idle().await;
@@ -292,12 +248,17 @@ async fn start_with_roles(db: &Db) -> System {
     system::start(db, &[("API_KEYS", &keys)]).await
 }
 
-async fn awaiting_ideate(system: &System, user: &str) -> String {
-    let run_id = system
-        .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": user}}))
-        .await;
-    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    run_id
+/// The `link` of each message of a chat transcript.
+fn links(transcript: &Value) -> impl Iterator<Item = &Value> {
+    let messages = transcript["messages"].as_array().expect("a transcript's messages");
+    messages.iter().map(|m| &m["link"])
+}
+
+/// A system with the roles' keys, and a run of `u-1` at its ideate gate.
+async fn at_ideate_with_roles(db: &Db) -> (System, String) {
+    let system = start_with_roles(db).await;
+    let run_id = system.aismr_at_ideate("u-1").await;
+    (system, run_id)
 }
 
 /// `method path` on the API with `key` (and `body` as JSON unless null): the status.
@@ -314,7 +275,14 @@ async fn call(system: &System, method: &str, path: &str, body: &Value, key: Opti
     request.send().await.unwrap().status().as_u16()
 }
 
-async fn chat(system: &System, key: &str, user: &str, message: &str) -> (u16, Value) {
+/// `POST path` on the API with `key` (and `body` as JSON unless null): it must be 200.
+async fn post_ok(system: &System, key: &str, path: &str, body: &Value) {
+    let status = call(system, "POST", path, body, Some(key)).await;
+    assert_eq!(status, 200, "POST {path} as {key}");
+}
+
+/// One chat turn of `user` with `key`; it must be 200: the reply.
+async fn chat(system: &System, key: &str, user: &str, message: &str) -> Value {
     let response = system
         .http
         .post(format!("{}/v1/chat/brendan", system.api))
@@ -322,13 +290,16 @@ async fn chat(system: &System, key: &str, user: &str, message: &str) -> (u16, Va
         .json(&json!({"user_id": user, "message": message}))
         .sent()
         .await;
-    myloware_testkit::status_and_json(response).await
+    let (status, reply) = myloware_testkit::status_and_json(response).await;
+    assert_eq!(status, 200, "{reply}");
+    reply
 }
 
-fn gate(run: &Value, name: &str) -> Value {
-    run["gates"]
-        .as_array()
-        .and_then(|gates| gates.iter().find(|g| g["gate"] == name))
-        .cloned()
-        .unwrap_or(Value::Null)
+/// A system with the roles' keys, and a run the operator's key proposed
+/// in `user`'s chat: the system, the run and the chat's reply.
+async fn proposed_by_operator(db: &Db, user: &str) -> (System, String, Value) {
+    let system = start_with_roles(db).await;
+    let reply = chat(&system, OPS, user, "make an AISMR video about candles").await;
+    let run_id = reply["run_ids"][0].as_str().expect("a proposal").to_string();
+    (system, run_id, reply)
 }

@@ -10,7 +10,7 @@ use myloware_testkit::conformance_tests;
 use myloware_testkit::fakes::Channel;
 use serde_json::{Value, json};
 
-use myloware_testkit::system::{self, System};
+use myloware_testkit::system::{self, System, gate};
 
 const QUICK: Duration = Duration::from_secs(30);
 const BOT_TOKEN: &str = "123456:test-bot-token";
@@ -110,10 +110,10 @@ async fn only_approver_chats_decide_gates(db: &Db) {
     assert_eq!(send(&system, 4, BOSS, "approve").await.1["status"], "accepted");
     let run = system
         .wait_for(&run_id, QUICK, "the workflow gate approved", |run| {
-            workflow_gate(run)["decision"] == "approve"
+            gate(run, "workflow")["decision"] == "approve"
         })
         .await;
-    assert_eq!(workflow_gate(&run)["approver"], format!("telegram:{BOSS}"));
+    assert_eq!(gate(&run, "workflow")["approver"], format!("telegram:{BOSS}"));
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     system.stop_idle().await;
 }
@@ -210,12 +210,4 @@ async fn send(system: &System, update_id: i64, chat: i64, text: &str) -> (u16, V
 async fn runs_of(system: &System, user: &str) -> Vec<Value> {
     let body = system.get(&format!("{}/v1/runs?user_id={user}", system.api)).await;
     body["runs"].as_array().unwrap().clone()
-}
-
-fn workflow_gate(run: &Value) -> Value {
-    run["gates"]
-        .as_array()
-        .and_then(|gates| gates.iter().find(|g| g["gate"] == "workflow"))
-        .cloned()
-        .unwrap_or(Value::Null)
 }
