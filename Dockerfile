@@ -49,7 +49,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # Non-root user; /app/data is the only writable path (SQLite's default
-# DATABASE_URL, sqlite://data/myloware.db, resolves to /app/data/myloware.db).
+# DATABASE_URL, sqlite://data/myloware.db, resolves to /app/data/myloware.db;
+# the default ASSET_DIR, data/assets, to /app/data/assets: made here, so a
+# volume mounted on it starts owned by the service's user).
 RUN groupadd --system --gid 10001 mw \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin mw
@@ -58,7 +60,7 @@ WORKDIR /app
 COPY --from=builder /app/mw /usr/local/bin/mw
 # Project definitions and persona prompts, read at startup (PROJECTS_DIR).
 COPY projects /app/projects
-RUN mkdir -p /app/data && chown 10001:10001 /app/data
+RUN mkdir -p /app/data/assets && chown -R 10001:10001 /app/data
 
 # The services listen on loopback unless BIND_HOST says otherwise: a
 # container must listen on its network interface. Production also requires

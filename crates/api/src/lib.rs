@@ -3,7 +3,8 @@
 //! stop, with the command reconciler and the chat pusher beside it.
 //!
 //! Crate graph: `myloware-api` may import `myloware-core`, `myloware-db`,
-//! `myloware-telemetry`, `myloware-http` and `myloware-providers`, never
+//! `myloware-telemetry`, `myloware-http`, `myloware-providers` and
+//! `myloware-assets`, never
 //! `myloware-orchestrator` (it talks to it over HTTP); only `myloware-cli`
 //! (and the benchmarks) import it.
 

@@ -24,10 +24,12 @@ pub enum LimitedRoute {
     /// Upload-Post's unsigned webhook (nothing proves a delivery), per
     /// address: every delivery spends.
     UploadPostHint,
+    /// Signed asset fetches (each streams a video), per client.
+    AssetFetch,
 }
 
 impl LimitedRoute {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then

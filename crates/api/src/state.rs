@@ -37,6 +37,8 @@ pub struct ApiState {
     pub pushes: Arc<tokio::sync::Notify>,
     /// Outbound HTTP other than the orchestrator (chat channels).
     pub http: reqwest::Client,
+    /// The rendered videos (`GET /v1/assets/…`, the approval page's player).
+    pub assets: Arc<myloware_assets::AssetStore>,
 }
 
 impl ApiState {
@@ -56,6 +58,7 @@ impl ApiState {
         orchestrator: Arc<dyn OrchestratorClient>,
     ) -> ApiState {
         ApiState {
+            assets: Arc::new(myloware_assets::AssetStore::from_config(&config)),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             internal: Arc::new(config.internal_keys()),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),

@@ -28,6 +28,7 @@ async fn the_openapi_document_describes_the_routes(db: &Db) {
         "/v1/runs/{runId}",
         "/v1/runs/{runId}/artifacts",
         "/v1/runs/{runId}/cancel",
+        "/v1/assets/{project}/{runId}/{file}",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

@@ -123,4 +123,18 @@ pub fn print_summary(config: &Config) {
         format!("{}://{} (gate links)", u.scheme(), u.host_str().unwrap_or_default())
     });
     println!("chat webhook: {webhook}");
+    let assets = &config.assets;
+    let store = match &assets.bucket {
+        None => format!("local folder {}", assets.dir.display()),
+        Some(bucket) => format!(
+            "bucket s3://{}/{} at {}",
+            bucket.bucket,
+            bucket.prefix,
+            bucket.endpoint.as_ref().map_or("AWS S3".to_string(), |e| e.to_string())
+        ),
+    };
+    println!(
+        "rendered videos: {store} (URLs valid {} h)",
+        assets.url_ttl().as_secs() / 3600
+    );
 }

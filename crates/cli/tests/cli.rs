@@ -117,6 +117,10 @@ fn validate_env_in_mock_mode_prints_mode_and_hosts() {
     ] {
         assert!(stdout.contains(host), "{host} missing from:\n{stdout}");
     }
+    assert!(
+        stdout.contains("rendered videos: local folder data/assets (URLs valid 168 h)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("configuration OK"));
 }
 

@@ -5,9 +5,9 @@
 //! keys are refused here.
 //!
 //! Crate graph: `myloware-orchestrator` may import `myloware-core`,
-//! `myloware-db`, `myloware-telemetry`, `myloware-http` and
-//! `myloware-providers`, never `myloware-api`; only `myloware-cli` (and the
-//! benchmarks) import it.
+//! `myloware-db`, `myloware-telemetry`, `myloware-http`,
+//! `myloware-providers` and `myloware-assets`, never `myloware-api`; only
+//! `myloware-cli` (and the benchmarks) import it.
 
 use std::sync::Arc;
 

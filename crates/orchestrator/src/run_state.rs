@@ -79,10 +79,38 @@ pub struct Clip {
 #[serde(rename_all = "camelCase")]
 pub struct Render {
     pub id: String,
+    /// Shotstack's temporary URL (deleted after 24 h).
     pub url: Option<String>,
     pub polls: u32,
     #[serde(default)]
     pub requested_at: Option<DateTime<Utc>>,
+    /// The copy in our asset store, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<RenderAsset>,
+    /// Failed attempts at the copy so far.
+    #[serde(default)]
+    pub copies: u32,
+    /// Failed attempts at reading the store before the publish.
+    #[serde(default)]
+    pub checks: u32,
+}
+
+/// A render's copy in the project's asset store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderAsset {
+    pub key: String,
+    /// A URL of the copy, valid `ASSET_URL_TTL_HOURS` from the copy: what
+    /// the run's events show (the publish and the approval page mint their
+    /// own).
+    pub url: String,
+}
+
+impl Render {
+    /// The URL the run shows for the render: the copy's once made
+    /// (before: Shotstack's; runs rendered before the asset store had no copy).
+    pub fn shown_url(&self) -> Option<String> {
+        self.asset.as_ref().map(|a| a.url.clone()).or_else(|| self.url.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +183,10 @@ pub struct Failure {
     pub persona: Option<Persona>,
 }
 
+/// How long Shotstack keeps a render's output (its docs: 24 h), less an
+/// hour of margin.
+const SHOTSTACK_KEEPS_SECS: f64 = 23.0 * 3600.0;
+
 /// Seconds from `since` (if known) to now.
 pub fn seconds_since(since: Option<DateTime<Utc>>) -> f64 {
     since.map_or(0.0, |at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
@@ -184,7 +216,23 @@ impl RunState {
                 self.clips_waiting_since = None;
                 self.clip_polls = 0;
             }
-            "shotstack.render_failed" if self.render.take().is_some() => self.render_attempt += 1,
+            // The render is gone from the asset store: render it again.
+            "shotstack.render_failed" | "assets.missing" if self.render.take().is_some() => self.render_attempt += 1,
+            // Shotstack keeps its output 24 h: copy it again while it is
+            // there, render again once it is not.
+            "assets.copy_failed" => match &mut self.render {
+                Some(render) if seconds_since(render.requested_at) < SHOTSTACK_KEEPS_SECS => render.copies = 0,
+                Some(_) => {
+                    self.render = None;
+                    self.render_attempt += 1;
+                }
+                None => {}
+            },
+            "assets.unavailable" => {
+                if let Some(render) = &mut self.render {
+                    render.checks = 0;
+                }
+            }
             "shotstack.render_timeout" => {
                 if let Some(render) = &mut self.render {
                     render.polls = 0;
@@ -234,6 +282,9 @@ mod tests {
                 url: None,
                 polls: 61,
                 requested_at: None,
+                asset: None,
+                copies: 0,
+                checks: 0,
             }),
             publish: Some(Publish {
                 caption: "c".into(),
@@ -287,6 +338,44 @@ mod tests {
         state.prepare_retry(2);
         assert_eq!((state.publish.is_none(), state.publish_attempt), (true, 1));
         assert_eq!(state.render_attempt, 0);
+    }
+
+    #[test]
+    fn a_render_gone_from_storage_is_rendered_again() {
+        let mut state = failed("assets.missing");
+        state.prepare_retry(1);
+        assert_eq!((state.render.is_none(), state.render_attempt), (true, 1));
+        assert!(
+            state.publish.is_some(),
+            "the publish was never made: its request id stays"
+        );
+        assert_eq!(state.publish_attempt, 0);
+    }
+
+    #[test]
+    fn a_failed_copy_copies_again_while_shotstack_keeps_the_render() {
+        let mut state = failed("assets.copy_failed");
+        if let Some(render) = &mut state.render {
+            render.copies = 8;
+            render.url = Some("https://shotstack/out.mp4".into());
+            render.requested_at = Some(Utc::now() - chrono::Duration::hours(2));
+        }
+        let mut later = state.clone();
+        state.prepare_retry(1);
+        let render = state.render.clone().unwrap();
+        assert_eq!(
+            (render.id.as_str(), render.copies, state.render_attempt),
+            ("render-1", 0, 0)
+        );
+        assert_eq!(render.url.as_deref(), Some("https://shotstack/out.mp4"));
+
+        later.render.as_mut().unwrap().requested_at = Some(Utc::now() - chrono::Duration::hours(25));
+        later.prepare_retry(1);
+        assert_eq!(
+            (later.render.is_none(), later.render_attempt),
+            (true, 1),
+            "gone from Shotstack"
+        );
     }
 
     #[test]

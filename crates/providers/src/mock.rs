@@ -206,6 +206,11 @@ impl VideoGenerator for MockKie {
     }
 }
 
+/// The mock render: a real MP4 of a few KB (how it was made:
+/// `crates/providers/assets/README.md`). The engine stores it as the
+/// render's asset instead of downloading the mock URL.
+pub const RENDER_MP4: &[u8] = include_bytes!("../assets/mock-render.mp4");
+
 pub struct MockShotstack {
     renders: Calls,
 }
@@ -285,5 +290,11 @@ mod tests {
     fn mock_ids_are_deterministic_per_key() {
         assert_eq!(mock_id("x", "run_a:clip:0"), mock_id("x", "run_a:clip:0"));
         assert_ne!(mock_id("x", "run_a:clip:0"), mock_id("x", "run_a:clip:1"));
+    }
+
+    #[test]
+    fn the_mock_render_is_a_small_mp4() {
+        assert_eq!(&RENDER_MP4[4..8], b"ftyp");
+        assert!(RENDER_MP4.len() < 8 * 1024, "{} bytes", RENDER_MP4.len());
     }
 }

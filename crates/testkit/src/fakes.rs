@@ -4,7 +4,8 @@
 //! Telegram Bot API (or any incoming webhook).
 //!
 //! The provider operations are `kieai.submit`, `kieai.record_info`,
-//! `shotstack.render`, `shotstack.status`, `upload_post.publish` and
+//! `shotstack.render`, `shotstack.status`, `shotstack.download` (the
+//! rendered file, [`shotstack`]), `upload_post.publish` and
 //! `upload_post.status`: [`Calls::attempts`] counts every request of one,
 //! faulty ones included; [`Calls::done`] and [`Calls::count`] the requests
 //! that did the work (a paid call), with their bodies.
@@ -20,6 +21,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+pub mod shotstack;
 
 /// The kie.ai signing secret of the fakes' callbacks.
 pub const SIGNING: &str = "live-test-kie-signing-secret";
@@ -222,8 +225,9 @@ impl Providers {
                 .route("/api/v1/veo/generate", post(kie_generate))
                 .route("/api/v1/veo/record-info", get(kie_record_info))
                 .route("/api/v1/chat/credit", get(kie_credit))
-                .route("/edit/stage/render", post(shotstack_render))
-                .route("/edit/stage/render/{id}", get(shotstack_status))
+                .route("/edit/stage/render", post(shotstack::render))
+                .route("/edit/stage/render/{id}", get(shotstack::status))
+                .route("/renders/{file}", get(shotstack::file))
                 .route("/api/upload", post(upload_post_publish))
                 .route("/api/uploadposts/status", get(upload_post_status))
                 .with_state(provider),
@@ -352,29 +356,6 @@ async fn kie_credit(headers: HeaderMap) -> Json<Value> {
     } else {
         Json(json!({"code": 401, "msg": "Unauthorized: invalid API key"}))
     }
-}
-
-async fn shotstack_render(State(fake): State<Provider>, Json(body): Json<Value>) -> Response {
-    let fault = fake.calls.fault("shotstack.render");
-    if let Some(Fault::Status(status)) = fault {
-        return refusal("shotstack", status);
-    }
-    let id = format!("render-{}", fake.calls.push("shotstack.render", body) + 1);
-    if let Some(Fault::Hang(delay)) = fault {
-        tokio::time::sleep(delay).await;
-    }
-    Json(json!({"success": true, "message": "Created", "response": {"id": id}})).into_response()
-}
-
-async fn shotstack_status(
-    State(fake): State<Provider>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    if let Some(refused) = lookup_fault(&fake.calls, "shotstack.status", "shotstack").await {
-        return refused;
-    }
-    Json(json!({"success": true, "response": {"id": id, "status": "done", "url": format!("https://cdn.fake-shotstack/{id}.mp4")}}))
-        .into_response()
 }
 
 async fn upload_post_publish(State(fake): State<Provider>, headers: HeaderMap, body: axum::body::Bytes) -> Response {

@@ -8,6 +8,7 @@
 //! - [`proxy`]: a chaos TCP proxy that cuts or blocks connections;
 //! - [`fakes`]: kie.ai, Shotstack, Upload-Post, OpenAI and Telegram on
 //!   loopback, with exact call counters and scripted faults;
+//! - [`s3`]: a real S3-compatible server (moto's) for the asset store;
 //! - [`system`]: both services in this process on real HTTP;
 //! - [`promql`]: enough PromQL and text exposition to check dashboards;
 //! - [`free_port`] and [`wait_until`].
@@ -18,6 +19,7 @@ pub mod fakes;
 pub mod process;
 pub mod promql;
 pub mod proxy;
+pub mod s3;
 pub mod system;
 
 use std::future::Future;

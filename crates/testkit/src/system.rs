@@ -27,6 +27,8 @@ pub struct System {
     /// The API reaches the orchestrator through it: `switch.block(true)`
     /// cuts it off, as if the orchestrator were down.
     pub switch: Proxy,
+    /// `ASSET_DIR`: the rendered videos (unless the test set a bucket).
+    pub assets: crate::process::Scratch,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -49,7 +51,10 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
     // The API reaches the orchestrator through a switchable proxy.
     let switch = Proxy::start(orchestrator_listener.local_addr().unwrap().port()).await;
     let orchestrator_via_proxy = switch.url();
+    let assets = crate::process::Scratch::new("assets");
+    let asset_dir = assets.path().display().to_string();
     let mut env: HashMap<String, String> = [
+        ("ASSET_DIR", asset_dir.as_str()),
         ("API_URL", api.as_str()),
         ("PUBLIC_BASE_URL", api.as_str()),
         ("ORCHESTRATOR_URL", orchestrator_via_proxy.as_str()),
@@ -81,6 +86,7 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
         api_state,
         orchestrator_state,
         switch,
+        assets,
         stop,
         tasks,
     }

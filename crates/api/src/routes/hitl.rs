@@ -349,6 +349,7 @@ pub async fn open_link(
                 .and_then(|e| chrono::DateTime::<Utc>::from_timestamp(e, 0))
                 .map_or("soon".to_string(), |e| e.format("%Y-%m-%d %H:%M UTC").to_string());
             let allow_http = state.config.environment == Environment::Development;
+            let preview = super::assets::with_fresh_render_url(&state, preview).await;
             Html(page::confirmation(
                 &run.id,
                 &run.project,

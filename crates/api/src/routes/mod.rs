@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::middleware;
 use crate::state::ApiState;
 
+pub mod assets;
 pub mod chat;
 pub mod costs;
 pub mod dlq;
@@ -50,6 +51,7 @@ pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
         .merge(dlq::router(state))
         .merge(retention::router(state))
         .merge(costs::router(state))
+        .merge(assets::router(state))
 }
 
 /// Routes for strangers whose requests prove themselves (provider

@@ -122,11 +122,14 @@ fn demo_auto_approve_against_mw_dev() {
     for needle in [
         format!("/v1/hitl/approve/{run_id}/ideate?token="),
         "clip 12/12 completed".to_string(),
-        "render: https://".to_string(),
+        // The mock render, copied into `mw dev`'s asset folder (no setup).
+        format!("render: {api_url}/v1/assets/aismr/{run_id}/render-0.mp4?expires="),
         format!("/v1/hitl/approve/{run_id}/prepublish?token="),
         "publish: https://".to_string(),
         format!("{run_id} published after"),
     ] {
         assert!(stdout.contains(&needle), "{needle:?} in:\n{stdout}");
     }
+    let copy = dir.0.join(format!("data/assets/aismr/{run_id}/render-0.mp4"));
+    assert!(copy.is_file(), "{} is missing", copy.display());
 }

@@ -7,9 +7,10 @@
 //! One module per concern: [`secrets`] (keys, secrets, the database URL),
 //! [`providers`] (the live providers' endpoints and the providers mode),
 //! [`channels`] (the LLM and the chat channels), [`server`] (HTTP limits
-//! and rate limits), `prices` (`PRICES_FILE`, the price table), [`reader`]
-//! (reading a variable, collecting problems) and [`validate`] (the one
-//! pass over every variable). Every type is
+//! and rate limits), `prices` (`PRICES_FILE`, the price table), [`assets`]
+//! (where rendered videos are kept), [`reader`] (reading a variable,
+//! collecting problems) and [`validate`] (the one pass over every
+//! variable). Every type is
 //! re-exported here: `myloware_core::config::Config` and the rest keep
 //! their paths.
 
@@ -24,6 +25,7 @@ use crate::auth::NamedKey;
 use crate::internal::InternalKeys;
 use crate::providers::ProviderMode;
 
+pub mod assets;
 pub mod channels;
 pub use budget::BudgetConfig;
 mod budget;
@@ -34,6 +36,7 @@ pub mod secrets;
 pub mod server;
 pub mod validate;
 
+pub use assets::{AssetsConfig, BucketConfig};
 pub use channels::{ChatConfig, LlmConfig};
 pub use providers::{MOCK_KIEAI_SIGNING_SECRET, ProviderEndpoint, ProvidersConfig};
 pub use reader::{ConfigError, Problem};
@@ -135,6 +138,8 @@ pub struct Config {
     pub prices: crate::costs::PriceTable,
     /// Spending limits and the cap on active runs.
     pub budget: BudgetConfig,
+    /// Where rendered videos are kept (`ASSET_*`).
+    pub assets: AssetsConfig,
 }
 
 /// The orchestrator's engine.
@@ -195,6 +200,7 @@ impl Config {
                     .into(),
             );
         }
+        warnings.extend(self.assets.warning(self.environment));
         warnings
     }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::assets::assets_config;
 use super::channels::chat_config;
 use super::providers::{provider_endpoint, providers_mode};
 use super::reader::Reader;
@@ -160,6 +161,7 @@ impl Config {
         let http = http_limits(&mut r);
         let (prices_file, prices) = super::prices::prices(&mut r);
         let budget = super::budget::budget(&mut r);
+        let assets = assets_config(&mut r, environment);
 
         if !r.problems.is_empty() {
             return Err(ConfigError { problems: r.problems });
@@ -192,6 +194,7 @@ impl Config {
             prices_file,
             prices,
             budget,
+            assets,
         })
     }
 }

@@ -110,6 +110,8 @@ impl Personas {
 /// Shared by workers, routes and the outbox dispatcher.
 pub struct Engine {
     pub store: Arc<dyn OrchestratorStore>,
+    /// Where renders are copied before the prepublish gate.
+    pub assets: Arc<myloware_assets::AssetStore>,
     pub config: Arc<Config>,
     pub providers: ProviderSets,
     pub personas: Personas,
@@ -185,6 +187,7 @@ impl Engine {
         let metrics = EngineMetrics::new(http, &declared);
         Arc::new(Engine {
             store,
+            assets: Arc::new(myloware_assets::AssetStore::from_config(&config)),
             config,
             providers,
             personas,
@@ -429,13 +432,13 @@ fn completion(state: &RunState) -> Value {
                     ClipStatus::Pending => "pending",
                 }),
                 "assetUrl": clip.and_then(|c| c.url.clone()),
-                "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
+                "renderUrl": state.render.as_ref().and_then(crate::run_state::Render::shown_url),
             })
         })
         .collect();
     json!({
         "videos": videos,
-        "renderUrl": state.render.as_ref().and_then(|r| r.url.clone()),
+        "renderUrl": state.render.as_ref().and_then(crate::run_state::Render::shown_url),
         "publishUrls": state.publish.as_ref().map(|p| p.urls.clone()).unwrap_or_default(),
     })
 }

@@ -63,7 +63,26 @@ async fn an_aismr_run_in_live_mode_is_published_against_fake_providers(db: &Db) 
     assert_eq!(calls.count("kieai.submit"), 12, "one submission per clip");
     assert_eq!(calls.count("shotstack.render"), 1);
     assert_eq!(calls.count("upload_post.publish"), 1);
-    assert_eq!(run["result"]["renderUrl"], "https://cdn.fake-shotstack/render-1.mp4");
+    // Published from our copy of the render, not from Shotstack's URL.
+    let render = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "render.url")
+        .unwrap();
+    assert_eq!(
+        render["data"]["sourceUrl"],
+        format!("{}/renders/render-1.mp4", providers.url)
+    );
+    assert_eq!(render["data"]["assetKey"], format!("aismr/{run_id}/render-0.mp4"));
+    assert_eq!(run["result"]["renderUrl"], render["data"]["url"]);
+    assert!(
+        run["result"]["renderUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/v1/assets/aismr/{run_id}/render-0.mp4?", system.api))
+    );
+    assert_eq!(calls.count("shotstack.download"), 1, "copied once");
     assert_eq!(
         run["result"]["publishUrls"],
         json!(["https://www.tiktok.com/@myloware-aismr/video/1"])

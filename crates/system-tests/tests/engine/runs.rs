@@ -40,11 +40,16 @@ async fn a_smoke_run_is_published_with_two_clips_one_render_one_publish(db: &Db)
             .iter()
             .all(|v| v["status"] == "completed" && v["assetUrl"].as_str().is_some_and(|u| u.ends_with(".mp4")))
     );
-    assert!(
-        result["renderUrl"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://mock.shotstack.io/")
+    // The mock render (a real MP4), copied into the asset store and served
+    // by the API under a signed URL.
+    let render_url = result["renderUrl"].as_str().unwrap();
+    let copy = format!("{}/v1/assets/test_video_gen/{run_id}/render-0.mp4?", system.api);
+    assert!(render_url.starts_with(&copy), "{render_url}");
+    let video = system.http.get(render_url).send().await.unwrap();
+    assert_eq!(video.headers()["content-type"], "video/mp4");
+    assert_eq!(
+        video.bytes().await.unwrap().as_ref(),
+        myloware_providers::mock::RENDER_MP4
     );
     let publish_urls = result["publishUrls"].as_array().unwrap();
     assert_eq!(publish_urls.len(), 1);

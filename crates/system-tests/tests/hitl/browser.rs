@@ -284,3 +284,50 @@ async fn script_in_a_preview_stays_text_in_a_real_browser() {
         }
     }
 }
+
+/// The prepublish page plays the render from the project's own copy
+/// (served by the API under a signed URL), not from Shotstack's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_page_plays_the_render_from_the_copy() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let system = system::start(&db.db, &[]).await;
+    let quick = Duration::from_secs(30);
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "candles"}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", quick).await;
+    system.approve(&run_id, "ideate").await;
+    system.wait_status(&run_id, "awaiting_prepublish", quick).await;
+    let link = system
+        .get(&format!("{}/v1/hitl/link/{run_id}/prepublish", system.api))
+        .await;
+    driver.open(link["approvalUrl"].as_str().unwrap()).await;
+    driver.wait_for_text("Approve the prepublish gate?").await;
+    let copy = format!("{}/v1/assets/aismr/{run_id}/render-0.mp4?", system.api);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let video = loop {
+        let video = driver
+            .execute(
+                "const v = document.querySelector('video'); \
+                 return v && {src: v.currentSrc, ready: v.readyState, width: v.videoWidth, \
+                 height: v.videoHeight, error: v.error && v.error.code}",
+            )
+            .await;
+        if video["ready"].as_u64().unwrap_or(0) >= 1 || !video["error"].is_null() {
+            break video;
+        }
+        assert!(Instant::now() < deadline, "the video never loaded: {video}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(video["src"].as_str().unwrap().starts_with(&copy), "{video}");
+    assert_eq!(video["error"], Value::Null, "the browser could not play it: {video}");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(90), Some(160)),
+        "{video}"
+    );
+    system.approve(&run_id, "prepublish").await;
+    system.wait_status(&run_id, "published", quick).await;
+    system.stop_idle().await;
+}

@@ -83,9 +83,11 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
         .header("accept", "application/json")
         .json_answer()
         .await;
-    assert!(
-        description["preview"]["renderUrl"].as_str().unwrap().ends_with(".mp4"),
-        "the render in the preview"
+    let render = url::Url::parse(description["preview"]["renderUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        render.path(),
+        format!("/v1/assets/aismr/{run_id}/render-0.mp4"),
+        "the render's copy in the preview"
     );
     let (status, body) = form(
         &system,

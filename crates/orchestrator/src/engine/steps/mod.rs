@@ -16,7 +16,8 @@ use myloware_core::signing;
 use myloware_core::wire::{EventKind, Signal};
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use myloware_providers::{
-    ClipRequest, ClipState, ProviderError, PublishRequest, PublishState, Recovered, RenderRequest, RenderState,
+    ClipRequest, ClipState, ProviderError, Providers, PublishRequest, PublishState, Recovered, RenderRequest,
+    RenderState,
 };
 use serde_json::{Value, json};
 
@@ -29,6 +30,7 @@ use crate::scripted;
 use crate::store::{JournalBegin, JournalEntry, JournalStatus};
 
 mod alex;
+mod assets;
 mod iggy;
 mod journal;
 mod quinn;
@@ -243,7 +245,9 @@ fn gate_node(step: &mut Step<'_>, gate: Gate, persona: Option<Persona>) -> Outco
         let preview = match gate {
             Gate::Ideate => json!({"ideas": step.state.ideas}),
             _ => json!({
-                "renderUrl": step.state.render.as_ref().and_then(|r| r.url.clone()),
+                "renderUrl": step.state.render.as_ref().and_then(Render::shown_url),
+                // The approval page mints a fresh URL of the copy from its key.
+                "renderAsset": step.state.render.as_ref().and_then(|r| r.asset.as_ref().map(|a| a.key.clone())),
                 "clips": step.state.clips,
             }),
         };

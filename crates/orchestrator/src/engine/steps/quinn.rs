@@ -14,13 +14,10 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     let publish = match step.state.publish.clone() {
         Some(publish) => publish,
         None => {
-            let video_url = step
-                .state
-                .render
-                .as_ref()
-                .and_then(|r| r.url.clone())
-                .or_else(|| step.state.clips.first().and_then(|c| c.url.clone()))
-                .unwrap_or_default();
+            let video_url = match assets::video_to_publish(step, &providers).await? {
+                Ok(url) => url,
+                Err(outcome) => return Ok(outcome),
+            };
             let Caption { caption, hashtags } = match step.state.caption.clone() {
                 Some(words) => words,
                 None => match llm(step, persona) {
