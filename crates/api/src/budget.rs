@@ -1,25 +1,17 @@
 //! Spending limits at a run's start: a live run whose estimate is more than
 //! a limit has left is refused (409) before anything is stored or paid.
-//! Limits count live spend (`run_costs`, mode `live`) per UTC day and UTC
-//! calendar month, for all projects (`SPEND_LIMIT_*_USD`) and for the
-//! run's project (its `[budget]`).
+//! Which limits apply and what they count: [`myloware_core::costs::limits`];
+//! spend is what the API applied from `cost.recorded` events (`run_costs`,
+//! mode `live`). A running run is held by the orchestrator instead, at its
+//! next paid call.
 
-use chrono::{Datelike, Utc};
+use chrono::Utc;
 use myloware_core::ProviderMode;
-use myloware_core::costs::usd;
-use myloware_core::project::ProjectSpec;
+use myloware_core::project::{Persona, ProjectSpec};
+use myloware_core::wire::StartExecution;
 
 use crate::error::ApiError;
 use crate::state::ApiState;
-
-/// One limit: what it is called in a refusal, from which day it counts,
-/// whose spend, and how much.
-struct Limit<'a> {
-    name: String,
-    since: String,
-    project: Option<&'a str>,
-    micros: i64,
-}
 
 /// `Ok` when `estimate` (micro-dollars) fits in every limit that applies to
 /// a run of `spec` in `mode`; mock runs spend nothing and always fit.
@@ -32,64 +24,28 @@ pub async fn check_start(
     if mode == ProviderMode::Mock {
         return Ok(());
     }
-    for limit in limits(state, spec) {
-        let spent = state.store.live_spend_since(&limit.since, limit.project).await?;
-        let left = (limit.micros - spent).max(0);
-        if estimate > left {
-            return Err(ApiError::Conflict(format!(
-                "the {} is {:.2} USD, {:.2} USD of it spent, {:.2} USD left; this run is estimated at {:.2} USD",
-                limit.name,
-                usd(limit.micros),
-                usd(spent),
-                usd(left),
-                usd(estimate),
-            )));
+    let today = Utc::now().date_naive();
+    for limit in state.config.budget.limits(&spec.project, spec.budget, today) {
+        let since = limit.since.to_string();
+        let spent = state.store.live_spend_since(&since, limit.project.as_deref()).await?;
+        if let Some(exceeded) = limit.exceeded(spent, estimate) {
+            return Err(ApiError::Conflict(exceeded.describe("this run")));
         }
     }
     Ok(())
 }
 
-fn limits<'a>(state: &ApiState, spec: &'a ProjectSpec) -> Vec<Limit<'a>> {
-    let today = Utc::now().date_naive();
-    let month = today.with_day(1).expect("every month has a first day");
-    let (day, month) = (today.to_string(), month.to_string());
-    let global = &state.config.budget;
-    let project = spec.budget.unwrap_or_default();
-    let micros = |usd: Option<f64>| usd.map(myloware_core::costs::micros);
-    [
-        (
-            "daily spend limit (SPEND_LIMIT_DAILY_USD)".to_string(),
-            &day,
-            None,
-            global.daily_micros,
-        ),
-        (
-            "monthly spend limit (SPEND_LIMIT_MONTHLY_USD)".to_string(),
-            &month,
-            None,
-            global.monthly_micros,
-        ),
-        (
-            format!("daily spend limit of project {}", spec.project),
-            &day,
-            Some(spec.project.as_str()),
-            micros(project.daily_usd),
-        ),
-        (
-            format!("monthly spend limit of project {}", spec.project),
-            &month,
-            Some(spec.project.as_str()),
-            micros(project.monthly_usd),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(name, since, project, micros)| {
-        micros.map(|micros| Limit {
-            name,
-            since: since.clone(),
-            project,
-            micros,
-        })
-    })
-    .collect()
+/// What a run of `spec` through `pipeline` is expected to cost, in
+/// micro-dollars. Personas use the LLM only when one is configured.
+pub fn estimate(state: &ApiState, spec: &ProjectSpec, pipeline: &[Persona]) -> i64 {
+    let llm = &state.config.llm;
+    let llm_model = llm.api_key.is_some().then_some(llm.model.as_str());
+    state.config.prices.estimate_pipeline(spec, pipeline, llm_model).total()
+}
+
+/// A proposal is checked again when its workflow gate is approved: spend
+/// may have grown since it was proposed.
+pub async fn check_proposal(state: &ApiState, start: &StartExecution) -> Result<(), ApiError> {
+    let estimate = estimate(state, &start.project_spec, &start.graph_spec.pipeline);
+    check_start(state, &start.project_spec, start.providers_mode, estimate).await
 }

@@ -33,6 +33,9 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
         if event.kind == EventKind::GateReached && !run.status.is_terminal() {
             open_gate(state, &run, event, &mut update);
         }
+        if is_artifact(event, "budget.held") && !run.status.is_terminal() {
+            tell_owner_of_hold(state, &run, event, &mut update);
+        }
         let applied = AppliedEvent {
             event_id: event.event_id.clone(),
             run_id: event.run_id.clone(),
@@ -85,6 +88,39 @@ fn open_gate(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate)
             pushes: crate::chat::notification_pushes(&state.config, user_id),
         });
     }
+}
+
+fn is_artifact(event: &Event, kind: &str) -> bool {
+    event.kind == EventKind::ArtifactCreated && event.data["kind"] == kind
+}
+
+/// A run held by a spending limit: its owner hears why, and that it goes
+/// on by itself (nothing to approve), in the event's transaction.
+fn tell_owner_of_hold(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate) {
+    let Some(user_id) = &run.user_id else { return };
+    let hold = &event.data["data"];
+    let text = format!(
+        "Run {} ({}) is on hold before {} paid call(s): the {} has {} USD left of {} USD and they need {} USD. \
+         It goes on by itself when the limit allows (raised, or from {}).",
+        run.id,
+        run.project,
+        hold["calls"]["count"],
+        hold["limit"].as_str().unwrap_or("spending limit"),
+        hold["leftUsd"],
+        hold["limitUsd"],
+        hold["neededUsd"],
+        hold["until"].as_str().unwrap_or("the next period"),
+    );
+    update.messages.push(ChatMessage {
+        user_id: user_id.clone(),
+        role: "assistant".into(),
+        text,
+        run_id: Some(run.id.clone()),
+        gate: None,
+        link: None,
+        created_at: crate::store::now(),
+        pushes: crate::chat::notification_pushes(&state.config, user_id),
+    });
 }
 
 /// What `event` does to `run` (pure; the store writes it).

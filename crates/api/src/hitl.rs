@@ -233,6 +233,9 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
                 requested_at,
                 ..
             }) if run.status == gate.awaiting_status() => {
+                if gate == Gate::Workflow && attempt.approve {
+                    crate::budget::check_proposal(state, &proposed_start(&run)?).await?;
+                }
                 let decision = decision(&run, gate, attempt)?;
                 if state.store.decide(&decision).await? {
                     state.metrics.gate_decided(

@@ -196,14 +196,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
     myloware_core::graph::nodes(&graph)
         .map_err(|err| ApiError::invalid(&["body", "options", "skip"], err.to_string()))?;
     let input = serde_json::to_value(&request.input).expect("input serializes");
-    // Personas use the LLM only when one is configured (else scripted).
-    let llm = &state.config.llm;
-    let llm_model = llm.api_key.is_some().then_some(llm.model.as_str());
-    let estimate = state
-        .config
-        .prices
-        .estimate_pipeline(spec, &graph.pipeline, llm_model)
-        .total();
+    let estimate = crate::budget::estimate(state, spec, &graph.pipeline);
     crate::budget::check_start(state, spec, mode, estimate).await?;
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;

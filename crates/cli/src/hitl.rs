@@ -112,6 +112,26 @@ async fn pending(target: &ApiTarget, http: &reqwest::Client, json: bool) -> anyh
     if any {
         println!("decide: mw hitl approve <run> <gate>, or mw hitl reject <run> <gate> --reason <why>");
     }
+    // Held runs need no decision: they go on when the limit allows.
+    if body["held"].as_array().is_some_and(|held| !held.is_empty()) {
+        println!();
+        let header = format!("{:<18} {:<20} {:<10} held by", "run", "held since", "needs USD");
+        client::print_table(&body, "held", "", &header, |run| {
+            let hold = &run["hold"];
+            format!(
+                "{:<18} {:<20} {:<10} {} ({} USD left, counts again from {})",
+                text(&run["runId"]),
+                when(&run["heldAt"]),
+                hold["neededUsd"],
+                text(&hold["limit"]),
+                hold["leftUsd"],
+                text(&hold["until"])
+            )
+        });
+        println!(
+            "held runs go on by themselves once the limit allows: raise it (and restart), or wait for the date shown"
+        );
+    }
     Ok(())
 }
 

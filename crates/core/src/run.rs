@@ -23,6 +23,9 @@ pub enum RunStatus {
     Publishing,
     AwaitingIdeate,
     AwaitingPrepublish,
+    /// Held before a paid call that a spending limit has no room for; goes
+    /// on by itself when the limit allows (raised, or the next period).
+    AwaitingBudget,
     Published,
     Failed,
     Cancelled,
@@ -45,7 +48,7 @@ pub struct TransitionRefused {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 12] = [
+    pub const ALL: [RunStatus; 13] = [
         Self::PendingWorkflow,
         Self::Pending,
         Self::Running,
@@ -54,6 +57,7 @@ impl RunStatus {
         Self::Publishing,
         Self::AwaitingIdeate,
         Self::AwaitingPrepublish,
+        Self::AwaitingBudget,
         Self::Published,
         Self::Failed,
         Self::Cancelled,
@@ -70,6 +74,7 @@ impl RunStatus {
             Self::Publishing => "publishing",
             Self::AwaitingIdeate => "awaiting_ideate",
             Self::AwaitingPrepublish => "awaiting_prepublish",
+            Self::AwaitingBudget => "awaiting_budget",
             Self::Published => "published",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -111,7 +116,11 @@ impl RunStatus {
             _ if matches!(to, Cancelled | Failed) => true,
             PendingWorkflow => matches!(to, Pending | Rejected),
             Pending => matches!(to, Running),
-            s if s.is_active() => to.is_active() || matches!(to, AwaitingIdeate | AwaitingPrepublish | Published),
+            s if s.is_active() => {
+                to.is_active() || matches!(to, AwaitingIdeate | AwaitingPrepublish | AwaitingBudget | Published)
+            }
+            // A budget hold goes back to the work it held.
+            AwaitingBudget => to.is_active(),
             // A decided gate resumes the execution; a rejection ends the run.
             AwaitingIdeate | AwaitingPrepublish => to.is_active() || to == Rejected,
             _ => false,
@@ -220,21 +229,22 @@ mod tests {
     /// status (unchanged), `.` refused.
     ///
     /// Columns: pending_workflow, pending, running, generating, rendering,
-    /// publishing, awaiting_ideate, awaiting_prepublish, published, failed,
-    /// cancelled, rejected.
+    /// publishing, awaiting_ideate, awaiting_prepublish, awaiting_budget,
+    /// published, failed, cancelled, rejected.
     const LIFECYCLE: &str = "
-        pending_workflow     =x.......xxx
-        pending              .=x......xx.
-        running              ..=xxxxxxxx.
-        generating           ..x=xxxxxxx.
-        rendering            ..xx=xxxxxx.
-        publishing           ..xxx=xxxxx.
-        awaiting_ideate      ..xxxx=..xxx
-        awaiting_prepublish  ..xxxx.=.xxx
-        published            ........=...
-        failed               .........=..
-        cancelled            ..........=.
-        rejected             ...........=
+        pending_workflow     =x........xxx
+        pending              .=x.......xx.
+        running              ..=xxxxxxxxx.
+        generating           ..x=xxxxxxxx.
+        rendering            ..xx=xxxxxxx.
+        publishing           ..xxx=xxxxxx.
+        awaiting_ideate      ..xxxx=...xxx
+        awaiting_prepublish  ..xxxx.=..xxx
+        awaiting_budget      ..xxxx..=.xx.
+        published            .........=...
+        failed               ..........=..
+        cancelled            ...........=.
+        rejected             ............=
     ";
 
     #[test]

@@ -172,6 +172,10 @@ pub struct RunState {
     /// Publishes asked for again after a failed one (in our request id).
     #[serde(default)]
     pub publish_attempt: u32,
+    /// The spending limit holding the run before its next paid call, while
+    /// it does (its name, as the `budget.held` artifact said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_hold: Option<String>,
 }
 
 /// What failed, as the run's `execution.failed` said.

@@ -12,9 +12,9 @@ use axum::middleware::map_response_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
-use myloware_core::Gate;
 use myloware_core::auth::Permission;
 use myloware_core::config::Environment;
+use myloware_core::{Gate, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -25,7 +25,7 @@ use crate::hitl::{self, Attempt, Credential, Link, Outcome};
 use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
 use crate::state::ApiState;
-use crate::store::GateStatus;
+use crate::store::{GateStatus, RunQuery};
 
 /// The routes a link opens (no API key needed; refusals limited per
 /// address), each response with the pages' security headers
@@ -433,9 +433,10 @@ pub async fn link(
     }
 }
 
-/// Gates awaiting a decision, with fresh links.
+/// Gates awaiting a decision, with fresh links; and runs held by a spending
+/// limit, which go on by themselves once the limit allows.
 #[utoipa::path(get, path = "/v1/hitl/pending", tag = "hitl", security(("api_key" = [])),
-    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, approvalUrl, rejectUrl, expiresAt}]}`")))]
+    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, approvalUrl, rejectUrl, expiresAt}], \"held\":[{runId, project, heldAt, hold: {limit, limitUsd, spentUsd, leftUsd, neededUsd, until, persona, calls}}]}` (at most 200 of each)")))]
 pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let gates = state.store.awaiting_gates(200).await?;
     let pending: Vec<Value> = gates
@@ -446,7 +447,19 @@ pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
                    "approvalUrl": link.approval_url, "rejectUrl": link.reject_url, "expiresAt": link.expires_at})
         })
         .collect();
-    Ok(Json(json!({"pending": pending})))
+    let query = RunQuery {
+        status: Some(RunStatus::AwaitingBudget),
+        limit: 200,
+        ..RunQuery::default()
+    };
+    let mut held = Vec::new();
+    for run in state.store.list_runs(&query).await? {
+        let artifacts = state.store.list_artifacts(&run.id).await?;
+        let hold = artifacts.iter().rev().find(|a| a.kind == "budget.held");
+        held.push(json!({"runId": run.id, "project": run.project,
+                         "heldAt": hold.map(|a| a.created_at), "hold": hold.map(|a| &a.data)}));
+    }
+    Ok(Json(json!({"pending": pending, "held": held})))
 }
 
 /// What a decision (approve or reject) may answer besides 200.

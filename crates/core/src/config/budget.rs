@@ -2,8 +2,12 @@
 //! `SPEND_LIMIT_MONTHLY_USD` (live spend, all projects; a project's own
 //! limits are in its definition) and `MAX_ACTIVE_RUNS`.
 
+use chrono::{Datelike, NaiveDate};
+
 use super::reader::Reader;
+use crate::costs::limits::Limit;
 use crate::costs::micros;
+use crate::project::BudgetSpec;
 
 /// What the whole deployment may spend and run at once. `None`: no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,6 +19,60 @@ pub struct BudgetConfig {
     /// Runs started and not yet ended (proposals waiting for the workflow
     /// gate do not count).
     pub max_active_runs: Option<u32>,
+}
+
+impl BudgetConfig {
+    /// The limits on a run of `project` (whose own limits are `spec`) on `today`.
+    pub fn limits(&self, project: &str, spec: Option<BudgetSpec>, today: NaiveDate) -> Vec<Limit> {
+        let month = today.with_day(1).expect("every month has a first day");
+        let next_month = month
+            .checked_add_months(chrono::Months::new(1))
+            .expect("a date before the year 262143");
+        let tomorrow = today.succ_opt().expect("a date before the year 262143");
+        let spec = spec.unwrap_or_default();
+        let project_limit = |usd: Option<f64>| usd.map(micros);
+        [
+            (
+                "daily spend limit (SPEND_LIMIT_DAILY_USD)".to_string(),
+                today,
+                tomorrow,
+                None,
+                self.daily_micros,
+            ),
+            (
+                "monthly spend limit (SPEND_LIMIT_MONTHLY_USD)".to_string(),
+                month,
+                next_month,
+                None,
+                self.monthly_micros,
+            ),
+            (
+                format!("daily spend limit of project {project}"),
+                today,
+                tomorrow,
+                Some(project.to_string()),
+                project_limit(spec.daily_usd),
+            ),
+            (
+                format!("monthly spend limit of project {project}"),
+                month,
+                next_month,
+                Some(project.to_string()),
+                project_limit(spec.monthly_usd),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, since, until, project, micros)| {
+            micros.map(|micros| Limit {
+                name,
+                since,
+                until,
+                project,
+                micros,
+            })
+        })
+        .collect()
+    }
 }
 
 pub(super) fn budget<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> BudgetConfig {

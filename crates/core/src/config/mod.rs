@@ -158,6 +158,9 @@ pub struct EngineConfig {
     pub clip_timeout_secs: u64,
     /// Share of mock kie.ai clips that fail (`MOCK_KIEAI_FAILURE_RATE`, 0 to 1).
     pub mock_failure_rate: f64,
+    /// A run held by a spending limit looks again this often
+    /// (`BUDGET_RECHECK_SECS`), and when the limit's period ends.
+    pub budget_recheck_secs: u64,
 }
 
 impl Config {

@@ -148,9 +148,13 @@ impl Config {
             clip_poll_after_secs: r.parse("CLIP_POLL_AFTER_SECS", 120u64),
             clip_timeout_secs: r.parse("CLIP_TIMEOUT_SECS", 1800u64),
             mock_failure_rate: r.parse("MOCK_KIEAI_FAILURE_RATE", 0.0f64),
+            budget_recheck_secs: r.parse("BUDGET_RECHECK_SECS", 60u64),
         };
         if engine.workers == 0 {
             r.problem("ORCHESTRATOR_WORKERS", "must be at least 1");
+        }
+        if engine.budget_recheck_secs == 0 {
+            r.problem("BUDGET_RECHECK_SECS", "must be at least 1");
         }
         if engine.lease_secs < 3 {
             r.problem("ENGINE_LEASE_SECS", "must be at least 3");

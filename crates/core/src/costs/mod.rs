@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::project::{Persona, ProjectSpec};
 
+pub mod limits;
+
 pub const MICROS_PER_USD: i64 = 1_000_000;
 
 /// The providers a cost is recorded under, as `byProvider` lists them.

@@ -116,6 +116,9 @@ pub struct Engine {
     pub providers: ProviderSets,
     pub personas: Personas,
     pub metrics: Arc<EngineMetrics>,
+    /// Each project's own spending limits, as the catalog says now (a held
+    /// run sees a raised `[budget]` after a restart).
+    pub project_budgets: std::collections::HashMap<String, Option<myloware_core::project::BudgetSpec>>,
     /// New runnable work (a start, a signal, a cancel).
     pub work: Notify,
     /// New events in the outbox.
@@ -185,7 +188,16 @@ impl Engine {
             model: &config.llm.model,
         };
         let metrics = EngineMetrics::new(http, &declared);
+        let project_budgets = catalog
+            .iter()
+            .flat_map(|c| {
+                c.names()
+                    .into_iter()
+                    .filter_map(|name| c.get(name).map(|s| (name.to_string(), s.budget)))
+            })
+            .collect();
         Arc::new(Engine {
+            project_budgets,
             store,
             assets: Arc::new(myloware_assets::AssetStore::from_config(&config)),
             config,

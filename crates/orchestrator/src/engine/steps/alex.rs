@@ -54,6 +54,9 @@ pub(super) async fn rendered(
         .unwrap_or_else(|| scripted::overlays(&step.state.ideas));
     let edit = scripted::edit(&step.request.project_spec, &overlays, &step.state.clips);
     if step.state.render.is_none() {
+        if let Some(held) = budget::hold(step, persona, "shotstack", "render", 1).await? {
+            return Ok(Err(held));
+        }
         if step.cancelled().await? {
             return Ok(Err(Outcome::Cancelled));
         }

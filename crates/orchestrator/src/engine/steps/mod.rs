@@ -31,6 +31,7 @@ use crate::store::{JournalBegin, JournalEntry, JournalStatus};
 
 mod alex;
 mod assets;
+mod budget;
 mod iggy;
 mod journal;
 mod quinn;

@@ -40,6 +40,9 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                     }
                 },
             };
+            if let Some(held) = budget::hold(step, persona, "upload_post", "publish", 1).await? {
+                return Ok(held);
+            }
             if step.cancelled().await? {
                 return Ok(Outcome::Cancelled);
             }

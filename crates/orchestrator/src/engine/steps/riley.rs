@@ -71,6 +71,10 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         .as_ref()
         .map_or("9:16".to_string(), |s| s.aspect_ratio.clone());
 
+    let unsubmitted = step.state.clips.iter().filter(|c| !c.submitted).count();
+    if let Some(held) = budget::hold(step, persona, "kieai", "submit", unsubmitted).await? {
+        return Ok(held);
+    }
     for i in 0..step.state.clips.len() {
         if step.state.clips[i].submitted {
             continue;
