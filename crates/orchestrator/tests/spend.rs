@@ -75,6 +75,8 @@ fn commit(run_id: &str, spend: Vec<NewSpend>) -> StepCommit {
         consumed_through: None,
         keep_lease_until: None,
         spend,
+        jobs_ended: Vec::new(),
+        release_jobs: false,
     }
 }
 

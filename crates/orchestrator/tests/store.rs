@@ -114,6 +114,8 @@ fn commit(run_id: &str, worker: &str, status: ExecStatus, events: usize) -> Step
         consumed_through: None,
         keep_lease_until: None,
         spend: Vec::new(),
+        jobs_ended: Vec::new(),
+        release_jobs: false,
     }
 }
 
@@ -714,7 +716,67 @@ async fn a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside(db: &Db)
     );
 }
 
+/// `MAX_PROVIDER_JOBS`: a slot per job key, at most `cap` per provider even
+/// when taken at once; freed by the step that learns the job ended, and all
+/// of a run's when it ends.
+async fn provider_job_slots_never_exceed_the_cap(db: &Db) {
+    let store = claimed_run_a(db).await;
+    // Open the pool's connections first, so the takes overlap.
+    let warm: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.provider_jobs("kieai").await.unwrap() })
+        })
+        .collect();
+    for task in warm {
+        task.await.unwrap();
+    }
+    let takes: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_job_slot("run_a", &format!("k{i}"), "kieai", 3)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for take in takes {
+        taken += usize::from(take.await.unwrap());
+    }
+    assert_eq!(taken, 3, "three of ten concurrent takes");
+    let held = store.provider_jobs("kieai").await.unwrap();
+    assert!(
+        store.take_job_slot("run_a", &held[0], "kieai", 3).await.unwrap(),
+        "held already"
+    );
+    assert!(!store.take_job_slot("run_a", "k-next", "kieai", 3).await.unwrap());
+    assert!(
+        store.take_job_slot("run_a", "render", "shotstack", 3).await.unwrap(),
+        "per provider"
+    );
+
+    let mut step = commit("run_a", "w", ExecStatus::Runnable, 0);
+    step.keep_lease_until = Some(soon(30));
+    step.jobs_ended = vec![held[0].clone()];
+    assert!(store.commit_step(&step).await.unwrap());
+    assert_eq!(store.provider_jobs("kieai").await.unwrap(), held[1..].to_vec());
+    assert!(
+        store.take_job_slot("run_a", "k-next", "kieai", 3).await.unwrap(),
+        "a freed slot"
+    );
+
+    let mut end = commit("run_a", "w", ExecStatus::Failed, 0);
+    end.release_jobs = true;
+    assert!(store.commit_step(&end).await.unwrap());
+    assert!(store.provider_jobs("kieai").await.unwrap().is_empty());
+    assert!(store.provider_jobs("shotstack").await.unwrap().is_empty());
+}
+
 conformance_tests!(
+    provider_job_slots_never_exceed_the_cap,
     a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,
     knowledge_hits_are_ranked_best_match_first,
     ingest_replaces_the_knowledge_base,

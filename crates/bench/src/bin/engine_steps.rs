@@ -334,6 +334,8 @@ async fn store_pass(
             consumed_through: signals.last().map(|s| s.seq),
             keep_lease_until: None,
             spend: Vec::new(),
+            jobs_ended: Vec::new(),
+            release_jobs: false,
         };
         let t4 = Instant::now();
         ensure!(store.commit_step(&commit).await?, "lease lost on {}", execution.run_id);

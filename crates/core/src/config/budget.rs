@@ -19,6 +19,9 @@ pub struct BudgetConfig {
     /// Runs started and not yet ended (proposals waiting for the workflow
     /// gate do not count).
     pub max_active_runs: Option<u32>,
+    /// Provider jobs of live runs in flight at once, at each provider
+    /// (kie.ai clips, Shotstack renders).
+    pub max_provider_jobs: Option<u32>,
 }
 
 impl BudgetConfig {
@@ -79,16 +82,22 @@ pub(super) fn budget<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> Budget
     BudgetConfig {
         daily_micros: limit(r, "SPEND_LIMIT_DAILY_USD"),
         monthly_micros: limit(r, "SPEND_LIMIT_MONTHLY_USD"),
-        max_active_runs: match r.get("MAX_ACTIVE_RUNS") {
-            None => None,
-            Some(_) => match r.parse::<u32>("MAX_ACTIVE_RUNS", 0) {
-                0 => {
-                    r.problem("MAX_ACTIVE_RUNS", "must be at least 1 (unset it for no cap)");
-                    None
-                }
-                cap => Some(cap),
-            },
-        },
+        max_active_runs: cap(r, "MAX_ACTIVE_RUNS"),
+        max_provider_jobs: cap(r, "MAX_PROVIDER_JOBS"),
+    }
+}
+
+/// A cap of 1 or more; unset: none.
+fn cap<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>, var: &'static str) -> Option<u32> {
+    r.get(var)?;
+    match r.parse::<u32>(var, 0) {
+        0 => {
+            if r.problems.iter().all(|p| p.var != var) {
+                r.problem(var, "must be at least 1 (unset it for no cap)");
+            }
+            None
+        }
+        cap => Some(cap),
     }
 }
 

@@ -306,6 +306,7 @@ fn spend_limits_and_the_run_cap_are_read_and_checked() {
         ("SPEND_LIMIT_DAILY_USD", "12.5"),
         ("SPEND_LIMIT_MONTHLY_USD", "0"),
         ("MAX_ACTIVE_RUNS", "4"),
+        ("MAX_PROVIDER_JOBS", "6"),
     ])
     .unwrap();
     assert_eq!(
@@ -314,16 +315,23 @@ fn spend_limits_and_the_run_cap_are_read_and_checked() {
             daily_micros: Some(12_500_000),
             monthly_micros: Some(0),
             max_active_runs: Some(4),
+            max_provider_jobs: Some(6),
         }
     );
     let err = self::config(&[
         ("SPEND_LIMIT_DAILY_USD", "-1"),
         ("SPEND_LIMIT_MONTHLY_USD", "lots"),
         ("MAX_ACTIVE_RUNS", "0"),
+        ("MAX_PROVIDER_JOBS", "none"),
     ])
     .unwrap_err();
     assert_eq!(
         vars_named(&err),
-        ["SPEND_LIMIT_DAILY_USD", "SPEND_LIMIT_MONTHLY_USD", "MAX_ACTIVE_RUNS"]
+        [
+            "SPEND_LIMIT_DAILY_USD",
+            "SPEND_LIMIT_MONTHLY_USD",
+            "MAX_ACTIVE_RUNS",
+            "MAX_PROVIDER_JOBS"
+        ]
     );
 }

@@ -90,6 +90,7 @@ mod tests {
             daily_micros: Some(5_000_000),
             monthly_micros: Some(100_000_000),
             max_active_runs: None,
+            max_provider_jobs: None,
         };
         let spec = BudgetSpec {
             daily_usd: None,

@@ -138,6 +138,8 @@ pub struct Step<'a> {
     pub observations: Vec<Observation>,
     /// The costs of its LLM requests, committed with it.
     pub spend: Vec<NewSpend>,
+    /// Provider jobs it learned ended (their slots are freed with it).
+    pub jobs_ended: Vec<String>,
 }
 
 impl Step<'_> {
@@ -332,6 +334,7 @@ impl Engine {
                 events: Vec::new(),
                 observations: Vec::new(),
                 spend: Vec::new(),
+                jobs_ended: Vec::new(),
             };
             let node = nodes.get(execution.node as usize).copied();
             let outcome = if cancelled {
@@ -403,6 +406,8 @@ impl Engine {
                 consumed_through,
                 keep_lease_until: keep_going.then(|| Utc::now() + self.lease()),
                 spend: step.spend,
+                jobs_ended: step.jobs_ended,
+                release_jobs: status.is_finished() && self.config.budget.max_provider_jobs.is_some(),
             };
             crate::faults::point("step.before_commit");
             if !self.store.commit_step(&commit).await? {

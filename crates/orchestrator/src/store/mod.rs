@@ -119,6 +119,10 @@ pub struct StepCommit {
     /// The costs of the LLM requests the step made (their `cost.recorded`
     /// events are among `events`).
     pub spend: Vec<NewSpend>,
+    /// Provider jobs the step learned ended: their slots are freed.
+    pub jobs_ended: Vec<String>,
+    /// Free every slot of the run (it ended, or it may hold one).
+    pub release_jobs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +217,14 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Commits a step if `commit.worker` still holds the lease.
     async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool>;
+
+    /// Takes the slot of provider job `key` (a journal key) when `provider`
+    /// has fewer than `cap` jobs in flight, or it holds the slot already;
+    /// `false`: none free.
+    async fn take_job_slot(&self, run_id: &str, key: &str, provider: &str, cap: u32) -> StoreResult<bool>;
+
+    /// The jobs in flight at `provider`, by key.
+    async fn provider_jobs(&self, provider: &str) -> StoreResult<Vec<String>>;
 
     /// Marks the execution for cancellation and wakes it; `None` if unknown.
     async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;

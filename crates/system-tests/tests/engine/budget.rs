@@ -184,7 +184,48 @@ async fn a_run_held_by_a_spend_limit_continues_once_the_limit_is_raised(db: &Db)
     system.stop_idle().await;
 }
 
+/// With `MAX_PROVIDER_JOBS=1`, two live runs of two clips each share one
+/// kie.ai slot: every submission comes after the previous task's result
+/// was fetched (`record-info`), and both runs publish.
+async fn live_runs_share_the_provider_job_slots(db: &Db) {
+    let calls = Calls::default();
+    let providers = Providers::start(&calls).await;
+    let mut vars = providers.vars();
+    vars.push(("MAX_PROVIDER_JOBS", "1"));
+    let system = start(db, &vars).await;
+    let runs = [
+        system
+            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "first"}}))
+            .await,
+        system
+            .start_run(json!({"project": "test_video_gen", "input": {"prompt": "second"}}))
+            .await,
+    ];
+    for run in &runs {
+        system.wait_status(run, "published", Duration::from_secs(60)).await;
+    }
+    let mut in_flight: Vec<String> = Vec::new();
+    let mut submitted = 0;
+    for (operation, body) in calls.all() {
+        match operation.as_str() {
+            "kieai.submit" => {
+                assert!(
+                    in_flight.is_empty(),
+                    "task-{submitted} submitted while {in_flight:?} generate"
+                );
+                in_flight.push(format!("task-{submitted}"));
+                submitted += 1;
+            }
+            "kieai.record_info" => in_flight.retain(|task| body["taskId"] != task.as_str()),
+            _ => {}
+        }
+    }
+    assert_eq!(submitted, 4);
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    live_runs_share_the_provider_job_slots,
     a_run_held_by_a_spend_limit_continues_once_the_limit_is_raised,
     a_live_run_over_a_spend_limit_is_refused_before_any_paid_call,
     a_mock_run_is_never_refused_by_a_spend_limit,

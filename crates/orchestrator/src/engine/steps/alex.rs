@@ -61,6 +61,9 @@ pub(super) async fn rendered(
             return Ok(Err(Outcome::Cancelled));
         }
         let key = render_key(&step.run_id, step.state.render_attempt);
+        if !jobs::slot(step, "shotstack", &key).await? {
+            return Ok(Err(jobs::wait_for_slot("shotstack")));
+        }
         let request = RenderRequest {
             run_id: step.run_id.clone(),
             edit: edit.clone(),
@@ -111,6 +114,7 @@ pub(super) async fn rendered(
         None => match counted(step, "shotstack", "status", providers.render.status(&render.id)).await? {
             Ok(RenderState::Done { url }) => {
                 job_ended(step, Job::Shotstack, true, render.requested_at);
+                jobs::ended(step, render_key(&step.run_id, step.state.render_attempt));
                 step.state.render = Some(Render {
                     url: Some(url.clone()),
                     ..render.clone()
@@ -119,6 +123,7 @@ pub(super) async fn rendered(
             }
             Ok(RenderState::Failed { message }) => {
                 job_ended(step, Job::Shotstack, false, render.requested_at);
+                jobs::ended(step, render_key(&step.run_id, step.state.render_attempt));
                 return Ok(Err(fail(persona, "shotstack.render_failed", message)));
             }
             Ok(RenderState::Rendering) | Err(_) => {

@@ -33,6 +33,7 @@ mod alex;
 mod assets;
 mod budget;
 mod iggy;
+mod jobs;
 mod journal;
 mod quinn;
 mod riley;

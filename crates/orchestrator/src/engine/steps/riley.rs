@@ -75,6 +75,7 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
     if let Some(held) = budget::hold(step, persona, "kieai", "submit", unsubmitted).await? {
         return Ok(held);
     }
+    let mut waiting_for_slot = false;
     for i in 0..step.state.clips.len() {
         if step.state.clips[i].submitted {
             continue;
@@ -92,6 +93,10 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             callback_url: callback_url(step, script.index),
         };
         let key = clip_key(&step.run_id, script.index, step.state.clips[i].attempt);
+        if !jobs::slot(step, "kieai", &key).await? {
+            waiting_for_slot = true;
+            break;
+        }
         let journal_request = json!({"index": script.index, "prompt": script.prompt});
         let call = IdCall {
             key: &key,
@@ -205,6 +210,14 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             }
         }
     }
+    if waiting_for_slot {
+        // The wait for clips (and its timeout) starts once all are submitted.
+        step.state.clips_waiting_since = None;
+        return Ok(Outcome::Park {
+            wait: json!({"for": "clips", "jobSlot": true}),
+            wake_at: Some(Utc::now() + jobs::SLOT_RECHECK),
+        });
+    }
     if step.state.clips.iter().any(|c| !c.submitted) {
         // A failed clip is to be submitted again: at once, in the next step.
         return Ok(Outcome::Park {
@@ -286,6 +299,7 @@ pub(super) fn clip_failed(
     }
     let (attempt, submitted_at) = (clip.attempt, clip.submitted_at);
     job_ended(step, Job::KieAi, false, submitted_at);
+    jobs::ended(step, clip_key(&step.run_id, index, attempt));
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message, "attempt": attempt}}),
@@ -325,8 +339,9 @@ pub(super) fn complete_clip(step: &mut Step<'_>, index: u32, task_id: Option<Str
     if clip.task_id.is_none() {
         clip.task_id = task_id;
     }
-    let (task_id, submitted_at) = (clip.task_id.clone(), clip.submitted_at);
+    let (task_id, submitted_at, attempt) = (clip.task_id.clone(), clip.submitted_at, clip.attempt);
     job_ended(step, Job::KieAi, true, submitted_at);
+    jobs::ended(step, clip_key(&step.run_id, index, attempt));
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "completed", "url": url}}),

@@ -80,6 +80,12 @@ pub(super) const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP 
 pub(super) const POSTGRES_LOCK_EXECUTION: &str =
     "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2 FOR UPDATE";
 
+/// Counting a provider's jobs and taking a slot take turns (Postgres; a
+/// transaction-scoped advisory lock, key "mwjobs"; SQLite's write
+/// transactions already take turns), so concurrent steps never exceed
+/// `MAX_PROVIDER_JOBS`.
+pub(super) const POSTGRES_LOCK_JOBS: &str = "SELECT pg_advisory_xact_lock(1836541802)";
+
 pub(super) fn claim_sql(template: &str) -> String {
     template
         .replace("{READY}", READY)
@@ -89,7 +95,7 @@ pub(super) fn claim_sql(template: &str) -> String {
 
 /// `ExecutionStore` for one backend (see `sql_orchestrator_store!`).
 macro_rules! executions_store {
-    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $claim:expr, $lock_execution:expr, $lock_jobs:expr) => {
         #[async_trait]
         impl ExecutionStore for $store {
             async fn create_execution(&self, new: &NewExecution, first_event: &NewEvent) -> StoreResult<Created> {
@@ -229,8 +235,58 @@ macro_rules! executions_store {
                 let first_seq = last_seq - commit.events.len() as i64 + 1;
                 insert_events!(tx, &commit.run_id, first_seq, &commit.events);
                 insert_spend!(tx, &commit.spend);
+                if commit.release_jobs {
+                    sqlx::query("DELETE FROM provider_jobs WHERE run_id = $1")
+                        .bind(&commit.run_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for key in &commit.jobs_ended {
+                    sqlx::query("DELETE FROM provider_jobs WHERE key = $1")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn take_job_slot(&self, run_id: &str, key: &str, provider: &str, cap: u32) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let lock: Option<&str> = $lock_jobs;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let (held, in_flight): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM provider_jobs WHERE key = $1), \
+                            (SELECT COUNT(*) FROM provider_jobs WHERE provider = $2)",
+                )
+                .bind(key)
+                .bind(provider)
+                .fetch_one(&mut *tx)
+                .await?;
+                if held == 0 && in_flight >= i64::from(cap) {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if held == 0 {
+                    sqlx::query("INSERT INTO provider_jobs (key, run_id, provider, started_at) VALUES ($1, $2, $3, $4)")
+                        .bind(key)
+                        .bind(run_id)
+                        .bind(provider)
+                        .bind(Utc::now())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn provider_jobs(&self, provider: &str) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT key FROM provider_jobs WHERE provider = $1 ORDER BY key")
+                    .bind(provider)
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>> {

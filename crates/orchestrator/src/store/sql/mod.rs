@@ -66,7 +66,16 @@ const PRUNABLE: [(&str, &str); 4] = [
 ];
 
 macro_rules! sql_orchestrator_store {
-    ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
+    (
+        $store:ident,
+        $db:ty,
+        $begin:expr,
+        $search:expr,
+        $match:expr,
+        $claim:expr,
+        $lock_execution:expr,
+        $lock_jobs:expr
+    ) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -114,7 +123,7 @@ macro_rules! sql_orchestrator_store {
             }
         }
 
-        executions_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
+        executions_store!($store, $db, $begin, $claim, $lock_execution, $lock_jobs);
         signals_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         journal_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
         spend_store!($store, $db, $begin, $search, $match, $claim, $lock_execution);
@@ -131,6 +140,7 @@ sql_orchestrator_store!(
     SQLITE_SEARCH,
     sqlite_match,
     SQLITE_CLAIM,
+    None,
     None
 );
 sql_orchestrator_store!(
@@ -140,5 +150,6 @@ sql_orchestrator_store!(
     POSTGRES_SEARCH,
     postgres_match,
     POSTGRES_CLAIM,
-    Some(POSTGRES_LOCK_EXECUTION)
+    Some(POSTGRES_LOCK_EXECUTION),
+    Some(POSTGRES_LOCK_JOBS)
 );
