@@ -5,6 +5,7 @@
 //! Terminal runs never move: late events are recorded but change neither
 //! status nor result.
 
+use myloware_core::costs::Charge;
 use myloware_core::run::Transition;
 use myloware_core::wire::EventOutcome;
 use myloware_core::wire::{CostRecorded, Event, EventKind};
@@ -252,11 +253,13 @@ fn cost_of(run: &Run, event: &Event) -> Option<AppliedCost> {
             event_id: event.event_id.clone(),
             run_id: run.id.clone(),
             project: run.project.clone(),
-            provider: cost.provider,
-            operation: cost.operation,
-            model: cost.model,
-            units: cost.units,
-            usd_micros: cost.usd_micros,
+            charge: Charge {
+                provider: cost.provider,
+                operation: cost.operation,
+                model: cost.model,
+                units: cost.units,
+                usd_micros: cost.usd_micros,
+            },
             mode: cost.mode,
             journal_key: cost.key,
             at: event.at,
@@ -404,8 +407,8 @@ mod tests {
             let recorded = update.cost.clone().expect("the cost");
             assert_eq!(
                 (
-                    recorded.provider.as_str(),
-                    recorded.usd_micros,
+                    recorded.charge.provider.as_str(),
+                    recorded.charge.usd_micros,
                     recorded.project.as_str()
                 ),
                 ("shotstack", 480_000, "test_video_gen")

@@ -182,8 +182,8 @@ impl ApiMetrics {
     /// A paid call's cost, applied once (with its `cost.recorded` event).
     pub fn spent(&self, cost: &AppliedCost) {
         self.spend
-            .with_label_values(&[&cost.provider, &cost.project, cost.mode.as_str()])
-            .inc_by(usd(cost.usd_micros));
+            .with_label_values(&[&cost.charge.provider, &cost.project, cost.mode.as_str()])
+            .inc_by(usd(cost.charge.usd_micros));
     }
 
     pub fn chat_turn(&self, ok: bool) {

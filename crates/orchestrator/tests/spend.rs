@@ -8,7 +8,7 @@ use myloware_core::costs::{Charge, PriceTable};
 use myloware_core::wire::EventKind;
 use myloware_db::Db;
 use myloware_orchestrator::store::{
-    self, ExecStatus, JournalBegin, JournalStatus, NewEvent, NewExecution, NewSpend, OrchestratorStore, StepCommit,
+    self, ExecStatus, JournalBegin, JournalStatus, NewEvent, NewExecution, OrchestratorStore, Spend, StepCommit,
 };
 use myloware_testkit::conformance_tests;
 use serde_json::json;
@@ -32,7 +32,7 @@ async fn claimed(db: &Db, run_id: &str, project: &str) -> std::sync::Arc<dyn Orc
     store
 }
 
-fn spend(run_id: &str, project: &str, charge: Charge, mode: ProviderMode, key: Option<&str>) -> NewSpend {
+fn spend(run_id: &str, project: &str, charge: Charge, mode: ProviderMode, key: Option<&str>) -> Spend {
     spend_at(run_id, project, charge, mode, key, Utc::now())
 }
 
@@ -43,8 +43,8 @@ fn spend_at(
     mode: ProviderMode,
     key: Option<&str>,
     at: DateTime<Utc>,
-) -> NewSpend {
-    NewSpend {
+) -> Spend {
+    Spend {
         run_id: run_id.into(),
         project: project.into(),
         charge,
@@ -54,7 +54,7 @@ fn spend_at(
     }
 }
 
-fn cost_event(spend: &NewSpend) -> NewEvent {
+fn cost_event(spend: &Spend) -> NewEvent {
     NewEvent {
         kind: EventKind::CostRecorded,
         data: json!({"usdMicros": spend.charge.usd_micros, "key": spend.journal_key}),
@@ -62,7 +62,7 @@ fn cost_event(spend: &NewSpend) -> NewEvent {
 }
 
 /// A commit of `spend` (LLM requests) with their events, parking the run.
-fn commit(run_id: &str, spend: Vec<NewSpend>) -> StepCommit {
+fn commit(run_id: &str, spend: Vec<Spend>) -> StepCommit {
     StepCommit {
         run_id: run_id.into(),
         worker: "w".into(),
@@ -119,14 +119,18 @@ async fn a_paid_call_is_recorded_once_per_journal_key(db: &Db) {
     assert_eq!(rows.len(), 1, "one cost per journal key");
     assert_eq!(
         (
-            rows[0].provider.as_str(),
-            rows[0].operation.as_str(),
-            rows[0].usd_micros
+            rows[0].charge.provider.as_str(),
+            rows[0].charge.operation.as_str(),
+            rows[0].charge.usd_micros
         ),
         ("kieai", "submit", 400_000)
     );
     assert_eq!(
-        (rows[0].model.as_deref(), rows[0].mode, rows[0].journal_key.as_deref()),
+        (
+            rows[0].charge.model.as_deref(),
+            rows[0].mode,
+            rows[0].journal_key.as_deref()
+        ),
         (Some("veo3_fast"), ProviderMode::Live, Some(key))
     );
     assert_eq!(rows[0].project, "aismr");
@@ -170,8 +174,14 @@ async fn llm_costs_are_committed_with_their_step_only(db: &Db) {
             .unwrap()
     );
     let rows = store.spend("run_a").await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.units).collect::<Vec<_>>(), [1100.0, 2100.0]);
-    assert!(rows.iter().all(|r| r.journal_key.is_none() && r.provider == "openai"));
+    assert_eq!(
+        rows.iter().map(|r| r.charge.units).collect::<Vec<_>>(),
+        [1100.0, 2100.0]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.journal_key.is_none() && r.charge.provider == "openai")
+    );
     // A worker that lost its lease commits no cost.
     let mut lost = commit("run_a", vec![request(3000)]);
     lost.worker = "someone-else".into();

@@ -361,7 +361,7 @@ impl Cluster {
             let mut counts: HashMap<(String, String), usize> = HashMap::new();
             for cost in store.spend(id).await.unwrap() {
                 let key = cost.journal_key.expect("a provider call's cost has its journal key");
-                *counts.entry((cost.provider, key)).or_default() += 1;
+                *counts.entry((cost.charge.provider, key)).or_default() += 1;
             }
             assert_eq!(counts, expected, "recorded costs of {id}");
         }

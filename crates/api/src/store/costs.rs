@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use myloware_core::ProviderMode;
+use myloware_core::costs::Charge;
 
 /// A cost, applied with its `cost.recorded` event.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,11 +14,7 @@ pub struct AppliedCost {
     pub event_id: String,
     pub run_id: String,
     pub project: String,
-    pub provider: String,
-    pub operation: String,
-    pub model: Option<String>,
-    pub units: f64,
-    pub usd_micros: i64,
+    pub charge: Charge,
     pub mode: ProviderMode,
     pub journal_key: Option<String>,
     pub at: DateTime<Utc>,
@@ -49,11 +46,11 @@ macro_rules! insert_run_cost {
         .bind(&$cost.event_id)
         .bind(&$cost.run_id)
         .bind(&$cost.project)
-        .bind(&$cost.provider)
-        .bind(&$cost.operation)
-        .bind(&$cost.model)
-        .bind($cost.units)
-        .bind($cost.usd_micros)
+        .bind(&$cost.charge.provider)
+        .bind(&$cost.charge.operation)
+        .bind(&$cost.charge.model)
+        .bind($cost.charge.units)
+        .bind($cost.charge.usd_micros)
         .bind($cost.mode.as_str())
         .bind(&$cost.journal_key)
         .bind($cost.at)

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::{EngineMetrics, Observation};
 use crate::personas::LlmPersonas;
-use crate::store::{ExecStatus, Execution, NewEvent, NewSpend, OrchestratorStore, StepCommit, StoredSignal};
+use crate::store::{ExecStatus, Execution, NewEvent, OrchestratorStore, Spend, StepCommit, StoredSignal};
 use myloware_telemetry::HttpMetrics;
 
 mod intake;
@@ -137,7 +137,7 @@ pub struct Step<'a> {
     /// Metrics to record once the step commits.
     pub observations: Vec<Observation>,
     /// The costs of its LLM requests, committed with it.
-    pub spend: Vec<NewSpend>,
+    pub spend: Vec<Spend>,
     /// Provider jobs it learned ended (their slots are freed with it).
     pub jobs_ended: Vec<String>,
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 mod spend;
 mod sql;
 
-pub use spend::{NewSpend, Spend, SpendStore};
+pub use spend::{Spend, SpendStore};
 pub use sql::{PgOrchestratorStore, SqliteOrchestratorStore};
 
 pub type StoreResult<T> = Result<T, sqlx::Error>;
@@ -118,7 +118,7 @@ pub struct StepCommit {
     pub keep_lease_until: Option<DateTime<Utc>>,
     /// The costs of the LLM requests the step made (their `cost.recorded`
     /// events are among `events`).
-    pub spend: Vec<NewSpend>,
+    pub spend: Vec<Spend>,
     /// Provider jobs the step learned ended: their slots are freed.
     pub jobs_ended: Vec<String>,
     /// Free every slot of the run (it ended, or it may hold one).

@@ -13,29 +13,14 @@ use serde_json::Value;
 
 use super::{NewEvent, StoreResult};
 
-/// A cost to record.
+/// A paid call's cost, as recorded and as read back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewSpend {
+pub struct Spend {
     pub run_id: String,
     pub project: String,
     pub charge: Charge,
     pub mode: ProviderMode,
     /// The journal key of a provider call; `None` for an LLM request.
-    pub journal_key: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// A recorded cost.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spend {
-    pub run_id: String,
-    pub project: String,
-    pub provider: String,
-    pub operation: String,
-    pub model: Option<String>,
-    pub units: f64,
-    pub usd_micros: i64,
-    pub mode: ProviderMode,
     pub journal_key: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -52,7 +37,7 @@ pub trait SpendStore: Send + Sync {
         run_id: &str,
         key: &str,
         response: &Value,
-        spend: &NewSpend,
+        spend: &Spend,
         event: &NewEvent,
     ) -> StoreResult<bool>;
 

@@ -54,8 +54,8 @@ async fn spent(system: &System, run_id: &str, mode: ProviderMode) -> [(&'static 
     ["kieai", "shotstack", "upload_post"].map(|provider| {
         let total = rows
             .iter()
-            .filter(|r| r.provider == provider)
-            .map(|r| r.usd_micros)
+            .filter(|r| r.charge.provider == provider)
+            .map(|r| r.charge.usd_micros)
             .sum();
         (provider, total)
     })

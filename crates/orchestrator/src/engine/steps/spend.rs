@@ -8,7 +8,7 @@ use myloware_core::costs::{Charge, KIEAI_MODEL, render_seconds};
 use myloware_core::wire::CostRecorded;
 
 use super::*;
-use crate::store::{NewEvent, NewSpend};
+use crate::store::{NewEvent, Spend};
 
 /// The price of a journaled provider call; `None` for one that is free.
 pub(super) fn provider_charge(step: &Step<'_>, provider: &str, operation: &str) -> Option<Charge> {
@@ -23,13 +23,13 @@ pub(super) fn provider_charge(step: &Step<'_>, provider: &str, operation: &str) 
 }
 
 /// The row and its `cost.recorded` event.
-fn cost(step: &Step<'_>, charge: &Charge, key: Option<&str>) -> (NewSpend, NewEvent) {
+fn cost(step: &Step<'_>, charge: &Charge, key: Option<&str>) -> (Spend, NewEvent) {
     let mode = step.request.providers_mode;
     let event = NewEvent {
         kind: EventKind::CostRecorded,
         data: serde_json::to_value(CostRecorded::new(charge, mode, key)).expect("a cost serializes"),
     };
-    let spend = NewSpend {
+    let spend = Spend {
         run_id: step.run_id.clone(),
         project: step.request.project.clone(),
         charge: charge.clone(),

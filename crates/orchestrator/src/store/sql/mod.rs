@@ -16,9 +16,8 @@ use sqlx::types::Json;
 
 use super::{
     Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
-    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, NewSpend, OrchestratorStore,
-    OutboxEvent, OutboxStore, SignalOutcome, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal,
-    query_terms,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
+    OutboxStore, SignalOutcome, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal, query_terms,
 };
 
 #[macro_use]

@@ -1,6 +1,8 @@
 //! The costs of paid calls: written with the journal's success (provider
 //! calls, once per journal key) or with the step (LLM requests).
 
+use myloware_core::costs::Charge;
+
 use super::*;
 
 #[derive(sqlx::FromRow)]
@@ -24,18 +26,20 @@ impl TryFrom<SpendRow> for Spend {
             mode: r.mode.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?,
             run_id: r.run_id,
             project: r.project,
-            provider: r.provider,
-            operation: r.operation,
-            model: r.model,
-            units: r.units,
-            usd_micros: r.usd_micros,
+            charge: Charge {
+                provider: r.provider,
+                operation: r.operation,
+                model: r.model,
+                units: r.units,
+                usd_micros: r.usd_micros,
+            },
             journal_key: r.journal_key,
             at: r.at,
         })
     }
 }
 
-/// Inserts `$spend` (`&[NewSpend]`) in transaction `$tx`; a journal key
+/// Inserts `$spend` (`&[Spend]`) in transaction `$tx`; a journal key
 /// recorded before is left alone. The rows inserted.
 macro_rules! insert_spend {
     ($tx:expr, $spend:expr) => {{
@@ -73,7 +77,7 @@ macro_rules! spend_store {
                 run_id: &str,
                 key: &str,
                 response: &Value,
-                spend: &NewSpend,
+                spend: &Spend,
                 event: &NewEvent,
             ) -> StoreResult<bool> {
                 let mut tx = self.begin().await?;
