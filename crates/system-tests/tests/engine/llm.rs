@@ -209,11 +209,12 @@ async fn llm_brendan_and_personas_make_an_aismr_video(db: &Db) {
     // fake model is not in the table, so at `openai.other`'s (100 input
     // tokens at $2.50 and 20 output at $10 per million: 450 µ$).
     let spend = system.orchestrator_state.store.spend(&run_id).await.unwrap();
-    let llm: Vec<_> = spend.iter().filter(|s| s.provider == "openai").collect();
+    let llm: Vec<_> = spend.iter().filter(|s| s.charge.provider == "openai").collect();
     assert_eq!(llm.len(), 8, "one row per request: {spend:?}");
     assert!(
         llm.iter()
-            .all(|s| (s.usd_micros, s.units, s.model.as_deref()) == (450, 120.0, Some("fake-model"))),
+            .all(|s| (s.charge.usd_micros, s.charge.units, s.charge.model.as_deref())
+                == (450, 120.0, Some("fake-model"))),
         "{llm:?}"
     );
     assert_eq!(run["cost"]["byProvider"]["openai"], 0.0036);
