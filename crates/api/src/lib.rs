@@ -1,6 +1,7 @@
 //! The public API service: runs, projects, HITL gates, provider webhooks
 //! and chat. [`ApiServer`] binds the listener and serves until told to
-//! stop, with the command reconciler and the chat pusher beside it.
+//! stop, with the command reconciler, the chat pusher and the schedules'
+//! firing loop beside it.
 //!
 //! Crate graph: `myloware-api` may import `myloware-core`, `myloware-db`,
 //! `myloware-telemetry`, `myloware-http`, `myloware-providers` and
@@ -29,6 +30,7 @@ pub mod page;
 pub mod reconciler;
 pub mod routes;
 pub mod runs;
+pub mod schedules;
 pub mod state;
 pub mod store;
 
@@ -63,7 +65,7 @@ impl myloware_http::Service for ApiState {
         router(self.clone())
     }
 
-    /// The start reconciler and the chat pusher.
+    /// The start reconciler, the chat pusher and the schedules' firings.
     fn background(&self, stop: tokio::sync::watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(reconciler::reconcile(
@@ -71,7 +73,8 @@ impl myloware_http::Service for ApiState {
                 Duration::from_secs(1),
                 stop.clone(),
             )),
-            tokio::spawn(chat::push_loop(self.clone(), Duration::from_secs(1), stop)),
+            tokio::spawn(chat::push_loop(self.clone(), Duration::from_secs(1), stop.clone())),
+            tokio::spawn(schedules::fire_loop(self.clone(), self.config.schedule_tick, stop)),
         ]
     }
 }

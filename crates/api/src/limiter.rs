@@ -26,10 +26,12 @@ pub enum LimitedRoute {
     UploadPostHint,
     /// Signed asset fetches (each streams a video), per client.
     AssetFetch,
+    /// Creating, pausing, resuming and deleting schedules, per client.
+    Schedule,
 }
 
 impl LimitedRoute {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then

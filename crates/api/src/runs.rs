@@ -82,11 +82,21 @@ impl RunInput {
     }
 
     fn validate(&self) -> Result<(), ApiError> {
+        self.validate_at(&["body", "input"])
+    }
+
+    /// What a start refuses in this input, each error located under `loc`
+    /// (`["body", "input"]` for a start's, `["body", "inputs", "2"]` for a
+    /// schedule's third).
+    pub fn validate_at(&self, loc: &[&str]) -> Result<(), ApiError> {
+        fn at<'a>(loc: &[&'a str], field: &'a str) -> Vec<&'a str> {
+            loc.iter().copied().chain([field]).collect()
+        }
         let mut errors = Vec::new();
         for (field, text) in self.texts() {
             if text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
                 errors.push(field_error(
-                    &["body", "input", field],
+                    &at(loc, field),
                     format!("at most {MAX_TEXT_CHARS} characters"),
                 ));
             }
@@ -97,13 +107,13 @@ impl RunInput {
             .any(|(_, t)| t.as_ref().is_some_and(|t| !t.trim().is_empty()))
         {
             errors.push(field_error(
-                &["body", "input"],
+                loc,
                 "at least one of prompt, title, subject, object or topic must be a non-empty string".into(),
             ));
         }
         if self.modifiers.len() > MAX_MODIFIERS {
             errors.push(field_error(
-                &["body", "input", "modifiers"],
+                &at(loc, "modifiers"),
                 format!("at most {MAX_MODIFIERS} modifiers"),
             ));
         }
@@ -113,7 +123,7 @@ impl RunInput {
             .any(|m| m.trim().is_empty() || m.chars().count() > MAX_MODIFIER_CHARS)
         {
             errors.push(field_error(
-                &["body", "input", "modifiers"],
+                &at(loc, "modifiers"),
                 format!("each modifier must be 1 to {MAX_MODIFIER_CHARS} characters"),
             ));
         }
@@ -140,7 +150,7 @@ pub fn runnable_projects(catalog: &Catalog) -> Vec<&str> {
 }
 
 /// The project a run may be started for, or a 422 naming the known ones.
-fn runnable_project<'a>(state: &'a ApiState, name: &str) -> Result<&'a ProjectSpec, ApiError> {
+pub fn runnable_project<'a>(state: &'a ApiState, name: &str) -> Result<&'a ProjectSpec, ApiError> {
     let spec = state.catalog.get(name).ok_or_else(|| {
         ApiError::invalid(
             &["body", "project"],
@@ -179,15 +189,12 @@ pub struct Started {
     pub delivery_error: Option<String>,
 }
 
-/// Validates, records the run together with its start command, then hands
-/// it to the orchestrator (the command reconciler retries if that fails).
-pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
-    let spec = runnable_project(state, &request.project)?;
-    request.input.validate()?;
-
-    let mode = state.config.providers_mode;
+/// The graph a start of `spec` with `options` runs: the project's, less
+/// the personas `options.skip` leaves out (and their gates); a 422 on
+/// `options.skip` when what is left is no graph.
+pub fn graph_of(spec: &ProjectSpec, options: &RunOptions) -> Result<GraphSpec, ApiError> {
     let mut graph = GraphSpec::for_project(spec);
-    graph.pipeline.retain(|persona| !request.options.skip.contains(persona));
+    graph.pipeline.retain(|persona| !options.skip.contains(persona));
     graph.hitl_gates.retain(|gate| match gate {
         Gate::Ideate => graph.pipeline.contains(&Persona::Iggy),
         Gate::Prepublish => graph.pipeline.contains(&Persona::Quinn),
@@ -195,6 +202,29 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
     });
     myloware_core::graph::nodes(&graph)
         .map_err(|err| ApiError::invalid(&["body", "options", "skip"], err.to_string()))?;
+    Ok(graph)
+}
+
+/// A start that passed every check, ready to be stored: the run and, unless
+/// it waits for its workflow gate, its start command.
+pub struct PreparedStart {
+    pub run: NewRun,
+    pub command: Option<NewCommand>,
+}
+
+/// Checks a start as `POST /v1/runs/start` does (project, input, skip, the
+/// spend limits) and builds its run; `schedule` (the schedule and firing
+/// that start it) goes into `payload.metadata.schedule`. Nothing is stored.
+pub async fn prepare_start(
+    state: &ApiState,
+    request: &StartRunRequest,
+    schedule: Option<Value>,
+) -> Result<PreparedStart, ApiError> {
+    let spec = runnable_project(state, &request.project)?;
+    request.input.validate()?;
+    let graph = graph_of(spec, &request.options)?;
+
+    let mode = state.config.providers_mode;
     let input = serde_json::to_value(&request.input).expect("input serializes");
     let estimate = crate::budget::estimate(state, spec, &graph.pipeline);
     crate::budget::check_start(state, spec, mode, estimate).await?;
@@ -204,6 +234,9 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "project_spec": spec,
         "providers": {"mode": mode},
     });
+    if let Some(schedule) = schedule {
+        metadata["schedule"] = schedule;
+    }
     if awaiting_workflow {
         metadata["workflow_proposal"] = json!({
             "project": spec.project,
@@ -255,39 +288,51 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "error": null,
     });
     let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
-    let run = state
-        .store
-        .insert_run_with_command(
-            &NewRun {
-                gate: awaiting_workflow.then(|| NewGate {
-                    run_id: run_id.clone(),
-                    gate: Gate::Workflow,
-                    preview: payload["metadata"]["workflow_proposal"].clone(),
-                }),
-                id: run_id,
-                project: spec.project.clone(),
-                status: if awaiting_workflow {
-                    RunStatus::PendingWorkflow
-                } else {
-                    RunStatus::Pending
-                },
-                user_id: request.options.user_id.clone(),
-                payload,
-                result,
-                created_at: now(),
-                estimated_usd_micros: Some(estimate),
-                max_active: state.config.budget.max_active_runs,
-            },
-            command.as_ref(),
-        )
-        .await?;
-    tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, estimated_usd = myloware_core::costs::usd(estimate), "run created");
+    let run = NewRun {
+        gate: awaiting_workflow.then(|| NewGate {
+            run_id: run_id.clone(),
+            gate: Gate::Workflow,
+            preview: payload["metadata"]["workflow_proposal"].clone(),
+        }),
+        id: run_id,
+        project: spec.project.clone(),
+        status: if awaiting_workflow {
+            RunStatus::PendingWorkflow
+        } else {
+            RunStatus::Pending
+        },
+        user_id: request.options.user_id.clone(),
+        payload,
+        result,
+        created_at: now(),
+        estimated_usd_micros: Some(estimate),
+        max_active: state.config.budget.max_active_runs,
+    };
+    Ok(PreparedStart { run, command })
+}
 
-    let delivery_error = match command {
+/// After `prepared` was stored as `run`: logs it and hands its start (if
+/// any) to the orchestrator; the command reconciler retries when that fails.
+pub async fn hand_over(state: &ApiState, run: Run, prepared: &PreparedStart) -> Started {
+    let mode = state.config.providers_mode;
+    let estimated_usd = myloware_core::costs::usd(prepared.run.estimated_usd_micros.unwrap_or_default());
+    tracing::info!(runId = %run.id, project = %run.project, status = %run.status, mode = %mode, estimated_usd, "run created");
+    let delivery_error = match prepared.command {
         None => None,
         Some(_) => commands::deliver_pending(state, &run.id).await.err(),
     };
-    Ok(Started { run, delivery_error })
+    Started { run, delivery_error }
+}
+
+/// Validates, records the run together with its start command, then hands
+/// it to the orchestrator (the command reconciler retries if that fails).
+pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
+    let prepared = prepare_start(state, &request, None).await?;
+    let run = state
+        .store
+        .insert_run_with_command(&prepared.run, prepared.command.as_ref())
+        .await?;
+    Ok(hand_over(state, run, &prepared).await)
 }
 
 /// `POST /v1/runs/{runId}/cancel`.

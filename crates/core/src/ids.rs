@@ -1,5 +1,6 @@
 //! Identifiers. Run ids look like `run_` followed by 12 lowercase
-//! alphanumerics (`run_abc123def456`), short enough to read out in chat.
+//! alphanumerics (`run_abc123def456`), short enough to read out in chat;
+//! schedule ids `sch_` and the same (`sch_abc123def456`).
 
 use rand::Rng;
 
@@ -7,13 +8,30 @@ const RUN_ID_PREFIX: &str = "run_";
 const RUN_ID_LEN: usize = 12;
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
+const SCHEDULE_ID_PREFIX: &str = "sch_";
+
 /// A fresh run id: `run_` + 12 random lowercase alphanumerics (62 bits).
 pub fn new_run_id() -> String {
+    new_id(RUN_ID_PREFIX)
+}
+
+/// A fresh schedule id: `sch_` + 12 random lowercase alphanumerics.
+pub fn new_schedule_id() -> String {
+    new_id(SCHEDULE_ID_PREFIX)
+}
+
+fn new_id(prefix: &str) -> String {
     let mut rng = rand::rng();
     let suffix: String = (0..RUN_ID_LEN)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
-    format!("{RUN_ID_PREFIX}{suffix}")
+    format!("{prefix}{suffix}")
+}
+
+/// Whether `s` is shaped like a schedule id (`sch_` + 12 of the alphabet).
+pub fn is_schedule_id(s: &str) -> bool {
+    s.strip_prefix(SCHEDULE_ID_PREFIX)
+        .is_some_and(|rest| rest.len() == RUN_ID_LEN && rest.bytes().all(|b| ALPHABET.contains(&b)))
 }
 
 /// Whether `s` is shaped like a run id. Older ids of other lengths are
@@ -46,6 +64,9 @@ mod tests {
         assert!(id.starts_with("run_"));
         assert!(id[4..].bytes().all(|b| ALPHABET.contains(&b)));
         assert!(is_run_id(&id));
+        let schedule = new_schedule_id();
+        assert!(schedule.starts_with("sch_") && schedule.len() == 16);
+        assert!(is_schedule_id(&schedule) && !is_schedule_id(&id) && !is_schedule_id("sch_ABC123def456"));
     }
 
     #[test]

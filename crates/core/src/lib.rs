@@ -17,6 +17,7 @@ pub mod internal;
 pub mod project;
 pub mod providers;
 pub mod run;
+pub mod schedule;
 pub mod signing;
 pub mod wire;
 

@@ -8,6 +8,7 @@ use axum::middleware::from_fn_with_state;
 use myloware_core::auth::Permission;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::error::ApiError;
 use crate::middleware;
 use crate::state::ApiState;
 
@@ -21,6 +22,7 @@ pub mod openapi;
 pub mod projects;
 pub mod retention;
 pub mod runs;
+pub mod schedules;
 pub mod schema;
 pub mod system;
 pub mod webhooks;
@@ -38,12 +40,44 @@ pub(crate) fn whole_number(number: &serde_json::Number) -> Option<i64> {
     })
 }
 
+/// A list's page: `limit` (1 to 100, default 20; read as text so that a
+/// value that is not a number gets the same 422 as one out of range) and
+/// `cursor` (a `nextCursor` of an earlier page: the exclusive `seq` bound).
+pub(crate) fn page(limit: Option<&str>, cursor: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
+    let limit = match limit {
+        None => 20,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid(&["query", "limit"], "must be a whole number between 1 and 100"))?,
+    };
+    let before = cursor
+        .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))
+        .map(|c| c.ok_or_else(|| ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")))
+        .transpose()?;
+    Ok((limit, before))
+}
+
+/// Of `limit + 1` rows read for a page of `limit`: cuts the extra one and
+/// answers the next page's cursor (the last row's `seq`), or `None` on the
+/// last page.
+pub(crate) fn next_cursor<T>(rows: &mut Vec<T>, limit: u32, seq: impl Fn(&T) -> i64) -> Option<String> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| seq(row).to_string())
+    } else {
+        None
+    }
+}
+
 /// The routes of every module, with the document that describes them.
 pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(system::router(state))
         .merge(projects::router(state))
         .merge(runs::router(state))
+        .merge(schedules::router(state))
         .merge(hitl::router(state))
         .merge(chat::router(state))
         .merge(webhooks::router(state))

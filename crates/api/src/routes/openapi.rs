@@ -221,6 +221,7 @@ fn refine(doc: &mut Value, state: &ApiState) {
         ],
     });
     super::runs::refine_schema(doc, state);
+    super::schedules::refine_schema(doc, state);
     super::chat::refine_schema(doc);
     super::webhooks::refine_schema(doc);
     super::dlq::refine_schema(doc);

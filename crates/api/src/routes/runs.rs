@@ -203,19 +203,7 @@ pub async fn list_runs(
         .map(|s| s.parse::<RunStatus>())
         .transpose()
         .map_err(|err| ApiError::invalid(&["query", "status"], err.to_string()))?;
-    let limit = match params.limit.as_deref() {
-        None => 20,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid(&["query", "limit"], "must be a whole number between 1 and 100"))?,
-    };
-    let before = params
-        .cursor
-        .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))
-        .map(|c| c.ok_or_else(|| ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")))
-        .transpose()?;
+    let (limit, before) = super::page(params.limit.as_deref(), params.cursor.as_deref())?;
     let mut runs = state
         .store
         .list_runs(&RunQuery {
@@ -226,12 +214,7 @@ pub async fn list_runs(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = if runs.len() > limit as usize {
-        runs.truncate(limit as usize);
-        runs.last().map(|r| r.seq.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&mut runs, limit, |run| run.seq);
     Ok(Json(RunList {
         runs: runs.into_iter().map(RunSummary::from).collect(),
         next_cursor,

@@ -17,6 +17,7 @@ use super::events::{AppliedEvent, RunUpdate};
 use super::gates::{AuditEntry, Decision, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, Run, RunDetails, RunQuery};
+use super::schedules::{Fired, Firing, FiringClaim, FiringStart, NewSchedule, Schedule, ScheduleQuery};
 use super::webhooks::WebhookDelivery;
 
 #[async_trait]
@@ -161,6 +162,41 @@ pub trait ApiStore: Send + Sync + 'static {
     /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
     /// `project` or of every project, in micro-dollars.
     async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64>;
+
+    /// Inserts `schedule` unless `cap` schedules exist (`None` then).
+    async fn insert_schedule(&self, schedule: &NewSchedule, cap: u32) -> StoreResult<Option<Schedule>>;
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<Schedule>>;
+
+    /// At most `query.limit` schedules, newest first.
+    async fn list_schedules(&self, query: &ScheduleQuery) -> StoreResult<Vec<Schedule>>;
+
+    /// Deletes the schedule and its firings (the runs it started stay).
+    /// `false` when there was none.
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
+    /// Stops an active schedule from firing (`next_fire_at` cleared);
+    /// `false` when it is not active (or not there).
+    async fn pause_schedule(&self, id: &str) -> StoreResult<bool>;
+
+    /// Makes a paused schedule fire again, next at `next_fire_at`; `false`
+    /// when it is not paused (or not there).
+    async fn resume_schedule(&self, id: &str, next_fire_at: Option<DateTime<Utc>>) -> StoreResult<bool>;
+
+    /// Active schedules whose next firing is at or before `now`, earliest first.
+    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Schedule>>;
+
+    /// Claims the firing `claim.fire_at` if the schedule is active and its
+    /// `next_fire_at` is still that (moving it to `claim.next_fire_at`), and
+    /// in the same transaction records the firing, unique per schedule and
+    /// firing time, with what `start` gives: the run and its command
+    /// inserted (unless `MAX_ACTIVE_RUNS` refuses it, then the firing is
+    /// refused with that reason), or the refusal. [`Fired::Lost`] when the
+    /// claim did not hold; nothing is written then.
+    async fn fire_schedule(&self, claim: &FiringClaim, start: FiringStart<'_>) -> StoreResult<Fired>;
+
+    /// A schedule's latest `limit` firings, newest first.
+    async fn list_firings(&self, schedule_id: &str, limit: u32) -> StoreResult<Vec<Firing>>;
 
     /// The counts behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<ApiGauges>;

@@ -5,8 +5,8 @@
 //! by `sql.rs`): [`runs`], [`artifacts`], [`commands`] (to the
 //! orchestrator), [`events`] (from it) and the [`costs`] they carry,
 //! [`gates`] and their audit,
-//! [`webhooks`], [`dead_letters`], [`chat`], and [`retention`] with the
-//! gauges.
+//! [`webhooks`], [`dead_letters`], [`chat`], [`schedules`] and their
+//! firings, and [`retention`] with the gauges.
 
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ pub mod events;
 pub mod gates;
 pub mod retention;
 pub mod runs;
+pub mod schedules;
 mod sql;
 pub mod webhooks;
 
@@ -38,6 +39,9 @@ pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{AuditEntry, Decision, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
 pub use runs::{NewRun, Run, RunDetails, RunQuery};
+pub use schedules::{
+    Fired, Firing, FiringClaim, FiringOutcome, FiringStart, NewSchedule, Schedule, ScheduleQuery, ScheduleStatus,
+};
 pub use sql::{PgApiStore, SqliteApiStore};
 pub use webhooks::{SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt};
 

@@ -22,7 +22,7 @@ pub type Pruned = std::collections::BTreeMap<String, u64>;
 /// it (a message goes once every push of it is done). Runs and gates stay:
 /// they are the record of what was made and decided. Statuses listed are
 /// the terminal ones (`RunStatus::is_terminal`).
-pub(super) const PRUNABLE: [(&str, &str); 8] = [
+pub(super) const PRUNABLE: [(&str, &str); 9] = [
     // Decision attempts, kept while their run is unfinished (attempts on
     // unknown runs go too).
     (
@@ -83,6 +83,10 @@ pub(super) const PRUNABLE: [(&str, &str); 8] = [
          AND NOT EXISTS (SELECT 1 FROM chat_deliveries d WHERE d.message_seq = chat_messages.seq \
            AND NOT (d.status IN ('delivered', 'failed') AND d.created_at < $1))",
     ),
+    // Firings of schedules handled before the cutoff (a schedule's next
+    // firing is always after its last, so an old firing time never comes
+    // back to be claimed; the runs they started keep the schedule's id).
+    ("schedule_firings", "fired_at < $1"),
 ];
 
 /// The [`ApiStore`](super::ApiStore) methods of retention and the gauges, handed on to `$next`

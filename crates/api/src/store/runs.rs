@@ -196,6 +196,71 @@ pub(super) fn ended_statuses() -> String {
         .join(", ")
 }
 
+/// `MAX_ACTIVE_RUNS`: `Some(StoreError::AtCapacity)` when `$run` may not
+/// be inserted in the transaction `$tx` because that many runs have not
+/// ended; counted under the runs lock (the store's `RUNS_LOCK`; SQLite's
+/// write transactions already take turns), so the count cannot go stale
+/// before the insert.
+macro_rules! run_cap_reached {
+    ($run:expr, $tx:expr) => {{
+        let mut full = None;
+        if let Some(cap) = $run.max_active {
+            if let Some(lock) = Self::RUNS_LOCK {
+                sqlx::query(lock).execute(&mut **$tx).await?;
+            }
+            let active: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM runs WHERE status NOT IN ({})",
+                ended_statuses()
+            )))
+            .fetch_one(&mut **$tx)
+            .await?;
+            if active >= i64::from(cap) {
+                full = Some(StoreError::AtCapacity { active, cap });
+            }
+        }
+        full
+    }};
+}
+pub(super) use run_cap_reached;
+
+/// Inserts `$run` with its first `$command` (and its gate) in the
+/// transaction `$tx`; evaluates to the [`Run`] stored (`?` passes a
+/// duplicate id up as [`StoreError::DuplicateRun`]).
+macro_rules! insert_run {
+    ($run:expr, $command:expr, $tx:expr) => {{
+        let run: &NewRun = $run;
+        let inserted: Run = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at, \
+             estimated_usd_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(&run.id)
+        .bind(&run.project)
+        .bind(run.status.as_str())
+        .bind(&run.user_id)
+        .bind(Json(&run.payload))
+        .bind(Json(&run.result))
+        .bind(run.created_at)
+        .bind(run.estimated_usd_micros)
+        .fetch_one(&mut **$tx)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                StoreError::DuplicateRun(run.id.clone())
+            } else {
+                err.into()
+            }
+        })?;
+        if let Some(command) = $command {
+            insert_command!(command, &mut **$tx);
+        }
+        if let Some(gate) = &run.gate {
+            insert_gate!(gate, &mut **$tx);
+        }
+        inserted
+    }};
+}
+pub(super) use insert_run;
+
 /// The [`ApiStore`](super::ApiStore) methods of runs, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! run_methods {
@@ -203,50 +268,11 @@ macro_rules! run_methods {
         $next! { $($args)* $($methods)*
             async fn insert_run_with_command(&self, run: &NewRun, command: Option<&NewCommand>) -> StoreResult<Run> {
                 let mut tx = self.begin().await?;
-                if let Some(cap) = run.max_active {
-                    // One start counts at a time (SQLite's write transactions
-                    // already take turns), so the count cannot go stale.
-                    if let Some(lock) = Self::RUNS_LOCK {
-                        sqlx::query(lock).execute(&mut *tx).await?;
-                    }
-                    let active: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                        "SELECT COUNT(*) FROM runs WHERE status NOT IN ({})",
-                        ended_statuses()
-                    )))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if active >= i64::from(cap) {
-                        tx.rollback().await?;
-                        return Err(StoreError::AtCapacity { active, cap });
-                    }
+                if let Some(full) = run_cap_reached!(run, &mut tx) {
+                    tx.rollback().await?;
+                    return Err(full);
                 }
-                let inserted: Run = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO runs (id, project, status, user_id, payload, result, created_at, updated_at, \
-                     estimated_usd_micros) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {RUN_COLUMNS}"
-                )))
-                .bind(&run.id)
-                .bind(&run.project)
-                .bind(run.status.as_str())
-                .bind(&run.user_id)
-                .bind(Json(&run.payload))
-                .bind(Json(&run.result))
-                .bind(run.created_at)
-                .bind(run.estimated_usd_micros)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::DuplicateRun(run.id.clone())
-                    } else {
-                        err.into()
-                    }
-                })?;
-                if let Some(command) = command {
-                    insert_command!(command, &mut *tx);
-                }
-                if let Some(gate) = &run.gate {
-                    insert_gate!(gate, &mut *tx);
-                }
+                let inserted = insert_run!(run, command, &mut tx);
                 tx.commit().await?;
                 Ok(inserted)
             }

@@ -27,6 +27,7 @@ use super::events::*;
 use super::gates::*;
 use super::retention::*;
 use super::runs::*;
+use super::schedules::*;
 use super::webhooks::*;
 
 /// The `ApiStore` impl of `$store`, with every aggregate's methods.
@@ -63,7 +64,7 @@ macro_rules! sql_api_store {
         }
 
         run_methods!(artifact_methods!(command_methods!(event_methods!(gate_methods!(webhook_methods!(
-            dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(api_store!($store;)))))
+            dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(schedule_methods!(api_store!($store;))))))
         ))))));
     };
 }

@@ -140,6 +140,9 @@ pub struct Config {
     pub budget: BudgetConfig,
     /// Where rendered videos are kept (`ASSET_*`).
     pub assets: AssetsConfig,
+    /// How often the API looks for due schedules (`SCHEDULE_TICK_MS`, 50
+    /// to 60,000; default 1,000).
+    pub schedule_tick: std::time::Duration,
 }
 
 /// The orchestrator's engine.

@@ -335,3 +335,14 @@ fn spend_limits_and_the_run_cap_are_read_and_checked() {
         ]
     );
 }
+
+#[test]
+fn the_schedule_tick_is_read_and_bounded() {
+    assert_eq!(config(&[]).unwrap().schedule_tick, std::time::Duration::from_secs(1));
+    let config = self::config(&[("SCHEDULE_TICK_MS", "250")]).unwrap();
+    assert_eq!(config.schedule_tick, std::time::Duration::from_millis(250));
+    for bad in ["0", "49", "60001", "soon"] {
+        let err = self::config(&[("SCHEDULE_TICK_MS", bad)]).unwrap_err();
+        assert_eq!(vars_named(&err), ["SCHEDULE_TICK_MS"], "{bad}");
+    }
+}

@@ -162,6 +162,10 @@ impl Config {
         if !(0.0..=1.0).contains(&engine.mock_failure_rate) {
             r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
         }
+        let schedule_tick_ms = r.parse("SCHEDULE_TICK_MS", 1000u64);
+        if !(50..=60_000).contains(&schedule_tick_ms) {
+            r.problem("SCHEDULE_TICK_MS", "must be between 50 and 60000 milliseconds");
+        }
         let http = http_limits(&mut r);
         let (prices_file, prices) = super::prices::prices(&mut r);
         let budget = super::budget::budget(&mut r);
@@ -199,6 +203,7 @@ impl Config {
             prices,
             budget,
             assets,
+            schedule_tick: std::time::Duration::from_millis(schedule_tick_ms),
         })
     }
 }
