@@ -38,4 +38,4 @@ CREATE TABLE schedule_firings (
     skipped     INTEGER NOT NULL DEFAULT 0,
     UNIQUE (schedule_id, fire_at)
 );
-CREATE INDEX schedule_firings_fired ON schedule_firings (fired_at);
+CREATE INDEX schedule_firings_fire_at ON schedule_firings (fire_at);

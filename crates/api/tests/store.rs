@@ -615,6 +615,39 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         store.finish_chat_delivery(d.id, &outcome).await.unwrap();
     }
 
+    // A schedule's firings: one of a time 40 days ago, one of yesterday.
+    let schedule = store
+        .insert_schedule(
+            &myloware_api::store::NewSchedule {
+                id: myloware_core::ids::new_schedule_id(),
+                project: "test_video_gen".into(),
+                cron: "0 0 * * *".into(),
+                timezone: "UTC".into(),
+                inputs: vec![json!({"topic": "t"})],
+                options: json!({}),
+                next_fire_at: now() - Duration::days(40),
+                created_by: "key:test".into(),
+                created_at: now() - Duration::days(40),
+            },
+            10,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    for (due, next) in [(40, 1), (1, -1)] {
+        let claim = myloware_api::store::FiringClaim {
+            schedule_id: schedule.id.clone(),
+            fire_at: schedule.next_fire_at.unwrap() + Duration::days(40 - due),
+            next_fire_at: Some(schedule.next_fire_at.unwrap() + Duration::days(40 - next)),
+            skipped: 0,
+        };
+        let fired = store
+            .fire_schedule(&claim, myloware_api::store::FiringStart::Refused("over a limit"))
+            .await
+            .unwrap();
+        assert_eq!(fired, myloware_api::store::Fired::Refused("over a limit".into()));
+    }
+
     let cutoff = now() - Duration::days(30);
     let expected: Pruned = [
         ("artifacts", 3),
@@ -625,6 +658,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         ("dead_letters", 0),
         ("gate_audit", 0),
         ("run_events", 0),
+        ("schedule_firings", 1),
         ("webhook_deliveries", 3),
     ]
     .into_iter()
@@ -648,6 +682,9 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         .filter_map(|d| d.idempotency_key)
         .collect();
     assert_eq!(keys, ["running-old", "ended-recent"]);
+    let firings = store.list_firings(&schedule.id, 10).await.unwrap();
+    assert_eq!(firings.len(), 1, "yesterday's firing stays");
+    assert!(firings[0].fire_at > cutoff);
     assert!(store.list_artifacts(&ended.id).await.unwrap().is_empty());
     assert_eq!(
         store.list_artifacts(&running.id).await.unwrap().len(),

@@ -21,6 +21,7 @@ mod hitl;
 mod ingest;
 mod retention;
 mod runs;
+mod schedules;
 mod serve;
 mod validate;
 
@@ -29,7 +30,7 @@ mod validate;
 #[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
 Configuration comes from the environment; in development (ENVIRONMENT unset or \
 development) `.env.development` in the current folder fills in what is not set.\n\n\
-The operator commands (runs, hitl, demo, costs, retention, dlq, chat) talk to a running API: \
+The operator commands (runs, schedules, hitl, demo, costs, retention, dlq, chat) talk to a running API: \
 MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
 Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
 struct Cli {
@@ -71,6 +72,16 @@ enum Command {
         #[command(subcommand)]
         what: runs::RunsCommand,
         /// The API's JSON instead of text, for scripts (one line per change for `watch`).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Runs started on a calendar (MW_API_URL, API_KEY): list, show, create, pause, resume, delete.
+    Schedules {
+        #[command(subcommand)]
+        what: schedules::SchedulesCommand,
+        /// The API's JSON instead of text, for scripts.
         #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
@@ -260,6 +271,7 @@ pub fn main() -> ExitCode {
                 target,
             } => dlq::replay(&target, &seqs, all).await,
             Command::Runs { what, json, target } => runs::run(what, &target, json).await,
+            Command::Schedules { what, json, target } => schedules::run(what, &target, json).await,
             Command::Hitl { what, json, target } => hitl::run(what, &target, json).await,
             Command::Demo {
                 project,

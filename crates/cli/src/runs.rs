@@ -16,30 +16,8 @@ pub enum RunsCommand {
     Start {
         /// The project (aismr, test_video_gen; an unknown one is refused with the list).
         project: String,
-        /// The object of the video (aismr: "candles").
-        #[arg(long, group = "input")]
-        object: Option<String>,
-        /// A free-form prompt.
-        #[arg(long, group = "input")]
-        prompt: Option<String>,
-        /// The subject of the video.
-        #[arg(long, group = "input")]
-        subject: Option<String>,
-        /// The topic of the video.
-        #[arg(long, group = "input")]
-        topic: Option<String>,
-        /// A modifier to use (repeat for several).
-        #[arg(long = "modifier", value_name = "MODIFIER")]
-        modifiers: Vec<String>,
-        /// The user the run belongs to (gate links go to their chat).
-        #[arg(long)]
-        user: Option<String>,
-        /// A persona to leave out of the pipeline (repeat for several).
-        #[arg(long, value_name = "PERSONA", value_parser = ["iggy", "riley", "alex", "quinn"])]
-        skip: Vec<String>,
-        /// Hold the run at the workflow gate until someone approves the plan.
-        #[arg(long)]
-        require_approval: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Runs, newest first (GET /v1/runs).
     List {
@@ -89,40 +67,68 @@ pub enum RunsCommand {
     },
 }
 
+/// What a run is about and how it runs: the flags of `mw runs start`, and
+/// of `mw schedules create` for the runs it starts.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The object of the video (aismr: "candles").
+    #[arg(long, group = "input")]
+    object: Option<String>,
+    /// A free-form prompt.
+    #[arg(long, group = "input")]
+    prompt: Option<String>,
+    /// The subject of the video.
+    #[arg(long, group = "input")]
+    subject: Option<String>,
+    /// The topic of the video.
+    #[arg(long, group = "input")]
+    topic: Option<String>,
+    /// A modifier to use (repeat for several).
+    #[arg(long = "modifier", value_name = "MODIFIER")]
+    modifiers: Vec<String>,
+    /// The user the run belongs to (gate links go to their chat).
+    #[arg(long)]
+    user: Option<String>,
+    /// A persona to leave out of the pipeline (repeat for several).
+    #[arg(long, value_name = "PERSONA", value_parser = ["iggy", "riley", "alex", "quinn"])]
+    skip: Vec<String>,
+    /// Hold the run at the workflow gate until someone approves the plan.
+    #[arg(long)]
+    require_approval: bool,
+}
+
+impl RunArgs {
+    /// The start's `input` (empty when no text flag was given) and `options`.
+    pub fn into_parts(self) -> (Map<String, Value>, Map<String, Value>) {
+        let mut input: Map<String, Value> = client::present([
+            ("object", self.object),
+            ("prompt", self.prompt),
+            ("subject", self.subject),
+            ("topic", self.topic),
+        ])
+        .map(|(field, value)| (field.into(), value.into()))
+        .collect();
+        if !self.modifiers.is_empty() {
+            input.insert("modifiers".into(), self.modifiers.into());
+        }
+        let mut options = Map::new();
+        if let Some(user) = self.user {
+            options.insert("user_id".into(), user.into());
+        }
+        if !self.skip.is_empty() {
+            options.insert("skip".into(), self.skip.into());
+        }
+        if self.require_approval {
+            options.insert("requireWorkflowApproval".into(), true.into());
+        }
+        (input, options)
+    }
+}
+
 pub async fn run(command: RunsCommand, target: &ApiTarget, json: bool) -> anyhow::Result<()> {
     match command {
-        RunsCommand::Start {
-            project,
-            object,
-            prompt,
-            subject,
-            topic,
-            modifiers,
-            user,
-            skip,
-            require_approval,
-        } => {
-            let mut input: Map<String, Value> = client::present([
-                ("object", object),
-                ("prompt", prompt),
-                ("subject", subject),
-                ("topic", topic),
-            ])
-            .map(|(field, value)| (field.into(), value.into()))
-            .collect();
-            if !modifiers.is_empty() {
-                input.insert("modifiers".into(), modifiers.into());
-            }
-            let mut options = Map::new();
-            if let Some(user) = user {
-                options.insert("user_id".into(), user.into());
-            }
-            if !skip.is_empty() {
-                options.insert("skip".into(), skip.into());
-            }
-            if require_approval {
-                options.insert("requireWorkflowApproval".into(), true.into());
-            }
+        RunsCommand::Start { project, run } => {
+            let (input, options) = run.into_parts();
             let body = json!({"project": project, "input": input, "options": options});
             let run_id = start(target, &body, json, false).await?;
             if !json {

@@ -66,7 +66,7 @@ pub struct PruneReport {
     cutoff: DateTime<Utc>,
     /// The API's tables: `gate_audit`, `run_events`, `commands`,
     /// `webhook_deliveries`, `artifacts`, `dead_letters`, `chat_deliveries`,
-    /// `chat_messages`.
+    /// `chat_messages`, `schedule_firings`.
     api: BTreeMap<String, u64>,
     /// The orchestrator's tables: `journal`, `outbox`, `signals`,
     /// `mock_provider_calls`.

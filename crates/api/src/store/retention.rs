@@ -83,10 +83,10 @@ pub(super) const PRUNABLE: [(&str, &str); 9] = [
          AND NOT EXISTS (SELECT 1 FROM chat_deliveries d WHERE d.message_seq = chat_messages.seq \
            AND NOT (d.status IN ('delivered', 'failed') AND d.created_at < $1))",
     ),
-    // Firings of schedules handled before the cutoff (a schedule's next
+    // Firings of schedule times before the cutoff (a schedule's next
     // firing is always after its last, so an old firing time never comes
     // back to be claimed; the runs they started keep the schedule's id).
-    ("schedule_firings", "fired_at < $1"),
+    ("schedule_firings", "fire_at < $1"),
 ];
 
 /// The [`ApiStore`](super::ApiStore) methods of retention and the gauges, handed on to `$next`

@@ -1,4 +1,4 @@
-//! The operator commands (`mw runs`, `mw hitl`, `mw demo`, `mw costs`, `mw retention`)
+//! The operator commands (`mw runs`, `mw schedules`, `mw hitl`, `mw demo`, `mw costs`, `mw retention`)
 //! as an operator runs them: the real `mw` binary against both services on
 //! loopback, in text and in JSON, with their exit codes.
 
@@ -174,4 +174,5 @@ mod costs;
 mod demo;
 mod retention;
 mod runs;
+mod schedules;
 mod usage;
