@@ -222,7 +222,7 @@ pub fn has_nul(request: &Request) -> bool {
 
 /// What refused requests must never add to. (Rejected webhook deliveries
 /// without a key and the gate audit are recorded on purpose.)
-pub const RECORDS: [(&str, &str); 19] = [
+pub const RECORDS: [(&str, &str); 21] = [
     ("runs", "SELECT COUNT(*) FROM runs"),
     (
         "runs at ideate",
@@ -243,6 +243,8 @@ pub const RECORDS: [(&str, &str); 19] = [
     ("chat messages", "SELECT COUNT(*) FROM chat_messages"),
     ("chat pushes", "SELECT COUNT(*) FROM chat_deliveries"),
     ("dead letters", "SELECT COUNT(*) FROM dead_letters"),
+    ("schedules", "SELECT COUNT(*) FROM schedules"),
+    ("schedule firings", "SELECT COUNT(*) FROM schedule_firings"),
     ("executions", "SELECT COUNT(*) FROM executions"),
     ("signals", "SELECT COUNT(*) FROM signals"),
     ("journal", "SELECT COUNT(*) FROM journal"),

@@ -18,4 +18,5 @@ mod keys;
 mod orchestrator;
 mod reads;
 mod runs;
+mod schedules;
 mod webhooks;
