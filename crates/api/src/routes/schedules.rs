@@ -269,22 +269,19 @@ pub async fn resume_schedule(
 }
 
 /// A cron pattern of the documented grammar's common subset that always
-/// fires: values in range (days of the month up to 28, which every month
-/// has), `*`, `*/step` and lists; the server accepts ranges, names and
-/// nicknames too.
+/// fires: each field `*`, `*/step` or one value in range (days of the
+/// month up to 28, which every month has); the server accepts lists,
+/// ranges, names and nicknames too.
 fn cron_pattern() -> String {
-    let field = |value: &str| {
-        let item = format!("(?:\\*(?:/[1-9][0-9]?)?|{value})");
-        format!("{item}(?:,{item})*")
-    };
+    let field = |value: &str| format!("(?:\\*(?:/[1-9][0-9]?)?|{value})");
     let sixty = "[1-5]?[0-9]";
     format!(
         "^(?:{} )?{} {} {} {} {}$",
         field(sixty),
         field(sixty),
-        field("(?:1?[0-9]|2[0-3])"),
-        field("(?:[1-9]|1[0-9]|2[0-8])"),
-        field("(?:[1-9]|1[0-2])"),
+        field("1?[0-9]|2[0-3]"),
+        field("[1-9]|1[0-9]|2[0-8]"),
+        field("[1-9]|1[0-2]"),
         field("[0-7]")
     )
 }
