@@ -162,6 +162,16 @@ impl Cluster {
         self.orchestrator = Some(orchestrator);
     }
 
+    /// Another API process on the same database, on a port of its own
+    /// (a replica behind a load balancer), healthy; the test owns it.
+    pub async fn spawn_api_replica(&mut self) -> (Process, u16) {
+        let port = crate::free_port();
+        let label = format!("-replica-{port}");
+        let mut api = self.spawn("api", &[("API_PORT", port.to_string())], &label);
+        self.wait_healthy(&mut api, port).await;
+        (api, port)
+    }
+
     pub fn kill_api(&mut self) {
         self.api.take().expect("the API runs").kill_nine();
     }
