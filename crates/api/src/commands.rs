@@ -12,9 +12,14 @@ use myloware_core::backoff::Backoff;
 use myloware_core::wire::ExecutionCommand;
 use serde_json::json;
 
+use crate::notify;
 use crate::orchestrator::OrchestratorError;
 use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
+
+/// The HITL log (the runbook greps for it): gate decisions (`hitl`) and
+/// their delivery to the orchestrator (here).
+pub const HITL_LOG_TARGET: &str = "myloware.api.hitl";
 
 /// 1 s, 2 s, 4 s ... capped at 30 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -72,7 +77,31 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
     if let Err(err) = state.store.record_delivery(command.seq, &attempt).await {
         tracing::error!(runId = %command.run_id, error = %err, "cannot record a command delivery");
     }
+    log_resume(command, &attempt);
     attempt
+}
+
+/// A gate decision's delivery, in the HITL log (`myloware.api.hitl`): the
+/// orchestrator resumed the run (`resumed`, with the time from the decision
+/// to the acknowledgement), refused the decision, or could not be reached.
+fn log_resume(command: &Command, attempt: &DeliveryAttempt) {
+    let ExecutionCommand::Resume(resume) = &command.body else {
+        return;
+    };
+    let (run_id, gate, decision) = (&command.run_id, resume.gate, resume.decision.as_str());
+    let latency_ms = (Utc::now() - command.created_at).num_milliseconds();
+    let attempts = command.attempts + 1;
+    match attempt {
+        DeliveryAttempt::Acked => {
+            tracing::info!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, "resumed")
+        }
+        DeliveryAttempt::Refused { error } => {
+            tracing::error!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, %error, "resume refused")
+        }
+        DeliveryAttempt::Failed { error, retry_at } => {
+            tracing::warn!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, %error, %retry_at, "resume failed; will retry")
+        }
+    }
 }
 
 /// Most commands one call delivers for a run (a bound, not a quota: the
@@ -122,17 +151,24 @@ pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), Strin
 /// graph) fails the run with the orchestrator's reason, instead of leaving
 /// it `from` (pending, or running after a retry) with nothing to move it.
 async fn fail_refused_run(state: &ApiState, run_id: &str, from: RunStatus, error: &str) {
+    let run = match state.store.get_run(run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(runId = %run_id, error = %err, "cannot fail a refused run");
+            return;
+        }
+    };
     let artifact = Artifact::new(run_id, "run.failed", None, json!({"error": error}));
+    let notice = notify::notice(&state.config, &run, notify::failed(&run, error), None);
     match state
         .store
-        .transition(run_id, from, RunStatus::Failed, Some(&artifact), None)
+        .transition(run_id, from, RunStatus::Failed, Some(&artifact), None, Some(&notice))
         .await
     {
         Ok(true) => {
             tracing::error!(runId = %run_id, %error, "run failed: the orchestrator refused it");
-            if let Ok(Some(run)) = state.store.get_run(run_id).await {
-                state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
-            }
+            state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
         }
         Ok(false) => {}
         Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail a refused run"),

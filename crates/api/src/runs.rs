@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::commands;
 use crate::error::ApiError;
+use crate::notify;
 use crate::state::ApiState;
 use crate::store::{Artifact, NewCommand, NewGate, NewRun, Run, now};
 
@@ -189,6 +190,17 @@ pub struct Started {
     pub delivery_error: Option<String>,
 }
 
+/// Where a start came from, for who is told of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `POST /v1/runs/start`, or a schedule's firing: the owner (or the
+    /// operators) get a notice with the workflow link.
+    Api,
+    /// A chat turn: Brendan's answer carries the link to the user; only
+    /// the operators' webhook gets a notice.
+    Chat,
+}
+
 /// The graph a start of `spec` with `options` runs: the project's, less
 /// the personas `options.skip` leaves out (and their gates); a 422 on
 /// `options.skip` when what is left is no graph.
@@ -217,6 +229,7 @@ pub struct PreparedStart {
 /// that start it) goes into `payload.metadata.schedule`. Nothing is stored.
 pub async fn prepare_start(
     state: &ApiState,
+    origin: Origin,
     request: &StartRunRequest,
     schedule: Option<Value>,
 ) -> Result<PreparedStart, ApiError> {
@@ -288,6 +301,26 @@ pub async fn prepare_start(
         "error": null,
     });
     let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
+    let notice = awaiting_workflow
+        .then(|| {
+            let link = crate::hitl::mint(state, &run_id, Gate::Workflow);
+            let text = format!(
+                "Run {run_id} ({}) is proposed and waits for approval at its workflow gate. Approve or reject: {}",
+                spec.project, link.approval_url
+            );
+            let gate = Some((Gate::Workflow, link.approval_url));
+            match origin {
+                Origin::Api => Some(notify::notice_about(
+                    &state.config,
+                    &run_id,
+                    request.options.user_id.as_deref(),
+                    text,
+                    gate,
+                )),
+                Origin::Chat => notify::webhook_notice(&state.config, &run_id, text, gate),
+            }
+        })
+        .flatten();
     let run = NewRun {
         gate: awaiting_workflow.then(|| NewGate {
             run_id: run_id.clone(),
@@ -307,6 +340,7 @@ pub async fn prepare_start(
         created_at: now(),
         estimated_usd_micros: Some(estimate),
         max_active: state.config.budget.max_active_runs,
+        notice,
     };
     Ok(PreparedStart { run, command })
 }
@@ -326,8 +360,8 @@ pub async fn hand_over(state: &ApiState, run: Run, prepared: &PreparedStart) -> 
 
 /// Validates, records the run together with its start command, then hands
 /// it to the orchestrator (the command reconciler retries if that fails).
-pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
-    let prepared = prepare_start(state, &request, None).await?;
+pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunRequest) -> Result<Started, ApiError> {
+    let prepared = prepare_start(state, origin, &request, None).await?;
     let run = state
         .store
         .insert_run_with_command(&prepared.run, prepared.command.as_ref())
@@ -374,6 +408,12 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
                 }),
             )
         });
+        let notice = notify::notice(
+            &state.config,
+            &run,
+            notify::cancelled(&run, request.actor.as_deref().unwrap_or(by), request.reason.as_deref()),
+            None,
+        );
         if state
             .store
             .transition(
@@ -382,6 +422,7 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
                 RunStatus::Cancelled,
                 Some(&artifact),
                 command.as_ref(),
+                Some(&notice),
             )
             .await?
         {

@@ -425,6 +425,7 @@ async fn a_firing_is_claimed_once_and_its_time_never_starts_two_runs(db: &Db) {
         created_at: myloware_api::store::now(),
         estimated_usd_micros: None,
         max_active: None,
+        notice: None,
     };
     let claim = FiringClaim {
         schedule_id: id.to_string(),
