@@ -5,18 +5,10 @@ mod common;
 use myloware_testkit::JsonAnswer;
 use std::time::Duration;
 
-use common::{API_KEY, TestApp, eventually, spawn_app};
+use common::{API_KEY, LIVE_SECRETS, TestApp, eventually, spawn_app};
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
-
-const LIVE_SECRETS: [(&str, &str); 5] = [
-    ("USE_MOCK_PROVIDERS", "false"),
-    ("KIEAI_API_KEY", "kie-key"),
-    ("KIEAI_SIGNING_SECRET", "kie-signing"),
-    ("SHOTSTACK_API_KEY", "shotstack-key"),
-    ("UPLOAD_POST_API_KEY", "upload-key"),
-];
 
 async fn the_runbook_check_reports_the_provider_mode(db: &Db) {
     let app = spawn_app(db, &[]).await;

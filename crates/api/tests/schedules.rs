@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
-use common::{API_KEY, TestApp, eventually, spawn_app};
+use common::{API_KEY, LIVE_SECRETS, TestApp, eventually, spawn_app};
 use myloware_db::Db;
 use myloware_testkit::conformance_tests;
 use serde_json::{Value, json};
@@ -16,14 +16,6 @@ use serde_json::{Value, json};
 const TICK: (&str, &str) = ("SCHEDULE_TICK_MS", "50");
 const VIEWER: &str = "viewer-key-for-schedule-tests";
 const WAIT: Duration = Duration::from_secs(15);
-
-const LIVE_SECRETS: [(&str, &str); 5] = [
-    ("USE_MOCK_PROVIDERS", "false"),
-    ("KIEAI_API_KEY", "kie-key"),
-    ("KIEAI_SIGNING_SECRET", "kie-signing"),
-    ("SHOTSTACK_API_KEY", "shotstack-key"),
-    ("UPLOAD_POST_API_KEY", "upload-key"),
-];
 
 /// A yearly schedule (it never fires during a test unless made due).
 fn yearly(input: Value) -> Value {

@@ -125,6 +125,13 @@ pub struct ScheduleList {
     next_cursor: Option<String>,
 }
 
+/// A change of schedules by `key` from `client`: within the client's rate
+/// limit; who asked, as recorded (`key:<name>`).
+fn change_by(state: &ApiState, client: &str, key: &Principal) -> Result<String, ApiError> {
+    state.limiter.check(LimitedRoute::Schedule, client)?;
+    Ok(format!("key:{}", key.name))
+}
+
 /// The schedule with its latest firings.
 async fn with_firings(state: &ApiState, schedule: Schedule) -> Result<ScheduleView, ApiError> {
     let firings = state.store.list_firings(&schedule.id, FIRINGS_SHOWN).await?;
@@ -149,8 +156,8 @@ pub async fn create_schedule(
     Extension(key): Extension<Principal>,
     ValidJson(request): ValidJson<CreateScheduleRequest>,
 ) -> Result<Response, ApiError> {
-    state.limiter.check(LimitedRoute::Schedule, &client)?;
-    let schedule = schedules::create(&state, request, &format!("key:{}", key.name)).await?;
+    let by = change_by(&state, &client, &key)?;
+    let schedule = schedules::create(&state, request, &by).await?;
     let view = with_firings(&state, schedule).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -223,8 +230,7 @@ pub async fn delete_schedule(
     Extension(key): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.limiter.check(LimitedRoute::Schedule, &client)?;
-    schedules::delete(&state, &id, &format!("key:{}", key.name)).await?;
+    schedules::delete(&state, &id, &change_by(&state, &client, &key)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,8 +248,7 @@ pub async fn pause_schedule(
     Extension(key): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    state.limiter.check(LimitedRoute::Schedule, &client)?;
-    let schedule = schedules::pause(&state, &id, &format!("key:{}", key.name)).await?;
+    let schedule = schedules::pause(&state, &id, &change_by(&state, &client, &key)?).await?;
     Ok(Json(with_firings(&state, schedule).await?))
 }
 
@@ -263,8 +268,7 @@ pub async fn resume_schedule(
     Extension(key): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    state.limiter.check(LimitedRoute::Schedule, &client)?;
-    let schedule = schedules::resume(&state, &id, &format!("key:{}", key.name)).await?;
+    let schedule = schedules::resume(&state, &id, &change_by(&state, &client, &key)?).await?;
     Ok(Json(with_firings(&state, schedule).await?))
 }
 

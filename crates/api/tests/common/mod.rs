@@ -22,6 +22,16 @@ use tokio::sync::oneshot;
 
 pub const API_KEY: &str = "test-api-key";
 
+/// Live mode with every provider secret (the providers are never called
+/// by the tests that use it).
+pub const LIVE_SECRETS: [(&str, &str); 5] = [
+    ("USE_MOCK_PROVIDERS", "false"),
+    ("KIEAI_API_KEY", "kie-key"),
+    ("KIEAI_SIGNING_SECRET", "kie-signing"),
+    ("SHOTSTACK_API_KEY", "shotstack-key"),
+    ("UPLOAD_POST_API_KEY", "upload-key"),
+];
+
 /// Answers `POST /v1/executions` with the configured status, recording bodies.
 #[derive(Clone)]
 pub struct FakeOrchestrator {

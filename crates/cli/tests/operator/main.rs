@@ -73,10 +73,15 @@ fn json_of(output: &Output) -> Value {
 
 /// The run id in a line like `run_abc123def456 started (pending)`.
 fn run_id_in(stdout: &str) -> String {
+    id_in(stdout, "run_")
+}
+
+/// The first id of `prefix` (`run_`, `sch_`) and 12 characters in `stdout`.
+fn id_in(stdout: &str, prefix: &str) -> String {
     stdout
         .split_whitespace()
-        .find(|w| w.starts_with("run_") && w.len() == 16)
-        .unwrap_or_else(|| panic!("no run id in:\n{stdout}"))
+        .find(|w| w.starts_with(prefix) && w.len() == prefix.len() + 12)
+        .unwrap_or_else(|| panic!("no {prefix} id in:\n{stdout}"))
         .to_string()
 }
 

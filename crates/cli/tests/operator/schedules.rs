@@ -2,15 +2,6 @@
 
 use super::*;
 
-/// The schedule id in a line like `sch_abc123def456 created: …`.
-fn schedule_id_in(stdout: &str) -> String {
-    stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("sch_") && w.len() == 16)
-        .unwrap_or_else(|| panic!("no schedule id in:\n{stdout}"))
-        .to_string()
-}
-
 async fn schedules_create_fire_pause_resume_and_delete(db: &Db) {
     let system = start(db, &[("SCHEDULE_TICK_MS", "50")]).await;
     let args = [
@@ -27,7 +18,7 @@ async fn schedules_create_fire_pause_resume_and_delete(db: &Db) {
         "u-sched",
     ];
     let created = ok(&mw(&system, &args).await);
-    let id = schedule_id_in(&created);
+    let id = id_in(&created, "sch_");
     assert!(
         created.contains("* * * * * * (Europe/Paris), first firing"),
         "{created}"

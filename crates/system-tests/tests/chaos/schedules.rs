@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use myloware_testkit::cluster::Cluster;
 use myloware_testkit::{API_KEY, JsonAnswer, TestDb, conformance_tests, wait_until};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MW: &str = env!("CARGO_BIN_EXE_mw-system");
 
@@ -100,7 +100,7 @@ async fn two_api_processes_fire_each_time_once_across_a_kill(db: &TestDb) {
             .unwrap();
         let of_schedule = all
             .iter()
-            .filter(|run| run.payload["metadata"]["schedule"]["id"] == Value::from(id.as_str()))
+            .filter(|run| run.payload["metadata"]["schedule"]["id"] == id.as_str())
             .count();
         assert_eq!(of_schedule, firings.len(), "{id}: runs besides its firings'");
         run_ids.extend(runs.into_iter().map(|(_, run_id)| run_id));
