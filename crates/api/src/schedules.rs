@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use myloware_core::error::FieldError;
 use myloware_core::ids::new_schedule_id;
 use myloware_core::schedule::{Cadence, CadenceError};
@@ -32,9 +32,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::notify;
 use crate::runs::{self, RunInput, RunOptions, StartRunRequest};
 use crate::state::ApiState;
-use crate::store::{Fired, FiringClaim, FiringStart, NewSchedule, Schedule, now};
+use crate::store::{ChatMessage, Fired, FiringClaim, FiringStart, NewSchedule, Schedule, now};
 
 /// Inputs a schedule may rotate through.
 pub const MAX_INPUTS: usize = 100;
@@ -257,6 +258,7 @@ async fn fire(state: &ApiState, schedule: &Schedule) -> Result<Fired, ApiError> 
         fire_at,
         next_fire_at,
         skipped,
+        refusal_notice: Some(refusal_notice(state, schedule, fire_at, next_fire_at)),
     };
     let count = schedule.inputs.len().max(1) as i64;
     let index = schedule.next_input.rem_euclid(count);
@@ -292,6 +294,37 @@ async fn fire(state: &ApiState, schedule: &Schedule) -> Result<Fired, ApiError> 
         _ => {}
     }
     Ok(fired)
+}
+
+/// What the schedule's owner (`options.user_id`, else the operators) is
+/// told of a refused firing, in their transcript and on their channels; the
+/// store appends the reason.
+fn refusal_notice(
+    state: &ApiState,
+    schedule: &Schedule,
+    fire_at: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> ChatMessage {
+    let owner = schedule.options["user_id"].as_str().unwrap_or(notify::OPERATORS);
+    let next = next.map_or_else(
+        || "no next time".to_string(),
+        |at| format!("next at {} UTC", at.format("%Y-%m-%d %H:%M:%S")),
+    );
+    ChatMessage {
+        user_id: owner.to_string(),
+        role: "assistant".into(),
+        text: format!(
+            "Schedule {} ({}) did not start its run of {} UTC ({next}): ",
+            schedule.id,
+            schedule.project,
+            fire_at.format("%Y-%m-%d %H:%M:%S")
+        ),
+        run_id: None,
+        gate: None,
+        link: None,
+        created_at: now(),
+        pushes: notify::pushes(&state.config, owner),
+    }
 }
 
 /// The start of the schedule's `index`th input, as stored.

@@ -424,6 +424,7 @@ async fn a_firing_is_claimed_once_and_its_time_never_starts_two_runs(db: &Db) {
         fire_at: due,
         next_fire_at: Some(due + chrono::Duration::days(365)),
         skipped: 0,
+        refusal_notice: None,
     };
     let (one, two) = (run(1), run(2));
     let start = |run| FiringStart::Run {
@@ -480,6 +481,15 @@ async fn a_firing_over_a_budget_or_the_run_cap_is_recorded_as_refused(db: &Db) {
     assert_eq!(schedule_rows(db).await, (1, 1));
     assert!(runs_of(db, id).await.is_empty());
     assert!(app.orchestrator.starts().is_empty());
+    // The operators are told (the schedule has no owner), once.
+    let told = app.state.store.chat_messages("mw:operators", 10).await.unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0]
+            .text
+            .starts_with(&format!("Schedule {id} (test_video_gen) did not start its run of "))
+    );
+    assert!(told[0].text.ends_with(reason), "{}", told[0].text);
     drop(app);
 
     // MAX_ACTIVE_RUNS: one run is active, the firing is refused with the cap.
@@ -488,7 +498,9 @@ async fn a_firing_over_a_budget_or_the_run_cap_is_recorded_as_refused(db: &Db) {
         .start_run(json!({"project": "test_video_gen", "input": {"topic": "busy"}}))
         .await;
     assert_eq!(status, 201);
-    let capped = created(&app, yearly(json!({"topic": "one too many"}))).await;
+    let mut body = yearly(json!({"topic": "one too many"}));
+    body["options"] = json!({"user_id": "u-owner"});
+    let capped = created(&app, body).await;
     let capped_id = capped["id"].as_str().unwrap();
     due_at(&app, capped_id, due).await;
     let fired = firings(&app, capped_id, 1).await;
@@ -499,6 +511,13 @@ async fn a_firing_over_a_budget_or_the_run_cap_is_recorded_as_refused(db: &Db) {
         "{fired}"
     );
     assert!(runs_of(db, capped_id).await.is_empty());
+    // Its owner is told, with the reason.
+    let told = app.state.store.chat_messages("u-owner", 10).await.unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].text.contains(capped_id) && told[0].text.contains("MAX_ACTIVE_RUNS"),
+        "{told:?}"
+    );
 }
 
 // Multi-thread: two APIs (and their loops) serve while the test waits.

@@ -668,6 +668,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
             fire_at: schedule.next_fire_at.unwrap() + Duration::days(40 - due),
             next_fire_at: Some(schedule.next_fire_at.unwrap() + Duration::days(40 - next)),
             skipped: 0,
+            refusal_notice: None,
         };
         let fired = store
             .fire_schedule(&claim, myloware_api::store::FiringStart::Refused("over a limit"))

@@ -193,8 +193,9 @@ pub trait ApiStore: Send + Sync + 'static {
     /// in the same transaction records the firing, unique per schedule and
     /// firing time, with what `start` gives: the run and its command
     /// inserted (unless `MAX_ACTIVE_RUNS` refuses it, then the firing is
-    /// refused with that reason), or the refusal. [`Fired::Lost`] when the
-    /// claim did not hold; nothing is written then.
+    /// refused with that reason), or the refusal; a refusal writes
+    /// `claim.refusal_notice` too. [`Fired::Lost`] when the claim did not
+    /// hold; nothing is written then.
     async fn fire_schedule(&self, claim: &FiringClaim, start: FiringStart<'_>) -> StoreResult<Fired>;
 
     /// A schedule's latest `limit` firings, newest first.

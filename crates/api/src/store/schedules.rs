@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::chat::ChatMessage;
 use super::commands::NewCommand;
 use super::common::text_enum;
 use super::runs::{NewRun, Run};
@@ -101,6 +102,9 @@ pub struct FiringClaim {
     pub fire_at: DateTime<Utc>,
     pub next_fire_at: Option<DateTime<Utc>>,
     pub skipped: u32,
+    /// Who is told when the firing is refused: this message, the reason
+    /// appended to its text, written with the refusal.
+    pub refusal_notice: Option<ChatMessage>,
 }
 
 /// What a claimed firing starts.
@@ -277,7 +281,16 @@ macro_rules! schedule_methods {
                     return Ok(Fired::Lost);
                 };
                 let fired = match started {
-                    Err(reason) => Fired::Refused(reason),
+                    Err(reason) => {
+                        if let Some(notice) = &claim.refusal_notice {
+                            let notice = ChatMessage {
+                                text: format!("{}{reason}", notice.text),
+                                ..notice.clone()
+                            };
+                            insert_chat!(&notice, tx);
+                        }
+                        Fired::Refused(reason)
+                    }
                     Ok((run, command, next_input)) => {
                         let inserted = insert_run!(run, command, &mut tx);
                         sqlx::query("UPDATE schedules SET next_input = $2 WHERE id = $1")
