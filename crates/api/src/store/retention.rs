@@ -85,8 +85,13 @@ pub(super) const PRUNABLE: [(&str, &str); 9] = [
     ),
     // Firings of schedule times before the cutoff (a schedule's next
     // firing is always after its last, so an old firing time never comes
-    // back to be claimed; the runs they started keep the schedule's id).
-    ("schedule_firings", "fire_at < $1"),
+    // back to be claimed; the runs they started keep the schedule's id),
+    // unless of an unfinished run; refused ones (no run) go.
+    (
+        "schedule_firings",
+        "fire_at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = schedule_firings.run_id \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+    ),
 ];
 
 /// The [`ApiStore`](super::ApiStore) methods of retention and the gauges, handed on to `$next`

@@ -74,6 +74,14 @@ async fn seed(db: &Db, run: &str, status: &str, execution: &str, at: DateTime<Ut
              SELECT seq, 'webhook', 'http://127.0.0.1:9/', '{run}', 'delivered', $1, $1, $1 FROM chat_messages WHERE run_id = '{run}'"
         ),
         format!(
+            "INSERT INTO schedules (id, project, cron, timezone, inputs, options, status, created_by, created_at, updated_at) \
+             VALUES ('{run}', 'test_video_gen', '0 9 * * *', 'UTC', '[]', '{{}}', 'paused', 'key:x', $1, $1)"
+        ),
+        format!(
+            "INSERT INTO schedule_firings (schedule_id, fire_at, fired_at, outcome, run_id) \
+             VALUES ('{run}', $1, $1, 'started', '{run}')"
+        ),
+        format!(
             "INSERT INTO executions (run_id, project, request, status, state, created_at, updated_at) \
              VALUES ('{run}', 'test_video_gen', '{{}}', '{execution}', '{{}}', $1, $1)"
         ),
@@ -98,7 +106,7 @@ async fn seed(db: &Db, run: &str, status: &str, execution: &str, at: DateTime<Ut
     }
 }
 
-const API_TABLES: [&str; 8] = [
+const API_TABLES: [&str; 9] = [
     "artifacts",
     "chat_deliveries",
     "chat_messages",
@@ -106,6 +114,7 @@ const API_TABLES: [&str; 8] = [
     "dead_letters",
     "gate_audit",
     "run_events",
+    "schedule_firings",
     "webhook_deliveries",
 ];
 const ORCHESTRATOR_TABLES: [&str; 4] = ["journal", "mock_provider_calls", "outbox", "signals"];
