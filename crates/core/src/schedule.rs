@@ -193,6 +193,15 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_going_back_fires_a_repeated_time_once() {
+        // 2026-10-25 02:30 happens twice in Paris (03:00 -> 02:00).
+        let cadence = Cadence::parse("30 2 * * *", "Europe/Paris").unwrap();
+        let first = cadence.next_after(utc("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(first, utc("2026-10-25T00:30:00Z"));
+        assert_eq!(cadence.next_after(first), Some(utc("2026-10-26T01:30:00Z")));
+    }
+
+    #[test]
     fn a_late_schedule_fires_once_and_continues_after_now() {
         let cadence = Cadence::parse("0 * * * *", "UTC").unwrap();
         let due = utc("2026-12-01T10:00:00Z");
