@@ -19,7 +19,7 @@ use crate::state::ApiState;
 use crate::store::{Artifact, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
 
 /// Log target of gate decisions (the runbook greps for it).
-pub const LOG_TARGET: &str = "myloware.api.hitl";
+pub use crate::commands::HITL_LOG_TARGET as LOG_TARGET;
 
 /// A signed approval link.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
