@@ -60,7 +60,7 @@ impl LlmPersonas {
         let Some(llm) = Llm::from_config(&config.llm) else {
             return Ok(None);
         };
-        let catalog = Catalog::load(&config.projects_dir).map_err(|err| err.to_string())?;
+        let catalog = Catalog::load_from(&config.projects).map_err(|err| err.to_string())?;
         let prompts = catalog
             .prompts
             .into_iter()
