@@ -38,7 +38,7 @@ pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{AuditEntry, Decision, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
-pub use runs::{NewRun, Run, RunDetails, RunQuery};
+pub use runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 pub use schedules::{
     Fired, Firing, FiringClaim, FiringOutcome, FiringStart, NewSchedule, Schedule, ScheduleQuery, ScheduleStatus,
 };
