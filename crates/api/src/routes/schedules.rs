@@ -132,10 +132,15 @@ fn change_by(state: &ApiState, client: &str, key: &Principal) -> Result<String, 
     Ok(format!("key:{}", key.name))
 }
 
-/// The schedule with its latest firings.
-async fn with_firings(state: &ApiState, schedule: Schedule) -> Result<ScheduleView, ApiError> {
-    let firings = state.store.list_firings(&schedule.id, FIRINGS_SHOWN).await?;
-    let mut view = ScheduleView::from(schedule);
+/// The schedule `id` with its latest firings. The firings are read first:
+/// a firing is recorded with its claim, so the schedule read after them
+/// shows at least the next time they left it at.
+async fn with_firings(state: &ApiState, id: &str) -> Result<ScheduleView, ApiError> {
+    let firings = match myloware_core::ids::is_schedule_id(id) {
+        true => state.store.list_firings(id, FIRINGS_SHOWN).await?,
+        false => Vec::new(),
+    };
+    let mut view = ScheduleView::from(schedules::get(state, id).await?);
     view.firings = Some(firings.into_iter().map(FiringView::from).collect());
     Ok(view)
 }
@@ -158,7 +163,7 @@ pub async fn create_schedule(
 ) -> Result<Response, ApiError> {
     let by = change_by(&state, &client, &key)?;
     let schedule = schedules::create(&state, request, &by).await?;
-    let view = with_firings(&state, schedule).await?;
+    let view = with_firings(&state, &schedule.id).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -212,8 +217,7 @@ pub async fn get_schedule(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let schedule = schedules::get(&state, &id).await?;
-    Ok(Json(with_firings(&state, schedule).await?))
+    Ok(Json(with_firings(&state, &id).await?))
 }
 
 /// Deletes a schedule and its firings; the runs it started stay.
@@ -249,7 +253,7 @@ pub async fn pause_schedule(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let schedule = schedules::pause(&state, &id, &change_by(&state, &client, &key)?).await?;
-    Ok(Json(with_firings(&state, schedule).await?))
+    Ok(Json(with_firings(&state, &schedule.id).await?))
 }
 
 /// Makes a paused schedule fire again from its next time after now (times
@@ -269,7 +273,7 @@ pub async fn resume_schedule(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let schedule = schedules::resume(&state, &id, &change_by(&state, &client, &key)?).await?;
-    Ok(Json(with_firings(&state, schedule).await?))
+    Ok(Json(with_firings(&state, &schedule.id).await?))
 }
 
 /// A cron pattern of the documented grammar's common subset that always
