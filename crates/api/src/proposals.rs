@@ -20,16 +20,20 @@ pub const MAX_EDITS: usize = 20;
 /// `PATCH /v1/runs/{runId}/proposal`: what changes (at least one field).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ProposalPatch {
     /// Another runnable project.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub project: Option<String>,
     /// Replaces the input as a whole.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub input: Option<RunInput>,
     /// Replaces the options as a whole (`skip` and the rest); the run's
     /// owner stays, and it stays a proposal.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub options: Option<RunOptions>,
 }
 
