@@ -23,11 +23,11 @@ pub type Pruned = std::collections::BTreeMap<String, u64>;
 /// they are the record of what was made and decided. Statuses listed are
 /// the terminal ones (`RunStatus::is_terminal`).
 pub(super) const PRUNABLE: [(&str, &str); 8] = [
-    // Decision attempts, kept while their run is unfinished (attempts on
-    // unknown runs go too).
+    // The audit of operator actions, kept while their run is unfinished
+    // (actions on unknown runs, or on none, go too).
     (
-        "gate_audit",
-        "at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = gate_audit.run_id \
+        "audit",
+        "at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = audit.run_id \
            AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
     ),
     // Events applied to runs that ended before the cutoff (their order is
