@@ -16,6 +16,10 @@ use crate::orchestrator::OrchestratorError;
 use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
 
+/// The HITL log (the runbook greps for it): gate decisions (`hitl`) and
+/// their delivery to the orchestrator (here).
+pub const HITL_LOG_TARGET: &str = "myloware.api.hitl";
+
 /// 1 s, 2 s, 4 s ... capped at 30 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
@@ -72,7 +76,31 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
     if let Err(err) = state.store.record_delivery(command.seq, &attempt).await {
         tracing::error!(runId = %command.run_id, error = %err, "cannot record a command delivery");
     }
+    log_resume(command, &attempt);
     attempt
+}
+
+/// A gate decision's delivery, in the HITL log (`myloware.api.hitl`): the
+/// orchestrator resumed the run (`resumed`, with the time from the decision
+/// to the acknowledgement), refused the decision, or could not be reached.
+fn log_resume(command: &Command, attempt: &DeliveryAttempt) {
+    let ExecutionCommand::Resume(resume) = &command.body else {
+        return;
+    };
+    let (run_id, gate, decision) = (&command.run_id, resume.gate, resume.decision.as_str());
+    let latency_ms = (Utc::now() - command.created_at).num_milliseconds();
+    let attempts = command.attempts + 1;
+    match attempt {
+        DeliveryAttempt::Acked => {
+            tracing::info!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, "resumed")
+        }
+        DeliveryAttempt::Refused { error } => {
+            tracing::error!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, %error, "resume refused")
+        }
+        DeliveryAttempt::Failed { error, retry_at } => {
+            tracing::warn!(target: HITL_LOG_TARGET, runId = %run_id, %gate, decision, latency_ms, attempts, %error, %retry_at, "resume failed; will retry")
+        }
+    }
 }
 
 /// Most commands one call delivers for a run (a bound, not a quota: the

@@ -20,7 +20,7 @@ use crate::store::{Artifact, AuditAction, AuditEntry, Decision, GateRecord, Gate
 use crate::{audit, commands};
 
 /// Log target of gate decisions (the runbook greps for it).
-pub const LOG_TARGET: &str = "myloware.api.hitl";
+pub use crate::commands::HITL_LOG_TARGET as LOG_TARGET;
 
 /// A signed approval link.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

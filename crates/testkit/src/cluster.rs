@@ -95,6 +95,35 @@ impl Cluster {
         format!("logs in {}", self.dir.path().display())
     }
 
+    /// The JSON log records of every `service` process started so far
+    /// (`LOG_FORMAT=json`, flattened: `target`, `message`, the fields).
+    pub fn log_records(&self, service: &str) -> Vec<Value> {
+        let suffix = format!("-{service}");
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter(|p| {
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| s.contains(&suffix))
+            })
+            .collect();
+        logs.sort();
+        logs.iter()
+            .flat_map(|log| {
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect()
+    }
+
     fn env(&self, service: &str) -> Vec<(String, String)> {
         let projects = crate::projects_dir();
         let mut env: Vec<(String, String)> = [

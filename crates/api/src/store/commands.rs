@@ -34,6 +34,8 @@ pub struct Command {
     pub run_id: String,
     pub body: ExecutionCommand,
     pub attempts: i64,
+    /// When it was enqueued (with the decision or change that caused it).
+    pub created_at: DateTime<Utc>,
     pub acked_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
@@ -59,7 +61,8 @@ pub enum DeliveryAttempt {
     },
 }
 
-pub(super) const COMMAND_COLUMNS: &str = "seq, run_id, kind, body, attempts, acked_at, last_error, next_attempt_at";
+pub(super) const COMMAND_COLUMNS: &str =
+    "seq, run_id, kind, body, attempts, created_at, acked_at, last_error, next_attempt_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct CommandRow {
@@ -68,6 +71,7 @@ pub(super) struct CommandRow {
     pub(super) kind: String,
     pub(super) body: Json<Value>,
     pub(super) attempts: i64,
+    pub(super) created_at: DateTime<Utc>,
     pub(super) acked_at: Option<DateTime<Utc>>,
     pub(super) last_error: Option<String>,
     pub(super) next_attempt_at: DateTime<Utc>,
@@ -84,6 +88,7 @@ impl TryFrom<CommandRow> for Command {
             seq: row.seq,
             run_id: row.run_id,
             attempts: row.attempts,
+            created_at: row.created_at,
             acked_at: row.acked_at,
             last_error: row.last_error,
             next_attempt_at: row.next_attempt_at,

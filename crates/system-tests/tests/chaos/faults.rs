@@ -287,7 +287,9 @@ async fn approve_by_key(cluster: &Cluster, run_id: &str, gate: &str) -> (u16, Va
 /// the API (its port blocked by a proxy), then killed. Approvals answer 502
 /// with the decision kept; when it is back, each run resumes exactly once.
 async fn orchestrator_unreachable_during_approvals_resumes_each_run_once(db: &TestDb) {
-    let mut cluster = Cluster::start(MW, db.url(), Vec::new()).await;
+    // The HITL log at info, as the runbook reads it.
+    let hitl_log = vec![("RUST_LOG".to_string(), "warn,myloware.api.hitl=info".to_string())];
+    let mut cluster = Cluster::start(MW, db.url(), hitl_log).await;
     let ids = cluster
         .start_runs(
             6,
@@ -356,6 +358,38 @@ async fn orchestrator_unreachable_during_approvals_resumes_each_run_once(db: &Te
         );
     }
     cluster.wait_all(&ids, "published", Duration::from_secs(60)).await;
+
+    // The runbook: "Check API logs for myloware.api.hitl entries to confirm
+    // the orchestrator resumed successfully".
+    let hitl: Vec<Value> = cluster
+        .log_records("api")
+        .into_iter()
+        .filter(|r| r["target"] == "myloware.api.hitl")
+        .collect();
+    for id in &ids {
+        let of_run = |message: &str, gate: &str| -> Vec<&Value> {
+            hitl.iter()
+                .filter(|r| r["message"] == message && r["runId"] == id.as_str() && r["gate"] == gate)
+                .collect()
+        };
+        for gate in ["ideate", "prepublish"] {
+            let resumed = of_run("resumed", gate);
+            assert_eq!(resumed.len(), 1, "{id} {gate}: {hitl:?}");
+            assert_eq!(resumed[0]["decision"], "approve");
+            assert!(
+                resumed[0]["latency_ms"].as_i64().is_some_and(|ms| ms >= 0),
+                "{:?}",
+                resumed[0]
+            );
+        }
+        let failed = of_run("resume failed; will retry", "ideate");
+        assert!(!failed.is_empty(), "{id}: the failed delivery is logged: {hitl:?}");
+        assert!(
+            failed
+                .iter()
+                .all(|r| r["decision"] == "approve" && r["error"].is_string())
+        );
+    }
 
     cluster.assert_events_complete(db, &ids).await;
     cluster.assert_paid_once(db, &ids, None).await;
