@@ -127,35 +127,6 @@ pub fn telegram_user(chat_id: &str) -> String {
     format!("telegram:{chat_id}")
 }
 
-/// The channels a gate notification for `user_id` goes to.
-pub fn notification_pushes(config: &Config, user_id: &str) -> Vec<Push> {
-    let chat = &config.chat;
-    let mut pushes = Vec::new();
-    if chat.telegram_bot_token.is_some() {
-        // The notification carries an approval link: a Telegram owner gets
-        // it only from an approver chat; otherwise it goes to the operators'
-        // chat (`TELEGRAM_CHAT_ID`), as for owners not from Telegram.
-        let chat_id = user_id
-            .strip_prefix("telegram:")
-            .filter(|id| chat.telegram_approver_chat_ids.iter().any(|a| a == id))
-            .map(str::to_owned)
-            .or_else(|| chat.telegram_chat_id.clone());
-        if let Some(chat_id) = chat_id {
-            pushes.push(Push {
-                channel: Channel::Telegram,
-                target: chat_id,
-            });
-        }
-    }
-    if let Some(url) = &chat.webhook_url {
-        pushes.push(Push {
-            channel: Channel::Webhook,
-            target: url.to_string(),
-        });
-    }
-    pushes
-}
-
 fn message(user_id: &str, role: &str, text: String) -> ChatMessage {
     ChatMessage {
         user_id: user_id.to_string(),
@@ -358,6 +329,7 @@ async fn propose(
         .map_err(|err| ApiError::BadRequest(format!("the proposed input is not valid: {err}")))?;
     let started = runs::start_run(
         state,
+        runs::Origin::Chat,
         StartRunRequest {
             project: project.to_string(),
             input,

@@ -12,6 +12,7 @@ use myloware_core::backoff::Backoff;
 use myloware_core::wire::ExecutionCommand;
 use serde_json::json;
 
+use crate::notify;
 use crate::orchestrator::OrchestratorError;
 use crate::state::ApiState;
 use crate::store::{Artifact, Command, CommandKind, DeadLetterKind, DeliveryAttempt};
@@ -150,17 +151,24 @@ pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), Strin
 /// graph) fails the run with the orchestrator's reason, instead of leaving
 /// it `from` (pending, or running after a retry) with nothing to move it.
 async fn fail_refused_run(state: &ApiState, run_id: &str, from: RunStatus, error: &str) {
+    let run = match state.store.get_run(run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(runId = %run_id, error = %err, "cannot fail a refused run");
+            return;
+        }
+    };
     let artifact = Artifact::new(run_id, "run.failed", None, json!({"error": error}));
+    let notice = notify::notice(&state.config, &run, notify::failed(&run, error), None);
     match state
         .store
-        .transition(run_id, from, RunStatus::Failed, Some(&artifact), None)
+        .transition(run_id, from, RunStatus::Failed, Some(&artifact), None, Some(&notice))
         .await
     {
         Ok(true) => {
             tracing::error!(runId = %run_id, %error, "run failed: the orchestrator refused it");
-            if let Ok(Some(run)) = state.store.get_run(run_id).await {
-                state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
-            }
+            state.metrics.run_ended(run_id, &run.project, RunStatus::Failed);
         }
         Ok(false) => {}
         Err(err) => tracing::error!(runId = %run_id, error = %err, "cannot fail a refused run"),

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::hitl;
+use crate::notify;
 use crate::state::ApiState;
-use crate::store::{AppliedCost, AppliedEvent, Artifact, ChatMessage, NewGate, Run, RunUpdate};
+use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunUpdate};
 
 /// Applies one event; retries when another writer applied one concurrently.
 pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {
@@ -34,8 +35,10 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
         if event.kind == EventKind::GateReached && !run.status.is_terminal() {
             open_gate(state, &run, event, &mut update);
         }
-        if is_artifact(event, "budget.held") && !run.status.is_terminal() {
-            tell_owner_of_hold(state, &run, event, &mut update);
+        if !run.status.is_terminal()
+            && let Some(text) = notice_text(&run, event, &update)
+        {
+            update.messages.push(notify::notice(&state.config, &run, text, None));
         }
         let applied = AppliedEvent {
             event_id: event.event_id.clone(),
@@ -62,8 +65,8 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
     Err(ApiError::Conflict("the run is changing; send the event again".into()))
 }
 
-/// A `gate.reached` opens the gate and, when the run has an owner, puts
-/// the approval link in their chat transcript, in the event's transaction.
+/// A `gate.reached` opens the gate and puts the approval link in the
+/// run's notices, in the event's transaction.
 fn open_gate(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate) {
     let Some(gate) = event.data["gate"].as_str().and_then(|g| g.parse::<Gate>().ok()) else {
         return;
@@ -73,55 +76,56 @@ fn open_gate(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate)
         gate,
         preview: event.data["preview"].clone(),
     });
-    if let Some(user_id) = &run.user_id {
-        let link = hitl::mint(state, &run.id, gate);
-        update.messages.push(ChatMessage {
-            user_id: user_id.clone(),
-            role: "assistant".into(),
-            text: format!(
-                "Run {} ({}) is waiting for your approval at the {gate} gate. Approve or reject: {}",
-                run.id, run.project, link.approval_url
-            ),
-            run_id: Some(run.id.clone()),
-            gate: Some(gate.as_str().into()),
-            link: Some(link.approval_url),
-            created_at: crate::store::now(),
-            pushes: crate::chat::notification_pushes(&state.config, user_id),
-        });
-    }
+    let link = hitl::mint(state, &run.id, gate);
+    let text = format!(
+        "Run {} ({}) is waiting for your approval at the {gate} gate. Approve or reject: {}",
+        run.id, run.project, link.approval_url
+    );
+    update.messages.push(notify::notice(
+        &state.config,
+        run,
+        text,
+        Some((gate, link.approval_url)),
+    ));
 }
 
 fn is_artifact(event: &Event, kind: &str) -> bool {
     event.kind == EventKind::ArtifactCreated && event.data["kind"] == kind
 }
 
-/// A run held by a spending limit: its owner hears why, and that it goes
-/// on by itself (nothing to approve), in the event's transaction.
-fn tell_owner_of_hold(state: &ApiState, run: &Run, event: &Event, update: &mut RunUpdate) {
-    let Some(user_id) = &run.user_id else { return };
-    let hold = &event.data["data"];
-    let text = format!(
-        "Run {} ({}) is on hold before {} paid call(s): the {} has {} USD left of {} USD and they need {} USD. \
-         It goes on by itself when the limit allows (raised, or from {}).",
-        run.id,
-        run.project,
-        hold["calls"]["count"],
-        hold["limit"].as_str().unwrap_or("spending limit"),
-        hold["leftUsd"],
-        hold["limitUsd"],
-        hold["neededUsd"],
-        hold["until"].as_str().unwrap_or("the next period"),
-    );
-    update.messages.push(ChatMessage {
-        user_id: user_id.clone(),
-        role: "assistant".into(),
-        text,
-        run_id: Some(run.id.clone()),
-        gate: None,
-        link: None,
-        created_at: crate::store::now(),
-        pushes: crate::chat::notification_pushes(&state.config, user_id),
-    });
+/// What the run's people hear of `event`, besides the gates: a budget hold
+/// (nothing to approve: it goes on by itself), the run published, failed.
+fn notice_text(run: &Run, event: &Event, update: &RunUpdate) -> Option<String> {
+    let (id, project) = (&run.id, &run.project);
+    if is_artifact(event, "budget.held") {
+        let hold = &event.data["data"];
+        return Some(format!(
+            "Run {id} ({project}) is on hold before {} paid call(s): the {} has {} USD left of {} USD and they need {} USD. \
+             It goes on by itself when the limit allows (raised, or from {}).",
+            hold["calls"]["count"],
+            hold["limit"].as_str().unwrap_or("spending limit"),
+            hold["leftUsd"],
+            hold["limitUsd"],
+            hold["neededUsd"],
+            hold["until"].as_str().unwrap_or("the next period"),
+        ));
+    }
+    match update.status? {
+        RunStatus::Published => {
+            let urls: Vec<&str> = event.data["publishUrls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            Some(format!("Run {id} ({project}) is published: {}", urls.join(" ")))
+        }
+        RunStatus::Failed => Some(notify::failed(
+            run,
+            event.data["error"]["message"].as_str().unwrap_or("no reason given"),
+        )),
+        _ => None,
+    }
 }
 
 /// What `event` does to `run` (pure; the store writes it).

@@ -25,6 +25,7 @@ pub mod limiter;
 pub mod locks;
 pub mod metrics;
 pub mod middleware;
+pub mod notify;
 pub mod orchestrator;
 pub mod page;
 pub mod reconciler;

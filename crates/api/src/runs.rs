@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::{self, Caller};
 use crate::commands;
 use crate::error::ApiError;
+use crate::notify;
 use crate::state::ApiState;
 use crate::store::{Artifact, AuditAction, NewCommand, NewGate, NewRun, Run, now};
 
@@ -180,9 +181,20 @@ pub struct Started {
     pub delivery_error: Option<String>,
 }
 
+/// Where a start came from, for who is told of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `POST /v1/runs/start`: the owner (or the operators) get a notice
+    /// with the workflow link.
+    Api,
+    /// A chat turn: Brendan's answer carries the link to the user; only
+    /// the operators' webhook gets a notice.
+    Chat,
+}
+
 /// Validates, records the run together with its start command, then hands
 /// it to the orchestrator (the command reconciler retries if that fails).
-pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Started, ApiError> {
+pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunRequest) -> Result<Started, ApiError> {
     let spec = runnable_project(state, &request.project)?;
     request.input.validate()?;
 
@@ -256,6 +268,26 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
         "error": null,
     });
     let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
+    let notice = awaiting_workflow
+        .then(|| {
+            let link = crate::hitl::mint(state, &run_id, Gate::Workflow);
+            let text = format!(
+                "Run {run_id} ({}) is proposed and waits for approval at its workflow gate. Approve or reject: {}",
+                spec.project, link.approval_url
+            );
+            let gate = Some((Gate::Workflow, link.approval_url));
+            match origin {
+                Origin::Api => Some(notify::notice_about(
+                    &state.config,
+                    &run_id,
+                    request.options.user_id.as_deref(),
+                    text,
+                    gate,
+                )),
+                Origin::Chat => notify::webhook_notice(&state.config, &run_id, text, gate),
+            }
+        })
+        .flatten();
     let run = state
         .store
         .insert_run_with_command(
@@ -278,6 +310,7 @@ pub async fn start_run(state: &ApiState, request: StartRunRequest) -> Result<Sta
                 created_at: now(),
                 estimated_usd_micros: Some(estimate),
                 max_active: state.config.budget.max_active_runs,
+                notice,
             },
             command.as_ref(),
         )
@@ -346,6 +379,12 @@ async fn cancel_unaudited(state: &ApiState, run_id: &str, request: &CancelReques
                 }),
             )
         });
+        let notice = notify::notice(
+            &state.config,
+            &run,
+            notify::cancelled(&run, request.actor.as_deref().unwrap_or(by), request.reason.as_deref()),
+            None,
+        );
         if state
             .store
             .transition(
@@ -354,6 +393,7 @@ async fn cancel_unaudited(state: &ApiState, run_id: &str, request: &CancelReques
                 RunStatus::Cancelled,
                 Some(&artifact),
                 command.as_ref(),
+                Some(&notice),
             )
             .await?
         {

@@ -30,6 +30,7 @@ fn new_run(project: &str, status: RunStatus) -> NewRun {
         created_at: now(),
         estimated_usd_micros: None,
         max_active: None,
+        notice: None,
     }
 }
 
@@ -100,7 +101,7 @@ async fn runs_list_newest_first_with_filters_and_cursor(db: &Db) {
     assert!(aismr.iter().all(|r| r.project == "aismr"));
 
     store
-        .transition(&ids[0], RunStatus::Pending, RunStatus::Cancelled, None, None)
+        .transition(&ids[0], RunStatus::Pending, RunStatus::Cancelled, None, None, None)
         .await
         .unwrap();
     let mut of_cancelled = page(10);
@@ -118,7 +119,14 @@ async fn a_transition_applies_only_from_the_expected_status(db: &Db) {
     let artifact = Artifact::new(&run.id, "run.cancelled", None, json!({"reason": "test"}));
     assert!(
         !store
-            .transition(&run.id, RunStatus::Running, RunStatus::Cancelled, Some(&artifact), None)
+            .transition(
+                &run.id,
+                RunStatus::Running,
+                RunStatus::Cancelled,
+                Some(&artifact),
+                None,
+                None
+            )
             .await
             .unwrap()
     );
@@ -129,7 +137,14 @@ async fn a_transition_applies_only_from_the_expected_status(db: &Db) {
 
     assert!(
         store
-            .transition(&run.id, RunStatus::Pending, RunStatus::Cancelled, Some(&artifact), None)
+            .transition(
+                &run.id,
+                RunStatus::Pending,
+                RunStatus::Cancelled,
+                Some(&artifact),
+                None,
+                None
+            )
             .await
             .unwrap()
     );
@@ -150,7 +165,12 @@ async fn concurrent_transitions_from_one_status_apply_once(db: &Db) {
         } else {
             RunStatus::Running
         };
-        tokio::spawn(async move { store.transition(&id, RunStatus::Pending, to, None, None).await.unwrap() })
+        tokio::spawn(async move {
+            store
+                .transition(&id, RunStatus::Pending, to, None, None, None)
+                .await
+                .unwrap()
+        })
     });
     let mut moved = 0;
     for attempt in attempts {
@@ -380,7 +400,14 @@ async fn commands_are_delivered_in_order_per_run_until_acknowledged(db: &Db) {
     let cancel = command(&run.id, CommandKind::Cancel);
     assert!(
         store
-            .transition(&run.id, RunStatus::Pending, RunStatus::Cancelled, None, Some(&cancel))
+            .transition(
+                &run.id,
+                RunStatus::Pending,
+                RunStatus::Cancelled,
+                None,
+                Some(&cancel),
+                None
+            )
             .await
             .unwrap()
     );
@@ -550,6 +577,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         created_at: at,
         estimated_usd_micros: None,
         max_active: None,
+        notice: None,
         ..new_run("aismr", status)
     };
     // Ended 40 days ago; still running since 40 days ago; started 40 days
@@ -559,7 +587,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
     let just_ended = store.insert_run(&run_at(RunStatus::Running, old)).await.unwrap();
     assert!(
         store
-            .transition(&just_ended.id, RunStatus::Running, RunStatus::Failed, None, None)
+            .transition(&just_ended.id, RunStatus::Running, RunStatus::Failed, None, None, None)
             .await
             .unwrap()
     );

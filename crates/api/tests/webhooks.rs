@@ -394,6 +394,7 @@ async fn upload_post_webhooks_only_wake_publishing_runs_once_per_delivery(db: &D
             created_at: myloware_api::store::now(),
             estimated_usd_micros: None,
             max_active: None,
+            notice: None,
         })
         .await
         .unwrap()

@@ -337,6 +337,7 @@ pub async fn awaiting_gate(api: &ApiState, gate: myloware_core::Gate, preview: V
         created_at: myloware_api::store::now(),
         estimated_usd_micros: None,
         max_active: None,
+        notice: None,
     };
     api.store.insert_run(&run).await.unwrap();
     let link = myloware_api::hitl::mint(api, &run_id, gate);

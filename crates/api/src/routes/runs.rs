@@ -158,7 +158,7 @@ pub async fn start_run(
     ValidJson(request): ValidJson<StartRunRequest>,
 ) -> Result<Response, ApiError> {
     state.limiter.check(LimitedRoute::RunStart, &client)?;
-    let started = runs::start_run(&state, request).await?;
+    let started = runs::start_run(&state, runs::Origin::Api, request).await?;
     let (status, detail) = match started.delivery_error {
         None => (StatusCode::CREATED, None),
         Some(error) => (

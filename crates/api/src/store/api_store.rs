@@ -39,9 +39,10 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_runs(&self, query: &RunQuery) -> StoreResult<Vec<Run>>;
 
     /// Moves the run from `from` to `to` if it is still in `from` (so two
-    /// concurrent writers cannot both move it), recording `artifact` and
-    /// enqueueing `command` in the same transaction. `false` when the run
-    /// was not in `from` (then nothing is written).
+    /// concurrent writers cannot both move it), recording `artifact`,
+    /// enqueueing `command` and writing the `notice` in the same
+    /// transaction. `false` when the run was not in `from` (then nothing is
+    /// written).
     async fn transition(
         &self,
         id: &str,
@@ -49,6 +50,7 @@ pub trait ApiStore: Send + Sync + 'static {
         to: RunStatus,
         artifact: Option<&Artifact>,
         command: Option<&NewCommand>,
+        notice: Option<&ChatMessage>,
     ) -> StoreResult<bool>;
 
     /// Moves a failed run back to `running` with `result` (its error

@@ -7,6 +7,7 @@ use myloware_core::RunStatus;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::ChatMessage;
 use super::artifacts::RawArtifact;
 use super::common::{RawJson, StoreError};
 use super::gates::{GateRecord, NewGate};
@@ -52,6 +53,8 @@ pub struct NewRun {
     /// ended (counted and inserted under one lock, so concurrent starts
     /// never exceed it); else [`StoreError::AtCapacity`].
     pub max_active: Option<u32>,
+    /// Written with the run (a proposal's workflow link, `crate::notify`).
+    pub notice: Option<ChatMessage>,
 }
 
 /// Filters of `GET /v1/runs`; newest first, `before` is an exclusive cursor.
@@ -247,6 +250,9 @@ macro_rules! run_methods {
                 if let Some(gate) = &run.gate {
                     insert_gate!(gate, &mut *tx);
                 }
+                if let Some(notice) = &run.notice {
+                    insert_chat!(notice, tx);
+                }
                 tx.commit().await?;
                 Ok(inserted)
             }
@@ -297,6 +303,7 @@ macro_rules! run_methods {
                 to: RunStatus,
                 artifact: Option<&Artifact>,
                 command: Option<&NewCommand>,
+                notice: Option<&ChatMessage>,
             ) -> StoreResult<bool> {
                 let Some(mut tx) = guarded(self.begin().await?, move_run!(id, from, to, now())).await? else {
                     return Ok(false);
@@ -306,6 +313,9 @@ macro_rules! run_methods {
                 }
                 if let Some(command) = command {
                     insert_command!(command, &mut *tx);
+                }
+                if let Some(notice) = notice {
+                    insert_chat!(notice, tx);
                 }
                 tx.commit().await?;
                 Ok(true)

@@ -37,6 +37,7 @@ async fn retention_prune_dry_run_then_real(db: &Db) {
             created_at: old,
             estimated_usd_micros: None,
             max_active: None,
+            notice: None,
         };
         store.insert_run(&run).await.unwrap();
         for kind in ["persona.output", "kieai.clip", "render.url"] {

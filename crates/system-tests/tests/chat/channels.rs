@@ -205,8 +205,9 @@ async fn a_down_channel_does_not_hold_up_the_run(db: &Db) {
     system.chat_ok("u-1", "approve").await;
     system.wait_status(&run_id, "published", QUICK).await;
 
+    // Both gates and the publication, each to both channels.
     let rows = wait_deliveries(&system, "every push attempted", QUICK, |rows| {
-        rows.len() == 4 && rows.iter().all(|r| r.last_error.is_some())
+        rows.len() == 6 && rows.iter().all(|r| r.last_error.is_some())
     })
     .await;
     for row in &rows {

@@ -1,4 +1,5 @@
 //! Chat: Brendan's turns through the API, and the Telegram and other channels.
 
 mod channels;
+mod notices;
 mod turns;

@@ -83,13 +83,14 @@ fn held(
     if step.state.budget_hold.as_ref() != Some(name) {
         let what = format!("{calls} × {call}");
         tracing::warn!(runId = %step.run_id, %persona, reason = %exceeded.describe(&what), "run held by a spending limit");
-        if step.state.budget_hold.is_none() {
-            step.emit(EventKind::StatusChanged, json!({"status": RunStatus::AwaitingBudget}));
-        }
+        // The artifact first: a run seen `awaiting_budget` shows why.
         step.emit(
             EventKind::ArtifactCreated,
             json!({"kind": "budget.held", "persona": persona, "data": detail}),
         );
+        if step.state.budget_hold.is_none() {
+            step.emit(EventKind::StatusChanged, json!({"status": RunStatus::AwaitingBudget}));
+        }
         step.state.budget_hold = Some(name.clone());
     }
     let recheck = now + chrono::Duration::seconds(step.engine.config.engine.budget_recheck_secs as i64);
