@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use myloware_core::Gate;
 use myloware_core::auth::{ApiKeys, Principal};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::middleware::ClientIp;
@@ -95,6 +95,21 @@ pub fn refusal(err: &ApiError) -> String {
         ApiError::Internal(_) => "internal error".into(),
         other => other.to_string(),
     }
+}
+
+/// Longest reason and note kept (a decision's are cut to the same upstream).
+const MAX_REASON_CHARS: usize = 2000;
+const MAX_NOTE_CHARS: usize = 200;
+
+/// What a decision or a cancel carried, as its `detail`: the reason and
+/// the note (the name the caller gave itself), cut to 2000 and 200
+/// characters; `None` when it carried neither.
+pub fn reason_and_note(reason: Option<&str>, note: Option<&str>) -> Option<Value> {
+    if reason.is_none() && note.is_none() {
+        return None;
+    }
+    let cut = |text: Option<&str>, max: usize| text.map(|text| text.chars().take(max).collect::<String>());
+    Some(json!({"reason": cut(reason, MAX_REASON_CHARS), "note": cut(note, MAX_NOTE_CHARS)}))
 }
 
 /// The caller's address and user agent (cut to 300 characters), as the

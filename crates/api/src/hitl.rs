@@ -168,8 +168,7 @@ impl Outcome {
 pub async fn audit(state: &ApiState, attempt: &Attempt, action: AuditAction, verdict: Result<String, String>) {
     let detail = match attempt.credential {
         Credential::None => None,
-        _ if attempt.reason.is_none() && attempt.note.is_none() => None,
-        _ => Some(json!({"reason": attempt.reason, "note": attempt.note})),
+        _ => audit::reason_and_note(attempt.reason.as_deref(), attempt.note.as_deref()),
     };
     let entry = AuditEntry {
         at: now(),

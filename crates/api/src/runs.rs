@@ -344,8 +344,7 @@ pub async fn cancel_run(
     caller: &Caller,
 ) -> Result<Run, ApiError> {
     let result = cancel_unaudited(state, run_id, &request, &caller.actor).await;
-    let detail = (request.reason.is_some() || request.actor.is_some())
-        .then(|| json!({"reason": request.reason, "note": request.actor}));
+    let detail = audit::reason_and_note(request.reason.as_deref(), request.actor.as_deref());
     let verdict = audit::verdict(&result, |_| "cancelled".into());
     caller
         .record(state, AuditAction::Cancel, Some(run_id), verdict, detail)

@@ -505,11 +505,18 @@ async fn every_operator_action_is_audited_with_its_actor_and_outcome(db: &Db) {
 async fn the_audit_routes_filter_page_and_refuse(db: &Db) {
     let app = with_roles(db).await;
     let runs = [started(&app).await, started(&app).await];
+    let long = "x".repeat(3000);
     for run in &runs {
         assert_eq!(
-            call(&app, "POST", &format!("/v1/runs/{run}/cancel"), OPS, json!({}))
-                .await
-                .0,
+            call(
+                &app,
+                "POST",
+                &format!("/v1/runs/{run}/cancel"),
+                OPS,
+                json!({"reason": long})
+            )
+            .await
+            .0,
             200
         );
         assert_eq!(
@@ -540,6 +547,8 @@ async fn the_audit_routes_filter_page_and_refuse(db: &Db) {
     )
     .await;
     assert_eq!(summary(&page), [row("key:ops", "cancel", None, true, "cancelled")]);
+    let kept = page["entries"][0]["detail"]["reason"].as_str().unwrap();
+    assert_eq!(kept.len(), 2000, "a reason is kept to 2000 characters");
     let future = (Utc::now() + Duration::minutes(5)).to_rfc3339();
     let query = serde_urlencoded::to_string([("since", future.as_str())]).unwrap();
     let (status, page) = call(&app, "GET", &format!("/v1/audit?{query}"), OPS, Value::Null).await;
