@@ -4,7 +4,7 @@
 #   docker run myloware                          -> mw serve api          (port 8080)
 #   docker run myloware serve orchestrator       -> mw serve orchestrator (port 8090)
 #
-# Configuration comes from the environment (crates/core/src/config.rs). The
+# Configuration comes from the environment (crates/core/src/config/). The
 # image defaults to ENVIRONMENT=production, which refuses to start without
 # API_KEY and HITL_SECRET (>= 32 characters, not the dev defaults); compose
 # overrides ENVIRONMENT=development for local use.
@@ -19,11 +19,14 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 
-# Workspace manifests, sources and the SQL migrations: `sqlx::migrate!` in
-# crates/db embeds migrations/{sqlite,postgres} at compile time.
+# Workspace manifests, sources, the SQL migrations (`sqlx::migrate!` in
+# crates/db embeds migrations/{sqlite,postgres} at compile time) and the
+# projects (crates/core/build.rs embeds projects/*.toml and
+# projects/personas/*.md: the image needs no projects folder).
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY migrations ./migrations
+COPY projects ./projects
 
 # Cache mounts keep the registry and compiled dependencies between builds
 # (BuildKit; Fly's builders support them). `migrate!` is not re-run by cargo
@@ -58,8 +61,6 @@ RUN groupadd --system --gid 10001 mw \
 
 WORKDIR /app
 COPY --from=builder /app/mw /usr/local/bin/mw
-# Project definitions and persona prompts, read at startup (PROJECTS_DIR).
-COPY projects /app/projects
 RUN mkdir -p /app/data/assets && chown -R 10001:10001 /app/data
 
 # The services listen on loopback unless BIND_HOST says otherwise: a
@@ -67,8 +68,7 @@ RUN mkdir -p /app/data/assets && chown -R 10001:10001 /app/data
 # DATABASE_URL=postgres://... and an https PUBLIC_BASE_URL (set at run time).
 ENV ENVIRONMENT=production \
     LOG_FORMAT=json \
-    BIND_HOST=0.0.0.0 \
-    PROJECTS_DIR=/app/projects
+    BIND_HOST=0.0.0.0
 
 USER 10001:10001
 EXPOSE 8080 8090

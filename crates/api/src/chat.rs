@@ -150,19 +150,32 @@ async fn recent_runs(state: &ApiState, user_id: &str) -> Result<Vec<Run>, ApiErr
     Ok(state.store.list_runs(&query).await?)
 }
 
+/// The user's recent runs awaiting a decision, with the gate each waits at.
+async fn awaiting_gates(state: &ApiState, user_id: &str) -> Result<Vec<(Run, Gate)>, ApiError> {
+    let mut waiting = Vec::new();
+    for run in recent_runs(state, user_id).await? {
+        if let Some(gate) = awaiting_gate(state, &run).await? {
+            waiting.push((run, gate));
+        }
+    }
+    Ok(waiting)
+}
+
+/// The gate `run` waits at for a decision, if any.
+async fn awaiting_gate(state: &ApiState, run: &Run) -> Result<Option<Gate>, ApiError> {
+    if !run.status.is_awaiting_gate() {
+        return Ok(None);
+    }
+    let gates = state.store.list_gates(&run.id).await?;
+    Ok(gates
+        .into_iter()
+        .find(|g| g.status == GateStatus::Awaiting)
+        .map(|g| g.gate))
+}
+
 /// What Brendan sees of a run.
 async fn chat_run(state: &ApiState, run: Run) -> Result<ChatRun, ApiError> {
-    let awaiting_gate = if run.status.is_awaiting_gate() {
-        state
-            .store
-            .list_gates(&run.id)
-            .await?
-            .into_iter()
-            .find(|g| g.status == GateStatus::Awaiting)
-            .map(|g| g.gate)
-    } else {
-        None
-    };
+    let awaiting_gate = awaiting_gate(state, &run).await?;
     let strings = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
             .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
@@ -252,6 +265,30 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
                         run_ids.push(run_id);
                     }
                     Err(err) => lines.push(format!("I could not set that run up: {}", describe(&err))),
+                }
+            }
+            ChatAction::ResendLinks => {
+                // Links are credentials: only a chat that may decide gets them.
+                if let Err(err) = origin.decision_credential(&state.config) {
+                    lines.push(describe(&err));
+                    continue;
+                }
+                let waiting = awaiting_gates(state, user_id).await?;
+                if waiting.is_empty() {
+                    lines.push("None of your runs is waiting for a decision.".into());
+                }
+                for (run, gate) in waiting {
+                    let link = hitl::mint(state, &run.id, gate);
+                    lines.push(format!(
+                        "Run {} ({}), {gate} gate: {}",
+                        run.id, run.project, link.approval_url
+                    ));
+                    run_ids.push(run.id);
+                    links.push(ChatLink {
+                        run_id: link.run_id,
+                        gate: link.gate,
+                        approval_url: link.approval_url,
+                    });
                 }
             }
             ChatAction::DecideGate {

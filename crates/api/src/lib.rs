@@ -28,6 +28,7 @@ pub mod middleware;
 pub mod notify;
 pub mod orchestrator;
 pub mod page;
+pub mod proposals;
 pub mod reconciler;
 pub mod routes;
 pub mod runs;

@@ -192,13 +192,43 @@ pub enum Origin {
     Chat,
 }
 
-/// Validates, records the run together with its start command, then hands
-/// it to the orchestrator (the command reconciler retries if that fails).
-pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunRequest) -> Result<Started, ApiError> {
+/// A start request, checked: its project, its graph (the project's less
+/// the skipped personas and their gates), its input, what it is expected
+/// to cost (within the spending limits).
+pub(crate) struct Plan<'a> {
+    pub spec: &'a ProjectSpec,
+    pub graph: GraphSpec,
+    pub input: Value,
+    pub estimate: i64,
+}
+
+impl Plan<'_> {
+    /// What a workflow gate shows and its approval starts.
+    pub fn proposal(&self) -> Value {
+        json!({
+            "project": self.spec.project,
+            "pipeline": self.graph.pipeline,
+            "gates": self.graph.hitl_gates,
+            "input": self.input,
+        })
+    }
+
+    /// A run's `result` before any work: the project's videos, pending.
+    pub fn initial_result(&self) -> Value {
+        json!({
+            "videos": initial_videos(self.spec),
+            "totalVideos": self.spec.video_count(),
+            "renderUrl": null,
+            "publishUrls": [],
+            "error": null,
+        })
+    }
+}
+
+/// Checks `request`: 422 naming the field, or 409 over a spending limit.
+pub(crate) async fn plan<'a>(state: &'a ApiState, request: &StartRunRequest) -> Result<Plan<'a>, ApiError> {
     let spec = runnable_project(state, &request.project)?;
     request.input.validate()?;
-
-    let mode = state.config.providers_mode;
     let mut graph = GraphSpec::for_project(spec);
     graph.pipeline.retain(|persona| !request.options.skip.contains(persona));
     graph.hitl_gates.retain(|gate| match gate {
@@ -208,9 +238,27 @@ pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunReques
     });
     myloware_core::graph::nodes(&graph)
         .map_err(|err| ApiError::invalid(&["body", "options", "skip"], err.to_string()))?;
-    let input = serde_json::to_value(&request.input).expect("input serializes");
     let estimate = crate::budget::estimate(state, spec, &graph.pipeline);
-    crate::budget::check_start(state, spec, mode, estimate).await?;
+    crate::budget::check_start(state, spec, state.config.providers_mode, estimate).await?;
+    Ok(Plan {
+        spec,
+        input: serde_json::to_value(&request.input).expect("input serializes"),
+        graph,
+        estimate,
+    })
+}
+
+/// Validates, records the run together with its start command, then hands
+/// it to the orchestrator (the command reconciler retries if that fails).
+pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunRequest) -> Result<Started, ApiError> {
+    let plan = plan(state, &request).await?;
+    let Plan {
+        spec,
+        ref graph,
+        ref input,
+        estimate,
+    } = plan;
+    let mode = state.config.providers_mode;
     let videos = initial_videos(spec);
     let awaiting_workflow = request.options.require_workflow_approval;
     let mut metadata = json!({
@@ -218,12 +266,7 @@ pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunReques
         "providers": {"mode": mode},
     });
     if awaiting_workflow {
-        metadata["workflow_proposal"] = json!({
-            "project": spec.project,
-            "pipeline": graph.pipeline,
-            "gates": graph.hitl_gates,
-            "input": input,
-        });
+        metadata["workflow_proposal"] = plan.proposal();
     }
     let run_id = new_run_id();
     // The run's root span; the orchestrator's steps are its children (under
@@ -260,13 +303,7 @@ pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunReques
         "graph_spec": graph,
         "metadata": metadata,
     });
-    let result = json!({
-        "videos": videos,
-        "totalVideos": spec.video_count(),
-        "renderUrl": null,
-        "publishUrls": [],
-        "error": null,
-    });
+    let result = plan.initial_result();
     let command = (!awaiting_workflow).then(|| NewCommand::new(&run_id, ExecutionCommand::Start(Box::new(start))));
     let notice = awaiting_workflow
         .then(|| {

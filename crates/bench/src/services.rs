@@ -325,7 +325,7 @@ fn stop_channel() -> (
 /// The real API (`ApiServer`, its background tasks included) on
 /// `config.api_port`.
 pub async fn spawn_api(config: std::sync::Arc<Config>, db: &myloware_db::Db) -> anyhow::Result<InProcess> {
-    let catalog = myloware_core::project::Catalog::load(&config.projects_dir)
+    let catalog = myloware_core::project::Catalog::load_from(&config.projects)
         .map_err(|err| anyhow::anyhow!("cannot load the projects: {err}"))?;
     let state = myloware_api::ApiState::new(config, myloware_api::store::open(db), std::sync::Arc::new(catalog));
     let server = myloware_api::ApiServer::bind(state).await?;

@@ -13,12 +13,13 @@ pub async fn run(dry_run: bool) -> anyhow::Result<()> {
     let catalog = env::catalog(&config)?;
     let docs = catalog.knowledge_documents();
     println!(
-        "projects: {} ({}), personas: {}, guardrails: {}, knowledge documents: {}",
+        "projects: {} ({}), personas: {}, guardrails: {}, knowledge documents: {} ({})",
         catalog.projects.len(),
         catalog.names().join(", "),
         catalog.prompts.len(),
         catalog.guardrail_count(),
-        docs.len()
+        docs.len(),
+        config.projects
     );
     for provider in Provider::ALL {
         tracing::info!(

@@ -28,12 +28,18 @@ mod validate;
 #[derive(Parser)]
 #[command(name = "mw", version, about = "MyloWare: chat requests in, published videos out")]
 #[command(long_about = "MyloWare: chat requests in, published videos out.\n\n\
-Configuration comes from the environment; in development (ENVIRONMENT unset or \
-development) `.env.development` in the current folder fills in what is not set.\n\n\
+Configuration comes from the environment; `.env.<environment>` in the current folder \
+(`.env.development` when ENVIRONMENT is unset, `.env.production` in production), or the \
+file --env-file names, fills in what is not set. The project catalog is shipped in the \
+binary; PROJECTS_DIR replaces it with a folder.\n\n\
 The operator commands (runs, hitl, demo, audit, costs, retention, dlq, chat) talk to a running API: \
 MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
 Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
 struct Cli {
+    /// Read this env file instead of `.env.<environment>` (it must exist);
+    /// variables set in the environment still win.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -232,10 +238,21 @@ enum IngestWhat {
 
 /// The `mw` command line: parses the arguments, runs the command.
 pub fn main() -> ExitCode {
-    // Before parsing, so `.env.development` also fills flags read from the
-    // environment (API_KEY for the operator commands).
-    env::load_development_file();
     let cli = Cli::parse();
+    let env_file = match env::load_env_file(cli.env_file.as_deref()) {
+        Ok(env_file) => env_file,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Again, so the file also fills flags read from the environment
+    // (API_KEY for the operator commands).
+    let cli = if env_file.as_ref().is_some_and(|f| f.names.is_some()) {
+        Cli::parse()
+    } else {
+        cli
+    };
     if let Command::Costs { from, to, .. } = &cli.command {
         if let Err(problem) = costs::check_range(*from, *to) {
             use clap::CommandFactory;
@@ -258,7 +275,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => serve::migrate().await,
             Command::Validate {
                 what: ValidateWhat::Env { online },
-            } => validate::env(online).await,
+            } => validate::env(env_file.as_ref(), online).await,
             Command::Ingest {
                 what: IngestWhat::Run { dry_run },
             } => ingest::run(dry_run).await,

@@ -66,6 +66,7 @@ fn api_state(config: Arc<Config>, db: &Db) -> anyhow::Result<ApiState> {
         tracing::warn!("{warning}");
     }
     let catalog = Arc::new(env::catalog(&config)?);
+    tracing::info!(projects = %config.projects, names = ?catalog.names(), "project catalog loaded");
     Ok(ApiState::new(config, myloware_api::store::open(db), catalog))
 }
 

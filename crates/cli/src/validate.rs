@@ -7,7 +7,11 @@ use myloware_core::providers::Provider;
 
 use crate::env;
 
-pub async fn env(online: bool) -> anyhow::Result<()> {
+pub async fn env(env_file: Option<&env::EnvFile>, online: bool) -> anyhow::Result<()> {
+    match env_file {
+        Some(file) => println!("env file: {file}"),
+        None => println!("env file: none (ENVIRONMENT names no environment)"),
+    }
     let config = match env::config() {
         Ok(config) => config,
         Err(err) => {
@@ -26,7 +30,12 @@ pub async fn env(online: bool) -> anyhow::Result<()> {
         );
     }
     let catalog = env::catalog(&config)?;
-    println!("projects: {} ({})", catalog.projects.len(), catalog.names().join(", "));
+    println!(
+        "projects: {} ({}), {}",
+        catalog.projects.len(),
+        catalog.names().join(", "),
+        config.projects
+    );
     if online {
         check_online(&config).await?;
     }

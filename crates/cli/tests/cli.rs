@@ -59,6 +59,11 @@ fn wait_for_health(port: u16) -> Duration {
 /// `mw dev` in `dir` on `api` and `orchestrator` with `extra` variables
 /// (its output discarded), once both services answer `/health`.
 fn start_dev(dir: &Scratch, api: u16, orchestrator: u16, extra: &[(&str, &str)]) -> Process {
+    spawn_dev(&mut dev_command(dir, api, orchestrator, extra), api, orchestrator)
+}
+
+/// The `mw dev` command of [`start_dev`], not started.
+fn dev_command(dir: &Scratch, api: u16, orchestrator: u16, extra: &[(&str, &str)]) -> Command {
     let (api_text, orchestrator_text) = (api.to_string(), orchestrator.to_string());
     let orchestrator_url = format!("http://127.0.0.1:{orchestrator}");
     let mut vars = vec![
@@ -68,16 +73,30 @@ fn start_dev(dir: &Scratch, api: u16, orchestrator: u16, extra: &[(&str, &str)])
         ("BIND_HOST", "127.0.0.1"),
     ];
     vars.extend_from_slice(extra);
-    let dev = Process::of(
-        mw(dir, &["dev"], &vars)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    mw(dir, &["dev"], &vars)
+}
+
+fn spawn_dev(command: &mut Command, api: u16, orchestrator: u16) -> Process {
+    let dev = Process::of(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     wait_for_health(api);
     wait_for_health(orchestrator);
     dev
+}
+
+/// A projects folder in `dir` with the repository's persona prompts and
+/// `projects` (file names), `edit` applied to each project's text.
+fn projects_copy(dir: &Scratch, projects: &[&str], edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let folder = dir.0.join("projects");
+    std::fs::create_dir_all(folder.join("personas")).unwrap();
+    for entry in std::fs::read_dir(projects_dir().join("personas")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), folder.join("personas").join(entry.file_name())).unwrap();
+    }
+    for project in projects {
+        let text = std::fs::read_to_string(projects_dir().join(project)).unwrap();
+        std::fs::write(folder.join(project), edit(text)).unwrap();
+    }
+    folder
 }
 
 fn get_json(port: u16, path: &str, key: &str) -> Value {
@@ -216,18 +235,9 @@ fn ingest_dry_run_validates_and_counts_without_writing() {
 #[test]
 fn a_broken_project_file_is_named_with_its_field() {
     let dir = Scratch::new("broken");
-    let projects = dir.0.join("projects");
-    std::fs::create_dir_all(projects.join("personas")).unwrap();
-    for entry in std::fs::read_dir(projects_dir().join("personas")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), projects.join("personas").join(entry.file_name())).unwrap();
-    }
-    let aismr = std::fs::read_to_string(projects_dir().join("aismr.toml")).unwrap();
-    std::fs::write(
-        projects.join("aismr.toml"),
-        aismr.replace("videoCount = 12", "videoCount = 0"),
-    )
-    .unwrap();
+    let projects = projects_copy(&dir, &["aismr.toml"], |text| {
+        text.replace("videoCount = 12", "videoCount = 0")
+    });
     let output = run(
         &dir,
         &["ingest", "run", "--dry-run"],
@@ -407,4 +417,236 @@ fn the_runbooks_commands_work_against_mw_dev() {
         &[("TOKEN", token.as_str())],
     );
     assert_eq!(refused.trim(), r#"{"detail":"invalid or expired token"}"#);
+}
+
+/// `mw` in `dir` without PROJECTS_DIR: an operator outside the checkout.
+fn run_anywhere(dir: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    mw(dir, args, vars).env_remove("PROJECTS_DIR").output().unwrap()
+}
+
+#[test]
+fn validate_and_ingest_work_from_an_empty_folder_with_the_shipped_projects() {
+    let dir = Scratch::new("anywhere");
+    let output = run_anywhere(&dir, &["validate", "env"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("env file: none (no .env.development in the current folder; ENVIRONMENT=development)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("projects: 3 (aismr, general, test_video_gen), shipped in the binary"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+
+    let output = run_anywhere(&dir, &["ingest", "run", "--dry-run"], &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "projects: 3 (aismr, general, test_video_gen), personas: 5, guardrails: 11, knowledge documents: 19 (shipped in the binary)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn projects_dir_with_one_project_is_the_whole_catalog() {
+    let dir = Scratch::new("one-project");
+    let folder = projects_copy(&dir, &["test_video_gen.toml"], |text| text);
+    let folder = folder.display().to_string();
+    let output = run(&dir, &["validate", "env"], &[("PROJECTS_DIR", &folder)]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!("projects: 1 (test_video_gen), PROJECTS_DIR {folder}")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn dev_serves_the_shipped_projects_from_an_empty_folder() {
+    let dir = Scratch::new("dev-anywhere");
+    let (api, orchestrator) = (free_port(), free_port());
+    let mut command = dev_command(&dir, api, orchestrator, &[]);
+    let _dev = spawn_dev(command.env_remove("PROJECTS_DIR"), api, orchestrator);
+    let projects = get_json(api, "/v1/projects", "dev-api-key-not-for-production");
+    let names: Vec<&str> = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["aismr", "general", "test_video_gen"]);
+    // The orchestrator's catalog too: its per-project series (and project
+    // budgets) come from it.
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{orchestrator}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("project=\"aismr\""), "{metrics}");
+}
+
+#[test]
+fn env_file_fills_what_the_environment_does_not_set() {
+    let dir = Scratch::new("env-file");
+    std::fs::write(
+        dir.0.join(".env.development"),
+        "PUBLIC_BASE_URL=http://default-file.test:1\n",
+    )
+    .unwrap();
+    let output = run(&dir, &["validate", "env"], &[]);
+    assert!(
+        text(&output.stdout).contains("public base url: http://default-file.test:1/"),
+        "without --env-file, .env.development is read in development: {}",
+        text(&output.stdout)
+    );
+
+    let file = dir.0.join("custom.env");
+    std::fs::write(
+        &file,
+        "# the operator's file\nPUBLIC_BASE_URL=http://from-file.test:8080\n\
+         ORCHESTRATOR_URL=http://from-file.test:8090\nMW_API_URL=http://127.0.0.1:9\nAPI_KEY=from-file-key\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let output = run(
+        &dir,
+        &["--env-file", &path, "validate", "env"],
+        &[("ORCHESTRATOR_URL", "http://from-env.test:8090")],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "env file: {path} (--env-file): 4 variable(s); the environment overrides ORCHESTRATOR_URL"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("public base url: http://from-file.test:8080/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("orchestrator url: http://from-env.test:8090/"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("default-file.test"),
+        "--env-file replaces .env.development: {stdout}"
+    );
+
+    // After the command as well, and for flags read from the environment.
+    let output = run(&dir, &["dlq", "list", "--env-file", &path], &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the API at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn env_production_is_read_in_production() {
+    let dir = Scratch::new("env-production");
+    // Read in production, its development keys would be refused.
+    std::fs::copy(
+        myloware_testkit::repo().join(".env.development"),
+        dir.0.join(".env.development"),
+    )
+    .unwrap();
+    let production = format!(
+        "API_KEY={}\nHITL_SECRET={}\nINTERNAL_SECRET={}\nDATABASE_URL=postgres://mw@db.internal:5432/mw\n\
+         PUBLIC_BASE_URL=https://from-file.example.com\n",
+        "k".repeat(40),
+        "h".repeat(40),
+        "i".repeat(40)
+    );
+    std::fs::write(dir.0.join(".env.production"), production).unwrap();
+    let vars = [
+        ("ENVIRONMENT", "production"),
+        ("PUBLIC_BASE_URL", "https://from-env.example.com"),
+    ];
+    // Without the test's SQLite DATABASE_URL: the file names Postgres.
+    let validate = || {
+        mw(&dir, &["validate", "env"], &vars)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let output = validate();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(
+            "env file: .env.production (ENVIRONMENT=production): 5 variable(s); the environment overrides PUBLIC_BASE_URL"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("environment: production"), "{stdout}");
+    assert!(
+        stdout.contains("database: postgres://mw@db.internal:5432/mw"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("public base url: https://from-env.example.com/"),
+        "{stdout}"
+    );
+
+    // The file is what made it valid; a missing one is fine, not read.
+    std::fs::remove_file(dir.0.join(".env.production")).unwrap();
+    let output = validate();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stdout)
+            .contains("env file: none (no .env.production in the current folder; ENVIRONMENT=production)"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stderr).contains("API_KEY: missing; required in production"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_bad_env_file_is_refused_before_anything_runs() {
+    let dir = Scratch::new("env-file-bad");
+    let missing = dir.0.join("missing.env").display().to_string();
+    let output = run(&dir, &["--env-file", &missing, "migrate"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: env file {missing} (--env-file): cannot read it: No such file or directory"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.0.join("mw.db").exists(), "nothing ran");
+
+    let folder = dir.0.display().to_string();
+    let output = run(&dir, &["validate", "env", "--env-file", &folder], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("cannot read it"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // A line that is not NAME=value is named by its number; its text, which
+    // may be a pasted secret, is not printed.
+    let broken = dir.0.join("broken.env");
+    std::fs::write(&broken, "API_KEY=a-fine-value\nsk-pasted-secret-value\n").unwrap();
+    let broken = broken.display().to_string();
+    let output = run(&dir, &["--env-file", &broken, "validate", "env"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("env file {broken} (--env-file): line 2 is not NAME=value")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-pasted-secret-value"), "{stderr}");
+    assert!(text(&output.stdout).is_empty(), "{}", text(&output.stdout));
 }

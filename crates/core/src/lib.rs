@@ -1,5 +1,6 @@
-//! The vocabulary shared by every MyloWare crate. No I/O beyond reading the
-//! project definitions at startup: ids, the run state machine, gates, provider
+//! The vocabulary shared by every MyloWare crate. No I/O beyond reading a
+//! projects folder (`PROJECTS_DIR`) at startup; the shipped project
+//! definitions are compiled in (`build.rs`): ids, the run state machine, gates, provider
 //! modes, project specs and their validation, configuration and its checks,
 //! the API <-> orchestrator wire types and the `{"detail": ...}` envelope.
 //!

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use myloware_core::Gate;
-use myloware_core::project::{Catalog, CatalogError, Persona};
+use myloware_core::project::{Catalog, CatalogError, Persona, ProjectsSource};
 
 fn projects_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../projects"))
@@ -193,6 +193,35 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+#[test]
+fn the_shipped_catalog_is_the_repositorys_projects_folder() {
+    let shipped = Catalog::shipped().unwrap_or_else(|err| panic!("{err}"));
+    let folder = catalog();
+    assert_eq!(shipped.projects, folder.projects);
+    let texts =
+        |c: &Catalog| -> Vec<(Persona, String)> { c.prompts.values().map(|p| (p.persona, p.text.clone())).collect() };
+    assert_eq!(texts(&shipped), texts(&folder));
+    assert_eq!(shipped.knowledge_documents(), folder.knowledge_documents());
+    assert_eq!(
+        shipped.prompts[&Persona::Iggy].path,
+        Path::new("projects/personas/iggy.md"),
+        "named as in the repository"
+    );
+    let loaded = Catalog::load_from(&ProjectsSource::Shipped).unwrap();
+    assert_eq!(loaded.names(), ["aismr", "general", "test_video_gen"]);
+}
+
+#[test]
+fn a_projects_folder_with_one_project_is_the_whole_catalog() {
+    let scratch = Scratch::copy_of_catalog("one");
+    for other in ["aismr.toml", "general.toml"] {
+        std::fs::remove_file(scratch.0.join(other)).unwrap();
+    }
+    let catalog = Catalog::load_from(&ProjectsSource::Folder(scratch.0.clone())).unwrap();
+    assert_eq!(catalog.names(), ["test_video_gen"], "nothing shipped is added");
+    assert_eq!(catalog.prompts.len(), 5);
 }
 
 #[test]

@@ -131,6 +131,15 @@ const STATUS_QUESTIONS: [&str; 9] = [
     "my runs",
     "my video",
 ];
+/// Phrases asking for approval links again.
+const RESEND: [&str; 6] = [
+    "resend",
+    "send the link",
+    "send me the link",
+    "new link",
+    "fresh link",
+    "link again",
+];
 /// Phrases of a question about what Brendan can make.
 const PROJECT_QUESTIONS: [&str; 6] = [
     "what projects",
@@ -215,6 +224,20 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
                 reason,
             }],
         );
+    }
+
+    if short && mentions(&lower, &RESEND) {
+        return match turn.runs.iter().filter(|r| r.awaiting_gate.is_some()).count() {
+            0 => reply("None of your runs is waiting for a decision.".into(), vec![]),
+            n => reply(
+                format!(
+                    "Here {} fresh approval link{}:",
+                    if n == 1 { "is a" } else { "are" },
+                    if n == 1 { "" } else { "s" }
+                ),
+                vec![ChatAction::ResendLinks],
+            ),
+        };
     }
 
     let mentioned_run = turn.runs.iter().find(|r| message.contains(&r.run_id));
@@ -392,6 +415,22 @@ mod tests {
             error: None,
             created_at: "2026-11-29T00:00:00Z".into(),
         }
+    }
+
+    #[test]
+    fn asking_for_the_link_again_resends_the_waiting_gates_links() {
+        let mut t = turn("can you resend the link? it expired");
+        t.runs = vec![run("run_b", "awaiting_ideate", Some(Gate::Ideate))];
+        let reply = scripted(&t);
+        assert_eq!(reply.actions, vec![ChatAction::ResendLinks], "{}", reply.reply);
+        t.runs.clear();
+        t.message = "send me the link again".into();
+        let none = scripted(&t);
+        assert!(
+            none.actions.is_empty() && none.reply.contains("None of your runs"),
+            "{}",
+            none.reply
+        );
     }
 
     #[test]

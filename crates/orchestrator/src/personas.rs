@@ -60,7 +60,7 @@ impl LlmPersonas {
         let Some(llm) = Llm::from_config(&config.llm) else {
             return Ok(None);
         };
-        let catalog = Catalog::load(&config.projects_dir).map_err(|err| err.to_string())?;
+        let catalog = Catalog::load_from(&config.projects).map_err(|err| err.to_string())?;
         let prompts = catalog
             .prompts
             .into_iter()
@@ -348,7 +348,8 @@ impl LlmPersonas {
             system: format!(
                 "{}\n\n## Projects you can propose\n{projects}\n\nAnswer the user in plain text. To start a video, \
                  call propose_run; the API adds the approval link to your reply. To approve or reject the user's \
-                 pending gate, call decide_gate.",
+                 pending gate, call decide_gate. When the user asks for their approval link again (expired, lost), \
+                 call resend_links.",
                 self.prompt(Persona::Brendan)
             ),
             user: turn.message.clone(),
@@ -370,6 +371,7 @@ impl LlmPersonas {
                 "run_status",
                 "propose_run",
                 "decide_gate",
+                "resend_links",
             ]
             .iter()
             .filter_map(|t| tool_spec(t))

@@ -72,6 +72,11 @@ pub(crate) fn tool_spec(name: &str) -> Option<ToolSpec> {
                 "skipEditing": {"type": "boolean", "description": "leave Alex (editing) out"}
             })),
         ),
+        "resend_links" => (
+            "Send the user fresh approval links for all their runs waiting at a gate (links expire; messages get \
+             lost). The API adds the links to your reply.",
+            object(json!({})),
+        ),
         "decide_gate" => (
             "Approve or reject the user's run waiting at a gate (the newest one unless runId is given).",
             object(json!({
@@ -205,6 +210,17 @@ impl ToolHandler for Tools<'_> {
             "run_status" => self.run(args["runId"].as_str().unwrap_or_default()),
             "propose_run" => self.propose(&args),
             "decide_gate" => self.decide(&args),
+            "resend_links" => {
+                let turn = self.turn.ok_or("not in a chat")?;
+                let waiting: Vec<&str> = turn
+                    .runs
+                    .iter()
+                    .filter(|r| r.awaiting_gate.is_some())
+                    .map(|r| r.run_id.as_str())
+                    .collect();
+                self.actions.lock().expect("actions lock").push(ChatAction::ResendLinks);
+                Ok(json!({"queued": true, "waiting": waiting, "note": "the API adds the links to your reply"}))
+            }
             other => Err(format!("unknown tool {other}")),
         }
     }

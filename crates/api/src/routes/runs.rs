@@ -1,4 +1,4 @@
-//! `/v1/runs`: start, list, read, artifacts, cancel.
+//! `/v1/runs`: start, list, read, artifacts, cancel, retry, edit a proposal.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,11 +17,13 @@ use super::paging;
 use crate::audit::Caller;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
+use crate::proposals::{self, ProposalPatch};
 use crate::runs::{self, CancelRequest, StartRunRequest};
 use crate::state::ApiState;
 use crate::store::{Artifact, RawArtifact, RawJson, Run, RunQuery};
 
-/// Reading runs for any key; starting, cancelling and retrying them with Operate.
+/// Reading runs for any key; starting, cancelling, retrying them and editing
+/// proposals with Operate.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     let read = OpenApiRouter::new()
         .routes(routes!(list_runs))
@@ -30,7 +32,8 @@ pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     let operate = OpenApiRouter::new()
         .routes(routes!(start_run))
         .routes(routes!(cancel_run))
-        .routes(routes!(retry_run));
+        .routes(routes!(retry_run))
+        .routes(routes!(edit_proposal));
     super::with_key(state, Permission::Read, read).merge(super::with_key(state, Permission::Operate, operate))
 }
 
@@ -299,6 +302,30 @@ pub async fn cancel_run(
         run_id: run.id,
         status: run.status,
     }))
+}
+
+/// Changes a proposal (`pending_workflow`) before its workflow gate is
+/// decided: its project, input or options, checked as a start is. The
+/// proposal before stays in the run's history (`proposal.edited`).
+#[utoipa::path(patch, path = "/v1/runs/{runId}/proposal", tag = "runs", security(("api_key" = [])),
+    params(("runId" = String, Path)), request_body = ProposalPatch,
+    responses(
+        (status = 200, description = "Edited: `{runId, status, proposal: {project, pipeline, gates, input}}`"),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not a proposal (decided, cancelled), edited 20 times already, or over a spending limit", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 422, description = "No field to change, an unknown or conversation-only project, no text input, an invalid skip, or a malformed body"),
+    ))]
+pub async fn edit_proposal(
+    State(state): State<ApiState>,
+    Path(run_id): Path<String>,
+    caller: Caller,
+    ValidJson(patch): ValidJson<ProposalPatch>,
+) -> Result<Json<Value>, ApiError> {
+    require_run(&state, &run_id).await?;
+    let run = proposals::edit(&state, &run_id, patch, &caller.actor).await?;
+    Ok(Json(proposals::view(&run)))
 }
 
 /// Continues a failed run from the step that failed: paid calls that

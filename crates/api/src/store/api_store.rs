@@ -17,7 +17,7 @@ use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
 use super::gates::{Decision, GateRecord};
 use super::retention::{ApiGauges, Pruned};
-use super::runs::{NewRun, Run, RunDetails, RunQuery};
+use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::webhooks::WebhookDelivery;
 
 #[async_trait]
@@ -52,6 +52,12 @@ pub trait ApiStore: Send + Sync + 'static {
         command: Option<&NewCommand>,
         notice: Option<&ChatMessage>,
     ) -> StoreResult<bool>;
+
+    /// Replaces a proposal (a `pending_workflow` run's project, payload,
+    /// result, estimate, and its workflow gate's preview), recording
+    /// `edit.artifact` (the proposal before, who edited) in the same
+    /// transaction. `false` when the run is no longer a proposal.
+    async fn edit_proposal(&self, edit: &ProposalEdit) -> StoreResult<bool>;
 
     /// Moves a failed run back to `running` with `result` (its error
     /// removed), recording `artifact` (who asked) and enqueueing the retry

@@ -39,7 +39,7 @@ pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{Decision, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
-pub use runs::{NewRun, Run, RunDetails, RunQuery};
+pub use runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 pub use sql::{PgApiStore, SqliteApiStore};
 pub use webhooks::{SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt};
 

@@ -7,11 +7,11 @@ use myloware_core::RunStatus;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::ChatMessage;
 use super::artifacts::RawArtifact;
 use super::common::{RawJson, StoreError};
 use super::gates::{GateRecord, NewGate};
 use super::gates::{GateRow, gates};
+use super::{Artifact, ChatMessage};
 
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -55,6 +55,19 @@ pub struct NewRun {
     pub max_active: Option<u32>,
     /// Written with the run (a proposal's workflow link, `crate::notify`).
     pub notice: Option<ChatMessage>,
+}
+
+/// A proposal's new content (see `ApiStore::edit_proposal`).
+#[derive(Debug, Clone)]
+pub struct ProposalEdit {
+    pub run_id: String,
+    pub project: String,
+    pub payload: Value,
+    pub result: Value,
+    pub estimated_usd_micros: i64,
+    /// The workflow gate's new preview: the proposal.
+    pub preview: Value,
+    pub artifact: Artifact,
 }
 
 /// Filters of `GET /v1/runs`; newest first, `before` is an exclusive cursor.
@@ -317,6 +330,32 @@ macro_rules! run_methods {
                 if let Some(notice) = notice {
                     insert_chat!(notice, tx);
                 }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn edit_proposal(&self, edit: &ProposalEdit) -> StoreResult<bool> {
+                let replace = sqlx::query(
+                    "UPDATE runs SET project = $2, payload = $3, result = $4, estimated_usd_micros = $5, updated_at = $6 \
+                     WHERE id = $1 AND status = 'pending_workflow'",
+                )
+                .bind(&edit.run_id)
+                .bind(&edit.project)
+                .bind(Json(&edit.payload))
+                .bind(Json(&edit.result))
+                .bind(edit.estimated_usd_micros)
+                .bind(now());
+                let Some(mut tx) = guarded(self.begin().await?, replace).await? else {
+                    return Ok(false);
+                };
+                sqlx::query(
+                    "UPDATE gates SET preview = $2 WHERE run_id = $1 AND gate = 'workflow' AND status = 'awaiting'",
+                )
+                .bind(&edit.run_id)
+                .bind(Json(&edit.preview))
+                .execute(&mut *tx)
+                .await?;
+                insert_artifact!(&edit.artifact, &mut *tx);
                 tx.commit().await?;
                 Ok(true)
             }

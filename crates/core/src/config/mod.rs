@@ -1,6 +1,6 @@
 //! Typed configuration, read from a variable lookup (the process
-//! environment, plus `.env.development` in development: the CLI merges
-//! them). Everything is checked in one pass so an operator sees every
+//! environment, plus `.env.<environment>` or `--env-file`: the CLI merges
+//! them, the environment winning). Everything is checked in one pass so an operator sees every
 //! problem at once, each naming its variable. Secrets are `SecretString`s:
 //! their `Debug` prints `[REDACTED]`.
 //!
@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::auth::NamedKey;
 use crate::internal::InternalKeys;
+use crate::project::ProjectsSource;
 use crate::providers::ProviderMode;
 
 pub mod assets;
@@ -122,7 +123,9 @@ pub struct Config {
     pub bind_host: IpAddr,
     pub api_port: u16,
     pub orchestrator_port: u16,
-    pub projects_dir: PathBuf,
+    /// The catalog: shipped in the binary unless `PROJECTS_DIR` names a
+    /// folder, which replaces it entirely.
+    pub projects: ProjectsSource,
     pub providers: ProvidersConfig,
     pub llm: LlmConfig,
     pub chat: ChatConfig,

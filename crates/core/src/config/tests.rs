@@ -55,6 +55,16 @@ fn development_defaults_need_no_variables() {
     assert_eq!(config.api_port, 8080);
     assert_eq!(config.orchestrator_port, 8090);
     assert_eq!(config.orchestrator_url.as_str(), "http://127.0.0.1:8090/");
+    assert_eq!(config.projects, ProjectsSource::Shipped);
+}
+
+#[test]
+fn projects_dir_replaces_the_shipped_projects() {
+    let set = config(&[("PROJECTS_DIR", "/srv/projects")]).unwrap();
+    assert_eq!(set.projects, ProjectsSource::Folder("/srv/projects".into()));
+    assert_eq!(set.projects.to_string(), "PROJECTS_DIR /srv/projects");
+    let blank = config(&[("PROJECTS_DIR", " ")]).unwrap();
+    assert_eq!(blank.projects, ProjectsSource::Shipped, "blank counts as unset");
 }
 
 #[test]

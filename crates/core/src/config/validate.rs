@@ -4,7 +4,6 @@
 //! [`ConfigError`].
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -19,7 +18,7 @@ use crate::providers::{Provider, ProviderMode};
 
 impl Config {
     /// Reads the process environment as it is (the CLI merges
-    /// `.env.development` into it first in development).
+    /// `.env.<environment>` or `--env-file` into it first).
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -140,7 +139,9 @@ impl Config {
             );
         }
         let max_body_bytes = r.parse("MAX_BODY_BYTES", 1024 * 1024usize);
-        let projects_dir = PathBuf::from(r.get("PROJECTS_DIR").unwrap_or_else(|| "projects".into()));
+        let projects = r
+            .get("PROJECTS_DIR")
+            .map_or(ProjectsSource::Shipped, |dir| ProjectsSource::Folder(dir.into()));
         let engine = EngineConfig {
             workers: r.parse("ORCHESTRATOR_WORKERS", 4usize),
             lease_secs: r.parse("ENGINE_LEASE_SECS", 30u64),
@@ -186,7 +187,7 @@ impl Config {
             bind_host,
             api_port,
             orchestrator_port,
-            projects_dir,
+            projects,
             providers,
             llm,
             chat,

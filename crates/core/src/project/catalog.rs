@@ -1,9 +1,10 @@
-//! The catalog: every project definition and persona prompt of a
-//! folder, loaded and checked together, and the knowledge documents the
-//! personas search.
+//! The catalog: every project definition and persona prompt, shipped in
+//! the binary or read from a folder, loaded and checked together, and the
+//! knowledge documents the personas search.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::{Persona, ProjectSpec};
@@ -43,12 +44,67 @@ pub struct CatalogError {
     pub problems: Vec<String>,
 }
 
+/// Where the catalog comes from: the projects shipped in the binary, or a
+/// folder (`PROJECTS_DIR`) that replaces them entirely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectsSource {
+    Shipped,
+    Folder(PathBuf),
+}
+
+impl fmt::Display for ProjectsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shipped => f.write_str("shipped in the binary"),
+            Self::Folder(dir) => write!(f, "PROJECTS_DIR {}", dir.display()),
+        }
+    }
+}
+
+/// The repository's `projects/` at build time (`crates/core/build.rs`):
+/// each file's path under `projects/` and its text.
+mod shipped {
+    include!(concat!(env!("OUT_DIR"), "/shipped_projects.rs"));
+}
+
+/// A file the catalog reads: its path (in messages) and its text, or why
+/// it could not be read.
+type Source = (PathBuf, Result<String, String>);
+
 impl Catalog {
+    /// The catalog `source` names.
+    pub fn load_from(source: &ProjectsSource) -> Result<Catalog, CatalogError> {
+        match source {
+            ProjectsSource::Shipped => Catalog::shipped(),
+            ProjectsSource::Folder(dir) => Catalog::load(dir),
+        }
+    }
+
+    /// The projects and persona prompts compiled into the binary, named
+    /// `projects/...` as in the repository.
+    pub fn shipped() -> Result<Catalog, CatalogError> {
+        let dir = Path::new("projects");
+        let text = |name: &str| {
+            shipped::SHIPPED
+                .iter()
+                .find(|(shipped, _)| *shipped == name)
+                .map(|(_, text)| text.to_string())
+                .ok_or_else(|| "not shipped in the binary".to_string())
+        };
+        let projects = shipped::SHIPPED
+            .iter()
+            .filter(|(name, _)| !name.contains('/') && name.ends_with(".toml"))
+            .map(|(name, text)| (dir.join(name), Ok(text.to_string())))
+            .collect();
+        Catalog::check(dir, projects, |persona| {
+            let name = format!("personas/{persona}.md");
+            (dir.join(&name), text(&name))
+        })
+    }
+
     /// Loads `dir/*.toml` (one project each, named after its slug) and
     /// `dir/personas/*.md`.
     pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut problems = Vec::new();
-        let mut projects = BTreeMap::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) => {
@@ -62,8 +118,27 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
             .collect();
         files.sort();
-        for path in files {
-            let text = match std::fs::read_to_string(&path) {
+        let read = |path: PathBuf| {
+            let text = std::fs::read_to_string(&path).map_err(|err| err.to_string());
+            (path, text)
+        };
+        let projects = files.into_iter().map(read).collect();
+        Catalog::check(dir, projects, |persona| {
+            read(dir.join("personas").join(format!("{persona}.md")))
+        })
+    }
+
+    /// Parses and checks the project files of `dir` and each persona's
+    /// prompt (from `prompt`), naming the file of every problem.
+    fn check(
+        dir: &Path,
+        project_files: Vec<Source>,
+        prompt: impl Fn(Persona) -> Source,
+    ) -> Result<Catalog, CatalogError> {
+        let mut problems = Vec::new();
+        let mut projects = BTreeMap::new();
+        for (path, text) in project_files {
+            let text = match text {
                 Ok(text) => text,
                 Err(err) => {
                     problems.push(format!("{}: cannot read: {err}", path.display()));
@@ -91,8 +166,8 @@ impl Catalog {
 
         let mut prompts = BTreeMap::new();
         for persona in Persona::ALL {
-            let path = dir.join("personas").join(format!("{persona}.md"));
-            match std::fs::read_to_string(&path) {
+            let (path, text) = prompt(persona);
+            match text {
                 Ok(text) if !text.trim().is_empty() => {
                     prompts.insert(persona, PersonaPrompt { persona, path, text });
                 }

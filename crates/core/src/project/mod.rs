@@ -13,7 +13,7 @@ use crate::run::Gate;
 
 mod catalog;
 
-pub use catalog::{Catalog, CatalogError, KnowledgeDoc, PersonaPrompt};
+pub use catalog::{Catalog, CatalogError, KnowledgeDoc, PersonaPrompt, ProjectsSource};
 
 /// Who does the work. Brendan is the chat front, never a graph node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]

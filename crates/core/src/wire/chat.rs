@@ -85,6 +85,9 @@ pub enum ChatAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Fresh approval links for every gate of the user's runs awaiting a
+    /// decision (a link expired, or the message was lost).
+    ResendLinks,
 }
 
 /// The orchestrator's answer to a chat turn.

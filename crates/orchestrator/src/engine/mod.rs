@@ -183,7 +183,7 @@ impl Engine {
         let http = HttpMetrics::new("orchestrator", telemetry.run_series_ttl, telemetry.max_run_series);
         // The projects only name series declared at zero: without a
         // readable catalog there are none to declare.
-        let catalog = myloware_core::project::Catalog::load(&config.projects_dir).ok();
+        let catalog = myloware_core::project::Catalog::load_from(&config.projects).ok();
         let declared = crate::metrics::Declared {
             projects: &catalog.as_ref().map(|c| c.names()).unwrap_or_default(),
             mode: config.providers_mode,

@@ -343,6 +343,19 @@ async fn the_telegram_front_door_runs_each_update_once(db: &Db) {
             .contains(&format!("/v1/hitl/approve/{run_id}/ideate?token="))
     }));
     assert_eq!(runs_of(&system, &user).await.len(), 1);
+
+    // "resend the link": a fresh link of the waiting gate, in the same chat.
+    assert_eq!(
+        telegram_update(&system, Some(WEBHOOK_SECRET), &update(9003, "resend the link please")).await,
+        (200, json!({"status": "accepted"}))
+    );
+    let sent = telegram.wait_requests(4, QUICK).await;
+    assert_eq!(sent[3].body["chat_id"], chat_id.as_str());
+    let resent = sent[3].body["text"].as_str().unwrap();
+    assert!(
+        resent.contains(&format!("/v1/hitl/approve/{run_id}/ideate?token=")),
+        "{resent}"
+    );
     system.stop_idle().await;
 }
 

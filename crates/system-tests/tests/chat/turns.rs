@@ -207,7 +207,46 @@ async fn concurrent_turns_of_one_user_lose_no_message(db: &Db) {
     system.stop_idle().await;
 }
 
+/// The runbook's "ask Brendan in chat to resend": fresh links for the
+/// user's waiting gates, in `links`, that decide the gate.
+async fn brendan_resends_the_links_of_waiting_gates(db: &Db) {
+    let system = start(db, &[]).await;
+    let user = "chat-user-resend";
+    let proposed = system.chat_ok(user, "make an AISMR video about candles").await;
+    let run_id = proposed["run_ids"][0].as_str().unwrap().to_string();
+
+    let answer = system.chat_ok(user, "my link expired, can you resend the link?").await;
+    assert_eq!(answer["run_ids"], json!([run_id]), "{answer}");
+    let link = &answer["links"][0];
+    assert_eq!(
+        (link["runId"].as_str(), link["gate"].as_str()),
+        (Some(run_id.as_str()), Some("workflow"))
+    );
+    let url = link["approvalUrl"].as_str().unwrap();
+    assert!(answer["response"].as_str().unwrap().contains(url), "{answer}");
+    let token = url.split("token=").nth(1).unwrap();
+    let response = system
+        .http
+        .post(format!("{}/v1/hitl/approve/{run_id}/workflow", system.api))
+        .form(&[("token", token)])
+        .json_answer()
+        .await;
+    assert_eq!(response["status"], "approved", "the fresh link decides: {response}");
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let answer = system.chat_ok(user, "send me the link again").await;
+    assert_eq!(answer["links"][0]["gate"], "ideate", "{answer}");
+
+    let nobody = system.chat_ok("chat-user-idle", "resend the link").await;
+    assert_eq!(nobody["links"], json!([]), "{nobody}");
+    assert!(
+        nobody["response"].as_str().unwrap().contains("None of your runs"),
+        "{nobody}"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    brendan_resends_the_links_of_waiting_gates,
     a_chat_request_becomes_a_run_that_chat_approves_to_the_end,
     chat_rejects_with_a_reason_and_answers_when_nothing_waits,
     bad_chat_input_is_refused_and_records_nothing,

@@ -164,8 +164,8 @@ fn the_dockerfile_copies_files_that_exist_and_are_not_ignored() {
             copied.push(source.to_string());
         }
     }
-    // What the build needs: the workspace, its crates and the migrations
-    // `sqlx::migrate!` embeds; what the runtime reads: projects/.
+    // What the build needs: the workspace, its crates, the migrations
+    // `sqlx::migrate!` embeds and the projects crates/core/build.rs embeds.
     for needed in ["Cargo.toml", "Cargo.lock", "crates", "migrations", "projects"] {
         assert!(
             copied.iter().any(|c| c == needed),

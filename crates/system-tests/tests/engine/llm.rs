@@ -81,7 +81,16 @@ fn answer(mode: Mode, body: &Value) -> Value {
         .filter_map(|m| m["tool_call_id"].as_str().map(str::to_owned))
         .collect();
     let user = user_text(messages);
+    // Brendan's latest user message (the history comes first).
+    let latest = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
     match role.as_str() {
+        "brendan" if called.is_empty() && latest.contains("link") => call(&[("resend_links", json!({}))]),
+        "brendan" if latest.contains("link") => say("Here are fresh links."),
         "brendan" if called.is_empty() => call(&[(
             "propose_run",
             json!({"project": "aismr", "object": "candles", "modifiers": [], "skipEditing": false}),
@@ -177,7 +186,12 @@ async fn llm_brendan_and_personas_make_an_aismr_video(db: &Db) {
         "{tools:?}"
     );
 
-    let link = reply["links"][0]["approvalUrl"].as_str().unwrap();
+    // Asked again for the link, Brendan's resend_links call brings a fresh one.
+    let resent = system.chat_ok("llm-user", "the link expired, send it again").await;
+    assert_eq!(resent["links"][0]["runId"], run_id.as_str(), "{resent}");
+    assert_eq!(resent["links"][0]["gate"], "workflow", "{resent}");
+
+    let link = resent["links"][0]["approvalUrl"].as_str().unwrap();
     assert_eq!(system.http.post(link).send().await.unwrap().status().as_u16(), 200);
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     system.approve(&run_id, "ideate").await;

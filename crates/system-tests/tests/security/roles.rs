@@ -47,6 +47,12 @@ async fn each_role_reaches_only_its_routes(db: &Db) {
         ),
         ("POST", "/v1/runs/run_unknown/cancel".into(), json!({}), Needs::Operate),
         (
+            "PATCH",
+            "/v1/runs/run_unknown/proposal".into(),
+            json!({"input": {"prompt": "x"}}),
+            Needs::Operate,
+        ),
+        (
             "POST",
             "/v1/chat/brendan".into(),
             json!({"user_id": "roles-chat", "message": "hello"}),
