@@ -1,9 +1,9 @@
 //! The audit of operator actions (table `audit`, [`crate::store::audit`]):
 //! who did what to which run, when, from where, and what came of it. Gate
 //! decisions and page views are recorded by [`crate::hitl`], cancels and
-//! retries by [`crate::runs`], dead-letter replays by [`crate::dlq`]; each
-//! request once, accepted or refused. Recording never fails the action: a
-//! store error is logged.
+//! retries by [`crate::runs`], dead-letter replays by [`crate::dlq`],
+//! proposal edits by [`crate::proposals`]; each request once, accepted or
+//! refused. Recording never fails the action: a store error is logged.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -89,10 +89,18 @@ pub fn verdict<T>(result: &Result<T, ApiError>, done: impl FnOnce(&T) -> String)
     result.as_ref().map(done).map_err(refusal)
 }
 
-/// An error as the audit's outcome.
+/// An error as the audit's outcome: its message, a 422 with the fields it
+/// names (`invalid request: body.project: …`).
 pub fn refusal(err: &ApiError) -> String {
     match err {
         ApiError::Internal(_) => "internal error".into(),
+        ApiError::Validation(errors) => {
+            let fields: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.loc.join("."), e.msg))
+                .collect();
+            format!("invalid request: {}", fields.join("; "))
+        }
         other => other.to_string(),
     }
 }

@@ -116,8 +116,8 @@ enum Command {
     },
     /// Who did what, when and from where (MW_API_URL, API_KEY): gate
     /// decisions (refused ones too) and approval-page views, cancels,
-    /// retries, dead-letter replays; newest first. Needs a key that may read
-    /// the audit (every role but viewer).
+    /// retries, dead-letter replays, proposal edits; newest first. Needs a
+    /// key that may read the audit (every role but viewer).
     Audit {
         #[command(flatten)]
         args: audit::AuditArgs,

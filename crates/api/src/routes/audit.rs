@@ -41,7 +41,8 @@ pub struct AuditView {
     at: DateTime<Utc>,
     /// The credential: `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>`, or `none`.
     actor: String,
-    /// `approve`, `reject`, `view` (an approval page opened), `cancel`, `retry`, `replay`.
+    /// `approve`, `reject`, `view` (an approval page opened), `cancel`, `retry`, `replay`,
+    /// `edit_proposal`.
     action: String,
     /// Null for a replay of a dead letter that names no run; `invalid:<fingerprint>`
     /// for a refused attempt on a path that is not a run id.
@@ -57,7 +58,7 @@ pub struct AuditView {
     ip: Option<String>,
     user_agent: Option<String>,
     /// What the action carried: `reason` and `note` (a decision, a cancel),
-    /// `deadLetter` (a replay).
+    /// `deadLetter` (a replay), `changed` (a proposal edit).
     #[schema(value_type = Option<Object>)]
     detail: Option<Value>,
 }
@@ -120,7 +121,7 @@ pub struct RunAuditParams {
 
 /// The audit of operator actions, newest first: gate decisions (refused
 /// attempts included) and approval-page views, cancels, retries,
-/// dead-letter replays.
+/// dead-letter replays, proposal edits.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("api_key" = [])), params(AuditParams),
     responses(
         (status = 200, body = AuditPage),

@@ -323,8 +323,7 @@ pub async fn edit_proposal(
     caller: Caller,
     ValidJson(patch): ValidJson<ProposalPatch>,
 ) -> Result<Json<Value>, ApiError> {
-    require_run(&state, &run_id).await?;
-    let run = proposals::edit(&state, &run_id, patch, &caller.actor).await?;
+    let run = proposals::edit(&state, &run_id, patch, &caller).await?;
     Ok(Json(proposals::view(&run)))
 }
 

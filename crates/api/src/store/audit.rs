@@ -1,6 +1,6 @@
 //! The audit of operator actions: every gate decision attempt (refused
-//! ones included) and approval-page view, every cancel, retry and
-//! dead-letter replay, with who (the credential), when, from where, and
+//! ones included) and approval-page view, every cancel, retry, dead-letter
+//! replay and proposal edit, with who (the credential), when, from where, and
 //! what came of it. Written once per request, never changed; read newest
 //! first, filtered and paged.
 
@@ -20,6 +20,8 @@ text_enum! {
         Cancel = "cancel",
         Retry = "retry",
         Replay = "replay",
+        /// A proposal's project, input or options changed before approval.
+        EditProposal = "edit_proposal",
     }
 }
 
