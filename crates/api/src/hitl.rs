@@ -77,6 +77,12 @@ pub fn token_is_valid(state: &ApiState, run_id: &str, gate: &str, token: &str) -
     )
 }
 
+/// Whether `token` was minted for the gate, expired or not: a link that
+/// outlived its gate may still be told that the gate expired.
+pub fn token_is_genuine(state: &ApiState, run_id: &str, gate: &str, token: &str) -> bool {
+    signing::verify_hitl_token(&state.config.hitl_secrets(), run_id, gate, token, i64::MIN)
+}
+
 /// Who is deciding: the credential, which is what the gate records as its
 /// approver and the audit as the attempt's credential (never a secret).
 #[derive(Debug, Clone)]
@@ -89,6 +95,9 @@ pub enum Credential {
     ChatKey(String),
     /// "approve" in a Telegram chat listed in `TELEGRAM_APPROVER_CHAT_IDS`.
     Telegram(String),
+    /// The project's `gateTimeoutDecision`, taken when a gate waited past
+    /// `GATE_TIMEOUT_HOURS` (`crate::expiry`).
+    Timeout,
     None,
 }
 
@@ -103,6 +112,7 @@ impl Credential {
             Credential::ApiKey(name) | Credential::ChatKey(name) => format!("key:{name}"),
             Credential::Token(fp) => format!("token:{fp}"),
             Credential::Telegram(chat_id) => format!("telegram:{chat_id}"),
+            Credential::Timeout => "system:gate-timeout".into(),
             Credential::None => "none".into(),
         }
     }
@@ -111,6 +121,7 @@ impl Credential {
         match self {
             Credential::ApiKey(_) => "api_key",
             Credential::ChatKey(_) | Credential::Telegram(_) => "chat",
+            Credential::Timeout => "timeout",
             _ => "token",
         }
     }

@@ -20,6 +20,7 @@ pub mod costs;
 pub mod dlq;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod hitl;
 pub mod limiter;
 pub mod locks;

@@ -1,6 +1,7 @@
 //! The API's reconciler: the background loop that delivers the commands
-//! whose next attempt is due (`crate::commands`) and replays the dead
-//! letters whose backoff has passed (`crate::dlq`). It sits above both, so
+//! whose next attempt is due (`crate::commands`), replays the dead
+//! letters whose backoff has passed (`crate::dlq`), and reminds and
+//! expires gates that waited too long (`crate::expiry`). It sits above both, so
 //! neither imports the other's loop.
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::ApiState;
-use crate::{commands, dlq};
+use crate::{commands, dlq, expiry};
 
 /// Background task: delivers due commands and retries due dead letters
 /// until `shutdown` fires.
@@ -28,6 +29,7 @@ pub async fn reconcile(state: ApiState, every: Duration, mut shutdown: tokio::sy
             Err(err) => tracing::error!(error = %err, "command reconciler cannot read commands"),
         }
         dlq::retry_due(&state).await;
+        expiry::sweep(&state).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,

@@ -30,6 +30,8 @@ pub enum RunStatus {
     Failed,
     Cancelled,
     Rejected,
+    /// A gate waited past `GATE_TIMEOUT_HOURS` without a decision.
+    Expired,
 }
 
 /// What a valid transition did.
@@ -48,7 +50,7 @@ pub struct TransitionRefused {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 13] = [
+    pub const ALL: [RunStatus; 14] = [
         Self::PendingWorkflow,
         Self::Pending,
         Self::Running,
@@ -62,6 +64,7 @@ impl RunStatus {
         Self::Failed,
         Self::Cancelled,
         Self::Rejected,
+        Self::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,12 +82,16 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
+            Self::Expired => "expired",
         }
     }
 
     /// Terminal statuses never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Published | Self::Failed | Self::Cancelled | Self::Rejected)
+        matches!(
+            self,
+            Self::Published | Self::Failed | Self::Cancelled | Self::Rejected | Self::Expired
+        )
     }
 
     /// A gate of the run waits for a person's decision.
@@ -114,7 +121,7 @@ impl RunStatus {
             _ if self.is_terminal() => false,
             // Anything not yet terminal can be cancelled or fail.
             _ if matches!(to, Cancelled | Failed) => true,
-            PendingWorkflow => matches!(to, Pending | Rejected),
+            PendingWorkflow => matches!(to, Pending | Rejected | Expired),
             Pending => matches!(to, Running),
             s if s.is_active() => {
                 to.is_active() || matches!(to, AwaitingIdeate | AwaitingPrepublish | AwaitingBudget | Published)
@@ -122,7 +129,7 @@ impl RunStatus {
             // A budget hold goes back to the work it held.
             AwaitingBudget => to.is_active(),
             // A decided gate resumes the execution; a rejection ends the run.
-            AwaitingIdeate | AwaitingPrepublish => to.is_active() || to == Rejected,
+            AwaitingIdeate | AwaitingPrepublish => to.is_active() || matches!(to, Rejected | Expired),
             _ => false,
         };
         if allowed {
@@ -230,21 +237,22 @@ mod tests {
     ///
     /// Columns: pending_workflow, pending, running, generating, rendering,
     /// publishing, awaiting_ideate, awaiting_prepublish, awaiting_budget,
-    /// published, failed, cancelled, rejected.
+    /// published, failed, cancelled, rejected, expired.
     const LIFECYCLE: &str = "
-        pending_workflow     =x........xxx
-        pending              .=x.......xx.
-        running              ..=xxxxxxxxx.
-        generating           ..x=xxxxxxxx.
-        rendering            ..xx=xxxxxxx.
-        publishing           ..xxx=xxxxxx.
-        awaiting_ideate      ..xxxx=...xxx
-        awaiting_prepublish  ..xxxx.=..xxx
-        awaiting_budget      ..xxxx..=.xx.
-        published            .........=...
-        failed               ..........=..
-        cancelled            ...........=.
-        rejected             ............=
+        pending_workflow     =x........xxxx
+        pending              .=x.......xx..
+        running              ..=xxxxxxxxx..
+        generating           ..x=xxxxxxxx..
+        rendering            ..xx=xxxxxxx..
+        publishing           ..xxx=xxxxxx..
+        awaiting_ideate      ..xxxx=...xxxx
+        awaiting_prepublish  ..xxxx.=..xxxx
+        awaiting_budget      ..xxxx..=.xx..
+        published            .........=....
+        failed               ..........=...
+        cancelled            ...........=..
+        rejected             ............=.
+        expired              .............=
     ";
 
     #[test]

@@ -67,7 +67,9 @@ pub async fn start(db: &Db, vars: &[(&str, &str)]) -> System {
     .collect();
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Arc::new(Config::from_lookup(|var| env.get(var).cloned()).expect("valid test configuration"));
-    let api_state = ApiState::new(config.clone(), myloware_api::store::open(db), Arc::new(catalog()));
+    // The catalog the configuration names (`PROJECTS_DIR`, else the shipped one).
+    let projects = Catalog::load_from(&config.projects).expect("the test catalog loads");
+    let api_state = ApiState::new(config.clone(), myloware_api::store::open(db), Arc::new(projects));
     let orchestrator_state = OrchestratorState::new(config, myloware_orchestrator::store::open(db));
     let (stop, stopped) = watch::channel(false);
     let until = |mut rx: watch::Receiver<bool>| async move {

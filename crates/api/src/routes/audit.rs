@@ -39,7 +39,8 @@ pub struct AuditView {
     /// Insertion order.
     seq: i64,
     at: DateTime<Utc>,
-    /// The credential: `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>`, or `none`.
+    /// The credential: `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>`,
+    /// `system:gate-timeout` (a project's `gateTimeoutDecision`), or `none`.
     actor: String,
     /// `approve`, `reject`, `view` (an approval page opened), `cancel`, `retry`, `replay`,
     /// `edit_proposal`.

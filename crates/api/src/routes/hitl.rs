@@ -312,6 +312,15 @@ pub async fn open_link(
         user_agent,
     };
     if !hitl::token_is_valid(&state, &run_id, &gate, &token) {
+        // A link that outlived its gate says so rather than "invalid".
+        if hitl::token_is_genuine(&state, &run_id, &gate, &token)
+            && let Ok((run, gate)) = hitl::run_and_gate(&state, &run_id, &gate).await
+            && let Ok(Some(record)) = state.store.get_gate(&run.id, gate).await
+            && record.status == GateStatus::Expired
+        {
+            hitl::audit(&state, &attempt, AuditAction::View, Err("gate expired".into())).await;
+            return expired_answer(html, gate);
+        }
         hitl::audit(
             &state,
             &attempt,
@@ -373,6 +382,7 @@ pub async fn open_link(
             "Already rejected",
             json!({"message": "This gate was already rejected."}),
         ),
+        Some(GateStatus::Expired) => expired_answer(true, gate),
         _ => answer(
             true,
             StatusCode::CONFLICT,
@@ -380,6 +390,19 @@ pub async fn open_link(
             json!({"detail": format!("the {gate} gate is not awaiting a decision; the run is {}", run.status)}),
         ),
     }
+}
+
+/// The page (or JSON) of a gate that expired without a decision (409).
+fn expired_answer(html: bool, gate: Gate) -> Response {
+    answer(
+        html,
+        StatusCode::CONFLICT,
+        "Expired",
+        json!({"detail": format!(
+            "This approval expired: nobody decided the {gate} gate within GATE_TIMEOUT_HOURS, and the run ended. \
+             Start it again to go on."
+        )}),
+    )
 }
 
 /// A decision route: the link's token (query or form) or an API key

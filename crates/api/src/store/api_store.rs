@@ -15,7 +15,7 @@ use super::common::StoreResult;
 use super::costs::DaySpend;
 use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
-use super::gates::{Decision, GateRecord};
+use super::gates::{Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::webhooks::WebhookDelivery;
@@ -107,6 +107,24 @@ pub trait ApiStore: Send + Sync + 'static {
 
     /// Every gate awaiting a decision, oldest first.
     async fn awaiting_gates(&self, limit: u32) -> StoreResult<Vec<GateRecord>>;
+
+    /// Gates awaiting a decision since before `before`, oldest first; only
+    /// those not reminded yet when `unreminded`.
+    async fn gates_waiting_since(
+        &self,
+        before: DateTime<Utc>,
+        unreminded: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<GateRecord>>;
+
+    /// Marks the gate reminded and writes `notice`, once: `false` when it
+    /// was reminded already or no longer awaits.
+    async fn remind_gate(&self, run_id: &str, gate: Gate, notice: &ChatMessage) -> StoreResult<bool>;
+
+    /// Expires an awaiting gate with its run (`expiry.run_from` to
+    /// `expired`), its artifact, notice and command, in one transaction;
+    /// `false` when the gate or the run moved meanwhile.
+    async fn expire_gate(&self, expiry: &GateExpiry) -> StoreResult<bool>;
 
     async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
 

@@ -30,7 +30,7 @@ text_enum! {
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// The credential: `key:<name>`, `token:<fingerprint>`,
-    /// `telegram:<chat id>`, or `none`; never a secret.
+    /// `telegram:<chat id>`, `system:gate-timeout`, or `none`; never a secret.
     pub actor: String,
     pub action: AuditAction,
     /// `None` for a replay of a dead letter that names no run.

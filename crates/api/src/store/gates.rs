@@ -8,6 +8,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::artifacts::Artifact;
+use super::chat::ChatMessage;
 use super::commands::NewCommand;
 use super::common::{StoreError, StoreResult, text_enum};
 
@@ -46,6 +47,19 @@ pub struct GateRecord {
     pub reason: Option<String>,
     /// `None` before a decision or when none had to be delivered.
     pub delivered: Option<bool>,
+}
+
+/// A gate that waited too long, with what its expiry changes.
+#[derive(Debug, Clone)]
+pub struct GateExpiry {
+    pub run_id: String,
+    pub gate: Gate,
+    /// The run's status while the gate waits.
+    pub run_from: RunStatus,
+    pub artifact: Artifact,
+    /// Stops the execution (none for a proposal's workflow gate).
+    pub command: Option<NewCommand>,
+    pub notice: ChatMessage,
 }
 
 /// One decision, with what it changes beside the gate.
@@ -196,6 +210,66 @@ macro_rules! gate_methods {
                 .fetch_all(&self.pool)
                 .await?;
                 gates(rows)
+            }
+
+            async fn gates_waiting_since(
+                &self,
+                before: DateTime<Utc>,
+                unreminded: bool,
+                limit: u32,
+            ) -> StoreResult<Vec<GateRecord>> {
+                let rows: Vec<GateRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {GATE_COLUMNS} FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq \
+                     WHERE g.status = 'awaiting' AND g.requested_at < $1 AND (NOT $2 OR g.reminded_at IS NULL) \
+                     ORDER BY g.requested_at LIMIT $3"
+                )))
+                .bind(before)
+                .bind(unreminded)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                gates(rows)
+            }
+
+            async fn remind_gate(&self, run_id: &str, gate: Gate, notice: &ChatMessage) -> StoreResult<bool> {
+                let mark = sqlx::query(
+                    "UPDATE gates SET reminded_at = $3 \
+                     WHERE run_id = $1 AND gate = $2 AND status = 'awaiting' AND reminded_at IS NULL",
+                )
+                .bind(run_id)
+                .bind(gate.as_str())
+                .bind(now());
+                let Some(mut tx) = guarded(self.begin().await?, mark).await? else {
+                    return Ok(false);
+                };
+                insert_chat!(notice, tx);
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn expire_gate(&self, expiry: &GateExpiry) -> StoreResult<bool> {
+                let at = now();
+                let expire = sqlx::query(
+                    "UPDATE gates SET status = 'expired', resolved_at = $3 \
+                     WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                )
+                .bind(&expiry.run_id)
+                .bind(expiry.gate.as_str())
+                .bind(at);
+                let Some(tx) = guarded(self.begin().await?, expire).await? else {
+                    return Ok(false);
+                };
+                let moved = move_run!(&expiry.run_id, expiry.run_from, RunStatus::Expired, at);
+                let Some(mut tx) = guarded(tx, moved).await? else {
+                    return Ok(false);
+                };
+                insert_artifact!(&expiry.artifact, &mut *tx);
+                if let Some(command) = &expiry.command {
+                    insert_command!(command, &mut *tx, at);
+                }
+                insert_chat!(&expiry.notice, tx);
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };

@@ -116,6 +116,13 @@ pub struct Config {
     pub hitl_secret: SecretString,
     pub hitl_secret_previous: Option<SecretString>,
     pub hitl_token_expiry_hours: u64,
+    /// A gate waiting this long gets a reminder in chat
+    /// (`GATE_REMIND_AFTER_HOURS`; unset: none).
+    pub gate_remind_after: Option<chrono::TimeDelta>,
+    /// A gate waiting this long expires (`GATE_TIMEOUT_HOURS`, 72 by
+    /// default): the run ends `expired`, unless its project names a
+    /// `gateTimeoutDecision`.
+    pub gate_timeout: chrono::TimeDelta,
     pub database_url: SecretString,
     pub public_base_url: Url,
     pub orchestrator_url: Url,

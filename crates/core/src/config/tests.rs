@@ -345,3 +345,22 @@ fn spend_limits_and_the_run_cap_are_read_and_checked() {
         ]
     );
 }
+
+#[test]
+fn gate_lifetimes_are_hours_with_fractions_and_a_reminder_comes_first() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config.gate_timeout, chrono::TimeDelta::hours(72));
+    assert_eq!(config.gate_remind_after, None, "no reminder unless set");
+    let config = self::config(&[("GATE_REMIND_AFTER_HOURS", "0.5"), ("GATE_TIMEOUT_HOURS", "1.25")]).unwrap();
+    assert_eq!(config.gate_remind_after, Some(chrono::TimeDelta::minutes(30)));
+    assert_eq!(config.gate_timeout, chrono::TimeDelta::minutes(75));
+    for (remind, timeout, wrong) in [
+        ("2", "1", "GATE_REMIND_AFTER_HOURS"),
+        ("1", "0", "GATE_TIMEOUT_HOURS"),
+        ("soon", "72", "GATE_REMIND_AFTER_HOURS"),
+        ("1", "-3", "GATE_TIMEOUT_HOURS"),
+    ] {
+        let err = self::config(&[("GATE_REMIND_AFTER_HOURS", remind), ("GATE_TIMEOUT_HOURS", timeout)]).unwrap_err();
+        assert_eq!(vars_named(&err), [wrong], "{remind} / {timeout}");
+    }
+}

@@ -56,6 +56,7 @@ impl Config {
             );
         }
 
+        let (gate_remind_after, gate_timeout) = gate_lifetime(&mut r);
         let database_url = database_url(&mut r, environment);
 
         let api_port = r.parse("API_PORT", 8080u16);
@@ -180,6 +181,8 @@ impl Config {
             hitl_secret,
             hitl_secret_previous,
             hitl_token_expiry_hours,
+            gate_remind_after,
+            gate_timeout,
             database_url: SecretString::from(database_url),
             public_base_url,
             orchestrator_url,
@@ -202,4 +205,30 @@ impl Config {
             assets,
         })
     }
+}
+
+/// `GATE_REMIND_AFTER_HOURS` and `GATE_TIMEOUT_HOURS`: hours, fractions
+/// allowed, more than 0; a reminder comes before the timeout.
+fn gate_lifetime<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> (Option<chrono::TimeDelta>, chrono::TimeDelta) {
+    let mut hours = |var: &'static str, default: Option<f64>| -> Option<f64> {
+        let value = r.get(var).map(|_| r.parse(var, -1.0f64)).or(default)?;
+        if value.is_finite() && value > 0.0 && value <= 24.0 * 365.0 {
+            Some(value)
+        } else {
+            if r.problems.iter().all(|p| p.var != var) {
+                r.problem(
+                    var,
+                    "must be a number of hours, more than 0 and at most 8760 (fractions allowed)",
+                );
+            }
+            None
+        }
+    };
+    let remind = hours("GATE_REMIND_AFTER_HOURS", None);
+    let timeout = hours("GATE_TIMEOUT_HOURS", Some(72.0)).unwrap_or(72.0);
+    if remind.is_some_and(|remind| remind >= timeout) {
+        r.problem("GATE_REMIND_AFTER_HOURS", "must be less than GATE_TIMEOUT_HOURS");
+    }
+    let delta = |hours: f64| chrono::TimeDelta::milliseconds((hours * 3_600_000.0).round() as i64);
+    (remind.map(delta), delta(timeout))
 }

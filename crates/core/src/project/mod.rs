@@ -86,6 +86,18 @@ pub struct ProjectSpec {
     /// This project's own spending limits (live spend), beside the global ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// What a gate waiting past `GATE_TIMEOUT_HOURS` decides; unset, the
+    /// gate expires and the run ends `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_timeout_decision: Option<TimeoutDecision>,
+}
+
+/// A gate's decision when nobody decided in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutDecision {
+    Approve,
+    Reject,
 }
 
 /// `[budget]` of a project: USD per UTC day and per UTC calendar month.

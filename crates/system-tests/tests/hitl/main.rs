@@ -1,5 +1,6 @@
 //! Gates and approvals: the decisions through the API, and the approval page in a real browser.
 
 mod browser;
+mod expiry;
 mod gates;
 mod proposals;

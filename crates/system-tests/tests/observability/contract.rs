@@ -193,7 +193,7 @@ pub const LABEL_VALUES: &[(&str, LabelValues)] = &[
     ("*", &[("service", &["api", "orchestrator"])]),
     (
         "myloware_runs_total",
-        &[("status", &["published", "failed", "cancelled", "rejected"])],
+        &[("status", &["published", "failed", "cancelled", "rejected", "expired"])],
     ),
     (
         "myloware_gate_wait_seconds",
