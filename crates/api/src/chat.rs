@@ -71,17 +71,25 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// Who is chatting, as the audit names a credential.
+    fn credential(&self) -> Credential {
+        match self {
+            Origin::Api { key } => Credential::ChatKey(key.name.clone()),
+            Origin::Telegram { chat_id } => Credential::Telegram(chat_id.clone()),
+        }
+    }
+
     /// The credential a gate decision typed in this chat is made with, or
     /// why this chat may not decide gates.
     fn decision_credential(&self, config: &Config) -> Result<Credential, ApiError> {
         match self {
-            Origin::Api { key } if key.allows(Permission::Decide) => Ok(Credential::ChatKey(key.name.clone())),
+            Origin::Api { key } if key.allows(Permission::Decide) => Ok(self.credential()),
             Origin::Api { key } => Err(ApiError::Forbidden(format!(
                 "the key {:?} ({}) may not decide gates; ask an approver",
                 key.name, key.role
             ))),
             Origin::Telegram { chat_id } if config.chat.telegram_approver_chat_ids.contains(chat_id) => {
-                Ok(Credential::Telegram(chat_id.clone()))
+                Ok(self.credential())
             }
             Origin::Telegram { .. } => Err(ApiError::Forbidden(
                 "this chat may not decide gates (it is not in TELEGRAM_APPROVER_CHAT_IDS)".into(),
@@ -405,17 +413,24 @@ async fn decide(
     let Some((run_id, gate)) = target else {
         return Err(ApiError::Conflict("none of your runs is waiting for a decision".into()));
     };
-    let credential = origin.decision_credential(&state.config)?;
-    let attempt = Attempt {
+    let mut attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.as_str().into(),
         approve,
         note: Some(format!("chat user {user_id}")),
         reason,
-        credential,
+        credential: origin.credential(),
         ip: None,
         user_agent: None,
     };
+    // A chat that may not decide is refused, and the attempt audited.
+    match origin.decision_credential(&state.config) {
+        Ok(credential) => attempt.credential = credential,
+        Err(err) => {
+            hitl::audit(state, &attempt, attempt.action(), Err(crate::audit::refusal(&err))).await;
+            return Err(err);
+        }
+    }
     let verb = if approve { "approved" } else { "rejected" };
     let sentence = match hitl::decide(state, &attempt).await {
         Ok(_) => format!("The {gate} gate of run {run_id} is {verb}."),

@@ -1,6 +1,6 @@
 //! The dead-letter queue: signals the orchestrator refused and verified
 //! webhooks that could not be processed, kept with their error, listed and
-//! replayed. A replay really processes the entry again: its signal gets a
+//! replayed (by an operator, audited; or by the reconciler's backoff). A replay really processes the entry again: its signal gets a
 //! new id, so the orchestrator's idempotency does not swallow it.
 
 use std::time::Duration;
@@ -8,11 +8,13 @@ use std::time::Duration;
 use myloware_core::backoff::Backoff;
 use myloware_core::wire::{ExecutionCommand, SignalDelivery};
 use serde::Serialize;
+use serde_json::json;
 
+use crate::audit::{self, Caller};
 use crate::commands;
 use crate::error::ApiError;
 use crate::state::ApiState;
-use crate::store::{DeadLetter, DeadLetterKind, NewCommand};
+use crate::store::{AuditAction, DeadLetter, DeadLetterKind, NewCommand};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -38,13 +40,35 @@ fn replay_signal(letter: &DeadLetter) -> Result<(String, SignalDelivery), String
     Ok((run_id, delivery))
 }
 
+/// An operator's replay ([`replay`]), audited with the entry's run,
+/// refused or not.
+pub async fn replay_for(state: &ApiState, seq: i64, caller: &Caller) -> Result<Replayed, ApiError> {
+    let letter = state.store.get_dead_letter(seq).await;
+    let run_id = letter.as_ref().ok().and_then(|l| l.as_ref()?.run_id.clone());
+    let result = match letter {
+        Ok(letter) => replay_letter(state, letter).await,
+        Err(err) => Err(err.into()),
+    };
+    let verdict = audit::verdict(&result, |replayed| match &replayed.error {
+        None => "resolved".into(),
+        Some(error) => format!("still failing: {error}"),
+    });
+    let detail = json!({"deadLetter": seq});
+    caller
+        .record(state, AuditAction::Replay, run_id.as_deref(), verdict, Some(detail))
+        .await;
+    result
+}
+
 /// Processes a dead letter again; resolved once the orchestrator has it.
 pub async fn replay(state: &ApiState, seq: i64) -> Result<Replayed, ApiError> {
-    let letter = state
-        .store
-        .get_dead_letter(seq)
-        .await?
-        .ok_or_else(|| ApiError::not_found("dead letter"))?;
+    let letter = state.store.get_dead_letter(seq).await?;
+    replay_letter(state, letter).await
+}
+
+async fn replay_letter(state: &ApiState, letter: Option<DeadLetter>) -> Result<Replayed, ApiError> {
+    let letter = letter.ok_or_else(|| ApiError::not_found("dead letter"))?;
+    let seq = letter.seq;
     if letter.resolved_at.is_some() {
         return Err(ApiError::Conflict(format!(
             "dead letter {seq} was already replayed successfully"

@@ -1,6 +1,7 @@
 //! Human approval at gates: signed links, decisions (each gate decided once,
-//! by one conditional update), the audit of every attempt, and delivery of
-//! the decision to the orchestrator (kept and retried if it is down).
+//! by one conditional update), the audit of every attempt ([`crate::audit`]),
+//! and delivery of the decision to the orchestrator (kept and retried if it
+//! is down).
 
 use chrono::Utc;
 use myloware_core::auth::ApiKeys;
@@ -13,10 +14,10 @@ use myloware_core::{Gate, ProviderMode, RunStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::commands;
 use crate::error::ApiError;
 use crate::state::ApiState;
-use crate::store::{Artifact, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
+use crate::store::{Artifact, AuditAction, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
+use crate::{audit, commands};
 
 /// Log target of gate decisions (the runbook greps for it).
 pub use crate::commands::HITL_LOG_TARGET as LOG_TARGET;
@@ -141,6 +142,17 @@ pub struct Attempt {
     pub user_agent: Option<String>,
 }
 
+impl Attempt {
+    /// `approve` or `reject`, as the audit names it.
+    pub fn action(&self) -> AuditAction {
+        if self.approve {
+            AuditAction::Approve
+        } else {
+            AuditAction::Reject
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -161,32 +173,27 @@ impl Outcome {
     }
 }
 
-/// Records the attempt in the audit log, whatever happened.
-/// What the audit keeps of a path value a stranger chose: itself when it
-/// has the expected shape, else a fingerprint (so a refused attempt writes
-/// a small row whatever the URL held).
-fn shaped(value: &str, expected: bool) -> String {
-    if expected {
-        value.to_string()
-    } else {
-        format!("invalid:{}", ApiKeys::fingerprint(value))
-    }
-}
-
-pub async fn audit(state: &ApiState, attempt: &Attempt, action: &str, outcome: &str) {
+/// Records the attempt in the audit, whatever happened: `Ok(how it
+/// went)` or `Err(why it was refused)`. The reason and note are kept only
+/// from a caller that proved a credential (a stranger's text stays out).
+pub async fn audit(state: &ApiState, attempt: &Attempt, action: AuditAction, verdict: Result<String, String>) {
+    let detail = match attempt.credential {
+        Credential::None => None,
+        _ => audit::reason_and_note(attempt.reason.as_deref(), attempt.note.as_deref()),
+    };
     let entry = AuditEntry {
-        run_id: shaped(&attempt.run_id, myloware_core::ids::is_run_id(&attempt.run_id)),
-        gate: shaped(&attempt.gate, attempt.gate.parse::<Gate>().is_ok()),
         at: now(),
-        action: action.into(),
-        outcome: outcome.into(),
-        credential: attempt.credential.describe(),
+        actor: attempt.credential.describe(),
+        action,
+        run_id: Some(audit::run_of(&attempt.run_id)),
+        gate: Some(audit::gate_of(&attempt.gate)),
+        accepted: verdict.is_ok(),
+        outcome: verdict.unwrap_or_else(|refusal| refusal),
         ip: attempt.ip.clone(),
         user_agent: attempt.user_agent.clone(),
+        detail,
     };
-    if let Err(err) = state.store.record_audit(&entry).await {
-        tracing::error!(target: LOG_TARGET, runId = %attempt.run_id, gate = %attempt.gate, error = %err, "cannot record the audit entry");
-    }
+    audit::record(state, &entry).await;
 }
 
 /// The run and the gate, if the gate belongs to the run's graph.
@@ -216,16 +223,15 @@ pub async fn run_and_gate(state: &ApiState, run_id: &str, gate: &str) -> Result<
 /// orchestrator is down answers 502 and is delivered later (by the command
 /// reconciler, or by a retry of the link).
 pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
-    let action = if attempt.approve { "approve" } else { "reject" };
     let result = decide_unaudited(state, attempt).await;
-    let outcome = match &result {
-        Ok(outcome) => outcome.as_str().to_string(),
+    let verdict = match &result {
+        Ok(outcome) => Ok(outcome.as_str().to_string()),
         // The decision is kept; only telling the orchestrator failed.
-        Err(ApiError::BadGateway(_)) if attempt.approve => "approved; resume pending".to_string(),
-        Err(ApiError::BadGateway(_)) => "rejected; resume pending".to_string(),
-        Err(err) => err.to_string(),
+        Err(ApiError::BadGateway(_)) if attempt.approve => Ok("approved; resume pending".to_string()),
+        Err(ApiError::BadGateway(_)) => Ok("rejected; resume pending".to_string()),
+        Err(err) => Err(audit::refusal(err)),
     };
-    audit(state, attempt, action, &outcome).await;
+    audit(state, attempt, attempt.action(), verdict).await;
     result
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+pub mod audit;
 pub mod budget;
 pub mod chat;
 pub mod commands;

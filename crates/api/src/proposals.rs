@@ -1,7 +1,8 @@
 //! Editing a proposal before its workflow gate is decided: the project,
 //! the input or the options of a `pending_workflow` run change, checked as
 //! a start is (the same 422s, the spending limits); the proposal before and
-//! who changed it stay in the run's history (a `proposal.edited` artifact).
+//! who changed it stay in the run's history (a `proposal.edited` artifact),
+//! and every attempt in the audit.
 //! The approval link already handed out stays valid and approves the new
 //! proposal.
 
@@ -9,10 +10,11 @@ use myloware_core::RunStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::audit::{self, Caller};
 use crate::error::ApiError;
 use crate::runs::{self, RunInput, RunOptions, StartRunRequest};
 use crate::state::ApiState;
-use crate::store::{Artifact, ProposalEdit, Run};
+use crate::store::{Artifact, AuditAction, ProposalEdit, Run};
 
 /// Edits one proposal may take (each keeps the one before in the history).
 pub const MAX_EDITS: usize = 20;
@@ -37,8 +39,27 @@ pub struct ProposalPatch {
     pub options: Option<RunOptions>,
 }
 
-/// Applies `patch` to proposal `run_id` on behalf of `by`; the run after.
-pub async fn edit(state: &ApiState, run_id: &str, patch: ProposalPatch, by: &str) -> Result<Run, ApiError> {
+/// Applies `patch` to proposal `run_id` on behalf of `caller`; the run
+/// after. Audited (with the fields it changed), refused or not.
+pub async fn edit(state: &ApiState, run_id: &str, patch: ProposalPatch, caller: &Caller) -> Result<Run, ApiError> {
+    let changed: Vec<&str> = [
+        ("project", patch.project.is_some()),
+        ("input", patch.input.is_some()),
+        ("options", patch.options.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
+    let detail = json!({"changed": changed});
+    let result = edit_unaudited(state, run_id, patch, &caller.actor).await;
+    let verdict = audit::verdict(&result, |_| "edited".into());
+    caller
+        .record(state, AuditAction::EditProposal, Some(run_id), verdict, Some(detail))
+        .await;
+    result
+}
+
+async fn edit_unaudited(state: &ApiState, run_id: &str, patch: ProposalPatch, by: &str) -> Result<Run, ApiError> {
     if patch.project.is_none() && patch.input.is_none() && patch.options.is_none() {
         return Err(ApiError::invalid(
             &["body"],

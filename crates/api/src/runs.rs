@@ -11,11 +11,12 @@ use myloware_core::{Gate, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::audit::{self, Caller};
 use crate::commands;
 use crate::error::ApiError;
 use crate::notify;
 use crate::state::ApiState;
-use crate::store::{Artifact, NewCommand, NewGate, NewRun, Run, now};
+use crate::store::{Artifact, AuditAction, NewCommand, NewGate, NewRun, Run, now};
 
 /// Limits of a run's input (the OpenAPI document states them too).
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -416,10 +417,25 @@ pub struct CancelRequest {
     pub actor: Option<String>,
 }
 
-/// Cancels a run that is not yet terminal; 409 otherwise.
-/// `by` is the credential that asked (`key:<name>`); the request's `actor`
-/// is the caller's own note.
-pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, by: &str) -> Result<Run, ApiError> {
+/// Cancels a run that is not yet terminal; 409 otherwise. `caller` is
+/// who asked (the credential); the request's `actor` is the caller's own
+/// note. Audited, refused or not.
+pub async fn cancel_run(
+    state: &ApiState,
+    run_id: &str,
+    request: CancelRequest,
+    caller: &Caller,
+) -> Result<Run, ApiError> {
+    let result = cancel_unaudited(state, run_id, &request, &caller.actor).await;
+    let detail = audit::reason_and_note(request.reason.as_deref(), request.actor.as_deref());
+    let verdict = audit::verdict(&result, |_| "cancelled".into());
+    caller
+        .record(state, AuditAction::Cancel, Some(run_id), verdict, detail)
+        .await;
+    result
+}
+
+async fn cancel_unaudited(state: &ApiState, run_id: &str, request: &CancelRequest, by: &str) -> Result<Run, ApiError> {
     // Re-read and retry when another writer moved the run in between.
     for _ in 0..5 {
         let run = state
@@ -484,10 +500,21 @@ pub async fn cancel_run(state: &ApiState, run_id: &str, request: CancelRequest, 
 pub const MAX_RETRIES: usize = 3;
 
 /// Continues a failed run from the step that failed (the orchestrator
-/// keeps every paid call that succeeded). `by` is the credential that
-/// asked; each retry is recorded as a `run.retried` artifact. 409 when the
-/// run is not failed, never reached the orchestrator, or is out of retries.
-pub async fn retry_run(state: &ApiState, run_id: &str, by: &str) -> Result<Run, ApiError> {
+/// keeps every paid call that succeeded). `caller` is who asked; each
+/// retry is recorded as a `run.retried` artifact, and every request in the
+/// audit. 409 when the run is not failed, never reached the orchestrator,
+/// or is out of retries.
+pub async fn retry_run(state: &ApiState, run_id: &str, caller: &Caller) -> Result<Run, ApiError> {
+    let result = retry_unaudited(state, run_id, &caller.actor).await;
+    let verdict = audit::verdict(&result, |(_, attempt)| format!("retried (attempt {attempt})"));
+    caller
+        .record(state, AuditAction::Retry, Some(run_id), verdict, None)
+        .await;
+    result.map(|(run, _)| run)
+}
+
+/// The run retried and the retry's number.
+async fn retry_unaudited(state: &ApiState, run_id: &str, by: &str) -> Result<(Run, u32), ApiError> {
     let run = state
         .store
         .get_run(run_id)
@@ -539,11 +566,12 @@ pub async fn retry_run(state: &ApiState, run_id: &str, by: &str) -> Result<Run, 
     if let Err(error) = commands::deliver_pending(state, run_id).await {
         tracing::warn!(runId = %run_id, %error, "orchestrator not told of the retry yet; will retry");
     }
-    state
+    let run = state
         .store
         .get_run(run_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("run"))
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    Ok((run, attempt))
 }
 
 /// The artifact of each retry: `{attempt, by, error}` (the error it retried).

@@ -28,6 +28,8 @@ async fn the_openapi_document_describes_the_routes(db: &Db) {
         "/v1/runs/{runId}",
         "/v1/runs/{runId}/artifacts",
         "/v1/runs/{runId}/cancel",
+        "/v1/runs/{runId}/audit",
+        "/v1/audit",
         "/v1/assets/{project}/{runId}/{file}",
     ] {
         assert!(
@@ -170,6 +172,21 @@ async fn every_refusal_is_a_status_the_document_lists(db: &Db) {
             400,
         ),
         ("get", "/v1/dlq", app.get("/v1/dlq?all=maybe"), 400),
+        ("get", "/v1/audit", app.get("/v1/audit?limit=1&limit=2"), 400),
+        ("get", "/v1/audit", app.get("/v1/audit?since=yesterday"), 422),
+        ("get", "/v1/runs/{runId}/audit", app.get("/v1/runs/%FF/audit"), 400),
+        (
+            "get",
+            "/v1/runs/{runId}/audit",
+            app.get(&format!("/v1/runs/{run}/audit")),
+            404,
+        ),
+        (
+            "get",
+            "/v1/runs/{runId}/audit",
+            app.get(&format!("/v1/runs/{run}/audit?cursor=x")),
+            422,
+        ),
         ("post", "/v1/dlq/{seq}/replay", app.post("/v1/dlq/abc/replay"), 400),
         ("get", "/health", app.http.get(app.url("/health?probe=%00")), 400),
         ("get", "/openapi.json", app.http.get(app.url("/openapi.json")), 401),
@@ -210,6 +227,8 @@ async fn every_refusal_is_a_status_the_document_lists(db: &Db) {
         ("post", "/v1/chat/brendan", 500),
         ("post", "/v1/internal/events", 401),
         ("get", "/v1/hitl/pending", 403),
+        ("get", "/v1/audit", 403),
+        ("get", "/v1/runs/{runId}/audit", 403),
     ];
     for (method, path, status) in unprovoked {
         if !listed(method, path, status) {

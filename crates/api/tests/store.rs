@@ -685,7 +685,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
         ("chat_messages", 2),
         ("commands", 0),
         ("dead_letters", 0),
-        ("gate_audit", 0),
+        ("audit", 0),
         ("run_events", 0),
         ("schedule_firings", 1),
         ("webhook_deliveries", 3),

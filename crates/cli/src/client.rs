@@ -33,9 +33,11 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 /// The HTTP client of the operator commands: a request that hangs fails
-/// instead of hanging the terminal.
+/// instead of hanging the terminal; the audit sees `mw/<version>` as the
+/// user agent.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(concat!("mw/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()

@@ -5,7 +5,7 @@ use anyhow::bail;
 use crate::client::{self, ApiTarget};
 
 pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = client::http();
     let body = target.send(http.get(target.url(&format!("/v1/dlq?all={all}")))).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&body["deadLetters"])?);
@@ -35,7 +35,7 @@ pub async fn list(target: &ApiTarget, all: bool, json: bool) -> anyhow::Result<(
 
 /// Replays the given entries (or every open one); fails if any stays open.
 pub async fn replay(target: &ApiTarget, seqs: &[i64], all: bool) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = client::http();
     let seqs: Vec<i64> = if all {
         let body = target.send(http.get(target.url("/v1/dlq"))).await?;
         body["deadLetters"]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod chat;
 mod client;
 mod costs;
@@ -32,7 +33,7 @@ Configuration comes from the environment; `.env.<environment>` in the current fo
 (`.env.development` when ENVIRONMENT is unset, `.env.production` in production), or the \
 file --env-file names, fills in what is not set. The project catalog is shipped in the \
 binary; PROJECTS_DIR replaces it with a folder.\n\n\
-The operator commands (runs, schedules, hitl, demo, costs, retention, dlq, chat) talk to a running API: \
+The operator commands (runs, schedules, hitl, demo, audit, costs, retention, dlq, chat) talk to a running API: \
 MW_API_URL (or --api-url, default http://127.0.0.1:8080) and API_KEY (or --api-key). \
 Exit status: 0 success, 1 failure (the message says what to do next), 2 bad usage.")]
 struct Cli {
@@ -121,6 +122,16 @@ enum Command {
         /// The API's JSON instead of text: one line per answer and per change of the run.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        target: client::ApiTarget,
+    },
+    /// Who did what, when and from where (MW_API_URL, API_KEY): gate
+    /// decisions (refused ones too) and approval-page views, cancels,
+    /// retries, dead-letter replays, proposal edits; newest first. Needs a
+    /// key that may read the audit (every role but viewer).
+    Audit {
+        #[command(flatten)]
+        args: audit::AuditArgs,
         #[command(flatten)]
         target: client::ApiTarget,
     },
@@ -298,6 +309,7 @@ pub fn main() -> ExitCode {
                 json,
                 target,
             } => demo::run(&target, &project, object, auto_approve, timeout, json).await,
+            Command::Audit { args, target } => audit::show(&target, args).await,
             Command::Retention {
                 what:
                     RetentionWhat::Prune {

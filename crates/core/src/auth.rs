@@ -14,11 +14,11 @@ use subtle::ConstantTimeEq;
 pub enum Role {
     /// Everything, including retention and provider mode.
     Admin,
-    /// Runs, cancels, dead-letter replays, chat; reads. Not gate decisions.
+    /// Runs, cancels, dead-letter replays, chat; reads, the audit. Not gate decisions.
     Operator,
-    /// Reads and gate decisions.
+    /// Reads, the audit and gate decisions.
     Approver,
-    /// Reads only.
+    /// Reads only (not the audit: it names people's addresses).
     Viewer,
 }
 
@@ -31,6 +31,10 @@ pub enum Permission {
     Operate,
     /// Approving and rejecting gates, minting approval links.
     Decide,
+    /// Reading the audit of operator actions: who did what to which run,
+    /// and from which address and user agent (personal data a read-only
+    /// key has no need of).
+    Audit,
     /// Pruning, and whatever else changes the service as a whole.
     Administer,
 }
@@ -51,8 +55,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, Read | Operate),
-            Role::Approver => matches!(permission, Read | Decide),
+            Role::Operator => matches!(permission, Read | Operate | Audit),
+            Role::Approver => matches!(permission, Read | Decide | Audit),
             Role::Viewer => permission == Read,
         }
     }
@@ -247,13 +251,13 @@ mod tests {
     fn roles_grant_their_permissions_only() {
         use Permission::*;
         let table = [
-            (Role::Admin, [true, true, true, true]),
-            (Role::Operator, [true, true, false, false]),
-            (Role::Approver, [true, false, true, false]),
-            (Role::Viewer, [true, false, false, false]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Operator, [true, true, false, true, false]),
+            (Role::Approver, [true, false, true, true, false]),
+            (Role::Viewer, [true, false, false, false, false]),
         ];
         for (role, allowed) in table {
-            for (permission, want) in [Read, Operate, Decide, Administer].into_iter().zip(allowed) {
+            for (permission, want) in [Read, Operate, Decide, Audit, Administer].into_iter().zip(allowed) {
                 assert_eq!(role.allows(permission), want, "{role} {permission:?}");
             }
         }

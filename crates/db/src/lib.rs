@@ -165,6 +165,17 @@ impl Db {
         Ok(())
     }
 
+    /// Applies the migrations up to `version` (inclusive) and no further:
+    /// for upgrade tests, which write what an older release wrote and then
+    /// [`migrate`](Self::migrate) the rest.
+    pub async fn migrate_to(&self, version: i64) -> Result<(), DbError> {
+        match self {
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run_to(version, pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run_to(version, pool).await?,
+        }
+        Ok(())
+    }
+
     /// One round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), DbError> {
         match self {

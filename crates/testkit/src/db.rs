@@ -78,15 +78,29 @@ pub fn remove_sqlite_files(path: &std::path::Path) {
     }
 }
 
+async fn migrate(db: &Db, version: Option<i64>) {
+    match version {
+        None => db.migrate().await,
+        Some(version) => db.migrate_to(version).await,
+    }
+    .expect("migrate the test database");
+}
+
 impl TestDb {
     /// A migrated SQLite database in a new temporary file.
     pub async fn sqlite() -> TestDb {
+        Self::sqlite_migrated_to(None).await
+    }
+
+    /// [`TestDb::sqlite`] migrated up to `version` (an older release's
+    /// schema, for upgrade tests), or fully (`None`).
+    pub async fn sqlite_migrated_to(version: Option<i64>) -> TestDb {
         let path = std::env::temp_dir().join(format!("{}.db", unique_name("mw_test")));
         let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
         let db = Db::connect_sqlite(options, PoolSettings::default())
             .await
             .expect("open a SQLite test database");
-        db.migrate().await.expect("migrate the SQLite test database");
+        migrate(&db, version).await;
         TestDb {
             db,
             url: format!("sqlite://{}", path.display()),
@@ -97,6 +111,11 @@ impl TestDb {
     /// A migrated Postgres schema of its own, or `None` when
     /// `TEST_DATABASE_URL` is not set (see [`postgres_url`]).
     pub async fn postgres() -> Option<TestDb> {
+        Self::postgres_migrated_to(None).await
+    }
+
+    /// [`TestDb::postgres`] migrated up to `version`, or fully (`None`).
+    pub async fn postgres_migrated_to(version: Option<i64>) -> Option<TestDb> {
         let admin_url = postgres_url()?;
         let schema = unique_name("mw_test");
         let url = create_schema(&admin_url, &schema).await.expect("create a test schema");
@@ -110,7 +129,7 @@ impl TestDb {
         let db = Db::connect_postgres(options, settings)
             .await
             .expect("connect to the test schema");
-        db.migrate().await.expect("migrate the Postgres test schema");
+        migrate(&db, version).await;
         Some(TestDb {
             db,
             url,

@@ -1,13 +1,14 @@
 //! `/v1/dlq`: the dead-letter queue, for operators (`mw dlq list|replay`).
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
-use myloware_core::auth::{Permission, Principal};
+use myloware_core::auth::Permission;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::Caller;
 use crate::dlq::{self, Replayed};
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -52,10 +53,10 @@ pub async fn list(State(state): State<ApiState>, Query(params): Query<ListParams
 pub async fn replay(
     State(state): State<ApiState>,
     Path(seq): Path<i64>,
-    Extension(key): Extension<Principal>,
+    caller: Caller,
 ) -> Result<Json<Replayed>, ApiError> {
-    tracing::info!(seq, by = %format!("key:{}", key.name), "dead letter replay");
-    dlq::replay(&state, seq).await.map(Json)
+    tracing::info!(seq, by = %caller.actor, "dead letter replay");
+    dlq::replay_for(&state, seq, &caller).await.map(Json)
 }
 
 /// The list's answer; `seq`'s range.

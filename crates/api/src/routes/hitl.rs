@@ -20,12 +20,13 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::hitl::{self, Attempt, Credential, Link, Outcome};
 use crate::middleware::{ClientId, ClientIp, LimitedRoute, principal};
 use crate::page;
 use crate::state::ApiState;
-use crate::store::{GateStatus, RunQuery};
+use crate::store::{AuditAction, GateStatus, RunQuery};
 
 /// The routes a link opens (no API key needed; refusals limited per
 /// address), each response with the pages' security headers
@@ -63,15 +64,6 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"))
-}
-
-/// The caller's address and user agent, as the audit records them.
-fn client(headers: &HeaderMap, ip: &ClientIp) -> (Option<String>, Option<String>) {
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(300).collect());
-    (ip.0.map(|ip| ip.to_string()), agent)
 }
 
 /// Refuses a token-authenticated POST that a browser says comes from
@@ -172,31 +164,33 @@ async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Re
     let (run_id, gate, headers) = (run_id.as_str(), gate.as_str(), &headers);
     let html = wants_html(headers);
     let token = body.token;
-    let (ip, user_agent) = client(headers, &ip);
+    let (ip, user_agent) = audit::client(headers, &ip);
     let mut attempt = Attempt {
         run_id: run_id.to_string(),
         gate: gate.to_string(),
         approve,
         note: body.approver.map(|a| a.chars().take(200).collect()),
         reason: body.reason.map(|r| r.chars().take(2000).collect()),
-        credential: Credential::None,
+        // A valid key names who tried, even when its role may not decide.
+        credential: principal(&state.api_keys, headers)
+            .map_or(Credential::None, |key| Credential::ApiKey(key.name.clone())),
         ip,
         user_agent,
     };
-    let action = if approve { "approve" } else { "reject" };
+    let action = attempt.action();
     if let Err(err) = state.limiter.check(LimitedRoute::HitlDecision, &client_id.0) {
-        hitl::audit(state, &attempt, action, "rate_limited").await;
+        hitl::audit(state, &attempt, action, Err("rate_limited".into())).await;
         return err.into_response();
     }
     attempt.credential = match credential(state, headers, run_id, gate, token.as_deref()) {
         Ok(credential) => credential,
         Err(err) => {
-            hitl::audit(state, &attempt, action, &err.to_string()).await;
+            hitl::audit(state, &attempt, action, Err(audit::refusal(&err))).await;
             return error_answer(html, err);
         }
     };
     if matches!(attempt.credential, Credential::Token(_)) && cross_site(headers) {
-        hitl::audit(state, &attempt, action, "cross_site_refused").await;
+        hitl::audit(state, &attempt, action, Err("cross_site_refused".into())).await;
         return error_answer(html, ApiError::Forbidden("cross-site request refused".into()));
     }
     match hitl::decide(state, &attempt).await {
@@ -306,7 +300,7 @@ pub async fn open_link(
             .get(header::ACCEPT)
             .is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("json")));
     let token = query.token.unwrap_or_default();
-    let (ip, user_agent) = client(&headers, &ip);
+    let (ip, user_agent) = audit::client(&headers, &ip);
     let attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.clone(),
@@ -324,10 +318,16 @@ pub async fn open_link(
             && let Ok(Some(record)) = state.store.get_gate(&run.id, gate).await
             && record.status == GateStatus::Expired
         {
-            hitl::audit(&state, &attempt, "view", "gate expired").await;
+            hitl::audit(&state, &attempt, AuditAction::View, Err("gate expired".into())).await;
             return expired_answer(html, gate);
         }
-        hitl::audit(&state, &attempt, "view", "invalid or expired token").await;
+        hitl::audit(
+            &state,
+            &attempt,
+            AuditAction::View,
+            Err("invalid or expired token".into()),
+        )
+        .await;
         return error_answer(html, ApiError::Forbidden("invalid or expired token".into()));
     }
     let (run, gate) = match hitl::run_and_gate(&state, &run_id, &gate).await {
@@ -342,7 +342,7 @@ pub async fn open_link(
     if let Err(err) = state.limiter.check(LimitedRoute::HitlView, &client_id.0) {
         return error_answer(html, err);
     }
-    hitl::audit(&state, &attempt, "view", "shown").await;
+    hitl::audit(&state, &attempt, AuditAction::View, Ok("shown".into())).await;
     let status = record.as_ref().map_or("not_reached", |r| r.status.as_str());
     let preview = record.as_ref().map(|r| r.preview.clone()).unwrap_or(Value::Null);
     if !html {

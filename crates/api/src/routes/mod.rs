@@ -13,12 +13,14 @@ use crate::middleware;
 use crate::state::ApiState;
 
 pub mod assets;
+pub mod audit;
 pub mod chat;
 pub mod costs;
 pub mod dlq;
 pub mod hitl;
 pub mod internal;
 pub mod openapi;
+pub(crate) mod paging;
 pub mod projects;
 pub mod retention;
 pub mod runs;
@@ -78,6 +80,7 @@ pub fn all(state: &ApiState) -> OpenApiRouter<ApiState> {
         .merge(projects::router(state))
         .merge(runs::router(state))
         .merge(schedules::router(state))
+        .merge(audit::router(state))
         .merge(hitl::router(state))
         .merge(chat::router(state))
         .merge(webhooks::router(state))

@@ -225,6 +225,7 @@ fn refine(doc: &mut Value, state: &ApiState) {
     super::chat::refine_schema(doc);
     super::webhooks::refine_schema(doc);
     super::dlq::refine_schema(doc);
+    super::audit::refine_schema(doc);
     super::costs::refine_schema(doc);
     super::system::refine_schema(doc);
     body_answers(doc);

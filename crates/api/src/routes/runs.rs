@@ -1,11 +1,11 @@
 //! `/v1/runs`: start, list, read, artifacts, cancel, retry, edit a proposal.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use myloware_core::auth::{Permission, Principal};
+use myloware_core::auth::Permission;
 use myloware_core::project::Persona;
 use myloware_core::{ErrorBody, RunStatus};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::paging;
+use crate::audit::Caller;
 use crate::error::{ApiError, OptionalJson, ValidJson};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::proposals::{self, ProposalPatch};
@@ -178,6 +180,9 @@ pub async fn start_run(
     Ok((status, axum::Extension(label), Json(body)).into_response())
 }
 
+/// Most runs in one page of `GET /v1/runs`.
+const MAX_RUNS_PAGE: u32 = 100;
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -206,8 +211,9 @@ pub async fn list_runs(
         .map(|s| s.parse::<RunStatus>())
         .transpose()
         .map_err(|err| ApiError::invalid(&["query", "status"], err.to_string()))?;
-    let (limit, before) = super::page(params.limit.as_deref(), params.cursor.as_deref())?;
-    let mut runs = state
+    let limit = paging::limit(params.limit.as_deref(), 20, MAX_RUNS_PAGE)?;
+    let before = paging::cursor(params.cursor.as_deref())?;
+    let runs = state
         .store
         .list_runs(&RunQuery {
             status,
@@ -217,7 +223,7 @@ pub async fn list_runs(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = super::next_cursor(&mut runs, limit, |run| run.seq);
+    let (runs, next_cursor) = paging::page(runs, limit, |run| run.seq);
     Ok(Json(RunList {
         runs: runs.into_iter().map(RunSummary::from).collect(),
         next_cursor,
@@ -225,7 +231,7 @@ pub async fn list_runs(
 }
 
 /// 404 unless `run_id` names a run (checked without reading it).
-async fn require_run(state: &ApiState, run_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_run(state: &ApiState, run_id: &str) -> Result<(), ApiError> {
     if myloware_core::ids::is_run_id(run_id) && state.store.run_exists(run_id).await? {
         Ok(())
     } else {
@@ -288,11 +294,10 @@ pub async fn list_artifacts(
 pub async fn cancel_run(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
-    Extension(key): Extension<Principal>,
+    caller: Caller,
     OptionalJson(request): OptionalJson<CancelRequest>,
 ) -> Result<Json<RunStatusAnswer>, ApiError> {
-    require_run(&state, &run_id).await?;
-    let run = runs::cancel_run(&state, &run_id, request, &format!("key:{}", key.name)).await?;
+    let run = runs::cancel_run(&state, &run_id, request, &caller).await?;
     Ok(Json(RunStatusAnswer {
         run_id: run.id,
         status: run.status,
@@ -315,11 +320,10 @@ pub async fn cancel_run(
 pub async fn edit_proposal(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
-    Extension(key): Extension<Principal>,
+    caller: Caller,
     ValidJson(patch): ValidJson<ProposalPatch>,
 ) -> Result<Json<Value>, ApiError> {
-    require_run(&state, &run_id).await?;
-    let run = proposals::edit(&state, &run_id, patch, &format!("key:{}", key.name)).await?;
+    let run = proposals::edit(&state, &run_id, patch, &caller).await?;
     Ok(Json(proposals::view(&run)))
 }
 
@@ -336,10 +340,9 @@ pub async fn edit_proposal(
 pub async fn retry_run(
     State(state): State<ApiState>,
     Path(run_id): Path<String>,
-    Extension(key): Extension<Principal>,
+    caller: Caller,
 ) -> Result<Json<RunStatusAnswer>, ApiError> {
-    require_run(&state, &run_id).await?;
-    let run = runs::retry_run(&state, &run_id, &format!("key:{}", key.name)).await?;
+    let run = runs::retry_run(&state, &run_id, &caller).await?;
     Ok(Json(RunStatusAnswer {
         run_id: run.id,
         status: run.status,
@@ -425,11 +428,13 @@ pub(crate) fn refine_schema(doc: &mut Value, state: &ApiState) {
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
     if let Some(parameters) = super::schema::operation(doc, "get", "/v1/runs")["parameters"].as_array_mut() {
         for parameter in parameters {
-            let schema = match parameter["name"].as_str() {
-                Some("status") => json!({"type": "string", "enum": statuses}),
-                Some("limit") => json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                Some("cursor") => json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
-                _ => continue,
+            let name = parameter["name"].as_str().unwrap_or_default();
+            let schema = match name {
+                "status" => json!({"type": "string", "enum": statuses}),
+                _ => match paging::schema(name, MAX_RUNS_PAGE) {
+                    Some(schema) => schema,
+                    None => continue,
+                },
             };
             parameter["schema"] = schema;
         }

@@ -8,13 +8,14 @@ use myloware_core::{Gate, RunStatus};
 use serde_json::Value;
 
 use super::artifacts::Artifact;
+use super::audit::{AuditEntry, AuditQuery, AuditRecord};
 use super::chat::{ChatDelivery, ChatMessage, PushOutcome};
 use super::commands::{Command, DeliveryAttempt, NewCommand};
 use super::common::StoreResult;
 use super::costs::DaySpend;
 use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
-use super::gates::{AuditEntry, Decision, GateExpiry, GateRecord};
+use super::gates::{Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::schedules::{Fired, Firing, FiringClaim, FiringStart, NewSchedule, Schedule, ScheduleQuery};
@@ -128,7 +129,11 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
 
-    async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>>;
+    /// At most `query.limit` audit entries, newest first.
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Every audit entry of `run_id`, oldest first.
+    async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditRecord>>;
 
     /// Appends to the transcript and queues the message's pushes, in one
     /// transaction. The message's seq.
@@ -173,7 +178,7 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_artifacts(&self, run_id: &str) -> StoreResult<Vec<Artifact>>;
 
     /// Retention: every row from before `cutoff` that no unfinished run
-    /// needs (gate audit, applied events, acknowledged commands, webhook
+    /// needs (audit, applied events, acknowledged commands, webhook
     /// deliveries, artifacts and chat lines of ended runs or of none,
     /// resolved dead letters, finished chat pushes; `sql::PRUNABLE` says
     /// which exactly). Counted when `dry_run`, else deleted in one

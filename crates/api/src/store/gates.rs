@@ -1,6 +1,6 @@
-//! HITL gates and their audit: a gate opens awaiting, takes one decision
-//! (one conditional update, with its run move, artifact and command), and
-//! every attempt is audited.
+//! HITL gates: a gate opens awaiting and takes one decision (one
+//! conditional update, with its run move, artifact and command). Every
+//! attempt is audited ([`super::audit`]).
 
 use chrono::{DateTime, Utc};
 use myloware_core::{Gate, RunStatus};
@@ -78,21 +78,6 @@ pub struct Decision {
     pub command: Option<NewCommand>,
 }
 
-/// One decision attempt, whatever its outcome.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct AuditEntry {
-    pub run_id: String,
-    pub gate: String,
-    pub at: DateTime<Utc>,
-    /// `approve`, `reject`, `view`, `link`.
-    pub action: String,
-    pub outcome: String,
-    /// `token:<fingerprint>` or `api_key:<fingerprint>`; never the secret.
-    pub credential: String,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
 pub(super) const GATE_COLUMNS: &str = "g.run_id, g.gate, g.status, g.preview, g.requested_at, g.resolved_at, g.decision, \
      g.approver, g.note, g.reason, g.command_seq, c.acked_at";
 
@@ -152,7 +137,7 @@ macro_rules! insert_gate {
 }
 pub(super) use insert_gate;
 
-/// The [`ApiStore`](super::ApiStore) methods of gates and their audit, handed on to `$next`
+/// The [`ApiStore`](super::ApiStore) methods of gates, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! gate_methods {
     ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
@@ -285,30 +270,6 @@ macro_rules! gate_methods {
                 insert_chat!(&expiry.notice, tx);
                 tx.commit().await?;
                 Ok(true)
-            }
-
-            async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO gate_audit (run_id, gate, at, action, outcome, credential, ip, user_agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&entry.run_id)
-                .bind(&entry.gate)
-                .bind(entry.at)
-                .bind(&entry.action)
-                .bind(&entry.outcome)
-                .bind(&entry.credential)
-                .bind(&entry.ip)
-                .bind(&entry.user_agent)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn list_audit(&self, run_id: &str) -> StoreResult<Vec<AuditEntry>> {
-                let sql = "SELECT run_id, gate, at, action, outcome, credential, ip, user_agent FROM gate_audit \
-                           WHERE run_id = $1 ORDER BY seq";
-                Ok(rows_for(&self.pool, sql, run_id).await?)
             }
         }
     };

@@ -4,7 +4,7 @@
 //! types, its rows and its SQL (written once, compiled for both backends
 //! by `sql.rs`): [`runs`], [`artifacts`], [`commands`] (to the
 //! orchestrator), [`events`] (from it) and the [`costs`] they carry,
-//! [`gates`] and their audit,
+//! [`gates`], the [`audit`] of operator actions,
 //! [`webhooks`], [`dead_letters`], [`chat`], [`schedules`] and their
 //! firings, and [`retention`] with the gauges.
 
@@ -15,6 +15,7 @@ use myloware_db::Db;
 
 mod api_store;
 pub mod artifacts;
+pub mod audit;
 pub mod chat;
 pub mod commands;
 mod common;
@@ -30,13 +31,14 @@ pub mod webhooks;
 
 pub use api_store::ApiStore;
 pub use artifacts::{Artifact, RawArtifact};
+pub use audit::{AuditAction, AuditEntry, AuditQuery, AuditRecord};
 pub use chat::{Channel, ChatDelivery, ChatMessage, Push, PushOutcome, PushStatus};
 pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
 pub use costs::{AppliedCost, DaySpend};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
-pub use gates::{AuditEntry, Decision, GateExpiry, GateRecord, GateStatus, NewGate};
+pub use gates::{Decision, GateExpiry, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
 pub use runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 pub use schedules::{

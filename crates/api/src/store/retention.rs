@@ -23,26 +23,26 @@ pub type Pruned = std::collections::BTreeMap<String, u64>;
 /// they are the record of what was made and decided. Statuses listed are
 /// the terminal ones (`RunStatus::is_terminal`).
 pub(super) const PRUNABLE: [(&str, &str); 9] = [
-    // Decision attempts, kept while their run is unfinished (attempts on
-    // unknown runs go too).
+    // The audit of operator actions, kept while their run is unfinished
+    // (actions on unknown runs, or on none, go too).
     (
-        "gate_audit",
-        "at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = gate_audit.run_id \
-           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+        "audit",
+        "at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = audit.run_id \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired'))",
     ),
     // Events applied to runs that ended before the cutoff (their order is
     // kept by runs.last_event_seq; the orchestrator never resends them).
     (
         "run_events",
         "run_id IN (SELECT id FROM runs \
-           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected', 'expired') AND updated_at < $1)",
     ),
     // Acknowledged commands of runs that ended before the cutoff, except
     // the ones a gate shows as its decision's delivery.
     (
         "commands",
         "acked_at IS NOT NULL AND run_id IN (SELECT id FROM runs \
-           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1) \
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected', 'expired') AND updated_at < $1) \
          AND NOT EXISTS (SELECT 1 FROM gates WHERE gates.command_seq = commands.seq)",
     ),
     // Deliveries whose run has ended or is unknown (refused ones have no
@@ -50,21 +50,21 @@ pub(super) const PRUNABLE: [(&str, &str); 9] = [
     (
         "webhook_deliveries",
         "received_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
-           WHERE runs.id = webhook_deliveries.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+           WHERE runs.id = webhook_deliveries.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired'))",
     ),
     // Artifacts of runs that ended before the cutoff (a late event on an
     // ended run moves its updated_at, which only keeps them longer).
     (
         "artifacts",
         "run_id IN (SELECT id FROM runs \
-           WHERE status IN ('published', 'failed', 'cancelled', 'rejected') AND updated_at < $1)",
+           WHERE status IN ('published', 'failed', 'cancelled', 'rejected', 'expired') AND updated_at < $1)",
     ),
     // Dead letters replayed (resolved) before the cutoff; open ones stay,
     // and so do those of an unfinished run.
     (
         "dead_letters",
         "resolved_at IS NOT NULL AND resolved_at < $1 AND NOT EXISTS (SELECT 1 FROM runs \
-           WHERE runs.id = dead_letters.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+           WHERE runs.id = dead_letters.run_id AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired'))",
     ),
     // Pushes that are done (delivered, or given up), unless of a line about
     // an unfinished run.
@@ -72,14 +72,14 @@ pub(super) const PRUNABLE: [(&str, &str); 9] = [
         "chat_deliveries",
         "status IN ('delivered', 'failed') AND created_at < $1 AND NOT EXISTS (SELECT 1 FROM chat_messages m \
            JOIN runs ON runs.id = m.run_id WHERE m.seq = chat_deliveries.message_seq \
-           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired'))",
     ),
     // Chat lines before the cutoff, unless about an unfinished run or
     // still to be pushed somewhere.
     (
         "chat_messages",
         "created_at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = chat_messages.run_id \
-           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected')) \
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired')) \
          AND NOT EXISTS (SELECT 1 FROM chat_deliveries d WHERE d.message_seq = chat_messages.seq \
            AND NOT (d.status IN ('delivered', 'failed') AND d.created_at < $1))",
     ),
@@ -90,7 +90,7 @@ pub(super) const PRUNABLE: [(&str, &str); 9] = [
     (
         "schedule_firings",
         "fire_at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = schedule_firings.run_id \
-           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected'))",
+           AND runs.status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired'))",
     ),
 ];
 
@@ -109,7 +109,7 @@ macro_rules! retention_methods {
             async fn gauges(&self) -> StoreResult<ApiGauges> {
                 let active_runs: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT project, status, COUNT(*) FROM runs \
-                     WHERE status NOT IN ('published', 'failed', 'cancelled', 'rejected') \
+                     WHERE status NOT IN ('published', 'failed', 'cancelled', 'rejected', 'expired') \
                      GROUP BY project, status ORDER BY project, status",
                 )
                 .fetch_all(&self.pool)

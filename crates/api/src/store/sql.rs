@@ -18,6 +18,7 @@ use sqlx::types::Json;
 
 use super::api_store::ApiStore;
 use super::artifacts::*;
+use super::audit::*;
 use super::chat::*;
 use super::commands::*;
 use super::common::{StoreError, StoreResult, now};
@@ -63,9 +64,9 @@ macro_rules! sql_api_store {
             }
         }
 
-        run_methods!(artifact_methods!(command_methods!(event_methods!(gate_methods!(webhook_methods!(
+        run_methods!(artifact_methods!(command_methods!(event_methods!(gate_methods!(audit_methods!(webhook_methods!(
             dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(schedule_methods!(api_store!($store;))))))
-        ))))));
+        )))))));
     };
 }
 

@@ -1,4 +1,4 @@
-//! The operator commands (`mw runs`, `mw schedules`, `mw hitl`, `mw demo`, `mw costs`, `mw retention`)
+//! The operator commands (`mw runs`, `mw schedules`, `mw hitl`, `mw demo`, `mw audit`, `mw costs`, `mw retention`)
 //! as an operator runs them: the real `mw` binary against both services on
 //! loopback, in text and in JSON, with their exit codes.
 
@@ -175,6 +175,7 @@ fn admin_key() -> String {
     format!("key:key-{}", myloware_core::auth::ApiKeys::fingerprint(API_KEY))
 }
 
+mod audit;
 mod costs;
 mod demo;
 mod retention;

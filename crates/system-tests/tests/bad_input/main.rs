@@ -5,8 +5,8 @@
 //! form); and a refused request records nothing: no run, no command, no
 //! chat message, no decision, no event, no webhook delivery consuming an
 //! idempotency key, no execution or signal on the orchestrator. (Refused
-//! webhooks and gate attempts are still logged by design, in
-//! `webhook_deliveries` without a key and in `gate_audit`.)
+//! webhooks and operator actions are still logged by design, in
+//! `webhook_deliveries` without a key and in the `audit`.)
 
 mod chat;
 mod edges;

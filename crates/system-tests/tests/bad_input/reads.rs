@@ -41,6 +41,36 @@ async fn reads_answer_json(db: &Db) {
             }
         },
     );
+    let time = prop_oneof![
+        (0i64..4_000_000_000).prop_map(|t| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339()),
+        text(),
+    ];
+    property(
+        "GET /v1/audit?…",
+        CASES,
+        (
+            proptest::option::of(time),
+            proptest::option::of(prop_oneof!["run_[a-z0-9]{12}", text()]),
+            proptest::option::of(text()),
+            proptest::option::of(prop_oneof![any::<u32>().prop_map(|n| n.to_string()), text()]),
+            proptest::option::of(text()),
+        ),
+        |(since, run_id, actor, limit, cursor)| {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(since.map(|v| ("since", v)));
+            query.extend(run_id.map(|v| ("runId", v)));
+            query.extend(actor.map(|v| ("actor", v)));
+            query.extend(limit.map(|v| ("limit", v)));
+            query.extend(cursor.map(|v| ("cursor", v)));
+            let url = t.api(&format!("/v1/audit?{}", serde_urlencoded::to_string(&query).unwrap()));
+            let t = &t;
+            async move {
+                let answer = t.send(db, &Request::new(Method::GET, url).key()).await?;
+                prop_assert!([200, 400, 422].contains(&answer.status), "{answer:?}");
+                Ok(())
+            }
+        },
+    );
     let day = prop_oneof![
         (1u32..=9999, 1u32..=12, 1u32..=31).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
         text(),
@@ -77,7 +107,7 @@ async fn reads_answer_json(db: &Db) {
         "[a-zA-Z0-9_-]{1,12}",
     ];
     property(
-        "GET /v1/runs/{runId}, /v1/hitl/link/{runId}/{gate}, POST /v1/dlq/{seq}/replay",
+        "GET /v1/runs/{runId}(/artifacts, /audit), /v1/hitl/link/{runId}/{gate}, POST /v1/dlq/{seq}/replay",
         CASES,
         (
             segment.clone(),
@@ -88,6 +118,7 @@ async fn reads_answer_json(db: &Db) {
             let requests = [
                 Request::new(Method::GET, t.api(&format!("/v1/runs/{run_id}"))).key(),
                 Request::new(Method::GET, t.api(&format!("/v1/runs/{run_id}/artifacts"))).key(),
+                Request::new(Method::GET, t.api(&format!("/v1/runs/{run_id}/audit"))).key(),
                 Request::new(Method::GET, t.api(&format!("/v1/hitl/link/{run_id}/{gate}"))).key(),
                 Request::new(Method::GET, t.api(&format!("/v1/chat/brendan/{run_id}/messages"))).key(),
                 Request::new(Method::POST, t.api(&format!("/v1/dlq/{seq}/replay"))).key(),

@@ -415,13 +415,13 @@ async fn orchestrator_unreachable_during_approvals_resumes_each_run_once(db: &Te
         for gate in ["ideate", "prepublish"] {
             let decided = audit
                 .iter()
-                .filter(|a| a.gate == gate && a.outcome == "approved")
+                .filter(|a| a.gate.as_deref() == Some(gate) && a.outcome == "approved")
                 .count();
             assert!(decided <= 1, "{id} {gate}: {audit:?}");
             assert!(
                 audit
                     .iter()
-                    .filter(|a| a.gate == gate && a.action == "approve")
+                    .filter(|a| a.gate.as_deref() == Some(gate) && a.action == "approve")
                     .all(|a| ["approved", "already_approved", "approved; resume pending"].contains(&a.outcome.as_str())),
                 "{id} {gate}: {audit:?}"
             );

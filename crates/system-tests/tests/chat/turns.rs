@@ -91,7 +91,7 @@ async fn a_chat_request_becomes_a_run_that_chat_approves_to_the_end(db: &Db) {
     // the chat user only as a note; each gate was decided once.
     let key = format!("key:key-{}", myloware_core::auth::ApiKeys::fingerprint(system::API_KEY));
     let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
-    let by_chat: Vec<_> = audit.iter().filter(|a| a.credential == key).collect();
+    let by_chat: Vec<_> = audit.iter().filter(|a| a.actor == key).collect();
     assert_eq!(by_chat.len(), 2, "{audit:?}");
     let gates = run["gates"].as_array().unwrap();
     for gate in gates.iter().filter(|g| g["gate"] != "workflow") {

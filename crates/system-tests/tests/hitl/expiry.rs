@@ -129,6 +129,25 @@ async fn a_projects_timeout_decision_is_taken_and_audited(db: &Db) {
         assert_eq!(decided["status"], "approved", "{decided}");
         assert_eq!(decided["approver"], "system:gate-timeout", "{decided}");
     }
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let decisions: Vec<_> = audit
+        .iter()
+        .map(|a| {
+            (
+                a.actor.as_str(),
+                a.action.as_str(),
+                a.gate.as_deref(),
+                a.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("system:gate-timeout", "approve", Some("ideate"), "approved"),
+            ("system:gate-timeout", "approve", Some("prepublish"), "approved"),
+        ]
+    );
     system.stop_idle().await;
 }
 

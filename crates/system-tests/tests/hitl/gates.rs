@@ -111,7 +111,7 @@ async fn aismr_passes_both_gates_by_their_links(db: &Db) {
     assert!(audit.iter().any(|a| a.action == "view" && a.outcome == "shown"));
     assert_eq!(audit.iter().filter(|a| a.outcome == "approved").count(), 2);
     assert!(
-        audit.iter().all(|a| !a.credential.contains(token)),
+        audit.iter().all(|a| !a.actor.contains(token)),
         "the audit never holds a token"
     );
     system.stop_idle().await;

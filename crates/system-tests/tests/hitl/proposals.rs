@@ -99,6 +99,39 @@ async fn a_proposal_is_edited_then_approved_by_its_first_link(db: &Db) {
     );
     let (status, _) = patch(&system, "run_000000000000", json!({"input": {"prompt": "x"}})).await;
     assert_eq!(status, 404);
+
+    // The audit has every edit the handler saw, with the fields it changed
+    // (a body that does not parse never reaches it).
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let edits: Vec<(bool, &str, &Value)> = audit
+        .iter()
+        .filter(|a| a.action == "edit_proposal")
+        .map(|a| (a.accepted, a.outcome.as_str(), &a.detail.as_ref().unwrap()["changed"]))
+        .collect();
+    assert_eq!(edits.len(), 5, "{audit:#?}");
+    assert_eq!(
+        (edits[0].0, edits[0].1, edits[0].2),
+        (
+            false,
+            "invalid request: body: name at least one of project, input, options",
+            &json!([])
+        )
+    );
+    assert_eq!((edits[1].0, edits[1].2), (false, &json!(["project"])));
+    assert!(edits[1].1.starts_with("invalid request: body.project: "), "{edits:?}");
+    assert_eq!((edits[2].0, edits[2].2), (false, &json!(["input"])));
+    assert_eq!(
+        (edits[3].0, edits[3].1, edits[3].2),
+        (true, "edited", &json!(["project", "input"]))
+    );
+    assert!(!edits[4].0 && edits[4].1.contains("only a proposal"), "{edits:?}");
+    assert!(
+        audit
+            .iter()
+            .filter(|a| a.action == "edit_proposal")
+            .all(|a| a.actor.starts_with("key:")),
+        "{audit:#?}"
+    );
     system.stop_idle().await;
 }
 

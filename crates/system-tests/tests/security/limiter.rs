@@ -45,7 +45,7 @@ async fn rotating_bogus_keys_still_meets_429(db: &Db) {
     for row in &audit {
         assert_eq!(row.ip.as_deref(), Some("127.0.0.1"), "{row:?}");
         assert!(
-            !row.credential.starts_with("key:") && !row.credential.starts_with("api_key"),
+            !row.actor.starts_with("key:") && !row.actor.starts_with("api_key"),
             "{row:?}"
         );
     }

@@ -2,7 +2,7 @@
 //! by `POST /v1/retention/prune` (`mw retention prune`): old rows of a
 //! finished run go, per table and counted; an unfinished run keeps every
 //! row (the orchestrator's exactly-once rests on its journal and signals);
-//! a dry run deletes nothing. The finding: `gate_audit` (and the
+//! a dry run deletes nothing. The finding: `gate_audit` (now `audit`; and the
 //! orchestrator's journal, outbox, signals) were never pruned.
 
 use myloware_testkit::JsonAnswer;
@@ -44,8 +44,8 @@ async fn seed(db: &Db, run: &str, status: &str, execution: &str, at: DateTime<Ut
              VALUES ('{run}', 'test_video_gen', '{status}', '{{}}', '{{}}', $1, $1)"
         ),
         format!(
-            "INSERT INTO gate_audit (run_id, gate, at, action, outcome, credential) \
-             VALUES ('{run}', 'ideate', $1, 'approve', 'invalid or expired token', 'token:x')"
+            "INSERT INTO audit (run_id, gate, at, action, accepted, outcome, actor) \
+             VALUES ('{run}', 'ideate', $1, 'approve', FALSE, 'invalid or expired token', 'token:x')"
         ),
         format!(
             "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
@@ -108,11 +108,11 @@ async fn seed(db: &Db, run: &str, status: &str, execution: &str, at: DateTime<Ut
 
 const API_TABLES: [&str; 9] = [
     "artifacts",
+    "audit",
     "chat_deliveries",
     "chat_messages",
     "commands",
     "dead_letters",
-    "gate_audit",
     "run_events",
     "schedule_firings",
     "webhook_deliveries",
@@ -149,11 +149,19 @@ async fn every_table_of_a_finished_run_is_pruned_and_an_unfinished_one_keeps_all
     let (finished, unfinished) = ("run_retentionfinished", "run_retentionwaiting");
     seed(db, finished, "published", "completed", old).await;
     seed(db, unfinished, "awaiting_ideate", "waiting", old).await;
-    // A webhook refused before any run was found: no run, old.
+    // A webhook refused before any run was found, and a replay of a dead
+    // letter that named none: no run, old.
     exec(
         db,
         "INSERT INTO webhook_deliveries (provider, idempotency_key, run_id, headers, body, signature_status, outcome, received_at) \
          VALUES ('upload-post', NULL, NULL, '{}', 'x', 'rejected', 'rejected', $1)",
+        old,
+    )
+    .await;
+    exec(
+        db,
+        "INSERT INTO audit (run_id, at, action, accepted, outcome, actor) \
+         VALUES (NULL, $1, 'replay', TRUE, 'resolved', 'key:ops')",
         old,
     )
     .await;
@@ -162,7 +170,16 @@ async fn every_table_of_a_finished_run_is_pruned_and_an_unfinished_one_keeps_all
 
     let expected_api: BTreeMap<String, u64> = API_TABLES
         .iter()
-        .map(|t| (t.to_string(), if *t == "webhook_deliveries" { 2 } else { 1 }))
+        .map(|t| {
+            (
+                t.to_string(),
+                if matches!(*t, "webhook_deliveries" | "audit") {
+                    2
+                } else {
+                    1
+                },
+            )
+        })
         .collect();
     let expected_orchestrator: BTreeMap<String, u64> = ORCHESTRATOR_TABLES.iter().map(|t| (t.to_string(), 1)).collect();
 
@@ -182,10 +199,13 @@ async fn every_table_of_a_finished_run_is_pruned_and_an_unfinished_one_keeps_all
     );
     let gone = rows_of(db, finished).await;
     assert!(gone.values().all(|n| *n == 0), "left of the finished run: {gone:?}");
-    assert_eq!(
-        count(db, "SELECT COUNT(*) FROM webhook_deliveries WHERE run_id IS NULL").await,
-        0
-    );
+    for table in ["webhook_deliveries", "audit"] {
+        assert_eq!(
+            count(db, &format!("SELECT COUNT(*) FROM {table} WHERE run_id IS NULL")).await,
+            0,
+            "{table}"
+        );
+    }
     assert_eq!(
         rows_of(db, unfinished).await,
         seeded,

@@ -24,6 +24,7 @@ enum Needs {
     Read,
     Operate,
     Decide,
+    Audit,
     Administer,
 }
 
@@ -35,6 +36,8 @@ async fn each_role_reaches_only_its_routes(db: &Db) {
         ("GET", "/v1/projects".into(), Value::Null, Needs::Read),
         ("GET", "/v1/dlq".into(), Value::Null, Needs::Read),
         ("GET", "/v1/costs".into(), Value::Null, Needs::Read),
+        ("GET", "/v1/audit".into(), Value::Null, Needs::Audit),
+        ("GET", format!("/v1/runs/{run_id}/audit"), Value::Null, Needs::Audit),
         ("GET", "/openapi.json".into(), Value::Null, Needs::Read),
         (
             "POST",
@@ -80,10 +83,16 @@ async fn each_role_reaches_only_its_routes(db: &Db) {
         (
             "admin",
             API_KEY,
-            &[Needs::Read, Needs::Operate, Needs::Decide, Needs::Administer],
+            &[
+                Needs::Read,
+                Needs::Operate,
+                Needs::Decide,
+                Needs::Audit,
+                Needs::Administer,
+            ],
         ),
-        ("operator", OPS, &[Needs::Read, Needs::Operate]),
-        ("approver", ANN, &[Needs::Read, Needs::Decide]),
+        ("operator", OPS, &[Needs::Read, Needs::Operate, Needs::Audit]),
+        ("approver", ANN, &[Needs::Read, Needs::Decide, Needs::Audit]),
         ("viewer", VIC, &[Needs::Read]),
     ];
     for (role, key, grants) in roles {
@@ -188,6 +197,24 @@ async fn an_operator_may_chat_but_not_decide_in_chat(db: &Db) {
         .await;
     let approver = gate(&run, "workflow")["approver"].as_str().unwrap().to_string();
     assert!(approver.starts_with("key:") && approver != "key:ops", "{approver}");
+    // The audit keeps the operator's refused attempt and the admin's decision.
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let attempts: Vec<_> = audit
+        .iter()
+        .filter(|a| a.gate.as_deref() == Some("workflow"))
+        .map(|a| (a.actor.as_str(), a.accepted, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (
+                "key:ops",
+                false,
+                "the key \"ops\" (operator) may not decide gates; ask an approver"
+            ),
+            (approver.as_str(), true, "approved"),
+        ]
+    );
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
     system.stop_idle().await;
 }

@@ -102,6 +102,14 @@ async fn only_approver_chats_decide_gates(db: &Db) {
     let messages = system.api_state.store.chat_messages(&intern, 100).await.unwrap();
     let last = &messages.last().unwrap().text;
     assert!(last.contains("may not decide gates"), "Brendan says why: {last}");
+    // The refused attempt is audited as the chat's.
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let attempts: Vec<_> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.action.as_str(), a.gate.as_deref(), a.accepted))
+        .collect();
+    assert_eq!(attempts, [(intern.as_str(), "approve", Some("workflow"), false)]);
+    assert!(audit[0].outcome.contains("TELEGRAM_APPROVER_CHAT_IDS"), "{audit:?}");
 
     // The boss's "approve" counts, and the gate records the chat.
     let boss = format!("telegram:{BOSS}");
