@@ -12,7 +12,7 @@ use myloware_core::Gate;
 use myloware_core::auth::{Permission, Principal};
 use myloware_core::backoff::Backoff;
 use myloware_core::config::Config;
-use myloware_core::wire::{ChatAction, ChatLine, ChatProject, ChatRun, ChatTurn};
+use myloware_core::wire::{ChatAction, ChatLine, ChatProject, ChatRun, ChatTurn, Decision as Verdict};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
@@ -74,7 +74,7 @@ impl Origin {
     /// Who is chatting, as the audit names a credential.
     fn credential(&self) -> Credential {
         match self {
-            Origin::Api { key } => Credential::ChatKey(key.name.clone()),
+            Origin::Api { key } => Credential::ChatKey(key.clone()),
             Origin::Telegram { chat_id } => Credential::Telegram(chat_id.clone()),
         }
     }
@@ -296,13 +296,25 @@ pub async fn turn(state: &ApiState, user_id: &str, text: &str, origin: &Origin) 
                 run_id,
                 gate,
                 reason,
-            } => match decide(state, user_id, origin, approve, run_id, gate, reason).await {
-                Ok(done) => {
-                    run_ids.push(done.0.clone());
-                    lines.push(done.1);
+            } => {
+                let verdict = if approve { Verdict::Approve } else { Verdict::Reject };
+                match decide(state, user_id, origin, verdict, run_id, gate, reason).await {
+                    Ok(done) => {
+                        run_ids.push(done.0.clone());
+                        lines.push(done.1);
+                    }
+                    Err(err) => lines.push(format!("That did not go through: {}", describe(&err))),
                 }
-                Err(err) => lines.push(format!("That did not go through: {}", describe(&err))),
-            },
+            }
+            ChatAction::ReviseGate { run_id, gate, feedback } => {
+                match decide(state, user_id, origin, Verdict::Revise, run_id, gate, Some(feedback)).await {
+                    Ok(done) => {
+                        run_ids.push(done.0.clone());
+                        lines.push(done.1);
+                    }
+                    Err(err) => lines.push(format!("That did not go through: {}", describe(&err))),
+                }
+            }
         }
     }
     let response = lines
@@ -382,13 +394,13 @@ async fn propose(
     Ok(started.run.id)
 }
 
-/// "approve"/"reject" in chat: decides the user's gate (the named one, or
-/// the newest awaiting). The run id and a sentence.
+/// "approve"/"reject"/"change: …" in chat: decides the user's gate (the
+/// named one, or the newest awaiting). The run id and a sentence.
 async fn decide(
     state: &ApiState,
     user_id: &str,
     origin: &Origin,
-    approve: bool,
+    verdict: Verdict,
     run_id: Option<String>,
     gate: Option<Gate>,
     reason: Option<String>,
@@ -416,10 +428,12 @@ async fn decide(
     let mut attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.as_str().into(),
-        approve,
+        verdict,
         note: Some(format!("chat user {user_id}")),
         reason,
         credential: origin.credential(),
+        chat_user: Some(user_id.to_string()),
+        round: None,
         ip: None,
         user_agent: None,
     };
@@ -431,9 +445,18 @@ async fn decide(
             return Err(err);
         }
     }
-    let verb = if approve { "approved" } else { "rejected" };
+    let verb = match verdict {
+        Verdict::Revise => "sent back for changes",
+        verdict => hitl::past(verdict),
+    };
     let sentence = match hitl::decide(state, &attempt).await {
-        Ok(_) => format!("The {gate} gate of run {run_id} is {verb}."),
+        Ok(outcome) => match outcome.progress() {
+            Some(p) => format!(
+                "Your approval of the {gate} gate of run {run_id} is counted: {} of {} approvals.",
+                p.approvals, p.required
+            ),
+            None => format!("The {gate} gate of run {run_id} is {verb}."),
+        },
         // The decision is kept and delivered when the orchestrator is back.
         Err(ApiError::BadGateway(_)) => {
             format!("The {gate} gate of run {run_id} is {verb}; the run resumes as soon as the orchestrator is back.")

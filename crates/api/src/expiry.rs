@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 use myloware_core::project::TimeoutDecision;
-use myloware_core::wire::{CancelExecution, ExecutionCommand};
+use myloware_core::wire::{CancelExecution, Decision as Verdict, ExecutionCommand};
 use myloware_core::{Gate, RunStatus};
 use serde_json::json;
 
@@ -88,13 +88,18 @@ async fn decide(state: &ApiState, run: &Run, gate: Gate, decision: TimeoutDecisi
     let attempt = Attempt {
         run_id: run.id.clone(),
         gate: gate.as_str().to_string(),
-        approve: decision == TimeoutDecision::Approve,
+        verdict: match decision {
+            TimeoutDecision::Approve => Verdict::Approve,
+            TimeoutDecision::Reject => Verdict::Reject,
+        },
         note: None,
         reason: Some(format!(
             "no decision within GATE_TIMEOUT_HOURS ({:.1} h)",
             hours(state.config.gate_timeout)
         )),
         credential: Credential::Timeout,
+        chat_user: None,
+        round: None,
         ip: None,
         user_agent: None,
     };

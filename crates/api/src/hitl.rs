@@ -1,14 +1,16 @@
-//! Human approval at gates: signed links, decisions (each gate decided once,
-//! by one conditional update), the audit of every attempt ([`crate::audit`]),
-//! and delivery of the decision to the orchestrator (kept and retried if it
-//! is down).
+//! Human approval at gates: signed links, decisions (each wait at a gate
+//! decided once, on the gate's locked row), the gate's policy (how many
+//! approvers, who, whether the owner may approve, how many revisions), the
+//! audit of every attempt ([`crate::audit`]), and delivery of the decision
+//! to the orchestrator (kept and retried if it is down).
 
 use chrono::Utc;
-use myloware_core::auth::ApiKeys;
+use myloware_core::auth::{ApiKeys, Principal};
 use myloware_core::graph;
+use myloware_core::project::GatePolicy;
 use myloware_core::signing;
 use myloware_core::wire::{
-    Decision as GateDecision, ExecutionCommand, GraphSpec, Repeated, ResumeExecution, StartExecution,
+    Decision as Verdict, ExecutionCommand, GraphSpec, Repeated, ResumeExecution, StartExecution,
 };
 use myloware_core::{Gate, ProviderMode, RunStatus};
 use serde::Serialize;
@@ -16,7 +18,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::state::ApiState;
-use crate::store::{Artifact, AuditAction, AuditEntry, Decision, GateRecord, GateStatus, NewCommand, Run, now};
+use crate::store::{
+    Artifact, AuditAction, AuditEntry, Decided, Decision, GateRecord, GateStatus, NewCommand, RawArtifact, Run, now,
+};
 use crate::{audit, commands};
 
 /// Log target of gate decisions (the runbook greps for it).
@@ -31,6 +35,8 @@ pub struct Link {
     pub token: String,
     pub approval_url: String,
     pub reject_url: String,
+    /// `POST` with `{"feedback": "…"}` to request changes.
+    pub revise_url: String,
     pub expires_at: chrono::DateTime<Utc>,
     /// Seconds until expiry.
     pub expires_in: i64,
@@ -59,6 +65,7 @@ pub fn mint(state: &ApiState, run_id: &str, gate: Gate) -> Link {
         gate,
         approval_url: url("approve"),
         reject_url: url("reject"),
+        revise_url: url("revise"),
         token,
         expires_at,
         expires_in: (expires_at - Utc::now()).num_seconds(),
@@ -87,12 +94,12 @@ pub fn token_is_genuine(state: &ApiState, run_id: &str, gate: &str, token: &str)
 /// approver and the audit as the attempt's credential (never a secret).
 #[derive(Debug, Clone)]
 pub enum Credential {
-    /// A valid API key (with a role that may decide), by its name.
-    ApiKey(String),
+    /// A valid API key (with a role that may decide).
+    ApiKey(Principal),
     /// A valid link token, by its fingerprint.
     Token(String),
-    /// "approve" in chat through `POST /v1/chat/brendan`, by the key's name.
-    ChatKey(String),
+    /// "approve" in chat through `POST /v1/chat/brendan`, by the key.
+    ChatKey(Principal),
     /// "approve" in a Telegram chat listed in `TELEGRAM_APPROVER_CHAT_IDS`.
     Telegram(String),
     /// The project's `gateTimeoutDecision`, taken when a gate waited past
@@ -109,12 +116,44 @@ impl Credential {
     /// `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>` or `none`.
     pub fn describe(&self) -> String {
         match self {
-            Credential::ApiKey(name) | Credential::ChatKey(name) => format!("key:{name}"),
+            Credential::ApiKey(key) | Credential::ChatKey(key) => format!("key:{}", key.name),
             Credential::Token(fp) => format!("token:{fp}"),
             Credential::Telegram(chat_id) => format!("telegram:{chat_id}"),
             Credential::Timeout => "system:gate-timeout".into(),
             Credential::None => "none".into(),
         }
+    }
+
+    /// Whether a gate's `approvers` entry names this credential: a key by
+    /// name (`alice`, `key:alice`) or role (`role:approver`), a Telegram
+    /// chat (`telegram:<id>`). A link's token names no one.
+    fn is_named_by(&self, entry: &str) -> bool {
+        match self {
+            Credential::ApiKey(key) | Credential::ChatKey(key) => match entry.split_once(':') {
+                Some(("role", role)) => role == key.role.as_str(),
+                Some(("key", name)) => name == key.name,
+                Some(_) => false,
+                None => entry == key.name,
+            },
+            Credential::Telegram(chat_id) => entry.strip_prefix("telegram:") == Some(chat_id.as_str()),
+            _ => false,
+        }
+    }
+
+    /// Whether this credential is the run's owner (its `userId`): the chat
+    /// user, the Telegram chat, or a key by name.
+    fn owns(&self, run: &Run, chat_user: Option<&str>) -> bool {
+        let Some(owner) = run.user_id.as_deref() else {
+            return false;
+        };
+        chat_user == Some(owner)
+            || match self {
+                Credential::ApiKey(key) | Credential::ChatKey(key) => {
+                    owner == key.name || owner.strip_prefix("key:") == Some(key.name.as_str())
+                }
+                Credential::Telegram(chat_id) => owner == crate::chat::telegram_user(chat_id),
+                _ => false,
+            }
     }
 
     pub fn via(&self) -> &'static str {
@@ -132,44 +171,103 @@ impl Credential {
 pub struct Attempt {
     pub run_id: String,
     pub gate: String,
-    pub approve: bool,
+    pub verdict: Verdict,
     /// What the decider says about themselves (the free-text `approver`
     /// field): kept as a note, never as the approver.
     pub note: Option<String>,
+    /// Why (a rejection), or the changes asked for (a revision).
     pub reason: Option<String>,
     pub credential: Credential,
+    /// The chat user deciding in chat (for the gate's `selfApproval`).
+    pub chat_user: Option<String>,
+    /// The gate's revisions when the decider saw its preview, if known.
+    pub round: Option<u32>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
 
 impl Attempt {
-    /// `approve` or `reject`, as the audit names it.
+    /// `approve`, `reject` or `revise`, as the audit names it.
     pub fn action(&self) -> AuditAction {
-        if self.approve {
-            AuditAction::Approve
-        } else {
-            AuditAction::Reject
+        match self.verdict {
+            Verdict::Approve => AuditAction::Approve,
+            Verdict::Reject => AuditAction::Reject,
+            Verdict::Revise => AuditAction::Revise,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+/// What a decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Approved,
-    Rejected,
-    AlreadyApproved,
-    AlreadyRejected,
+    /// Decided (approved, rejected, or sent back for changes).
+    Decided(Verdict),
+    /// Decided before, the same way: nothing changed.
+    Already(Verdict),
+    /// An approval of a gate that needs several, counted.
+    Counted(Progress),
+    /// This approver's approval was counted before.
+    AlreadyCounted(Progress),
+}
+
+/// Approvals so far of a gate needing `required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub approvals: u32,
+    pub required: u32,
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::AlreadyApproved => "already_approved",
-            Self::AlreadyRejected => "already_rejected",
+            Self::Decided(Verdict::Approve) => "approved",
+            Self::Decided(Verdict::Reject) => "rejected",
+            Self::Decided(Verdict::Revise) => "revised",
+            Self::Already(Verdict::Approve) => "already_approved",
+            Self::Already(Verdict::Reject) => "already_rejected",
+            Self::Already(Verdict::Revise) => "already_revised",
+            Self::Counted(_) => "approval_counted",
+            Self::AlreadyCounted(_) => "already_counted",
         }
+    }
+
+    /// The approvals so far, for a gate that needs several.
+    pub fn progress(self) -> Option<Progress> {
+        match self {
+            Self::Counted(progress) | Self::AlreadyCounted(progress) => Some(progress),
+            _ => None,
+        }
+    }
+
+    /// What the decider is told.
+    pub fn message(self) -> String {
+        match self {
+            Self::Decided(Verdict::Approve) => "Thank you: the run continues.".into(),
+            Self::Decided(Verdict::Reject) => "The run was stopped.".into(),
+            Self::Decided(Verdict::Revise) => {
+                "Changes requested: the run goes back to work and waits here again with a new preview.".into()
+            }
+            Self::Already(verdict) => format!("This gate was already {}; nothing changed.", past(verdict)),
+            Self::Counted(p) => format!(
+                "Approval {} of {} counted; the run continues once {} more approve.",
+                p.approvals,
+                p.required,
+                p.required - p.approvals
+            ),
+            Self::AlreadyCounted(p) => format!(
+                "Your approval was already counted ({} of {}); nothing changed.",
+                p.approvals, p.required
+            ),
+        }
+    }
+}
+
+/// `approved`, `rejected`, `revised`.
+pub fn past(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Approve => "approved",
+        Verdict::Reject => "rejected",
+        Verdict::Revise => "revised",
     }
 }
 
@@ -225,14 +323,79 @@ pub async fn run_and_gate(state: &ApiState, run_id: &str, gate: &str) -> Result<
 pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
     let result = decide_unaudited(state, attempt).await;
     let verdict = match &result {
+        Ok(outcome @ (Outcome::Counted(p) | Outcome::AlreadyCounted(p))) => Ok(format!(
+            "{}: {} of {} approvals",
+            outcome.as_str(),
+            p.approvals,
+            p.required
+        )),
         Ok(outcome) => Ok(outcome.as_str().to_string()),
         // The decision is kept; only telling the orchestrator failed.
-        Err(ApiError::BadGateway(_)) if attempt.approve => Ok("approved; resume pending".to_string()),
-        Err(ApiError::BadGateway(_)) => Ok("rejected; resume pending".to_string()),
+        Err(ApiError::BadGateway(_)) => Ok(format!("{}; resume pending", past(attempt.verdict))),
         Err(err) => Err(audit::refusal(err)),
     };
     audit(state, attempt, attempt.action(), verdict).await;
     result
+}
+
+/// The policy of `gate` in the run's project, as the catalog says now (a
+/// policy changed while a gate waits applies to its next decision).
+pub fn policy(state: &ApiState, project: &str, gate: Gate) -> GatePolicy {
+    state
+        .catalog
+        .get(project)
+        .map(|spec| spec.gate_policy(gate))
+        .unwrap_or_default()
+}
+
+/// Refuses (403) a decider the gate's policy does not allow, and (409) a
+/// revision the gate has no room for. The project's timeout decision is
+/// the system's, not a person's: always allowed.
+fn check_policy(
+    policy: &GatePolicy,
+    run: &Run,
+    gate: Gate,
+    record: &GateRecord,
+    attempt: &Attempt,
+) -> Result<(), ApiError> {
+    if matches!(attempt.credential, Credential::Timeout) {
+        return Ok(());
+    }
+    if !policy.approvers.is_empty() && !policy.approvers.iter().any(|a| attempt.credential.is_named_by(a)) {
+        let how = if matches!(attempt.credential, Credential::Token(_)) {
+            "; a link names no one: decide with your API key or in chat"
+        } else {
+            ""
+        };
+        return Err(ApiError::Forbidden(format!(
+            "the {gate} gate takes decisions only from {}{how}",
+            policy.approvers.join(", ")
+        )));
+    }
+    if attempt.verdict == Verdict::Approve
+        && !policy.self_approval
+        && attempt.credential.owns(run, attempt.chat_user.as_deref())
+    {
+        return Err(ApiError::Forbidden(format!(
+            "the run's owner may not approve its {gate} gate (selfApproval = false); ask another approver"
+        )));
+    }
+    if attempt.verdict == Verdict::Revise {
+        if gate == Gate::Workflow {
+            return Err(ApiError::Conflict(format!(
+                "a proposal is changed with PATCH /v1/runs/{}/proposal, then approved",
+                run.id
+            )));
+        }
+        if record.revisions >= policy.max_revisions {
+            return Err(ApiError::Conflict(format!(
+                "the {gate} gate was sent back for changes {} times, the most its project allows (maxRevisions); \
+                 approve or reject it",
+                record.revisions
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
@@ -245,49 +408,62 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
             .await?
             .ok_or_else(|| ApiError::not_found("run"))?;
         match record {
-            Some(GateRecord {
-                status: GateStatus::Awaiting,
-                requested_at,
-                ..
-            }) if run.status == gate.awaiting_status() => {
-                if gate == Gate::Workflow && attempt.approve {
+            Some(record) if record.status == GateStatus::Awaiting && run.status == gate.awaiting_status() => {
+                if let Some(round) = attempt.round.filter(|r| *r != record.revisions) {
+                    return Err(ApiError::Conflict(format!(
+                        "the {gate} gate's preview changed since it was shown (revision {round}, now {}); \
+                         open the link again",
+                        record.revisions
+                    )));
+                }
+                let policy = policy(state, &run.project, gate);
+                check_policy(&policy, &run, gate, &record, attempt)?;
+                // The project's timeout decision decides alone.
+                let required = match attempt.credential {
+                    Credential::Timeout => 1,
+                    _ => policy.approvals_required,
+                };
+                if gate == Gate::Workflow && attempt.verdict == Verdict::Approve {
                     crate::budget::check_proposal(state, &proposed_start(&run)?).await?;
                 }
-                let decision = decision(&run, gate, attempt)?;
-                if state.store.decide(&decision).await? {
-                    state.metrics.gate_decided(
-                        &run.project,
-                        gate,
-                        attempt.approve,
-                        attempt.credential.via(),
-                        requested_at,
-                    );
-                    if let Some((_, to)) = decision.run_move {
-                        state.metrics.run_ended(&run.id, &run.project, to);
+                let decision = decision(&run, gate, &record, required, attempt)?;
+                let progress = |approvals| Progress { approvals, required };
+                match state.store.decide(&decision).await? {
+                    Decided::Decided => {}
+                    Decided::NotAwaiting => continue,
+                    Decided::Counted(approvals) => {
+                        tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, approvals, required, approver = %attempt.credential.describe(), via = attempt.credential.via(), "gate approval counted");
+                        return Ok(Outcome::Counted(progress(approvals)));
                     }
-                    tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = if attempt.approve { "approve" } else { "reject" }, approver = %attempt.credential.describe(), note = ?attempt.note, via = attempt.credential.via(), "gate decided");
-                    if decision.command.is_some() {
-                        deliver(state, &run.id, gate).await?;
-                    }
-                    return Ok(if attempt.approve {
-                        Outcome::Approved
-                    } else {
-                        Outcome::Rejected
-                    });
+                    Decided::AlreadyCounted(approvals) => return Ok(Outcome::AlreadyCounted(progress(approvals))),
                 }
+                let verdict = attempt.verdict;
+                state.metrics.gate_decided(
+                    &run.project,
+                    gate,
+                    verdict.as_str(),
+                    attempt.credential.via(),
+                    record.requested_at,
+                );
+                if let Some((_, to)) = decision.run_move {
+                    state.metrics.run_ended(&run.id, &run.project, to);
+                }
+                tracing::info!(target: LOG_TARGET, runId = %run.id, %gate, decision = verdict.as_str(), approver = %attempt.credential.describe(), note = ?attempt.note, via = attempt.credential.via(), "gate decided");
+                if decision.command.is_some() {
+                    deliver(state, &run.id, gate).await?;
+                }
+                return Ok(Outcome::Decided(verdict));
             }
-            Some(
-                record @ GateRecord {
-                    status: GateStatus::Approved | GateStatus::Rejected,
-                    ..
-                },
-            ) => {
-                let approved = record.status == GateStatus::Approved;
-                let earlier = GateDecision::of(approved);
-                if GateDecision::of(attempt.approve).again(earlier) == Repeated::Conflict {
+            Some(record) if record.status.decided().is_some() => {
+                let earlier = record.status.decided().expect("matched");
+                if attempt.verdict.again(earlier) == Repeated::Conflict {
+                    let then = match earlier {
+                        Verdict::Revise => "; it waits again once the changes are made",
+                        _ => "",
+                    };
                     return Err(ApiError::Conflict(format!(
-                        "the {gate} gate was already {}",
-                        record.status.as_str()
+                        "the {gate} gate was already {}{then}",
+                        past(earlier)
                     )));
                 }
                 // The same decision again: no second decision, but a
@@ -295,11 +471,7 @@ async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome
                 if record.delivered == Some(false) {
                     deliver(state, &run.id, gate).await?;
                 }
-                return Ok(if approved {
-                    Outcome::AlreadyApproved
-                } else {
-                    Outcome::AlreadyRejected
-                });
+                return Ok(Outcome::Already(earlier));
             }
             _ => {
                 return Err(ApiError::Conflict(format!(
@@ -322,7 +494,13 @@ async fn deliver(state: &ApiState, run_id: &str, gate: Gate) -> Result<(), ApiEr
 }
 
 /// What deciding `gate` of `run` changes.
-fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiError> {
+fn decision(
+    run: &Run,
+    gate: Gate,
+    record: &GateRecord,
+    required: u32,
+    attempt: &Attempt,
+) -> Result<Decision, ApiError> {
     let rejected_artifact = || {
         Artifact::new(
             &run.id,
@@ -334,7 +512,8 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
     let base = Decision {
         run_id: run.id.clone(),
         gate,
-        approve: attempt.approve,
+        verdict: attempt.verdict,
+        required,
         approver: Some(attempt.credential.describe()),
         note: attempt.note.clone(),
         reason: attempt.reason.clone(),
@@ -342,8 +521,20 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
         artifact: None,
         command: None,
     };
-    Ok(match (gate, attempt.approve) {
-        (Gate::Workflow, true) => Decision {
+    let resume = |verdict| {
+        Some(NewCommand::new(
+            &run.id,
+            ExecutionCommand::Resume(ResumeExecution {
+                gate,
+                decision: verdict,
+                approver: Some(attempt.credential.describe()),
+                reason: attempt.reason.clone(),
+                round: record.revisions,
+            }),
+        ))
+    };
+    Ok(match (gate, attempt.verdict) {
+        (Gate::Workflow, Verdict::Approve) => Decision {
             run_move: Some((RunStatus::PendingWorkflow, RunStatus::Pending)),
             command: Some(NewCommand::new(
                 &run.id,
@@ -351,23 +542,32 @@ fn decision(run: &Run, gate: Gate, attempt: &Attempt) -> Result<Decision, ApiErr
             )),
             ..base
         },
-        (Gate::Workflow, false) => Decision {
+        (Gate::Workflow, _) => Decision {
             run_move: Some((RunStatus::PendingWorkflow, RunStatus::Rejected)),
             artifact: Some(rejected_artifact()),
             ..base
         },
-        (_, approve) => Decision {
-            run_move: (!approve).then(|| (gate.awaiting_status(), RunStatus::Rejected)),
-            artifact: (!approve).then(rejected_artifact),
-            command: Some(NewCommand::new(
+        (_, Verdict::Approve) => Decision {
+            command: resume(Verdict::Approve),
+            ..base
+        },
+        (_, Verdict::Reject) => Decision {
+            run_move: Some((gate.awaiting_status(), RunStatus::Rejected)),
+            artifact: Some(rejected_artifact()),
+            command: resume(Verdict::Reject),
+            ..base
+        },
+        // Back to work: the persona's status follows from the orchestrator.
+        (_, Verdict::Revise) => Decision {
+            run_move: Some((gate.awaiting_status(), RunStatus::Running)),
+            artifact: Some(Artifact::new(
                 &run.id,
-                ExecutionCommand::Resume(ResumeExecution {
-                    gate,
-                    decision: GateDecision::of(approve),
-                    approver: Some(attempt.credential.describe()),
-                    reason: attempt.reason.clone(),
-                }),
+                "gate.revised",
+                None,
+                json!({"gate": gate, "round": record.revisions + 1, "feedback": attempt.reason,
+                       "by": attempt.credential.describe(), "note": attempt.note}),
             )),
+            command: resume(Verdict::Revise),
             ..base
         },
     })
@@ -399,9 +599,15 @@ fn proposed_start(run: &Run) -> Result<StartExecution, ApiError> {
     })
 }
 
-/// The gate as `GET /v1/runs/{runId}` shows it.
-pub fn gate_view(record: &GateRecord) -> Value {
+/// The gate as `GET /v1/runs/{runId}` shows it, with its policy's
+/// approvals so far ("1 of 2") and who may still decide.
+pub fn gate_view(record: &GateRecord, policy: &GatePolicy) -> Value {
     json!({
+        "revisions": record.revisions,
+        "maxRevisions": policy.max_revisions,
+        "approvals": record.approvals,
+        "approvalsRequired": policy.approvals_required,
+        "waitingFor": waiting_for(record, policy),
         "gate": record.gate,
         "status": record.status.as_str(),
         "requestedAt": record.requested_at,
@@ -412,4 +618,84 @@ pub fn gate_view(record: &GateRecord) -> Value {
         "reason": record.reason,
         "delivered": record.delivered,
     })
+}
+
+/// A request for changes, as the run shows it: what was asked, by whom,
+/// and what the work it caused cost (until the gate was reached again).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionView {
+    pub gate: Gate,
+    pub round: u32,
+    pub feedback: Option<String>,
+    pub by: Option<String>,
+    pub at: chrono::DateTime<Utc>,
+    /// Spent from the request to the gate's next wait (or until now).
+    pub cost_usd: f64,
+}
+
+/// The run's revisions, oldest first (read from its `gate.revised` and
+/// `gate.reached` artifacts, and its costs only when it has any).
+pub async fn revisions(
+    state: &ApiState,
+    run_id: &str,
+    artifacts: &[RawArtifact],
+) -> Result<Vec<RevisionView>, ApiError> {
+    let read = |a: &RawArtifact| serde_json::from_str::<Value>(a.data.get()).unwrap_or_default();
+    let asked: Vec<(&RawArtifact, Value)> = artifacts
+        .iter()
+        .filter(|a| a.kind == "gate.revised")
+        .map(|a| (a, read(a)))
+        .collect();
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let spent = state.store.run_spend_times(run_id).await?;
+    Ok(asked
+        .into_iter()
+        .map(|(artifact, data)| {
+            let gate: Option<Gate> = data["gate"].as_str().and_then(|g| g.parse().ok());
+            let until = artifacts
+                .iter()
+                .filter(|a| a.kind == "gate.reached" && a.created_at >= artifact.created_at)
+                .find(|a| read(a)["gate"].as_str() == gate.map(Gate::as_str))
+                .map_or_else(Utc::now, |a| a.created_at);
+            let micros: i64 = spent
+                .iter()
+                .filter(|(at, _)| *at >= artifact.created_at && *at <= until)
+                .map(|(_, usd_micros)| usd_micros)
+                .sum();
+            RevisionView {
+                gate: gate.unwrap_or(Gate::Prepublish),
+                round: data["round"].as_u64().unwrap_or_default() as u32,
+                feedback: data["feedback"].as_str().map(str::to_owned),
+                by: data["by"].as_str().map(str::to_owned),
+                at: artifact.created_at,
+                cost_usd: myloware_core::costs::usd(micros),
+            }
+        })
+        .collect())
+}
+
+/// Who is still expected at an awaiting gate: "1 more approval", and who
+/// may give it when the policy names approvers. `None` once decided.
+pub fn waiting_for(record: &GateRecord, policy: &GatePolicy) -> Option<String> {
+    if record.status != GateStatus::Awaiting {
+        return None;
+    }
+    let missing = policy
+        .approvals_required
+        .saturating_sub(record.approvals.len() as u32)
+        .max(1);
+    let plural = if missing == 1 { "approval" } else { "approvals" };
+    let from = if policy.approvers.is_empty() {
+        String::new()
+    } else {
+        format!(" from {}", policy.approvers.join(", "))
+    };
+    Some(format!(
+        "{} of {} approvals; {missing} more {plural}{from}",
+        record.approvals.len(),
+        policy.approvals_required
+    ))
 }

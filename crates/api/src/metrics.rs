@@ -164,8 +164,8 @@ impl ApiMetrics {
         }
     }
 
-    pub fn gate_decided(&self, project: &str, gate: Gate, approve: bool, via: &str, opened: DateTime<Utc>) {
-        let decision = if approve { "approve" } else { "reject" };
+    /// A gate decided (`decision` approve|reject|revise).
+    pub fn gate_decided(&self, project: &str, gate: Gate, decision: &str, via: &str, opened: DateTime<Utc>) {
         self.decisions.with_label_values(&[gate.as_str(), decision, via]).inc();
         let waited = (Utc::now() - opened).num_milliseconds().max(0) as f64 / 1000.0;
         self.gate_wait

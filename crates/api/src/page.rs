@@ -90,9 +90,31 @@ enum Render {
     Missing,
 }
 
+/// Where the gate stands, beside its preview: approvals gathered ("1 of 2
+/// approvals; 1 more approval from …", for a gate needing several or
+/// named approvers) and the requests for changes it still takes.
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    pub approvals: Option<String>,
+    pub revisions_left: u32,
+    /// The gate's revisions so far: the forms send it back, so a decision
+    /// is never taken on a preview that changed since the page was opened.
+    pub round: u32,
+}
+
+/// The request for changes a preview answers.
+struct RevisionNote {
+    round: String,
+    feedback: String,
+}
+
 #[derive(Template)]
 #[template(path = "confirmation.html")]
 struct Confirmation<'a> {
+    approvals: Option<String>,
+    revisions_left: u32,
+    round: u32,
+    revision: Option<RevisionNote>,
     run_id: &'a str,
     project: &'a str,
     gate: &'a str,
@@ -127,7 +149,15 @@ fn texts(value: &Value) -> Vec<String> {
 
 /// The approval page's parts for `gate`, from its preview.
 fn preview_parts(gate: Gate, preview: &Value, allow_http: bool) -> Confirmation<'static> {
+    let revision = preview.get("revision").map(|r| RevisionNote {
+        round: text(&r["round"]),
+        feedback: text(&r["feedback"]),
+    });
     let mut page = Confirmation {
+        approvals: None,
+        revisions_left: 0,
+        round: 0,
+        revision,
         run_id: "",
         project: "",
         gate: "",
@@ -176,8 +206,10 @@ fn preview_parts(gate: Gate, preview: &Value, allow_http: bool) -> Confirmation<
     page
 }
 
-/// The confirmation page: what is being approved, and the two forms.
+/// The confirmation page: what is being approved, and the forms (approve,
+/// reject, and request changes while the gate takes any).
 /// `allow_http`: whether an `http` render URL plays (development).
+#[allow(clippy::too_many_arguments)]
 pub fn confirmation(
     run_id: &str,
     project: &str,
@@ -186,8 +218,16 @@ pub fn confirmation(
     token: &str,
     expires: &str,
     allow_http: bool,
+    standing: &Standing,
 ) -> String {
     let page = Confirmation {
+        approvals: standing.approvals.clone(),
+        round: standing.round,
+        revisions_left: if gate == Gate::Workflow {
+            0
+        } else {
+            standing.revisions_left
+        },
         run_id,
         project,
         gate: gate.as_str(),
@@ -230,6 +270,7 @@ mod tests {
             EVIL,
             EVIL,
             false,
+            &Standing::default(),
         );
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("'x'"), "{page}");
@@ -244,10 +285,59 @@ mod tests {
             "t",
             "soon",
             false,
+            &Standing::default(),
         );
         assert!(!workflow.contains("<script>"), "{workflow}");
         assert!(!workflow.contains("</pre><"), "{workflow}");
         assert_eq!(result(EVIL, EVIL).matches(ESCAPED).count(), 3);
+    }
+
+    #[test]
+    fn a_revised_preview_says_what_was_asked_and_the_form_asks_for_changes() {
+        let standing = Standing {
+            approvals: Some("1 of 2 approvals; 1 more approval from role:approver".into()),
+            revisions_left: 2,
+            round: 1,
+        };
+        let preview = json!({"ideas": [], "revision": {"round": 1, "feedback": EVIL}});
+        let page = confirmation(
+            "run_abc",
+            "aismr",
+            Gate::Ideate,
+            &preview,
+            "t",
+            "soon",
+            false,
+            &standing,
+        );
+        assert!(page.contains("Revision 1"), "{page}");
+        assert!(
+            !page.contains("<script>") && page.contains("&#60;script&#62;"),
+            "{page}"
+        );
+        assert!(
+            page.contains("1 of 2 approvals; 1 more approval from role:approver"),
+            "{page}"
+        );
+        assert!(page.contains("action=\"/v1/hitl/revise/run_abc/ideate\""), "{page}");
+        assert!(page.contains("2 requests for changes left"), "{page}");
+        let spent = Standing::default();
+        let page = confirmation("run_abc", "aismr", Gate::Ideate, &preview, "t", "soon", false, &spent);
+        assert!(!page.contains("/v1/hitl/revise/"), "no revision left: {page}");
+        let workflow = confirmation(
+            "run_abc",
+            "aismr",
+            Gate::Workflow,
+            &json!({}),
+            "t",
+            "soon",
+            false,
+            &standing,
+        );
+        assert!(
+            !workflow.contains("/v1/hitl/revise/"),
+            "a proposal is edited, not revised: {workflow}"
+        );
     }
 
     #[test]
@@ -260,6 +350,7 @@ mod tests {
             "t",
             "soon",
             false,
+            &Standing::default(),
         );
         assert!(page.contains("<td>7</td>"), "{page}");
     }
@@ -267,7 +358,16 @@ mod tests {
     #[test]
     fn pages_are_self_contained_and_fit_a_phone() {
         for page in [
-            confirmation("run_abc", "aismr", Gate::Workflow, &json!({}), "t", "soon", false),
+            confirmation(
+                "run_abc",
+                "aismr",
+                Gate::Workflow,
+                &json!({}),
+                "t",
+                "soon",
+                false,
+                &Standing::default(),
+            ),
             result("Approved", "Thank you"),
         ] {
             assert!(page.contains("name=\"viewport\""), "{page}");
@@ -289,6 +389,7 @@ mod tests {
             "t",
             "soon",
             false,
+            &Standing::default(),
         );
         assert!(
             page.contains("<video controls playsinline preload=\"metadata\" src=\"https://cdn.example/x.mp4\">"),
@@ -318,6 +419,7 @@ mod tests {
                 "t",
                 "soon",
                 allow_http,
+                &Standing::default(),
             );
             assert!(!page.contains("<video"), "{url}: {page}");
             assert!(!page.contains("<a "), "{url}: {page}");
@@ -327,12 +429,30 @@ mod tests {
             playable_url("http://127.0.0.1:9/x.mp4", true).as_deref(),
             Some("http://127.0.0.1:9/x.mp4")
         );
-        let number = confirmation("r", "p", Gate::Prepublish, &json!({"renderUrl": 5}), "t", "soon", true);
+        let number = confirmation(
+            "r",
+            "p",
+            Gate::Prepublish,
+            &json!({"renderUrl": 5}),
+            "t",
+            "soon",
+            true,
+            &Standing::default(),
+        );
         assert!(
             !number.contains("<video") && number.contains("is not shown"),
             "{number}"
         );
-        let missing = confirmation("r", "p", Gate::Prepublish, &json!({}), "t", "soon", true);
+        let missing = confirmation(
+            "r",
+            "p",
+            Gate::Prepublish,
+            &json!({}),
+            "t",
+            "soon",
+            true,
+            &Standing::default(),
+        );
         assert!(missing.contains("no render"), "{missing}");
     }
 }

@@ -3,9 +3,9 @@
 
 use chrono::Duration;
 use myloware_api::store::{
-    self, ApiStore, AppliedEvent, Artifact, Channel, ChatMessage, CommandKind, Decision, DeliveryAttempt, GateStatus,
-    NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery, RunUpdate, SignatureStatus,
-    StoreError, WebhookDelivery, WebhookOutcome, now,
+    self, ApiStore, AppliedEvent, Artifact, Channel, ChatMessage, CommandKind, Decided, Decision, DeliveryAttempt,
+    GateStatus, NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery, RunUpdate,
+    SignatureStatus, StoreError, WebhookDelivery, WebhookOutcome, now,
 };
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
@@ -258,7 +258,8 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
         .decide(&Decision {
             run_id: run.id.clone(),
             gate: Gate::Workflow,
-            approve: true,
+            verdict: GateDecision::Approve,
+            required: 1,
             approver: Some("key:ops".into()),
             note: Some("ops@example.com".into()),
             reason: Some("looks good".into()),
@@ -268,7 +269,7 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
         })
         .await
         .unwrap();
-    assert!(decided);
+    assert_eq!(decided, Decided::Decided);
     let update = RunUpdate {
         gate: Some(NewGate {
             run_id: run.id.clone(),
@@ -347,6 +348,7 @@ fn command(run_id: &str, kind: CommandKind) -> NewCommand {
             decision: GateDecision::Reject,
             approver: Some("key:ops".into()),
             reason: None,
+            round: 0,
         }),
         CommandKind::Retry => ExecutionCommand::Retry(RetryExecution {
             attempt: 1,
@@ -745,6 +747,125 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
     assert!(left.values().all(|n| *n == 0), "nothing left: {left:?}");
 }
 
+/// A decision on a run waiting at its ideate gate.
+fn at_ideate(run_id: &str, verdict: GateDecision, by: &str, required: u32) -> Decision {
+    let to = match verdict {
+        GateDecision::Approve => RunStatus::Running,
+        GateDecision::Reject => RunStatus::Rejected,
+        GateDecision::Revise => RunStatus::Running,
+    };
+    Decision {
+        run_id: run_id.into(),
+        gate: Gate::Ideate,
+        verdict,
+        required,
+        approver: Some(by.into()),
+        note: None,
+        reason: (verdict == GateDecision::Revise).then(|| "other ideas".into()),
+        run_move: (verdict != GateDecision::Approve).then_some((RunStatus::AwaitingIdeate, to)),
+        artifact: None,
+        command: Some(command(run_id, CommandKind::Resume)),
+    }
+}
+
+/// A gate needing two approvals counts each approver once and is decided
+/// by the second; a revision sends it back (its approvals start over) and
+/// the gate reached again opens awaiting with the new preview; a decided
+/// gate never reopens.
+async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
+    let store = store::open(db);
+    let mut new = new_run("aismr", RunStatus::AwaitingIdeate);
+    new.gate = Some(NewGate {
+        run_id: new.id.clone(),
+        gate: Gate::Ideate,
+        preview: json!({"ideas": ["a"]}),
+    });
+    let run = store.insert_run(&new).await.unwrap();
+    let decide = |verdict, by: &'static str| {
+        let store = store.clone();
+        let decision = at_ideate(&run.id, verdict, by, 2);
+        async move { store.decide(&decision).await.unwrap() }
+    };
+    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::Counted(1));
+    assert_eq!(
+        decide(GateDecision::Approve, "key:ann").await,
+        Decided::AlreadyCounted(1)
+    );
+    let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
+    assert_eq!(
+        (gate.status, gate.approvals.len(), gate.delivered),
+        (GateStatus::Awaiting, 1, None)
+    );
+    assert!(
+        store.list_commands(&run.id).await.unwrap().is_empty(),
+        "nothing sent yet"
+    );
+
+    assert_eq!(decide(GateDecision::Revise, "key:bob").await, Decided::Decided);
+    let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
+    assert_eq!((gate.status, gate.revisions), (GateStatus::Revised, 1));
+    assert!(gate.approvals.is_empty(), "the next preview gathers its own approvals");
+    assert_eq!(
+        store.get_run(&run.id).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::NotAwaiting);
+
+    // The orchestrator reaches the gate again.
+    let reached = |seq: i64, preview: Value| {
+        let update = RunUpdate {
+            status: Some(RunStatus::AwaitingIdeate),
+            gate: Some(NewGate {
+                run_id: run.id.clone(),
+                gate: Gate::Ideate,
+                preview,
+            }),
+            ..RunUpdate::default()
+        };
+        let applied = AppliedEvent {
+            event_id: format!("e-{seq}"),
+            run_id: run.id.clone(),
+            seq,
+            kind: "gate.reached".into(),
+            data: json!({"gate": "ideate"}),
+            at: now(),
+        };
+        (applied, update)
+    };
+    let (applied, update) = reached(1, json!({"ideas": ["b"], "revision": {"round": 1}}));
+    assert!(store.apply_event(&applied, 0, &update).await.unwrap());
+    let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
+    assert_eq!(
+        (gate.status, gate.revisions, gate.decision.clone()),
+        (GateStatus::Awaiting, 1, None)
+    );
+    assert_eq!(gate.preview["ideas"], json!(["b"]));
+    assert_eq!(gate.delivered, None, "the revision's command is not this wait's");
+    let details = store.get_run_details(&run.id).await.unwrap().unwrap();
+    assert_eq!(
+        details.gates,
+        vec![gate.clone()],
+        "the one-statement view reads the same"
+    );
+
+    assert_eq!(decide(GateDecision::Approve, "key:bob").await, Decided::Counted(1));
+    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::Decided);
+    let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
+    assert_eq!(gate.status, GateStatus::Approved);
+    assert_eq!(
+        gate.approvals.iter().map(|a| a.by.as_str()).collect::<Vec<_>>(),
+        ["key:bob", "key:ann"]
+    );
+    let (applied, update) = reached(2, json!({"ideas": ["c"]}));
+    assert!(store.apply_event(&applied, 1, &update).await.unwrap());
+    let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
+    assert_eq!(
+        (gate.status, gate.preview["ideas"].clone()),
+        (GateStatus::Approved, json!(["b"])),
+        "decided: kept"
+    );
+}
+
 async fn ping_answers(db: &Db) {
     store::open(db).ping().await.unwrap();
 }
@@ -762,5 +883,6 @@ conformance_tests!(
     events_apply_once_in_order_with_their_changes,
     webhook_keys_are_used_once_and_bring_their_command,
     retention_prunes_only_old_rows_no_unfinished_run_needs,
+    gates_count_approvals_and_reopen_after_a_revision,
     ping_answers,
 );

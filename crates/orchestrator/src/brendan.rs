@@ -131,6 +131,8 @@ const STATUS_QUESTIONS: [&str; 9] = [
     "my runs",
     "my video",
 ];
+/// How a request for changes starts ("change: warmer light, redo clip 3").
+const CHANGE: [&str; 5] = ["change:", "changes:", "revise:", "request changes:", "please change:"];
 /// Phrases asking for approval links again.
 const RESEND: [&str; 6] = [
     "resend",
@@ -222,6 +224,31 @@ pub fn scripted(turn: &ChatTurn) -> ChatReply {
                 run_id: Some(run.run_id.clone()),
                 gate: Some(gate),
                 reason,
+            }],
+        );
+    }
+
+    let change = CHANGE
+        .iter()
+        .find(|p| message.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p)));
+    if let Some(prefix) = change {
+        let feedback = message[prefix.len()..].trim();
+        let Some(run) = awaiting else {
+            return reply("Nothing is waiting for your approval right now.".into(), vec![]);
+        };
+        if feedback.is_empty() {
+            return reply("Say what to change after \"change:\".".into(), vec![]);
+        }
+        let gate = run.awaiting_gate.expect("awaiting");
+        return reply(
+            format!(
+                "Asking for changes at the {gate} gate of run {} ({}).",
+                run.run_id, run.project
+            ),
+            vec![ChatAction::ReviseGate {
+                run_id: Some(run.run_id.clone()),
+                gate: Some(gate),
+                feedback: feedback.chars().take(2000).collect(),
             }],
         );
     }
@@ -428,6 +455,30 @@ mod tests {
         let none = scripted(&t);
         assert!(
             none.actions.is_empty() && none.reply.contains("None of your runs"),
+            "{}",
+            none.reply
+        );
+    }
+
+    #[test]
+    fn change_asks_for_changes_at_the_awaiting_gate() {
+        let mut t = turn("Change: warmer light, and redo clip 3");
+        t.runs = vec![run("run_b", "awaiting_prepublish", Some(Gate::Prepublish))];
+        assert_eq!(
+            scripted(&t).actions,
+            vec![ChatAction::ReviseGate {
+                run_id: Some("run_b".into()),
+                gate: Some(Gate::Prepublish),
+                feedback: "warmer light, and redo clip 3".into(),
+            }]
+        );
+        t.message = "change:".into();
+        assert!(scripted(&t).actions.is_empty(), "no feedback, nothing asked");
+        t.message = "change: more colour".into();
+        t.runs.clear();
+        let none = scripted(&t);
+        assert!(
+            none.actions.is_empty() && none.reply.contains("Nothing is waiting"),
             "{}",
             none.reply
         );

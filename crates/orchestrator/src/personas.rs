@@ -41,6 +41,9 @@ pub struct Work<'a> {
     pub store: &'a dyn OrchestratorStore,
     pub run_id: &'a str,
     pub spec: &'a ProjectSpec,
+    /// The changes a reviewer asked for, when the persona works again for
+    /// them (added to its task).
+    pub feedback: Option<&'a str>,
 }
 
 /// A persona's typed output and what it cost.
@@ -87,7 +90,19 @@ impl LlmPersonas {
         schema: Value,
         check: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
     ) -> Result<Answer<T>, String> {
-        let Work { store, run_id, spec } = work;
+        let Work {
+            store,
+            run_id,
+            spec,
+            feedback,
+        } = work;
+        let user = match feedback {
+            Some(feedback) => format!(
+                "{user}\n\nA reviewer saw your previous answer and asked for changes; answer again with them \
+                 applied: {feedback}"
+            ),
+            None => user,
+        };
         let grants = spec.personas.get(&persona).cloned().unwrap_or_default();
         let task = AgentTask {
             name: persona.to_string(),
@@ -348,7 +363,8 @@ impl LlmPersonas {
             system: format!(
                 "{}\n\n## Projects you can propose\n{projects}\n\nAnswer the user in plain text. To start a video, \
                  call propose_run; the API adds the approval link to your reply. To approve or reject the user's \
-                 pending gate, call decide_gate. When the user asks for their approval link again (expired, lost), \
+                 pending gate, call decide_gate; when they want changes instead (other ideas, a clip redone), \
+                 call decide_gate with decision revise and their feedback. When the user asks for their approval link again (expired, lost), \
                  call resend_links.",
                 self.prompt(Persona::Brendan)
             ),

@@ -73,6 +73,13 @@ pub struct Clip {
     /// When the current attempt was submitted.
     #[serde(default)]
     pub submitted_at: Option<DateTime<Utc>>,
+    /// The revision of the prepublish gate that asked for this clip again
+    /// (0: the first version), in its journal key: each is a new, paid call.
+    #[serde(default)]
+    pub revision: u32,
+    /// The reviewer's words for this clip, added to its prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +183,22 @@ pub struct RunState {
     /// it does (its name, as the `budget.held` artifact said).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_hold: Option<String>,
+    /// The latest changes a reviewer asked for at a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+}
+
+/// "Request changes" at a gate: what the personas before it do again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub gate: Gate,
+    /// 1 for the gate's first revision.
+    pub round: u32,
+    pub feedback: String,
+    /// The clips made again (prepublish), by index.
+    #[serde(default)]
+    pub clips: Vec<u32>,
 }
 
 /// What failed, as the run's `execution.failed` said.
@@ -185,6 +208,33 @@ pub struct Failure {
     pub code: String,
     #[serde(default)]
     pub persona: Option<Persona>,
+}
+
+/// The clips a reviewer's words name, by the numbers the run shows them
+/// under ("redo clip 3", "clips 2 and 5", "Clips 1, 4"), among `indexes`.
+pub fn named_clips(feedback: &str, indexes: impl Iterator<Item = u32>) -> Vec<u32> {
+    let indexes: Vec<u32> = indexes.collect();
+    let lower = feedback.to_lowercase();
+    let mut named = Vec::new();
+    // A list of clips ends with its sentence or clause.
+    for clause in lower.split([';', '.', '!', '?', '\n']) {
+        let mut listing = false;
+        for word in clause
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            match word.parse::<u32>() {
+                Ok(n) if listing => {
+                    if indexes.contains(&n) && !named.contains(&n) {
+                        named.push(n);
+                    }
+                }
+                _ => listing = matches!(word, "clip" | "clips") || (listing && matches!(word, "and" | "or")),
+            }
+        }
+    }
+    named.sort_unstable();
+    named
 }
 
 /// How long Shotstack keeps a render's output (its docs: 24 h), less an
@@ -252,6 +302,75 @@ impl RunState {
         }
     }
 
+    /// Sets the run back to the persona before `gate` for the changes a
+    /// reviewer asked for, and answers the persona to run again. At the
+    /// ideate gate Iggy proposes new ideas; at prepublish the clips the
+    /// feedback names (all, without an edit to redo) are made again under
+    /// new journal keys, and the render (if the pipeline has Alex) too.
+    /// Nothing else is repeated: no paid call that stays valid is made twice.
+    pub fn revise(&mut self, gate: Gate, round: u32, feedback: &str, has_alex: bool) -> Persona {
+        self.gates_reached.retain(|g| *g != gate);
+        let mut clips = Vec::new();
+        let again = match gate {
+            Gate::Prepublish => {
+                clips = named_clips(feedback, self.clips.iter().map(|c| c.index));
+                if clips.is_empty() && !has_alex {
+                    clips = self.clips.iter().map(|c| c.index).collect();
+                }
+                for clip in self.clips.iter_mut().filter(|c| clips.contains(&c.index)) {
+                    *clip = Clip {
+                        revision: round,
+                        feedback: Some(feedback.to_string()),
+                        task_id: None,
+                        submitted: false,
+                        status: ClipStatus::Pending,
+                        url: None,
+                        attempt: 0,
+                        submitted_at: None,
+                        ..clip.clone()
+                    };
+                }
+                if !clips.is_empty() {
+                    self.clips_waiting_since = None;
+                    self.clip_polls = 0;
+                }
+                if has_alex {
+                    self.render = None;
+                    self.render_attempt += 1;
+                    self.overlays = None;
+                }
+                if clips.is_empty() {
+                    Persona::Alex
+                } else {
+                    Persona::Riley
+                }
+            }
+            _ => {
+                self.ideas.clear();
+                Persona::Iggy
+            }
+        };
+        let redone = [Persona::Iggy, Persona::Riley, Persona::Alex];
+        let from = redone.iter().position(|p| *p == again).unwrap_or(0);
+        self.started.retain(|p| !redone[from..].contains(p));
+        self.revision = Some(Revision {
+            gate,
+            round,
+            feedback: feedback.to_string(),
+            clips,
+        });
+        again
+    }
+
+    /// The feedback of a revision of `gate` under way, for the persona
+    /// working again.
+    pub fn feedback_for(&self, gate: Gate) -> Option<&str> {
+        self.revision
+            .as_ref()
+            .filter(|r| r.gate == gate)
+            .map(|r| r.feedback.as_str())
+    }
+
     /// How long `persona` has been at work in this run.
     pub fn persona_seconds(&self, persona: Persona) -> f64 {
         seconds_since(self.started_at.get(&persona).copied())
@@ -272,6 +391,8 @@ mod tests {
             duration: 8.0,
             attempt: 0,
             submitted_at: Some(Utc::now()),
+            revision: 0,
+            feedback: None,
         }
     }
 
@@ -405,6 +526,79 @@ mod tests {
         state.prepare_retry(1);
         assert_eq!((state.clips_waiting_since, state.clip_polls), (None, 0));
         assert!(state.clips[0].submitted, "the same task is awaited");
+    }
+
+    #[test]
+    fn the_clips_named_in_feedback_are_found_by_their_numbers() {
+        let all = || 0..12u32;
+        assert_eq!(named_clips("Redo clip 3, it is blurry", all()), [3]);
+        assert_eq!(named_clips("clips 2 and 5 are too dark", all()), [2, 5]);
+        assert_eq!(named_clips("Clips 1, 4 or 11; and 2 more seconds", all()), [1, 4, 11]);
+        assert_eq!(named_clips("clip 40 does not exist, clip #7 does", all()), [7]);
+        assert!(named_clips("make the text bigger, 3 words max", all()).is_empty());
+    }
+
+    #[test]
+    fn a_revision_at_prepublish_makes_again_only_the_named_clips_and_the_render() {
+        let mut state = RunState {
+            started: vec![Persona::Iggy, Persona::Riley, Persona::Alex],
+            gates_reached: vec![Gate::Ideate, Gate::Prepublish],
+            clips: vec![clip(0, ClipStatus::Completed), clip(1, ClipStatus::Completed)],
+            overlays: Some(Vec::new()),
+            ..failed("none")
+        };
+        let before = state.clone();
+        let again = state.revise(Gate::Prepublish, 1, "clip 1 is too dark", true);
+        assert_eq!(again, Persona::Riley);
+        assert_eq!(
+            state.clips[0], before.clips[0],
+            "a clip not named is kept, not paid again"
+        );
+        let redone = &state.clips[1];
+        assert_eq!(
+            (redone.revision, redone.submitted, redone.status, redone.url.clone()),
+            (1, false, ClipStatus::Pending, None)
+        );
+        assert_eq!((state.render.is_none(), state.render_attempt), (true, 1));
+        assert_eq!(state.started, [Persona::Iggy], "riley and alex start again");
+        assert_eq!(state.gates_reached, [Gate::Ideate]);
+        assert_eq!(state.feedback_for(Gate::Prepublish), Some("clip 1 is too dark"));
+
+        let mut edit_only = before.clone();
+        assert_eq!(
+            edit_only.revise(Gate::Prepublish, 1, "bigger text", true),
+            Persona::Alex
+        );
+        assert_eq!(edit_only.clips, before.clips);
+        let mut no_edit = before;
+        assert_eq!(
+            no_edit.revise(Gate::Prepublish, 2, "warmer light", false),
+            Persona::Riley
+        );
+        assert!(
+            no_edit.clips.iter().all(|c| c.revision == 2 && !c.submitted),
+            "without an edit, every clip"
+        );
+        assert!(no_edit.render.is_some(), "no render to redo without alex");
+    }
+
+    #[test]
+    fn a_revision_at_ideate_asks_iggy_again() {
+        let mut state = RunState {
+            started: vec![Persona::Iggy],
+            gates_reached: vec![Gate::Ideate],
+            ideas: vec![Idea {
+                index: 0,
+                subject: "s".into(),
+                header: "h".into(),
+                concept: "c".into(),
+            }],
+            ..RunState::default()
+        };
+        assert_eq!(state.revise(Gate::Ideate, 1, "more colour", true), Persona::Iggy);
+        assert!(state.ideas.is_empty() && state.started.is_empty() && state.gates_reached.is_empty());
+        assert_eq!(state.feedback_for(Gate::Ideate), Some("more colour"));
+        assert_eq!(state.feedback_for(Gate::Prepublish), None);
     }
 
     #[test]

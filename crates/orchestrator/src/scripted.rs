@@ -4,7 +4,7 @@
 use myloware_core::project::ProjectSpec;
 use serde_json::{Value, json};
 
-use crate::run_state::{Clip, Idea, Overlay, Script};
+use crate::run_state::{Clip, Idea, Overlay, Revision, Script};
 
 /// Built-in surreal modifiers for projects without fixed videos.
 const MODIFIERS: [&str; 12] = [
@@ -31,8 +31,20 @@ fn run_subject(input: &Value) -> String {
         .to_string()
 }
 
-/// Iggy: the project's fixed videos, or one idea per modifier.
-pub fn ideas(spec: &ProjectSpec, input: &Value) -> Vec<Idea> {
+/// Iggy: the project's fixed videos, or one idea per modifier. A revision
+/// takes the next modifiers along (fixed videos keep theirs) and notes the
+/// reviewer's words in each concept.
+pub fn ideas(spec: &ProjectSpec, input: &Value, revision: Option<&Revision>) -> Vec<Idea> {
+    let mut ideas = first_ideas(spec, input, revision.map_or(0, |r| r.round));
+    if let Some(revision) = revision {
+        for idea in &mut ideas {
+            idea.concept = format!("{} (revised: {})", idea.concept, revision.feedback);
+        }
+    }
+    ideas
+}
+
+fn first_ideas(spec: &ProjectSpec, input: &Value, round: u32) -> Vec<Idea> {
     let Some(specs) = &spec.specs else { return Vec::new() };
     if !specs.videos.is_empty() {
         return specs
@@ -57,7 +69,7 @@ pub fn ideas(spec: &ProjectSpec, input: &Value) -> Vec<Idea> {
             let modifier = given
                 .get(i as usize)
                 .cloned()
-                .unwrap_or_else(|| MODIFIERS[i as usize % MODIFIERS.len()].to_string());
+                .unwrap_or_else(|| MODIFIERS[(i + round) as usize % MODIFIERS.len()].to_string());
             Idea {
                 index: i,
                 subject: format!("{modifier} {subject}"),

@@ -78,11 +78,13 @@ pub(crate) fn tool_spec(name: &str) -> Option<ToolSpec> {
             object(json!({})),
         ),
         "decide_gate" => (
-            "Approve or reject the user's run waiting at a gate (the newest one unless runId is given).",
+            "Approve or reject the user's run waiting at a gate (the newest one unless runId is given), or \
+             request changes (decision revise, with the user's feedback: new ideas, or which clips to redo).",
             object(json!({
-                "decision": {"type": "string", "enum": ["approve", "reject"]},
+                "decision": {"type": "string", "enum": ["approve", "reject", "revise"]},
                 "runId": {"type": ["string", "null"]},
-                "reason": {"type": ["string", "null"]}
+                "reason": {"type": ["string", "null"]},
+                "feedback": {"type": ["string", "null"], "description": "revise: the changes the user asked for"}
             })),
         ),
         _ => return None,
@@ -154,11 +156,14 @@ impl Tools<'_> {
 
     fn decide(&self, args: &Value) -> Result<Value, String> {
         let turn = self.turn.ok_or("not in a chat")?;
-        let approve = match args["decision"].as_str() {
-            Some("approve") => true,
-            Some("reject") => false,
-            _ => return Err("decision must be approve or reject".into()),
-        };
+        let decision = args["decision"].as_str();
+        if !matches!(decision, Some("approve" | "reject" | "revise")) {
+            return Err("decision must be approve, reject or revise".into());
+        }
+        let feedback = args["feedback"].as_str().or(args["reason"].as_str()).map(str::trim);
+        if decision == Some("revise") && feedback.is_none_or(str::is_empty) {
+            return Err("a revision needs the user's feedback".into());
+        }
         let run_id = args["runId"].as_str().map(str::to_owned);
         let run = match &run_id {
             Some(id) => turn.runs.iter().find(|r| &r.run_id == id),
@@ -167,12 +172,21 @@ impl Tools<'_> {
         let Some(run) = run.filter(|r| r.awaiting_gate.is_some()) else {
             return Err("none of the user's runs is waiting at a gate".into());
         };
-        self.actions.lock().expect("actions lock").push(ChatAction::DecideGate {
-            approve,
-            run_id: Some(run.run_id.clone()),
-            gate: run.awaiting_gate,
-            reason: args["reason"].as_str().map(str::to_owned),
-        });
+        let (run_id, gate) = (Some(run.run_id.clone()), run.awaiting_gate);
+        let action = match (decision, feedback) {
+            (Some("revise"), Some(feedback)) => ChatAction::ReviseGate {
+                run_id,
+                gate,
+                feedback: feedback.to_string(),
+            },
+            _ => ChatAction::DecideGate {
+                approve: decision == Some("approve"),
+                run_id,
+                gate,
+                reason: args["reason"].as_str().map(str::to_owned),
+            },
+        };
+        self.actions.lock().expect("actions lock").push(action);
         Ok(json!({"queued": true, "runId": run.run_id, "gate": run.awaiting_gate}))
     }
 }

@@ -225,7 +225,7 @@ async fn executions_answer_the_typed_contract(db: &Db) {
         body["detail"][0]["msg"]
             .as_str()
             .unwrap()
-            .contains("decision must be approve or reject"),
+            .contains("decision must be approve, reject or revise"),
         "{body}"
     );
     assert_eq!(

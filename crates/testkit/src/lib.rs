@@ -96,6 +96,28 @@ pub fn projects_dir() -> PathBuf {
     repo().join("projects")
 }
 
+/// A copy of the shipped projects (and persona prompts) whose
+/// `aismr.toml` is `edit`ed, for a test's `PROJECTS_DIR`. `top` lands
+/// among the top-level keys, `tables` at the end.
+pub fn projects_with(top: &str, tables: &str) -> process::Scratch {
+    let projects = process::Scratch::new("projects");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&projects_dir(), projects.path());
+    copy(&projects_dir().join("personas"), &projects.path().join("personas"));
+    let aismr = projects.path().join("aismr.toml");
+    let text = std::fs::read_to_string(&aismr).unwrap();
+    let (head, tail) = text.split_at(text.find("\n[").unwrap_or(text.len()));
+    std::fs::write(&aismr, format!("{head}\n{top}\n{tail}\n{tables}\n")).unwrap();
+    projects
+}
+
 /// Polls `probe` every `every` until it gives `Ok`, failing after `timeout`
 /// with `what` and the last state the probe described (its `Err`).
 pub async fn wait_until<T, F, Fut>(timeout: Duration, every: Duration, what: &str, mut probe: F) -> T

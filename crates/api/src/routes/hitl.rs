@@ -1,4 +1,5 @@
-//! `/v1/hitl`: signed links, the confirmation page, approve and reject.
+//! `/v1/hitl`: signed links, the confirmation page, approve, reject and
+//! revise (request changes).
 //!
 //! A link opened by a browser, an unfurler or a bot never changes anything:
 //! `GET` shows the page (or, for `Accept: application/json`, a description).
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use myloware_core::auth::Permission;
 use myloware_core::config::Environment;
+use myloware_core::wire::Decision as Verdict;
 use myloware_core::{Gate, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,7 +36,8 @@ use crate::store::{AuditAction, GateStatus, RunQuery};
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     let links = OpenApiRouter::new()
         .routes(routes!(open_link, approve))
-        .routes(routes!(reject));
+        .routes(routes!(reject))
+        .routes(routes!(revise));
     let links = super::open(state, links).route_layer(map_response_with_state(state.config.environment, page::headers));
     let decide = OpenApiRouter::new().routes(routes!(link)).routes(routes!(pending));
     links.merge(super::with_key(state, Permission::Decide, decide))
@@ -57,7 +60,16 @@ pub struct DecisionBody {
     approver: Option<String>,
     /// Why, for the audit and a rejected run (cut to 2000 characters).
     reason: Option<String>,
+    /// The changes asked for (revise only; required there; at most 2000
+    /// characters).
+    feedback: Option<String>,
+    /// The gate's `revisions` when its preview was shown (the page sends
+    /// it): a decision about an earlier preview is refused (409).
+    round: Option<u32>,
 }
+
+/// The longest feedback a revision takes, in characters.
+const MAX_FEEDBACK_CHARS: usize = 2000;
 
 fn wants_html(headers: &HeaderMap) -> bool {
     headers
@@ -107,7 +119,7 @@ fn credential(
         if token_ok == Some(false) {
             return Err(forbidden());
         }
-        return Ok(Credential::ApiKey(principal.name.clone()));
+        return Ok(Credential::ApiKey(principal.clone()));
     }
     match (token, token_ok) {
         (Some(token), Some(true)) => Ok(Credential::token(token)),
@@ -138,21 +150,22 @@ fn error_answer(html: bool, err: ApiError) -> Response {
 }
 
 fn outcome_answer(html: bool, outcome: Outcome, run_id: &str, gate: &str) -> Response {
-    let (title, message) = match outcome {
-        Outcome::Approved => ("Approved", "Thank you: the run continues."),
-        Outcome::Rejected => ("Rejected", "The run was stopped."),
-        Outcome::AlreadyApproved => ("Already approved", "This gate was already approved; nothing changed."),
-        Outcome::AlreadyRejected => ("Already rejected", "This gate was already rejected; nothing changed."),
+    let title = match outcome {
+        Outcome::Decided(Verdict::Approve) => "Approved",
+        Outcome::Decided(Verdict::Reject) => "Rejected",
+        Outcome::Decided(Verdict::Revise) => "Changes requested",
+        Outcome::Already(_) => "Already decided",
+        Outcome::Counted(_) | Outcome::AlreadyCounted(_) => "Approval counted",
     };
-    answer(
-        html,
-        StatusCode::OK,
-        title,
-        json!({"status": outcome.as_str(), "runId": run_id, "gate": gate, "message": message}),
-    )
+    let mut body = json!({"status": outcome.as_str(), "runId": run_id, "gate": gate, "message": outcome.message()});
+    if let Some(progress) = outcome.progress() {
+        body["approvals"] = json!(progress.approvals);
+        body["approvalsRequired"] = json!(progress.required);
+    }
+    answer(html, StatusCode::OK, title, body)
 }
 
-async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Response {
+async fn decide(state: &ApiState, request: DecisionRequest, verdict: Verdict) -> Response {
     let DecisionRequest {
         run_id,
         gate,
@@ -165,15 +178,20 @@ async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Re
     let html = wants_html(headers);
     let token = body.token;
     let (ip, user_agent) = audit::client(headers, &ip);
+    let feedback = body.feedback.map(|f| f.trim().to_string());
     let mut attempt = Attempt {
         run_id: run_id.to_string(),
         gate: gate.to_string(),
-        approve,
+        verdict,
         note: body.approver.map(|a| a.chars().take(200).collect()),
-        reason: body.reason.map(|r| r.chars().take(2000).collect()),
+        reason: match verdict {
+            Verdict::Revise => feedback.clone(),
+            _ => body.reason.map(|r| r.chars().take(2000).collect()),
+        },
         // A valid key names who tried, even when its role may not decide.
-        credential: principal(&state.api_keys, headers)
-            .map_or(Credential::None, |key| Credential::ApiKey(key.name.clone())),
+        credential: principal(&state.api_keys, headers).map_or(Credential::None, |key| Credential::ApiKey(key.clone())),
+        chat_user: None,
+        round: body.round,
         ip,
         user_agent,
     };
@@ -192,6 +210,12 @@ async fn decide(state: &ApiState, request: DecisionRequest, approve: bool) -> Re
     if matches!(attempt.credential, Credential::Token(_)) && cross_site(headers) {
         hitl::audit(state, &attempt, action, Err("cross_site_refused".into())).await;
         return error_answer(html, ApiError::Forbidden("cross-site request refused".into()));
+    }
+    if verdict == Verdict::Revise
+        && let Err(err) = check_feedback(feedback.as_deref())
+    {
+        hitl::audit(state, &attempt, action, Err(audit::refusal(&err))).await;
+        return error_answer(html, err);
     }
     match hitl::decide(state, &attempt).await {
         Ok(outcome) => outcome_answer(html, outcome, run_id, gate),
@@ -240,6 +264,18 @@ impl FromRequest<ApiState> for DecisionRequest {
             headers,
             body,
         })
+    }
+}
+
+/// A revision says what to change, in at most [`MAX_FEEDBACK_CHARS`].
+fn check_feedback(feedback: Option<&str>) -> Result<(), ApiError> {
+    match feedback {
+        None | Some("") => Err(ApiError::invalid(&["body", "feedback"], "say what to change")),
+        Some(text) if text.chars().count() > MAX_FEEDBACK_CHARS => Err(ApiError::invalid(
+            &["body", "feedback"],
+            format!("at most {MAX_FEEDBACK_CHARS} characters"),
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -293,7 +329,7 @@ pub async fn open_link(
             headers,
             body,
         };
-        return decide(&state, request, true).await;
+        return decide(&state, request, Verdict::Approve).await;
     }
     let html = wants_html(&headers)
         || !headers
@@ -304,10 +340,12 @@ pub async fn open_link(
     let attempt = Attempt {
         run_id: run_id.clone(),
         gate: gate.clone(),
-        approve: true,
+        verdict: Verdict::Approve,
         note: None,
         reason: None,
         credential: Credential::token(&token),
+        chat_user: None,
+        round: None,
         ip,
         user_agent,
     };
@@ -351,14 +389,21 @@ pub async fn open_link(
         )
         .into_response();
     }
-    match record.map(|r| r.status) {
-        Some(GateStatus::Awaiting) => {
+    match record {
+        Some(record) if record.status == GateStatus::Awaiting => {
             let expires = token.split('.').next().and_then(|e| e.parse::<i64>().ok());
             let expires = expires
                 .and_then(|e| chrono::DateTime::<Utc>::from_timestamp(e, 0))
                 .map_or("soon".to_string(), |e| e.format("%Y-%m-%d %H:%M UTC").to_string());
             let allow_http = state.config.environment == Environment::Development;
             let preview = super::assets::with_fresh_render_url(&state, preview).await;
+            let policy = hitl::policy(&state, &run.project, gate);
+            let several = policy.approvals_required > 1 || !policy.approvers.is_empty();
+            let standing = page::Standing {
+                approvals: several.then(|| hitl::waiting_for(&record, &policy)).flatten(),
+                revisions_left: policy.max_revisions.saturating_sub(record.revisions),
+                round: record.revisions,
+            };
             Html(page::confirmation(
                 &run.id,
                 &run.project,
@@ -367,23 +412,33 @@ pub async fn open_link(
                 &token,
                 &expires,
                 allow_http,
+                &standing,
             ))
             .into_response()
         }
-        Some(GateStatus::Approved) => answer(
-            true,
-            StatusCode::OK,
-            "Already approved",
-            json!({"message": "This gate was already approved."}),
-        ),
-        Some(GateStatus::Rejected) => answer(
-            true,
-            StatusCode::OK,
-            "Already rejected",
-            json!({"message": "This gate was already rejected."}),
-        ),
-        Some(GateStatus::Expired) => expired_answer(true, gate),
-        _ => answer(
+        Some(record) => match record.status {
+            GateStatus::Approved => answer(
+                true,
+                StatusCode::OK,
+                "Already approved",
+                json!({"message": "This gate was already approved."}),
+            ),
+            GateStatus::Rejected => answer(
+                true,
+                StatusCode::OK,
+                "Already rejected",
+                json!({"message": "This gate was already rejected."}),
+            ),
+            GateStatus::Revised => answer(
+                true,
+                StatusCode::OK,
+                "Changes requested",
+                json!({"message": "Changes were requested at this gate; a new link comes once the changes are made."}),
+            ),
+            GateStatus::Expired => expired_answer(true, gate),
+            GateStatus::Awaiting => unreachable!("matched above"),
+        },
+        None => answer(
             true,
             StatusCode::CONFLICT,
             "Not waiting",
@@ -408,31 +463,48 @@ fn expired_answer(html: bool, gate: Gate) -> Response {
 /// A decision route: the link's token (query or form) or an API key
 /// decides; the refusals are listed once ([`DECISION_ANSWERS`]).
 macro_rules! decision_route {
-    ($(#[doc = $doc:tt])* $name:ident, $path:tt, approve: $approve:tt, $answers:tt) => {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $verdict:expr, $body:tt, $answers:tt) => {
         $(#[doc = $doc])*
         #[utoipa::path(post, path = $path, tag = "hitl", params(("runId" = String, Path), ("gate" = Gate, Path), TokenQuery),
-            request_body(description = "Optional: `token`, `approver`, `reason` as a form or as JSON", content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
+            request_body(description = $body, content((DecisionBody = "application/x-www-form-urlencoded"), (DecisionBody = "application/json"))),
             responses((status = 200, description = $answers)))]
         pub async fn $name(State(state): State<ApiState>, request: DecisionRequest) -> Response {
-            decide(&state, request, $approve).await
+            decide(&state, request, $verdict).await
         }
     };
 }
 
 decision_route!(
     /// Approves; the execution resumes (or, at the workflow gate, starts).
+    /// A gate whose project asks for several approvals counts this one and
+    /// waits for the rest.
     approve,
     "/v1/hitl/approve/{runId}/{gate}",
-    approve: true,
-    "`{\"status\":\"approved\"|\"already_approved\",\"runId\",\"gate\"}`"
+    Verdict::Approve,
+    "Optional: `token`, `approver` as a form or as JSON",
+    "`{\"status\":\"approved\"|\"already_approved\"|\"approval_counted\"|\"already_counted\",\"runId\",\"gate\"}`"
 );
 
 decision_route!(
     /// Rejects (with an optional `reason`); the run ends `rejected`.
     reject,
     "/v1/hitl/reject/{runId}/{gate}",
-    approve: false,
+    Verdict::Reject,
+    "Optional: `token`, `approver`, `reason` as a form or as JSON",
     "`{\"status\":\"rejected\"|\"already_rejected\",\"runId\",\"gate\"}`"
+);
+
+decision_route!(
+    /// Requests changes (`feedback`, required): the persona before the gate
+    /// works again with it, then the gate waits again with a new preview
+    /// (Iggy proposes new ideas; at prepublish Riley makes again the clips
+    /// the feedback names and Alex edits again). At most the project's
+    /// `maxRevisions` per gate (default 3); not at the workflow gate.
+    revise,
+    "/v1/hitl/revise/{runId}/{gate}",
+    Verdict::Revise,
+    "`feedback` (required), optional `token`, `approver`, as a form or as JSON",
+    "`{\"status\":\"revised\"|\"already_revised\",\"runId\",\"gate\"}`"
 );
 
 /// A fresh link for an awaiting gate.
@@ -459,7 +531,7 @@ pub async fn link(
 /// Gates awaiting a decision, with fresh links; and runs held by a spending
 /// limit, which go on by themselves once the limit allows.
 #[utoipa::path(get, path = "/v1/hitl/pending", tag = "hitl", security(("api_key" = [])),
-    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, approvalUrl, rejectUrl, expiresAt}], \"held\":[{runId, project, heldAt, hold: {limit, limitUsd, spentUsd, leftUsd, neededUsd, until, persona, calls}}]}` (at most 200 of each)")))]
+    responses((status = 200, description = "`{\"pending\":[{runId, gate, requestedAt, preview, approvalUrl, rejectUrl, reviseUrl, expiresAt, approvals, revisions}], \"held\":[{runId, project, heldAt, hold: {limit, limitUsd, spentUsd, leftUsd, neededUsd, until, persona, calls}}]}` (at most 200 of each)")))]
 pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let gates = state.store.awaiting_gates(200).await?;
     let pending: Vec<Value> = gates
@@ -467,7 +539,8 @@ pub async fn pending(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
         .map(|g| {
             let link = hitl::mint(&state, &g.run_id, g.gate);
             json!({"runId": g.run_id, "gate": g.gate, "requestedAt": g.requested_at, "preview": g.preview,
-                   "approvalUrl": link.approval_url, "rejectUrl": link.reject_url, "expiresAt": link.expires_at})
+                   "approvalUrl": link.approval_url, "rejectUrl": link.reject_url, "reviseUrl": link.revise_url,
+                   "expiresAt": link.expires_at, "approvals": g.approvals, "revisions": g.revisions})
         })
         .collect();
     let query = RunQuery {
@@ -493,14 +566,20 @@ const DECISION_ANSWERS: [(&str, &str); 8] = [
     ),
     (
         "403",
-        "Invalid or expired token, a key that may not decide, or a cross-site request",
+        "Invalid or expired token, a key that may not decide, a decider the gate's policy does not allow \
+         (`approvers`, `selfApproval`), or a cross-site request",
     ),
     ("404", "Unknown run or gate"),
-    ("409", "The gate is not awaiting a decision"),
+    (
+        "409",
+        "The gate is not awaiting a decision; its preview changed since the `round` given; a revision past \
+         the gate's `maxRevisions` or at the workflow gate",
+    ),
     ("413", "Body over MAX_BODY_BYTES"),
     (
         "422",
-        "A body with a NUL character, or a form or JSON that does not parse",
+        "A body with a NUL character, a form or JSON that does not parse, or a revision without `feedback` \
+         (or with more than 2000 characters)",
     ),
     (
         "429",
@@ -519,10 +598,13 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         "type": "object",
         "required": ["status", "runId", "gate", "message"],
         "properties": {
-            "status": {"type": "string", "enum": ["approved", "rejected", "already_approved", "already_rejected"]},
+            "status": {"type": "string", "enum": ["approved", "rejected", "revised", "already_approved",
+                "already_rejected", "already_revised", "approval_counted", "already_counted"]},
             "runId": {"type": "string"},
             "gate": {"$ref": "#/components/schemas/Gate"},
             "message": {"type": "string"},
+            "approvals": {"type": "integer", "description": "Approvals so far (`approval_counted`, `already_counted`)"},
+            "approvalsRequired": {"type": "integer"},
         },
     });
     schemas["GateView"] = json!({
@@ -532,7 +614,7 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         "properties": {
             "runId": {"type": "string"},
             "gate": {"$ref": "#/components/schemas/Gate"},
-            "status": {"type": "string", "enum": ["awaiting", "approved", "rejected", "expired", "not_reached"]},
+            "status": {"type": "string", "enum": ["awaiting", "approved", "rejected", "expired", "revised", "not_reached"]},
             "runStatus": {"$ref": "#/components/schemas/RunStatus"},
             "preview": {},
         },
@@ -542,7 +624,8 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         "required": ["pending"],
         "properties": {"pending": {"type": "array", "items": {
             "type": "object",
-            "required": ["runId", "gate", "requestedAt", "preview", "approvalUrl", "rejectUrl", "expiresAt"],
+            "required": ["runId", "gate", "requestedAt", "preview", "approvalUrl", "rejectUrl", "reviseUrl", "expiresAt",
+                "approvals", "revisions"],
             "properties": {
                 "runId": {"type": "string"},
                 "gate": {"$ref": "#/components/schemas/Gate"},
@@ -550,11 +633,20 @@ pub(crate) fn refine_schema(doc: &mut Value) {
                 "preview": {},
                 "approvalUrl": {"type": "string"},
                 "rejectUrl": {"type": "string"},
+                "reviseUrl": {"type": "string"},
+                "approvals": {"type": "array", "description": "Approvals so far of a gate needing several",
+                    "items": {"type": "object", "required": ["by", "at"],
+                        "properties": {"by": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}},
+                "revisions": {"type": "integer", "description": "Times the gate was sent back for changes"},
                 "expiresAt": {"type": "string", "format": "date-time"},
             },
         }}},
     });
-    for path in ["/v1/hitl/approve/{runId}/{gate}", "/v1/hitl/reject/{runId}/{gate}"] {
+    for path in [
+        "/v1/hitl/approve/{runId}/{gate}",
+        "/v1/hitl/reject/{runId}/{gate}",
+        "/v1/hitl/revise/{runId}/{gate}",
+    ] {
         let responses = &mut super::schema::operation(doc, "post", path)["responses"];
         for (status, description) in DECISION_ANSWERS {
             responses[status] = json!({
@@ -581,10 +673,16 @@ pub(crate) fn refine_schema(doc: &mut Value) {
             "/v1/hitl/reject/{runId}/{gate}",
             json!({"$ref": "#/components/schemas/Decision"}),
         ),
+        (
+            "post",
+            "/v1/hitl/revise/{runId}/{gate}",
+            json!({"$ref": "#/components/schemas/Decision"}),
+        ),
     ] {
         let operation = super::schema::operation(doc, method, path);
         if operation.get("requestBody").is_some() {
-            operation["requestBody"]["required"] = json!(false);
+            // Only a revision must say something: its feedback.
+            operation["requestBody"]["required"] = json!(path.contains("/revise/"));
         }
         let Some(responses) = operation["responses"].as_object_mut() else {
             continue;

@@ -93,6 +93,8 @@ pub struct RunView {
     gates: Vec<Value>,
     artifacts: Vec<ArtifactView>,
     cost: crate::costs::RunCost,
+    /// Changes requested at the run's gates, with what each cost.
+    revisions: Vec<crate::hitl::RevisionView>,
 }
 
 /// A run in a list.
@@ -252,6 +254,12 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
         .get_run_details(&run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
+    let revisions = crate::hitl::revisions(&state, &run.id, &run.artifacts).await?;
+    let gates = run
+        .gates
+        .iter()
+        .map(|g| crate::hitl::gate_view(g, &crate::hitl::policy(&state, &run.project, g.gate)))
+        .collect();
     Ok(Json(RunView {
         run_id: run.id,
         project: run.project,
@@ -261,9 +269,10 @@ pub async fn get_run(State(state): State<ApiState>, Path(run_id): Path<String>) 
         updated_at: run.updated_at,
         payload: run.payload,
         result: run.result,
-        gates: run.gates.iter().map(crate::hitl::gate_view).collect(),
+        gates,
         artifacts: run.artifacts.into_iter().map(ArtifactView::from).collect(),
         cost: crate::costs::RunCost::new(run.estimated_usd_micros, run.mode.as_deref(), &run.spent),
+        revisions,
     }))
 }
 

@@ -15,7 +15,7 @@ use super::common::StoreResult;
 use super::costs::DaySpend;
 use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
-use super::gates::{Decision, GateExpiry, GateRecord};
+use super::gates::{Decided, Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::schedules::{Fired, Firing, FiringClaim, FiringStart, NewSchedule, Schedule, ScheduleQuery};
@@ -96,11 +96,11 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
 
-    /// Applies a decision if the gate is still awaiting (one conditional
-    /// update: of two simultaneous decisions one wins), with its run move,
-    /// artifact and command, in one transaction. `false` when it was not
-    /// awaiting (nothing written).
-    async fn decide(&self, decision: &Decision) -> StoreResult<bool>;
+    /// Applies a decision if the gate is still awaiting (on its locked row:
+    /// of two simultaneous decisions one wins), with its run move, artifact
+    /// and command, in one transaction. An approval short of the gate's
+    /// `required` is only counted (once per approver).
+    async fn decide(&self, decision: &Decision) -> StoreResult<Decided>;
 
     async fn get_gate(&self, run_id: &str, gate: Gate) -> StoreResult<Option<GateRecord>>;
 
@@ -192,6 +192,9 @@ pub trait ApiStore: Send + Sync + 'static {
 
     /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
     /// `project` or of every project, in micro-dollars.
+    /// When each of a run's costs was incurred, and how much (micro-dollars).
+    async fn run_spend_times(&self, run_id: &str) -> StoreResult<Vec<(DateTime<Utc>, i64)>>;
+
     async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64>;
 
     /// Inserts `schedule` unless `cap` schedules exist (`None` then).

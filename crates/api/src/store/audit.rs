@@ -15,6 +15,8 @@ text_enum! {
     pub enum AuditAction {
         Approve = "approve",
         Reject = "reject",
+        /// Changes requested at a gate.
+        Revise = "revise",
         /// An approval page (or its JSON description) opened with a link.
         View = "view",
         Cancel = "cancel",

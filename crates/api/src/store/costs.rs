@@ -80,6 +80,15 @@ macro_rules! cost_methods {
                 Ok(days)
             }
 
+            async fn run_spend_times(&self, run_id: &str) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
+                let spent: Vec<(DateTime<Utc>, i64)> =
+                    sqlx::query_as("SELECT at, usd_micros FROM run_costs WHERE run_id = $1 ORDER BY at")
+                        .bind(run_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(spent)
+            }
+
             async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64> {
                 let spent: Option<i64> = sqlx::query_scalar(
                     "SELECT CAST(SUM(usd_micros) AS BIGINT) FROM run_costs \

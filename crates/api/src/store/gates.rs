@@ -1,8 +1,12 @@
 //! HITL gates: a gate opens awaiting and takes one decision (one
-//! conditional update, with its run move, artifact and command). Every
-//! attempt is audited ([`super::audit`]).
+//! transaction on the locked gate row, with its run move, artifact and
+//! command): approved (once enough distinct approvers approved), rejected,
+//! or revised (sent back for changes: the gate opens again, awaiting, when
+//! the orchestrator reaches it again). Every attempt is audited
+//! ([`super::audit`]).
 
 use chrono::{DateTime, Utc};
+use myloware_core::wire::Decision as Verdict;
 use myloware_core::{Gate, RunStatus};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -26,7 +30,30 @@ text_enum! {
         Approved = "approved",
         Rejected = "rejected",
         Expired = "expired",
+        /// Sent back for changes; awaiting again once its persona is done.
+        Revised = "revised",
     }
+}
+
+impl GateStatus {
+    /// The decision a decided gate took.
+    pub fn decided(self) -> Option<Verdict> {
+        match self {
+            GateStatus::Approved => Some(Verdict::Approve),
+            GateStatus::Rejected => Some(Verdict::Reject),
+            GateStatus::Revised => Some(Verdict::Revise),
+            GateStatus::Awaiting | GateStatus::Expired => None,
+        }
+    }
+}
+
+/// One approval of a gate that needs several.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The credential, as [`GateRecord::approver`] names it.
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A gate instance, with whether the orchestrator has its decision.
@@ -47,6 +74,10 @@ pub struct GateRecord {
     pub reason: Option<String>,
     /// `None` before a decision or when none had to be delivered.
     pub delivered: Option<bool>,
+    /// Times the gate was sent back for changes.
+    pub revisions: u32,
+    /// The approvals of this wait so far (a gate needing several).
+    pub approvals: Vec<Approval>,
 }
 
 /// A gate that waited too long, with what its expiry changes.
@@ -67,7 +98,9 @@ pub struct GateExpiry {
 pub struct Decision {
     pub run_id: String,
     pub gate: Gate,
-    pub approve: bool,
+    pub verdict: Verdict,
+    /// Distinct approvals the gate needs before an approval decides it.
+    pub required: u32,
     pub approver: Option<String>,
     pub note: Option<String>,
     pub reason: Option<String>,
@@ -78,8 +111,21 @@ pub struct Decision {
     pub command: Option<NewCommand>,
 }
 
+/// What [`ApiStore::decide`](super::ApiStore::decide) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// The gate is approved, rejected or revised, with the rest of the decision.
+    Decided,
+    /// The approval is counted (this many so far); the gate waits for more.
+    Counted(u32),
+    /// This approver had approved this wait already (this many so far).
+    AlreadyCounted(u32),
+    /// The gate was not awaiting a decision (any more).
+    NotAwaiting,
+}
+
 pub(super) const GATE_COLUMNS: &str = "g.run_id, g.gate, g.status, g.preview, g.requested_at, g.resolved_at, g.decision, \
-     g.approver, g.note, g.reason, g.command_seq, c.acked_at";
+     g.approver, g.note, g.reason, g.command_seq, c.acked_at, g.revisions, g.approvals";
 
 #[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct GateRow {
@@ -95,6 +141,8 @@ pub(super) struct GateRow {
     pub(super) reason: Option<String>,
     pub(super) command_seq: Option<i64>,
     pub(super) acked_at: Option<DateTime<Utc>>,
+    pub(super) revisions: i32,
+    pub(super) approvals: Json<Vec<Approval>>,
 }
 
 impl TryFrom<GateRow> for GateRecord {
@@ -112,6 +160,8 @@ impl TryFrom<GateRow> for GateRecord {
             note: row.note,
             reason: row.reason,
             delivered: row.command_seq.map(|_| row.acked_at.is_some()),
+            revisions: u32::try_from(row.revisions).unwrap_or_default(),
+            approvals: row.approvals.0,
         })
     }
 }
@@ -123,9 +173,13 @@ pub(super) fn gates(rows: Vec<GateRow>) -> StoreResult<Vec<GateRecord>> {
 macro_rules! insert_gate {
     ($gate:expr, $executor:expr) => {{
         let gate: &NewGate = $gate;
+        // A gate sent back for changes opens again with the new preview.
         sqlx::query(
             "INSERT INTO gates (run_id, gate, status, preview, requested_at) VALUES ($1, $2, 'awaiting', $3, $4) \
-             ON CONFLICT (run_id, gate) DO NOTHING",
+             ON CONFLICT (run_id, gate) DO UPDATE SET status = 'awaiting', preview = excluded.preview, \
+             requested_at = excluded.requested_at, resolved_at = NULL, decision = NULL, approver = NULL, \
+             note = NULL, reason = NULL, command_seq = NULL, reminded_at = NULL, approvals = '[]' \
+             WHERE gates.status = 'revised'",
         )
         .bind(&gate.run_id)
         .bind(gate.gate.as_str())
@@ -142,26 +196,71 @@ pub(super) use insert_gate;
 macro_rules! gate_methods {
     ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
         $next! { $($args)* $($methods)*
-            async fn decide(&self, decision: &Decision) -> StoreResult<bool> {
+            async fn decide(&self, decision: &Decision) -> StoreResult<Decided> {
                 let at = now();
-                let decide = sqlx::query(
+                // The waiting gate's row, locked for the transaction: its
+                // approvals are counted by one decider at a time.
+                let lock = sqlx::query(
+                    "UPDATE gates SET status = status WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                )
+                .bind(&decision.run_id)
+                .bind(decision.gate.as_str());
+                let Some(mut tx) = guarded(self.begin().await?, lock).await? else {
+                    return Ok(Decided::NotAwaiting);
+                };
+                let Json(mut approvals): Json<Vec<Approval>> =
+                    sqlx::query_scalar("SELECT approvals FROM gates WHERE run_id = $1 AND gate = $2")
+                        .bind(&decision.run_id)
+                        .bind(decision.gate.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let (status, revised) = match decision.verdict {
+                    Verdict::Approve => {
+                        let by = decision.approver.clone().unwrap_or_default();
+                        let count = |approvals: &Vec<Approval>| approvals.len() as u32;
+                        if approvals.iter().any(|a| a.by == by) {
+                            tx.rollback().await?;
+                            return Ok(Decided::AlreadyCounted(count(&approvals)));
+                        }
+                        approvals.push(Approval { by, at });
+                        if count(&approvals) < decision.required {
+                            sqlx::query("UPDATE gates SET approvals = $3 WHERE run_id = $1 AND gate = $2")
+                                .bind(&decision.run_id)
+                                .bind(decision.gate.as_str())
+                                .bind(Json(&approvals))
+                                .execute(&mut *tx)
+                                .await?;
+                            tx.commit().await?;
+                            return Ok(Decided::Counted(count(&approvals)));
+                        }
+                        ("approved", 0)
+                    }
+                    Verdict::Reject => ("rejected", 0),
+                    // The next wait gathers its own approvals.
+                    Verdict::Revise => {
+                        approvals.clear();
+                        ("revised", 1)
+                    }
+                };
+                sqlx::query(
                     "UPDATE gates SET status = $3, resolved_at = $4, decision = $5, approver = $6, reason = $7, \
-                     note = $8 WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                     note = $8, approvals = $9, revisions = revisions + $10 WHERE run_id = $1 AND gate = $2",
                 )
                 .bind(&decision.run_id)
                 .bind(decision.gate.as_str())
-                .bind(if decision.approve { "approved" } else { "rejected" })
+                .bind(status)
                 .bind(at)
-                .bind(if decision.approve { "approve" } else { "reject" })
+                .bind(decision.verdict.as_str())
                 .bind(&decision.approver)
                 .bind(&decision.reason)
-                .bind(&decision.note);
-                let Some(mut tx) = guarded(self.begin().await?, decide).await? else {
-                    return Ok(false);
-                };
+                .bind(&decision.note)
+                .bind(Json(&approvals))
+                .bind(revised)
+                .execute(&mut *tx)
+                .await?;
                 if let Some((from, to)) = decision.run_move {
                     let Some(moved) = guarded(tx, move_run!(&decision.run_id, from, to, at)).await? else {
-                        return Ok(false);
+                        return Ok(Decided::NotAwaiting);
                     };
                     tx = moved;
                 }
@@ -178,7 +277,7 @@ macro_rules! gate_methods {
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(true)
+                Ok(Decided::Decided)
             }
 
             async fn get_gate(&self, run_id: &str, gate: Gate) -> StoreResult<Option<GateRecord>> {

@@ -123,7 +123,8 @@ pub(super) const SQLITE_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.cu
        (SELECT json_group_array(json_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', json(g.preview), 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
                  'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
-                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at, 'revisions', g.revisions, \
+                 'approvals', json(g.approvals)) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id) AS gates, \
        (SELECT json_group_array(json_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', json(a.data), 'created_at', a.created_at) ORDER BY a.seq) \
@@ -138,7 +139,8 @@ pub(super) const POSTGRES_RUN_VIEW: &str = "SELECT r.id, r.project, r.status, r.
        COALESCE((SELECT json_agg(json_build_object('run_id', g.run_id, 'gate', g.gate, 'status', g.status, \
                  'preview', g.preview, 'requested_at', g.requested_at, 'resolved_at', g.resolved_at, \
                  'decision', g.decision, 'approver', g.approver, 'note', g.note, 'reason', g.reason, \
-                 'command_seq', g.command_seq, 'acked_at', c.acked_at) ORDER BY g.requested_at) \
+                 'command_seq', g.command_seq, 'acked_at', c.acked_at, 'revisions', g.revisions, \
+                 'approvals', g.approvals) ORDER BY g.requested_at) \
           FROM gates g LEFT JOIN commands c ON c.seq = g.command_seq WHERE g.run_id = r.id), '[]') AS gates, \
        COALESCE((SELECT json_agg(json_build_object('id', a.id, 'kind', a.kind, \
                  'persona', a.persona, 'data', a.data, 'created_at', a.created_at) ORDER BY a.seq) \

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use myloware_core::wire::Decision as Verdict;
 use myloware_core::{Gate, RunStatus};
 use myloware_db::{guarded, is_unique_violation, rows_for};
 use serde_json::Value;

@@ -95,7 +95,7 @@ async fn store_get_run(
     Ok(Json(json!({
         "runId": run.id, "project": run.project, "status": run.status, "currentPersona": run.current_persona,
         "createdAt": run.created_at, "updatedAt": run.updated_at, "payload": run.payload, "result": run.result,
-        "gates": gates.iter().map(myloware_api::hitl::gate_view).collect::<Vec<_>>(),
+        "gates": gates.iter().map(|g| myloware_api::hitl::gate_view(g, &Default::default())).collect::<Vec<_>>(),
         "artifacts": artifacts.into_iter().map(|a| json!({"id": a.id, "kind": a.kind, "persona": a.persona,
                                                           "data": a.data, "createdAt": a.created_at}))
                                   .collect::<Vec<_>>(),

@@ -279,7 +279,7 @@ async fn store_pass(
 ) -> anyhow::Result<StoreTimings> {
     let worker = "bench-0";
     let lease = chrono::Duration::seconds(30);
-    let ideas = scripted::ideas(spec, input);
+    let ideas = scripted::ideas(spec, input, None);
     let mut timings = StoreTimings::default();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     for _ in 0..count {

@@ -90,6 +90,57 @@ pub struct ProjectSpec {
     /// gate expires and the run ends `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_timeout_decision: Option<TimeoutDecision>,
+    /// Who decides each gate and how (`[gates.ideate]`, `[gates.prepublish]`,
+    /// `[gates.workflow]`); a gate not listed takes the defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<Gate, GatePolicy>,
+}
+
+/// A gate's policy: how many people approve, who may decide, whether the
+/// run's owner may approve it, how often changes may be asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatePolicy {
+    /// Distinct approvers before the run goes on (a reject or a request
+    /// for changes decides at once). Default 1.
+    #[serde(default = "GatePolicy::one")]
+    pub approvals_required: u32,
+    /// Who may decide: API key names (`alice` or `key:alice`), roles
+    /// (`role:approver`) or Telegram chats (`telegram:<chat id>`). Empty:
+    /// anyone who may decide gates. A link's token names no one: a gate
+    /// with approvers takes no decision from a link.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Whether the run's owner (its `userId`) may approve it. Default true.
+    #[serde(default = "GatePolicy::yes")]
+    pub self_approval: bool,
+    /// Requests for changes the gate takes before only approve or reject
+    /// remain. Default 3.
+    #[serde(default = "GatePolicy::three")]
+    pub max_revisions: u32,
+}
+
+impl Default for GatePolicy {
+    fn default() -> GatePolicy {
+        GatePolicy {
+            approvals_required: 1,
+            approvers: Vec::new(),
+            self_approval: true,
+            max_revisions: 3,
+        }
+    }
+}
+
+impl GatePolicy {
+    fn one() -> u32 {
+        1
+    }
+    fn yes() -> bool {
+        true
+    }
+    fn three() -> u32 {
+        3
+    }
 }
 
 /// A gate's decision when nobody decided in time.
@@ -200,6 +251,11 @@ impl ProjectSpec {
         !self.workflow.is_empty()
     }
 
+    /// The policy of `gate` (the defaults when the project sets none).
+    pub fn gate_policy(&self, gate: Gate) -> GatePolicy {
+        self.gates.get(&gate).cloned().unwrap_or_default()
+    }
+
     pub fn video_count(&self) -> u32 {
         self.specs.as_ref().map_or(0, |s| s.video_count)
     }
@@ -279,6 +335,31 @@ impl ProjectSpec {
             ] {
                 if usd.is_some_and(|usd| !usd.is_finite() || usd < 0.0) {
                     bad(field, "must be a number of USD, 0 or more".into());
+                }
+            }
+        }
+        for (gate, policy) in &self.gates {
+            if !(1..=10).contains(&policy.approvals_required) {
+                bad(
+                    &format!("gates.{gate}.approvalsRequired"),
+                    "must be between 1 and 10".into(),
+                );
+            }
+            if policy.max_revisions > 20 {
+                bad(&format!("gates.{gate}.maxRevisions"), "must be at most 20".into());
+            }
+            for (i, approver) in policy.approvers.iter().enumerate() {
+                let valid = match approver.split_once(':') {
+                    Some(("role", role)) => role.parse::<crate::auth::Role>().is_ok(),
+                    Some(("key" | "telegram", id)) => !id.is_empty() && !id.contains(char::is_whitespace),
+                    Some(_) => false,
+                    None => !approver.is_empty() && !approver.contains(char::is_whitespace),
+                };
+                if !valid {
+                    bad(
+                        &format!("gates.{gate}.approvers[{i}]"),
+                        format!("{approver:?} is not a key name, key:<name>, role:<role> or telegram:<chat id>"),
+                    );
                 }
             }
         }

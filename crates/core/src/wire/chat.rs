@@ -88,6 +88,15 @@ pub enum ChatAction {
     /// Fresh approval links for every gate of the user's runs awaiting a
     /// decision (a link expired, or the message was lost).
     ResendLinks,
+    /// Request changes at the user's gate awaiting a decision (the newest
+    /// one, unless named): the persona before it works again.
+    ReviseGate {
+        #[serde(default, rename = "runId", skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate: Option<Gate>,
+        feedback: String,
+    },
 }
 
 /// The orchestrator's answer to a chat turn.

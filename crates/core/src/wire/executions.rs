@@ -96,6 +96,17 @@ pub enum Signal {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// "Request changes": the persona before the gate works again with the
+    /// reviewer's `feedback`, then the gate waits again. `round` counts the
+    /// gate's revisions (1 for the first).
+    #[serde(rename = "gate.revision", rename_all = "camelCase")]
+    GateRevision {
+        gate: Gate,
+        round: u32,
+        feedback: String,
+        #[serde(default)]
+        by: Option<String>,
+    },
 }
 
 /// `POST /v1/executions/{runId}/signals`: a signal with the id that makes
@@ -174,8 +185,9 @@ pub enum RetryStatus {
 }
 
 /// `POST /v1/executions/{runId}/resume`: a gate decision. Delivered to the
-/// execution as a [`Signal::GateDecision`] with the signal id
-/// `gate:{gate}`, so a gate takes one decision.
+/// execution as a [`Signal::GateDecision`] (or, to request changes, a
+/// [`Signal::GateRevision`]) with the signal id `gate:{gate}` (after `n`
+/// revisions `gate:{gate}:{n}`), so each wait at a gate takes one decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResumeExecution {
@@ -184,23 +196,60 @@ pub struct ResumeExecution {
     /// Who decided (the credential, as the API's gate records it).
     #[serde(default)]
     pub approver: Option<String>,
+    /// Why (a rejection), or the changes asked for (a revision).
     #[serde(default)]
     pub reason: Option<String>,
+    /// How many revisions the gate had before this decision (left out at 0,
+    /// as before revisions existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
 }
 
 impl ResumeExecution {
-    /// The id of the signal this decision becomes: one per gate.
+    /// The id of the signal this decision becomes: one per wait at the gate.
     pub fn signal_id(&self) -> String {
-        format!("gate:{}", self.gate)
+        gate_signal_id(self.gate, self.round)
     }
 
     /// The signal the execution receives.
     pub fn signal(&self) -> Signal {
-        Signal::GateDecision {
-            gate: self.gate,
-            approve: self.decision.approves(),
-            approver: self.approver.clone(),
-            reason: self.reason.clone(),
+        match self.decision {
+            Decision::Revise => Signal::GateRevision {
+                gate: self.gate,
+                round: self.round + 1,
+                feedback: self.reason.clone().unwrap_or_default(),
+                by: self.approver.clone(),
+            },
+            decision => Signal::GateDecision {
+                gate: self.gate,
+                approve: decision.approves(),
+                approver: self.approver.clone(),
+                reason: self.reason.clone(),
+            },
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The signal id of the decision ending the wait at `gate` after `round`
+/// revisions.
+pub fn gate_signal_id(gate: Gate, round: u32) -> String {
+    match round {
+        0 => format!("gate:{gate}"),
+        n => format!("gate:{gate}:{n}"),
+    }
+}
+
+impl Signal {
+    /// The decision a gate signal carries, if it is one.
+    pub fn gate_decision(&self) -> Option<Decision> {
+        match self {
+            Signal::GateDecision { approve, .. } => Some(Decision::of(*approve)),
+            Signal::GateRevision { .. } => Some(Decision::Revise),
+            _ => None,
         }
     }
 }
@@ -211,6 +260,8 @@ impl ResumeExecution {
 pub enum Decision {
     Approve,
     Reject,
+    /// Request changes: the persona before the gate works again.
+    Revise,
 }
 
 /// A decision at a gate that was already decided.
@@ -235,6 +286,7 @@ impl Decision {
         match self {
             Decision::Approve => "approve",
             Decision::Reject => "reject",
+            Decision::Revise => "revise",
         }
     }
 
@@ -263,7 +315,8 @@ impl std::str::FromStr for Decision {
         match s {
             "approve" => Ok(Decision::Approve),
             "reject" => Ok(Decision::Reject),
-            _ => Err("decision must be approve or reject".into()),
+            "revise" => Ok(Decision::Revise),
+            _ => Err("decision must be approve, reject or revise".into()),
         }
     }
 }
@@ -374,7 +427,7 @@ mod tests {
         let err = serde_json::from_value::<ResumeExecution>(json!({"gate": "ideate", "decision": "maybe"}))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("decision must be approve or reject"), "{err}");
+        assert!(err.contains("decision must be approve, reject or revise"), "{err}");
     }
 
     #[test]
@@ -384,6 +437,7 @@ mod tests {
             decision: Decision::Reject,
             approver: Some("key:ops".into()),
             reason: None,
+            round: 0,
         };
         let body = json!({"gate": "ideate", "decision": "reject", "approver": "key:ops", "reason": null});
         assert_eq!(
@@ -395,6 +449,36 @@ mod tests {
             ExecutionCommand::Resume(resume.clone())
         );
         assert_eq!(resume.signal_id(), "gate:ideate");
+    }
+
+    #[test]
+    fn each_wait_at_a_gate_takes_its_own_decision() {
+        let revise = ResumeExecution {
+            gate: Gate::Prepublish,
+            decision: Decision::Revise,
+            approver: Some("key:ann".into()),
+            reason: Some("redo clip 3".into()),
+            round: 0,
+        };
+        assert_eq!(revise.signal_id(), "gate:prepublish");
+        assert_eq!(
+            revise.signal(),
+            Signal::GateRevision {
+                gate: Gate::Prepublish,
+                round: 1,
+                feedback: "redo clip 3".into(),
+                by: Some("key:ann".into()),
+            }
+        );
+        assert_eq!(revise.signal().gate_decision(), Some(Decision::Revise));
+        let approve = ResumeExecution {
+            decision: Decision::Approve,
+            round: 1,
+            ..revise
+        };
+        assert_eq!(approve.signal_id(), "gate:prepublish:1", "the wait after a revision");
+        assert_eq!(serde_json::to_value(&approve).unwrap()["round"], 1);
+        assert_eq!(approve.signal().gate_decision(), Some(Decision::Approve));
     }
 
     #[test]

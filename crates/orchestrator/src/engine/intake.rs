@@ -83,10 +83,8 @@ impl Engine {
             .ok_or_else(|| OrchestratorError::not_found("execution"))?;
         let signal_id = resume.signal_id();
         if let Some(earlier) = self.store.find_signal(run_id, &signal_id).await? {
-            let repeated = match serde_json::from_value(earlier) {
-                Ok(Signal::GateDecision { approve, .. }) => {
-                    resume.decision.again(myloware_core::wire::Decision::of(approve))
-                }
+            let repeated = match serde_json::from_value::<Signal>(earlier).map(|s| s.gate_decision()) {
+                Ok(Some(earlier)) => resume.decision.again(earlier),
                 // Not a decision under a gate's id: nothing it could repeat.
                 _ => Repeated::Conflict,
             };

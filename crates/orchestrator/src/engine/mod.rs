@@ -70,6 +70,8 @@ pub enum Outcome {
         gate: Gate,
         reason: Option<String>,
     },
+    /// Changes were asked at a gate: go back to this persona's node.
+    Revisit(Persona),
 }
 
 /// The providers of each mode; a run uses the set of its own mode. `live`
@@ -361,6 +363,11 @@ impl Engine {
                     }
                 }
                 Outcome::Checkpoint => (ExecStatus::Runnable, None, None),
+                Outcome::Revisit(persona) => {
+                    let back = nodes.iter().position(|n| *n == Node::Persona(persona));
+                    next_node = back.map_or(next_node, |at| at as i64);
+                    (ExecStatus::Runnable, None, None)
+                }
                 Outcome::Park { wait, wake_at } => (ExecStatus::Waiting, Some(wait), wake_at),
                 Outcome::Fail(error) => {
                     tracing::warn!(runId = %execution.run_id, code = %error.code, message = %error.message, "run failed");

@@ -97,24 +97,7 @@ async fn a_gate_nobody_decides_is_reminded_then_expires_with_its_run(db: &Db) {
 
 async fn a_projects_timeout_decision_is_taken_and_audited(db: &Db) {
     // A copy of the shipped projects where aismr approves by default.
-    let projects = myloware_testkit::process::Scratch::new("timeout-projects");
-    for entry in std::fs::read_dir(myloware_testkit::projects_dir()).unwrap().flatten() {
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), projects.path().join(entry.file_name())).unwrap();
-        }
-    }
-    let personas = myloware_testkit::projects_dir().join("personas");
-    if personas.is_dir() {
-        std::fs::create_dir_all(projects.path().join("personas")).unwrap();
-        for entry in std::fs::read_dir(personas).unwrap().flatten() {
-            std::fs::copy(entry.path(), projects.path().join("personas").join(entry.file_name())).unwrap();
-        }
-    }
-    let aismr = projects.path().join("aismr.toml");
-    let text = std::fs::read_to_string(&aismr).unwrap();
-    let (head, tail) = text.split_at(text.find("\n[").unwrap_or(text.len()));
-    std::fs::write(&aismr, format!("{head}\ngateTimeoutDecision = \"approve\"\n{tail}")).unwrap();
-
+    let projects = myloware_testkit::projects_with("gateTimeoutDecision = \"approve\"", "");
     let dir = projects.path().display().to_string();
     let mut vars = LIFETIME.to_vec();
     vars.push(("PROJECTS_DIR", &dir));

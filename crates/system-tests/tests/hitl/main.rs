@@ -4,3 +4,4 @@ mod browser;
 mod expiry;
 mod gates;
 mod proposals;
+mod revisions;

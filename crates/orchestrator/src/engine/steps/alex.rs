@@ -16,7 +16,10 @@ pub(super) async fn alex(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             Err(outcome) => return Ok(outcome),
             Ok(None) => {}
             Ok(Some(llm)) => {
-                match llm.overlays(work(step), &step.state.ideas, &step.state.clips).await {
+                match llm
+                    .overlays(work(step, Some(Gate::Prepublish)), &step.state.ideas, &step.state.clips)
+                    .await
+                {
                     Ok(answer) => {
                         record_usage(step, persona, &answer.usage);
                         step.state.overlays = Some(answer.output);

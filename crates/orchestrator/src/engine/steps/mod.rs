@@ -106,12 +106,14 @@ fn llm<'a>(step: &Step<'a>, persona: Persona) -> Result<Option<&'a LlmPersonas>,
     }
 }
 
-/// What an LLM persona of this step works on.
-fn work<'a>(step: &'a Step<'_>) -> Work<'a> {
+/// What an LLM persona of this step works on; `revising`: the gate whose
+/// requested changes the persona answers, if it works again for one.
+fn work<'a>(step: &'a Step<'_>, revising: Option<Gate>) -> Work<'a> {
     Work {
         store: step.engine.store.as_ref(),
         run_id: &step.run_id,
         spec: &step.request.project_spec,
+        feedback: revising.and_then(|gate| step.state.feedback_for(gate)),
     }
 }
 
@@ -223,28 +225,40 @@ fn llm_failed(persona: Persona, reason: String) -> Outcome {
     fail(persona, &format!("llm.{persona}_failed"), reason)
 }
 
-/// A gate: announce it once, then wait for the decision.
+/// A gate: announce it once, then wait for the decision (or for changes
+/// asked: back to the persona that made what the gate shows).
 fn gate_node(step: &mut Step<'_>, gate: Gate, persona: Option<Persona>) -> Outcome {
     for signal in std::mem::take(&mut step.signals) {
-        if let Ok(Signal::GateDecision {
-            gate: decided,
-            approve,
-            reason,
-            ..
-        }) = serde_json::from_value(signal.body)
-        {
-            if decided == gate {
+        match serde_json::from_value(signal.body) {
+            Ok(Signal::GateDecision {
+                gate: decided,
+                approve,
+                reason,
+                ..
+            }) if decided == gate => {
                 return if approve {
                     Outcome::Advance
                 } else {
                     Outcome::Rejected { gate, reason }
                 };
             }
+            Ok(Signal::GateRevision {
+                gate: asked,
+                round,
+                feedback,
+                by,
+            }) if asked == gate => {
+                let has_alex = step.request.graph_spec.pipeline.contains(&Persona::Alex);
+                let again = step.state.revise(gate, round, &feedback, has_alex);
+                tracing::info!(runId = %step.run_id, %gate, round, by = ?by, persona = %again, "changes requested; the persona works again");
+                return Outcome::Revisit(again);
+            }
+            _ => {}
         }
     }
     if !step.state.gates_reached.contains(&gate) {
         step.state.gates_reached.push(gate);
-        let preview = match gate {
+        let mut preview = match gate {
             Gate::Ideate => json!({"ideas": step.state.ideas}),
             _ => json!({
                 "renderUrl": step.state.render.as_ref().and_then(Render::shown_url),
@@ -253,6 +267,10 @@ fn gate_node(step: &mut Step<'_>, gate: Gate, persona: Option<Persona>) -> Outco
                 "clips": step.state.clips,
             }),
         };
+        if let Some(revision) = step.state.revision.as_ref().filter(|r| r.gate == gate) {
+            preview["revision"] =
+                json!({"round": revision.round, "feedback": revision.feedback, "clips": revision.clips});
+        }
         step.emit(
             EventKind::GateReached,
             json!({"gate": gate, "persona": persona, "preview": preview}),

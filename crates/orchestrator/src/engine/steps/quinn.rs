@@ -27,7 +27,7 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                         Caption { caption, hashtags }
                     }
                     Ok(Some(llm)) => {
-                        match llm.caption(work(step), &step.state.ideas, &video_url).await {
+                        match llm.caption(work(step, None), &step.state.ideas, &video_url).await {
                             Ok(answer) => {
                                 record_usage(step, persona, &answer.usage);
                                 let (caption, hashtags) = answer.output;

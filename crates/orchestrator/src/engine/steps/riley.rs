@@ -33,7 +33,7 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         };
         let scripts = match from_llm {
             None => scripted::scripts(&step.request.project_spec, &step.state.ideas),
-            Some(llm) => match llm.scripts(work(step), &step.state.ideas).await {
+            Some(llm) => match llm.scripts(work(step, None), &step.state.ideas).await {
                 Ok(answer) => {
                     record_usage(step, persona, &answer.usage);
                     answer.output
@@ -52,6 +52,8 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                 duration: s.duration,
                 attempt: 0,
                 submitted_at: None,
+                revision: 0,
+                feedback: None,
             })
             .collect();
         step.state.scripts = scripts;
@@ -84,20 +86,25 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             return Ok(Outcome::Cancelled);
         }
         let script = step.state.scripts[i].clone();
+        // A clip made again for a reviewer carries their words.
+        let prompt = match &step.state.clips[i].feedback {
+            Some(feedback) => format!("{}\nChanges asked by the reviewer: {feedback}", script.prompt),
+            None => script.prompt.clone(),
+        };
         let request = ClipRequest {
             run_id: step.run_id.clone(),
             index: script.index,
-            prompt: script.prompt.clone(),
+            prompt: prompt.clone(),
             duration_seconds: script.duration,
             aspect_ratio: aspect_ratio.clone(),
             callback_url: callback_url(step, script.index),
         };
-        let key = clip_key(&step.run_id, script.index, step.state.clips[i].attempt);
+        let key = clip_key(&step.run_id, &step.state.clips[i]);
         if !jobs::slot(step, "kieai", &key).await? {
             waiting_for_slot = true;
             break;
         }
-        let journal_request = json!({"index": script.index, "prompt": script.prompt});
+        let journal_request = json!({"index": script.index, "prompt": prompt});
         let call = IdCall {
             key: &key,
             provider: "kieai",
@@ -169,7 +176,7 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             None => {
                 // The callback names the task of a submission whose answer
                 // was lost: its journal entry (and its cost) has its answer.
-                let key = clip_key(&step.run_id, index, clip.attempt);
+                let key = clip_key(&step.run_id, clip);
                 let answer = json!({"taskId": task_id, "recovered": true});
                 succeeded(step, &key, "kieai", "submit", answer).await?;
                 task_id
@@ -273,11 +280,17 @@ pub(super) async fn clip_status(
     Ok(None)
 }
 
-/// The journal key of a clip submission (each retry is a new, paid call).
-pub(super) fn clip_key(run_id: &str, index: u32, attempt: u32) -> String {
-    match attempt {
-        0 => format!("{run_id}:riley:clip:{index}"),
-        n => format!("{run_id}:riley:clip:{index}:attempt:{n}"),
+/// The journal key of a clip's submission: each retry and each revision
+/// is a new, paid call.
+pub(super) fn clip_key(run_id: &str, clip: &Clip) -> String {
+    let index = clip.index;
+    let revision = match clip.revision {
+        0 => String::new(),
+        n => format!(":revision:{n}"),
+    };
+    match clip.attempt {
+        0 => format!("{run_id}:riley:clip:{index}{revision}"),
+        n => format!("{run_id}:riley:clip:{index}{revision}:attempt:{n}"),
     }
 }
 
@@ -297,9 +310,9 @@ pub(super) fn clip_failed(
     {
         return None;
     }
-    let (attempt, submitted_at) = (clip.attempt, clip.submitted_at);
+    let (attempt, submitted_at, key) = (clip.attempt, clip.submitted_at, clip_key(&step.run_id, clip));
     job_ended(step, Job::KieAi, false, submitted_at);
-    jobs::ended(step, clip_key(&step.run_id, index, attempt));
+    jobs::ended(step, key);
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "failed", "code": code, "message": message, "attempt": attempt}}),
@@ -339,9 +352,9 @@ pub(super) fn complete_clip(step: &mut Step<'_>, index: u32, task_id: Option<Str
     if clip.task_id.is_none() {
         clip.task_id = task_id;
     }
-    let (task_id, submitted_at, attempt) = (clip.task_id.clone(), clip.submitted_at, clip.attempt);
+    let (task_id, submitted_at, key) = (clip.task_id.clone(), clip.submitted_at, clip_key(&step.run_id, clip));
     job_ended(step, Job::KieAi, true, submitted_at);
-    jobs::ended(step, clip_key(&step.run_id, index, attempt));
+    jobs::ended(step, key);
     step.emit(
         EventKind::ArtifactCreated,
         json!({"kind": "kieai.clip", "persona": "riley", "data": {"index": index, "taskId": task_id, "status": "completed", "url": url}}),
