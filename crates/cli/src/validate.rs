@@ -104,6 +104,15 @@ pub fn print_summary(config: &Config) {
         "not configured (personas and Brendan run scripted)".to_string()
     };
     println!("llm: {llm}");
+    let traces = myloware_telemetry::trace::export(&config.telemetry).map_or("not exported".to_string(), |export| {
+        format!("{} {}", export.kind, export.traces_url)
+    });
+    let content = if config.telemetry.trace_content {
+        "with prompts and completions, secrets redacted (TRACE_CONTENT=true)"
+    } else {
+        "without prompts and completions (TRACE_CONTENT=false)"
+    };
+    println!("traces: {traces}, {content}");
     let prices = &config.prices;
     let source = config
         .prices_file

@@ -140,7 +140,16 @@ fn validate_env_in_mock_mode_prints_mode_and_hosts() {
         stdout.contains("rendered videos: local folder data/assets (URLs valid 168 h)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("traces: not exported, with prompts and completions, secrets redacted (TRACE_CONTENT=true)"),
+        "development records content by default:\n{stdout}"
+    );
     assert!(stdout.contains("configuration OK"));
+
+    let output = run(&dir, &["validate", "env"], &[("TRACE_CONTENT", "sometimes")]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("TRACE_CONTENT: expected true or false"), "{stderr}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! projects folder (`PROJECTS_DIR`) at startup; the shipped project
 //! definitions are compiled in (`build.rs`): ids, the run state machine, gates, provider
 //! modes, project specs and their validation, configuration and its checks,
-//! the API <-> orchestrator wire types and the `{"detail": ...}` envelope.
+//! the API <-> orchestrator wire types, the `{"detail": ...}` envelope and
+//! the redaction of content sent to traces.
 //!
 //! Crate graph: `myloware-core` imports no other MyloWare crate; every
 //! other crate may import it.
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod internal;
 pub mod project;
 pub mod providers;
+pub mod redact;
 pub mod run;
 pub mod schedule;
 pub mod signing;

@@ -60,9 +60,12 @@ impl LlmPersonas {
     /// The LLM personas of `config`: `Ok(None)` without `OPENAI_API_KEY`;
     /// an error when the key is set but the prompts cannot be read.
     pub fn from_config(config: &Config) -> Result<Option<Arc<LlmPersonas>>, String> {
-        let Some(llm) = Llm::from_config(&config.llm) else {
+        let Some(mut llm) = Llm::from_config(&config.llm) else {
             return Ok(None);
         };
+        if config.telemetry.trace_content {
+            llm = llm.with_trace_content(config.redactor());
+        }
         let catalog = Catalog::load_from(&config.projects).map_err(|err| err.to_string())?;
         let prompts = catalog
             .prompts

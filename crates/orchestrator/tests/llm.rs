@@ -1,7 +1,7 @@
 //! The LLM agent layer against a fake OpenAI-compatible server: scripted
-//! replies, every request recorded.
+//! replies, every request recorded; and what its spans carry, as exported.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use myloware_core::config::LlmConfig;
 use myloware_orchestrator::llm::{
-    AgentTask, Llm, LlmError, OutputSchema, RequestTokens, Role, ToolHandler, ToolSpec, Usage, Validator,
+    AgentTask, Llm, LlmError, MAX_CONTENT_BYTES, OutputSchema, RequestTokens, Role, ToolHandler, ToolSpec, Usage,
+    Validator,
 };
 use serde_json::{Value, json};
 
@@ -589,4 +590,187 @@ fn no_key_no_llm() {
     let llm = Llm::from_config(&config(Some(KEY))).unwrap();
     assert_eq!(llm.model(), MODEL);
     assert!(!format!("{llm:?}").contains(KEY));
+}
+
+// ------------------------------------------------------- content on spans
+
+/// An exported span's attributes, as text.
+type Attributes = HashMap<String, String>;
+
+/// Spans as the exporter gets them: each ended span's name and attributes.
+#[derive(Debug, Clone, Default)]
+struct Exported(Arc<Mutex<Vec<(String, Attributes)>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Exported {
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        let mut spans = self.0.lock().unwrap();
+        for span in batch {
+            let attributes = span
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect();
+            spans.push((span.name.to_string(), attributes));
+        }
+        Ok(())
+    }
+}
+
+impl Exported {
+    /// The attributes of every span named `name`, in the order they ended.
+    fn named(&self, name: &str) -> Vec<Attributes> {
+        let spans = self.0.lock().unwrap();
+        spans
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+}
+
+/// Exports this thread's spans (the test's runtime is single-threaded) to
+/// the returned list, as `mw` does with OTLP, while the guard lives.
+fn export_spans() -> (Exported, tracing::subscriber::DefaultGuard) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let exported = Exported::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exported.clone())
+        .build();
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    (exported, tracing::subscriber::set_default(subscriber))
+}
+
+/// Parses a content attribute (JSON).
+fn content(span: &Attributes, key: &str) -> Value {
+    serde_json::from_str(&span[key]).unwrap_or_else(|err| panic!("{key} is not JSON ({err}): {}", span[key]))
+}
+
+const CONFIGURED_SECRET: &str = "configured-secret-0123456789";
+
+#[tokio::test]
+async fn with_trace_content_the_spans_carry_prompt_completion_and_tool_call_redacted() {
+    let query = format!("candles {CONFIGURED_SECRET}");
+    let (_fake, base) = spawn_fake(vec![
+        tool_calls(&[("call_1", "search", &json!({"query": query}).to_string())], 100, 20),
+        answer(r#"{"ideas":["wax","a key like sk-proj-AbCdEf0123456789xyz"]}"#),
+    ])
+    .await;
+    let mut task = iggy();
+    task.user = format!(
+        "make candles; approve at https://mw.example.com/v1/hitl/approve/run_a/ideate?token=1796677328.{} with \
+         Authorization: Bearer abcdefghijklmnop0123 and {CONFIGURED_SECRET}",
+        "ab".repeat(32)
+    );
+    let (exported, _guard) = export_spans();
+    let llm = llm(&base).with_trace_content(myloware_core::redact::Redactor::new([CONFIGURED_SECRET]));
+
+    llm.run(&task, &Tools::default()).await.unwrap();
+
+    let chats = exported.named(&format!("chat {MODEL}"));
+    assert_eq!(chats.len(), 2, "one span per completion request");
+    assert_eq!(
+        chats[0]["gen_ai.usage.input_tokens"], "100",
+        "fields recorded after the content stay"
+    );
+    let prompt = content(&chats[0], "gen_ai.prompt");
+    let messages = prompt["messages"].as_array().unwrap();
+    assert_eq!(roles(messages), ["system", "user"]);
+    assert_eq!(messages[0]["content"], "You are Iggy.");
+    assert_eq!(
+        messages[1]["content"],
+        "make candles; approve at https://mw.example.com/v1/hitl/approve/run_a/ideate?token=[REDACTED] with \
+         Authorization: Bearer [REDACTED] and [REDACTED]"
+    );
+    let completion = content(&chats[0], "gen_ai.completion");
+    let call = &completion["messages"][0]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "search");
+    assert_eq!(call["arguments"], r#"{"query":"candles [REDACTED]"}"#);
+    // The second request's prompt holds the whole conversation so far.
+    let prompt = content(&chats[1], "gen_ai.prompt");
+    assert_eq!(
+        roles(prompt["messages"].as_array().unwrap()),
+        ["system", "user", "assistant", "tool"]
+    );
+    let completion = content(&chats[1], "gen_ai.completion");
+    assert_eq!(
+        completion["messages"][0]["content"],
+        r#"{"ideas":["wax","a key like [REDACTED]"]}"#
+    );
+    assert_eq!(completion["messages"][0]["role"], "assistant");
+
+    let tools = exported.named("tool search");
+    assert_eq!(tools.len(), 1);
+    assert_eq!(
+        content(&tools[0], "gen_ai.prompt"),
+        json!({"query": "candles [REDACTED]"})
+    );
+    assert_eq!(
+        content(&tools[0], "gen_ai.completion"),
+        json!({"results": ["wax", "wick"], "query": "candles [REDACTED]"})
+    );
+
+    let everything = format!("{:?}", exported.0.lock().unwrap());
+    assert!(
+        !everything.contains(CONFIGURED_SECRET),
+        "a secret was exported: {everything}"
+    );
+    assert!(!everything.contains("abcdefghijklmnop0123") && !everything.contains("sk-proj"));
+}
+
+#[tokio::test]
+async fn without_trace_content_the_spans_carry_no_content() {
+    let (_fake, base) = spawn_fake(vec![
+        tool_calls(&[("call_1", "search", r#"{"query":"candles"}"#)], 100, 20),
+        answer(r#"{"ideas":["wax"]}"#),
+    ])
+    .await;
+    let (exported, _guard) = export_spans();
+
+    llm(&base).run(&iggy(), &Tools::default()).await.unwrap();
+
+    let spans: Vec<_> = exported
+        .named(&format!("chat {MODEL}"))
+        .into_iter()
+        .chain(exported.named("tool search"))
+        .collect();
+    assert_eq!(spans.len(), 3);
+    for span in &spans {
+        assert!(span.contains_key("gen_ai.operation.name"), "{span:?}");
+        assert!(
+            !span
+                .keys()
+                .any(|k| k.starts_with("gen_ai.prompt") || k.starts_with("gen_ai.completion")),
+            "{span:?}"
+        );
+    }
+    assert_eq!(spans[0]["gen_ai.usage.input_tokens"], "100");
+}
+
+#[tokio::test]
+async fn long_content_is_bounded_and_stays_json() {
+    let (_fake, base) = spawn_fake(vec![answer(&"w".repeat(50_000))]).await;
+    let task = AgentTask {
+        user: "u".repeat(100_000),
+        tools: Vec::new(),
+        output: None,
+        ..iggy()
+    };
+    let (exported, _guard) = export_spans();
+    let llm = llm(&base).with_trace_content(myloware_core::redact::Redactor::default());
+
+    llm.run(&task, &Tools::default()).await.unwrap();
+
+    let chat = &exported.named(&format!("chat {MODEL}"))[0];
+    for key in ["gen_ai.prompt", "gen_ai.completion"] {
+        assert!(chat[key].len() <= MAX_CONTENT_BYTES, "{key}: {} bytes", chat[key].len());
+    }
+    let prompt = content(chat, "gen_ai.prompt");
+    let user = prompt["messages"][1]["content"].as_str().unwrap();
+    assert!(user.starts_with("uuu") && user.ends_with("…[truncated]"), "{user}");
+    assert_eq!(
+        prompt["messages"][0]["content"], "You are Iggy.",
+        "short strings are kept"
+    );
 }

@@ -152,6 +152,15 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     carrier.remove("traceparent")
 }
 
+/// Sets `key` on `span` as exported, computing `value` only when `span` is
+/// exported. Unlike a `tracing` field it never shows in the logs: for
+/// content that belongs in traces only (prompts, completions).
+pub fn set_exported_attribute(span: &tracing::Span, key: &'static str, value: impl FnOnce() -> String) {
+    if span.context().span().span_context().is_valid() {
+        span.set_attribute(key, value());
+    }
+}
+
 /// Makes `span` a child of the remote span `traceparent` (from the other
 /// service); an unreadable value is ignored.
 pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
@@ -179,6 +188,7 @@ mod tests {
             langsmith_endpoint: get("LANGSMITH_ENDPOINT"),
             run_series_ttl: std::time::Duration::from_secs(60),
             max_run_series: 10_000,
+            trace_content: false,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::auth::NamedKey;
 use crate::internal::InternalKeys;
 use crate::project::ProjectsSource;
 use crate::providers::ProviderMode;
+use crate::redact::Redactor;
 
 pub mod assets;
 pub mod channels;
@@ -98,6 +99,10 @@ pub struct TelemetryConfig {
     /// HTTP metric series at once; requests of further runs are counted
     /// without their run (`myloware_metrics_labels_dropped_total`).
     pub max_run_series: usize,
+    /// `TRACE_CONTENT` (default: on in development, off elsewhere): LLM and
+    /// tool spans carry the prompts, completions, tool arguments and results,
+    /// redacted ([`Config::redactor`]).
+    pub trace_content: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +230,12 @@ impl Config {
     pub fn hitl_token_lifetime(&self) -> chrono::TimeDelta {
         let hours = self.hitl_token_expiry_hours.clamp(1, MAX_HITL_TOKEN_EXPIRY_HOURS);
         chrono::TimeDelta::hours(hours as i64)
+    }
+
+    /// The redactor of every secret value configured, for content that
+    /// leaves for a trace backend (`TRACE_CONTENT`).
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(secrets::secret_values(self))
     }
 
     /// The database URL with any password replaced by `***`, for logs.

@@ -5,8 +5,8 @@
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::Environment;
 use super::reader::Reader;
+use super::{Config, Environment};
 use crate::auth::NamedKey;
 
 /// The development API key, accepted only in development.
@@ -178,4 +178,59 @@ pub(super) fn redact_url_password(raw: &str) -> String {
         }
         _ => raw.to_string(),
     }
+}
+
+/// Every secret value of `config`: operator, internal and HITL keys (and
+/// their previous ones), the LLM and provider credentials, the chat
+/// channels' tokens, the trace export's credentials, the bucket's keys and
+/// the database password.
+pub(super) fn secret_values(config: &Config) -> Vec<String> {
+    let telemetry = &config.telemetry;
+    let bucket = config.assets.bucket.as_ref();
+    let optional = [
+        config.internal_secret_previous.as_ref(),
+        config.hitl_secret_previous.as_ref(),
+        config.llm.api_key.as_ref(),
+        config.providers.kieai.api_key.as_ref(),
+        config.providers.kieai.signing_secret.as_ref(),
+        config.providers.shotstack.api_key.as_ref(),
+        config.providers.upload_post.api_key.as_ref(),
+        config.chat.telegram_bot_token.as_ref(),
+        config.chat.telegram_webhook_secret.as_ref(),
+        telemetry.langsmith_api_key.as_ref(),
+        bucket.and_then(|b| b.access_key_id.as_ref()),
+        bucket.and_then(|b| b.secret_access_key.as_ref()),
+    ];
+    let mut values: Vec<String> = config
+        .api_keys
+        .iter()
+        .map(|k| &k.key)
+        .chain(std::iter::once(&config.hitl_secret))
+        .chain(optional.into_iter().flatten())
+        .map(|s| s.expose_secret().to_string())
+        .collect();
+    // Unset in development: the services use the development one.
+    values.push(
+        config
+            .internal_secret
+            .as_ref()
+            .map_or(DEV_INTERNAL_SECRET.to_string(), |s| s.expose_secret().to_string()),
+    );
+    // `k=v,k2=v2`: the values are the credentials.
+    if let Some(headers) = &telemetry.otlp_headers {
+        values.extend(
+            headers
+                .expose_secret()
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(_, value)| value.trim().to_string()),
+        );
+    }
+    if let Some(password) = Url::parse(config.database_url.expose_secret())
+        .ok()
+        .and_then(|url| url.password().map(str::to_string))
+    {
+        values.push(password);
+    }
+    values
 }

@@ -275,6 +275,72 @@ fn database_passwords_are_redacted() {
 }
 
 #[test]
+fn trace_content_is_on_in_development_and_off_elsewhere_unless_set() {
+    assert!(config(&[]).unwrap().telemetry.trace_content);
+    assert!(!config(&[("TRACE_CONTENT", "false")]).unwrap().telemetry.trace_content);
+    assert!(!production(&[]).unwrap().telemetry.trace_content);
+    assert!(!deployed("staging", &[]).unwrap().telemetry.trace_content);
+    assert!(
+        production(&[("TRACE_CONTENT", "true")])
+            .unwrap()
+            .telemetry
+            .trace_content
+    );
+    let err = production(&[("TRACE_CONTENT", "sometimes")]).unwrap_err();
+    assert_eq!(vars_named(&err), ["TRACE_CONTENT"]);
+}
+
+#[test]
+fn the_redactor_knows_every_configured_secret() {
+    let config = production(&[
+        ("API_KEYS", "ops:operator:operator-key-0123456789-abcdefghij"),
+        ("HITL_SECRET_PREVIOUS", "previous-hitl-0123456789-abcdefghijklmn"),
+        ("OPENAI_API_KEY", "openai-key-0123456789"),
+        ("KIEAI_API_KEY", "kie-key-0123456789"),
+        ("KIEAI_SIGNING_SECRET", "kie-signing-0123456789"),
+        ("SHOTSTACK_API_KEY", "shotstack-0123456789"),
+        ("UPLOAD_POST_API_KEY", "upload-post-0123456789"),
+        ("TELEGRAM_BOT_TOKEN", "123456:telegram-bot-token"),
+        ("TELEGRAM_WEBHOOK_SECRET", "telegram-webhook-secret"),
+        ("LANGSMITH_API_KEY", "lsv2_pt_langsmith-key"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=otlp-header-credential"),
+        ("ASSET_BUCKET_URL", "s3://renders/prod"),
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key-value"),
+        ("DATABASE_URL", "postgres://mw:db-password-123@db:5432/mw"),
+    ])
+    .unwrap();
+    let redactor = config.redactor();
+    let (api_key, hitl, internal) = ("k".repeat(40), "h".repeat(40), "i".repeat(40));
+    for value in [
+        api_key.as_str(),
+        hitl.as_str(),
+        internal.as_str(),
+        "operator-key-0123456789-abcdefghij",
+        "previous-hitl-0123456789-abcdefghijklmn",
+        "openai-key-0123456789",
+        "kie-key-0123456789",
+        "kie-signing-0123456789",
+        "shotstack-0123456789",
+        "upload-post-0123456789",
+        "123456:telegram-bot-token",
+        "telegram-webhook-secret",
+        "lsv2_pt_langsmith-key",
+        "otlp-header-credential",
+        "AKIAEXAMPLEKEYID",
+        "aws-secret-access-key-value",
+        "db-password-123",
+    ] {
+        let text = format!("the value is {value}.");
+        assert_eq!(
+            redactor.redact(&text),
+            "the value is [REDACTED].",
+            "{value} is not redacted"
+        );
+    }
+}
+
+#[test]
 fn prices_file_overrides_the_defaults_and_refuses_unknown_keys() {
     let dir = std::env::temp_dir().join(format!("mw-prices-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

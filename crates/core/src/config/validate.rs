@@ -121,6 +121,10 @@ impl Config {
             langsmith_endpoint: r.get("LANGSMITH_ENDPOINT"),
             run_series_ttl: std::time::Duration::from_secs(r.parse("METRICS_RUN_SERIES_TTL", 3600u64)),
             max_run_series: r.parse("METRICS_MAX_RUN_SERIES", 10_000usize),
+            // Prompts hold users' words: recorded by default only in development.
+            trace_content: r
+                .bool("TRACE_CONTENT")
+                .unwrap_or(environment == Environment::Development),
         };
         if telemetry.max_run_series > 100_000 {
             r.problem(

@@ -13,9 +13,15 @@
 //! `insufficient_quota`, and on connect errors, waiting 100, 200, 400 ms (or
 //! the server's `Retry-After`); other 4xx and timeouts are not retried.
 //! [`CALL_DEADLINE`] bounds a completion including those retries.
+//!
+//! Each completion request is a `chat <model>` span and each tool call a
+//! `tool <name>` span (GenAI semantic conventions); with `TRACE_CONTENT`
+//! they also carry the prompt and completion, or the tool's arguments and
+//! result, redacted ([`content`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_openai::Client;
@@ -30,12 +36,16 @@ use async_openai::types::chat::{
     CreateChatCompletionResponse, FunctionObject, ResponseFormat, ResponseFormatJsonSchema, ToolChoiceOptions,
 };
 use myloware_core::config::LlmConfig;
+use myloware_core::redact::Redactor;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+mod content;
 mod messages;
 
+pub use content::MAX_CONTENT_BYTES;
+use content::Messages;
 use messages::{assistant_message, check, function_tool, quote, user_message};
 
 /// Timeout of one HTTP attempt.
@@ -53,6 +63,8 @@ pub struct Llm {
     model: String,
     /// The key, only to scrub it from server messages.
     api_key: secrecy::SecretString,
+    /// With `TRACE_CONTENT`: what the spans' content is redacted with.
+    content: Option<Arc<Redactor>>,
 }
 
 impl fmt::Debug for Llm {
@@ -270,7 +282,15 @@ impl Llm {
             client: Client::build(http, openai),
             model: config.model.clone(),
             api_key: key.clone(),
+            content: None,
         })
+    }
+
+    /// Puts the prompts and completions, and the tools' arguments and
+    /// results, on the spans, redacted by `redactor` (`TRACE_CONTENT`).
+    pub fn with_trace_content(mut self, redactor: Redactor) -> Llm {
+        self.content = Some(Arc::new(redactor));
+        self
     }
 
     pub fn model(&self) -> &str {
@@ -419,6 +439,9 @@ impl Llm {
             span.record("run_id", run_id.as_str());
             span.record("langsmith.metadata.run_id", run_id.as_str());
         }
+        if let Some(redactor) = &self.content {
+            content::set(&span, "gen_ai.prompt", redactor, "messages", &Messages { messages });
+        }
         async {
             let sent = tokio::time::timeout(CALL_DEADLINE, self.client.chat().create(request)).await;
             let response = match sent {
@@ -435,6 +458,17 @@ impl Llm {
                 }
                 Ok(Ok(response)) => response,
             };
+            if let Some(redactor) = &self.content {
+                let messages: Vec<_> = response.choices.iter().map(|choice| &choice.message).collect();
+                let messages = Messages { messages: &messages };
+                content::set(
+                    &tracing::Span::current(),
+                    "gen_ai.completion",
+                    redactor,
+                    "messages",
+                    &messages,
+                );
+            }
             if let Some(u) = &response.usage {
                 let span = tracing::Span::current();
                 span.record("gen_ai.usage.input_tokens", u.prompt_tokens);
@@ -503,11 +537,17 @@ impl Llm {
                         span.record("run_id", run_id.as_str());
                         span.record("langsmith.metadata.run_id", run_id.as_str());
                     }
-                    let called = tools.call(&name, arguments.clone()).instrument(span).await;
+                    if let Some(redactor) = &self.content {
+                        content::set(&span, "gen_ai.prompt", redactor, "input", &arguments);
+                    }
+                    let called = tools.call(&name, arguments.clone()).instrument(span.clone()).await;
                     let result = match called {
                         Ok(value) => value,
                         Err(message) => json!({"error": message}),
                     };
+                    if let Some(redactor) = &self.content {
+                        content::set(&span, "gen_ai.completion", redactor, "output", &result);
+                    }
                     (arguments, result, true)
                 }
             }

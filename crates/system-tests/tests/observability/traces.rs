@@ -2,7 +2,8 @@
 //! loopback (protobuf, decoded here): a chat-proposed run is one trace from
 //! `brendan-chat` through `aismr-graph` to every persona step and provider
 //! request, each span carrying `run_id`; LangSmith's variables send its
-//! headers; a dead collector changes nothing for the run.
+//! headers; a dead collector changes nothing for the run; LLM spans carry
+//! the prompt and completion, redacted, unless `TRACE_CONTENT=false`.
 
 use myloware_testkit::JsonAnswer;
 use myloware_testkit::process::{Process, Scratch};
@@ -376,4 +377,40 @@ async fn langsmith_variables_send_its_headers_and_a_dead_collector_changes_nothi
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_spans_carry_the_redacted_prompt_and_completion_unless_switched_off() {
+    let llm = myloware_testkit::fakes::OpenAi::start(|_| myloware_testkit::fakes::say("Candles it is.")).await;
+    let message = format!("hello, my key is {KEY}");
+    for content in [true, false] {
+        let (collector, base) = collector("/v1/traces").await;
+        let mut vars: Vec<(&str, String)> = llm.vars().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", base));
+        if !content {
+            vars.push(("TRACE_CONTENT", "false".into()));
+        }
+        let dev = Dev::start(&format!("content-{content}"), &vars).await;
+        dev.post("/v1/chat/brendan", json!({"user_id": "tracer", "message": message}))
+            .await;
+
+        let spans = spans_until(&collector, "the LLM call", |spans| {
+            spans.iter().any(|s| s.name == "chat fake-model")
+        })
+        .await;
+        let chat = spans.iter().find(|s| s.name == "chat fake-model").unwrap();
+        assert_eq!(chat.attributes["gen_ai.request.model"], "fake-model");
+        if content {
+            // Development records content by default; the API key is a configured secret.
+            let prompt = &chat.attributes["gen_ai.prompt"];
+            assert!(prompt.contains("hello, my key is [REDACTED]"), "{prompt}");
+            let completion: Value = serde_json::from_str(&chat.attributes["gen_ai.completion"]).unwrap();
+            assert_eq!(completion["messages"][0]["content"], "Candles it is.");
+        } else {
+            assert!(!chat.attributes.contains_key("gen_ai.prompt"), "{:?}", chat.attributes);
+            assert!(!chat.attributes.contains_key("gen_ai.completion"));
+        }
+        let exported = format!("{spans:?}");
+        assert!(!exported.contains(KEY), "the API key was exported");
+    }
 }
