@@ -1,5 +1,6 @@
-//! `mw hitl pending|link|approve|reject`: gates awaiting a decision, their
-//! signed links, and deciding with the API key.
+//! `mw hitl pending|link|approve|reject|revise`: gates awaiting a
+//! decision, their signed links, and deciding (or requesting changes) with
+//! the API key.
 
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -42,6 +43,20 @@ pub enum HitlCommand {
         reason: String,
         /// A note kept with the decision (the gate's `note`; default
         /// `cli:$USER`). The approver recorded is the API key (`key:<name>`).
+        #[arg(long)]
+        approver: Option<String>,
+    },
+    /// Request changes at a gate: the persona before it works again with
+    /// the feedback ("redo clip 3, warmer light"), then the gate waits again.
+    Revise {
+        /// The run id (run_…).
+        run_id: String,
+        #[arg(value_parser = ["ideate", "prepublish"])]
+        gate: String,
+        /// What should change (1 to 2000 characters).
+        #[arg(long, required = true)]
+        feedback: String,
+        /// A note kept with the decision (default `cli:$USER`).
         #[arg(long)]
         approver: Option<String>,
     },
@@ -91,6 +106,18 @@ pub async fn run(command: HitlCommand, target: &ApiTarget, json: bool) -> anyhow
                 .map_err(kept)?;
             print_decision(&answer, &run_id, &gate, json)
         }
+        HitlCommand::Revise {
+            run_id,
+            gate,
+            feedback,
+            approver,
+        } => {
+            let approver = approver.unwrap_or_else(crate::chat::default_user);
+            let answer = decide(target, &http, &run_id, &gate, Decision::Revise(&feedback), &approver)
+                .await
+                .map_err(kept)?;
+            print_decision(&answer, &run_id, &gate, json)
+        }
     }
 }
 
@@ -110,7 +137,10 @@ async fn pending(target: &ApiTarget, http: &reqwest::Client, json: bool) -> anyh
         )
     });
     if any {
-        println!("decide: mw hitl approve <run> <gate>, or mw hitl reject <run> <gate> --reason <why>");
+        println!(
+            "decide: mw hitl approve <run> <gate>, mw hitl reject <run> <gate> --reason <why>, \
+             or mw hitl revise <run> <gate> --feedback <what to change>"
+        );
     }
     // Held runs need no decision: they go on when the limit allows.
     if body["held"].as_array().is_some_and(|held| !held.is_empty()) {
@@ -146,6 +176,7 @@ pub async fn link(target: &ApiTarget, http: &reqwest::Client, run_id: &str, gate
 pub enum Decision<'a> {
     Approve,
     Reject(&'a str),
+    Revise(&'a str),
 }
 
 /// Decides a gate with the API key (`POST /v1/hitl/approve|reject/...`).
@@ -160,6 +191,7 @@ pub async fn decide(
     let (action, body) = match decision {
         Decision::Approve => ("approve", json!({"approver": approver})),
         Decision::Reject(reason) => ("reject", json!({"approver": approver, "reason": reason})),
+        Decision::Revise(feedback) => ("revise", json!({"approver": approver, "feedback": feedback})),
     };
     target
         .send_about_run(
@@ -179,6 +211,12 @@ fn print_decision(answer: &Value, run_id: &str, gate: &str, json: bool) -> anyho
         Some("rejected") => println!("rejected: {run_id} {gate}; the run is stopped"),
         Some("already_approved") => println!("{run_id} {gate} was already approved; nothing changed"),
         Some("already_rejected") => println!("{run_id} {gate} was already rejected; nothing changed"),
+        Some("revised") => println!("changes requested: {run_id} {gate}; the gate waits again once they are made"),
+        Some("already_revised") => println!("{run_id} {gate}: changes were already requested; nothing changed"),
+        Some("approval_counted" | "already_counted") => println!(
+            "approval counted: {run_id} {gate} has {} of {} approvals; it waits for the rest",
+            answer["approvals"], answer["approvalsRequired"]
+        ),
         _ => println!("{answer}"),
     }
     Ok(())

@@ -209,6 +209,25 @@ async fn hitl_pending_link_approve_and_reject(db: &Db) {
     let unknown = failed(&mw(&system, &["hitl", "link", "run_000000000000", "ideate"]).await, 1);
     assert!(unknown.contains("no run run_000000000000"), "{unknown}");
 
+    let revised = ok(&mw(
+        &system,
+        &["hitl", "revise", &approved, "prepublish", "--feedback", "redo clip 2"],
+    )
+    .await);
+    assert_eq!(
+        revised.trim(),
+        format!("changes requested: {approved} prepublish; the gate waits again once they are made")
+    );
+    let empty = failed(
+        &mw(&system, &["hitl", "revise", &approved, "prepublish", "--feedback", " "]).await,
+        1,
+    );
+    assert!(empty.contains("feedback"), "{empty}");
+    system
+        .wait_for(&approved, QUICK, "the prepublish gate to wait again", |run| {
+            run["gates"][1]["status"] == "awaiting" && run["gates"][1]["revisions"] == 1
+        })
+        .await;
     let answer = json_of(&mw(&system, &["hitl", "approve", &approved, "prepublish", "--json"]).await);
     assert_eq!(
         (answer["status"].as_str(), answer["gate"].as_str()),

@@ -147,6 +147,27 @@ impl Driver {
             .await;
     }
 
+    /// Types `text` into the element at `css`, as a person would.
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let id = element[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {css}: {element}"))
+            .to_string();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
     /// Runs `script` in the page (WebDriver's own channel, which the page's
     /// CSP does not govern) and returns its value.
     async fn execute(&self, script: &str) -> Value {
@@ -221,6 +242,66 @@ async fn a_person_approves_in_a_real_browser() {
             .iter()
             .any(|a| a.user_agent.as_deref().is_some_and(|ua| ua.contains("Chrome"))),
         "{audit:?}"
+    );
+    system.stop_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_requests_changes_in_a_real_browser() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let system = system::start(&db.db, &[]).await;
+    let run_id = system.aismr_at_ideate("u-browser").await;
+    let link = system
+        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
+        .await;
+    driver.open(link["approvalUrl"].as_str().unwrap()).await;
+    let page = driver.wait_for_text("Request changes").await;
+    assert!(page.contains("3 requests for changes left"), "{page}");
+
+    // The third button needs words: an empty form is not sent.
+    driver.click("button.revise").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(system.run(&run_id).await["gates"][0]["revisions"], 0, "nothing sent");
+    driver
+        .type_into("textarea#feedback", "fewer metals, more fabrics")
+        .await;
+    driver.click("button.revise").await;
+    driver.wait_for_text("Changes requested").await;
+    system
+        .wait_for(&run_id, Duration::from_secs(30), "the gate to wait again", |run| {
+            run["gates"][0]["status"] == "awaiting" && run["gates"][0]["revisions"] == 1
+        })
+        .await;
+
+    // The old page's buttons no longer decide: its preview changed.
+    driver.back().await;
+    driver.wait_for_text("Request changes").await;
+    driver.click("button.approve").await;
+    driver.wait_for_text("preview changed since it was shown").await;
+    assert_eq!(system.run(&run_id).await["status"], "awaiting_ideate");
+
+    // A fresh link shows the new ideas with what was asked.
+    let link = system
+        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
+        .await;
+    driver.open(link["approvalUrl"].as_str().unwrap()).await;
+    let page = driver.wait_for_text("Revision 1").await;
+    assert!(page.contains("fewer metals, more fabrics"), "{page}");
+    assert!(page.contains("2 requests for changes left"), "{page}");
+    driver.click("button.approve").await;
+    driver.wait_for_text("the run continues").await;
+    system
+        .wait_status(&run_id, "awaiting_prepublish", Duration::from_secs(30))
+        .await;
+    let audit = system.api_state.store.list_audit(&run_id).await.unwrap();
+    let revise = audit
+        .iter()
+        .find(|a| a.action == "revise")
+        .expect("the revision is audited");
+    assert!(
+        revise.user_agent.as_deref().is_some_and(|ua| ua.contains("Chrome")),
+        "{revise:?}"
     );
     system.stop_idle().await;
 }

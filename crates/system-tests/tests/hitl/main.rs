@@ -3,5 +3,7 @@
 mod browser;
 mod expiry;
 mod gates;
+mod policy;
 mod proposals;
 mod revisions;
+mod runbook;

@@ -126,6 +126,66 @@ async fn only_approver_chats_decide_gates(db: &Db) {
     system.stop_idle().await;
 }
 
+/// "change: …" from an approver chat sends the gate back to its persona;
+/// from another chat it is refused and audited.
+async fn approver_chats_request_changes(db: &Db) {
+    let telegram = Channel::healthy().await;
+    let allowed = format!("{BOSS},{INTERN}");
+    let approvers = BOSS.to_string();
+    let system = start_telegram(
+        db,
+        &telegram,
+        &[
+            ("TELEGRAM_ALLOWED_CHAT_IDS", &allowed),
+            ("TELEGRAM_APPROVER_CHAT_IDS", &approvers),
+        ],
+    )
+    .await;
+    let boss = format!("telegram:{BOSS}");
+    assert_eq!(send(&system, 1, BOSS, CANDLES).await.1["status"], "accepted");
+    let run_id = runs_of(&system, &boss).await[0]["runId"].as_str().unwrap().to_string();
+    assert_eq!(send(&system, 2, BOSS, "approve").await.1["status"], "accepted");
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+
+    assert_eq!(
+        send(&system, 3, BOSS, "change: fewer metals, more fabrics").await.1["status"],
+        "accepted"
+    );
+    let run = system
+        .wait_for(&run_id, QUICK, "the ideate gate to wait again", |run| {
+            gate(run, "ideate")["status"] == "awaiting" && gate(run, "ideate")["revisions"] == 1
+        })
+        .await;
+    assert_eq!(run["revisions"][0]["by"], boss.as_str());
+    assert_eq!(run["revisions"][0]["feedback"], "fewer metals, more fabrics");
+    let messages = system.api_state.store.chat_messages(&boss, 100).await.unwrap();
+    assert!(
+        messages.iter().any(|m| m.text.contains("sent back for changes")),
+        "Brendan confirms: {messages:#?}"
+    );
+
+    // Another allowed chat may talk, not decide: nothing sent back.
+    let intern = format!("telegram:{INTERN}");
+    assert_eq!(send(&system, 4, INTERN, CANDLES).await.1["status"], "accepted");
+    let theirs = runs_of(&system, &intern).await[0]["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        send(&system, 5, INTERN, "change: other ideas").await.1["status"],
+        "accepted"
+    );
+    let audit = system.api_state.store.list_audit(&theirs).await.unwrap();
+    let refused: Vec<_> = audit.iter().filter(|a| a.action == "revise").collect();
+    assert_eq!(refused.len(), 1, "{audit:?}");
+    assert!(
+        !refused[0].accepted && refused[0].outcome.contains("TELEGRAM_APPROVER_CHAT_IDS"),
+        "{refused:?}"
+    );
+    assert_eq!(system.run(&theirs).await["status"], "pending_workflow");
+    system.stop_idle().await;
+}
+
 async fn a_chat_sending_too_fast_is_rate_limited(db: &Db) {
     let telegram = Channel::healthy().await;
     let system = start_telegram(
@@ -160,6 +220,7 @@ async fn a_chat_sending_too_fast_is_rate_limited(db: &Db) {
 conformance_tests!(
     a_strangers_updates_are_ignored_with_nothing_run_stored_or_replied,
     only_approver_chats_decide_gates,
+    approver_chats_request_changes,
     a_chat_sending_too_fast_is_rate_limited,
 );
 
