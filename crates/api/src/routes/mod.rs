@@ -8,7 +8,6 @@ use axum::middleware::from_fn_with_state;
 use myloware_core::auth::Permission;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
 use crate::middleware;
 use crate::state::ApiState;
 
@@ -40,37 +39,6 @@ pub(crate) fn whole_number(number: &serde_json::Number) -> Option<i64> {
             .filter(|f| f.fract() == 0.0 && (-LIMIT..LIMIT).contains(f))
             .map(|f| f as i64)
     })
-}
-
-/// A list's page: `limit` (1 to 100, default 20; read as text so that a
-/// value that is not a number gets the same 422 as one out of range) and
-/// `cursor` (a `nextCursor` of an earlier page: the exclusive `seq` bound).
-pub(crate) fn page(limit: Option<&str>, cursor: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
-    let limit = match limit {
-        None => 20,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid(&["query", "limit"], "must be a whole number between 1 and 100"))?,
-    };
-    let before = cursor
-        .map(|c| c.parse::<i64>().ok().filter(|n| *n > 0))
-        .map(|c| c.ok_or_else(|| ApiError::invalid(&["query", "cursor"], "not a cursor returned by this API")))
-        .transpose()?;
-    Ok((limit, before))
-}
-
-/// Of `limit + 1` rows read for a page of `limit`: cuts the extra one and
-/// answers the next page's cursor (the last row's `seq`), or `None` on the
-/// last page.
-pub(crate) fn next_cursor<T>(rows: &mut Vec<T>, limit: u32, seq: impl Fn(&T) -> i64) -> Option<String> {
-    if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| seq(row).to_string())
-    } else {
-        None
-    }
 }
 
 /// The routes of every module, with the document that describes them.

@@ -192,8 +192,9 @@ pub async fn list_schedules(
         .map(|s| s.parse::<ScheduleStatus>())
         .transpose()
         .map_err(|err| ApiError::invalid(&["query", "status"], err))?;
-    let (limit, before) = super::page(params.limit.as_deref(), params.cursor.as_deref())?;
-    let mut schedules = state
+    let limit = super::paging::limit(params.limit.as_deref(), 20, 100)?;
+    let before = super::paging::cursor(params.cursor.as_deref())?;
+    let schedules = state
         .store
         .list_schedules(&ScheduleQuery {
             project: params.project,
@@ -202,7 +203,7 @@ pub async fn list_schedules(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = super::next_cursor(&mut schedules, limit, |schedule| schedule.seq);
+    let (schedules, next_cursor) = super::paging::page(schedules, limit, |schedule| schedule.seq);
     Ok(Json(ScheduleList {
         schedules: schedules.into_iter().map(ScheduleView::from).collect(),
         next_cursor,
