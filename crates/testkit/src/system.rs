@@ -136,6 +136,18 @@ impl System {
         crate::status_and_json(response).await
     }
 
+    /// A fresh link of `gate` of `run_id` (`GET /v1/hitl/link`, operator key).
+    pub async fn link(&self, run_id: &str, gate: &str) -> Value {
+        self.get(&format!("{}/v1/hitl/link/{run_id}/{gate}", self.api)).await
+    }
+
+    /// Opens `url` as a browser does (no key, `Accept: text/html`): the
+    /// status and the page.
+    pub async fn page(&self, url: &str) -> (u16, String) {
+        let response = self.http.get(url).header("accept", "text/html").send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     /// Approves `gate` of `run_id` with the operator key; it must be 200.
     pub async fn approve(&self, run_id: &str, gate: &str) {
         let (status, body) = self

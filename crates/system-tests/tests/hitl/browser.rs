@@ -131,7 +131,8 @@ impl Driver {
             .to_string()
     }
 
-    async fn click(&self, css: &str) {
+    /// The WebDriver id of the element at `css`.
+    async fn find(&self, css: &str) -> String {
         let element = self
             .call(
                 reqwest::Method::POST,
@@ -139,27 +140,21 @@ impl Driver {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        let id = element[ELEMENT]
+        element[ELEMENT]
             .as_str()
             .unwrap_or_else(|| panic!("no {css}: {element}"))
-            .to_string();
+            .to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
             .await;
     }
 
     /// Types `text` into the element at `css`, as a person would.
     async fn type_into(&self, css: &str, text: &str) {
-        let element = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        let id = element[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {css}: {element}"))
-            .to_string();
+        let id = self.find(css).await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{id}/value"),
@@ -252,9 +247,7 @@ async fn a_person_requests_changes_in_a_real_browser() {
     let db = myloware_testkit::TestDb::sqlite().await;
     let system = system::start(&db.db, &[]).await;
     let run_id = system.aismr_at_ideate("u-browser").await;
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
-        .await;
+    let link = system.link(&run_id, "ideate").await;
     driver.open(link["approvalUrl"].as_str().unwrap()).await;
     let page = driver.wait_for_text("Request changes").await;
     assert!(page.contains("3 requests for changes left"), "{page}");
@@ -282,9 +275,7 @@ async fn a_person_requests_changes_in_a_real_browser() {
     assert_eq!(system.run(&run_id).await["status"], "awaiting_ideate");
 
     // A fresh link shows the new ideas with what was asked.
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
-        .await;
+    let link = system.link(&run_id, "ideate").await;
     driver.open(link["approvalUrl"].as_str().unwrap()).await;
     let page = driver.wait_for_text("Revision 1").await;
     assert!(page.contains("fewer metals, more fabrics"), "{page}");

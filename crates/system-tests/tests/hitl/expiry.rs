@@ -34,9 +34,7 @@ async fn a_gate_nobody_decides_is_reminded_then_expires_with_its_run(db: &Db) {
         .start_run(json!({"project": "aismr", "input": {"object": "candles"}, "options": {"user_id": "u-late"}}))
         .await;
     system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
-        .await;
+    let link = system.link(&run_id, "ideate").await;
 
     let run = system.wait_status(&run_id, "expired", QUICK).await;
     assert_eq!(gate(&run, "ideate")["status"], "expired", "{}", run["gates"]);
@@ -79,15 +77,9 @@ async fn a_gate_nobody_decides_is_reminded_then_expires_with_its_run(db: &Db) {
     assert_eq!(system.run(&run_id).await["status"], "expired");
 
     // The link's page says the gate expired; deciding is refused.
-    let page = system
-        .http
-        .get(link["approvalUrl"].as_str().unwrap())
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 409);
-    assert!(page.text().await.unwrap().contains("This approval expired"));
+    let (status, page) = system.page(link["approvalUrl"].as_str().unwrap()).await;
+    assert_eq!(status, 409);
+    assert!(page.contains("This approval expired"));
     let (status, _) = system
         .post(&format!("{}/v1/hitl/approve/{run_id}/ideate", system.api), json!({}))
         .await;

@@ -66,19 +66,8 @@ async fn gates_take_the_approvals_and_approvers_their_project_names(db: &Db) {
 
     // Prepublish: a link names no one; carl is not an approver; the owner
     // may not approve; each refusal is 403 and recorded.
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/prepublish", system.api))
-        .await;
-    let page = system
-        .http
-        .get(link["approvalUrl"].as_str().unwrap())
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let link = system.link(&run_id, "prepublish").await;
+    let (_, page) = system.page(link["approvalUrl"].as_str().unwrap()).await;
     assert!(
         page.contains("0 of 2 approvals; 2 more approvals from role:approver, key:dana"),
         "{page}"

@@ -13,9 +13,7 @@ const QUICK: Duration = Duration::from_secs(30);
 
 /// POSTs the page's third form (the link's token and the feedback), like a browser.
 async fn revise_by_link(system: &System, run_id: &str, gate: &str, feedback: &str) -> (u16, Value) {
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/{gate}", system.api))
-        .await;
+    let link = system.link(run_id, gate).await;
     let response = system
         .http
         .post(link["reviseUrl"].as_str().unwrap())
@@ -176,17 +174,8 @@ async fn requests_for_changes_are_bounded_and_checked(db: &Db) {
     assert_eq!(status, 409, "{answer}");
     assert!(answer["detail"].as_str().unwrap().contains("maxRevisions"), "{answer}");
     // The page offers no third form once none is left.
-    let link = system
-        .get(&format!("{}/v1/hitl/link/{run_id}/ideate", system.api))
-        .await;
-    let page = system
-        .http
-        .get(link["approvalUrl"].as_str().unwrap())
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    let html = page.text().await.unwrap();
+    let link = system.link(&run_id, "ideate").await;
+    let (_, html) = system.page(link["approvalUrl"].as_str().unwrap()).await;
     assert!(
         html.contains("Revision 1") && !html.contains("/v1/hitl/revise/"),
         "{html}"

@@ -70,17 +70,7 @@ async fn a_strangers_updates_are_ignored_with_nothing_run_stored_or_replied(db: 
 
 async fn only_approver_chats_decide_gates(db: &Db) {
     let telegram = Channel::healthy().await;
-    let allowed = format!("{BOSS},{INTERN}");
-    let approvers = BOSS.to_string();
-    let system = start_telegram(
-        db,
-        &telegram,
-        &[
-            ("TELEGRAM_ALLOWED_CHAT_IDS", &allowed),
-            ("TELEGRAM_APPROVER_CHAT_IDS", &approvers),
-        ],
-    )
-    .await;
+    let system = boss_and_intern(db, &telegram).await;
 
     // The intern may chat: the proposal is made, but "approve" decides nothing.
     let intern = format!("telegram:{INTERN}");
@@ -130,17 +120,7 @@ async fn only_approver_chats_decide_gates(db: &Db) {
 /// from another chat it is refused and audited.
 async fn approver_chats_request_changes(db: &Db) {
     let telegram = Channel::healthy().await;
-    let allowed = format!("{BOSS},{INTERN}");
-    let approvers = BOSS.to_string();
-    let system = start_telegram(
-        db,
-        &telegram,
-        &[
-            ("TELEGRAM_ALLOWED_CHAT_IDS", &allowed),
-            ("TELEGRAM_APPROVER_CHAT_IDS", &approvers),
-        ],
-    )
-    .await;
+    let system = boss_and_intern(db, &telegram).await;
     let boss = format!("telegram:{BOSS}");
     assert_eq!(send(&system, 1, BOSS, CANDLES).await.1["status"], "accepted");
     let run_id = runs_of(&system, &boss).await[0]["runId"].as_str().unwrap().to_string();
@@ -250,6 +230,21 @@ fn a_bot_without_allowed_chats_is_warned_about() {
 }
 
 // Helpers.
+
+/// Telegram with two allowed chats, the boss's the only approver chat.
+async fn boss_and_intern(db: &Db, telegram: &Channel) -> System {
+    let allowed = format!("{BOSS},{INTERN}");
+    let approvers = BOSS.to_string();
+    start_telegram(
+        db,
+        telegram,
+        &[
+            ("TELEGRAM_ALLOWED_CHAT_IDS", &allowed),
+            ("TELEGRAM_APPROVER_CHAT_IDS", &approvers),
+        ],
+    )
+    .await
+}
 
 async fn start_telegram(db: &Db, telegram: &Channel, extra: &[(&str, &str)]) -> System {
     let mut vars = vec![
