@@ -1,7 +1,8 @@
 //! Applying the orchestrator's events to runs: each event once (by
 //! `eventId`, and by `seq`: a seq at or below the run's last is a
 //! duplicate), in `seq` order per run (a gap is refused so the outbox
-//! retries it later), in one transaction with its artifacts and costs.
+//! retries it later), in one transaction with its artifacts and costs
+//! (a run's events of one delivery together, in one transaction).
 //! Terminal runs never move: late events are recorded but change neither
 //! status nor result.
 
@@ -18,37 +19,63 @@ use crate::notify;
 use crate::state::ApiState;
 use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunUpdate};
 
-/// Applies one event; retries when another writer applied one concurrently.
-pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiError> {
+/// Applies a run's events of one delivery (in `seq` order) in one
+/// transaction; retries when another writer applied some concurrently.
+/// Each event's outcome, in order: applied, a duplicate, out of order (it
+/// and every later one: the outbox sends them again), or for an unknown run.
+pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventOutcome>, ApiError> {
+    let Some(first) = events.first() else {
+        return Ok(Vec::new());
+    };
     for _ in 0..5 {
-        let Some(run) = state.store.get_run(&event.run_id).await? else {
-            tracing::warn!(runId = %event.run_id, eventId = %event.event_id, "event for an unknown run dropped");
-            return Ok(EventOutcome::UnknownRun);
+        let Some(run) = state.store.get_run(&first.run_id).await? else {
+            tracing::warn!(runId = %first.run_id, events = events.len(), "events for an unknown run dropped");
+            return Ok(vec![EventOutcome::UnknownRun; events.len()]);
         };
-        if event.seq <= run.last_event_seq {
-            return Ok(EventOutcome::Duplicate);
+        // The run as each event finds it, the one before applied.
+        let mut now = run.clone();
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut applied: Vec<(AppliedEvent, RunUpdate, RunStatus)> = Vec::new();
+        for event in events {
+            if event.seq <= now.last_event_seq {
+                outcomes.push(EventOutcome::Duplicate);
+                continue;
+            }
+            if event.seq > now.last_event_seq + 1 || outcomes.contains(&EventOutcome::OutOfOrder) {
+                outcomes.push(EventOutcome::OutOfOrder);
+                continue;
+            }
+            let update = update_of(state, &now, event);
+            let before = now.status;
+            if let Some(status) = update.status {
+                now.status = status;
+            }
+            if let Some(result) = &update.result {
+                now.result = result.clone();
+            }
+            if let Some(persona) = &update.current_persona {
+                now.current_persona = persona.clone();
+            }
+            now.last_event_seq = event.seq;
+            let event = AppliedEvent {
+                event_id: event.event_id.clone(),
+                run_id: event.run_id.clone(),
+                seq: event.seq,
+                kind: event.kind.as_str().to_string(),
+                data: event.data.clone(),
+                at: event.at,
+            };
+            applied.push((event, update, before));
+            outcomes.push(EventOutcome::Applied);
         }
-        if event.seq > run.last_event_seq + 1 {
-            return Ok(EventOutcome::OutOfOrder);
+        if applied.is_empty() {
+            return Ok(outcomes);
         }
-        let mut update = effect(&run, event);
-        if event.kind == EventKind::GateReached && !run.status.is_terminal() {
-            open_gate(state, &run, event, &mut update);
+        let writes: Vec<(AppliedEvent, RunUpdate)> = applied.iter().map(|(e, u, _)| (e.clone(), u.clone())).collect();
+        if !state.store.apply_events(run.last_event_seq, &writes).await? {
+            continue;
         }
-        if !run.status.is_terminal()
-            && let Some(text) = notice_text(&run, event, &update)
-        {
-            update.messages.push(notify::notice(&state.config, &run, text, None));
-        }
-        let applied = AppliedEvent {
-            event_id: event.event_id.clone(),
-            run_id: event.run_id.clone(),
-            seq: event.seq,
-            kind: event.kind.as_str().to_string(),
-            data: event.data.clone(),
-            at: event.at,
-        };
-        if state.store.apply_event(&applied, run.last_event_seq, &update).await? {
+        for (event, update, before) in &applied {
             if update.messages.iter().any(|m| !m.pushes.is_empty()) {
                 state.pushes.notify_one();
             }
@@ -57,12 +84,27 @@ pub async fn apply(state: &ApiState, event: &Event) -> Result<EventOutcome, ApiE
             }
             if let Some(status) = update.status {
                 state.metrics.run_ended(&run.id, &run.project, status);
-                tracing::info!(runId = %run.id, from = %run.status, to = %status, event = event.kind.as_str(), "run status changed");
+                tracing::info!(runId = %run.id, from = %before, to = %status, event = %event.kind, "run status changed");
             }
-            return Ok(EventOutcome::Applied);
         }
+        return Ok(outcomes);
     }
-    Err(ApiError::Conflict("the run is changing; send the event again".into()))
+    Err(ApiError::Conflict("the run is changing; send the events again".into()))
+}
+
+/// What `event` changes, the run as it finds it: [`effect`], the gate it
+/// opens and what the run's people hear of it.
+fn update_of(state: &ApiState, run: &Run, event: &Event) -> RunUpdate {
+    let mut update = effect(run, event);
+    if event.kind == EventKind::GateReached && !run.status.is_terminal() {
+        open_gate(state, run, event, &mut update);
+    }
+    if !run.status.is_terminal()
+        && let Some(text) = notice_text(run, event, &update)
+    {
+        update.messages.push(notify::notice(&state.config, run, text, None));
+    }
+    update
 }
 
 /// A `gate.reached` opens the gate and puts the approval link in the

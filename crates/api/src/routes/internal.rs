@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use myloware_core::wire::{EventBatch, EventOutcome, EventResult, EventResults};
+use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResult, EventResults};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -28,22 +28,29 @@ pub async fn receive_events(
     State(state): State<ApiState>,
     ValidJson(batch): ValidJson<EventBatch>,
 ) -> Result<Json<EventResults>, ApiError> {
-    let mut results = Vec::with_capacity(batch.events.len());
-    let mut blocked_runs: Vec<&str> = Vec::new();
-    for event in &batch.events {
-        // After an out-of-order event, later events of that run wait too.
-        let status = if blocked_runs.contains(&event.run_id.as_str()) {
-            EventOutcome::OutOfOrder
-        } else {
-            events::apply(&state, event).await?
-        };
-        if status == EventOutcome::OutOfOrder {
-            blocked_runs.push(&event.run_id);
+    // Each run's events in their order, applied together; runs apart.
+    let mut runs: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (at, event) in batch.events.iter().enumerate() {
+        match runs.iter_mut().find(|(run_id, _)| *run_id == event.run_id) {
+            Some((_, positions)) => positions.push(at),
+            None => runs.push((&event.run_id, vec![at])),
         }
-        results.push(EventResult {
+    }
+    let mut outcomes = vec![EventOutcome::OutOfOrder; batch.events.len()];
+    for (_, positions) in &runs {
+        let events: Vec<&Event> = positions.iter().map(|at| &batch.events[*at]).collect();
+        for (at, outcome) in positions.iter().zip(events::apply_run(&state, &events).await?) {
+            outcomes[*at] = outcome;
+        }
+    }
+    let results = batch
+        .events
+        .iter()
+        .zip(outcomes)
+        .map(|(event, status)| EventResult {
             event_id: event.event_id.clone(),
             status,
-        });
-    }
+        })
+        .collect();
     Ok(Json(EventResults { results }))
 }

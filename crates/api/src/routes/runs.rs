@@ -223,6 +223,7 @@ pub async fn list_runs(
             before,
             user_id: params.user_id,
             limit: limit + 1,
+            ..RunQuery::default()
         })
         .await?;
     let (runs, next_cursor) = paging::page(runs, limit, |run| run.seq);

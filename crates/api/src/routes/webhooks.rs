@@ -274,10 +274,8 @@ pub async fn upload_post(
         .store
         .list_runs(&RunQuery {
             status: Some(RunStatus::Publishing),
-            project: None,
-            before: None,
-            user_id: None,
             limit: MAX_RUNS_WOKEN,
+            ..RunQuery::default()
         })
         .await?;
     let mut woken = 0;

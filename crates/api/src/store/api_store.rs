@@ -19,6 +19,7 @@ use super::gates::{Decided, Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::schedules::{Fired, Firing, FiringClaim, FiringStart, NewSchedule, Schedule, ScheduleQuery};
+use super::sessions::ConsoleSession;
 use super::webhooks::WebhookDelivery;
 
 #[async_trait]
@@ -82,10 +83,17 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
 
-    /// Applies one event if the run's last applied seq is still
-    /// `expected_last_seq`: records the event, writes `update`, advances the
-    /// seq. `false` when another writer got there first.
-    async fn apply_event(&self, event: &AppliedEvent, expected_last_seq: i64, update: &RunUpdate) -> StoreResult<bool>;
+    /// Applies consecutive events of one run (seqs `expected_last_seq + 1`
+    /// onwards, each with what it changes) in one transaction, if the run's
+    /// last applied seq is still `expected_last_seq`; `false` (nothing
+    /// written) when another writer got there first.
+    async fn apply_events(&self, expected_last_seq: i64, events: &[(AppliedEvent, RunUpdate)]) -> StoreResult<bool>;
+
+    /// [`ApiStore::apply_events`] of one event.
+    async fn apply_event(&self, event: &AppliedEvent, expected_last_seq: i64, update: &RunUpdate) -> StoreResult<bool> {
+        self.apply_events(expected_last_seq, &[(event.clone(), update.clone())])
+            .await
+    }
 
     async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>>;
 
@@ -234,6 +242,21 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_firings(&self, schedule_id: &str, limit: u32) -> StoreResult<Vec<Firing>>;
 
     /// The counts behind the gauges of `/metrics`.
+    /// Records a console sign-in.
+    async fn create_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+
+    /// The sign-in whose id hashes to `id_hash`, if any (expired or not).
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>>;
+
+    async fn touch_session(&self, id_hash: &str, at: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Signs out (nothing when there is no such session).
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    /// Deletes the sessions idle since before `seen_before` or created
+    /// before `created_before`; how many.
+    async fn prune_sessions(&self, seen_before: DateTime<Utc>, created_before: DateTime<Utc>) -> StoreResult<u64>;
+
     async fn gauges(&self) -> StoreResult<ApiGauges>;
 
     async fn ping(&self) -> StoreResult<()>;

@@ -44,16 +44,15 @@ pub struct AppliedEvent {
 macro_rules! event_methods {
     ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
         $next! { $($args)* $($methods)*
-            async fn apply_event(
-                &self,
-                event: &AppliedEvent,
-                expected_last_seq: i64,
-                update: &RunUpdate,
-            ) -> StoreResult<bool> {
-                let (persona_set, persona) = match &update.current_persona {
-                    Some(persona) => (true, persona.clone()),
-                    None => (false, None),
+            async fn apply_events(&self, expected_last_seq: i64, events: &[(AppliedEvent, RunUpdate)]) -> StoreResult<bool> {
+                let Some((last, _)) = events.last() else {
+                    return Ok(true);
                 };
+                // The run as the last event leaves it: each field as the last
+                // update that sets it.
+                let status = events.iter().rev().find_map(|(_, u)| u.status);
+                let result = events.iter().rev().find_map(|(_, u)| u.result.as_ref());
+                let persona = events.iter().rev().find_map(|(_, u)| u.current_persona.as_ref());
                 let advance = sqlx::query(
                     "UPDATE runs SET last_event_seq = $3, updated_at = $4, \
                        status = COALESCE($5, status), \
@@ -61,41 +60,43 @@ macro_rules! event_methods {
                        current_persona = CASE WHEN $7 THEN $8 ELSE current_persona END \
                      WHERE id = $1 AND last_event_seq = $2",
                 )
-                .bind(&event.run_id)
+                .bind(&last.run_id)
                 .bind(expected_last_seq)
-                .bind(event.seq)
+                .bind(last.seq)
                 .bind(now())
-                .bind(update.status.map(|s| s.as_str()))
-                .bind(update.result.as_ref().map(Json))
-                .bind(persona_set)
-                .bind(persona);
+                .bind(status.map(|s| s.as_str()))
+                .bind(result.map(Json))
+                .bind(persona.is_some())
+                .bind(persona.cloned().flatten());
                 let Some(mut tx) = guarded(self.begin().await?, advance).await? else {
                     return Ok(false);
                 };
-                sqlx::query(
-                    "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&event.event_id)
-                .bind(&event.run_id)
-                .bind(event.seq)
-                .bind(&event.kind)
-                .bind(Json(&event.data))
-                .bind(event.at)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
-                for artifact in &update.artifacts {
-                    insert_artifact!(artifact, &mut *tx);
-                }
-                if let Some(gate) = &update.gate {
-                    insert_gate!(gate, &mut *tx);
-                }
-                for message in &update.messages {
-                    insert_chat!(message, tx);
-                }
-                if let Some(cost) = &update.cost {
-                    insert_run_cost!(cost, &mut *tx);
+                for (event, update) in events {
+                    sqlx::query(
+                        "INSERT INTO run_events (event_id, run_id, seq, kind, data, at, applied_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&event.event_id)
+                    .bind(&event.run_id)
+                    .bind(event.seq)
+                    .bind(&event.kind)
+                    .bind(Json(&event.data))
+                    .bind(event.at)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                    for artifact in &update.artifacts {
+                        insert_artifact!(artifact, &mut *tx);
+                    }
+                    if let Some(gate) = &update.gate {
+                        insert_gate!(gate, &mut *tx);
+                    }
+                    for message in &update.messages {
+                        insert_chat!(message, tx);
+                    }
+                    if let Some(cost) = &update.cost {
+                        insert_run_cost!(cost, &mut *tx);
+                    }
                 }
                 tx.commit().await?;
                 Ok(true)

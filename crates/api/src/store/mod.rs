@@ -6,7 +6,7 @@
 //! orchestrator), [`events`] (from it) and the [`costs`] they carry,
 //! [`gates`], the [`audit`] of operator actions,
 //! [`webhooks`], [`dead_letters`], [`chat`], [`schedules`] and their
-//! firings, and [`retention`] with the gauges.
+//! firings, the console's [`sessions`], and [`retention`] with the gauges.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub mod gates;
 pub mod retention;
 pub mod runs;
 pub mod schedules;
+pub mod sessions;
 mod sql;
 pub mod webhooks;
 
@@ -44,6 +45,7 @@ pub use runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 pub use schedules::{
     Fired, Firing, FiringClaim, FiringOutcome, FiringStart, NewSchedule, Schedule, ScheduleQuery, ScheduleStatus,
 };
+pub use sessions::ConsoleSession;
 pub use sql::{PgApiStore, SqliteApiStore};
 pub use webhooks::{SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt};
 

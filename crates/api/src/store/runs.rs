@@ -77,7 +77,24 @@ pub struct RunQuery {
     pub project: Option<String>,
     pub before: Option<i64>,
     pub user_id: Option<String>,
+    /// Words the run's input contains (case-insensitive).
+    pub search: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_to: Option<DateTime<Utc>>,
     pub limit: u32,
+}
+
+/// `%words%`, lowercased; `%`, `_` and `\` are dropped from `words` (LIKE
+/// would read them as wildcards or an escape).
+pub(super) fn like_pattern(words: &str) -> String {
+    let plain: String = words
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '%' | '_' | '\\'))
+        .collect();
+    format!("%{}%", plain.trim())
 }
 
 /// A run with its gates and artifacts, as `GET /v1/runs/{id}` shows it.
@@ -325,13 +342,19 @@ macro_rules! run_methods {
                     "SELECT {RUN_COLUMNS} FROM runs \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR project = $2) \
                        AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR user_id = $5) \
-                     ORDER BY seq DESC LIMIT $4"
+                       AND ($6 IS NULL OR LOWER({input}) LIKE $6) \
+                       AND ($7 IS NULL OR created_at >= $7) AND ($8 IS NULL OR created_at < $8) \
+                     ORDER BY seq DESC LIMIT $4",
+                    input = Self::INPUT_TEXT
                 )))
                 .bind(query.status.map(|s| s.as_str()))
                 .bind(&query.project)
                 .bind(query.before)
                 .bind(i64::from(query.limit))
                 .bind(&query.user_id)
+                .bind(query.search.as_deref().map(like_pattern))
+                .bind(query.created_from)
+                .bind(query.created_to)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(runs)

@@ -30,6 +30,7 @@ use super::gates::*;
 use super::retention::*;
 use super::runs::*;
 use super::schedules::*;
+use super::sessions::*;
 use super::webhooks::*;
 
 /// The `ApiStore` impl of `$store`, with every aggregate's methods.
@@ -45,7 +46,7 @@ macro_rules! api_store {
 /// A backend's store: its pool, how it begins a transaction, how it reads
 /// a run with its gates and artifacts; and its `ApiStore` impl.
 macro_rules! sql_api_store {
-    ($store:ident, $db:ty, $begin:expr, $runs_lock:expr, $run_view:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $runs_lock:expr, $run_view:expr, $input_text:expr) => {
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
@@ -53,6 +54,8 @@ macro_rules! sql_api_store {
 
         impl $store {
             const RUN_VIEW: &str = $run_view;
+            /// A run's input as text, for searching it.
+            const INPUT_TEXT: &str = $input_text;
             /// Taken before counting active runs (`MAX_ACTIVE_RUNS`).
             const RUNS_LOCK: Option<&str> = $runs_lock;
 
@@ -66,7 +69,9 @@ macro_rules! sql_api_store {
         }
 
         run_methods!(artifact_methods!(command_methods!(event_methods!(gate_methods!(audit_methods!(webhook_methods!(
-            dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(schedule_methods!(api_store!($store;))))))
+            dead_letter_methods!(chat_methods!(retention_methods!(cost_methods!(schedule_methods!(session_methods!(
+                api_store!($store;)
+            ))))))
         )))))));
     };
 }
@@ -76,7 +81,8 @@ sql_api_store!(
     sqlx::Sqlite,
     myloware_db::SQLITE_BEGIN,
     None,
-    SQLITE_RUN_VIEW
+    SQLITE_RUN_VIEW,
+    "json_extract(payload, '$.input')"
 );
 sql_api_store!(
     PgApiStore,
@@ -85,5 +91,6 @@ sql_api_store!(
     // A transaction-scoped lock of its own ("runs" in ASCII): released at
     // commit or rollback.
     Some("SELECT pg_advisory_xact_lock(1920298611)"),
-    POSTGRES_RUN_VIEW
+    POSTGRES_RUN_VIEW,
+    "(payload->>'input')"
 );
