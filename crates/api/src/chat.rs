@@ -122,11 +122,6 @@ fn is_token_like(word: &str) -> bool {
     hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The user id of a Telegram chat.
-pub fn telegram_user(chat_id: &str) -> String {
-    format!("telegram:{chat_id}")
-}
-
 fn message(user_id: &str, role: &str, text: String) -> ChatMessage {
     ChatMessage {
         user_id: user_id.to_string(),

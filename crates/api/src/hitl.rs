@@ -151,7 +151,7 @@ impl Credential {
                 Credential::ApiKey(key) | Credential::ChatKey(key) => {
                     owner == key.name || owner.strip_prefix("key:") == Some(key.name.as_str())
                 }
-                Credential::Telegram(chat_id) => owner == crate::chat::telegram_user(chat_id),
+                Credential::Telegram(chat_id) => owner == crate::notify::telegram_user(chat_id),
                 _ => false,
             }
     }

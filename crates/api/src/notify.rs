@@ -105,3 +105,8 @@ pub fn pushes(config: &Config, user_id: &str) -> Vec<Push> {
     }
     pushes
 }
+
+/// The user id of a Telegram chat (its transcript, a run's owner).
+pub fn telegram_user(chat_id: &str) -> String {
+    format!("telegram:{chat_id}")
+}

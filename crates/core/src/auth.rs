@@ -187,6 +187,12 @@ impl ApiKeys {
         found
     }
 
+    /// The principal of the key named `name` (a console session names its
+    /// key; a key removed from the configuration ends its sessions).
+    pub fn named(&self, name: &str) -> Option<&Principal> {
+        self.keys.iter().map(|(_, p)| p).find(|p| p.name == name)
+    }
+
     pub fn is_valid(&self, candidate: &str) -> bool {
         self.principal(candidate).is_some()
     }

@@ -194,14 +194,14 @@ pub async fn telegram(
     };
     if state
         .limiter
-        .check(LimitedRoute::Chat, &chat::telegram_user(&chat_id))
+        .check(LimitedRoute::Chat, &crate::notify::telegram_user(&chat_id))
         .is_err()
     {
         tracing::warn!(%chat_id, "telegram turn rate-limited");
         return Ok(Json(json!({"status": "rate_limited"})));
     }
     let text: String = text.chars().take(chat::MAX_MESSAGE_CHARS).collect();
-    let user_id = chat::telegram_user(&chat_id);
+    let user_id = crate::notify::telegram_user(&chat_id);
     let origin = Origin::Telegram { chat_id };
     let answer = chat::turn(&state, &user_id, &text, &origin).await;
     state.metrics.chat_turn(answer.is_ok());

@@ -105,6 +105,20 @@ pub struct TelemetryConfig {
     pub trace_content: bool,
 }
 
+/// The operators' console (`/console` on the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// A session unused this long signs out (`CONSOLE_IDLE_MINUTES`, 30).
+    pub idle: chrono::TimeDelta,
+    /// A session ends this long after its sign-in, used or not
+    /// (`CONSOLE_SESSION_HOURS`, 12).
+    pub lifetime: chrono::TimeDelta,
+    /// The tracing UI's page of a trace, `{traceId}` replaced
+    /// (`TRACE_UI_URL`, e.g. a Grafana Tempo or Jaeger URL); unset: the
+    /// console shows the trace id as text.
+    pub trace_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -158,6 +172,7 @@ pub struct Config {
     /// How often the API looks for due schedules (`SCHEDULE_TICK_MS`, 50
     /// to 60,000; default 1,000).
     pub schedule_tick: std::time::Duration,
+    pub console: ConsoleConfig,
 }
 
 /// The orchestrator's engine.

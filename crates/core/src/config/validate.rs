@@ -168,6 +168,7 @@ impl Config {
         if !(0.0..=1.0).contains(&engine.mock_failure_rate) {
             r.problem("MOCK_KIEAI_FAILURE_RATE", "must be between 0 and 1");
         }
+        let console = console_config(&mut r);
         let schedule_tick_ms = r.parse("SCHEDULE_TICK_MS", 1000u64);
         if !(50..=60_000).contains(&schedule_tick_ms) {
             r.problem("SCHEDULE_TICK_MS", "must be between 50 and 60000 milliseconds");
@@ -212,7 +213,35 @@ impl Config {
             budget,
             assets,
             schedule_tick: std::time::Duration::from_millis(schedule_tick_ms),
+            console,
         })
+    }
+}
+
+/// `CONSOLE_IDLE_MINUTES` (1 to 1440), `CONSOLE_SESSION_HOURS` (1 to 720)
+/// and `TRACE_UI_URL` (an http(s) URL with `{traceId}`).
+fn console_config<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> ConsoleConfig {
+    let idle = r.parse("CONSOLE_IDLE_MINUTES", 30i64);
+    if !(1..=1440).contains(&idle) {
+        r.problem("CONSOLE_IDLE_MINUTES", "must be between 1 and 1440 minutes");
+    }
+    let lifetime = r.parse("CONSOLE_SESSION_HOURS", 12i64);
+    if !(1..=720).contains(&lifetime) {
+        r.problem("CONSOLE_SESSION_HOURS", "must be between 1 and 720 hours");
+    }
+    let trace_url = r.get("TRACE_UI_URL");
+    if let Some(url) = &trace_url
+        && (!url.contains("{traceId}") || !(url.starts_with("https://") || url.starts_with("http://")))
+    {
+        r.problem(
+            "TRACE_UI_URL",
+            "must be an http(s) URL with {traceId} where the trace id goes",
+        );
+    }
+    ConsoleConfig {
+        idle: chrono::TimeDelta::minutes(idle),
+        lifetime: chrono::TimeDelta::hours(lifetime),
+        trace_url,
     }
 }
 
