@@ -338,6 +338,21 @@ pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiE
     result
 }
 
+/// The longest feedback a revision takes, in characters.
+pub const MAX_FEEDBACK_CHARS: usize = 2000;
+
+/// A revision says what to change, in at most [`MAX_FEEDBACK_CHARS`].
+pub fn check_feedback(feedback: Option<&str>) -> Result<(), ApiError> {
+    match feedback {
+        None | Some("") => Err(ApiError::invalid(&["body", "feedback"], "say what to change")),
+        Some(text) if text.chars().count() > MAX_FEEDBACK_CHARS => Err(ApiError::invalid(
+            &["body", "feedback"],
+            format!("at most {MAX_FEEDBACK_CHARS} characters"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The policy of `gate` in the run's project, as the catalog says now (a
 /// policy changed while a gate waits applies to its next decision).
 pub fn policy(state: &ApiState, project: &str, gate: Gate) -> GatePolicy {
@@ -650,7 +665,7 @@ pub async fn revisions(
     if asked.is_empty() {
         return Ok(Vec::new());
     }
-    let spent = state.store.run_spend_times(run_id).await?;
+    let spent = state.store.run_costs(run_id).await?;
     Ok(asked
         .into_iter()
         .map(|(artifact, data)| {
@@ -662,8 +677,8 @@ pub async fn revisions(
                 .map_or_else(Utc::now, |a| a.created_at);
             let micros: i64 = spent
                 .iter()
-                .filter(|(at, _)| *at >= artifact.created_at && *at <= until)
-                .map(|(_, usd_micros)| usd_micros)
+                .filter(|cost| cost.at >= artifact.created_at && cost.at <= until)
+                .map(|cost| cost.usd_micros)
                 .sum();
             RevisionView {
                 gate: gate.unwrap_or(Gate::Prepublish),

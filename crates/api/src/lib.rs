@@ -17,6 +17,7 @@ pub mod audit;
 pub mod budget;
 pub mod chat;
 pub mod commands;
+pub mod console;
 pub mod costs;
 pub mod dlq;
 pub mod error;
@@ -45,7 +46,9 @@ pub fn router(state: ApiState) -> Router {
     let (routes, openapi) = routes::all(&state).split_for_parts();
     let openapi = routes::openapi::finish(openapi, &state);
     let limit = state.config.max_body_bytes;
-    let routes = routes.route("/openapi.json", routes::openapi::route(&state, openapi));
+    let routes = routes
+        .route("/openapi.json", routes::openapi::route(&state, openapi))
+        .merge(console::router(&state));
     let metrics = state.metrics.http.clone();
     let limits = state.config.http;
     myloware_http::stack::layered(routes, state, metrics, limits, limit)

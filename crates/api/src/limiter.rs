@@ -28,10 +28,12 @@ pub enum LimitedRoute {
     AssetFetch,
     /// Creating, pausing, resuming and deleting schedules, per client.
     Schedule,
+    /// Console sign-ins, per address (each tries a key).
+    ConsoleSignIn,
 }
 
 impl LimitedRoute {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then

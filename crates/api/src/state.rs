@@ -39,6 +39,8 @@ pub struct ApiState {
     pub http: reqwest::Client,
     /// The rendered videos (`GET /v1/assets/…`, the approval page's player).
     pub assets: Arc<myloware_assets::AssetStore>,
+    /// The console's live-status streams open at once (bounded).
+    pub console_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -63,6 +65,7 @@ impl ApiState {
             internal: Arc::new(config.internal_keys()),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             chat_locks: Arc::default(),
+            console_streams: Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_STREAMS)),
             delivery_locks: Arc::default(),
             pushes: Arc::default(),
             http: reqwest::Client::builder()

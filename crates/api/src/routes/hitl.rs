@@ -68,9 +68,6 @@ pub struct DecisionBody {
     round: Option<u32>,
 }
 
-/// The longest feedback a revision takes, in characters.
-const MAX_FEEDBACK_CHARS: usize = 2000;
-
 fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -212,7 +209,7 @@ async fn decide(state: &ApiState, request: DecisionRequest, verdict: Verdict) ->
         return error_answer(html, ApiError::Forbidden("cross-site request refused".into()));
     }
     if verdict == Verdict::Revise
-        && let Err(err) = check_feedback(feedback.as_deref())
+        && let Err(err) = hitl::check_feedback(feedback.as_deref())
     {
         hitl::audit(state, &attempt, action, Err(audit::refusal(&err))).await;
         return error_answer(html, err);
@@ -264,18 +261,6 @@ impl FromRequest<ApiState> for DecisionRequest {
             headers,
             body,
         })
-    }
-}
-
-/// A revision says what to change, in at most [`MAX_FEEDBACK_CHARS`].
-fn check_feedback(feedback: Option<&str>) -> Result<(), ApiError> {
-    match feedback {
-        None | Some("") => Err(ApiError::invalid(&["body", "feedback"], "say what to change")),
-        Some(text) if text.chars().count() > MAX_FEEDBACK_CHARS => Err(ApiError::invalid(
-            &["body", "feedback"],
-            format!("at most {MAX_FEEDBACK_CHARS} characters"),
-        )),
-        Some(_) => Ok(()),
     }
 }
 

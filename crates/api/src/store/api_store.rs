@@ -12,7 +12,7 @@ use super::audit::{AuditEntry, AuditQuery, AuditRecord};
 use super::chat::{ChatDelivery, ChatMessage, PushOutcome};
 use super::commands::{Command, DeliveryAttempt, NewCommand};
 use super::common::StoreResult;
-use super::costs::DaySpend;
+use super::costs::{DaySpend, RunCostRow};
 use super::dead_letters::{DeadLetter, DeadLetterKind};
 use super::events::{AppliedEvent, RunUpdate};
 use super::gates::{Decided, Decision, GateExpiry, GateRecord};
@@ -200,8 +200,8 @@ pub trait ApiStore: Send + Sync + 'static {
 
     /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
     /// `project` or of every project, in micro-dollars.
-    /// When each of a run's costs was incurred, and how much (micro-dollars).
-    async fn run_spend_times(&self, run_id: &str) -> StoreResult<Vec<(DateTime<Utc>, i64)>>;
+    /// A run's costs, oldest first.
+    async fn run_costs(&self, run_id: &str) -> StoreResult<Vec<RunCostRow>>;
 
     async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64>;
 

@@ -24,6 +24,8 @@ text_enum! {
         Replay = "replay",
         /// A proposal's project, input or options changed before approval.
         EditProposal = "edit_proposal",
+        /// A console sign-in with an API key.
+        SignIn = "sign_in",
     }
 }
 

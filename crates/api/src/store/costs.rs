@@ -27,6 +27,17 @@ impl AppliedCost {
     }
 }
 
+/// One of a run's paid calls (or LLM requests), as its cost was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunCostRow {
+    pub at: DateTime<Utc>,
+    pub provider: String,
+    pub operation: String,
+    pub usd_micros: i64,
+    /// The call's journal key (none for an LLM request).
+    pub journal_key: Option<String>,
+}
+
 /// What one provider cost on one day, for one project, in one mode.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DaySpend {
@@ -80,12 +91,14 @@ macro_rules! cost_methods {
                 Ok(days)
             }
 
-            async fn run_spend_times(&self, run_id: &str) -> StoreResult<Vec<(DateTime<Utc>, i64)>> {
-                let spent: Vec<(DateTime<Utc>, i64)> =
-                    sqlx::query_as("SELECT at, usd_micros FROM run_costs WHERE run_id = $1 ORDER BY at")
-                        .bind(run_id)
-                        .fetch_all(&self.pool)
-                        .await?;
+            async fn run_costs(&self, run_id: &str) -> StoreResult<Vec<RunCostRow>> {
+                let spent: Vec<RunCostRow> = sqlx::query_as(
+                    "SELECT at, provider, operation, usd_micros, journal_key FROM run_costs WHERE run_id = $1 \
+                     ORDER BY at, event_id",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(spent)
             }
 

@@ -36,7 +36,7 @@ pub use audit::{AuditAction, AuditEntry, AuditQuery, AuditRecord};
 pub use chat::{Channel, ChatDelivery, ChatMessage, Push, PushOutcome, PushStatus};
 pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
-pub use costs::{AppliedCost, DaySpend};
+pub use costs::{AppliedCost, DaySpend, RunCostRow};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use events::{AppliedEvent, RunUpdate};
 pub use gates::{Approval, Decided, Decision, GateExpiry, GateRecord, GateStatus, NewGate};

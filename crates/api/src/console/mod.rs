@@ -1,0 +1,104 @@
+//! The operators' console, `/console` on the API: server-rendered pages
+//! (askama templates, every value HTML-escaped), one stylesheet and one
+//! small script served from the binary, no build step. Signed in with an
+//! API key turned into a server-side session ([`session`]); what a page
+//! offers follows the key's role, and every POST is checked again
+//! (role and CSRF token). Every response carries a strict CSP with
+//! `frame-ancestors 'none'`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::map_response_with_state;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use myloware_core::config::Environment;
+
+use crate::state::ApiState;
+
+mod pages;
+mod session;
+mod views;
+
+pub use session::Session;
+
+/// Live-status streams open at once, all sessions together.
+pub const MAX_STREAMS: usize = 64;
+
+const CSS: &str = include_str!("../../static/console.css");
+const JS: &str = include_str!("../../static/console.js");
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   media-src 'self' https:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'";
+/// Development plays the mock provider's `http` videos too.
+const CSP_DEVELOPMENT: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                               media-src 'self' https: http:; connect-src 'self'; form-action 'self'; \
+                               frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .route("/console", get(pages::runs))
+        .route("/console/login", get(session::login_page).post(session::login))
+        .route("/console/logout", post(session::logout))
+        .route("/console/events", get(pages::events))
+        .route("/console/runs/{run_id}", get(pages::run))
+        .route("/console/runs/{run_id}/cancel", post(pages::cancel))
+        .route("/console/runs/{run_id}/retry", post(pages::retry))
+        .route("/console/runs/{run_id}/gates/{gate}/{verdict}", post(pages::decide))
+        .route("/console/inbox", get(pages::inbox))
+        .route(
+            "/console/static/console.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/console/static/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+        .layer(map_response_with_state(state.config.environment, headers))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template; writing into a `String` fails only if a value's
+/// `Display` does, which none of these do.
+fn render(template: &impl Template) -> Html<String> {
+    Html(template.render().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "a console page did not render");
+        "<!doctype html><title>Error</title><p>This page could not be shown.</p>".to_string()
+    }))
+}
+
+/// The console's security headers, on every response.
+async fn headers(State(environment): State<Environment>, mut response: Response) -> Response {
+    let csp = if environment == Environment::Development {
+        CSP_DEVELOPMENT
+    } else {
+        CSP
+    };
+    let set: [(HeaderName, &'static str); 4] = [
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in set {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    // Pages are personal: never cached (the two static files are).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
