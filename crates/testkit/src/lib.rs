@@ -14,6 +14,7 @@
 //! - [`free_port`] and [`wait_until`].
 
 pub mod cluster;
+pub mod console;
 pub mod db;
 pub mod fakes;
 pub mod process;

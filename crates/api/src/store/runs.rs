@@ -86,15 +86,18 @@ pub struct RunQuery {
     pub limit: u32,
 }
 
-/// `%words%`, lowercased; `%`, `_` and `\` are dropped from `words` (LIKE
-/// would read them as wildcards or an escape).
+/// `%words%`, lowercased, with LIKE's `%`, `_` and the escape `\` in
+/// `words` escaped (matched as themselves: `ESCAPE '\'`).
 pub(super) fn like_pattern(words: &str) -> String {
-    let plain: String = words
-        .to_lowercase()
-        .chars()
-        .filter(|c| !matches!(c, '%' | '_' | '\\'))
-        .collect();
-    format!("%{}%", plain.trim())
+    let mut pattern = String::from("%");
+    for c in words.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// A run with its gates and artifacts, as `GET /v1/runs/{id}` shows it.
@@ -342,7 +345,7 @@ macro_rules! run_methods {
                     "SELECT {RUN_COLUMNS} FROM runs \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR project = $2) \
                        AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR user_id = $5) \
-                       AND ($6 IS NULL OR LOWER({input}) LIKE $6) \
+                       AND ($6 IS NULL OR LOWER({input}) LIKE $6 ESCAPE '\\') \
                        AND ($7 IS NULL OR created_at >= $7) AND ($8 IS NULL OR created_at < $8) \
                      ORDER BY seq DESC LIMIT $4",
                     input = Self::INPUT_TEXT

@@ -1,6 +1,7 @@
 //! Gates and approvals: the decisions through the API, and the approval page in a real browser.
 
 mod browser;
+mod console;
 mod expiry;
 mod gates;
 mod policy;
