@@ -692,10 +692,13 @@ pub async fn revisions(
         .collect())
 }
 
-/// Who is still expected at an awaiting gate: "1 more approval", and who
-/// may give it when the policy names approvers. `None` once decided.
+/// Who is still expected at an awaiting gate whose policy asks for more
+/// than anyone's one approval: "1 of 2 approvals; 1 more approval from
+/// role:approver". `None` once decided, or when one approval by anyone
+/// who may decide does.
 pub fn waiting_for(record: &GateRecord, policy: &GatePolicy) -> Option<String> {
-    if record.status != GateStatus::Awaiting {
+    let plain = policy.approvals_required <= 1 && policy.approvers.is_empty();
+    if record.status != GateStatus::Awaiting || plain {
         return None;
     }
     let missing = policy

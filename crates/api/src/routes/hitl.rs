@@ -383,9 +383,8 @@ pub async fn open_link(
             let allow_http = state.config.environment == Environment::Development;
             let preview = super::assets::with_fresh_render_url(&state, preview).await;
             let policy = hitl::policy(&state, &run.project, gate);
-            let several = policy.approvals_required > 1 || !policy.approvers.is_empty();
             let standing = page::Standing {
-                approvals: several.then(|| hitl::waiting_for(&record, &policy)).flatten(),
+                approvals: hitl::waiting_for(&record, &policy),
                 revisions_left: policy.max_revisions.saturating_sub(record.revisions),
                 round: record.revisions,
             };

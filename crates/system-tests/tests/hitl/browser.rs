@@ -163,6 +163,28 @@ impl Driver {
         .await;
     }
 
+    /// Saves a PNG of the page to `target/console-screenshots/{name}.png`
+    /// (docs/console.md shows them).
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        let dir = myloware_testkit::repo().join("target").join("console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Waits until `script` (an expression) is true in the page.
+    async fn wait_until_true(&self, script: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.execute(&format!("return Boolean({script});")).await != json!(true) {
+            assert!(Instant::now() < deadline, "never: {what}\n{}", self.source().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs `script` in the page (WebDriver's own channel, which the page's
     /// CSP does not govern) and returns its value.
     async fn execute(&self, script: &str) -> Value {
@@ -294,6 +316,115 @@ async fn a_person_requests_changes_in_a_real_browser() {
         revise.user_agent.as_deref().is_some_and(|ua| ua.contains("Chrome")),
         "{revise:?}"
     );
+    system.stop_idle().await;
+}
+
+/// The console as an operator uses it: sign in, the runs list whose
+/// statuses change without a reload, changes requested and an approval
+/// from the inbox, a form without its CSRF token refused, a viewer offered
+/// no buttons, hostile input inert, sign out. Screenshots for the docs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let Some(driver) = Driver::start().await else { return };
+    let db = myloware_testkit::TestDb::sqlite().await;
+    let keys = ("API_KEYS", "view:viewer:view-key-0123456789abcdef");
+    let system = system::start(&db.db, &[keys]).await;
+    let hostile = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": format!("{SCRIPT} {BREAKOUT}")}}))
+        .await;
+    system.wait_status(&hostile, "published", Duration::from_secs(30)).await;
+    let run_id = system.aismr_at_ideate("u-console").await;
+
+    let sign_in = |key: &'static str| {
+        let driver = &driver;
+        let api = system.api.clone();
+        async move {
+            driver.open(&format!("{api}/console/login")).await;
+            driver.wait_for_text("API key").await;
+            driver.type_into("#api_key", key).await;
+            driver.click("form[action='/console/login'] button").await;
+            driver.wait_for_text("Sign out").await;
+        }
+    };
+    sign_in(system::API_KEY).await;
+    driver.screenshot("runs").await;
+    assert_eq!(
+        driver.execute("return window.__xss === undefined;").await,
+        json!(true),
+        "hostile input inert"
+    );
+    let cell = format!("document.querySelector('[data-run=\"{run_id}\"]').textContent");
+    assert_eq!(
+        driver.execute(&format!("return {cell};")).await,
+        json!("awaiting_ideate")
+    );
+    // Approved elsewhere: the list shows the run moving on, no reload.
+    system.approve(&run_id, "ideate").await;
+    driver
+        .wait_until_true(&format!("{cell} !== 'awaiting_ideate'"), "the status changes live")
+        .await;
+    system
+        .wait_status(&run_id, "awaiting_prepublish", Duration::from_secs(30))
+        .await;
+
+    // The inbox: ask for changes, then approve the new cut, in place.
+    driver.open(&format!("{}/console/inbox", system.api)).await;
+    driver.wait_for_text("What should change?").await;
+    driver.screenshot("inbox").await;
+    driver
+        .type_into("textarea[name='feedback']", "redo clip 2, warmer light")
+        .await;
+    driver.click("form[action$='/revise'] button").await;
+    driver.wait_for_text("Approvals").await;
+    system
+        .wait_for(&run_id, Duration::from_secs(30), "the cut to wait again", |run| {
+            system::gate(run, "prepublish")["revisions"] == 1 && system::gate(run, "prepublish")["status"] == "awaiting"
+        })
+        .await;
+    driver.open(&format!("{}/console/inbox", system.api)).await;
+    driver.wait_for_text("revision 1").await;
+    driver.click("form[action$='/approve'] button").await;
+    system.wait_status(&run_id, "published", Duration::from_secs(30)).await;
+    driver.open(&format!("{}/console/runs/{run_id}", system.api)).await;
+    driver.wait_for_text("Provider calls").await;
+    driver.screenshot("run").await;
+
+    // A form stripped of its token is refused.
+    driver
+        .execute("document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.remove(); }); return 1;")
+        .await;
+    driver.click("form.signout button").await;
+    driver.wait_for_text("CSRF").await;
+    driver.back().await;
+    driver.wait_for_text("Provider calls").await;
+    driver.open(&format!("{}/console", system.api)).await;
+    driver.wait_for_text("Runs").await;
+    driver.click("form.signout button").await;
+    driver.wait_for_text("API key").await;
+    driver.open(&format!("{}/console", system.api)).await;
+    driver.wait_for_text("API key").await;
+
+    // A viewer reads, and is offered nothing to press.
+    let other = system.aismr_at_ideate("u-viewer").await;
+    sign_in("view-key-0123456789abcdef").await;
+    driver.open(&format!("{}/console/inbox", system.api)).await;
+    driver.wait_for_text(&other).await;
+    assert_eq!(
+        driver
+            .execute("return document.querySelectorAll('main form').length;")
+            .await,
+        json!(0),
+        "no forms for a viewer"
+    );
+    driver.open(&format!("{}/console/runs/{other}", system.api)).await;
+    driver.wait_for_text(&other).await;
+    assert_eq!(
+        driver
+            .execute("return document.querySelectorAll('main form').length;")
+            .await,
+        json!(0)
+    );
+    system.cancel(&other, json!({})).await;
     system.stop_idle().await;
 }
 
