@@ -347,6 +347,24 @@ async fn run_page(state: &ApiState, session: &Session, run_id: &str) -> Result<R
             key: c.journal_key.unwrap_or_default(),
         })
         .collect();
+    let incidents = details
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            let data: Value = serde_json::from_str(a.data.get()).ok()?;
+            let failed_call = data["status"] == "failed";
+            let noted = matches!(
+                a.kind.as_str(),
+                "run.failed" | "run.retried" | "run.rejected" | "budget.held" | "budget.released" | "gate.expired"
+            );
+            (failed_call || noted).then(|| Step {
+                at: when(a.created_at),
+                after: String::new(),
+                kind: a.kind.clone(),
+                what: short(&data),
+            })
+        })
+        .collect();
     let mut previous = None;
     let timeline = events
         .iter()
@@ -386,6 +404,7 @@ async fn run_page(state: &ApiState, session: &Session, run_id: &str) -> Result<R
         clips,
         publish_urls,
         calls,
+        incidents,
         timeline,
     })
 }

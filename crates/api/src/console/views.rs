@@ -147,6 +147,8 @@ pub struct RunPage {
     pub clips: Vec<ClipRow>,
     pub publish_urls: Vec<String>,
     pub calls: Vec<CallRow>,
+    /// Failed attempts, retries, holds: what went wrong and what was tried.
+    pub incidents: Vec<Step>,
     pub timeline: Vec<Step>,
 }
 

@@ -356,7 +356,43 @@ async fn statuses_stream_until_the_runs_end(db: &Db) {
     system.stop_idle().await;
 }
 
+async fn a_failed_run_shows_why_and_retries_from_the_console(db: &Db) {
+    let system = system(db, &[("MOCK_KIEAI_FAILURE_RATE", "1")]).await;
+    let failing = system
+        .start_run(json!({"project": "test_video_gen", "input": {"prompt": "fails"}}))
+        .await;
+    system.wait_status(&failing, "failed", QUICK).await;
+    let ops = Console::sign_in(&system.api, "ops-key-0123456789abcdef").await.unwrap();
+    let page = ops.get(&format!("/console/runs/{failing}")).await;
+    for what in [
+        "Failures, retries and holds",
+        "kieai.clip",
+        "Failed:",
+        "Retry from the failed step",
+    ] {
+        assert!(page.body.contains(what), "{what}: {}", page.body);
+    }
+    assert!(
+        !page.body.contains("Cancel the run"),
+        "an ended run cannot be cancelled"
+    );
+    let retried = ops.post(&format!("/console/runs/{failing}/retry"), &[]).await;
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    system.wait_status(&failing, "failed", QUICK).await;
+    let page = ops.get(&format!("/console/runs/{failing}")).await;
+    assert!(page.body.contains("run.retried"), "{}", page.body);
+    let audit = system.api_state.store.list_audit(&failing).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "retry" && a.actor == "key:ops" && a.accepted),
+        "{audit:?}"
+    );
+    system.stop_idle().await;
+}
+
 conformance_tests!(
+    a_failed_run_shows_why_and_retries_from_the_console,
     signing_in_and_out,
     sessions_expire_and_end_with_their_key,
     every_post_needs_the_token_and_the_role,
