@@ -72,7 +72,11 @@ pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventO
             return Ok(outcomes);
         }
         let writes: Vec<(AppliedEvent, RunUpdate)> = applied.iter().map(|(e, u, _)| (e.clone(), u.clone())).collect();
-        if !state.store.apply_events(run.last_event_seq, &writes).await? {
+        if !state
+            .store
+            .apply_events(run.last_event_seq, run.status, &writes)
+            .await?
+        {
             continue;
         }
         for (event, update, before) in &applied {

@@ -109,8 +109,21 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// A link token, by the fingerprint of its normal form (the token's
+    /// hex is read without regard to case or surrounding space, so each
+    /// spelling is the same credential).
     pub fn token(token: &str) -> Credential {
-        Credential::Token(ApiKeys::fingerprint(token))
+        Credential::Token(ApiKeys::fingerprint(&token.trim().to_ascii_lowercase()))
+    }
+
+    /// Who an approval counts as, for a gate needing several: the
+    /// credential, except that every link token together is one approver
+    /// (`link`): a link names no one, and anyone holding one can mint more.
+    pub fn counted_as(&self) -> String {
+        match self {
+            Credential::Token(_) => "link".into(),
+            other => other.describe(),
+        }
     }
 
     /// `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>` or `none`.
@@ -387,13 +400,18 @@ fn check_policy(
             policy.approvers.join(", ")
         )));
     }
-    if attempt.verdict == Verdict::Approve
-        && !policy.self_approval
-        && attempt.credential.owns(run, attempt.chat_user.as_deref())
-    {
-        return Err(ApiError::Forbidden(format!(
-            "the run's owner may not approve its {gate} gate (selfApproval = false); ask another approver"
-        )));
+    if attempt.verdict == Verdict::Approve && !policy.self_approval {
+        if matches!(attempt.credential, Credential::Token(_)) {
+            return Err(ApiError::Forbidden(format!(
+                "the {gate} gate may not be approved by its run's owner (selfApproval = false), and a link names \
+                 no one: approve with your API key or in chat"
+            )));
+        }
+        if attempt.credential.owns(run, attempt.chat_user.as_deref()) {
+            return Err(ApiError::Forbidden(format!(
+                "the run's owner may not approve its {gate} gate (selfApproval = false); ask another approver"
+            )));
+        }
     }
     if attempt.verdict == Verdict::Revise {
         if gate == Gate::Workflow {
@@ -414,6 +432,9 @@ fn check_policy(
 }
 
 async fn decide_unaudited(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiError> {
+    if attempt.verdict == Verdict::Revise {
+        check_feedback(attempt.reason.as_deref().map(str::trim))?;
+    }
     let (run, gate) = run_and_gate(state, &attempt.run_id, &attempt.gate).await?;
     for _ in 0..5 {
         let record = state.store.get_gate(&run.id, gate).await?;
@@ -529,6 +550,8 @@ fn decision(
         gate,
         verdict: attempt.verdict,
         required,
+        round: record.revisions,
+        counted_as: attempt.credential.counted_as(),
         approver: Some(attempt.credential.describe()),
         note: attempt.note.clone(),
         reason: attempt.reason.clone(),

@@ -260,6 +260,8 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
             gate: Gate::Workflow,
             verdict: GateDecision::Approve,
             required: 1,
+            round: 0,
+            counted_as: "key:ops".into(),
             approver: Some("key:ops".into()),
             note: Some("ops@example.com".into()),
             reason: Some("looks good".into()),
@@ -297,7 +299,12 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
         data: json!({"gate": "ideate"}),
         at: now(),
     };
-    assert!(store.apply_event(&applied, 0, &update).await.unwrap());
+    assert!(
+        store
+            .apply_event(&applied, 0, RunStatus::Pending, &update)
+            .await
+            .unwrap()
+    );
 
     let details = store.get_run_details(&run.id).await.unwrap().unwrap();
     assert_details_match(store.as_ref(), &details).await;
@@ -472,8 +479,9 @@ fn event(run_id: &str, seq: i64, kind: &str) -> AppliedEvent {
 /// Whether event `seq` (of `kind`) of `run_id` applies with `update` when
 /// the run's last applied seq is expected to be `expected`.
 async fn applies(store: &dyn ApiStore, run_id: &str, seq: i64, kind: &str, expected: i64, update: &RunUpdate) -> bool {
+    let status = store.get_run(run_id).await.unwrap().unwrap().status;
     store
-        .apply_event(&event(run_id, seq, kind), expected, update)
+        .apply_event(&event(run_id, seq, kind), expected, status, update)
         .await
         .unwrap()
 }
@@ -748,7 +756,7 @@ async fn retention_prunes_only_old_rows_no_unfinished_run_needs(db: &Db) {
 }
 
 /// A decision on a run waiting at its ideate gate.
-fn at_ideate(run_id: &str, verdict: GateDecision, by: &str, required: u32) -> Decision {
+fn at_ideate(run_id: &str, verdict: GateDecision, by: &str, required: u32, round: u32) -> Decision {
     let to = match verdict {
         GateDecision::Approve => RunStatus::Running,
         GateDecision::Reject => RunStatus::Rejected,
@@ -759,6 +767,8 @@ fn at_ideate(run_id: &str, verdict: GateDecision, by: &str, required: u32) -> De
         gate: Gate::Ideate,
         verdict,
         required,
+        round,
+        counted_as: by.into(),
         approver: Some(by.into()),
         note: None,
         reason: (verdict == GateDecision::Revise).then(|| "other ideas".into()),
@@ -781,14 +791,14 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         preview: json!({"ideas": ["a"]}),
     });
     let run = store.insert_run(&new).await.unwrap();
-    let decide = |verdict, by: &'static str| {
+    let decide = |verdict, by: &'static str, round| {
         let store = store.clone();
-        let decision = at_ideate(&run.id, verdict, by, 2);
+        let decision = at_ideate(&run.id, verdict, by, 2, round);
         async move { store.decide(&decision).await.unwrap() }
     };
-    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::Counted(1));
+    assert_eq!(decide(GateDecision::Approve, "key:ann", 0).await, Decided::Counted(1));
     assert_eq!(
-        decide(GateDecision::Approve, "key:ann").await,
+        decide(GateDecision::Approve, "key:ann", 0).await,
         Decided::AlreadyCounted(1)
     );
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
@@ -801,7 +811,7 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         "nothing sent yet"
     );
 
-    assert_eq!(decide(GateDecision::Revise, "key:bob").await, Decided::Decided);
+    assert_eq!(decide(GateDecision::Revise, "key:bob", 0).await, Decided::Decided);
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!((gate.status, gate.revisions), (GateStatus::Revised, 1));
     assert!(gate.approvals.is_empty(), "the next preview gathers its own approvals");
@@ -809,7 +819,7 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         store.get_run(&run.id).await.unwrap().unwrap().status,
         RunStatus::Running
     );
-    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::NotAwaiting);
+    assert_eq!(decide(GateDecision::Approve, "key:ann", 0).await, Decided::NotAwaiting);
 
     // The orchestrator reaches the gate again.
     let reached = |seq: i64, preview: Value| {
@@ -833,7 +843,12 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         (applied, update)
     };
     let (applied, update) = reached(1, json!({"ideas": ["b"], "revision": {"round": 1}}));
-    assert!(store.apply_event(&applied, 0, &update).await.unwrap());
+    assert!(
+        store
+            .apply_event(&applied, 0, RunStatus::Running, &update)
+            .await
+            .unwrap()
+    );
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!(
         (gate.status, gate.revisions, gate.decision.clone()),
@@ -848,8 +863,13 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         "the one-statement view reads the same"
     );
 
-    assert_eq!(decide(GateDecision::Approve, "key:bob").await, Decided::Counted(1));
-    assert_eq!(decide(GateDecision::Approve, "key:ann").await, Decided::Decided);
+    assert_eq!(
+        decide(GateDecision::Approve, "key:bob", 0).await,
+        Decided::NotAwaiting,
+        "an approval of the first wait's preview"
+    );
+    assert_eq!(decide(GateDecision::Approve, "key:bob", 1).await, Decided::Counted(1));
+    assert_eq!(decide(GateDecision::Approve, "key:ann", 1).await, Decided::Decided);
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!(gate.status, GateStatus::Approved);
     assert_eq!(
@@ -857,7 +877,12 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         ["key:bob", "key:ann"]
     );
     let (applied, update) = reached(2, json!({"ideas": ["c"]}));
-    assert!(store.apply_event(&applied, 1, &update).await.unwrap());
+    assert!(
+        store
+            .apply_event(&applied, 1, RunStatus::AwaitingIdeate, &update)
+            .await
+            .unwrap()
+    );
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!(
         (gate.status, gate.preview["ideas"].clone()),

@@ -564,11 +564,6 @@ pub async fn decide(
         return failed(ApiError::not_found("decision"));
     };
     let feedback = form.feedback.map(|f| f.trim().to_string());
-    if verdict == Verdict::Revise
-        && let Err(err) = hitl::check_feedback(feedback.as_deref())
-    {
-        return failed(err);
-    }
     let Asker(client) = asker;
     let attempt = Attempt {
         run_id: run_id.clone(),

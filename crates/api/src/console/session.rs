@@ -223,6 +223,10 @@ pub async fn login(
         user_agent,
         detail: None,
     };
+    // First, and not audited: a flood of sign-ins writes nothing.
+    if let Err(err) = state.limiter.check(LimitedRoute::ConsoleSignIn, &client) {
+        return err.into_response();
+    }
     let expected = cookie(&headers, LOGIN_COOKIE);
     if !matches!((expected, form.csrf.as_deref()), (Some(a), Some(b)) if same(a, b)) {
         entry.outcome = "refused: no valid CSRF token".into();
@@ -231,11 +235,6 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             "The sign-in form is stale or was not sent by the console. Open it again.",
         );
-    }
-    if let Err(err) = state.limiter.check(LimitedRoute::ConsoleSignIn, &client) {
-        entry.outcome = "refused: rate_limited".into();
-        audit::record(&state, &entry).await;
-        return err.into_response();
     }
     let Some(principal) = state.api_keys.principal(form.api_key.trim()).cloned() else {
         entry.outcome = "refused: not a valid API key".into();

@@ -65,6 +65,7 @@ pub struct DecisionBody {
     feedback: Option<String>,
     /// The gate's `revisions` when its preview was shown (the page sends
     /// it): a decision about an earlier preview is refused (409).
+    #[schema(nullable = false, minimum = 0)]
     round: Option<u32>,
 }
 
@@ -207,12 +208,6 @@ async fn decide(state: &ApiState, request: DecisionRequest, verdict: Verdict) ->
     if matches!(attempt.credential, Credential::Token(_)) && cross_site(headers) {
         hitl::audit(state, &attempt, action, Err("cross_site_refused".into())).await;
         return error_answer(html, ApiError::Forbidden("cross-site request refused".into()));
-    }
-    if verdict == Verdict::Revise
-        && let Err(err) = hitl::check_feedback(feedback.as_deref())
-    {
-        hitl::audit(state, &attempt, action, Err(audit::refusal(&err))).await;
-        return error_answer(html, err);
     }
     match hitl::decide(state, &attempt).await {
         Ok(outcome) => outcome_answer(html, outcome, run_id, gate),

@@ -84,14 +84,26 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
 
     /// Applies consecutive events of one run (seqs `expected_last_seq + 1`
-    /// onwards, each with what it changes) in one transaction, if the run's
-    /// last applied seq is still `expected_last_seq`; `false` (nothing
-    /// written) when another writer got there first.
-    async fn apply_events(&self, expected_last_seq: i64, events: &[(AppliedEvent, RunUpdate)]) -> StoreResult<bool>;
+    /// onwards, each with what it changes, worked out from the run as read)
+    /// in one transaction, if the run's last applied seq and its status are
+    /// still those read; `false` (nothing written) when another writer (an
+    /// event, a decision, a cancel) got there first.
+    async fn apply_events(
+        &self,
+        expected_last_seq: i64,
+        expected_status: RunStatus,
+        events: &[(AppliedEvent, RunUpdate)],
+    ) -> StoreResult<bool>;
 
     /// [`ApiStore::apply_events`] of one event.
-    async fn apply_event(&self, event: &AppliedEvent, expected_last_seq: i64, update: &RunUpdate) -> StoreResult<bool> {
-        self.apply_events(expected_last_seq, &[(event.clone(), update.clone())])
+    async fn apply_event(
+        &self,
+        event: &AppliedEvent,
+        expected_last_seq: i64,
+        expected_status: RunStatus,
+        update: &RunUpdate,
+    ) -> StoreResult<bool> {
+        self.apply_events(expected_last_seq, expected_status, &[(event.clone(), update.clone())])
             .await
     }
 
@@ -198,11 +210,11 @@ pub trait ApiStore: Send + Sync + 'static {
     /// with `project`.
     async fn spend_by_day(&self, from: &str, to: &str, project: Option<&str>) -> StoreResult<Vec<DaySpend>>;
 
-    /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
-    /// `project` or of every project, in micro-dollars.
     /// A run's costs, oldest first.
     async fn run_costs(&self, run_id: &str) -> StoreResult<Vec<RunCostRow>>;
 
+    /// Live spend since UTC day `from` (`YYYY-MM-DD`, inclusive), of
+    /// `project` or of every project, in micro-dollars.
     async fn live_spend_since(&self, from: &str, project: Option<&str>) -> StoreResult<i64>;
 
     /// Inserts `schedule` unless `cap` schedules exist (`None` then).
@@ -241,7 +253,6 @@ pub trait ApiStore: Send + Sync + 'static {
     /// A schedule's latest `limit` firings, newest first.
     async fn list_firings(&self, schedule_id: &str, limit: u32) -> StoreResult<Vec<Firing>>;
 
-    /// The counts behind the gauges of `/metrics`.
     /// Records a console sign-in.
     async fn create_session(&self, session: &ConsoleSession) -> StoreResult<()>;
 
@@ -257,6 +268,7 @@ pub trait ApiStore: Send + Sync + 'static {
     /// before `created_before`; how many.
     async fn prune_sessions(&self, seen_before: DateTime<Utc>, created_before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// The counts behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<ApiGauges>;
 
     async fn ping(&self) -> StoreResult<()>;

@@ -44,7 +44,12 @@ pub struct AppliedEvent {
 macro_rules! event_methods {
     ($next:ident ! ($($args:tt)*) $($methods:tt)*) => {
         $next! { $($args)* $($methods)*
-            async fn apply_events(&self, expected_last_seq: i64, events: &[(AppliedEvent, RunUpdate)]) -> StoreResult<bool> {
+            async fn apply_events(
+                &self,
+                expected_last_seq: i64,
+                expected_status: RunStatus,
+                events: &[(AppliedEvent, RunUpdate)],
+            ) -> StoreResult<bool> {
                 let Some((last, _)) = events.last() else {
                     return Ok(true);
                 };
@@ -58,7 +63,7 @@ macro_rules! event_methods {
                        status = COALESCE($5, status), \
                        result = COALESCE($6, result), \
                        current_persona = CASE WHEN $7 THEN $8 ELSE current_persona END \
-                     WHERE id = $1 AND last_event_seq = $2",
+                     WHERE id = $1 AND last_event_seq = $2 AND status = $9",
                 )
                 .bind(&last.run_id)
                 .bind(expected_last_seq)
@@ -67,7 +72,8 @@ macro_rules! event_methods {
                 .bind(status.map(|s| s.as_str()))
                 .bind(result.map(Json))
                 .bind(persona.is_some())
-                .bind(persona.cloned().flatten());
+                .bind(persona.cloned().flatten())
+                .bind(expected_status.as_str());
                 let Some(mut tx) = guarded(self.begin().await?, advance).await? else {
                     return Ok(false);
                 };

@@ -51,7 +51,8 @@ impl GateStatus {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
-    /// The credential, as [`GateRecord::approver`] names it.
+    /// The credential, as [`GateRecord::approver`] names it, or `link` for
+    /// every link token together.
     pub by: String,
     pub at: DateTime<Utc>,
 }
@@ -101,6 +102,11 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Distinct approvals the gate needs before an approval decides it.
     pub required: u32,
+    /// The gate's revisions when the decider saw it: a decision about an
+    /// earlier wait finds nothing awaiting.
+    pub round: u32,
+    /// Who the approval counts as ([`Approval::by`]).
+    pub counted_as: String,
     pub approver: Option<String>,
     pub note: Option<String>,
     pub reason: Option<String>,
@@ -201,10 +207,12 @@ macro_rules! gate_methods {
                 // The waiting gate's row, locked for the transaction: its
                 // approvals are counted by one decider at a time.
                 let lock = sqlx::query(
-                    "UPDATE gates SET status = status WHERE run_id = $1 AND gate = $2 AND status = 'awaiting'",
+                    "UPDATE gates SET status = status \
+                     WHERE run_id = $1 AND gate = $2 AND status = 'awaiting' AND revisions = $3",
                 )
                 .bind(&decision.run_id)
-                .bind(decision.gate.as_str());
+                .bind(decision.gate.as_str())
+                .bind(i32::try_from(decision.round).unwrap_or(i32::MAX));
                 let Some(mut tx) = guarded(self.begin().await?, lock).await? else {
                     return Ok(Decided::NotAwaiting);
                 };
@@ -216,7 +224,7 @@ macro_rules! gate_methods {
                         .await?;
                 let (status, revised) = match decision.verdict {
                     Verdict::Approve => {
-                        let by = decision.approver.clone().unwrap_or_default();
+                        let by = decision.counted_as.clone();
                         let count = |approvals: &Vec<Approval>| approvals.len() as u32;
                         if approvals.iter().any(|a| a.by == by) {
                             tx.rollback().await?;

@@ -159,4 +159,85 @@ async fn gates_take_the_approvals_and_approvers_their_project_names(db: &Db) {
     system.stop_idle().await;
 }
 
-conformance_tests!(gates_take_the_approvals_and_approvers_their_project_names);
+/// POSTs the approve form of a link's token, as a browser does.
+async fn approve_by_link(system: &System, run_id: &str, gate: &str, token: &str) -> (u16, Value) {
+    let response = system
+        .http
+        .post(format!("{}/v1/hitl/approve/{run_id}/{gate}", system.api))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    myloware_testkit::status_and_json(response).await
+}
+
+/// Links name no one: however many a person holds (or however they spell
+/// one), they are one approver, and never the owner's way around
+/// `selfApproval = false`.
+async fn links_count_as_one_approver_and_never_as_the_owner(db: &Db) {
+    let projects = myloware_testkit::projects_with(
+        "",
+        "[gates.ideate]\napprovalsRequired = 2\n\n[gates.prepublish]\nselfApproval = false\n",
+    );
+    let dir = projects.path().display().to_string();
+    let system = start(db, &[("PROJECTS_DIR", &dir), ("API_KEYS", KEYS)]).await;
+    let run_id = system
+        .start_run(json!({"project": "aismr", "input": {"object": "soap"}, "options": {"user_id": "own"}}))
+        .await;
+    system.wait_status(&run_id, "awaiting_ideate", QUICK).await;
+    let first = system.link(&run_id, "ideate").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, answer) = approve_by_link(&system, &run_id, "ideate", &first).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("approval_counted")),
+        "{answer}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = system.link(&run_id, "ideate").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(first, second, "another link");
+    for token in [second.clone(), first.to_uppercase(), format!(" {first} ")] {
+        let (status, answer) = approve_by_link(&system, &run_id, "ideate", &token).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("already_counted")),
+            "{token}: {answer}"
+        );
+    }
+    let (status, answer) = decide_as(&system, "ann-key-0123456789abcdef", "approve", &run_id, "ideate").await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("approved")), "{answer}");
+    let run = system.wait_status(&run_id, "awaiting_prepublish", QUICK).await;
+    let ideate = gate(&run, "ideate");
+    let approvers: Vec<&str> = ideate["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvers, ["link", "key:ann"]);
+
+    // The owner got the link: with selfApproval = false it approves nothing.
+    let token = system.link(&run_id, "prepublish").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, answer) = approve_by_link(&system, &run_id, "prepublish", &token).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains("a link"), "{answer}");
+    let (status, answer) = decide_as(&system, "own-key-0123456789abcdef", "approve", &run_id, "prepublish").await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, _) = decide_as(&system, "ann-key-0123456789abcdef", "approve", &run_id, "prepublish").await;
+    assert_eq!(status, 200);
+    system.wait_status(&run_id, "published", QUICK).await;
+    system.stop_idle().await;
+}
+
+conformance_tests!(
+    gates_take_the_approvals_and_approvers_their_project_names,
+    links_count_as_one_approver_and_never_as_the_owner,
+);
