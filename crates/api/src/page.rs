@@ -75,7 +75,8 @@ struct WorkflowPreview {
 
 /// One of Iggy's ideas.
 struct IdeaRow {
-    /// The number as a number; a non-numeric index as its text.
+    /// The idea's number as people count (its index + 1); a non-numeric
+    /// index as its text.
     index: String,
     subject: String,
     concept: String,
@@ -182,7 +183,9 @@ fn preview_parts(gate: Gate, preview: &Value, allow_http: bool) -> Confirmation<
                 ideas
                     .iter()
                     .map(|idea| IdeaRow {
-                        index: text(&idea["index"]),
+                        index: idea["index"]
+                            .as_u64()
+                            .map_or_else(|| text(&idea["index"]), |i| (i + 1).to_string()),
                         subject: text(&idea["subject"]),
                         concept: text(&idea["concept"]),
                         header: text(&idea["header"]),
@@ -352,7 +355,7 @@ mod tests {
             false,
             &Standing::default(),
         );
-        assert!(page.contains("<td>7</td>"), "{page}");
+        assert!(page.contains("<td>8</td>"), "idea 7 is the eighth: {page}");
     }
 
     #[test]

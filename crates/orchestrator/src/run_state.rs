@@ -210,26 +210,42 @@ pub struct Failure {
     pub persona: Option<Persona>,
 }
 
-/// The clips a reviewer's words name, by the numbers the run shows them
-/// under ("redo clip 3", "clips 2 and 5", "Clips 1, 4"), among `indexes`.
+/// The clips a reviewer's words name, as people count them (the first
+/// clip is clip 1: "redo clip 3", "clips 2 and 5", "Clips 1, 4"), as the
+/// indexes (from 0) among `indexes`. A list ends with its clause, and a
+/// number followed by another word ("clip 3, 2 seconds longer") is not a
+/// clip; numbers that name no clip are ignored.
 pub fn named_clips(feedback: &str, indexes: impl Iterator<Item = u32>) -> Vec<u32> {
     let indexes: Vec<u32> = indexes.collect();
     let lower = feedback.to_lowercase();
     let mut named = Vec::new();
-    // A list of clips ends with its sentence or clause.
     for clause in lower.split([';', '.', '!', '?', '\n']) {
-        let mut listing = false;
-        for word in clause
+        let words: Vec<&str> = clause
             .split(|c: char| !c.is_ascii_alphanumeric())
             .filter(|w| !w.is_empty())
-        {
-            match word.parse::<u32>() {
-                Ok(n) if listing => {
-                    if indexes.contains(&n) && !named.contains(&n) {
-                        named.push(n);
-                    }
-                }
-                _ => listing = matches!(word, "clip" | "clips") || (listing && matches!(word, "and" | "or")),
+            .collect();
+        let mut listing = false;
+        for (at, word) in words.iter().enumerate() {
+            let Ok(number) = word.parse::<u32>() else {
+                listing = matches!(*word, "clip" | "clips") || (listing && matches!(*word, "and" | "or"));
+                continue;
+            };
+            if !listing {
+                continue;
+            }
+            // "clip 3", "and 5": a clip. "3, 4": one too, unless a word
+            // other than a list's follows ("3, 2 seconds longer").
+            let after_number = at > 0 && words[at - 1].parse::<u32>().is_ok();
+            let listed = words
+                .get(at + 1)
+                .is_none_or(|w| w.parse::<u32>().is_ok() || matches!(*w, "and" | "or" | "clip" | "clips"));
+            if after_number && !listed {
+                listing = false;
+                continue;
+            }
+            let index = number.wrapping_sub(1);
+            if number > 0 && indexes.contains(&index) && !named.contains(&index) {
+                named.push(index);
             }
         }
     }
@@ -531,10 +547,20 @@ mod tests {
     #[test]
     fn the_clips_named_in_feedback_are_found_by_their_numbers() {
         let all = || 0..12u32;
-        assert_eq!(named_clips("Redo clip 3, it is blurry", all()), [3]);
-        assert_eq!(named_clips("clips 2 and 5 are too dark", all()), [2, 5]);
-        assert_eq!(named_clips("Clips 1, 4 or 11; and 2 more seconds", all()), [1, 4, 11]);
-        assert_eq!(named_clips("clip 40 does not exist, clip #7 does", all()), [7]);
+        assert_eq!(
+            named_clips("Redo clip 3, it is blurry", all()),
+            [2],
+            "clip 3 is the third"
+        );
+        assert_eq!(named_clips("clips 2 and 5 are too dark", all()), [1, 4]);
+        assert_eq!(named_clips("Clips 1, 4 or 11; and 2 more seconds", all()), [0, 3, 10]);
+        assert_eq!(named_clips("clip 40 does not exist, clip #7 does", all()), [6]);
+        assert_eq!(
+            named_clips("redo clip 3, 2 seconds longer", all()),
+            [2],
+            "2 seconds is no clip"
+        );
+        assert_eq!(named_clips("clip 0 and clip 12", all()), [11]);
         assert!(named_clips("make the text bigger, 3 words max", all()).is_empty());
     }
 
@@ -548,7 +574,7 @@ mod tests {
             ..failed("none")
         };
         let before = state.clone();
-        let again = state.revise(Gate::Prepublish, 1, "clip 1 is too dark", true);
+        let again = state.revise(Gate::Prepublish, 1, "clip 2 is too dark", true);
         assert_eq!(again, Persona::Riley);
         assert_eq!(
             state.clips[0], before.clips[0],
@@ -562,7 +588,7 @@ mod tests {
         assert_eq!((state.render.is_none(), state.render_attempt), (true, 1));
         assert_eq!(state.started, [Persona::Iggy], "riley and alex start again");
         assert_eq!(state.gates_reached, [Gate::Ideate]);
-        assert_eq!(state.feedback_for(Gate::Prepublish), Some("clip 1 is too dark"));
+        assert_eq!(state.feedback_for(Gate::Prepublish), Some("clip 2 is too dark"));
 
         let mut edit_only = before.clone();
         assert_eq!(

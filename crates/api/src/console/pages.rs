@@ -325,7 +325,9 @@ async fn run_page(state: &ApiState, session: &Session, run_id: &str) -> Result<R
         .filter_map(|video| {
             let url = crate::page::playable_url(video["assetUrl"].as_str()?, allow_http)?;
             Some(ClipRow {
-                index: short(&video["index"]),
+                index: video["index"]
+                    .as_u64()
+                    .map_or_else(|| short(&video["index"]), |i| (i + 1).to_string()),
                 subject: short(&video["subject"]),
                 url,
             })

@@ -83,7 +83,7 @@ async fn changes_at_both_gates_redo_only_what_they_name(db: &Db) {
     let submits = &calls[&("kieai".into(), "submit".into())];
     assert_eq!(submits.len(), 13, "one clip more: {submits:?}");
     assert!(
-        submits.iter().any(|k| k.ends_with(":riley:clip:3:revision:1")),
+        submits.iter().any(|k| k.ends_with(":riley:clip:2:revision:1")),
         "{submits:?}"
     );
     assert_eq!(calls[&("shotstack".into(), "render".into())].len(), 2);

@@ -268,8 +268,9 @@ fn gate_node(step: &mut Step<'_>, gate: Gate, persona: Option<Persona>) -> Outco
             }),
         };
         if let Some(revision) = step.state.revision.as_ref().filter(|r| r.gate == gate) {
-            preview["revision"] =
-                json!({"round": revision.round, "feedback": revision.feedback, "clips": revision.clips});
+            // The clips made again, as people count them (from 1).
+            let numbers: Vec<u32> = revision.clips.iter().map(|index| index + 1).collect();
+            preview["revision"] = json!({"round": revision.round, "feedback": revision.feedback, "clips": numbers});
         }
         step.emit(
             EventKind::GateReached,
