@@ -384,6 +384,7 @@ async fn propose(
                 ..RunOptions::default()
             },
         },
+        None,
     )
     .await?;
     Ok(started.run.id)

@@ -153,9 +153,13 @@ impl Credential {
         }
     }
 
-    /// Whether this credential is the run's owner (its `userId`): the chat
-    /// user, the Telegram chat, or a key by name.
+    /// Whether this credential is the run's owner: the key that started it
+    /// (`metadata.startedBy`), or its `userId` (the chat user, the Telegram
+    /// chat, or a key by name).
     fn owns(&self, run: &Run, chat_user: Option<&str>) -> bool {
+        if run.payload["metadata"]["startedBy"].as_str() == Some(self.describe().as_str()) {
+            return true;
+        }
         let Some(owner) = run.user_id.as_deref() else {
             return false;
         };

@@ -276,11 +276,15 @@ pub struct PreparedStart {
 /// Checks a start as `POST /v1/runs/start` does (project, input, skip, the
 /// spend limits) and builds its run; `schedule` (the schedule and firing
 /// that start it) goes into `payload.metadata.schedule`. Nothing is stored.
+/// `started_by`: the credential that asked (`key:<name>`), kept in the
+/// run's metadata (`startedBy`): a gate with `selfApproval = false` refuses
+/// its approval, whatever `userId` the request named.
 pub async fn prepare_start(
     state: &ApiState,
     origin: Origin,
     request: &StartRunRequest,
     schedule: Option<Value>,
+    started_by: Option<&str>,
 ) -> Result<PreparedStart, ApiError> {
     let plan = plan(state, request).await?;
     let Plan {
@@ -296,6 +300,9 @@ pub async fn prepare_start(
         "project_spec": spec,
         "providers": {"mode": mode},
     });
+    if let Some(by) = started_by {
+        metadata["startedBy"] = json!(by);
+    }
     if let Some(schedule) = schedule {
         metadata["schedule"] = schedule;
     }
@@ -398,8 +405,13 @@ pub async fn hand_over(state: &ApiState, run: Run, prepared: &PreparedStart) -> 
 
 /// Validates, records the run together with its start command, then hands
 /// it to the orchestrator (the command reconciler retries if that fails).
-pub async fn start_run(state: &ApiState, origin: Origin, request: StartRunRequest) -> Result<Started, ApiError> {
-    let prepared = prepare_start(state, origin, &request, None).await?;
+pub async fn start_run(
+    state: &ApiState,
+    origin: Origin,
+    request: StartRunRequest,
+    started_by: Option<&str>,
+) -> Result<Started, ApiError> {
+    let prepared = prepare_start(state, origin, &request, None, started_by).await?;
     let run = state
         .store
         .insert_run_with_command(&prepared.run, prepared.command.as_ref())

@@ -266,7 +266,8 @@ async fn fire(state: &ApiState, schedule: &Schedule) -> Result<Fired, ApiError> 
     let prepared = match (&cadence, request_of(schedule, index as usize)) {
         (Err(err), _) => Err(format!("the schedule no longer parses ({err:?}); it fires no more")),
         (_, Err(err)) => Err(err),
-        (Ok(_), Ok(request)) => match runs::prepare_start(state, runs::Origin::Api, &request, Some(origin)).await {
+        (Ok(_), Ok(request)) => match runs::prepare_start(state, runs::Origin::Api, &request, Some(origin), None).await
+        {
             Ok(prepared) => Ok(prepared),
             Err(err @ ApiError::Internal(_)) => return Err(err),
             Err(refused) => Err(describe(&refused)),

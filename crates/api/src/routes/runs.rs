@@ -160,10 +160,11 @@ pub struct ArtifactList {
 pub async fn start_run(
     State(state): State<ApiState>,
     ClientId(client): ClientId,
+    caller: Caller,
     ValidJson(request): ValidJson<StartRunRequest>,
 ) -> Result<Response, ApiError> {
     state.limiter.check(LimitedRoute::RunStart, &client)?;
-    let started = runs::start_run(&state, runs::Origin::Api, request).await?;
+    let started = runs::start_run(&state, runs::Origin::Api, request, Some(&caller.actor)).await?;
     let (status, detail) = match started.delivery_error {
         None => (StatusCode::CREATED, None),
         Some(error) => (

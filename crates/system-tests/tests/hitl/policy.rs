@@ -234,6 +234,28 @@ async fn links_count_as_one_approver_and_never_as_the_owner(db: &Db) {
     let (status, _) = decide_as(&system, "ann-key-0123456789abcdef", "approve", &run_id, "prepublish").await;
     assert_eq!(status, 200);
     system.wait_status(&run_id, "published", QUICK).await;
+
+    // The key that started a run owns it, whatever userId it named (none here).
+    let response = system
+        .http
+        .post(format!("{}/v1/runs/start", system.api))
+        .header("x-api-key", "dana-key-0123456789abcdef")
+        .json(&json!({"project": "aismr", "input": {"object": "wax"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, started) = myloware_testkit::status_and_json(response).await;
+    assert_eq!(status, 201, "{started}");
+    let theirs = started["runId"].as_str().unwrap().to_string();
+    system.wait_status(&theirs, "awaiting_ideate", QUICK).await;
+    for key in ["dana-key-0123456789abcdef", "ann-key-0123456789abcdef"] {
+        let (status, answer) = decide_as(&system, key, "approve", &theirs, "ideate").await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    system.wait_status(&theirs, "awaiting_prepublish", QUICK).await;
+    let (status, answer) = decide_as(&system, "dana-key-0123456789abcdef", "approve", &theirs, "prepublish").await;
+    assert_eq!(status, 403, "dana started it: {answer}");
+    system.cancel(&theirs, json!({})).await;
     system.stop_idle().await;
 }
 
