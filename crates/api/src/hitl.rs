@@ -649,7 +649,7 @@ pub fn gate_view(record: &GateRecord, policy: &GatePolicy) -> Value {
         "maxRevisions": policy.max_revisions,
         "approvals": record.approvals,
         "approvalsRequired": policy.approvals_required,
-        "waitingFor": waiting_for(record, policy),
+        "waitingFor": waiting_for(record, policy, true),
         "gate": record.gate,
         "status": record.status.as_str(),
         "requestedAt": record.requested_at,
@@ -723,7 +723,9 @@ pub async fn revisions(
 /// than anyone's one approval: "1 of 2 approvals; 1 more approval from
 /// role:approver". `None` once decided, or when one approval by anyone
 /// who may decide does.
-pub fn waiting_for(record: &GateRecord, policy: &GatePolicy) -> Option<String> {
+/// `names`: whether to say who may approve (not to a link's holder: key
+/// names and chat ids are not theirs to know).
+pub fn waiting_for(record: &GateRecord, policy: &GatePolicy, names: bool) -> Option<String> {
     let plain = policy.approvals_required <= 1 && policy.approvers.is_empty();
     if record.status != GateStatus::Awaiting || plain {
         return None;
@@ -733,7 +735,7 @@ pub fn waiting_for(record: &GateRecord, policy: &GatePolicy) -> Option<String> {
         .saturating_sub(record.approvals.len() as u32)
         .max(1);
     let plural = if missing == 1 { "approval" } else { "approvals" };
-    let from = if policy.approvers.is_empty() {
+    let from = if policy.approvers.is_empty() || !names {
         String::new()
     } else {
         format!(" from {}", policy.approvers.join(", "))

@@ -301,7 +301,7 @@ async fn run_page(state: &ApiState, session: &Session, run_id: &str) -> Result<R
                 status: g.status.as_str().to_string(),
                 decided_by: g.approver.clone(),
                 detail: g.reason.clone().or_else(|| g.note.clone()),
-                waiting: hitl::waiting_for(g, &policy),
+                waiting: hitl::waiting_for(g, &policy, true),
             }
         })
         .collect();
@@ -474,7 +474,7 @@ async fn inbox_page(state: &ApiState, session: &Session) -> Result<InboxPage, Ap
             .then(|| serde_json::to_string_pretty(&run.payload["metadata"]["workflow_proposal"]).unwrap_or_default());
         gates.push(InboxGate {
             since: when(record.requested_at),
-            waiting: hitl::waiting_for(&record, &policy),
+            waiting: hitl::waiting_for(&record, &policy, true),
             revision: (record.revisions > 0).then_some(record.revisions),
             round: record.revisions,
             revisable: record.gate != Gate::Workflow && record.revisions < policy.max_revisions,

@@ -379,7 +379,7 @@ pub async fn open_link(
             let preview = super::assets::with_fresh_render_url(&state, preview).await;
             let policy = hitl::policy(&state, &run.project, gate);
             let standing = page::Standing {
-                approvals: hitl::waiting_for(&record, &policy),
+                approvals: hitl::waiting_for(&record, &policy, false),
                 revisions_left: policy.max_revisions.saturating_sub(record.revisions),
                 round: record.revisions,
             };

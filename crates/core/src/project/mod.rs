@@ -345,6 +345,17 @@ impl ProjectSpec {
                     "must be between 1 and 10".into(),
                 );
             }
+            let named = policy.approvers.iter().all(|a| !a.starts_with("role:"));
+            if !policy.approvers.is_empty() && named && policy.approvals_required as usize > policy.approvers.len() {
+                bad(
+                    &format!("gates.{gate}.approvalsRequired"),
+                    format!(
+                        "{} approvals can never come from the {} approver(s) named; name more, or a role",
+                        policy.approvals_required,
+                        policy.approvers.len()
+                    ),
+                );
+            }
             if policy.max_revisions > 20 {
                 bad(&format!("gates.{gate}.maxRevisions"), "must be at most 20".into());
             }
@@ -578,6 +589,33 @@ requiredTools = ["submit_clips"]
                 .contains("budget.monthlyUsd: must be a number of USD, 0 or more"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn gate_policies_are_read_with_defaults_and_impossible_ones_refused() {
+        let spec = parse(&format!(
+            "{MINIMAL}\n[gates.prepublish]\napprovalsRequired = 2\napprovers = [\"role:approver\", \"key:dana\"]\nselfApproval = false\n"
+        ))
+        .unwrap();
+        let policy = spec.gate_policy(Gate::Prepublish);
+        assert_eq!(
+            (policy.approvals_required, policy.self_approval, policy.max_revisions),
+            (2, false, 3)
+        );
+        assert_eq!(spec.gate_policy(Gate::Ideate), GatePolicy::default());
+        for (table, field) in [
+            ("approvalsRequired = 0", "approvalsRequired: must be between 1 and 10"),
+            ("maxRevisions = 21", "maxRevisions: must be at most 20"),
+            ("approvers = [\"role:boss\"]", "approvers[0]"),
+            ("approvers = [\"has space\"]", "approvers[0]"),
+            (
+                "approvalsRequired = 3\napprovers = [\"ann\", \"telegram:42\"]",
+                "can never come from the 2 approver(s)",
+            ),
+        ] {
+            let errs = parse(&format!("{MINIMAL}\n[gates.ideate]\n{table}\n")).unwrap_err();
+            assert!(errs.join("\n").contains(field), "{table}: {errs:?}");
+        }
     }
 
     #[test]
