@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use myloware_core::config::RateLimitConfig;
@@ -34,6 +34,58 @@ pub enum LimitedRoute {
 
 impl LimitedRoute {
     const COUNT: usize = 9;
+}
+
+/// Long-lived streams (the console's live statuses) open at once: at most
+/// `total`, and `per_owner` for any one owner (a console session), so one
+/// session cannot take them all. A slot is given back when dropped.
+pub struct StreamSlots {
+    total: usize,
+    per_owner: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// An open stream's slot.
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    owner: String,
+}
+
+impl StreamSlots {
+    pub fn new(total: usize, per_owner: usize) -> StreamSlots {
+        StreamSlots {
+            total,
+            per_owner,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A slot for `owner`, if both bounds leave one.
+    pub fn take(self: &Arc<Self>, owner: &str) -> Option<StreamSlot> {
+        let mut open = self.open.lock().expect("stream slots lock");
+        let all: usize = open.values().sum();
+        let mine = open.get(owner).copied().unwrap_or(0);
+        if all >= self.total || mine >= self.per_owner {
+            return None;
+        }
+        open.insert(owner.to_string(), mine + 1);
+        Some(StreamSlot {
+            slots: self.clone(),
+            owner: owner.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("stream slots lock");
+        if let Some(count) = open.get_mut(&self.owner) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.owner);
+            }
+        }
+    }
 }
 
 /// Token buckets per (route class, client): `burst` requests at once, then
@@ -193,6 +245,18 @@ mod tests {
             }
             assert!(limiter.check(LimitedRoute::OpenRefusals, client).is_err(), "{client}");
         }
+    }
+
+    #[test]
+    fn stream_slots_bound_everyone_and_each_owner() {
+        let slots = Arc::new(StreamSlots::new(3, 2));
+        let a1 = slots.take("a").unwrap();
+        let _a2 = slots.take("a").unwrap();
+        assert!(slots.take("a").is_none(), "two per owner");
+        let _b1 = slots.take("b").unwrap();
+        assert!(slots.take("c").is_none(), "three in all");
+        drop(a1);
+        assert!(slots.take("c").is_some(), "a slot given back");
     }
 
     #[test]

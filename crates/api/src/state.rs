@@ -10,7 +10,7 @@ use myloware_core::internal::InternalKeys;
 use myloware_core::project::Catalog;
 use myloware_telemetry::HttpMetrics;
 
-use crate::limiter::RateLimiter;
+use crate::limiter::{RateLimiter, StreamSlots};
 use crate::locks::KeyedLocks;
 use crate::metrics::ApiMetrics;
 use crate::orchestrator::{HttpOrchestrator, OrchestratorClient};
@@ -39,8 +39,9 @@ pub struct ApiState {
     pub http: reqwest::Client,
     /// The rendered videos (`GET /v1/assets/…`, the approval page's player).
     pub assets: Arc<myloware_assets::AssetStore>,
-    /// The console's live-status streams open at once (bounded).
-    pub console_streams: Arc<tokio::sync::Semaphore>,
+    /// The console's live-status streams open at once (bounded in all and
+    /// per session).
+    pub console_streams: Arc<StreamSlots>,
 }
 
 impl ApiState {
@@ -65,7 +66,7 @@ impl ApiState {
             internal: Arc::new(config.internal_keys()),
             limiter: Arc::new(RateLimiter::new(config.rate_limit)),
             chat_locks: Arc::default(),
-            console_streams: Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_STREAMS)),
+            console_streams: Arc::new(StreamSlots::new(64, 4)),
             delivery_locks: Arc::default(),
             pushes: Arc::default(),
             http: reqwest::Client::builder()

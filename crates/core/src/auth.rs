@@ -187,10 +187,19 @@ impl ApiKeys {
         found
     }
 
-    /// The principal of the key named `name` (a console session names its
-    /// key; a key removed from the configuration ends its sessions).
-    pub fn named(&self, name: &str) -> Option<&Principal> {
-        self.keys.iter().map(|(_, p)| p).find(|p| p.name == name)
+    /// The principal of the key named `name` whose SHA-256 is `digest`
+    /// ([`ApiKeys::digest_hex`]): a console session keeps both, so a key
+    /// removed, or replaced under the same name, ends its sessions.
+    pub fn named(&self, name: &str, digest: &str) -> Option<&Principal> {
+        self.keys
+            .iter()
+            .find(|(key, p)| p.name == name && bool::from(hex::encode(key).as_bytes().ct_eq(digest.as_bytes())))
+            .map(|(_, p)| p)
+    }
+
+    /// The SHA-256 of a key, hex: what a console session keeps of it.
+    pub fn digest_hex(key: &str) -> String {
+        hex::encode(digest(key))
     }
 
     pub fn is_valid(&self, candidate: &str) -> bool {

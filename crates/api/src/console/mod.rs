@@ -23,9 +23,6 @@ mod views;
 
 pub use session::Session;
 
-/// Live-status streams open at once, all sessions together.
-pub const MAX_STREAMS: usize = 64;
-
 const CSS: &str = include_str!("../../static/console.css");
 const JS: &str = include_str!("../../static/console.js");
 

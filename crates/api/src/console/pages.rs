@@ -181,9 +181,11 @@ pub struct EventsQuery {
 }
 
 /// `GET /console/events?runs=…`: server-sent `status` events
-/// (`{"runId", "status"}`) as the runs move, until each has ended or ten
-/// minutes have passed (`end`). At most [`super::MAX_STREAMS`] at once.
-pub async fn events(State(state): State<ApiState>, _session: Session, Query(query): Query<EventsQuery>) -> Response {
+/// (`{"runId", "status"}`) as the runs move, until each has ended (or is
+/// unknown), the session has ended, or ten minutes have passed (`end`; the
+/// page's script opens another while a run still moves). At most 64 at
+/// once, 4 per session (503 beyond).
+pub async fn events(State(state): State<ApiState>, session: Session, Query(query): Query<EventsQuery>) -> Response {
     let mut ids: Vec<String> = query
         .runs
         .unwrap_or_default()
@@ -194,52 +196,98 @@ pub async fn events(State(state): State<ApiState>, _session: Session, Query(quer
     ids.sort();
     ids.dedup();
     ids.truncate(PAGE as usize);
-    let Ok(permit) = state.console_streams.clone().try_acquire_owned() else {
+    let Some(slot) = state.console_streams.take(session.id()) else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many live pages are open; reload later.",
         );
     };
-    let deadline = tokio::time::Instant::now() + STREAM_FOR;
-    let watched: Vec<(String, Option<RunStatus>)> = ids.into_iter().map(|id| (id, None)).collect();
-    let stream = futures_util::stream::unfold(
-        (state, watched, permit, false),
-        move |(state, mut watched, permit, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                let mut changed = Vec::new();
-                for (id, last) in watched.iter_mut() {
-                    if last.is_some_and(RunStatus::is_terminal) {
-                        continue;
-                    }
-                    if let Ok(Some(run)) = state.store.get_run(id).await
-                        && *last != Some(run.status)
-                    {
-                        *last = Some(run.status);
-                        changed.push(json!({"runId": id, "status": run.status}));
-                    }
-                }
-                let done = watched.iter().all(|(_, s)| s.is_some_and(RunStatus::is_terminal))
-                    || tokio::time::Instant::now() >= deadline;
-                if !changed.is_empty() {
-                    let events: Vec<Result<SseEvent, Infallible>> = changed
-                        .into_iter()
-                        .map(|data| Ok(SseEvent::default().event("status").data(data.to_string())))
-                        .collect();
-                    return Some((futures_util::stream::iter(events), (state, watched, permit, false)));
-                }
-                if done {
-                    let end = vec![Ok(SseEvent::default().event("end").data("{}"))];
-                    return Some((futures_util::stream::iter(end), (state, watched, permit, true)));
-                }
-                tokio::time::sleep(STREAM_EVERY).await;
-            }
-        },
-    );
+    let watch = Watch {
+        state,
+        session: session.id().to_string(),
+        runs: ids.into_iter().map(|id| (id, Watched::Unseen)).collect(),
+        deadline: tokio::time::Instant::now() + STREAM_FOR,
+        rounds: 0,
+        ended: false,
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        if watch.ended {
+            return None;
+        }
+        let events = watch.next().await;
+        Some((futures_util::stream::iter(events), watch))
+    });
     let stream = futures_util::StreamExt::flatten(stream);
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// What a stream knows of a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Watched {
+    Unseen,
+    Is(RunStatus),
+    /// No such run: nothing to watch.
+    Gone,
+}
+
+impl Watched {
+    fn done(self) -> bool {
+        match self {
+            Watched::Is(status) => status.is_terminal(),
+            Watched::Gone => true,
+            Watched::Unseen => false,
+        }
+    }
+}
+
+/// A live-status stream's state.
+struct Watch {
+    state: ApiState,
+    session: String,
+    runs: Vec<(String, Watched)>,
+    deadline: tokio::time::Instant,
+    rounds: u32,
+    ended: bool,
+    _slot: crate::limiter::StreamSlot,
+}
+
+impl Watch {
+    /// The next events: the runs that moved, or `end`, waiting a second
+    /// between looks while nothing moves.
+    async fn next(&mut self) -> Vec<Result<SseEvent, Infallible>> {
+        loop {
+            let mut changed = Vec::new();
+            for (id, last) in self.runs.iter_mut() {
+                if last.done() {
+                    continue;
+                }
+                let now = match self.state.store.get_run(id).await {
+                    Ok(Some(run)) => Watched::Is(run.status),
+                    Ok(None) => Watched::Gone,
+                    Err(_) => continue,
+                };
+                if let (Watched::Is(status), true) = (now, now != *last) {
+                    changed.push(json!({"runId": id, "status": status}));
+                }
+                *last = now;
+            }
+            self.rounds += 1;
+            // Signed out (or expired and deleted): stop telling.
+            let signed_out = self.rounds % 30 == 0 && matches!(self.state.store.session(&self.session).await, Ok(None));
+            if !changed.is_empty() && !signed_out {
+                return changed
+                    .into_iter()
+                    .map(|data| Ok(SseEvent::default().event("status").data(data.to_string())))
+                    .collect();
+            }
+            if signed_out || self.runs.iter().all(|(_, w)| w.done()) || tokio::time::Instant::now() >= self.deadline {
+                self.ended = true;
+                return vec![Ok(SseEvent::default().event("end").data("{}"))];
+            }
+            tokio::time::sleep(STREAM_EVERY).await;
+        }
+    }
 }
 
 /// `GET /console/runs/{id}`: everything about one run.

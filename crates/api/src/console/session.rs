@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, extract::Query};
 use chrono::{TimeDelta, Utc};
-use myloware_core::auth::{Permission, Principal};
+use myloware_core::auth::{ApiKeys, Permission, Principal};
 use myloware_core::config::Environment;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -78,6 +78,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The stored id of the session (its SHA-256).
+    pub fn id(&self) -> &str {
+        &self.id_hash
+    }
+
     pub fn allows(&self, permission: Permission) -> bool {
         self.principal.allows(permission)
     }
@@ -158,7 +163,7 @@ impl FromRequestParts<ApiState> for Session {
         let now = Utc::now();
         let console = &state.config.console;
         let expired = now - session.last_seen_at > console.idle || now - session.created_at > console.lifetime;
-        let principal = state.api_keys.named(&session.key_name).cloned();
+        let principal = state.api_keys.named(&session.key_name, &session.key_digest).cloned();
         let Some(principal) = principal.filter(|_| !expired) else {
             let _ = state.store.delete_session(&id_hash).await;
             return Err(sign_in());
@@ -254,6 +259,7 @@ pub async fn login(
     let session = ConsoleSession {
         id_hash: digest(&id),
         key_name: principal.name.clone(),
+        key_digest: ApiKeys::digest_hex(form.api_key.trim()),
         csrf: random_token(),
         created_at: now,
         last_seen_at: now,

@@ -10,6 +10,8 @@ pub struct ConsoleSession {
     pub id_hash: String,
     /// The API key's name (its role comes from the configured keys).
     pub key_name: String,
+    /// The key's SHA-256, hex: the key must still be configured as it was.
+    pub key_digest: String,
     /// The form token every POST of this session must carry.
     pub csrf: String,
     pub created_at: DateTime<Utc>,
@@ -24,11 +26,12 @@ macro_rules! session_methods {
         $next! { $($args)* $($methods)*
             async fn create_session(&self, session: &ConsoleSession) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO console_sessions (id_hash, key_name, csrf, created_at, last_seen_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO console_sessions (id_hash, key_name, key_digest, csrf, created_at, last_seen_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&session.id_hash)
                 .bind(&session.key_name)
+                .bind(&session.key_digest)
                 .bind(&session.csrf)
                 .bind(session.created_at)
                 .bind(session.last_seen_at)
@@ -39,7 +42,8 @@ macro_rules! session_methods {
 
             async fn session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>> {
                 let session: Option<ConsoleSession> = sqlx::query_as(
-                    "SELECT id_hash, key_name, csrf, created_at, last_seen_at FROM console_sessions WHERE id_hash = $1",
+                    "SELECT id_hash, key_name, key_digest, csrf, created_at, last_seen_at FROM console_sessions \
+                     WHERE id_hash = $1",
                 )
                 .bind(id_hash)
                 .fetch_optional(&self.pool)

@@ -125,6 +125,22 @@ async fn sessions_expire_and_end_with_their_key(db: &Db) {
         "ann's key is gone"
     );
     system.stop_idle().await;
+
+    // A leaked key replaced under the same name: its sessions end too.
+    let system = system_with_keys(db, KEYS).await;
+    let ann = Console::sign_in(&system.api, "ann-key-0123456789abcdef").await.unwrap();
+    system.stop_idle().await;
+    let system = system_with_keys(db, "ann:approver:ann-new-key-0123456789abcdef").await;
+    assert_eq!(
+        ann.at(&system.api).get("/console").await.status,
+        303,
+        "the old key's session"
+    );
+    let again = Console::sign_in(&system.api, "ann-new-key-0123456789abcdef")
+        .await
+        .unwrap();
+    assert_eq!(again.get("/console").await.status, 200);
+    system.stop_idle().await;
 }
 
 async fn system_with_keys(db: &Db, keys: &str) -> System {
@@ -353,6 +369,38 @@ async fn statuses_stream_until_the_runs_end(db: &Db) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 303, "sent to sign in");
+
+    // A run that does not exist ends its stream at once; a session holds
+    // at most four streams.
+    let unknown = http
+        .get(format!("{}/console/events?runs=run_doesnotexist", system.api))
+        .header("cookie", &console.cookie)
+        .send()
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(QUICK, unknown.text()).await.unwrap().unwrap();
+    assert!(text.contains("event: end") && !text.contains("event: status"), "{text}");
+    let other = system.aismr_at_ideate("u-live-2").await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let stream = http
+            .get(format!("{}/console/events?runs={other}", system.api))
+            .header("cookie", &console.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        open.push(stream);
+    }
+    let fifth = http
+        .get(format!("{}/console/events?runs={other}", system.api))
+        .header("cookie", &console.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fifth.status(), 503);
+    drop(open);
+    system.cancel(&other, json!({})).await;
     system.stop_idle().await;
 }
 
