@@ -355,7 +355,8 @@ impl RunState {
                     self.render_attempt += 1;
                     self.overlays = None;
                 }
-                if clips.is_empty() {
+                // Only the edit to redo, when there is one; else Riley's.
+                if clips.is_empty() && has_alex {
                     Persona::Alex
                 } else {
                     Persona::Riley
