@@ -552,6 +552,14 @@ pub struct ActionForm {
     round: Option<u32>,
 }
 
+/// After an action: back to the page at `to`, or the refusal.
+fn back<T>(done: Result<T, ApiError>, to: &str) -> Response {
+    match done {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(err) => failed(err),
+    }
+}
+
 /// The caller of an action: the session's key, the client.
 fn caller(session: &Session, asker: Asker) -> Caller {
     Caller {
@@ -575,10 +583,8 @@ pub async fn cancel(
         reason: Some(form.reason.unwrap_or_else(|| "cancelled in the console".into())),
         actor: None,
     };
-    match crate::runs::cancel_run(&state, &run_id, request, &caller(&session, asker)).await {
-        Ok(_) => Redirect::to(&format!("/console/runs/{run_id}")).into_response(),
-        Err(err) => failed(err),
-    }
+    let cancelled = crate::runs::cancel_run(&state, &run_id, request, &caller(&session, asker)).await;
+    back(cancelled, &format!("/console/runs/{run_id}"))
 }
 
 /// `POST /console/runs/{id}/retry` (operators).
@@ -592,10 +598,8 @@ pub async fn retry(
     if let Some(refusal) = session.refusal(form.csrf.as_deref(), Permission::Operate) {
         return refusal;
     }
-    match crate::runs::retry_run(&state, &run_id, &caller(&session, asker)).await {
-        Ok(_) => Redirect::to(&format!("/console/runs/{run_id}")).into_response(),
-        Err(err) => failed(err),
-    }
+    let retried = crate::runs::retry_run(&state, &run_id, &caller(&session, asker)).await;
+    back(retried, &format!("/console/runs/{run_id}"))
 }
 
 /// `POST /console/runs/{id}/gates/{gate}/{approve|reject|revise}` (keys
