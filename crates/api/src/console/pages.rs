@@ -553,7 +553,7 @@ pub struct ActionForm {
 }
 
 /// The caller of an action: the session's key, the client.
-fn caller(session: &Session, asker: Asker) -> Caller {
+pub(super) fn caller(session: &Session, asker: Asker) -> Caller {
     Caller {
         actor: session.actor(),
         ..asker.0
