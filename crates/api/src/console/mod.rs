@@ -17,6 +17,8 @@ use myloware_core::config::Environment;
 
 use crate::state::ApiState;
 
+mod ops;
+mod ops_views;
 mod pages;
 mod session;
 mod views;
@@ -45,6 +47,13 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/console/runs/{run_id}/retry", post(pages::retry))
         .route("/console/runs/{run_id}/gates/{gate}/{verdict}", post(pages::decide))
         .route("/console/inbox", get(pages::inbox))
+        .route("/console/schedules", get(ops::schedules).post(ops::create_schedule))
+        .route("/console/schedules/{id}/pause", post(ops::pause_schedule))
+        .route("/console/schedules/{id}/resume", post(ops::resume_schedule))
+        .route("/console/schedules/{id}/delete", post(ops::delete_schedule))
+        .route("/console/costs", get(ops::costs))
+        .route("/console/ops", get(ops::operations))
+        .route("/console/dlq/{seq}/replay", post(ops::replay))
         .route(
             "/console/static/console.css",
             get(|| async { asset("text/css; charset=utf-8", CSS) }),

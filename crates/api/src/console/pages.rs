@@ -561,7 +561,7 @@ fn back<T>(done: Result<T, ApiError>, to: &str) -> Response {
 }
 
 /// The caller of an action: the session's key, the client.
-fn caller(session: &Session, asker: Asker) -> Caller {
+pub(super) fn caller(session: &Session, asker: Asker) -> Caller {
     Caller {
         actor: session.actor(),
         ..asker.0

@@ -2,6 +2,7 @@
 
 mod browser;
 mod console;
+mod console_ops;
 mod expiry;
 mod gates;
 mod policy;
