@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use myloware_core::config::Environment;
 
+use crate::error::ApiError;
 use crate::state::ApiState;
 
 mod ops;
@@ -24,6 +25,7 @@ mod session;
 mod views;
 
 pub use session::Session;
+use session::refused;
 
 const CSS: &str = include_str!("../../static/console.css");
 const JS: &str = include_str!("../../static/console.js");
@@ -83,6 +85,37 @@ fn render(template: &impl Template) -> Html<String> {
         tracing::error!(error = %err, "a console page did not render");
         "<!doctype html><title>Error</title><p>This page could not be shown.</p>".to_string()
     }))
+}
+
+/// The page for an API error: its status and what went wrong, each field
+/// of a refused form named; an unexpected error is logged, not shown.
+pub(crate) fn failed(err: ApiError) -> Response {
+    let message = match &err {
+        ApiError::Validation(_) => field_errors(&err).join("; "),
+        ApiError::Internal(cause) => {
+            tracing::error!(error = ?cause, "a console action failed");
+            "Something went wrong on our side; it was logged. Try again.".to_string()
+        }
+        other => other.to_string(),
+    };
+    refused(err.status(), &message)
+}
+
+/// `input.subject: at most 2000 characters`, one line per field at fault.
+pub(crate) fn field_errors(err: &ApiError) -> Vec<String> {
+    match err {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|e| {
+                let loc: Vec<&str> = e.loc.iter().map(String::as_str).filter(|l| *l != "body").collect();
+                match loc.is_empty() {
+                    true => e.msg.clone(),
+                    false => format!("{}: {}", loc.join("."), e.msg),
+                }
+            })
+            .collect(),
+        other => vec![other.to_string()],
+    }
 }
 
 /// The console's security headers, on every response.

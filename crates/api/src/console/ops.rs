@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::ops_views::*;
 use super::pages::{Asker, caller};
 use super::render;
-use super::session::{Session, refused};
+use super::session::Session;
 use super::views::{Choice, Who, about, short, usd, when};
+use super::{failed, field_errors};
 use crate::error::ApiError;
 use crate::limiter::LimitedRoute;
 use crate::routes::paging;
@@ -30,37 +31,6 @@ const SCHEDULES_PAGE: u32 = 100;
 const OPS_ROWS: u32 = 100;
 /// Audit entries on the operations page.
 const AUDIT_ROWS: u32 = 50;
-
-/// The page for an API error: its status and what went wrong, each field
-/// of a refused form named; an unexpected error is logged, not shown.
-fn failed(err: ApiError) -> Response {
-    let message = match &err {
-        ApiError::Validation(_) => field_errors(&err).join("; "),
-        ApiError::Internal(cause) => {
-            tracing::error!(error = ?cause, "a console action failed");
-            "Something went wrong on our side; it was logged. Try again.".to_string()
-        }
-        other => other.to_string(),
-    };
-    refused(err.status(), &message)
-}
-
-/// `input.subject: at most 2000 characters`, one line per field at fault.
-fn field_errors(err: &ApiError) -> Vec<String> {
-    match err {
-        ApiError::Validation(errors) => errors
-            .iter()
-            .map(|e| {
-                let loc: Vec<&str> = e.loc.iter().map(String::as_str).filter(|l| *l != "body").collect();
-                match loc.is_empty() {
-                    true => e.msg.clone(),
-                    false => format!("{}: {}", loc.join("."), e.msg),
-                }
-            })
-            .collect(),
-        other => vec![other.to_string()],
-    }
-}
 
 /// A change by the session's key, within its rate limit (the API's limit
 /// for schedule changes): who, as recorded.

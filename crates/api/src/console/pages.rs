@@ -19,6 +19,7 @@ use myloware_core::{Gate, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::failed;
 use super::render;
 use super::session::{Session, refused};
 use super::views::*;
@@ -37,12 +38,6 @@ pub const PAGE: u32 = 100;
 const STREAM_FOR: Duration = Duration::from_secs(600);
 /// How often a stream looks at its runs.
 const STREAM_EVERY: Duration = Duration::from_secs(1);
-
-/// The page for an API error: its status and message.
-fn failed(err: ApiError) -> Response {
-    let status = err.status();
-    refused(status, &err.to_string())
-}
 
 fn json_of(raw: &crate::store::RawJson) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
