@@ -65,8 +65,29 @@ pub struct DecisionBody {
     feedback: Option<String>,
     /// The gate's `revisions` when its preview was shown (the page sends
     /// it): a decision about an earlier preview is refused (409).
-    #[schema(nullable = false, minimum = 0)]
+    #[schema(nullable = false, minimum = 0, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "whole_u32")]
     round: Option<u32>,
+}
+
+/// A whole number 0 to 2^32-1, as JSON writes it (`3` or `3.0`) or a form
+/// does (`"3"`).
+fn whole_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(serde_json::Number),
+        Text(String),
+    }
+    let number = match Option::<Written>::deserialize(deserializer)? {
+        None => return Ok(None),
+        Some(Written::Number(number)) => super::whole_number(&number),
+        Some(Written::Text(text)) => text.trim().parse::<i64>().ok(),
+    };
+    number
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("round must be a whole number from 0 to 4294967295"))
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {
@@ -573,6 +594,15 @@ pub(crate) fn refine_schema(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     // Other fields are ignored (a form may carry more).
     schemas["DecisionBody"]["additionalProperties"] = json!(false);
+    // A revision's body: the same fields, with the feedback required (some
+    // text, at most 2000 characters).
+    let mut revise = schemas["DecisionBody"].clone();
+    revise["required"] = json!(["feedback"]);
+    revise["properties"]["feedback"] = json!({
+        "type": "string", "minLength": 1, "maxLength": 2000, "pattern": "\\S",
+        "description": "What should change (some text besides spaces; at most 2000 characters)",
+    });
+    schemas["ReviseBody"] = revise;
     schemas["Decision"] = json!({
         "type": "object",
         "required": ["status", "runId", "gate", "message"],
@@ -661,7 +691,13 @@ pub(crate) fn refine_schema(doc: &mut Value) {
         let operation = super::schema::operation(doc, method, path);
         if operation.get("requestBody").is_some() {
             // Only a revision must say something: its feedback.
-            operation["requestBody"]["required"] = json!(path.contains("/revise/"));
+            let revision = path.contains("/revise/");
+            operation["requestBody"]["required"] = json!(revision);
+            if revision && let Some(content) = operation["requestBody"]["content"].as_object_mut() {
+                for media in content.values_mut() {
+                    media["schema"] = json!({"$ref": "#/components/schemas/ReviseBody"});
+                }
+            }
         }
         let Some(responses) = operation["responses"].as_object_mut() else {
             continue;
