@@ -389,6 +389,42 @@ async fn the_console_in_a_real_browser() {
     driver.wait_for_text("Provider calls").await;
     driver.screenshot("run").await;
 
+    // A dead letter (its error hostile) replayed from the operations page.
+    let signal = json!({"signalId": "kieai:task-browser", "signal": {"type": "clip.reported", "taskId": "task-browser", "index": 0}});
+    let seq = system
+        .api_state
+        .store
+        .add_dead_letter(
+            myloware_api::store::DeadLetterKind::Signal,
+            Some(&run_id),
+            &signal,
+            &format!("refused {SCRIPT} {BREAKOUT}"),
+        )
+        .await
+        .unwrap();
+    driver.open(&format!("{}/console/ops", system.api)).await;
+    driver.wait_for_text("Replay").await;
+    driver.screenshot("ops").await;
+    assert_eq!(
+        driver.execute("return window.__xss === undefined;").await,
+        json!(true),
+        "hostile error inert"
+    );
+    driver
+        .click(&format!("form[action='/console/dlq/{seq}/replay'] button"))
+        .await;
+    driver.wait_for_text("None open.").await;
+    let letter = system.api_state.store.get_dead_letter(seq).await.unwrap().unwrap();
+    assert!(letter.resolved_at.is_some(), "replayed from the browser");
+    driver.open(&format!("{}/console/costs", system.api)).await;
+    driver.wait_for_text("<svg").await;
+    driver.screenshot("costs").await;
+    driver.open(&format!("{}/console/schedules", system.api)).await;
+    driver.wait_for_text("Schedules").await;
+    driver.screenshot("schedules").await;
+    driver.open(&format!("{}/console/runs/{run_id}", system.api)).await;
+    driver.wait_for_text("Provider calls").await;
+
     // A form stripped of its token is refused.
     driver
         .execute("document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.remove(); }); return 1;")
