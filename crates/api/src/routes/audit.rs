@@ -42,8 +42,8 @@ pub struct AuditView {
     /// The credential: `key:<name>`, `token:<fingerprint>`, `telegram:<chat id>`,
     /// `system:gate-timeout` (a project's `gateTimeoutDecision`), or `none`.
     actor: String,
-    /// `approve`, `reject`, `view` (an approval page opened), `cancel`, `retry`, `replay`,
-    /// `edit_proposal`.
+    /// `approve`, `reject`, `revise`, `view` (an approval page opened), `cancel`, `retry`,
+    /// `replay`, `edit_proposal`, `sign_in` (the console).
     action: String,
     /// Null for a replay of a dead letter that names no run; `invalid:<fingerprint>`
     /// for a refused attempt on a path that is not a run id.
