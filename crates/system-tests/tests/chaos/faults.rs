@@ -28,8 +28,10 @@ fn smoke(i: usize) -> Value {
 ///
 /// The moments follow the work rather than the clock, so a faster machine
 /// does not finish every run before the last kill: round `r` waits until
-/// `9r + (0..9)` runs are published, then a random 0–100 ms more; slower
-/// mock providers (400 ms a call) spread the work out.
+/// `5r + (0..5)` runs are published, then a random 0–50 ms more; slower
+/// mock providers (400 ms a call) spread the work out. (Runs finish in
+/// bursts since the API applies a run's events of a delivery together:
+/// the targets stay below half the runs.)
 async fn orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing(db: &TestDb) {
     let slow = vec![("MOCK_PROVIDER_DELAY_MS".to_string(), "400".to_string())];
     let mut cluster = Cluster::start(MW, db.url(), slow).await;
@@ -38,11 +40,11 @@ async fn orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing(db: &Te
     let mut random = Lcg(seed);
     let mut kills_in_flight = 0;
     for round in 0..5 {
-        let target = (round * 9 + random.below(9)) as usize;
+        let target = (round * 5 + random.below(5)) as usize;
         let seen = cluster
             .wait_count(&ids, "published", target, Duration::from_secs(60))
             .await;
-        let delay = Duration::from_millis(random.below(100));
+        let delay = Duration::from_millis(random.below(50));
         tokio::time::sleep(delay).await;
         cluster.kill_orchestrator();
         let published = cluster.count_status(&ids, "published").await;
