@@ -442,6 +442,20 @@ async fn ops_page(state: &ApiState, session: &Session) -> Result<OpsPage, ApiErr
             delivered: push.delivered_at.map(when).unwrap_or_default(),
         })
         .collect();
+    let webhooks = state
+        .store
+        .recent_webhooks(OPS_ROWS)
+        .await?
+        .into_iter()
+        .map(|hook| WebhookRow {
+            provider: hook.provider,
+            run_id: hook.run_id.filter(|id| myloware_core::ids::is_run_id(id)),
+            signature: hook.signature_status.as_str().to_string(),
+            outcome: hook.outcome.as_str().to_string(),
+            size: hook.body_size,
+            received: when(hook.received_at),
+        })
+        .collect();
     let audit = match session.allows(Permission::Audit) {
         false => None,
         true => Some(
@@ -473,6 +487,7 @@ async fn ops_page(state: &ApiState, session: &Session) -> Result<OpsPage, ApiErr
         dead_letters,
         commands,
         pushes,
+        webhooks,
         audit,
     })
 }

@@ -265,6 +265,17 @@ pub struct PushRow {
     pub delivered: String,
 }
 
+/// A provider's webhook as it was received (never retried: a refused one
+/// is the sender's to send again).
+pub struct WebhookRow {
+    pub provider: String,
+    pub run_id: Option<String>,
+    pub signature: String,
+    pub outcome: String,
+    pub size: i64,
+    pub received: String,
+}
+
 pub struct AuditRow {
     pub at: String,
     pub actor: String,
@@ -285,6 +296,7 @@ pub struct OpsPage {
     pub dead_letters: Vec<DeadLetterRow>,
     pub commands: Vec<CommandRow>,
     pub pushes: Vec<PushRow>,
+    pub webhooks: Vec<WebhookRow>,
     /// `None`: the key may not read the audit.
     pub audit: Option<Vec<AuditRow>>,
 }

@@ -116,6 +116,9 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
 
+    /// The latest `limit` provider webhook deliveries, newest first.
+    async fn recent_webhooks(&self, limit: u32) -> StoreResult<Vec<WebhookDelivery>>;
+
     /// Applies a decision if the gate is still awaiting (on its locked row:
     /// of two simultaneous decisions one wins), with its run move, artifact
     /// and command, in one transaction. An approval short of the gate's

@@ -139,6 +139,18 @@ macro_rules! webhook_methods {
                            FROM webhook_deliveries WHERE provider = $1 ORDER BY seq";
                 Ok(rows_for(&self.pool, sql, provider).await?)
             }
+
+            async fn recent_webhooks(&self, limit: u32) -> StoreResult<Vec<WebhookDelivery>> {
+                let rows: Vec<WebhookDelivery> = sqlx::query_as(
+                    "SELECT provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                     signature_status, outcome, received_at \
+                     FROM webhook_deliveries ORDER BY seq DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
         }
     };
 }

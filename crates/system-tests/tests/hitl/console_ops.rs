@@ -391,6 +391,12 @@ async fn the_operations_page_shows_deliveries_still_owed(db: &Db) {
         "{pushes}"
     );
     assert!(!page.contains("secret-path-token"), "a webhook is shown by its host");
+    // The run's clips called back (the mock provider signs as kie.ai does).
+    let webhooks = &page[page.find(r#"id="webhooks""#).unwrap()..];
+    assert!(
+        webhooks.contains("<td>kieai</td>") && webhooks.contains(&format!(r#"<a href="/console/runs/{run_id}">"#)),
+        "{webhooks}"
+    );
 
     system.switch.block(false);
     myloware_api::commands::deliver_pending(&system.api_state, &run_id)
