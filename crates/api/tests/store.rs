@@ -560,7 +560,11 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
     let all = store.list_webhooks("kieai").await.unwrap();
     assert_eq!(all.len(), 3);
     let recent = store.recent_webhooks(2).await.unwrap();
-    assert_eq!(recent, vec![all[2].clone(), all[1].clone()], "newest first, at most the limit");
+    assert_eq!(
+        recent,
+        vec![all[2].clone(), all[1].clone()],
+        "newest first, at most the limit"
+    );
     assert_eq!(
         store.list_commands(&run.id).await.unwrap().len(),
         1,
