@@ -35,7 +35,9 @@ pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventO
         // The run as each event finds it, the one before applied.
         let mut now = run.clone();
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut applied: Vec<(AppliedEvent, RunUpdate, RunStatus)> = Vec::new();
+        let mut applied: Vec<(AppliedEvent, RunUpdate)> = Vec::new();
+        // Each applied event's run status before it, for the log.
+        let mut before: Vec<RunStatus> = Vec::new();
         for event in events {
             if event.seq <= now.last_event_seq {
                 outcomes.push(EventOutcome::Duplicate);
@@ -46,7 +48,7 @@ pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventO
                 continue;
             }
             let update = update_of(state, &now, event);
-            let before = now.status;
+            before.push(now.status);
             if let Some(status) = update.status {
                 now.status = status;
             }
@@ -65,21 +67,20 @@ pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventO
                 data: event.data.clone(),
                 at: event.at,
             };
-            applied.push((event, update, before));
+            applied.push((event, update));
             outcomes.push(EventOutcome::Applied);
         }
         if applied.is_empty() {
             return Ok(outcomes);
         }
-        let writes: Vec<(AppliedEvent, RunUpdate)> = applied.iter().map(|(e, u, _)| (e.clone(), u.clone())).collect();
         if !state
             .store
-            .apply_events(run.last_event_seq, run.status, &writes)
+            .apply_events(run.last_event_seq, run.status, &applied)
             .await?
         {
             continue;
         }
-        for (event, update, before) in &applied {
+        for ((event, update), before) in applied.iter().zip(&before) {
             if update.messages.iter().any(|m| !m.pushes.is_empty()) {
                 state.pushes.notify_one();
             }

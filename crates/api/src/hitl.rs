@@ -359,7 +359,7 @@ pub async fn decide(state: &ApiState, attempt: &Attempt) -> Result<Outcome, ApiE
 pub const MAX_FEEDBACK_CHARS: usize = 2000;
 
 /// A revision says what to change, in at most [`MAX_FEEDBACK_CHARS`].
-pub fn check_feedback(feedback: Option<&str>) -> Result<(), ApiError> {
+fn check_feedback(feedback: Option<&str>) -> Result<(), ApiError> {
     match feedback {
         None | Some("") => Err(ApiError::invalid(&["body", "feedback"], "say what to change")),
         Some(text) if text.chars().count() > MAX_FEEDBACK_CHARS => Err(ApiError::invalid(

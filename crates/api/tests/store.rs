@@ -512,6 +512,13 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
         current_persona: Some(None),
         ..Default::default()
     };
+    // Worked out from a status the run has left (a cancel, a decision
+    // committed meanwhile): nothing written, the caller reads again.
+    let stale = store
+        .apply_event(&event(&run.id, 2, "persona.completed"), 1, RunStatus::Pending, &clear)
+        .await
+        .unwrap();
+    assert!(!stale, "a status the run has left");
     assert!(applies(&*store, &run.id, 2, "persona.completed", 1, &clear).await);
     let read = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!(read.status, RunStatus::Running);

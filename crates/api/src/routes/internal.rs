@@ -1,5 +1,7 @@
 //! `POST /v1/internal/events`: the orchestrator's outbox delivers here.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResult, EventResults};
@@ -29,15 +31,12 @@ pub async fn receive_events(
     ValidJson(batch): ValidJson<EventBatch>,
 ) -> Result<Json<EventResults>, ApiError> {
     // Each run's events in their order, applied together; runs apart.
-    let mut runs: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut runs: HashMap<&str, Vec<usize>> = HashMap::new();
     for (at, event) in batch.events.iter().enumerate() {
-        match runs.iter_mut().find(|(run_id, _)| *run_id == event.run_id) {
-            Some((_, positions)) => positions.push(at),
-            None => runs.push((&event.run_id, vec![at])),
-        }
+        runs.entry(&event.run_id).or_default().push(at);
     }
     let mut outcomes = vec![EventOutcome::OutOfOrder; batch.events.len()];
-    for (_, positions) in &runs {
+    for positions in runs.values() {
         let events: Vec<&Event> = positions.iter().map(|at| &batch.events[*at]).collect();
         for (at, outcome) in positions.iter().zip(events::apply_run(&state, &events).await?) {
             outcomes[*at] = outcome;
