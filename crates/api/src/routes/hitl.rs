@@ -197,14 +197,13 @@ async fn decide(state: &ApiState, request: DecisionRequest, verdict: Verdict) ->
     let html = wants_html(headers);
     let token = body.token;
     let (ip, user_agent) = audit::client(headers, &ip);
-    let feedback = body.feedback.map(|f| f.trim().to_string());
     let mut attempt = Attempt {
         run_id: run_id.to_string(),
         gate: gate.to_string(),
         verdict,
         note: body.approver.map(|a| a.chars().take(200).collect()),
         reason: match verdict {
-            Verdict::Revise => feedback.clone(),
+            Verdict::Revise => body.feedback.map(|f| f.trim().to_string()),
             _ => body.reason.map(|r| r.chars().take(2000).collect()),
         },
         // A valid key names who tried, even when its role may not decide.
