@@ -29,8 +29,14 @@ pub struct Cluster {
     pub extra: Vec<(String, String)>,
     pub api_port: u16,
     pub orchestrator_ports: Vec<u16>,
-    /// How the API reaches the first orchestrator: through this proxy.
+    /// How the API reaches the first orchestrator: through this proxy
+    /// (with [`Cluster::replicas`], a load balancer over all of them).
     pub to_orchestrator: Proxy,
+    /// With [`Cluster::replicas`]: the API processes' ports, and the load
+    /// balancer in front of them that everyone (the orchestrators, the
+    /// mock providers' callbacks, the test) uses as the API.
+    pub api_ports: Vec<u16>,
+    to_api: Option<Proxy>,
     pub http: reqwest::Client,
     api: Option<Process>,
     orchestrator: Option<Process>,
@@ -55,6 +61,8 @@ impl Cluster {
             api_port: crate::free_port(),
             to_orchestrator: Proxy::start(orchestrator_ports[0]).await,
             orchestrator_ports,
+            api_ports: Vec::new(),
+            to_api: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -82,8 +90,33 @@ impl Cluster {
         cluster
     }
 
+    /// `apis` API processes and `orchestrators` orchestrators to come on
+    /// `db_url`, each kind behind a round-robin load balancer, as in a
+    /// deployment with replicas; nothing started yet ([`Cluster::spawn_api`],
+    /// [`Cluster::spawn_orchestrator`]).
+    pub async fn replicas(bin: &str, db_url: &str, apis: usize, orchestrators: usize) -> Cluster {
+        let mut cluster = Cluster::new(bin, db_url, orchestrators).await;
+        cluster.api_ports = (0..apis.max(1)).map(|_| crate::free_port()).collect();
+        cluster.to_api = Some(Proxy::balance(cluster.api_ports.clone()).await);
+        cluster.to_orchestrator = Proxy::balance(cluster.orchestrator_ports.clone()).await;
+        cluster
+    }
+
+    /// API process `index` of [`Cluster::replicas`], healthy; the test owns it.
+    pub async fn spawn_api(&mut self, index: usize) -> Process {
+        let port = self.api_ports[index];
+        let mut api = self.spawn("api", &[("API_PORT", port.to_string())], &format!("-{index}"));
+        self.wait_healthy(&mut api, port).await;
+        api
+    }
+
+    /// The API: its load balancer with [`Cluster::replicas`], else the one
+    /// API process.
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        match &self.to_api {
+            Some(balancer) => balancer.url(),
+            None => format!("http://127.0.0.1:{}", self.api_port),
+        }
     }
 
     pub fn orchestrator_url(&self) -> String {

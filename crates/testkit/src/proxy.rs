@@ -17,6 +17,16 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to `127.0.0.1:target`.
     pub async fn start(target: u16) -> Proxy {
+        Proxy::balance(vec![target]).await
+    }
+
+    /// A load balancer in front of `targets` (at least one): each new
+    /// connection goes to the next target in turn, or, when that one
+    /// refuses (its process is down), to the one after.
+    pub async fn balance(targets: Vec<u16>) -> Proxy {
+        assert!(!targets.is_empty(), "a proxy needs a target");
+        let targets = Arc::new(targets);
+        let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = watch::channel((false, 0u64));
@@ -27,8 +37,18 @@ impl Proxy {
                     continue;
                 }
                 let mut changed = rx.clone();
+                let first = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let targets = targets.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    let mut outbound = None;
+                    for i in 0..targets.len() {
+                        let target = targets[(first + i) % targets.len()];
+                        if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                            outbound = Some(stream);
+                            break;
+                        }
+                    }
+                    let Some(mut outbound) = outbound else {
                         return;
                     };
                     let cut = async move {

@@ -27,6 +27,10 @@ impl TryFrom<JournalRow> for JournalEntry {
     }
 }
 
+/// Whether `$2` holds the lease of execution `$1` (SQLite: inside a write
+/// transaction, which no other writer can interleave with).
+pub(super) const LEASE_HELD: &str = "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2";
+
 /// `JournalStore` for one backend (see `sql_orchestrator_store!`).
 macro_rules! journal_store {
     ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
@@ -42,13 +46,22 @@ macro_rules! journal_store {
                 request: &Value,
             ) -> StoreResult<JournalBegin> {
                 let now = Utc::now();
-                let hold = sqlx::query("UPDATE executions SET updated_at = $3 WHERE run_id = $1 AND lease_owner = $2")
+                // Only while the lease is held, and holding the execution's
+                // row (Postgres; SQLite's write transactions take turns)
+                // without writing it: a new version of the wide, indexed row
+                // for every provider call cost more than the call's journal.
+                let mut tx = self.begin().await?;
+                let lock: Option<&str> = $lock_execution;
+                let lease = lock.unwrap_or(LEASE_HELD);
+                let held: Option<i32> = sqlx::query_scalar(lease)
                     .bind(run_id)
                     .bind(worker)
-                    .bind(now);
-                let Some(mut tx) = guarded(self.begin().await?, hold).await? else {
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_none() {
+                    tx.rollback().await?;
                     return Ok(JournalBegin::LeaseLost);
-                };
+                }
                 let inserted = sqlx::query(
                     "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",

@@ -45,16 +45,20 @@ macro_rules! outbox_store {
             }
 
             async fn outbox_delivered(&self, event_ids: &[String]) -> StoreResult<()> {
-                let mut tx = self.begin().await?;
+                // One statement per chunk (a dispatch delivers up to 200), not
+                // one per event; chunks keep the bind count small on both backends.
                 let now = Utc::now();
-                for id in event_ids {
-                    sqlx::query("UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE event_id = $1 AND delivered_at IS NULL")
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                for chunk in event_ids.chunks(500) {
+                    let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET delivered_at = ");
+                    update.push_bind(now).push(", attempts = attempts + 1 WHERE delivered_at IS NULL AND event_id IN (");
+                    let mut ids = update.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(id);
+                    }
+                    update.push(")");
+                    update.build().execute(&self.pool).await?;
                 }
-                tx.commit().await
+                Ok(())
             }
 
             async fn outbox_retry(&self, run_id: &str, error: &str, retry_at: DateTime<Utc>) -> StoreResult<()> {

@@ -10,16 +10,25 @@ macro_rules! signals_store {
                 // The execution's row before the signal: holding it orders a
                 // run's signals (seq order is commit order, which
                 // `consumed_through` relies on), and commit_step takes the
-                // row first too (one lock order: no deadlock).
-                let wake = sqlx::query(
-                    "UPDATE executions SET status = CASE WHEN status = 'waiting' THEN 'runnable' ELSE status END, \
-                     updated_at = $2 WHERE run_id = $1",
-                )
-                .bind(run_id)
-                .bind(now);
-                let Some(tx) = guarded(self.begin().await?, wake).await? else {
+                // row first too (one lock order: no deadlock). Locked, not
+                // written, unless the execution waits: a new version of the
+                // wide, indexed row per signal cost more than the signal.
+                let mut tx = self.begin().await?;
+                let postgres: Option<&str> = $lock_execution;
+                let row_lock = match postgres {
+                    // Postgres: a row lock. SQLite: its write transaction.
+                    Some(_) => "SELECT status FROM executions WHERE run_id = $1 FOR UPDATE",
+                    None => "SELECT status FROM executions WHERE run_id = $1",
+                };
+                let status: Option<String> = sqlx::query_scalar(row_lock)
+                    .bind(run_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(status) = status else {
+                    tx.rollback().await?;
                     return Ok(SignalOutcome::UnknownExecution);
                 };
+                let wake = status == ExecStatus::Waiting.as_str();
                 let insert = sqlx::query(
                     "INSERT INTO signals (run_id, signal_id, body, received_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (run_id, signal_id) DO NOTHING",
@@ -28,9 +37,16 @@ macro_rules! signals_store {
                 .bind(signal_id)
                 .bind(Json(body))
                 .bind(now);
-                let Some(tx) = guarded(tx, insert).await? else {
+                let Some(mut tx) = guarded(tx, insert).await? else {
                     return Ok(SignalOutcome::Duplicate);
                 };
+                if wake {
+                    sqlx::query("UPDATE executions SET status = 'runnable', updated_at = $2 WHERE run_id = $1")
+                        .bind(run_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(SignalOutcome::Accepted)
             }
