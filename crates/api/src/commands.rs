@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use myloware_core::RunStatus;
 use myloware_core::backoff::Backoff;
-use myloware_core::wire::ExecutionCommand;
+use myloware_core::wire::{ExecutionCommand, MAX_SIGNAL_BATCH, SignalBatch};
 use serde_json::json;
 
 use crate::notify;
@@ -27,9 +27,52 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_sec
 /// One attempt at `command`, recorded: acknowledged, refused (closed, it
 /// will not be sent again) or failed (retried later).
 async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
-    let kind = command.kind();
     let outcome = state.orchestrator.send(&command.run_id, &command.body).await;
-    let attempt = match &outcome {
+    let attempt = judge(state, command, &outcome).await;
+    record(state, &[command.seq], &attempt).await;
+    log_resume(command, &attempt);
+    attempt
+}
+
+/// One attempt at several signals of a run (`signals`: two or more, in
+/// order), sent in one request and recorded in one statement; `None` when
+/// the orchestrator has no batch route (an older version: it answers 404
+/// or 405 without its JSON error), so the caller sends them one by one.
+async fn deliver_signals(state: &ApiState, run_id: &str, signals: &[Command]) -> Option<DeliveryAttempt> {
+    let batch = SignalBatch {
+        signals: signals
+            .iter()
+            .filter_map(|command| match &command.body {
+                ExecutionCommand::Signal(delivery) => Some(delivery.clone()),
+                _ => None,
+            })
+            .collect(),
+    };
+    let outcome = state.orchestrator.send_signals(run_id, &batch).await;
+    if let Err(OrchestratorError::Refused {
+        status: 404 | 405,
+        body,
+    }) = &outcome
+        && !body.contains("not found")
+    {
+        return None;
+    }
+    // Every signal shares the answer (a refusal dead-letters each).
+    let mut attempt = DeliveryAttempt::Acked;
+    for command in signals {
+        attempt = judge(state, command, &outcome).await;
+    }
+    let seqs: Vec<i64> = signals.iter().map(|c| c.seq).collect();
+    record(state, &seqs, &attempt).await;
+    Some(attempt)
+}
+
+/// What the orchestrator's answer to `command` means, with what a refusal
+/// entails (a refused start or retry fails its run; a refused signal is
+/// kept for replay).
+async fn judge(state: &ApiState, command: &Command, outcome: &Result<(), OrchestratorError>) -> DeliveryAttempt {
+    let kind = command.kind();
+    match outcome {
         Ok(()) => DeliveryAttempt::Acked,
         // The orchestrator understood and refused: retrying cannot help.
         Err(OrchestratorError::Refused { status, body }) if matches!(status, 400 | 404 | 409 | 422) => {
@@ -73,12 +116,13 @@ async fn deliver(state: &ApiState, command: &Command) -> DeliveryAttempt {
                 retry_at: Utc::now() + BACKOFF.after(command.attempts),
             }
         }
-    };
-    if let Err(err) = state.store.record_delivery(command.seq, &attempt).await {
-        tracing::error!(runId = %command.run_id, error = %err, "cannot record a command delivery");
     }
-    log_resume(command, &attempt);
-    attempt
+}
+
+async fn record(state: &ApiState, seqs: &[i64], attempt: &DeliveryAttempt) {
+    if let Err(err) = state.store.record_deliveries(seqs, attempt).await {
+        tracing::error!(commands = ?seqs, error = %err, "cannot record a command delivery");
+    }
 }
 
 /// A gate decision's delivery, in the HITL log (`myloware.api.hitl`): the
@@ -108,7 +152,8 @@ fn log_resume(command: &Command, attempt: &DeliveryAttempt) {
 /// reconciler picks the rest up).
 const DRAIN_LIMIT: u32 = 100;
 
-/// Delivers the run's pending commands now, oldest first, until none is
+/// Delivers the run's pending commands now, oldest first (signals next to
+/// each other in one request), until none is
 /// left (then `Ok`: the one just enqueued was acknowledged too) or one is
 /// not acknowledged (its error). Commands of a run queue behind each other,
 /// so delivering only the oldest would leave the rest to the reconciler's
@@ -135,8 +180,23 @@ pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), Strin
         .await
         .map_err(|err| format!("cannot read pending commands: {err}"))?;
     let mut last = Ok(());
-    for command in &pending {
-        match deliver(state, command).await {
+    let mut rest = pending.as_slice();
+    let mut batches = true;
+    while let Some(command) = rest.first() {
+        // Signals next to each other go in one request.
+        let signals = rest.iter().take(MAX_SIGNAL_BATCH).take_while(|c| batchable(c)).count();
+        let (attempt, sent) = match signals {
+            2.. if batches => match deliver_signals(state, run_id, &rest[..signals]).await {
+                Some(attempt) => (attempt, signals),
+                None => {
+                    batches = false;
+                    continue;
+                }
+            },
+            _ => (deliver(state, command).await, 1),
+        };
+        rest = &rest[sent..];
+        match attempt {
             DeliveryAttempt::Acked => last = Ok(()),
             // Closed: the next ones still go.
             DeliveryAttempt::Refused { error } => last = Err(error),
@@ -145,6 +205,12 @@ pub async fn deliver_pending(state: &ApiState, run_id: &str) -> Result<(), Strin
         }
     }
     last
+}
+
+/// A signal that may share a request with its neighbours: not a replay of
+/// a dead letter (a refused replay updates its own entry).
+fn batchable(command: &Command) -> bool {
+    matches!(&command.body, ExecutionCommand::Signal(delivery) if delivery.replay_of.is_none())
 }
 
 /// A start or a retry the orchestrator will never accept (e.g. an invalid

@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod group_commit;
 pub mod hitl;
 pub mod limiter;
 pub mod locks;

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use myloware_core::internal::InternalKeys;
 use url::Url;
 
-use myloware_core::wire::{ChatReply, ChatTurn, ExecutionCommand, PruneCounts, PruneRequest};
+use myloware_core::wire::{ChatReply, ChatTurn, ExecutionCommand, PruneCounts, PruneRequest, SignalBatch};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OrchestratorError {
     #[error("orchestrator unreachable: {0}")]
     Unreachable(String),
@@ -24,6 +24,11 @@ pub trait OrchestratorClient: Send + Sync + 'static {
     /// `POST /v1/executions/{runId}/signals`, `/resume` or `/cancel`. `Ok`
     /// once acknowledged.
     async fn send(&self, run_id: &str, command: &ExecutionCommand) -> Result<(), OrchestratorError>;
+
+    /// Sends several signals of a run in one request
+    /// (`POST /v1/executions/{runId}/signals/batch`). `Ok` once all are
+    /// acknowledged (each taken now or before).
+    async fn send_signals(&self, run_id: &str, batch: &SignalBatch) -> Result<(), OrchestratorError>;
 
     /// `GET /health`, for the API's readiness.
     async fn health(&self) -> Result<(), OrchestratorError>;
@@ -118,6 +123,11 @@ impl OrchestratorClient for HttpOrchestrator {
     async fn send(&self, run_id: &str, command: &ExecutionCommand) -> Result<(), OrchestratorError> {
         let url = self.url(&command.path(run_id));
         self.send_request(self.http.post(url).json(command)).await
+    }
+
+    async fn send_signals(&self, run_id: &str, batch: &SignalBatch) -> Result<(), OrchestratorError> {
+        let url = self.url(&format!("/v1/executions/{run_id}/signals/batch"));
+        self.send_request(self.http.post(url).json(batch)).await
     }
 
     async fn health(&self) -> Result<(), OrchestratorError> {

@@ -10,6 +10,7 @@ use myloware_core::internal::InternalKeys;
 use myloware_core::project::Catalog;
 use myloware_telemetry::HttpMetrics;
 
+use crate::group_commit::CallbackCommitter;
 use crate::limiter::{RateLimiter, StreamSlots};
 use crate::locks::KeyedLocks;
 use crate::metrics::ApiMetrics;
@@ -33,6 +34,8 @@ pub struct ApiState {
     /// A run's command deliveries, one drain at a time (see
     /// [`crate::commands::deliver_pending`]).
     pub delivery_locks: Arc<KeyedLocks>,
+    /// Verified provider callbacks, committed in groups.
+    pub callbacks: Arc<CallbackCommitter>,
     /// Chat messages were queued for a channel.
     pub pushes: Arc<tokio::sync::Notify>,
     /// Outbound HTTP other than the orchestrator (chat channels).
@@ -68,6 +71,7 @@ impl ApiState {
             chat_locks: Arc::default(),
             console_streams: Arc::new(StreamSlots::new(64, 4)),
             delivery_locks: Arc::default(),
+            callbacks: Arc::new(CallbackCommitter::new(store.clone())),
             pushes: Arc::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))

@@ -579,6 +579,50 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
     );
 }
 
+/// A group of callbacks: a new key, the same key again in the group, a key
+/// used before; one new key of another run. Each new one brings its
+/// command; each repeated one is recorded as a duplicate without the key.
+async fn callbacks_commit_together_each_key_once(db: &Db) {
+    let store = store::open(db);
+    let a = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let b = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
+    let used = delivery("task-used", Some(&a.id), 0);
+    assert!(
+        store
+            .record_webhook(&used, Some(&command(&a.id, CommandKind::Signal)))
+            .await
+            .unwrap()
+    );
+    let callbacks = vec![
+        (delivery("task-1", Some(&a.id), 0), command(&a.id, CommandKind::Signal)),
+        (delivery("task-1", Some(&a.id), 0), command(&a.id, CommandKind::Signal)),
+        (used.clone(), command(&a.id, CommandKind::Signal)),
+        (delivery("task-2", Some(&b.id), 0), command(&b.id, CommandKind::Signal)),
+    ];
+    let fresh = store.record_callbacks(&callbacks).await.unwrap();
+    assert_eq!(fresh, vec![true, false, false, true]);
+    assert_eq!(
+        store.list_commands(&a.id).await.unwrap().len(),
+        2,
+        "task-used and task-1 once each"
+    );
+    assert_eq!(store.list_commands(&b.id).await.unwrap().len(), 1);
+    let all = store.list_webhooks("kieai").await.unwrap();
+    let outcomes: Vec<(Option<&str>, WebhookOutcome)> =
+        all.iter().map(|d| (d.idempotency_key.as_deref(), d.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (Some("task-used"), WebhookOutcome::Accepted),
+            (Some("task-1"), WebhookOutcome::Accepted),
+            (Some("task-2"), WebhookOutcome::Accepted),
+            (None, WebhookOutcome::Duplicate),
+            (None, WebhookOutcome::Duplicate),
+        ]
+    );
+    assert_eq!(store.record_callbacks(&[]).await.unwrap(), Vec::<bool>::new());
+}
+
 fn delivery(key: &str, run_id: Option<&str>, days_ago: i64) -> WebhookDelivery {
     WebhookDelivery {
         provider: "kieai".into(),
@@ -921,6 +965,7 @@ conformance_tests!(
     commands_read_back_as_the_typed_bodies_enqueued,
     events_apply_once_in_order_with_their_changes,
     webhook_keys_are_used_once_and_bring_their_command,
+    callbacks_commit_together_each_key_once,
     retention_prunes_only_old_rows_no_unfinished_run_needs,
     gates_count_approvals_and_reopen_after_a_revision,
     ping_answers,

@@ -125,6 +125,10 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/v1/executions", axum::routing::post(routes::start))
         .route("/v1/executions/{runId}", get(routes::show))
         .route("/v1/executions/{runId}/signals", axum::routing::post(routes::signals))
+        .route(
+            "/v1/executions/{runId}/signals/batch",
+            axum::routing::post(routes::signal_batch),
+        )
         .route("/v1/executions/{runId}/resume", axum::routing::post(routes::resume))
         .route("/v1/executions/{runId}/cancel", axum::routing::post(routes::cancel))
         .route("/v1/executions/{runId}/retry", axum::routing::post(routes::retry))

@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use myloware_core::wire::{
     CancelAccepted, ChatReply, ChatTurn, ExecutionAccepted, PruneCounts, PruneRequest, ResumeExecution, RetryAccepted,
-    RetryExecution, RetryStatus, SignalAccepted, SignalDelivery, SignalStatus, StartExecution, StartStatus,
+    RetryExecution, RetryStatus, SignalAccepted, SignalBatch, SignalBatchAccepted, SignalDelivery, SignalStatus,
+    StartExecution, StartStatus,
 };
 use myloware_http::ValidJson;
 use serde_json::{Value, json};
@@ -75,6 +76,17 @@ pub async fn signals(
         .signal(&run_id, &delivery.signal_id, &delivery.signal)
         .await?;
     Ok(signal_answer(accepted))
+}
+
+/// `POST /v1/executions/{runId}/signals/batch`: a run's relayed webhooks
+/// together (1 to 100, in order, one transaction); each idempotent on its
+/// `signalId`. 200 with each one's status.
+pub async fn signal_batch(
+    State(state): State<OrchestratorState>,
+    Path(run_id): Path<String>,
+    ValidJson(batch): ValidJson<SignalBatch>,
+) -> RouteResult<Json<SignalBatchAccepted>> {
+    Ok(Json(state.engine.signals(&run_id, &batch).await?))
 }
 
 /// `POST /v1/executions/{runId}/resume`: a gate decision.

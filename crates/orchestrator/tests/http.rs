@@ -251,6 +251,8 @@ async fn executions_answer_the_typed_contract(db: &Db) {
         answer(post("/v1/executions/run_contract0001/signals", decided).await).await,
         (200, json!({"status": "duplicate"}))
     );
+    let decided_again =
+        || json!({"signalId": "gate:ideate", "signal": {"type": "gate.decision", "gate": "ideate", "approve": true}});
     assert_eq!(
         answer(post(resume, json!({"gate": "ideate", "decision": "approve"})).await).await,
         (200, json!({"status": "duplicate"}))
@@ -273,6 +275,55 @@ async fn executions_answer_the_typed_contract(db: &Db) {
             json!({"detail": "the execution is not waiting at the prepublish gate"})
         )
     );
+
+    // A run's signals together: each once per id, in order, the repeated
+    // one (before, and within the batch) a duplicate.
+    let batch = "/v1/executions/run_contract0001/signals/batch";
+    let clip = |id: &str, index: u32| json!({"signalId": id, "signal": {"type": "clip.reported", "taskId": id, "index": index}});
+    assert_eq!(
+        answer(
+            post(
+                batch,
+                json!({"signals": [clip("kieai:a", 0), decided_again(), clip("kieai:b", 1), clip("kieai:a", 0)]})
+            )
+            .await
+        )
+        .await,
+        (
+            200,
+            json!({"results": [
+                {"signalId": "kieai:a", "status": "accepted"},
+                {"signalId": "gate:ideate", "status": "duplicate"},
+                {"signalId": "kieai:b", "status": "accepted"},
+                {"signalId": "kieai:a", "status": "duplicate"},
+            ]})
+        )
+    );
+    let (status, body) = answer(post(batch, json!({"signals": []})).await).await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (422, &json!("signals must hold 1 to 100 signals"))
+    );
+    let too_many: Vec<Value> = (0..101).map(|i| clip(&format!("kieai:n{i}"), 0)).collect();
+    assert_eq!(answer(post(batch, json!({"signals": too_many})).await).await.0, 422);
+    assert_eq!(
+        answer(
+            post(
+                "/v1/executions/run_unknown00001/signals/batch",
+                json!({"signals": [clip("kieai:c", 0)]})
+            )
+            .await
+        )
+        .await,
+        (404, json!({"detail": "execution not found"}))
+    );
+    let executions = myloware_orchestrator::store::open(db);
+    for id in ["kieai:a", "kieai:b"] {
+        assert!(
+            executions.find_signal("run_contract0001", id).await.unwrap().is_some(),
+            "{id} stored"
+        );
+    }
 
     let (status, body) = answer(post("/v1/executions/run_contract0001/cancel", json!({})).await).await;
     assert_eq!(

@@ -211,10 +211,14 @@ pub async fn kieai(
         return Ok(Json(json!({"status": "dead_lettered"})));
     }
     delivery.outcome = WebhookOutcome::Accepted;
-    if !crate::routes::webhooks::record(&state, &delivery, Some(&command)).await? {
-        delivery.idempotency_key = None;
-        delivery.outcome = WebhookOutcome::Duplicate;
-        crate::routes::webhooks::record(&state, &delivery, None).await?;
+    // Committed with the callbacks arriving meanwhile (group commit); a
+    // repeated task id is recorded as a duplicate delivery.
+    let fresh = state.callbacks.record(delivery, command).await?;
+    let result = if fresh { "processed" } else { "duplicate" };
+    state
+        .metrics
+        .webhook("kieai", SignatureStatus::Verified.as_str(), result);
+    if !fresh {
         return Ok(Json(json!({"status": "duplicate"})));
     }
     tracing::info!(runId = %run_id, clip = index, %task_id, "kie.ai callback accepted (record-info decides)");

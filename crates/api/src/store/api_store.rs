@@ -79,7 +79,13 @@ pub trait ApiStore: Send + Sync + 'static {
     /// or not.
     async fn pending_commands(&self, run_id: &str, limit: u32) -> StoreResult<Vec<Command>>;
 
-    async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+    async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+        self.record_deliveries(&[seq], attempt).await
+    }
+
+    /// The same attempt at each of the commands `seqs` (sent together), in
+    /// one statement; a command acknowledged before is left as it was.
+    async fn record_deliveries(&self, seqs: &[i64], attempt: &DeliveryAttempt) -> StoreResult<()>;
 
     async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
 
@@ -113,6 +119,13 @@ pub trait ApiStore: Send + Sync + 'static {
     /// `command` in the same transaction. `Ok(false)` when its idempotency
     /// key was already used (nothing is written then).
     async fn record_webhook(&self, delivery: &WebhookDelivery, command: Option<&NewCommand>) -> StoreResult<bool>;
+
+    /// Several accepted deliveries, each with its command, in one
+    /// transaction (group commit): whether each was new. One whose
+    /// idempotency key was used before (or earlier in the list) enqueues
+    /// nothing and is recorded again as a `duplicate` delivery without the
+    /// key. Every delivery must carry a key.
+    async fn record_callbacks(&self, callbacks: &[(WebhookDelivery, NewCommand)]) -> StoreResult<Vec<bool>>;
 
     async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
 

@@ -153,23 +153,29 @@ macro_rules! command_methods {
                 commands(rows)
             }
 
-            async fn record_delivery(&self, seq: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+            async fn record_deliveries(&self, seqs: &[i64], attempt: &DeliveryAttempt) -> StoreResult<()> {
                 let at = now();
                 let (acked_at, error, retry_at) = match attempt {
                     DeliveryAttempt::Acked => (Some(at), None, at),
                     DeliveryAttempt::Refused { error } => (Some(at), Some(error.as_str()), at),
                     DeliveryAttempt::Failed { error, retry_at } => (None, Some(error.as_str()), *retry_at),
                 };
-                sqlx::query(
-                    "UPDATE commands SET attempts = attempts + 1, acked_at = $2, last_error = $3, next_attempt_at = $4 \
-                     WHERE seq = $1 AND acked_at IS NULL",
-                )
-                .bind(seq)
-                .bind(acked_at)
-                .bind(error)
-                .bind(retry_at)
-                .execute(&self.pool)
-                .await?;
+                for chunk in seqs.chunks(500) {
+                    let mut update = sqlx::QueryBuilder::new("UPDATE commands SET attempts = attempts + 1, acked_at = ");
+                    update
+                        .push_bind(acked_at)
+                        .push(", last_error = ")
+                        .push_bind(error)
+                        .push(", next_attempt_at = ")
+                        .push_bind(retry_at)
+                        .push(" WHERE acked_at IS NULL AND seq IN (");
+                    let mut list = update.separated(", ");
+                    for seq in chunk {
+                        list.push_bind(*seq);
+                    }
+                    update.push(")");
+                    update.build().execute(&self.pool).await?;
+                }
                 Ok(())
             }
 

@@ -97,6 +97,24 @@ pub fn excerpt(bytes: &[u8], max: usize) -> String {
     text[..end].to_string()
 }
 
+/// One row of a multi-row `webhook_deliveries` insert: `delivery` with
+/// `key` and `outcome`.
+macro_rules! push_delivery {
+    ($row:expr, $delivery:expr, $key:expr, $outcome:expr) => {
+        $row.push_bind(&$delivery.provider)
+            .push_bind($key)
+            .push_bind(&$delivery.run_id)
+            .push_bind(Json(&$delivery.headers))
+            .push_bind(&$delivery.body)
+            .push_bind($delivery.body_size)
+            .push_bind(&$delivery.body_sha256)
+            .push_bind($delivery.signature_status.as_str())
+            .push_bind($outcome.as_str())
+            .push_bind($delivery.received_at)
+    };
+}
+pub(super) use push_delivery;
+
 /// The [`ApiStore`](super::ApiStore) methods of webhook deliveries, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).
 macro_rules! webhook_methods {
@@ -131,6 +149,56 @@ macro_rules! webhook_methods {
                 }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn record_callbacks(&self, callbacks: &[(WebhookDelivery, NewCommand)]) -> StoreResult<Vec<bool>> {
+                if callbacks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin().await?;
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_deliveries \
+                     (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                      signature_status, outcome, received_at) ",
+                );
+                insert.push_values(callbacks, |mut row, (delivery, _)| {
+                    push_delivery!(row, delivery, delivery.idempotency_key.as_deref(), delivery.outcome);
+                });
+                insert.push(" ON CONFLICT DO NOTHING RETURNING provider, idempotency_key");
+                let inserted: Vec<(String, Option<String>)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                // New: inserted now, and the first of its key in the list.
+                let mut fresh: std::collections::HashSet<(String, Option<String>)> = inserted.into_iter().collect();
+                let fresh: Vec<bool> = callbacks
+                    .iter()
+                    .map(|(d, _)| fresh.remove(&(d.provider.clone(), d.idempotency_key.clone())))
+                    .collect();
+                let (new, repeated): (Vec<_>, Vec<_>) = callbacks.iter().zip(&fresh).partition(|(_, fresh)| **fresh);
+                if !new.is_empty() {
+                    let mut insert =
+                        sqlx::QueryBuilder::new("INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) ");
+                    let at = now();
+                    insert.push_values(&new, |mut row, ((_, command), _)| {
+                        row.push_bind(&command.run_id)
+                            .push_bind(command.body.kind().as_str())
+                            .push_bind(Json(&command.body))
+                            .push_bind(at)
+                            .push_bind(at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                if !repeated.is_empty() {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO webhook_deliveries \
+                         (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                          signature_status, outcome, received_at) ",
+                    );
+                    insert.push_values(&repeated, |mut row, ((delivery, _), _)| {
+                        push_delivery!(row, delivery, None::<&str>, WebhookOutcome::Duplicate);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(fresh)
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {

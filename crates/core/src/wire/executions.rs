@@ -138,6 +138,32 @@ pub enum SignalStatus {
     Duplicate,
 }
 
+/// Most signals one batch carries.
+pub const MAX_SIGNAL_BATCH: usize = 100;
+
+/// `POST /v1/executions/{runId}/signals/batch`: several signals of one run,
+/// in order, in one request and one transaction (the API relays a run's
+/// pending signals together). Each is idempotent on its `signalId`, as
+/// when sent alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalBatch {
+    /// 1 to [`MAX_SIGNAL_BATCH`].
+    pub signals: Vec<SignalDelivery>,
+}
+
+/// The answer to a [`SignalBatch`]: each signal's status, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalBatchAccepted {
+    pub results: Vec<SignalResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalResult {
+    pub signal_id: String,
+    pub status: SignalStatus,
+}
+
 /// `POST /v1/executions/{runId}/cancel`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelExecution {

@@ -21,9 +21,9 @@ pub mod retention;
 pub use chat::{ChatAction, ChatLine, ChatProject, ChatReply, ChatRun, ChatTurn};
 pub use events::{CostRecorded, Event, EventBatch, EventKind, EventOutcome, EventResult, EventResults};
 pub use executions::{
-    CancelAccepted, CancelExecution, CommandKind, Decision, ExecutionAccepted, ExecutionCommand, GraphSpec, Repeated,
-    ResumeExecution, RetryAccepted, RetryExecution, RetryStatus, Signal, SignalAccepted, SignalDelivery, SignalStatus,
-    StartExecution, StartStatus,
+    CancelAccepted, CancelExecution, CommandKind, Decision, ExecutionAccepted, ExecutionCommand, GraphSpec,
+    MAX_SIGNAL_BATCH, Repeated, ResumeExecution, RetryAccepted, RetryExecution, RetryStatus, Signal, SignalAccepted,
+    SignalBatch, SignalBatchAccepted, SignalDelivery, SignalResult, SignalStatus, StartExecution, StartStatus,
 };
 pub use retention::{MAX_PRUNE_DAYS, PruneCounts, PruneRequest};
 

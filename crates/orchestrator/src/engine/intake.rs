@@ -4,8 +4,9 @@
 //! harmless; each wakes the workers when it changed something.
 
 use myloware_core::wire::{
-    CancelAccepted, EventKind, ExecutionAccepted, Repeated, ResumeExecution, RetryAccepted, RetryExecution,
-    RetryStatus, Signal, SignalAccepted, SignalStatus, StartExecution, StartStatus,
+    CancelAccepted, EventKind, ExecutionAccepted, MAX_SIGNAL_BATCH, Repeated, ResumeExecution, RetryAccepted,
+    RetryExecution, RetryStatus, Signal, SignalAccepted, SignalBatch, SignalBatchAccepted, SignalResult, SignalStatus,
+    StartExecution, StartStatus,
 };
 use serde_json::json;
 
@@ -70,6 +71,48 @@ impl Engine {
             SignalOutcome::UnknownExecution => return Err(OrchestratorError::not_found("execution")),
         };
         Ok(SignalAccepted { status })
+    }
+
+    /// Delivers a run's signals, in order, in one transaction; each once
+    /// per its id, as [`Engine::signal`] does one.
+    pub async fn signals(&self, run_id: &str, batch: &SignalBatch) -> Result<SignalBatchAccepted, OrchestratorError> {
+        if batch.signals.is_empty() || batch.signals.len() > MAX_SIGNAL_BATCH {
+            return Err(OrchestratorError::Unprocessable(format!(
+                "signals must hold 1 to {MAX_SIGNAL_BATCH} signals"
+            )));
+        }
+        let signals: Vec<(String, serde_json::Value)> = batch
+            .signals
+            .iter()
+            .map(|d| {
+                (
+                    d.signal_id.clone(),
+                    serde_json::to_value(&d.signal).expect("serializes"),
+                )
+            })
+            .collect();
+        let fresh = self
+            .store
+            .add_signals(run_id, &signals)
+            .await?
+            .ok_or_else(|| OrchestratorError::not_found("execution"))?;
+        if fresh.contains(&true) {
+            self.work.notify_one();
+        }
+        let results = batch
+            .signals
+            .iter()
+            .zip(fresh)
+            .map(|(delivery, fresh)| SignalResult {
+                signal_id: delivery.signal_id.clone(),
+                status: if fresh {
+                    SignalStatus::Accepted
+                } else {
+                    SignalStatus::Duplicate
+                },
+            })
+            .collect();
+        Ok(SignalBatchAccepted { results })
     }
 
     /// Decides the gate the execution waits at. A gate decided before

@@ -241,7 +241,20 @@ pub trait ExecutionStore: Send + Sync {
 /// The signals executions wait for.
 #[async_trait]
 pub trait SignalStore: Send + Sync {
-    async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome>;
+    async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
+        let signal = [(signal_id.to_string(), body.clone())];
+        Ok(match self.add_signals(run_id, &signal).await?.as_deref() {
+            None => SignalOutcome::UnknownExecution,
+            Some([true]) => SignalOutcome::Accepted,
+            Some(_) => SignalOutcome::Duplicate,
+        })
+    }
+
+    /// Stores `(signal id, body)` pairs for one execution, in order, in one
+    /// transaction, and wakes it if it waits: whether each was new (a
+    /// signal id seen before, or earlier in the same list, is a
+    /// duplicate); `None` for an unknown execution.
+    async fn add_signals(&self, run_id: &str, signals: &[(String, Value)]) -> StoreResult<Option<Vec<bool>>>;
 
     async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>>;
 

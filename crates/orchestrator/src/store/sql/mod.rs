@@ -17,7 +17,7 @@ use sqlx::types::Json;
 use super::{
     Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
     JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
-    OutboxStore, SignalOutcome, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal, query_terms,
+    OutboxStore, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal, query_terms,
 };
 
 #[macro_use]

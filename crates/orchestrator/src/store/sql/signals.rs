@@ -5,9 +5,9 @@ macro_rules! signals_store {
     ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
         #[async_trait]
         impl SignalStore for $store {
-            async fn add_signal(&self, run_id: &str, signal_id: &str, body: &Value) -> StoreResult<SignalOutcome> {
+            async fn add_signals(&self, run_id: &str, signals: &[(String, Value)]) -> StoreResult<Option<Vec<bool>>> {
                 let now = Utc::now();
-                // The execution's row before the signal: holding it orders a
+                // The execution's row before the signals: holding it orders a
                 // run's signals (seq order is commit order, which
                 // `consumed_through` relies on), and commit_step takes the
                 // row first too (one lock order: no deadlock). Locked, not
@@ -26,21 +26,27 @@ macro_rules! signals_store {
                     .await?;
                 let Some(status) = status else {
                     tx.rollback().await?;
-                    return Ok(SignalOutcome::UnknownExecution);
+                    return Ok(None);
                 };
-                let wake = status == ExecStatus::Waiting.as_str();
-                let insert = sqlx::query(
-                    "INSERT INTO signals (run_id, signal_id, body, received_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (run_id, signal_id) DO NOTHING",
-                )
-                .bind(run_id)
-                .bind(signal_id)
-                .bind(Json(body))
-                .bind(now);
-                let Some(mut tx) = guarded(tx, insert).await? else {
-                    return Ok(SignalOutcome::Duplicate);
-                };
-                if wake {
+                if signals.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Some(Vec::new()));
+                }
+                // One multi-row INSERT; seqs follow the list's order.
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO signals (run_id, signal_id, body, received_at) ");
+                insert.push_values(signals, |mut row, (signal_id, body)| {
+                    row.push_bind(run_id)
+                        .push_bind(signal_id)
+                        .push_bind(Json(body))
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT (run_id, signal_id) DO NOTHING RETURNING signal_id");
+                let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                if inserted.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Some(vec![false; signals.len()]));
+                }
+                if status == ExecStatus::Waiting.as_str() {
                     sqlx::query("UPDATE executions SET status = 'runnable', updated_at = $2 WHERE run_id = $1")
                         .bind(run_id)
                         .bind(now)
@@ -48,7 +54,11 @@ macro_rules! signals_store {
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(SignalOutcome::Accepted)
+                // New: inserted now, and the first of its id in the list.
+                let mut fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+                Ok(Some(
+                    signals.iter().map(|(id, _)| fresh.remove(id.as_str())).collect(),
+                ))
             }
 
             async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>> {

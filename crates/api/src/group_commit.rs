@@ -1,0 +1,111 @@
+//! Group commit of provider callbacks: the verified kie.ai callbacks that
+//! arrive while a transaction is committing are recorded together, with
+//! their commands, in the next one (`ApiStore::record_callbacks`: three
+//! multi-row statements and one WAL flush however many there are).
+//!
+//! No callback waits for a timer: a batch is whatever queued up while the
+//! previous one committed, so alone a callback commits at once, and under
+//! load batches grow with the load. Each caller is answered after its own
+//! batch committed (its data is durable). When a batch fails, each of its
+//! callbacks is tried again in a transaction of its own, so one bad item
+//! does not fail its neighbours.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::store::{ApiStore, NewCommand, StoreError, WebhookDelivery};
+
+/// Most callbacks in one transaction.
+const MAX_BATCH: usize = 256;
+/// Batches committing at once.
+const CONCURRENT: usize = 2;
+/// Callbacks waiting for a batch; a full queue makes callers wait (the
+/// request's own deadline bounds that).
+const QUEUE: usize = 4096;
+
+type Answer = oneshot::Sender<Result<bool, StoreError>>;
+
+struct Pending {
+    callback: (WebhookDelivery, NewCommand),
+    answer: Answer,
+}
+
+pub struct CallbackCommitter {
+    store: Arc<dyn ApiStore>,
+    /// Started on first use (inside the runtime).
+    queue: OnceLock<mpsc::Sender<Pending>>,
+}
+
+impl CallbackCommitter {
+    pub fn new(store: Arc<dyn ApiStore>) -> CallbackCommitter {
+        CallbackCommitter {
+            store,
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Records an accepted callback and its command, durably: whether it
+    /// was new (`false`: its key was used before; it is then recorded as a
+    /// duplicate delivery and enqueues nothing).
+    pub async fn record(&self, delivery: WebhookDelivery, command: NewCommand) -> Result<bool, StoreError> {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(QUEUE);
+            tokio::spawn(commit_batches(self.store.clone(), receiver));
+            sender
+        });
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            callback: (delivery, command),
+            answer,
+        };
+        // The committer only stops with the runtime.
+        let stopped = || StoreError::Database(sqlx::Error::PoolClosed);
+        queue.send(pending).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+async fn commit_batches(store: Arc<dyn ApiStore>, mut queue: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENT));
+    while let Some(first) = queue.recv().await {
+        // Waiting for a slot is what lets the next batch fill up.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.push(next);
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit(store.as_ref(), batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn commit(store: &dyn ApiStore, batch: Vec<Pending>) {
+    let (callbacks, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.callback, p.answer)).unzip();
+    match store.record_callbacks(&callbacks).await {
+        Ok(fresh) => {
+            for (answer, fresh) in answers.into_iter().zip(fresh) {
+                let _ = answer.send(Ok(fresh));
+            }
+        }
+        Err(err) if callbacks.len() > 1 => {
+            tracing::warn!(callbacks = callbacks.len(), error = %err, "a callback batch failed; committing each alone");
+            for (callback, answer) in callbacks.into_iter().zip(answers) {
+                let alone = store.record_callbacks(std::slice::from_ref(&callback)).await;
+                let _ = answer.send(alone.map(|fresh| fresh[0]));
+            }
+        }
+        Err(err) => {
+            if let Some(answer) = answers.into_iter().next() {
+                let _ = answer.send(Err(err));
+            }
+        }
+    }
+}
