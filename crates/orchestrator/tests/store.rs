@@ -130,6 +130,73 @@ async fn create_and_claim(store: &dyn OrchestratorStore, run: &str, worker: &str
     assert_eq!(claimed.map(|e| e.run_id).as_deref(), Some(run), "{worker} claims {run}");
 }
 
+/// A claim of several takes the oldest free executions, each under an owner
+/// of its own, and never one another claim holds.
+async fn a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner(db: &Db) {
+    let store = store::open(db);
+    for run in ["run_many0000001", "run_many0000002", "run_many0000003"] {
+        store.create_execution(&new_execution(run), &started()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let first = store.claim_many("p-1:", Utc::now(), soon(30), 2).await.unwrap();
+    let owners: Vec<(String, Option<String>)> = first
+        .iter()
+        .map(|e| (e.run_id.clone(), e.lease_owner.clone()))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("run_many0000001".to_string(), Some("p-1:run_many0000001".to_string())),
+            ("run_many0000002".to_string(), Some("p-1:run_many0000002".to_string())),
+        ]
+    );
+    let rest = store.claim_many("p-2:", Utc::now(), soon(30), 5).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(),
+        vec!["run_many0000003"]
+    );
+    assert!(
+        store
+            .claim_many("p-3:", Utc::now(), soon(30), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The owner commits under its own name; another owner cannot.
+    assert!(
+        !store
+            .commit_step(&commit(
+                "run_many0000001",
+                "p-1:run_many0000002",
+                ExecStatus::Completed,
+                1
+            ))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .commit_step(&commit(
+                "run_many0000001",
+                "p-1:run_many0000001",
+                ExecStatus::Completed,
+                1
+            ))
+            .await
+            .unwrap()
+    );
+    // An expired lease is claimable again.
+    let later = Utc::now() + Duration::seconds(60);
+    let again = store
+        .claim_many("p-4:", later, later + Duration::seconds(30), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(),
+        vec!["run_many0000002", "run_many0000003"]
+    );
+}
+
 /// Creates execution `run`, claimed by `worker`, and parks it (waiting,
 /// no deadline) with `events` events.
 async fn park_new(store: &dyn OrchestratorStore, run: &str, worker: &str, events: usize) {
@@ -776,6 +843,7 @@ async fn provider_job_slots_never_exceed_the_cap(db: &Db) {
 }
 
 conformance_tests!(
+    a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner,
     provider_job_slots_never_exceed_the_cap,
     a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,
     knowledge_hits_are_ranked_best_match_first,

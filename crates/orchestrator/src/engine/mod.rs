@@ -18,7 +18,7 @@ use myloware_core::wire::{EventKind, StartExecution};
 use myloware_core::{Gate, ProviderMode};
 use myloware_providers::Providers;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::metrics::{EngineMetrics, Observation};
 use crate::personas::LlmPersonas;
@@ -217,25 +217,57 @@ impl Engine {
         chrono::Duration::seconds(self.config.engine.lease_secs as i64)
     }
 
-    /// Runs `config.engine.workers` workers until `shutdown` fires.
+    /// Runs up to `config.engine.workers` executions at once until
+    /// `shutdown` fires: one task claims work, as many executions per
+    /// statement as there are free workers, and drives each in a task of
+    /// its own. The handle ends once the executions in hand have parked.
     pub fn spawn_workers(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         let process = uuid::Uuid::new_v4().simple().to_string();
-        (0..self.config.engine.workers)
-            .map(|i| {
-                let engine = self.clone();
-                let worker = format!("{}-{i}", &process[..8]);
-                tokio::spawn(engine.work_loop(worker, shutdown.clone()))
-            })
-            .collect()
+        vec![tokio::spawn(
+            self.clone().claim_loop(process[..8].to_string(), shutdown),
+        )]
     }
 
-    async fn work_loop(self: Arc<Self>, worker: String, mut shutdown: watch::Receiver<bool>) {
+    async fn claim_loop(self: Arc<Self>, process: String, mut shutdown: watch::Receiver<bool>) {
         let idle = Duration::from_millis(self.config.engine.poll_ms);
+        let workers = Arc::new(Semaphore::new(self.config.engine.workers.max(1)));
+        let mut driving = tokio::task::JoinSet::new();
+        let mut claims = 0u64;
         while !*shutdown.borrow() {
+            // A free worker first; then as many as are free.
+            let first = tokio::select! {
+                permit = workers.clone().acquire_owned() => permit.expect("never closed"),
+                _ = shutdown.changed() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = workers.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            // Every claim's owners are new: an execution this process
+            // claims again (its lease lost meanwhile) is another owner's.
+            claims += 1;
+            let owner = format!("{process}-{claims}:");
             let now = Utc::now();
-            match self.store.claim(&worker, now, now + self.lease()).await {
-                Ok(Some(execution)) => self.drive(&worker, execution).await,
-                Ok(None) => {
+            match self
+                .store
+                .claim_many(&owner, now, now + self.lease(), permits.len() as u32)
+                .await
+            {
+                Ok(claimed) if !claimed.is_empty() => {
+                    for execution in claimed {
+                        let permit = permits.pop().expect("one per claimed execution");
+                        let engine = self.clone();
+                        driving.spawn(async move {
+                            let worker = execution.lease_owner.clone().unwrap_or_default();
+                            engine.drive(&worker, execution).await;
+                            drop(permit);
+                        });
+                    }
+                    // Finished drives are forgotten as they end.
+                    while driving.try_join_next().is_some() {}
+                }
+                Ok(_) => {
+                    drop(permits);
                     tokio::select! {
                         _ = self.work.notified() => {}
                         _ = tokio::time::sleep(idle) => {}
@@ -243,11 +275,14 @@ impl Engine {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(%worker, error = %err, "cannot claim work");
+                    drop(permits);
+                    tracing::error!(error = %err, "cannot claim work");
                     tokio::time::sleep(idle).await;
                 }
             }
         }
+        // Shutting down: the steps in hand finish (and park) first.
+        while driving.join_next().await.is_some() {}
     }
 
     /// Runs steps of one claimed execution until it parks or ends, keeping

@@ -208,6 +208,16 @@ pub trait ExecutionStore: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Option<Execution>>;
 
+    /// Leases up to `limit` such executions in one statement, oldest
+    /// first; each gets its own lease owner, `owner` followed by its run id.
+    async fn claim_many(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<Execution>>;
+
     /// Gives the lease back early (after a failed step), so another worker
     /// retries without waiting for it to expire.
     async fn release_lease(&self, run_id: &str, worker: &str) -> StoreResult<()>;

@@ -67,6 +67,18 @@ pub(super) const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP 
      (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
+/// The claim of several (`$4`): the same walks, each stopping after `$4`
+/// rows; every row gets its own owner (`$1` and its run id).
+pub(super) const SQLITE_CLAIM_MANY: &str = "UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 \
+     WHERE run_id IN (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) \
+     ORDER BY updated_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}";
+
+pub(super) const POSTGRES_CLAIM_MANY: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), \
+     due AS ({DUE} FOR UPDATE SKIP LOCKED) \
+     UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 WHERE run_id IN \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT $4) \
+     RETURNING {EXECUTION_COLUMNS}";
+
 /// How `commit_step` takes the execution's row before anything else, on
 /// Postgres. Read committed gives each statement the snapshot of its start,
 /// and a statement that waited for a row lock still reads other tables as
@@ -80,6 +92,84 @@ pub(super) const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP 
 pub(super) const POSTGRES_LOCK_EXECUTION: &str =
     "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2 FOR UPDATE";
 
+/// A step's commit on Postgres, in one call (see the migration that
+/// creates `mw_commit_step`).
+pub(super) const POSTGRES_COMMIT_STEP: &str =
+    "SELECT mw_commit_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+impl PgOrchestratorStore {
+    /// [`ExecutionStore::commit_step`] as one call of `mw_commit_step`
+    /// (migration 20261227000002): the same statements, in the same order,
+    /// without a round trip each. Whether the lease was held.
+    pub(super) async fn commit_step_in_one_call(
+        &self,
+        commit: &StepCommit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<bool>> {
+        let last_seq: Option<i64> = sqlx::query_scalar(POSTGRES_COMMIT_STEP)
+            .bind(&commit.run_id)
+            .bind(&commit.worker)
+            .bind(commit.consumed_through)
+            .bind(commit.node)
+            .bind(commit.status.as_str())
+            .bind(Json(&commit.state))
+            .bind(commit.wait.as_ref().map(Json))
+            .bind(commit.wake_at)
+            .bind(commit.keep_lease_until)
+            .bind(now)
+            .bind(Json(events_json(&commit.events)))
+            .bind(Json(spend_json(&commit.spend)))
+            .bind(commit.release_jobs)
+            .bind(&commit.jobs_ended)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(last_seq.is_some()))
+    }
+}
+
+impl SqliteOrchestratorStore {
+    /// SQLite runs in process (a round trip costs nothing): the
+    /// transaction of [`ExecutionStore::commit_step`] does it.
+    pub(super) async fn commit_step_in_one_call(&self, _: &StepCommit, _: DateTime<Utc>) -> StoreResult<Option<bool>> {
+        Ok(None)
+    }
+}
+
+/// A step's events as `mw_commit_step` takes them, each with a new id.
+pub(super) fn events_json(events: &[NewEvent]) -> Value {
+    events
+        .iter()
+        .map(|event| {
+            serde_json::json!({
+                "id": uuid::Uuid::now_v7().to_string(),
+                "kind": event.kind.as_str(),
+                "data": event.data,
+            })
+        })
+        .collect()
+}
+
+/// A step's costs as `mw_commit_step` takes them: `spend` rows by column.
+pub(super) fn spend_json(spend: &[Spend]) -> Value {
+    spend
+        .iter()
+        .map(|spend| {
+            serde_json::json!({
+                "run_id": spend.run_id,
+                "project": spend.project,
+                "provider": spend.charge.provider,
+                "operation": spend.charge.operation,
+                "model": spend.charge.model,
+                "units": spend.charge.units,
+                "usd_micros": spend.charge.usd_micros,
+                "mode": spend.mode.as_str(),
+                "journal_key": spend.journal_key,
+                "at": spend.at,
+            })
+        })
+        .collect()
+}
+
 /// Counting a provider's jobs and taking a slot take turns (Postgres; a
 /// transaction-scoped advisory lock, key "mwjobs"; SQLite's write
 /// transactions already take turns), so concurrent steps never exceed
@@ -90,6 +180,14 @@ pub(super) fn claim_sql(template: &str) -> String {
     template
         .replace("{READY}", READY)
         .replace("{DUE}", DUE)
+        .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
+}
+
+/// [`claim_sql`] of a claim of several: each walk stops after `$4` rows.
+pub(super) fn claim_many_sql(template: &str) -> String {
+    template
+        .replace("{READY}", &READY.replace("LIMIT 1", "LIMIT $4"))
+        .replace("{DUE}", &DUE.replace("LIMIT 1", "LIMIT $4"))
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
 }
 
@@ -144,13 +242,32 @@ macro_rules! executions_store {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
             ) -> StoreResult<Option<Execution>> {
-                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql($claim)))
+                let row: Option<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_sql($claim.0)))
                     .bind(worker)
                     .bind(lease_until)
                     .bind(now)
                     .fetch_optional(&self.pool)
                     .await?;
                 row.map(Execution::try_from).transpose()
+            }
+
+            async fn claim_many(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: u32,
+            ) -> StoreResult<Vec<Execution>> {
+                let rows: Vec<ExecutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(claim_many_sql($claim.1)))
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut claimed = rows.into_iter().map(Execution::try_from).collect::<Result<Vec<_>, _>>()?;
+                claimed.sort_by_key(|e| e.updated_at);
+                Ok(claimed)
             }
 
             async fn release_lease(&self, run_id: &str, worker: &str) -> StoreResult<()> {
@@ -175,8 +292,12 @@ macro_rules! executions_store {
             }
 
             async fn commit_step(&self, commit: &StepCommit) -> StoreResult<bool> {
-                let mut tx = self.begin().await?;
                 let now = Utc::now();
+                // Postgres: one round trip (a server-side function).
+                if let Some(held) = self.commit_step_in_one_call(commit, now).await? {
+                    return Ok(held);
+                }
+                let mut tx = self.begin().await?;
                 // The execution's row first (Postgres; SQLite's write
                 // transactions already take turns): see POSTGRES_LOCK_EXECUTION.
                 let lock: Option<&str> = $lock_execution;

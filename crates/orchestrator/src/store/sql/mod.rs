@@ -138,7 +138,7 @@ sql_orchestrator_store!(
     myloware_db::SQLITE_BEGIN,
     SQLITE_SEARCH,
     sqlite_match,
-    SQLITE_CLAIM,
+    (SQLITE_CLAIM, SQLITE_CLAIM_MANY),
     None,
     None
 );
@@ -148,7 +148,7 @@ sql_orchestrator_store!(
     myloware_db::POSTGRES_BEGIN,
     POSTGRES_SEARCH,
     postgres_match,
-    POSTGRES_CLAIM,
+    (POSTGRES_CLAIM, POSTGRES_CLAIM_MANY),
     Some(POSTGRES_LOCK_EXECUTION),
     Some(POSTGRES_LOCK_JOBS)
 );
