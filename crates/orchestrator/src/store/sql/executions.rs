@@ -99,7 +99,7 @@ pub(super) const POSTGRES_COMMIT_STEP: &str =
 
 impl PgOrchestratorStore {
     /// [`ExecutionStore::commit_step`] as one call of `mw_commit_step`
-    /// (migration 20261227000002): the same statements, in the same order,
+    /// (migration 20261228000002): the same statements, in the same order,
     /// without a round trip each. Whether the lease was held.
     pub(super) async fn commit_step_in_one_call(
         &self,
