@@ -1,0 +1,3 @@
+-- Orchestrator: Postgres analyzes the outbox more often (its plans depend
+-- on how many events wait; docs/operations.md, "Production Postgres").
+-- SQLite has no automatic analyze to tune: nothing to do here.

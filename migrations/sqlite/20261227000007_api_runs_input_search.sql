@@ -1,0 +1,2 @@
+-- API: the console's search gets a trigram index on Postgres (pg_trgm).
+-- SQLite has none for LIKE '%…%': its search reads every run, as before.
