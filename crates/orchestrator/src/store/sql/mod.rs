@@ -97,12 +97,21 @@ macro_rules! sql_orchestrator_store {
             }
 
             async fn counts(&self) -> StoreResult<EngineCounts> {
-                let (runnable, waiting): (i64, i64) = sqlx::query_as(
-                    "SELECT COALESCE(SUM(CASE WHEN status = 'runnable' THEN 1 ELSE 0 END), 0), \
-                            COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) FROM executions",
+                // Only the two statuses (an index walk each), not every
+                // execution ever run: 131–194 ms per scrape at a million
+                // runs before (docs/operations.md, "Production Postgres").
+                let by_status: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM executions WHERE status IN ('runnable', 'waiting') GROUP BY status",
                 )
-                .fetch_one(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
+                let count = |wanted: ExecStatus| {
+                    by_status
+                        .iter()
+                        .find(|(s, _)| s == wanted.as_str())
+                        .map_or(0, |(_, n)| *n)
+                };
+                let (runnable, waiting) = (count(ExecStatus::Runnable), count(ExecStatus::Waiting));
                 let (outbox_pending,): (i64,) =
                     sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
                         .fetch_one(&self.pool)
