@@ -263,6 +263,47 @@ impl Probe {
             .await?))
     }
 
+    /// Rows of `table` where `condition` (the caller's SQL) holds.
+    pub async fn count_where(&self, table: &str, condition: &str) -> anyhow::Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {condition}");
+        Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await?))
+    }
+
+    /// The server processes of the sessions whose client port is one of
+    /// `ports` (`pg_stat_activity`; none on SQLite).
+    pub async fn backends_of(&self, ports: &std::collections::HashSet<u16>) -> anyhow::Result<Vec<u32>> {
+        let myloware_db::Db::Postgres(pool) = &self.0 else {
+            return Ok(Vec::new());
+        };
+        let sessions: Vec<(i32, i32)> =
+            sqlx::query_as("SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL")
+                .fetch_all(pool)
+                .await?;
+        Ok(sessions
+            .into_iter()
+            .filter(|(_, port)| u16::try_from(*port).is_ok_and(|port| ports.contains(&port)))
+            .filter_map(|(pid, _)| u32::try_from(pid).ok())
+            .collect())
+    }
+
+    /// Postgres's counters so far: the transactions committed in this
+    /// database (`pg_stat_database.xact_commit`, as the backends report
+    /// them, up to a second late) and the WAL flushes of the server
+    /// (`pg_stat_wal.wal_sync`). Zeros on SQLite.
+    pub async fn postgres_counters(&self) -> anyhow::Result<(i64, i64)> {
+        let myloware_db::Db::Postgres(pool) = &self.0 else {
+            return Ok((0, 0));
+        };
+        Ok(sqlx::query_as(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+             (SELECT wal_sync FROM pg_stat_wal)",
+        )
+        .fetch_one(pool)
+        .await?)
+    }
+
     /// `SUM(executions.steps)`: the engine's steps so far.
     pub async fn engine_steps(&self) -> anyhow::Result<i64> {
         let sql = "SELECT CAST(COALESCE(SUM(steps), 0) AS BIGINT) FROM executions";

@@ -140,6 +140,31 @@ pub struct Frame {
     pub workdir: Workdir,
     pub report: Report,
     maintenance: Option<Maintenance>,
+    /// What [`Frame::renew_db`] needs: the database options and the
+    /// vacuum interval, and the passes of the databases already finished.
+    db_args: DbArgs,
+    vacuum_every: Duration,
+    vacuum_passes: u32,
+}
+
+impl Frame {
+    /// A fresh database in place of the frame's, for a benchmark that gives
+    /// each of the set-ups it compares a database of its own: the current
+    /// one removed (kept with `--keep`), the new one vacuumed as the first.
+    pub async fn renew_db(&mut self) -> anyhow::Result<()> {
+        let fresh = self.db_args.prepare().await?;
+        self.stop_maintenance().await;
+        let used = std::mem::replace(&mut self.db, fresh);
+        used.finish(self.db_args.keep).await;
+        self.maintenance = self.db.maintain(self.vacuum_every).await?;
+        Ok(())
+    }
+
+    async fn stop_maintenance(&mut self) {
+        if let Some(maintenance) = self.maintenance.take() {
+            self.vacuum_passes += maintenance.stop().await;
+        }
+    }
 }
 
 /// `main` of a benchmark of `mw` processes: the binary, a fresh database
@@ -160,8 +185,11 @@ pub async fn processes<B: Bench>(
         workdir,
         report,
         maintenance: None,
+        db_args: common.db,
+        vacuum_every: Duration::from_secs(common.vacuum_every_secs),
+        vacuum_passes: 0,
     };
-    let outcome = match frame.db.maintain(Duration::from_secs(common.vacuum_every_secs)).await {
+    let outcome = match frame.db.maintain(frame.vacuum_every).await {
         Ok(maintenance) => {
             frame.maintenance = maintenance;
             println!();
@@ -170,11 +198,13 @@ pub async fn processes<B: Bench>(
         }
         Err(err) => Err(err),
     };
-    if let Some(maintenance) = frame.maintenance.take() {
-        frame.report.detail("vacuum_passes", json!(maintenance.stop().await));
+    if frame.maintenance.is_some() {
+        frame.stop_maintenance().await;
+        frame.report.detail("vacuum_passes", json!(frame.vacuum_passes));
     }
-    frame.db.finish(common.db.keep).await;
-    frame.workdir.finish(common.db.keep || outcome.is_err());
+    let keep = frame.db_args.keep;
+    frame.db.finish(keep).await;
+    frame.workdir.finish(keep || outcome.is_err());
     frame.report.conclude(outcome)
 }
 

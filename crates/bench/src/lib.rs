@@ -7,6 +7,10 @@
 //! The modules are what the binaries share:
 //!
 //! - [`compare`], a real endpoint against its ceiling, rounds in ABBA order;
+//! - [`callbacks`], signed kie.ai callbacks, each sent twice (the workload
+//!   of `kieai-callbacks` and `scale-out`);
+//! - [`gates`], aismr runs parked at the ideate gate, approved and watched
+//!   (`gate-park` and `scale-out`);
 //! - [`harness`], what every binary does around its measurement: its
 //!   command line, header, database and logs, and report;
 //! - [`db`], a database of the benchmark's own (a temporary SQLite file or
@@ -21,8 +25,10 @@
 //! Crate graph: `myloware-bench` may import every MyloWare crate but
 //! `myloware-cli`; none imports it.
 
+pub mod callbacks;
 pub mod compare;
 pub mod db;
+pub mod gates;
 pub mod harness;
 pub mod load;
 pub mod report;

@@ -163,31 +163,144 @@ impl Memory {
 
 /// User + system CPU seconds of a process so far (`/proc/<pid>/stat`).
 pub fn cpu_seconds(pid: u32) -> f64 {
+    let [utime, stime, _, _] = cpu_ticks(pid);
+    (utime + stime) / 100.0
+}
+
+/// utime, stime, cutime and cstime of a process (its own CPU time, and
+/// that of the children it reaped), in USER_HZ (100 on Linux).
+fn cpu_ticks(pid: u32) -> [f64; 4] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name (which may hold spaces) start at
-    // ')': utime and stime, fields 14 and 15 of the line, are 11 and 12 of
-    // these, counted in USER_HZ (100 on Linux).
+    // ')': utime, stime, cutime and cstime, fields 14 to 17 of the line,
+    // are 11 to 14 of these.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    [ticks(11), ticks(12), ticks(13), ticks(14)]
 }
 
-/// CPU seconds used so far by every live process named `comm` (e.g. all
-/// `postgres` backends, this benchmark's and anyone else's).
-pub fn cpu_seconds_of(comm: &str) -> f64 {
+/// The live processes named `comm`.
+fn pids_of(comm: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
-        .map(cpu_seconds)
+        .collect()
+}
+
+/// CPU seconds used so far by every live process named `comm` (e.g. all
+/// `postgres` backends, this benchmark's and anyone else's).
+pub fn cpu_seconds_of(comm: &str) -> f64 {
+    pids_of(comm).into_iter().map(cpu_seconds).sum()
+}
+
+/// [`cpu_seconds_of`] plus the CPU time of the children those processes
+/// reaped: for Postgres, the backends that exited meanwhile too (the
+/// postmaster reaps them), so that the count never goes back when a
+/// backend ends between two readings.
+pub fn cpu_seconds_of_with_exited(comm: &str) -> f64 {
+    pids_of(comm)
+        .into_iter()
+        .map(|pid| cpu_ticks(pid).iter().sum::<f64>() / 100.0)
         .sum()
+}
+
+/// The local ports of the TCP connections that the processes `pids` hold
+/// to port `remote_port` (e.g. their database connections): their sockets
+/// (`/proc/<pid>/fd`) found in `/proc/net/tcp` and `tcp6`.
+pub fn client_ports(pids: &[u32], remote_port: u16) -> std::collections::HashSet<u16> {
+    let inodes: std::collections::HashSet<String> = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let port_of = |address: &str| {
+        address
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            // sl, local_address, rem_address, st, …, inode (the tenth).
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+                    (port_of(remote) == Some(remote_port) && inodes.contains(*inode))
+                        .then(|| port_of(local))
+                        .flatten()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The machine's CPU time so far, from the first line of `/proc/stat`, in
+/// CPU-seconds summed over the CPUs: busy (user, nice, system, irq,
+/// softirq), idle (idle, iowait), and stolen by the host (steal). Every
+/// process's, this benchmark's and anyone else's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: f64,
+    pub idle: f64,
+    pub steal: f64,
+}
+
+impl MachineCpu {
+    pub fn read() -> MachineCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // counted in user already), in USER_HZ (100 on Linux).
+        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / 100.0;
+        MachineCpu {
+            busy: tick(0) + tick(1) + tick(2) + tick(5) + tick(6),
+            idle: tick(3) + tick(4),
+            steal: tick(7),
+        }
+    }
+
+    /// What was used from `self` to `later`.
+    pub fn until(&self, later: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: later.busy - self.busy,
+            idle: later.idle - self.idle,
+            steal: later.steal - self.steal,
+        }
+    }
+
+    /// The share of the CPUs' time that was busy (0 to 1).
+    pub fn busy_share(&self) -> f64 {
+        self.busy / (self.busy + self.idle + self.steal).max(1e-9)
+    }
+
+    /// The share of the CPUs' time the host took (0 to 1).
+    pub fn steal_share(&self) -> f64 {
+        self.steal / (self.busy + self.idle + self.steal).max(1e-9)
+    }
 }
 
 /// One `mw` process (the test kit's [`Process`]); killed when dropped.
@@ -365,21 +478,53 @@ pub struct RunStarts {
     count: u64,
     start_body: fn(u64) -> serde_json::Value,
     run_ids: std::sync::Mutex<Vec<String>>,
+    /// Whether a 202 counts as a success (see [`RunStarts::recorded`]).
+    accept_retried: bool,
+    retried: std::sync::atomic::AtomicU64,
 }
 
 impl RunStarts {
+    /// Starts that count when answered 201: recorded and accepted by the
+    /// orchestrator.
     pub fn new(api: SocketAddr, count: u64, start_body: fn(u64) -> serde_json::Value) -> std::sync::Arc<RunStarts> {
+        RunStarts::with(api, count, start_body, false)
+    }
+
+    /// Starts that count once the API recorded them: 201, or 202 (the
+    /// orchestrator did not accept it in time; the API retries the start
+    /// until it does). [`RunStarts::retried`] counts the 202s.
+    pub fn recorded(
+        api: SocketAddr,
+        count: u64,
+        start_body: fn(u64) -> serde_json::Value,
+    ) -> std::sync::Arc<RunStarts> {
+        RunStarts::with(api, count, start_body, true)
+    }
+
+    fn with(
+        api: SocketAddr,
+        count: u64,
+        start_body: fn(u64) -> serde_json::Value,
+        accept_retried: bool,
+    ) -> std::sync::Arc<RunStarts> {
         std::sync::Arc::new(RunStarts {
             api,
             count,
             start_body,
             run_ids: std::sync::Mutex::new(Vec::new()),
+            accept_retried,
+            retried: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// The ids of the runs started so far, in the order they were answered.
     pub fn run_ids(&self) -> Vec<String> {
         self.run_ids.lock().expect("run ids lock").clone()
+    }
+
+    /// Starts answered 202 so far.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -403,7 +548,10 @@ impl crate::load::Workload for RunStarts {
         if let Some(run_id) = answer["runId"].as_str() {
             self.run_ids.lock().expect("run ids lock").push(run_id.to_string());
         }
-        status == 201
+        if status == 202 {
+            self.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        status == 201 || (status == 202 && self.accept_retried)
     }
 }
 

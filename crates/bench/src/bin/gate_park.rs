@@ -16,18 +16,17 @@
 //! Targets: orchestrator RSS ≤ 150 MB and API RSS ≤ 100 MB with 10,000
 //! parked; approving all of them finishes within 60 s.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
 use myloware_bench::db::{ActivitySampler, BenchDb, Probe};
+use myloware_bench::gates::{Approvals, aismr_start, follow_approvals, per_second, wait_for};
 use myloware_bench::harness::{self, Bench, Frame, at_least};
-use myloware_bench::load::{self, Workload};
+use myloware_bench::load;
 use myloware_bench::report::Check;
 use myloware_bench::services::{self, Memory, RunStarts, free_port, loopback, service_env, set_var};
 use myloware_bench::stats::r3;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 #[command(about = "aismr runs parked at the ideate gate, then approved")]
@@ -65,51 +64,9 @@ impl Bench for Args {
     }
 }
 
-/// One approval per run, with the API key (the runbook's way).
-struct Approvals {
-    api: std::net::SocketAddr,
-    run_ids: Vec<String>,
-}
-
-impl Workload for Approvals {
-    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
-        let Some(run_id) = self.run_ids.get(i as usize) else {
-            return false;
-        };
-        let request = format!(
-            "POST /v1/hitl/approve/{run_id}/ideate HTTP/1.1\r\nhost: {}\r\nx-api-key: {}\r\ncontent-length: 0\r\n\r\n",
-            self.api,
-            services::API_KEY
-        );
-        buf.extend_from_slice(request.as_bytes());
-        true
-    }
-
-    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
-        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        status == 200 && answer["status"] == "approved"
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     harness::processes(run).await
-}
-
-const LEFT_THE_GATE: [&str; 3] = ["awaiting_prepublish", "publishing", "published"];
-const ENDED_BADLY: [&str; 3] = ["failed", "cancelled", "rejected"];
-
-fn count_of(counts: &BTreeMap<String, i64>, statuses: &[&str]) -> i64 {
-    statuses.iter().filter_map(|s| counts.get(*s)).sum()
-}
-
-/// `12.3 s (812/s)`: how long `count` requests took, and their rate.
-fn per_second(count: usize, took: Duration) -> String {
-    format!(
-        "{:.1} s ({:.0}/s)",
-        took.as_secs_f64(),
-        count as f64 / took.as_secs_f64()
-    )
 }
 
 fn memory_line(name: &str, memory: Memory) -> String {
@@ -144,11 +101,7 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
 
     // 1. Park.
     let sampler = postgres_sampler(bench_db).await?;
-    let starts = RunStarts::new(
-        api_addr,
-        args.runs as u64,
-        |i| json!({"project": "aismr", "input": {"object": format!("candle {i}")}}),
-    );
+    let starts = RunStarts::new(api_addr, args.runs as u64, aismr_start);
     let began = Instant::now();
     let all_started =
         load::all_accepted(api_addr, args.connections, starts.clone(), args.runs, "starts accepted").await?;
@@ -370,108 +323,4 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     );
     report.detail("log_problems", log_problems);
     Ok(())
-}
-
-/// Polls until `runs` runs are in one of `statuses`; the time since `since`.
-async fn wait_for(
-    probe: &Probe,
-    statuses: &[&str],
-    runs: usize,
-    since: Instant,
-    timeout: Duration,
-    what: &str,
-) -> anyhow::Result<Duration> {
-    let mut last_print = Instant::now();
-    loop {
-        let counts = probe.status_counts().await?;
-        ensure!(count_of(&counts, &ENDED_BADLY) == 0, "runs ended badly: {counts:?}");
-        if count_of(&counts, statuses) >= runs as i64 {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() > timeout {
-            bail!("not all {what} after {timeout:?}: {counts:?}");
-        }
-        if last_print.elapsed() > Duration::from_secs(10) {
-            println!("  … {:.0} s: {counts:?}", since.elapsed().as_secs_f64());
-            last_print = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// How the approved runs moved on.
-struct Progress {
-    /// When no run was awaiting ideate any more.
-    none_at_ideate: Option<Duration>,
-    /// When every run was at prepublish or beyond.
-    all_past: Option<Duration>,
-    /// Runs at prepublish or beyond when watching stopped.
-    past: i64,
-    watched: Duration,
-    /// Runs per second getting past the gate over the second half of the
-    /// watch.
-    recent_rate: f64,
-}
-
-impl Progress {
-    /// When all would have been past the gate at the recent rate (infinite
-    /// without progress).
-    fn projected_secs(&self, runs: usize) -> f64 {
-        match self.all_past {
-            Some(all) => all.as_secs_f64(),
-            None if self.recent_rate > 0.0 => {
-                self.watched.as_secs_f64() + (runs as f64 - self.past as f64) / self.recent_rate
-            }
-            None => f64::INFINITY,
-        }
-    }
-
-    /// "about N s at the rate reached", or that there was no progress.
-    fn projection(&self, runs: usize) -> String {
-        let secs = self.projected_secs(runs);
-        if secs.is_finite() {
-            format!("all would take about {secs:.0} s at the rate reached")
-        } else {
-            "no run got past the gate yet".to_string()
-        }
-    }
-}
-
-/// Watches the runs until all are at prepublish or beyond, or `cap` after
-/// `since`.
-async fn follow_approvals(probe: &Probe, runs: usize, since: Instant, cap: Duration) -> anyhow::Result<Progress> {
-    let mut progress = Progress {
-        none_at_ideate: None,
-        all_past: None,
-        past: 0,
-        watched: Duration::ZERO,
-        recent_rate: 0.0,
-    };
-    let mut samples: Vec<(Duration, i64)> = Vec::new();
-    let mut last_print = Instant::now();
-    loop {
-        let counts = probe.status_counts().await?;
-        ensure!(count_of(&counts, &ENDED_BADLY) == 0, "runs ended badly: {counts:?}");
-        let now = since.elapsed();
-        progress.past = count_of(&counts, &LEFT_THE_GATE);
-        progress.watched = now;
-        samples.push((now, progress.past));
-        if progress.none_at_ideate.is_none() && count_of(&counts, &["awaiting_ideate"]) == 0 {
-            progress.none_at_ideate = Some(now);
-        }
-        if progress.past >= runs as i64 {
-            progress.all_past = Some(now);
-            return Ok(progress);
-        }
-        if now > cap {
-            let (t0, p0) = samples[samples.partition_point(|(t, _)| *t < now / 2)];
-            progress.recent_rate = (progress.past - p0) as f64 / (now - t0).as_secs_f64().max(1e-9);
-            return Ok(progress);
-        }
-        if last_print.elapsed() > Duration::from_secs(10) {
-            println!("  … {:.0} s: {counts:?}", now.as_secs_f64());
-            last_print = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

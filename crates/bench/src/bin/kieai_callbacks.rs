@@ -19,13 +19,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use myloware_bench::callbacks::{self, Answers};
 use myloware_bench::db::Probe;
 use myloware_bench::harness::{self, Bench, Frame, at_least};
-use myloware_bench::load::{self, Stop, Workload};
+use myloware_bench::load;
 use myloware_bench::report::Check;
 use myloware_bench::services::{self, RunStarts, Service, free_port, loopback, service_env, set_var};
-use myloware_bench::stats::{r3, summarize_us};
-use myloware_core::signing;
+use myloware_bench::stats::r3;
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
@@ -51,10 +51,6 @@ impl Bench for Args {
     }
 }
 
-const CLIPS_PER_RUN: usize = 12;
-/// Originals of this many callbacks, then their copies, and so on: a copy
-/// comes soon after its original, sometimes while it is still in flight.
-const CHUNK: usize = 256;
 /// How long to wait for the API to relay every accepted callback.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -90,55 +86,6 @@ fn stub_orchestrator(counts: Arc<StubCounts>) -> axum::Router {
         .with_state(counts)
 }
 
-/// The callbacks: delivery `i` is callback `order[i]`.
-struct Callbacks {
-    api: std::net::SocketAddr,
-    run_ids: Vec<String>,
-    order: Vec<usize>,
-    accepted: AtomicU64,
-    duplicate: AtomicU64,
-    other: AtomicU64,
-}
-
-impl Workload for Callbacks {
-    fn request(&self, i: u64, buf: &mut Vec<u8>) -> bool {
-        let Some(&callback) = self.order.get(i as usize) else {
-            return false;
-        };
-        let run_id = &self.run_ids[callback / CLIPS_PER_RUN];
-        let index = callback % CLIPS_PER_RUN;
-        let task_id = format!("benchtask{callback:08}");
-        // The bench's services run in mock mode: a mock run's clip purpose.
-        let purpose = signing::clip_purpose(myloware_core::ProviderMode::Mock, index as u32);
-        let token = signing::callback_token(services::HITL_SECRET.as_bytes(), run_id, &purpose);
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = signing::kieai_signature(services::KIEAI_SIGNING_SECRET.as_bytes(), &task_id, &timestamp);
-        let body = json!({
-            "code": 200, "msg": "success",
-            "data": {"taskId": task_id, "info": {"resultUrls": [format!("https://mock.kie.ai/clips/{task_id}.mp4")],
-                     "resolution": "1080p"}, "fallbackFlag": false}
-        });
-        load::post_json(
-            buf,
-            self.api,
-            &format!("/v1/webhooks/kieai?runId={run_id}&index={index}&token={token}"),
-            &[("x-webhook-timestamp", &timestamp), ("x-webhook-signature", &signature)],
-            body.to_string().as_bytes(),
-        );
-        true
-    }
-
-    fn response(&self, _i: u64, status: u16, body: &[u8]) -> bool {
-        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        match (status, answer["status"].as_str()) {
-            (200, Some("accepted")) => self.accepted.fetch_add(1, Ordering::Relaxed),
-            (200, Some("duplicate")) => self.duplicate.fetch_add(1, Ordering::Relaxed),
-            _ => self.other.fetch_add(1, Ordering::Relaxed),
-        };
-        status == 200
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     harness::processes(run).await
@@ -155,7 +102,7 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     api.wait_healthy(Duration::from_secs(30)).await?;
     let api_addr = loopback(api_port);
 
-    let runs = args.callbacks.div_ceil(CLIPS_PER_RUN);
+    let runs = callbacks::runs_for(args.callbacks);
     let starts = RunStarts::new(
         api_addr,
         runs as u64,
@@ -168,34 +115,14 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
         counts.starts.load(Ordering::Relaxed)
     );
 
-    let mut order = Vec::with_capacity(args.callbacks * 2);
-    for chunk in (0..args.callbacks).collect::<Vec<_>>().chunks(CHUNK) {
-        order.extend_from_slice(chunk);
-        order.extend_from_slice(chunk);
-    }
-    let callbacks = Arc::new(Callbacks {
-        api: api_addr,
-        run_ids,
-        order,
-        accepted: AtomicU64::new(0),
-        duplicate: AtomicU64::new(0),
-        other: AtomicU64::new(0),
-    });
     let cpu_before = api.cpu_seconds();
     let postgres_before = services::cpu_seconds_of("postgres");
-    let began = Instant::now();
-    let result = load::closed_loop(api_addr, args.connections, Stop::Exhausted, callbacks.clone()).await?;
-    let wall = began.elapsed();
+    let sent = callbacks::send(api_addr, run_ids, args.callbacks, args.connections).await?;
     let api_cpu = api.cpu_seconds() - cpu_before;
     let postgres_cpu = services::cpu_seconds_of("postgres") - postgres_before;
-    let deliveries = result.ok + result.refused;
-    let rate = deliveries as f64 / wall.as_secs_f64();
-    let latency = summarize_us(&result.latencies_us);
-    let (accepted, duplicate, other) = (
-        callbacks.accepted.load(Ordering::Relaxed),
-        callbacks.duplicate.load(Ordering::Relaxed),
-        callbacks.other.load(Ordering::Relaxed),
-    );
+    let (deliveries, rate) = (sent.deliveries(), sent.rate());
+    let latency = sent.latency();
+    let Answers { accepted, .. } = sent.answers;
     // Every accepted callback must reach the orchestrator; those not relayed
     // inline wait for the API's command reconciler.
     let at_end = counts.signal_ids.lock().expect("lock").len() as u64;
@@ -206,17 +133,8 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     let drain = drained.elapsed();
     let signals = counts.signals.load(Ordering::Relaxed);
     let distinct_signals = counts.signal_ids.lock().expect("lock").len() as u64;
-    println!(
-        "{deliveries} deliveries in {:.2} s = {rate:.0} callbacks/s ({:.0} distinct/s); latency {}",
-        wall.as_secs_f64(),
-        accepted as f64 / wall.as_secs_f64(),
-        latency.line("ms")
-    );
-    println!(
-        "answers: {accepted} accepted, {duplicate} duplicate, {other} other, {} connection errors; \
-         the orchestrator got {distinct_signals} distinct signals in {signals} deliveries",
-        result.errors
-    );
+    sent.print();
+    println!("the orchestrator got {distinct_signals} distinct signals in {signals} deliveries");
     println!(
         "relayed to the orchestrator when the last callback was answered: {at_end} of {accepted}; \
          all {distinct_signals} {:.2} s later",
@@ -237,13 +155,9 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     api.stop(Duration::from_secs(10));
     stub.stop().await?;
 
-    let exact =
-        accepted == args.callbacks as u64 && duplicate == args.callbacks as u64 && other == 0 && result.errors == 0;
+    let exact = sent.exact();
     let relayed = distinct_signals == accepted;
-    let measured = format!(
-        "{rate:.0}/s ({deliveries} deliveries in {:.2} s; {accepted} accepted, {duplicate} duplicate, {other} other)",
-        wall.as_secs_f64()
-    );
+    let measured = sent.measured();
     let target = "signed kie.ai callbacks, verified and deduplicated: ≥ 2,000/s on Postgres";
     if bench_db.is_postgres() {
         report.check(Check::new(target, measured, rate >= 2000.0 && exact));
@@ -253,8 +167,8 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     report.check(Check::new(
         "every original accepted once, every copy answered duplicate",
         format!(
-            "{accepted}/{} accepted, {duplicate}/{} duplicate",
-            args.callbacks, args.callbacks
+            "{accepted}/{} accepted, {}/{} duplicate",
+            args.callbacks, sent.answers.duplicate, args.callbacks
         ),
         exact,
     ));
@@ -280,10 +194,7 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
         json!({"api": r3(api_cpu * 1000.0 / deliveries.max(1) as f64),
                "postgres": r3(postgres_cpu * 1000.0 / deliveries.max(1) as f64)}),
     );
-    report.detail(
-        "answers",
-        json!({"accepted": accepted, "duplicate": duplicate, "other": other, "errors": result.errors}),
-    );
+    report.detail("answers", sent.answers_json());
     report.detail(
         "signals",
         json!({"distinct": distinct_signals, "deliveries": signals, "relayed_during_load": at_end,
