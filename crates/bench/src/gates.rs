@@ -170,3 +170,22 @@ pub async fn follow_approvals(probe: &Probe, runs: usize, since: Instant, cap: D
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The work done since the first approval (`since`): engine steps (the
+/// counter was `steps_before` then), events and kie.ai callbacks, printed
+/// with the steps per run and returned as `(steps, events, callbacks)`.
+pub async fn work_since(
+    probe: &Probe,
+    steps_before: i64,
+    since: chrono::DateTime<chrono::Utc>,
+    runs: usize,
+) -> anyhow::Result<(i64, i64, i64)> {
+    let steps = probe.engine_steps().await? - steps_before;
+    let events = probe.count_since("outbox", "created_at", since).await?;
+    let callbacks = probe.count_since("webhook_deliveries", "received_at", since).await?;
+    println!(
+        "meanwhile: {steps} engine steps ({:.1} per run), {events} events, {callbacks} kie.ai callbacks",
+        steps as f64 / runs as f64
+    );
+    Ok((steps, events, callbacks))
+}

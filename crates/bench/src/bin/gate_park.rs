@@ -223,15 +223,8 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
          (every backend on the machine), of {:.0} s the CPUs had",
         finished.as_secs_f64() * report.machine.nproc as f64
     );
-    let steps = probe.engine_steps().await? - steps_before;
-    let events = probe.count_since("outbox", "created_at", approval_start).await?;
-    let callbacks = probe
-        .count_since("webhook_deliveries", "received_at", approval_start)
-        .await?;
-    println!(
-        "meanwhile: {steps} engine steps ({:.1} per run), {events} events, {callbacks} kie.ai callbacks",
-        steps as f64 / args.runs as f64
-    );
+    let (steps, events, callbacks) =
+        myloware_bench::gates::work_since(&probe, steps_before, approval_start, args.runs).await?;
     println!("where the time went after the first approval (each stage's own timestamps):");
     let stages = probe.stages(approval_start).await?;
     let (end_api, end_orchestrator) = (api.memory(), orchestrator.memory());

@@ -718,15 +718,8 @@ async fn measure_gate(args: &Args, replicas: &Replicas, probe: &Probe) -> anyhow
     }
     println!("CPU meanwhile: {}", cpu.line());
     println!("Postgres meanwhile: {}", cpu.postgres_line(args.runs, "run"));
-    let steps = probe.engine_steps().await? - steps_before;
-    let events = probe.count_since("outbox", "created_at", approval_start).await?;
-    let callbacks = probe
-        .count_since("webhook_deliveries", "received_at", approval_start)
-        .await?;
-    println!(
-        "meanwhile: {steps} engine steps ({:.1} per run), {events} events, {callbacks} kie.ai callbacks",
-        steps as f64 / args.runs as f64
-    );
+    let (steps, events, callbacks) =
+        myloware_bench::gates::work_since(probe, steps_before, approval_start, args.runs).await?;
     Ok(GatePart {
         runs: args.runs,
         parked,
