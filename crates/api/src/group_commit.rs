@@ -12,6 +12,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::store::{ApiStore, NewCommand, StoreError, WebhookDelivery};
@@ -24,11 +25,25 @@ const CONCURRENT: usize = 2;
 /// request's own deadline bounds that).
 const QUEUE: usize = 4096;
 
+type Callback = (WebhookDelivery, NewCommand);
 type Answer = oneshot::Sender<Result<bool, StoreError>>;
 
 struct Pending {
-    callback: (WebhookDelivery, NewCommand),
+    callback: Callback,
     answer: Answer,
+}
+
+/// What a batch is committed with: the store (a fake in the tests below).
+#[async_trait]
+trait RecordCallbacks: Send + Sync {
+    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError>;
+}
+
+#[async_trait]
+impl RecordCallbacks for Arc<dyn ApiStore> {
+    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError> {
+        self.record_callbacks(callbacks).await
+    }
 }
 
 pub struct CallbackCommitter {
@@ -81,15 +96,15 @@ async fn commit_batches(store: Arc<dyn ApiStore>, mut queue: mpsc::Receiver<Pend
         }
         let store = store.clone();
         tokio::spawn(async move {
-            commit(store.as_ref(), batch).await;
+            commit(&store, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn commit(store: &dyn ApiStore, batch: Vec<Pending>) {
+async fn commit(store: &dyn RecordCallbacks, batch: Vec<Pending>) {
     let (callbacks, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.callback, p.answer)).unzip();
-    match store.record_callbacks(&callbacks).await {
+    match store.record(&callbacks).await {
         Ok(fresh) => {
             for (answer, fresh) in answers.into_iter().zip(fresh) {
                 let _ = answer.send(Ok(fresh));
@@ -98,7 +113,7 @@ async fn commit(store: &dyn ApiStore, batch: Vec<Pending>) {
         Err(err) if callbacks.len() > 1 => {
             tracing::warn!(callbacks = callbacks.len(), error = %err, "a callback batch failed; committing each alone");
             for (callback, answer) in callbacks.into_iter().zip(answers) {
-                let alone = store.record_callbacks(std::slice::from_ref(&callback)).await;
+                let alone = store.record(std::slice::from_ref(&callback)).await;
                 let _ = answer.send(alone.map(|fresh| fresh[0]));
             }
         }
@@ -107,5 +122,106 @@ async fn commit(store: &dyn ApiStore, batch: Vec<Pending>) {
                 let _ = answer.send(Err(err));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use myloware_core::wire::{ExecutionCommand, Signal, SignalDelivery};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{SignatureStatus, WebhookOutcome};
+
+    /// A store whose transactions fail when they hold the key `poison`, and
+    /// that remembers the keys of each transaction it committed.
+    #[derive(Default)]
+    struct Fake {
+        committed: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl RecordCallbacks for Fake {
+        async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError> {
+            let keys: Vec<String> = callbacks.iter().map(|(d, _)| key_of(d)).collect();
+            if keys.iter().any(|k| k == "poison") {
+                return Err(StoreError::Database(sqlx::Error::Protocol("refused".into())));
+            }
+            self.committed.lock().unwrap().push(keys);
+            Ok(vec![true; callbacks.len()])
+        }
+    }
+
+    fn key_of(delivery: &WebhookDelivery) -> String {
+        delivery.idempotency_key.clone().unwrap()
+    }
+
+    fn pending(key: &str) -> (Pending, oneshot::Receiver<Result<bool, StoreError>>) {
+        let delivery = WebhookDelivery {
+            provider: "kieai".into(),
+            idempotency_key: Some(key.into()),
+            run_id: Some("run_a".into()),
+            headers: json!({}),
+            body: "{}".into(),
+            body_size: 2,
+            body_sha256: String::new(),
+            signature_status: SignatureStatus::Verified,
+            outcome: WebhookOutcome::Accepted,
+            received_at: Utc::now(),
+        };
+        let command = NewCommand::new(
+            "run_a",
+            ExecutionCommand::Signal(SignalDelivery {
+                signal_id: format!("kieai:{key}"),
+                signal: Signal::ClipReported {
+                    task_id: key.into(),
+                    index: 0,
+                },
+                replay_of: None,
+            }),
+        );
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            callback: (delivery, command),
+            answer,
+        };
+        (pending, answered)
+    }
+
+    #[tokio::test]
+    async fn a_batch_commits_in_one_transaction() {
+        let fake = Fake::default();
+        let (batch, answers): (Vec<_>, Vec<_>) = ["a", "b", "c"].into_iter().map(pending).unzip();
+
+        commit(&fake, batch).await;
+
+        for answered in answers {
+            assert!(answered.await.unwrap().unwrap());
+        }
+        assert_eq!(*fake.committed.lock().unwrap(), [["a", "b", "c"]]);
+    }
+
+    #[tokio::test]
+    async fn one_failing_callback_does_not_fail_its_neighbours() {
+        let fake = Fake::default();
+        let (batch, receivers): (Vec<_>, Vec<_>) = ["a", "poison", "c"].into_iter().map(pending).unzip();
+
+        commit(&fake, batch).await;
+
+        let mut answers = Vec::new();
+        for answered in receivers {
+            answers.push(answered.await.unwrap());
+        }
+        assert!(answers[0].as_ref().unwrap());
+        assert!(answers[1].is_err(), "the failing one gets its error");
+        assert!(answers[2].as_ref().unwrap());
+        assert_eq!(
+            *fake.committed.lock().unwrap(),
+            [vec!["a"], vec!["c"]],
+            "after the batch failed, each alone"
+        );
     }
 }

@@ -363,6 +363,62 @@ async fn refused_signals_are_dead_lettered_and_really_replayed(db: &Db) {
     assert_eq!(again.status(), 409);
 }
 
+/// Three callbacks arriving while the orchestrator is down, then one
+/// drain once it is back: their signals in one request, in order; an
+/// orchestrator without the batch route (an older version) gets them one
+/// by one instead, none lost.
+async fn waiting_signals_go_in_one_request_or_one_by_one_to_an_older_orchestrator(db: &Db) {
+    for batches in [true, false] {
+        let app = spawn_app(db, &[]).await;
+        if batches {
+            app.orchestrator.accept_batches();
+        }
+        let run_id = started_run(&app).await;
+        app.orchestrator.answer_signals(503);
+        for index in 0..3u32 {
+            // Task ids are idempotency keys: new ones for each round.
+            let task = format!("task-{batches}-{index}");
+            let body = json!({"code": 200, "msg": "ok", "data": {"taskId": task, "info": {"resultUrls": ["u"]}}});
+            let (status, _) = post_callback(&app, &callback_path(&run_id, index, None), &body, Some(sign(&task))).await;
+            assert_eq!(status, 200, "accepted while the orchestrator is down");
+        }
+        assert!(app.orchestrator.commands().is_empty());
+
+        app.orchestrator.answer_signals(202);
+        myloware_api::commands::deliver_pending(&app.state, &run_id)
+            .await
+            .unwrap();
+
+        let relayed = app.orchestrator.commands();
+        let ids: Vec<&str> = if batches {
+            assert_eq!(relayed.len(), 1, "one request: {relayed:?}");
+            assert_eq!(relayed[0].1, "signals/batch");
+            relayed[0].2["signals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["signalId"].as_str().unwrap())
+                .collect()
+        } else {
+            assert!(relayed.iter().all(|(_, action, _)| action == "signals"), "{relayed:?}");
+            relayed
+                .iter()
+                .map(|(_, _, body)| body["signalId"].as_str().unwrap())
+                .collect()
+        };
+        let expected: Vec<String> = (0..3).map(|index| format!("kieai:task-{batches}-{index}")).collect();
+        assert_eq!(ids, expected, "batches: {batches}");
+        let commands = app.state.store.list_commands(&run_id).await.unwrap();
+        assert!(commands.iter().all(|c| c.acked_at.is_some()), "{commands:?}");
+        assert!(
+            app.get_json("/v1/dlq").await.1["deadLetters"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
 async fn a_verified_callback_for_an_unknown_run_is_dead_lettered(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let body = json!({"code": 200, "msg": "ok", "data": {"taskId": "task-x", "info": {"resultUrls": ["u"]}}});
@@ -443,6 +499,7 @@ async fn upload_post_webhooks_only_wake_publishing_runs_once_per_delivery(db: &D
 conformance_tests!(
     upload_post_webhooks_only_wake_publishing_runs_once_per_delivery,
     refused_signals_are_dead_lettered_and_really_replayed,
+    waiting_signals_go_in_one_request_or_one_by_one_to_an_older_orchestrator,
     a_verified_callback_for_an_unknown_run_is_dead_lettered,
     a_hundred_identical_callbacks_at_once_are_processed_once,
     stale_and_replayed_signatures_are_refused,

@@ -630,16 +630,30 @@ impl Exported {
 
 /// Exports this thread's spans (the test's runtime is single-threaded) to
 /// the returned list, as `mw` does with OTLP, while the guard lives.
+///
+/// `tracing` caches whether a callsite is enabled once per process, asking
+/// the subscriber of whichever thread reaches it first: a sibling test
+/// running the LLM client without a subscriber would switch the `chat` span
+/// off for every test. A bare global registry answers for such threads (it
+/// enables everything and records nothing), and the cache is rebuilt once
+/// this thread's subscriber is in place.
 fn export_spans() -> (Exported, tracing::subscriber::DefaultGuard) {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt;
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry())
+            .expect("no other global subscriber in this test binary");
+    });
     let exported = Exported::default();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_simple_exporter(exported.clone())
         .build();
     let subscriber =
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    (exported, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (exported, guard)
 }
 
 /// Parses a content attribute (JSON).

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use myloware_api::{ApiServer, ApiState};
 use myloware_core::config::Config;
@@ -33,11 +34,14 @@ pub const LIVE_SECRETS: [(&str, &str); 5] = [
 ];
 
 /// Answers `POST /v1/executions` with the configured status, recording bodies.
+/// Without [`FakeOrchestrator::accept_batches`] it is an orchestrator of
+/// before `/signals/batch` (that route answers axum's bare 404).
 #[derive(Clone)]
 pub struct FakeOrchestrator {
     pub url: String,
     status: Arc<AtomicU16>,
     signal_status: Arc<AtomicU16>,
+    batches: Arc<AtomicBool>,
     starts: Arc<Mutex<Vec<Value>>>,
     others: Arc<Mutex<Vec<(String, String, Value)>>>,
 }
@@ -48,6 +52,7 @@ impl FakeOrchestrator {
             url: String::new(),
             status: Arc::new(AtomicU16::new(202)),
             signal_status: Arc::new(AtomicU16::new(202)),
+            batches: Arc::default(),
             starts: Arc::default(),
             others: Arc::default(),
         };
@@ -84,6 +89,23 @@ impl FakeOrchestrator {
                 ),
             )
             .route(
+                "/v1/executions/{run_id}/signals/batch",
+                post(
+                    |State(fake): State<FakeOrchestrator>,
+                     axum::extract::Path(run_id): axum::extract::Path<String>,
+                     Json(body): Json<Value>| async move {
+                        if !fake.batches.load(Ordering::SeqCst) {
+                            return StatusCode::NOT_FOUND.into_response();
+                        }
+                        let status = StatusCode::from_u16(fake.signal_status.load(Ordering::SeqCst)).unwrap();
+                        if status.is_success() {
+                            fake.others.lock().unwrap().push((run_id, "signals/batch".into(), body));
+                        }
+                        (status, Json(json!({"status": "accepted"}))).into_response()
+                    },
+                ),
+            )
+            .route(
                 "/health",
                 get(|State(fake): State<FakeOrchestrator>| async move {
                     StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap()
@@ -104,7 +126,12 @@ impl FakeOrchestrator {
         self.signal_status.store(status, Ordering::SeqCst);
     }
 
-    /// `(runId, "signals" | "cancel", body)` accepted so far.
+    /// Accept `POST /v1/executions/{runId}/signals/batch` from now on.
+    pub fn accept_batches(&self) {
+        self.batches.store(true, Ordering::SeqCst);
+    }
+
+    /// `(runId, "signals" | "signals/batch" | "cancel", body)` accepted so far.
     pub fn commands(&self) -> Vec<(String, String, Value)> {
         self.others.lock().unwrap().clone()
     }
