@@ -130,6 +130,36 @@ async fn create_and_claim(store: &dyn OrchestratorStore, run: &str, worker: &str
     assert_eq!(claimed.map(|e| e.run_id).as_deref(), Some(run), "{worker} claims {run}");
 }
 
+/// A claim commits without waiting for its WAL flush on Postgres
+/// (docs/engine.md, "Leases and workers"), and only the claim: the
+/// connection that ran it waits for the flush again in its next
+/// transaction (a step's commit, a journal entry).
+async fn only_the_claim_skips_the_wait_for_the_disk(db: &Db) {
+    let Db::Postgres(pool) = db else {
+        return; // SQLite: no such setting.
+    };
+    // One connection, so the claim and the check share it.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let store = store::open(&Db::Postgres(one.clone()));
+    store
+        .create_execution(&new_execution("run_flush000001"), &started())
+        .await
+        .unwrap();
+    let claimed = store.claim_many("p-1:", Utc::now(), soon(30), 4).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let claimed = store.claim("w-2", Utc::now(), soon(30)).await.unwrap();
+    assert!(claimed.is_none());
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&one)
+        .await
+        .unwrap();
+    assert_eq!(setting, "on", "the claim's setting ended with its transaction");
+}
+
 /// A claim of several takes the oldest free executions, each under an owner
 /// of its own, and never one another claim holds.
 async fn a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner(db: &Db) {
@@ -843,6 +873,7 @@ async fn provider_job_slots_never_exceed_the_cap(db: &Db) {
 }
 
 conformance_tests!(
+    only_the_claim_skips_the_wait_for_the_disk,
     a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner,
     provider_job_slots_never_exceed_the_cap,
     a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,

@@ -62,9 +62,10 @@ pub(super) const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, l
      RETURNING {EXECUTION_COLUMNS}";
 
 /// Postgres: workers skip rows another worker is claiming.
-pub(super) const POSTGRES_CLAIM: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), due AS ({DUE} FOR UPDATE SKIP LOCKED) \
+pub(super) const POSTGRES_CLAIM: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
+     due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
-     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT 1) \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY updated_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
 /// The claim of several (`$4`): the same walks, each stopping after `$4`
@@ -73,11 +74,18 @@ pub(super) const SQLITE_CLAIM_MANY: &str = "UPDATE executions SET lease_owner = 
      WHERE run_id IN (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) \
      ORDER BY updated_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}";
 
-pub(super) const POSTGRES_CLAIM_MANY: &str = "WITH ready AS ({READY} FOR UPDATE SKIP LOCKED), \
+pub(super) const POSTGRES_CLAIM_MANY: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
      due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 WHERE run_id IN \
-     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c ORDER BY updated_at LIMIT $4) \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY updated_at LIMIT $4) \
      RETURNING {EXECUTION_COLUMNS}";
+
+/// A claim's commit does not wait for its WAL flush (Postgres): the
+/// setting lasts until the end of the claim's own transaction. See
+/// docs/engine.md, "Leases": a claim lost in a crash of Postgres cannot
+/// let a paid call or a commit through.
+const UNFLUSHED: &str =
+    "unflushed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit)";
 
 /// How `commit_step` takes the execution's row before anything else, on
 /// Postgres. Read committed gives each statement the snapshot of its start,
@@ -178,6 +186,7 @@ pub(super) const POSTGRES_LOCK_JOBS: &str = "SELECT pg_advisory_xact_lock(183654
 
 pub(super) fn claim_sql(template: &str) -> String {
     template
+        .replace("{UNFLUSHED}", UNFLUSHED)
         .replace("{READY}", READY)
         .replace("{DUE}", DUE)
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
@@ -186,6 +195,7 @@ pub(super) fn claim_sql(template: &str) -> String {
 /// [`claim_sql`] of a claim of several: each walk stops after `$4` rows.
 pub(super) fn claim_many_sql(template: &str) -> String {
     template
+        .replace("{UNFLUSHED}", UNFLUSHED)
         .replace("{READY}", &READY.replace("LIMIT 1", "LIMIT $4"))
         .replace("{DUE}", &DUE.replace("LIMIT 1", "LIMIT $4"))
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
