@@ -31,6 +31,69 @@ impl TryFrom<JournalRow> for JournalEntry {
 /// transaction, which no other writer can interleave with).
 pub(super) const LEASE_HELD: &str = "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2";
 
+pub(super) const JOURNAL_ENTRY: &str =
+    "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2";
+
+impl PgOrchestratorStore {
+    /// [`JournalStore::journal_begin`] as one call of `mw_journal_begin`
+    /// (migration 20261229000001): the same statements, in the same order.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn journal_begin_in_one_call(
+        &self,
+        run_id: &str,
+        worker: &str,
+        key: &str,
+        provider: &str,
+        operation: &str,
+        request: &Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<JournalBegin>> {
+        let outcome: String = sqlx::query_scalar("SELECT mw_journal_begin($1, $2, $3, $4, $5, $6, $7)")
+            .bind(run_id)
+            .bind(worker)
+            .bind(key)
+            .bind(provider)
+            .bind(operation)
+            .bind(Json(request))
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        let begin = match outcome.as_str() {
+            "begun" => JournalBegin::Begun,
+            "lease_lost" => JournalBegin::LeaseLost,
+            _ => {
+                // Written by an earlier attempt of this run's steps; only the
+                // lease holder changes it.
+                let row: JournalRow = sqlx::query_as(JOURNAL_ENTRY)
+                    .bind(run_id)
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                JournalBegin::Existing(row.try_into()?)
+            }
+        };
+        Ok(Some(begin))
+    }
+}
+
+impl SqliteOrchestratorStore {
+    /// SQLite runs in process: the transaction of
+    /// [`JournalStore::journal_begin`] does it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn journal_begin_in_one_call(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &Value,
+        _: DateTime<Utc>,
+    ) -> StoreResult<Option<JournalBegin>> {
+        Ok(None)
+    }
+}
+
 /// `JournalStore` for one backend (see `sql_orchestrator_store!`).
 macro_rules! journal_store {
     ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
@@ -46,6 +109,13 @@ macro_rules! journal_store {
                 request: &Value,
             ) -> StoreResult<JournalBegin> {
                 let now = Utc::now();
+                // Postgres: one round trip (a server-side function).
+                if let Some(begin) = self
+                    .journal_begin_in_one_call(run_id, worker, key, provider, operation, request, now)
+                    .await?
+                {
+                    return Ok(begin);
+                }
                 // Only while the lease is held, and holding the execution's
                 // row (Postgres; SQLite's write transactions take turns)
                 // without writing it: a new version of the wide, indexed row
@@ -78,26 +148,39 @@ macro_rules! journal_store {
                     tx.commit().await?;
                     return Ok(JournalBegin::Begun);
                 }
-                let row: JournalRow = sqlx::query_as(
-                    "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2",
-                )
-                .bind(run_id)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
+                let row: JournalRow = sqlx::query_as(JOURNAL_ENTRY)
+                    .bind(run_id)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.rollback().await?;
                 Ok(JournalBegin::Existing(row.try_into()?))
             }
 
-            async fn journal_finish(&self, run_id: &str, key: &str, succeeded: bool, response: &Value) -> StoreResult<()> {
-                sqlx::query("UPDATE journal SET status = $3, response = $4, updated_at = $5 WHERE run_id = $1 AND key = $2")
-                    .bind(run_id)
-                    .bind(key)
-                    .bind(if succeeded { JournalStatus::Succeeded } else { JournalStatus::Failed }.as_str())
-                    .bind(Json(response))
-                    .bind(Utc::now())
-                    .execute(&self.pool)
-                    .await?;
+            async fn journal_finish(
+                &self,
+                run_id: &str,
+                key: &str,
+                succeeded: bool,
+                response: &Value,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE journal SET status = $3, response = $4, updated_at = $5 WHERE run_id = $1 AND key = $2",
+                )
+                .bind(run_id)
+                .bind(key)
+                .bind(
+                    if succeeded {
+                        JournalStatus::Succeeded
+                    } else {
+                        JournalStatus::Failed
+                    }
+                    .as_str(),
+                )
+                .bind(Json(response))
+                .bind(Utc::now())
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 

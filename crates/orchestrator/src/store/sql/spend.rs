@@ -67,6 +67,46 @@ macro_rules! insert_spend {
     }};
 }
 
+impl PgOrchestratorStore {
+    /// [`SpendStore::journal_succeeded_paid`] as one call of
+    /// `mw_journal_paid` (migration 20261229000001): the same statements,
+    /// in the same order.
+    pub(super) async fn journal_paid_in_one_call(
+        &self,
+        run_id: &str,
+        key: &str,
+        response: &Value,
+        spend: &Spend,
+        event: &NewEvent,
+    ) -> StoreResult<Option<bool>> {
+        let recorded: bool = sqlx::query_scalar("SELECT mw_journal_paid($1, $2, $3, $4, $5, $6)")
+            .bind(run_id)
+            .bind(key)
+            .bind(Json(response))
+            .bind(Json(spend_json(std::slice::from_ref(spend))))
+            .bind(Json(events_json(std::slice::from_ref(event))))
+            .bind(Utc::now())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(recorded))
+    }
+}
+
+impl SqliteOrchestratorStore {
+    /// SQLite runs in process: the transaction of
+    /// [`SpendStore::journal_succeeded_paid`] does it.
+    pub(super) async fn journal_paid_in_one_call(
+        &self,
+        _: &str,
+        _: &str,
+        _: &Value,
+        _: &Spend,
+        _: &NewEvent,
+    ) -> StoreResult<Option<bool>> {
+        Ok(None)
+    }
+}
+
 /// `SpendStore` for one backend (see `sql_orchestrator_store!`).
 macro_rules! spend_store {
     ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
@@ -80,6 +120,10 @@ macro_rules! spend_store {
                 spend: &Spend,
                 event: &NewEvent,
             ) -> StoreResult<bool> {
+                // Postgres: one round trip (a server-side function).
+                if let Some(recorded) = self.journal_paid_in_one_call(run_id, key, response, spend, event).await? {
+                    return Ok(recorded);
+                }
                 let mut tx = self.begin().await?;
                 // The cost first, then the execution's row (its event seq),
                 // then the journal: executions before journal, as
