@@ -48,29 +48,31 @@ pub struct DaySpend {
     pub usd_micros: i64,
 }
 
-macro_rules! insert_run_cost {
-    ($cost:expr, $executor:expr) => {
-        sqlx::query(
+/// Inserts `$costs` (a non-empty list of `&AppliedCost`) in one statement.
+macro_rules! insert_run_costs {
+    ($costs:expr, $executor:expr) => {{
+        let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO run_costs (event_id, run_id, project, provider, operation, model, units, usd_micros, mode, \
-             journal_key, at, day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&$cost.event_id)
-        .bind(&$cost.run_id)
-        .bind(&$cost.project)
-        .bind(&$cost.charge.provider)
-        .bind(&$cost.charge.operation)
-        .bind(&$cost.charge.model)
-        .bind($cost.charge.units)
-        .bind($cost.charge.usd_micros)
-        .bind($cost.mode.as_str())
-        .bind(&$cost.journal_key)
-        .bind($cost.at)
-        .bind($cost.day())
-        .execute($executor)
-        .await?
-    };
+             journal_key, at, day) ",
+        );
+        insert.push_values($costs, |mut row, cost| {
+            row.push_bind(&cost.event_id)
+                .push_bind(&cost.run_id)
+                .push_bind(&cost.project)
+                .push_bind(&cost.charge.provider)
+                .push_bind(&cost.charge.operation)
+                .push_bind(&cost.charge.model)
+                .push_bind(cost.charge.units)
+                .push_bind(cost.charge.usd_micros)
+                .push_bind(cost.mode.as_str())
+                .push_bind(&cost.journal_key)
+                .push_bind(cost.at)
+                .push_bind(cost.day());
+        });
+        insert.build().execute($executor).await?
+    }};
 }
-pub(super) use insert_run_cost;
+pub(super) use insert_run_costs;
 
 /// The [`ApiStore`](super::ApiStore) methods of costs, handed on to `$next`
 /// with the methods gathered so far (`sql.rs` chains every aggregate's).

@@ -114,9 +114,10 @@ macro_rules! event_methods {
                     for message in &update.messages {
                         insert_chat!(message, tx);
                     }
-                    if let Some(cost) = &update.cost {
-                        insert_run_cost!(cost, &mut *tx);
-                    }
+                }
+                let costs: Vec<&AppliedCost> = events.iter().filter_map(|(_, u)| u.cost.as_ref()).collect();
+                if !costs.is_empty() {
+                    insert_run_costs!(costs, &mut *tx);
                 }
                 tx.commit().await?;
                 Ok(true)
