@@ -158,9 +158,9 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
     let exact = sent.exact();
     let relayed = distinct_signals == accepted;
     let measured = sent.measured();
-    let target = "signed kie.ai callbacks, verified and deduplicated: ≥ 2,000/s on Postgres";
+    let target = "signed kie.ai callbacks, verified and deduplicated: ≥ 2,500/s on Postgres";
     if bench_db.is_postgres() {
-        report.check(Check::new(target, measured, rate >= 2000.0 && exact));
+        report.check(Check::new(target, measured, rate >= 2500.0 && exact));
     } else {
         report.check(Check::not_applicable(target, measured));
     }
