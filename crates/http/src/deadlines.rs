@@ -3,7 +3,16 @@
 //! deadline, not per chunk, so a byte every few seconds does not keep it
 //! alive), answered `408 {"detail": ...}` with the connection closed; a
 //! request not answered within `request_timeout` is answered
-//! `503 {"detail": ...}` (its handler is dropped).
+//! `503 {"detail": ...}`.
+//!
+//! A handler is never cut short: it runs in a task of its own, which goes on
+//! to its end when the client goes away or the request times out. Dropped
+//! in the middle of `BEGIN`, sqlx (0.9) returned the connection to the pool
+//! inside a transaction it did not know of; the next caller's statements
+//! joined it, and its `ROLLBACK` took them away (seen: a mock provider's
+//! ledger entry lost when the API was killed with requests in flight, and
+//! execution rows locked for seconds meanwhile). Cancelling a handler can
+//! leave any such half-done work; finishing it cannot.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,10 +60,11 @@ pub struct DeadlinesService<S> {
 impl<S> Service<Request> for DeadlinesService<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = DeadlinesFuture<S::Future>;
+    type Future = DeadlinesFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -79,8 +89,9 @@ where
                 })
             }
         };
+        let handler = tracing::Instrument::in_current_span(self.inner.call(request));
         DeadlinesFuture {
-            inner: tokio::time::timeout(limits.request_timeout, self.inner.call(request)),
+            inner: tokio::time::timeout(limits.request_timeout, tokio::spawn(handler)),
             body_late,
             limits,
         }
@@ -89,15 +100,15 @@ where
 
 pin_project_lite::pin_project! {
     /// The answer of [`DeadlinesService`].
-    pub struct DeadlinesFuture<F> {
+    pub struct DeadlinesFuture {
         #[pin]
-        inner: tokio::time::Timeout<F>,
+        inner: tokio::time::Timeout<tokio::task::JoinHandle<Result<Response, Infallible>>>,
         body_late: Option<Arc<AtomicBool>>,
         limits: HttpLimits,
     }
 }
 
-impl<F: Future<Output = Result<Response, Infallible>>> Future for DeadlinesFuture<F> {
+impl Future for DeadlinesFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -111,8 +122,13 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for DeadlinesFutur
                     this.limits.body_timeout.as_secs()
                 ),
             )),
-            Ok(Ok(response)) => response,
-            Ok(Err(never)) => match never {},
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(never))) => match never {},
+            // The panic goes on to the stack's panic layer, as it did
+            // before the handler had a task of its own.
+            Ok(Err(failed)) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+            // Only when the runtime shuts down.
+            Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down"),
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(

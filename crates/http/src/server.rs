@@ -205,7 +205,8 @@ mod tests {
         HttpLimits {
             header_timeout: Duration::from_secs(1),
             body_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
+            // Longer than the body's: which fires first is then certain.
+            request_timeout: Duration::from_secs(2),
             max_connections: 4,
         }
     }
@@ -262,9 +263,62 @@ mod tests {
         let answer = exchange(addr, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(
-            answer.ends_with(r#"{"detail":"the request was not answered within 1 s"}"#),
+            answer.ends_with(r#"{"detail":"the request was not answered within 2 s"}"#),
             "{answer}"
         );
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    /// A route whose handler takes `for_ms` and then says it finished.
+    fn finishing(for_ms: u64) -> (Router, tokio::sync::oneshot::Receiver<()>) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(std::sync::Mutex::new(Some(done_tx)));
+        let router = Router::new().route(
+            "/work",
+            get(move || {
+                let done = done.lock().unwrap().take();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    "done"
+                }
+            }),
+        );
+        (router, done_rx)
+    }
+
+    /// Cut short, a handler could leave half-done work behind (a
+    /// transaction begun on a pooled connection): it runs to its end.
+    #[tokio::test]
+    async fn a_handler_runs_to_its_end_when_its_client_leaves_or_it_times_out() {
+        let (router, done) = finishing(300);
+        let (addr, stop, task) = start(router).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream);
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the handler went on after its client left")
+            .unwrap();
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+
+        // Longer than the request timeout (2 s): answered 503, finished anyway.
+        let (router, done) = finishing(2_500);
+        let (addr, stop, task) = start(router).await;
+        let answer = exchange(addr, "GET /work HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .expect("the handler went on after its 503")
+            .unwrap();
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }
