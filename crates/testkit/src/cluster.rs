@@ -300,20 +300,6 @@ impl Cluster {
         count
     }
 
-    /// Waits until at least `target` runs are `status`; how many are.
-    pub async fn wait_count(&self, ids: &[String], status: &str, target: usize, within: Duration) -> usize {
-        let what = format!("{target} runs {status}");
-        crate::wait_until(within, Duration::from_millis(20), &what, move || async move {
-            let count = self.count_status(ids, status).await;
-            if count >= target {
-                Ok(count)
-            } else {
-                Err(format!("{count}/{target} are"))
-            }
-        })
-        .await
-    }
-
     /// Waits until every run is `status`; fails as soon as one ends otherwise.
     pub async fn wait_all(&self, ids: &[String], status: &str, timeout: Duration) {
         let what = format!("every run {status}");

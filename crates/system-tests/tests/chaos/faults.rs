@@ -26,12 +26,12 @@ fn smoke(i: usize) -> Value {
 /// `kill -9` of the orchestrator at random moments while 50 runs started
 /// at once are in flight, round after round; then one that lives.
 ///
-/// The moments follow the work rather than the clock, so a faster machine
-/// does not finish every run before the last kill: round `r` waits until
-/// `5r + (0..5)` runs are published, then a random 0–50 ms more; slower
-/// mock providers (400 ms a call) spread the work out. (Runs finish in
-/// bursts since the API applies a run's events of a delivery together:
-/// the targets stay below half the runs.)
+/// Each orchestrator lives a random 0.2–0.8 s: with slow mock providers
+/// (400 ms a call) the fifty runs take about four seconds of an
+/// orchestrator's life (measured on CI's machines), so the kills land while
+/// runs are in flight, at different points of each. (Kills that followed the number
+/// of runs published missed: the runs finish in bursts, and once the
+/// engine got faster, 37 of 50 were published within 50 ms of the ninth.)
 async fn orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing(db: &TestDb) {
     let slow = vec![("MOCK_PROVIDER_DELAY_MS".to_string(), "400".to_string())];
     let mut cluster = Cluster::start(MW, db.url(), slow).await;
@@ -40,15 +40,11 @@ async fn orchestrator_killed_during_fifty_runs_loses_and_repeats_nothing(db: &Te
     let mut random = Lcg(seed);
     let mut kills_in_flight = 0;
     for round in 0..5 {
-        let target = (round * 5 + random.below(5)) as usize;
-        let seen = cluster
-            .wait_count(&ids, "published", target, Duration::from_secs(60))
-            .await;
-        let delay = Duration::from_millis(random.below(50));
-        tokio::time::sleep(delay).await;
+        let life = Duration::from_millis(200 + random.below(600));
+        tokio::time::sleep(life).await;
         cluster.kill_orchestrator();
         let published = cluster.count_status(&ids, "published").await;
-        eprintln!("seed {seed}: round {round}: kill -9 {delay:?} after {seen} published, {published}/50 then");
+        eprintln!("seed {seed}: round {round}: kill -9 after {life:?}, {published}/50 published then");
         kills_in_flight += usize::from(published < ids.len());
         cluster.start_orchestrator().await;
     }
