@@ -61,7 +61,7 @@ impl PgOrchestratorStore {
         let begin = match outcome.as_str() {
             "begun" => JournalBegin::Begun,
             "lease_lost" => JournalBegin::LeaseLost,
-            _ => {
+            "exists" => {
                 // Written by an earlier attempt of this run's steps; only the
                 // lease holder changes it.
                 let row: JournalRow = sqlx::query_as(JOURNAL_ENTRY)
@@ -70,6 +70,10 @@ impl PgOrchestratorStore {
                     .fetch_one(&self.pool)
                     .await?;
                 JournalBegin::Existing(row.try_into()?)
+            }
+            other => {
+                let unknown = format!("mw_journal_begin answered {other:?}");
+                return Err(sqlx::Error::Decode(unknown.into()));
             }
         };
         Ok(Some(begin))
