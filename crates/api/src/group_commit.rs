@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::store::{ApiStore, NewCommand, StoreError, WebhookDelivery};
+use crate::store::{ApiStore, CallbackRecorded, NewCommand, StoreError, WebhookDelivery};
 
 /// Most callbacks in one transaction.
 const MAX_BATCH: usize = 256;
@@ -26,7 +26,7 @@ const CONCURRENT: usize = 2;
 const QUEUE: usize = 4096;
 
 type Callback = (WebhookDelivery, NewCommand);
-type Answer = oneshot::Sender<Result<bool, StoreError>>;
+type Answer = oneshot::Sender<Result<CallbackRecorded, StoreError>>;
 
 struct Pending {
     callback: Callback,
@@ -36,12 +36,12 @@ struct Pending {
 /// What a batch is committed with: the store (a fake in the tests below).
 #[async_trait]
 trait RecordCallbacks: Send + Sync {
-    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError>;
+    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<CallbackRecorded>, StoreError>;
 }
 
 #[async_trait]
 impl RecordCallbacks for Arc<dyn ApiStore> {
-    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError> {
+    async fn record(&self, callbacks: &[Callback]) -> Result<Vec<CallbackRecorded>, StoreError> {
         self.record_callbacks(callbacks).await
     }
 }
@@ -60,10 +60,11 @@ impl CallbackCommitter {
         }
     }
 
-    /// Records an accepted callback and its command, durably: whether it
-    /// was new (`false`: its key was used before; it is then recorded as a
-    /// duplicate delivery and enqueues nothing).
-    pub async fn record(&self, delivery: WebhookDelivery, command: NewCommand) -> Result<bool, StoreError> {
+    /// Records an accepted callback and its command, durably, and says
+    /// what became of it: new; repeated (its key was used before: recorded
+    /// as a duplicate delivery, nothing enqueued); or for a run not known
+    /// here (nothing recorded).
+    pub async fn record(&self, delivery: WebhookDelivery, command: NewCommand) -> Result<CallbackRecorded, StoreError> {
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(QUEUE);
             tokio::spawn(commit_batches(self.store.clone(), receiver));
@@ -105,16 +106,16 @@ async fn commit_batches(store: Arc<dyn ApiStore>, mut queue: mpsc::Receiver<Pend
 async fn commit(store: &dyn RecordCallbacks, batch: Vec<Pending>) {
     let (callbacks, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.callback, p.answer)).unzip();
     match store.record(&callbacks).await {
-        Ok(fresh) => {
-            for (answer, fresh) in answers.into_iter().zip(fresh) {
-                let _ = answer.send(Ok(fresh));
+        Ok(recorded) => {
+            for (answer, recorded) in answers.into_iter().zip(recorded) {
+                let _ = answer.send(Ok(recorded));
             }
         }
         Err(err) if callbacks.len() > 1 => {
             tracing::warn!(callbacks = callbacks.len(), error = %err, "a callback batch failed; committing each alone");
             for (callback, answer) in callbacks.into_iter().zip(answers) {
                 let alone = store.record(std::slice::from_ref(&callback)).await;
-                let _ = answer.send(alone.map(|fresh| fresh[0]));
+                let _ = answer.send(alone.map(|recorded| recorded[0]));
             }
         }
         Err(err) => {
@@ -145,13 +146,13 @@ mod tests {
 
     #[async_trait]
     impl RecordCallbacks for Fake {
-        async fn record(&self, callbacks: &[Callback]) -> Result<Vec<bool>, StoreError> {
+        async fn record(&self, callbacks: &[Callback]) -> Result<Vec<CallbackRecorded>, StoreError> {
             let keys: Vec<String> = callbacks.iter().map(|(d, _)| key_of(d)).collect();
             if keys.iter().any(|k| k == "poison") {
                 return Err(StoreError::Database(sqlx::Error::Protocol("refused".into())));
             }
             self.committed.lock().unwrap().push(keys);
-            Ok(vec![true; callbacks.len()])
+            Ok(vec![CallbackRecorded::New; callbacks.len()])
         }
     }
 
@@ -159,7 +160,7 @@ mod tests {
         delivery.idempotency_key.clone().unwrap()
     }
 
-    fn pending(key: &str) -> (Pending, oneshot::Receiver<Result<bool, StoreError>>) {
+    fn pending(key: &str) -> (Pending, oneshot::Receiver<Result<CallbackRecorded, StoreError>>) {
         let delivery = WebhookDelivery {
             provider: "kieai".into(),
             idempotency_key: Some(key.into()),
@@ -199,7 +200,7 @@ mod tests {
         commit(&fake, batch).await;
 
         for answered in answers {
-            assert!(answered.await.unwrap().unwrap());
+            assert_eq!(answered.await.unwrap().unwrap(), CallbackRecorded::New);
         }
         assert_eq!(*fake.committed.lock().unwrap(), [["a", "b", "c"]]);
     }
@@ -215,9 +216,9 @@ mod tests {
         for answered in receivers {
             answers.push(answered.await.unwrap());
         }
-        assert!(answers[0].as_ref().unwrap());
+        assert_eq!(*answers[0].as_ref().unwrap(), CallbackRecorded::New);
         assert!(answers[1].is_err(), "the failing one gets its error");
-        assert!(answers[2].as_ref().unwrap());
+        assert_eq!(*answers[2].as_ref().unwrap(), CallbackRecorded::New);
         assert_eq!(
             *fake.committed.lock().unwrap(),
             [vec!["a"], vec!["c"]],

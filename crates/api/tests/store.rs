@@ -3,9 +3,9 @@
 
 use chrono::Duration;
 use myloware_api::store::{
-    self, ApiStore, AppliedEvent, Artifact, Channel, ChatMessage, CommandKind, Decided, Decision, DeliveryAttempt,
-    GateStatus, NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery, RunUpdate,
-    SignatureStatus, StoreError, WebhookDelivery, WebhookOutcome, now,
+    self, ApiStore, AppliedEvent, Artifact, CallbackRecorded, Channel, ChatMessage, CommandKind, Decided, Decision,
+    DeliveryAttempt, GateStatus, NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery,
+    RunUpdate, SignatureStatus, StoreError, WebhookDelivery, WebhookOutcome, now,
 };
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
@@ -580,8 +580,9 @@ async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
 }
 
 /// A group of callbacks: a new key, the same key again in the group, a key
-/// used before; one new key of another run. Each new one brings its
-/// command; each repeated one is recorded as a duplicate without the key.
+/// used before; one new key of another run; one of a run not known here.
+/// Each new one brings its command; each repeated one is recorded as a
+/// duplicate without the key; the unknown run's is not recorded.
 async fn callbacks_commit_together_each_key_once(db: &Db) {
     let store = store::open(db);
     let a = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
@@ -598,9 +599,14 @@ async fn callbacks_commit_together_each_key_once(db: &Db) {
         (delivery("task-1", Some(&a.id), 0), command(&a.id, CommandKind::Signal)),
         (used.clone(), command(&a.id, CommandKind::Signal)),
         (delivery("task-2", Some(&b.id), 0), command(&b.id, CommandKind::Signal)),
+        (
+            delivery("task-3", Some("run_unknown00000"), 0),
+            command("run_unknown00000", CommandKind::Signal),
+        ),
     ];
-    let fresh = store.record_callbacks(&callbacks).await.unwrap();
-    assert_eq!(fresh, vec![true, false, false, true]);
+    let recorded = store.record_callbacks(&callbacks).await.unwrap();
+    use CallbackRecorded::{New, Repeated, UnknownRun};
+    assert_eq!(recorded, vec![New, Repeated, Repeated, New, UnknownRun]);
     assert_eq!(
         store.list_commands(&a.id).await.unwrap().len(),
         2,
@@ -620,7 +626,11 @@ async fn callbacks_commit_together_each_key_once(db: &Db) {
             (None, WebhookOutcome::Duplicate),
         ]
     );
-    assert_eq!(store.record_callbacks(&[]).await.unwrap(), Vec::<bool>::new());
+    assert!(store.list_commands("run_unknown00000").await.unwrap().is_empty());
+    assert_eq!(
+        store.record_callbacks(&[]).await.unwrap(),
+        Vec::<CallbackRecorded>::new()
+    );
 }
 
 fn delivery(key: &str, run_id: Option<&str>, days_ago: i64) -> WebhookDelivery {

@@ -21,7 +21,9 @@ use crate::commands;
 use crate::error::{ApiError, JsonBytes};
 use crate::middleware::{ClientId, LimitedRoute};
 use crate::state::ApiState;
-use crate::store::{DeadLetterKind, NewCommand, RunQuery, SignatureStatus, WebhookDelivery, WebhookOutcome};
+use crate::store::{
+    CallbackRecorded, DeadLetterKind, NewCommand, RunQuery, SignatureStatus, WebhookDelivery, WebhookOutcome,
+};
 
 /// The providers' callbacks: open, refusals limited per address.
 pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
@@ -191,7 +193,11 @@ pub async fn kieai(
         }),
     );
     delivery.idempotency_key = Some(task_id.clone());
-    if !state.store.run_exists(&run_id).await? {
+    delivery.outcome = WebhookOutcome::Accepted;
+    // Committed with the callbacks arriving meanwhile (group commit); a
+    // repeated task id is recorded as a duplicate delivery.
+    let recorded = state.callbacks.record(delivery.clone(), command.clone()).await?;
+    if recorded == CallbackRecorded::UnknownRun {
         // Verified, but for no run we know: keep it for replay, and tell
         // kie.ai it was received (retrying cannot help).
         delivery.outcome = WebhookOutcome::DeadLettered;
@@ -210,10 +216,7 @@ pub async fn kieai(
         tracing::warn!(runId = %run_id, %task_id, "kie.ai callback for an unknown run dead-lettered");
         return Ok(Json(json!({"status": "dead_lettered"})));
     }
-    delivery.outcome = WebhookOutcome::Accepted;
-    // Committed with the callbacks arriving meanwhile (group commit); a
-    // repeated task id is recorded as a duplicate delivery.
-    let fresh = state.callbacks.record(delivery, command).await?;
+    let fresh = recorded == CallbackRecorded::New;
     let result = if fresh { "processed" } else { "duplicate" };
     state
         .metrics

@@ -20,7 +20,7 @@ use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
 use super::schedules::{Fired, Firing, FiringClaim, FiringStart, NewSchedule, Schedule, ScheduleQuery};
 use super::sessions::ConsoleSession;
-use super::webhooks::WebhookDelivery;
+use super::webhooks::{CallbackRecorded, WebhookDelivery};
 
 #[async_trait]
 pub trait ApiStore: Send + Sync + 'static {
@@ -121,11 +121,13 @@ pub trait ApiStore: Send + Sync + 'static {
     async fn record_webhook(&self, delivery: &WebhookDelivery, command: Option<&NewCommand>) -> StoreResult<bool>;
 
     /// Several accepted deliveries, each with its command, in one
-    /// transaction (group commit): whether each was new. One whose
+    /// transaction (group commit): what became of each. One whose
     /// idempotency key was used before (or earlier in the list) enqueues
     /// nothing and is recorded again as a `duplicate` delivery without the
-    /// key. Every delivery must carry a key.
-    async fn record_callbacks(&self, callbacks: &[(WebhookDelivery, NewCommand)]) -> StoreResult<Vec<bool>>;
+    /// key; one for a run not known here is not recorded. Every delivery
+    /// must carry a key.
+    async fn record_callbacks(&self, callbacks: &[(WebhookDelivery, NewCommand)])
+    -> StoreResult<Vec<CallbackRecorded>>;
 
     async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>>;
 

@@ -47,7 +47,9 @@ pub use schedules::{
 };
 pub use sessions::ConsoleSession;
 pub use sql::{PgApiStore, SqliteApiStore};
-pub use webhooks::{SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt};
+pub use webhooks::{
+    CallbackRecorded, SignatureStatus, WEBHOOK_BODY_EXCERPT_BYTES, WebhookDelivery, WebhookOutcome, excerpt,
+};
 
 /// The store for `db`'s backend.
 pub fn open(db: &Db) -> Arc<dyn ApiStore> {

@@ -60,6 +60,17 @@ text_enum! {
     }
 }
 
+/// What became of one callback of a group ([`super::ApiStore::record_callbacks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackRecorded {
+    /// Recorded with its command.
+    New,
+    /// Its idempotency key was used before: recorded as a duplicate, no command.
+    Repeated,
+    /// Its run is not known here: nothing recorded (the caller dead-letters it).
+    UnknownRun,
+}
+
 /// How much of a webhook body is stored.
 pub const WEBHOOK_BODY_EXCERPT_BYTES: usize = 1024;
 
@@ -151,33 +162,70 @@ macro_rules! webhook_methods {
                 Ok(true)
             }
 
-            async fn record_callbacks(&self, callbacks: &[(WebhookDelivery, NewCommand)]) -> StoreResult<Vec<bool>> {
+            async fn record_callbacks(
+                &self,
+                callbacks: &[(WebhookDelivery, NewCommand)],
+            ) -> StoreResult<Vec<CallbackRecorded>> {
                 if callbacks.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut tx = self.begin().await?;
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_deliveries \
-                     (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
-                      signature_status, outcome, received_at) ",
-                );
-                insert.push_values(callbacks, |mut row, (delivery, _)| {
-                    push_delivery!(row, delivery, delivery.idempotency_key.as_deref(), delivery.outcome);
-                });
-                insert.push(" ON CONFLICT DO NOTHING RETURNING provider, idempotency_key");
-                let inserted: Vec<(String, Option<String>)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+                // The runs known here, among the group's: one look for all.
+                let mut runs: Vec<&str> = callbacks.iter().map(|(_, c)| c.run_id.as_str()).collect();
+                runs.sort_unstable();
+                runs.dedup();
+                let mut known = sqlx::QueryBuilder::new("SELECT id FROM runs WHERE id IN (");
+                let mut ids = known.separated(", ");
+                for run in runs {
+                    ids.push_bind(run);
+                }
+                known.push(")");
+                let known: std::collections::HashSet<String> =
+                    known.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
+                let ours: Vec<&(WebhookDelivery, NewCommand)> =
+                    callbacks.iter().filter(|(_, c)| known.contains(&c.run_id)).collect();
+                let mut fresh = std::collections::HashSet::new();
+                if !ours.is_empty() {
+                    let mut insert = sqlx::QueryBuilder::new(
+                        "INSERT INTO webhook_deliveries \
+                         (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
+                          signature_status, outcome, received_at) ",
+                    );
+                    insert.push_values(&ours, |mut row, (delivery, _)| {
+                        push_delivery!(row, delivery, delivery.idempotency_key.as_deref(), delivery.outcome);
+                    });
+                    insert.push(" ON CONFLICT DO NOTHING RETURNING provider, idempotency_key");
+                    let inserted: Vec<(String, Option<String>)> =
+                        insert.build_query_as().fetch_all(&mut *tx).await?;
+                    fresh = inserted.into_iter().collect();
+                }
                 // New: inserted now, and the first of its key in the list.
-                let mut fresh: std::collections::HashSet<(String, Option<String>)> = inserted.into_iter().collect();
-                let fresh: Vec<bool> = callbacks
+                let recorded: Vec<CallbackRecorded> = callbacks
                     .iter()
-                    .map(|(d, _)| fresh.remove(&(d.provider.clone(), d.idempotency_key.clone())))
+                    .map(|(d, c)| {
+                        if !known.contains(&c.run_id) {
+                            CallbackRecorded::UnknownRun
+                        } else if fresh.remove(&(d.provider.clone(), d.idempotency_key.clone())) {
+                            CallbackRecorded::New
+                        } else {
+                            CallbackRecorded::Repeated
+                        }
+                    })
                     .collect();
-                let (new, repeated): (Vec<_>, Vec<_>) = callbacks.iter().zip(&fresh).partition(|(_, fresh)| **fresh);
+                let of = |wanted: CallbackRecorded| {
+                    callbacks
+                        .iter()
+                        .zip(&recorded)
+                        .filter(move |(_, r)| **r == wanted)
+                        .map(|(callback, _)| callback)
+                        .collect::<Vec<_>>()
+                };
+                let (new, repeated) = (of(CallbackRecorded::New), of(CallbackRecorded::Repeated));
                 if !new.is_empty() {
                     let mut insert =
                         sqlx::QueryBuilder::new("INSERT INTO commands (run_id, kind, body, created_at, next_attempt_at) ");
                     let at = now();
-                    insert.push_values(&new, |mut row, ((_, command), _)| {
+                    insert.push_values(&new, |mut row, (_, command)| {
                         row.push_bind(&command.run_id)
                             .push_bind(command.body.kind().as_str())
                             .push_bind(Json(&command.body))
@@ -192,13 +240,13 @@ macro_rules! webhook_methods {
                          (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
                           signature_status, outcome, received_at) ",
                     );
-                    insert.push_values(&repeated, |mut row, ((delivery, _), _)| {
+                    insert.push_values(&repeated, |mut row, (delivery, _)| {
                         push_delivery!(row, delivery, None::<&str>, WebhookOutcome::Duplicate);
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(fresh)
+                Ok(recorded)
             }
 
             async fn list_webhooks(&self, provider: &str) -> StoreResult<Vec<WebhookDelivery>> {
