@@ -228,6 +228,30 @@ impl Probe {
             .await?))
     }
 
+    /// For each run approved at `first_gate` since `since` that has reached
+    /// `second_gate`: when it was approved and when it reached the second
+    /// gate, in milliseconds since `since`.
+    pub async fn gate_to_gate_ms(
+        &self,
+        first_gate: &str,
+        second_gate: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<(f64, f64)>> {
+        type Pair = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+        let rows: Vec<Pair> = on_pool!(&self.0, |pool| sqlx::query_as(
+            "SELECT a.resolved_at, b.requested_at FROM gates a JOIN gates b ON b.run_id = a.run_id AND b.gate = $2 \
+             WHERE a.gate = $1 AND a.status = 'approved' AND a.resolved_at >= $3"
+        )
+        .bind(first_gate)
+        .bind(second_gate)
+        .bind(since)
+        .fetch_all(pool)
+        .await?);
+        let ms =
+            |at: chrono::DateTime<chrono::Utc>| (at - since).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+        Ok(rows.into_iter().map(|(a, b)| (ms(a), ms(b))).collect())
+    }
+
     /// Milliseconds from `from` to `to` of the rows of `table` whose `from`
     /// is at or after `since` and whose `to` is set.
     pub async fn lags_ms(

@@ -58,6 +58,30 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// Spearman's rank correlation of the pairs' two orders: 1 when the second
+/// values come in the order of the first, -1 in the reverse order, about 0
+/// when unrelated. NaN for fewer than two pairs. Ties get the order they
+/// come in (the samples are timestamps, ties are rare).
+pub fn rank_correlation(pairs: &[(f64, f64)]) -> f64 {
+    let n = pairs.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let ranks = |key: fn(&(f64, f64)) -> f64| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| key(&pairs[a]).total_cmp(&key(&pairs[b])));
+        let mut rank = vec![0.0; n];
+        for (r, i) in order.into_iter().enumerate() {
+            rank[i] = r as f64;
+        }
+        rank
+    };
+    let (a, b) = (ranks(|p| p.0), ranks(|p| p.1));
+    let d2: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+    let n = n as f64;
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
 /// Rounds to three decimals, for JSON.
 pub fn r3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
@@ -90,5 +114,19 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn rank_correlation_of_orders() {
+        let same: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i * i))).collect();
+        assert_eq!(rank_correlation(&same), 1.0);
+        let reversed: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), -f64::from(i))).collect();
+        assert_eq!(rank_correlation(&reversed), -1.0);
+        // One swap of neighbours among ten: 1 - 6 * 2 / 990.
+        let mut swapped = same.clone();
+        swapped.swap(3, 4);
+        let swapped: Vec<(f64, f64)> = swapped.iter().enumerate().map(|(i, p)| (i as f64, p.1)).collect();
+        assert!((rank_correlation(&swapped) - (1.0 - 12.0 / 990.0)).abs() < 1e-12);
+        assert!(rank_correlation(&same[..1]).is_nan());
     }
 }

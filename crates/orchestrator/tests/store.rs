@@ -227,6 +227,42 @@ async fn a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner(db: &
     );
 }
 
+/// The claim takes the oldest run first, not the one that became runnable
+/// first: a run woken by a signal goes ahead of younger runs that were
+/// runnable before it, so runs finish in about the order they started.
+async fn a_woken_run_is_claimed_before_younger_runnable_ones(db: &Db) {
+    let store = store::open(db);
+    let runs = ["run_fifo0000001", "run_fifo0000002", "run_fifo0000003"];
+    for run in runs {
+        store.create_execution(&new_execution(run), &started()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Each is driven once: the oldest parks, the younger two stay runnable.
+    let claimed = store.claim_many("p-1:", Utc::now(), soon(30), 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    for (run, status) in runs
+        .iter()
+        .zip([ExecStatus::Waiting, ExecStatus::Runnable, ExecStatus::Runnable])
+    {
+        assert!(
+            store
+                .commit_step(&commit(run, &format!("p-1:{run}"), status, 0))
+                .await
+                .unwrap()
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // The oldest is woken last, and still goes first.
+    store.add_signal(runs[0], "s1", &json!({})).await.unwrap();
+    let next = store.claim("w-2", Utc::now(), soon(30)).await.unwrap();
+    assert_eq!(next.map(|e| e.run_id).as_deref(), Some(runs[0]));
+    let rest = store.claim_many("p-3:", Utc::now(), soon(30), 5).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(),
+        runs[1..].to_vec()
+    );
+}
+
 /// Creates execution `run`, claimed by `worker`, and parks it (waiting,
 /// no deadline) with `events` events.
 async fn park_new(store: &dyn OrchestratorStore, run: &str, worker: &str, events: usize) {
@@ -389,6 +425,44 @@ async fn a_commit_appends_events_in_sequence_and_releases_the_lease(db: &Db) {
     );
 }
 
+/// A run's signals in one call: each id once (a repeat in the list, or an
+/// id used before, is not new), seqs in the list's order, the waiting
+/// execution woken; nothing for a run without an execution.
+async fn several_signals_are_added_in_order_each_once(db: &Db) {
+    let store = store::open(db);
+    let list = |ids: &[&str]| -> Vec<(String, serde_json::Value)> {
+        ids.iter().map(|id| (id.to_string(), json!({"id": id}))).collect()
+    };
+    assert_eq!(store.add_signals("run_x", &list(&["s1"])).await.unwrap(), None);
+    park_new(&*store, "run_a", "w", 0).await;
+    assert_eq!(store.add_signals("run_a", &[]).await.unwrap(), Some(Vec::new()));
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Waiting,
+        "no signal, no wake"
+    );
+    let added = store
+        .add_signals("run_a", &list(&["s2", "s1", "s2", "s3"]))
+        .await
+        .unwrap();
+    assert_eq!(added, Some(vec![true, true, false, true]));
+    assert_eq!(
+        store.get_execution("run_a").await.unwrap().unwrap().status,
+        ExecStatus::Runnable,
+        "woken"
+    );
+    let added = store.add_signals("run_a", &list(&["s1", "s4"])).await.unwrap();
+    assert_eq!(added, Some(vec![false, true]), "s1 was used before");
+    let pending: Vec<(String, serde_json::Value)> = store
+        .pending_signals("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.signal_id, s.body))
+        .collect();
+    assert_eq!(pending, list(&["s2", "s1", "s3", "s4"]), "in seq order, the lists'");
+}
+
 async fn signals_wake_waiting_executions_once(db: &Db) {
     let store = store::open(db);
     assert_eq!(
@@ -537,9 +611,10 @@ async fn deadlines_and_cancels_make_parked_executions_runnable(db: &Db) {
     );
 
     park_new(&*store, "run_b", "w2", 0).await;
-    assert!(!store.cancel_requested("run_b").await.unwrap());
+    let cancel_requested = || async { store.get_execution("run_b").await.unwrap().unwrap().cancel_requested };
+    assert!(!cancel_requested().await);
     assert_eq!(store.request_cancel("run_b").await.unwrap(), Some(ExecStatus::Runnable));
-    assert!(store.cancel_requested("run_b").await.unwrap());
+    assert!(cancel_requested().await);
     assert_eq!(store.request_cancel("run_nope").await.unwrap(), None);
 }
 
@@ -564,6 +639,35 @@ async fn the_journal_lets_a_call_be_begun_once(db: &Db) {
         ("succeeded", Some(json!({"taskId": "t"})))
     );
     assert_eq!(store.journal("run_a").await.unwrap().len(), 1);
+}
+
+/// The journal is the last look at a cancel before a paid call: once a
+/// cancel is requested no call is begun, even one begun before, and nothing
+/// is written.
+async fn no_call_is_begun_once_a_cancel_is_requested(db: &Db) {
+    let store = claimed_run_a(db).await;
+    let request = json!({});
+    let begin = |key: &'static str| store.journal_begin("run_a", "w", key, "kieai", "submit", &request);
+    assert_eq!(begin("run_a:riley:clip:0").await.unwrap(), JournalBegin::Begun);
+    assert_eq!(store.request_cancel("run_a").await.unwrap(), Some(ExecStatus::Runnable));
+    assert_eq!(begin("run_a:riley:clip:1").await.unwrap(), JournalBegin::Cancelled);
+    assert_eq!(begin("run_a:riley:clip:0").await.unwrap(), JournalBegin::Cancelled);
+    let keys: Vec<String> = store
+        .journal("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys, ["run_a:riley:clip:0"]);
+    // The lease is checked first: another worker learns it lost the run.
+    assert_eq!(
+        store
+            .journal_begin("run_a", "w2", "run_a:riley:clip:1", "kieai", "submit", &json!({}))
+            .await
+            .unwrap(),
+        JournalBegin::LeaseLost
+    );
 }
 
 async fn the_outbox_keeps_each_runs_order(db: &Db) {
@@ -875,6 +979,7 @@ async fn provider_job_slots_never_exceed_the_cap(db: &Db) {
 conformance_tests!(
     only_the_claim_skips_the_wait_for_the_disk,
     a_claim_of_several_takes_the_oldest_free_ones_each_with_its_owner,
+    a_woken_run_is_claimed_before_younger_runnable_ones,
     provider_job_slots_never_exceed_the_cap,
     a_retry_reopens_a_failed_execution_and_sets_failed_calls_aside,
     knowledge_hits_are_ranked_best_match_first,
@@ -884,9 +989,11 @@ conformance_tests!(
     one_worker_holds_an_execution_until_its_lease_expires,
     a_commit_appends_events_in_sequence_and_releases_the_lease,
     signals_wake_waiting_executions_once,
+    several_signals_are_added_in_order_each_once,
     a_signal_committed_while_a_step_parks_is_never_missed,
     deadlines_and_cancels_make_parked_executions_runnable,
     the_journal_lets_a_call_be_begun_once,
+    no_call_is_begun_once_a_cancel_is_requested,
     the_outbox_keeps_each_runs_order,
     mock_calls_are_all_recorded,
     retention_prunes_only_finished_executions_rows,

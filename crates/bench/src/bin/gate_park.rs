@@ -25,7 +25,7 @@ use myloware_bench::harness::{self, Bench, Frame, at_least};
 use myloware_bench::load;
 use myloware_bench::report::Check;
 use myloware_bench::services::{self, Memory, RunStarts, free_port, loopback, service_env, set_var};
-use myloware_bench::stats::r3;
+use myloware_bench::stats::{r3, rank_correlation, summarize_scaled};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +223,17 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
          (every backend on the machine), of {:.0} s the CPUs had",
         finished.as_secs_f64() * report.machine.nproc as f64
     );
+    // In what order the runs passed the gate, against the approvals'.
+    let passes = probe.gate_to_gate_ms("ideate", "prepublish", approval_start).await?;
+    let order = rank_correlation(&passes);
+    let waits: Vec<f64> = passes.iter().map(|(approved, reached)| reached - approved).collect();
+    let waits = summarize_scaled(&waits, 1e-3);
+    println!(
+        "order: {} runs reached prepublish; rank correlation with the approvals' order {order:.3}; \
+         approval → prepublish {}",
+        passes.len(),
+        waits.line("s")
+    );
     let (steps, events, callbacks) =
         myloware_bench::gates::work_since(&probe, steps_before, approval_start, args.runs).await?;
     println!("where the time went after the first approval (each stage's own timestamps):");
@@ -284,6 +295,22 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
         measured,
         done && finished.as_secs_f64() <= 60.0 && full,
     ));
+    // First come, first served: in order, and the median run waits about
+    // half as long as the last (each advancing a step in turn before any
+    // finishes also keeps the order, but every run waits about as long as
+    // the last).
+    let share = waits.p50 / waits.max;
+    report.check(Check::new(
+        "runs reach prepublish in the order they were approved (rank correlation ≥ 0.9) and the median \
+         run waits ≤ 0.6 of the last one's wait",
+        format!(
+            "{order:.3} over {} runs; approval → prepublish p50 {:.1} s, max {:.1} s ({share:.2})",
+            passes.len(),
+            waits.p50,
+            waits.max
+        ),
+        done && order >= 0.9 && share <= 0.6,
+    ));
     let mb = |m: Memory| {
         json!({"rss_mb": r3(m.rss_mb()), "peak_mb": r3(m.peak_mb()), "anon_mb": r3(m.anon_kb as f64 / 1024.0),
                "file_mb": r3(m.file_kb as f64 / 1024.0), "shmem_mb": r3(m.shmem_kb as f64 / 1024.0)})
@@ -312,6 +339,7 @@ async fn run(args: &Args, frame: &mut Frame) -> anyhow::Result<()> {
                "past_the_gate": progress.past, "watched_s": r3(progress.watched.as_secs_f64()),
                "projected_s": Some(progress.projected_secs(args.runs)).filter(|s| s.is_finite()).map(r3),
                "cpu_s": {"api": r3(cpu_api), "orchestrator": r3(cpu_orchestrator), "postgres": r3(cpu_postgres)},
+               "order": {"rank_correlation": r3(order), "approval_to_prepublish_s": waits.to_json()},
                "engine_steps": steps, "events": events, "callbacks": callbacks, "stages_ms": stages}),
     );
     report.detail("log_problems", log_problems);

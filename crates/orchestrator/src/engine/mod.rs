@@ -167,11 +167,6 @@ impl Step<'_> {
             }),
         }
     }
-
-    /// Stops before a side effect if the run was cancelled meanwhile.
-    pub async fn cancelled(&self) -> Result<bool, StepError> {
-        Ok(self.engine.store.cancel_requested(&self.run_id).await?)
-    }
 }
 
 impl Engine {

@@ -167,6 +167,8 @@ pub enum JournalBegin {
     Existing(JournalEntry),
     /// Another worker holds the execution now.
     LeaseLost,
+    /// A cancel of the run was requested: nothing written, no call to make.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -239,8 +241,6 @@ pub trait ExecutionStore: Send + Sync {
     /// Marks the execution for cancellation and wakes it; `None` if unknown.
     async fn request_cancel(&self, run_id: &str) -> StoreResult<Option<ExecStatus>>;
 
-    async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool>;
-
     /// Makes a failed execution runnable again at the node that failed,
     /// with `state` (prepared for the retry), and sets the journal's failed
     /// calls aside (their keys get `:failed:{attempt}`) so the step makes
@@ -279,6 +279,9 @@ pub trait SignalStore: Send + Sync {
 /// The journal of provider calls (idempotency keys and answers).
 #[async_trait]
 pub trait JournalStore: Send + Sync {
+    /// Begins the journal entry of a provider call, once per key, while
+    /// `worker` holds the run's lease and no cancel was requested (the
+    /// last look at a cancel before a paid call, in the same round trip).
     async fn journal_begin(
         &self,
         run_id: &str,

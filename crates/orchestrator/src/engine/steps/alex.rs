@@ -60,9 +60,6 @@ pub(super) async fn rendered(
         if let Some(held) = budget::hold(step, persona, "shotstack", "render", 1).await? {
             return Ok(Err(held));
         }
-        if step.cancelled().await? {
-            return Ok(Err(Outcome::Cancelled));
-        }
         let key = render_key(&step.run_id, step.state.render_attempt);
         if !jobs::slot(step, "shotstack", &key).await? {
             return Ok(Err(jobs::wait_for_slot("shotstack")));

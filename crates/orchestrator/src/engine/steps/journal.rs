@@ -15,6 +15,8 @@ pub(super) enum Journaled {
     Unanswered,
     /// Made before and failed.
     Failed(Value),
+    /// The run's cancel was requested: make no call.
+    Cancelled,
 }
 
 pub(super) async fn begin(
@@ -32,6 +34,7 @@ pub(super) async fn begin(
     {
         JournalBegin::Begun => Ok(Journaled::Fresh),
         JournalBegin::LeaseLost => Err(StepError::LeaseLost),
+        JournalBegin::Cancelled => Ok(Journaled::Cancelled),
         JournalBegin::Existing(JournalEntry { status, response, .. }) => Ok(match (status, response) {
             (JournalStatus::Succeeded, Some(response)) => Journaled::Answered(response),
             (JournalStatus::Failed, response) => Journaled::Failed(response.unwrap_or(Value::Null)),
@@ -151,6 +154,7 @@ where
             response["error"].as_str().unwrap_or("the call failed"),
         )),
         Journaled::Unanswered => Ok(None),
+        Journaled::Cancelled => Err(Outcome::Cancelled),
     })
 }
 

@@ -43,9 +43,6 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             if let Some(held) = budget::hold(step, persona, "upload_post", "publish", 1).await? {
                 return Ok(held);
             }
-            if step.cancelled().await? {
-                return Ok(Outcome::Cancelled);
-            }
             let spec = &step.request.project_spec;
             let request = PublishRequest {
                 run_id: step.run_id.clone(),
@@ -88,6 +85,7 @@ pub(super) async fn quinn(step: &mut Step<'_>) -> Result<Outcome, StepError> {
                     }
                 }
                 Journaled::Answered(response) => Ok(serde_json::from_value(response).unwrap_or(PublishState::Pending)),
+                Journaled::Cancelled => return Ok(Outcome::Cancelled),
                 Journaled::Failed(response) => {
                     return Ok(fail(
                         persona,

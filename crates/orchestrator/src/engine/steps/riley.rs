@@ -82,9 +82,6 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         if step.state.clips[i].submitted {
             continue;
         }
-        if step.cancelled().await? {
-            return Ok(Outcome::Cancelled);
-        }
         let script = step.state.scripts[i].clone();
         // A clip made again for a reviewer carries their words.
         let prompt = match &step.state.clips[i].feedback {

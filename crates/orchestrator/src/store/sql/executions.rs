@@ -50,34 +50,36 @@ impl TryFrom<ExecutionRow> for Execution {
 
 /// The oldest runnable execution and the earliest due waiting one whose
 /// lease is free, each found by an index walk that stops at the first hit.
-pub(super) const READY: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'runnable' \
-     AND (lease_until IS NULL OR lease_until < $3) ORDER BY updated_at LIMIT 1";
+/// Between them the older run goes first (by `created_at`, not by when it
+/// became runnable): runs finish in about the order they started.
+pub(super) const READY: &str = "SELECT run_id, created_at FROM executions WHERE status = 'runnable' \
+     AND (lease_until IS NULL OR lease_until < $3) ORDER BY created_at LIMIT 1";
 
-pub(super) const DUE: &str = "SELECT run_id, updated_at FROM executions WHERE status = 'waiting' AND wake_at <= $3 \
+pub(super) const DUE: &str = "SELECT run_id, created_at FROM executions WHERE status = 'waiting' AND wake_at <= $3 \
      AND (lease_until IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT 1";
 
 /// SQLite serializes writers, so the sub-select and the update are atomic.
 pub(super) const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
-     (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) ORDER BY updated_at LIMIT 1) \
+     (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) ORDER BY created_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
 /// Postgres: workers skip rows another worker is claiming.
 pub(super) const POSTGRES_CLAIM: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
      due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
-     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY updated_at LIMIT 1) \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY created_at LIMIT 1) \
      RETURNING {EXECUTION_COLUMNS}";
 
 /// The claim of several (`$4`): the same walks, each stopping after `$4`
 /// rows; every row gets its own owner (`$1` and its run id).
 pub(super) const SQLITE_CLAIM_MANY: &str = "UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 \
      WHERE run_id IN (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) \
-     ORDER BY updated_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}";
+     ORDER BY created_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}";
 
 pub(super) const POSTGRES_CLAIM_MANY: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
      due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 WHERE run_id IN \
-     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY updated_at LIMIT $4) \
+     (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY created_at LIMIT $4) \
      RETURNING {EXECUTION_COLUMNS}";
 
 /// A claim's commit does not wait for its WAL flush (Postgres): the
@@ -276,7 +278,7 @@ macro_rules! executions_store {
                     .fetch_all(&self.pool)
                     .await?;
                 let mut claimed = rows.into_iter().map(Execution::try_from).collect::<Result<Vec<_>, _>>()?;
-                claimed.sort_by_key(|e| e.updated_at);
+                claimed.sort_by_key(|e| e.created_at);
                 Ok(claimed)
             }
 
@@ -431,14 +433,6 @@ macro_rules! executions_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 row.map(|(s,)| s.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))).transpose()
-            }
-
-            async fn cancel_requested(&self, run_id: &str) -> StoreResult<bool> {
-                let row: Option<(bool,)> = sqlx::query_as("SELECT cancel_requested FROM executions WHERE run_id = $1")
-                    .bind(run_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.is_some_and(|(c,)| c))
             }
 
             async fn retry_execution(&self, run_id: &str, attempt: u32, state: &Value) -> StoreResult<bool> {

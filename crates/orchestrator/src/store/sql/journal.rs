@@ -27,9 +27,10 @@ impl TryFrom<JournalRow> for JournalEntry {
     }
 }
 
-/// Whether `$2` holds the lease of execution `$1` (SQLite: inside a write
-/// transaction, which no other writer can interleave with).
-pub(super) const LEASE_HELD: &str = "SELECT 1 FROM executions WHERE run_id = $1 AND lease_owner = $2";
+/// Whether a cancel of execution `$1` was requested, answered only while
+/// `$2` holds its lease (SQLite: inside a write transaction, which no other
+/// writer can interleave with).
+pub(super) const LEASE_HELD: &str = "SELECT cancel_requested FROM executions WHERE run_id = $1 AND lease_owner = $2";
 
 pub(super) const JOURNAL_ENTRY: &str =
     "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2";
@@ -61,6 +62,7 @@ impl PgOrchestratorStore {
         let begin = match outcome.as_str() {
             "begun" => JournalBegin::Begun,
             "lease_lost" => JournalBegin::LeaseLost,
+            "cancelled" => JournalBegin::Cancelled,
             "exists" => {
                 // Written by an earlier attempt of this run's steps; only the
                 // lease holder changes it.
@@ -126,15 +128,22 @@ macro_rules! journal_store {
                 // for every provider call cost more than the call's journal.
                 let mut tx = self.begin().await?;
                 let lock: Option<&str> = $lock_execution;
-                let lease = lock.unwrap_or(LEASE_HELD);
-                let held: Option<i32> = sqlx::query_scalar(lease)
+                let lease = match lock {
+                    Some(_) => format!("{LEASE_HELD} FOR UPDATE"),
+                    None => LEASE_HELD.to_string(),
+                };
+                let cancel_requested: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(lease))
                     .bind(run_id)
                     .bind(worker)
                     .fetch_optional(&mut *tx)
                     .await?;
-                if held.is_none() {
+                let Some(cancel_requested) = cancel_requested else {
                     tx.rollback().await?;
                     return Ok(JournalBegin::LeaseLost);
+                };
+                if cancel_requested {
+                    tx.rollback().await?;
+                    return Ok(JournalBegin::Cancelled);
                 }
                 let inserted = sqlx::query(
                     "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \

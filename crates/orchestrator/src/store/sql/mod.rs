@@ -39,6 +39,7 @@ use executions::*;
 use journal::*;
 use knowledge::*;
 use ledger::*;
+use signals::*;
 use spend::*;
 
 /// The rows retention removes, per table, as `WHERE` clauses (`$1` is the

@@ -1,5 +1,51 @@
 //! Signals: what a waiting execution waits for, each stored once.
 
+use super::*;
+
+impl PgOrchestratorStore {
+    /// [`SignalStore::add_signals`] as one call of `mw_add_signals`
+    /// (migration 20261230000003): the same statements, in the same order,
+    /// without a round trip each.
+    pub(super) async fn add_signals_in_one_call(
+        &self,
+        run_id: &str,
+        signals: &[(String, Value)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Option<Vec<bool>>>> {
+        let list: Vec<Value> = signals
+            .iter()
+            .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+            .collect();
+        let inserted: Option<Vec<String>> = sqlx::query_scalar("SELECT mw_add_signals($1, $2, $3)")
+            .bind(run_id)
+            .bind(Json(list))
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(inserted.map(|inserted| first_of_each(signals, &inserted))))
+    }
+}
+
+impl SqliteOrchestratorStore {
+    /// SQLite runs in process (a round trip costs nothing): the
+    /// transaction of [`SignalStore::add_signals`] does it.
+    pub(super) async fn add_signals_in_one_call(
+        &self,
+        _: &str,
+        _: &[(String, Value)],
+        _: DateTime<Utc>,
+    ) -> StoreResult<Option<Option<Vec<bool>>>> {
+        Ok(None)
+    }
+}
+
+/// For each signal of the list, whether it is new: inserted now, and the
+/// first of its id in the list.
+pub(super) fn first_of_each(signals: &[(String, Value)], inserted: &[String]) -> Vec<bool> {
+    let mut fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+    signals.iter().map(|(id, _)| fresh.remove(id.as_str())).collect()
+}
+
 /// `SignalStore` for one backend (see `sql_orchestrator_store!`).
 macro_rules! signals_store {
     ($store:ident, $db:ty, $begin:expr, $search:expr, $match:expr, $claim:expr, $lock_execution:expr) => {
@@ -7,6 +53,10 @@ macro_rules! signals_store {
         impl SignalStore for $store {
             async fn add_signals(&self, run_id: &str, signals: &[(String, Value)]) -> StoreResult<Option<Vec<bool>>> {
                 let now = Utc::now();
+                // Postgres: one round trip (a server-side function).
+                if let Some(added) = self.add_signals_in_one_call(run_id, signals, now).await? {
+                    return Ok(added);
+                }
                 // The execution's row before the signals: holding it orders a
                 // run's signals (seq order is commit order, which
                 // `consumed_through` relies on), and commit_step takes the
@@ -54,11 +104,7 @@ macro_rules! signals_store {
                         .await?;
                 }
                 tx.commit().await?;
-                // New: inserted now, and the first of its id in the list.
-                let mut fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
-                Ok(Some(
-                    signals.iter().map(|(id, _)| fresh.remove(id.as_str())).collect(),
-                ))
+                Ok(Some(first_of_each(signals, &inserted)))
             }
 
             async fn pending_signals(&self, run_id: &str) -> StoreResult<Vec<StoredSignal>> {
