@@ -71,6 +71,10 @@ pub enum CallbackRecorded {
     UnknownRun,
 }
 
+/// The start of a multi-row insert of deliveries (see `push_delivery!`).
+pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries \
+     (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, signature_status, outcome, received_at) ";
+
 /// How much of a webhook body is stored.
 pub const WEBHOOK_BODY_EXCERPT_BYTES: usize = 1024;
 
@@ -186,11 +190,7 @@ macro_rules! webhook_methods {
                     callbacks.iter().filter(|(_, c)| known.contains(&c.run_id)).collect();
                 let mut fresh = std::collections::HashSet::new();
                 if !ours.is_empty() {
-                    let mut insert = sqlx::QueryBuilder::new(
-                        "INSERT INTO webhook_deliveries \
-                         (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
-                          signature_status, outcome, received_at) ",
-                    );
+                    let mut insert = sqlx::QueryBuilder::new(INSERT_DELIVERIES);
                     insert.push_values(&ours, |mut row, (delivery, _)| {
                         push_delivery!(row, delivery, delivery.idempotency_key.as_deref(), delivery.outcome);
                     });
@@ -235,11 +235,7 @@ macro_rules! webhook_methods {
                     insert.build().execute(&mut *tx).await?;
                 }
                 if !repeated.is_empty() {
-                    let mut insert = sqlx::QueryBuilder::new(
-                        "INSERT INTO webhook_deliveries \
-                         (provider, idempotency_key, run_id, headers, body, body_size, body_sha256, \
-                          signature_status, outcome, received_at) ",
-                    );
+                    let mut insert = sqlx::QueryBuilder::new(INSERT_DELIVERIES);
                     insert.push_values(&repeated, |mut row, (delivery, _)| {
                         push_delivery!(row, delivery, None::<&str>, WebhookOutcome::Duplicate);
                     });

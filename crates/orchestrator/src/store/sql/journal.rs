@@ -30,7 +30,8 @@ impl TryFrom<JournalRow> for JournalEntry {
 /// Whether a cancel of execution `$1` was requested, answered only while
 /// `$2` holds its lease (SQLite: inside a write transaction, which no other
 /// writer can interleave with).
-pub(super) const LEASE_HELD: &str = "SELECT cancel_requested FROM executions WHERE run_id = $1 AND lease_owner = $2";
+pub(super) const LEASE_AND_CANCEL: &str =
+    "SELECT cancel_requested FROM executions WHERE run_id = $1 AND lease_owner = $2";
 
 pub(super) const JOURNAL_ENTRY: &str =
     "SELECT key, provider, operation, status, request, response FROM journal WHERE run_id = $1 AND key = $2";
@@ -129,8 +130,8 @@ macro_rules! journal_store {
                 let mut tx = self.begin().await?;
                 let lock: Option<&str> = $lock_execution;
                 let lease = match lock {
-                    Some(_) => format!("{LEASE_HELD} FOR UPDATE"),
-                    None => LEASE_HELD.to_string(),
+                    Some(_) => format!("{LEASE_AND_CANCEL} FOR UPDATE"),
+                    None => LEASE_AND_CANCEL.to_string(),
                 };
                 let cancel_requested: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(lease))
                     .bind(run_id)
