@@ -252,14 +252,25 @@ async fn a_woken_run_is_claimed_before_younger_runnable_ones(db: &Db) {
         );
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    // The oldest is woken last, and still goes first.
-    store.add_signal(runs[0], "s1", &json!({})).await.unwrap();
-    let next = store.claim("w-2", Utc::now(), soon(30)).await.unwrap();
-    assert_eq!(next.map(|e| e.run_id).as_deref(), Some(runs[0]));
+    // The oldest is woken last, and still goes first; the claim brings the
+    // step's inputs: the signals not consumed yet, in seq order.
+    store.add_signal(runs[0], "s1", &json!({"n": 1})).await.unwrap();
+    store.add_signal(runs[0], "s2", &json!({"n": 2})).await.unwrap();
+    let next = store.claim("w-2", Utc::now(), soon(30)).await.unwrap().unwrap();
+    assert_eq!(next.run_id, runs[0]);
+    let pending = store.pending_signals(runs[0]).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(next.pending_signals, Some(pending));
     let rest = store.claim_many("p-3:", Utc::now(), soon(30), 5).await.unwrap();
     assert_eq!(
         rest.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(),
         runs[1..].to_vec()
+    );
+    assert!(rest.iter().all(|e| e.pending_signals == Some(Vec::new())));
+    assert_eq!(
+        store.get_execution(runs[1]).await.unwrap().unwrap().pending_signals,
+        None,
+        "only a claim reads them"
     );
 }
 

@@ -16,8 +16,8 @@
 //!    between consecutive commits (`updated_at`) are the latencies of the
 //!    engine's steps, claim included: their median is the target's median;
 //! 3. store overhead: N/4 new executions, each driven by hand through the
-//!    store calls one step makes, in order (`claim`, `pending_signals`,
-//!    `commit_step` with the events the engine commits),
+//!    store calls one step makes, in order (`claim`, which also reads the
+//!    step's signals, then `commit_step` with the events the engine commits),
 //!    single-threaded and timed one by one for percentiles.
 //!
 //! The outbox dispatcher does not run (there is no API): outbox rows pile
@@ -265,7 +265,6 @@ async fn engine_pass(
 struct StoreTimings {
     total: Vec<f64>,
     claim: Vec<f64>,
-    pending_signals: Vec<f64>,
     commit_step: Vec<f64>,
 }
 
@@ -290,13 +289,12 @@ async fn store_pass(
             .await?
             .context("nothing to claim: the store pass ran out of executions")?;
         let t1 = Instant::now();
-        // As the engine does: the claim carried the cancel flag, so the
-        // step reads only its signals (later steps under the same lease
+        // As the engine does: the claim carried the step's inputs, the
+        // cancel flag and the signals (later steps under the same lease
         // read both with one `step_inputs`).
         ensure!(!execution.cancel_requested, "{} was cancelled", execution.run_id);
-        let signals = store.pending_signals(&execution.run_id).await?;
-        let t2 = Instant::now();
-        let t3 = t2;
+        let signals = execution.pending_signals.clone().context("a claim reads the signals")?;
+        let t3 = Instant::now();
         // Exactly what the engine commits for Iggy as the last node: its
         // three events, then the completion in the same transaction.
         let state = RunState {
@@ -341,7 +339,6 @@ async fn store_pass(
         ensure!(store.commit_step(&commit).await?, "lease lost on {}", execution.run_id);
         let t5 = Instant::now();
         timings.claim.push(us(t1 - t0));
-        timings.pending_signals.push(us(t2 - t1));
         timings.commit_step.push(us(t5 - t4));
         // The state and events are built outside the store calls' timings.
         timings.total.push(us((t5 - t0) - (t4 - t3)));
@@ -462,7 +459,6 @@ async fn run(
     );
     let parts = [
         ("claim", summarize_us(&timings.claim)),
-        ("pending_signals", summarize_us(&timings.pending_signals)),
         ("commit_step", summarize_us(&timings.commit_step)),
     ];
     for (name, s) in &parts {

@@ -343,16 +343,18 @@ impl Engine {
             }
         };
         let nodes = graph::nodes(&request.graph_spec).unwrap_or_default();
-        // The claim just read the flag, in the statement that took the lease.
-        let mut cancel_known = Some(execution.cancel_requested);
+        // The claim just read the flag and the signals, in the statement
+        // that took the lease.
+        let mut claimed_inputs = Some((execution.cancel_requested, execution.pending_signals.take()));
         loop {
             if lost.load(Ordering::SeqCst) {
                 return Err(StepError::LeaseLost);
             }
             let state: RunState = serde_json::from_value(execution.state.clone()).unwrap_or_default();
-            // One read per step: the claim already carried the cancel flag.
-            let (cancelled, signals) = match cancel_known.take() {
-                Some(cancelled) => (cancelled, self.store.pending_signals(&execution.run_id).await?),
+            // A step's inputs: from the claim for the first, one read for each next.
+            let (cancelled, signals) = match claimed_inputs.take() {
+                Some((cancelled, Some(signals))) => (cancelled, signals),
+                Some((cancelled, None)) => (cancelled, self.store.pending_signals(&execution.run_id).await?),
                 None => self.store.step_inputs(&execution.run_id).await?,
             };
             let consumed_through = signals.last().map(|s| s.seq);

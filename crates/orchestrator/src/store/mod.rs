@@ -73,6 +73,10 @@ pub struct Execution {
     pub steps: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The unconsumed signals, in seq order, read by the statement that
+    /// claimed the execution (a step's inputs without a round trip of their
+    /// own); `None` when it was read otherwise.
+    pub pending_signals: Option<Vec<StoredSignal>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +129,7 @@ pub struct StepCommit {
     pub release_jobs: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct StoredSignal {
     pub seq: i64,
     pub signal_id: String,

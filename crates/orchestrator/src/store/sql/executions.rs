@@ -23,6 +23,9 @@ pub(super) struct ExecutionRow {
     pub(super) steps: i64,
     pub(super) created_at: DateTime<Utc>,
     pub(super) updated_at: DateTime<Utc>,
+    /// Only a claim reads it ([`PENDING`]).
+    #[sqlx(default)]
+    pub(super) pending: Option<Json<Vec<StoredSignal>>>,
 }
 
 impl TryFrom<ExecutionRow> for Execution {
@@ -44,6 +47,7 @@ impl TryFrom<ExecutionRow> for Execution {
             steps: row.steps,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            pending_signals: row.pending.map(|pending| pending.0),
         })
     }
 }
@@ -58,29 +62,43 @@ pub(super) const READY: &str = "SELECT run_id, created_at FROM executions WHERE 
 pub(super) const DUE: &str = "SELECT run_id, created_at FROM executions WHERE status = 'waiting' AND wake_at <= $3 \
      AND (lease_until IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT 1";
 
+/// A claimed execution's unconsumed signals, in seq order, as a JSON array
+/// of [`StoredSignal`]s (`[]` when none): the claim returns the step's
+/// inputs with the execution. In the claim's statement, so they are the
+/// signals committed before it; one committed later keeps the execution
+/// runnable when the step commits (docs/engine.md, "Graph and steps").
+const PENDING: [&str; 2] = [
+    // SQLite (3.44 or later: ORDER BY inside an aggregate).
+    "(SELECT json_group_array(json_object('seq', s.seq, 'signal_id', s.signal_id, 'body', json(s.body)) \
+      ORDER BY s.seq) FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL) AS pending",
+    // Postgres.
+    "COALESCE((SELECT json_agg(json_build_object('seq', s.seq, 'signal_id', s.signal_id, 'body', s.body) \
+      ORDER BY s.seq) FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL), '[]') AS pending",
+];
+
 /// SQLite serializes writers, so the sub-select and the update are atomic.
 pub(super) const SQLITE_CLAIM: &str = "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
      (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) ORDER BY created_at LIMIT 1) \
-     RETURNING {EXECUTION_COLUMNS}";
+     RETURNING {EXECUTION_COLUMNS}, {SQLITE_PENDING}";
 
 /// Postgres: workers skip rows another worker is claiming.
 pub(super) const POSTGRES_CLAIM: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
      due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE run_id = \
      (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY created_at LIMIT 1) \
-     RETURNING {EXECUTION_COLUMNS}";
+     RETURNING {EXECUTION_COLUMNS}, {POSTGRES_PENDING}";
 
 /// The claim of several (`$4`): the same walks, each stopping after `$4`
 /// rows; every row gets its own owner (`$1` and its run id).
 pub(super) const SQLITE_CLAIM_MANY: &str = "UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 \
      WHERE run_id IN (SELECT run_id FROM (SELECT * FROM ({READY}) UNION ALL SELECT * FROM ({DUE})) \
-     ORDER BY created_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}";
+     ORDER BY created_at LIMIT $4) RETURNING {EXECUTION_COLUMNS}, {SQLITE_PENDING}";
 
 pub(super) const POSTGRES_CLAIM_MANY: &str = "WITH {UNFLUSHED}, ready AS ({READY} FOR UPDATE SKIP LOCKED), \
      due AS ({DUE} FOR UPDATE SKIP LOCKED) \
      UPDATE executions SET lease_owner = $1 || run_id, lease_until = $2 WHERE run_id IN \
      (SELECT run_id FROM (SELECT * FROM ready UNION ALL SELECT * FROM due) c, unflushed ORDER BY created_at LIMIT $4) \
-     RETURNING {EXECUTION_COLUMNS}";
+     RETURNING {EXECUTION_COLUMNS}, {POSTGRES_PENDING}";
 
 /// A claim's commit does not wait for its WAL flush (Postgres): the
 /// setting lasts until the end of the claim's own transaction. See
@@ -192,6 +210,8 @@ pub(super) fn claim_sql(template: &str) -> String {
         .replace("{READY}", READY)
         .replace("{DUE}", DUE)
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
+        .replace("{SQLITE_PENDING}", PENDING[0])
+        .replace("{POSTGRES_PENDING}", PENDING[1])
 }
 
 /// [`claim_sql`] of a claim of several: each walk stops after `$4` rows.
@@ -201,6 +221,8 @@ pub(super) fn claim_many_sql(template: &str) -> String {
         .replace("{READY}", &READY.replace("LIMIT 1", "LIMIT $4"))
         .replace("{DUE}", &DUE.replace("LIMIT 1", "LIMIT $4"))
         .replace("{EXECUTION_COLUMNS}", EXECUTION_COLUMNS)
+        .replace("{SQLITE_PENDING}", PENDING[0])
+        .replace("{POSTGRES_PENDING}", PENDING[1])
 }
 
 /// `ExecutionStore` for one backend (see `sql_orchestrator_store!`).
