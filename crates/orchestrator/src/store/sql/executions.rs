@@ -64,16 +64,24 @@ pub(super) const DUE: &str = "SELECT run_id, created_at FROM executions WHERE st
 
 /// A claimed execution's unconsumed signals, in seq order, as a JSON array
 /// of [`StoredSignal`]s (`[]` when none): the claim returns the step's
-/// inputs with the execution. In the claim's statement, so they are the
-/// signals committed before it; one committed later keeps the execution
-/// runnable when the step commits (docs/engine.md, "Graph and steps").
+/// inputs with the execution. A signal committed after the claim keeps the
+/// execution runnable when the step commits (docs/engine.md, "Graph and
+/// steps").
 const PENDING: [&str; 2] = [
-    // SQLite (3.44 or later: ORDER BY inside an aggregate).
+    // SQLite (3.44 or later: ORDER BY inside an aggregate): one writer at
+    // a time, so the statement reads the signals as the row stands.
     "(SELECT json_group_array(json_object('seq', s.seq, 'signal_id', s.signal_id, 'body', json(s.body)) \
       ORDER BY s.seq) FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL) AS pending",
-    // Postgres.
-    "COALESCE((SELECT json_agg(json_build_object('seq', s.seq, 'signal_id', s.signal_id, 'body', s.body) \
-      ORDER BY s.seq) FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL), '[]') AS pending",
+    // Postgres: the subqueries read the statement's snapshot, which can
+    // predate the row the claim locked (an earlier holder whose lease
+    // expired committed a step, consuming signals, after the snapshot and
+    // before the lock). Only a step commit consumes signals, and it counts
+    // `steps`: when the snapshot's count differs from the locked row's,
+    // the claim answers NULL and the engine reads the signals afresh.
+    "CASE WHEN executions.steps = (SELECT e.steps FROM executions e WHERE e.run_id = executions.run_id) \
+      THEN COALESCE((SELECT json_agg(json_build_object('seq', s.seq, 'signal_id', s.signal_id, 'body', s.body) \
+      ORDER BY s.seq) FROM signals s WHERE s.run_id = executions.run_id AND s.consumed_at IS NULL), '[]') END \
+      AS pending",
 ];
 
 /// SQLite serializes writers, so the sub-select and the update are atomic.
