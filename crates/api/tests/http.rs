@@ -291,6 +291,65 @@ async fn started_run(app: &TestApp, body: Value) -> String {
     started["runId"].as_str().expect("a started run").to_string()
 }
 
+/// One delivery of the outbox holding the events of many runs, interleaved:
+/// each run's events apply in seq order, a repeated seq is a duplicate, a gap waits (out of order), and an
+/// unknown run's events are answered as such; every answer in the order of
+/// the batch.
+async fn one_delivery_applies_many_runs_each_in_order(db: &Db) {
+    let app = spawn_app(db, &[]).await;
+    let mut runs = Vec::new();
+    for _ in 0..12 {
+        runs.push(started_run(&app, json!({"project": "test_video_gen", "input": {"topic": "batch"}})).await);
+    }
+    runs.push("run_unknown000000000000".to_string());
+    let event = |run: &str, seq: i64, kind: &str, data: Value| {
+        json!({"eventId": format!("{run}-{seq}-{kind}"), "runId": run, "seq": seq, "type": kind,
+               "at": "2026-01-05T10:00:00Z", "data": data})
+    };
+    let mut events = Vec::new();
+    let mut expected = Vec::new();
+    for seq in 1..=2 {
+        for run in &runs {
+            let (kind, data) = match seq {
+                1 => ("execution.started", json!({})),
+                _ => ("persona.started", json!({"persona": "iggy"})),
+            };
+            events.push(event(run, seq, kind, data));
+            expected.push(if run.starts_with("run_unknown") {
+                "unknown_run"
+            } else {
+                "applied"
+            });
+        }
+    }
+    events.push(event(&runs[0], 1, "status.changed", json!({"status": "running"})));
+    expected.push("duplicate");
+    events.push(event(&runs[1], 4, "status.changed", json!({"status": "running"})));
+    expected.push("out_of_order");
+
+    let response = app
+        .internal_post("/v1/internal/events", &json!({"events": events}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let statuses: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, expected);
+    for run in &runs[..12] {
+        let (status, body) = app.get_json(&format!("/v1/runs/{run}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (body["status"].as_str(), body["currentPersona"].as_str()),
+            (Some("running"), Some("iggy")),
+            "{run}"
+        );
+    }
+}
+
 async fn cancelling_ends_a_run_once(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let run_id = started_run(&app, json!({"project": "aismr", "input": {"object": "soap"}})).await;
@@ -461,6 +520,7 @@ conformance_tests!(
     bad_run_requests_get_clear_422s_and_create_nothing,
     oversized_bodies_get_a_json_413,
     unknown_runs_are_404,
+    one_delivery_applies_many_runs_each_in_order,
     cancelling_ends_a_run_once,
     workflow_approval_holds_the_run_with_its_proposal,
     runs_are_listed_newest_first_with_filters_and_cursors,
