@@ -2,9 +2,11 @@
 //! `eventId`, and by `seq`: a seq at or below the run's last is a
 //! duplicate), in `seq` order per run (a gap is refused so the outbox
 //! retries it later), in one transaction with its artifacts and costs
-//! (a run's events of one delivery together, in one transaction).
+//! (all the runs' events of one delivery together, in one transaction).
 //! Terminal runs never move: late events are recorded but change neither
 //! status nor result.
+
+use std::collections::HashMap;
 
 use myloware_core::costs::Charge;
 use myloware_core::run::Transition;
@@ -17,7 +19,74 @@ use crate::error::ApiError;
 use crate::hitl;
 use crate::notify;
 use crate::state::ApiState;
-use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunUpdate};
+use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunEvents, RunUpdate};
+
+/// Applies a delivery's events, each run's (in `seq` order, as `runs`
+/// groups them) with the others in one transaction. A run another writer
+/// changed since it was read goes on by itself ([`apply_run`]), and so
+/// does every run when the transaction fails, so one run's failure does
+/// not fail its neighbours. Each run's outcomes, as [`apply_run`]'s.
+pub async fn apply_delivery(state: &ApiState, runs: &[Vec<&Event>]) -> Result<Vec<Vec<EventOutcome>>, ApiError> {
+    let ids: Vec<&str> = runs
+        .iter()
+        .filter_map(|events| Some(events.first()?.run_id.as_str()))
+        .collect();
+    let mut known: HashMap<String, Run> = state
+        .store
+        .get_runs(&ids)
+        .await?
+        .into_iter()
+        .map(|run| (run.id.clone(), run))
+        .collect();
+    let mut outcomes: Vec<Vec<EventOutcome>> = Vec::with_capacity(runs.len());
+    // The runs with something to write: their index in `runs`, and the plan.
+    let mut batch: Vec<(usize, Planned)> = Vec::new();
+    for (index, events) in runs.iter().enumerate() {
+        let Some(run) = events.first().and_then(|first| known.remove(&first.run_id)) else {
+            outcomes.push(unknown_run(events));
+            continue;
+        };
+        let planned = plan(state, run, events);
+        outcomes.push(planned.outcomes.clone());
+        if !planned.writes.events.is_empty() {
+            batch.push((index, planned));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(outcomes);
+    }
+    let writes: Vec<&RunEvents> = batch.iter().map(|(_, planned)| &planned.writes).collect();
+    let held = match state.store.apply_runs_events(&writes).await {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(%error, runs = batch.len(), "a delivery's runs failed together; applying each alone");
+            vec![false; batch.len()]
+        }
+    };
+    let (to_write, mut failed) = (batch.len(), Vec::new());
+    for ((index, planned), held) in batch.into_iter().zip(held) {
+        if held {
+            announce(state, &planned);
+            continue;
+        }
+        match apply_run(state, &runs[index]).await {
+            Ok(answer) => outcomes[index] = answer,
+            Err(error) => {
+                // Not applied: the outbox sends them again.
+                tracing::error!(runId = %planned.run.id, %error, "a run's events could not be applied");
+                outcomes[index] = vec![EventOutcome::OutOfOrder; runs[index].len()];
+                failed.push(error);
+            }
+        }
+    }
+    if failed.len() == to_write {
+        // Nothing could be written: the delivery failed as a whole.
+        if let Some(error) = failed.pop() {
+            return Err(error);
+        }
+    }
+    Ok(outcomes)
+}
 
 /// Applies a run's events of one delivery (in `seq` order) in one
 /// transaction; retries when another writer applied some concurrently.
@@ -29,72 +98,106 @@ pub async fn apply_run(state: &ApiState, events: &[&Event]) -> Result<Vec<EventO
     };
     for _ in 0..5 {
         let Some(run) = state.store.get_run(&first.run_id).await? else {
-            tracing::warn!(runId = %first.run_id, events = events.len(), "events for an unknown run dropped");
-            return Ok(vec![EventOutcome::UnknownRun; events.len()]);
+            return Ok(unknown_run(events));
         };
-        // The run as each event finds it, the one before applied.
-        let mut now = run.clone();
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut applied: Vec<(AppliedEvent, RunUpdate)> = Vec::new();
-        // Each applied event's run status before it, for the log.
-        let mut before: Vec<RunStatus> = Vec::new();
-        for event in events {
-            if event.seq <= now.last_event_seq {
-                outcomes.push(EventOutcome::Duplicate);
-                continue;
-            }
-            if event.seq > now.last_event_seq + 1 || outcomes.contains(&EventOutcome::OutOfOrder) {
-                outcomes.push(EventOutcome::OutOfOrder);
-                continue;
-            }
-            let update = update_of(state, &now, event);
-            before.push(now.status);
-            if let Some(status) = update.status {
-                now.status = status;
-            }
-            if let Some(result) = &update.result {
-                now.result = result.clone();
-            }
-            if let Some(persona) = &update.current_persona {
-                now.current_persona = persona.clone();
-            }
-            now.last_event_seq = event.seq;
-            let event = AppliedEvent {
-                event_id: event.event_id.clone(),
-                run_id: event.run_id.clone(),
-                seq: event.seq,
-                kind: event.kind.as_str().to_string(),
-                data: event.data.clone(),
-                at: event.at,
-            };
-            applied.push((event, update));
-            outcomes.push(EventOutcome::Applied);
+        let planned = plan(state, run, events);
+        if planned.writes.events.is_empty() {
+            return Ok(planned.outcomes);
         }
-        if applied.is_empty() {
-            return Ok(outcomes);
-        }
-        if !state
-            .store
-            .apply_events(run.last_event_seq, run.status, &applied)
-            .await?
-        {
+        if !state.store.apply_runs_events(&[&planned.writes]).await?[0] {
             continue;
         }
-        for ((event, update), before) in applied.iter().zip(&before) {
-            if update.messages.iter().any(|m| !m.pushes.is_empty()) {
-                state.pushes.notify_one();
-            }
-            if let Some(cost) = &update.cost {
-                state.metrics.spent(cost);
-            }
-            if let Some(status) = update.status {
-                state.metrics.run_ended(&run.id, &run.project, status);
-                tracing::info!(runId = %run.id, from = %before, to = %status, event = %event.kind, "run status changed");
-            }
-        }
-        return Ok(outcomes);
+        announce(state, &planned);
+        return Ok(planned.outcomes);
     }
     Err(ApiError::Conflict("the run is changing; send the events again".into()))
+}
+
+fn unknown_run(events: &[&Event]) -> Vec<EventOutcome> {
+    if let Some(first) = events.first() {
+        tracing::warn!(runId = %first.run_id, events = events.len(), "events for an unknown run dropped");
+    }
+    vec![EventOutcome::UnknownRun; events.len()]
+}
+
+/// A run's events of a delivery as they apply to the run as read.
+struct Planned {
+    run: Run,
+    /// Each event's outcome, in order.
+    outcomes: Vec<EventOutcome>,
+    /// The events to write, each with what it changes, if the run is
+    /// still as read.
+    writes: RunEvents,
+    /// Each event to write's run status before it, for the log.
+    before: Vec<RunStatus>,
+}
+
+/// Works out what `events` do to `run`, each to the run as the one before
+/// left it: applied, a duplicate (its seq is past), or out of order (a gap
+/// before it: it and every later one wait for the outbox to send them again).
+fn plan(state: &ApiState, run: Run, events: &[&Event]) -> Planned {
+    let mut now = run.clone();
+    let mut planned = Planned {
+        outcomes: Vec::with_capacity(events.len()),
+        writes: RunEvents {
+            expected_last_seq: run.last_event_seq,
+            expected_status: run.status,
+            events: Vec::new(),
+        },
+        before: Vec::new(),
+        run,
+    };
+    for event in events {
+        if event.seq <= now.last_event_seq {
+            planned.outcomes.push(EventOutcome::Duplicate);
+            continue;
+        }
+        if event.seq > now.last_event_seq + 1 || planned.outcomes.contains(&EventOutcome::OutOfOrder) {
+            planned.outcomes.push(EventOutcome::OutOfOrder);
+            continue;
+        }
+        let update = update_of(state, &now, event);
+        planned.before.push(now.status);
+        if let Some(status) = update.status {
+            now.status = status;
+        }
+        if let Some(result) = &update.result {
+            now.result = result.clone();
+        }
+        if let Some(persona) = &update.current_persona {
+            now.current_persona = persona.clone();
+        }
+        now.last_event_seq = event.seq;
+        let event = AppliedEvent {
+            event_id: event.event_id.clone(),
+            run_id: event.run_id.clone(),
+            seq: event.seq,
+            kind: event.kind.as_str().to_string(),
+            data: event.data.clone(),
+            at: event.at,
+        };
+        planned.writes.events.push((event, update));
+        planned.outcomes.push(EventOutcome::Applied);
+    }
+    planned
+}
+
+/// What the service does once a run's events are written: wakes the chat
+/// pushes, counts the money and the runs ended, logs each status change.
+fn announce(state: &ApiState, planned: &Planned) {
+    let run = &planned.run;
+    for ((event, update), before) in planned.writes.events.iter().zip(&planned.before) {
+        if update.messages.iter().any(|m| !m.pushes.is_empty()) {
+            state.pushes.notify_one();
+        }
+        if let Some(cost) = &update.cost {
+            state.metrics.spent(cost);
+        }
+        if let Some(status) = update.status {
+            state.metrics.run_ended(&run.id, &run.project, status);
+            tracing::info!(runId = %run.id, from = %before, to = %status, event = %event.kind, "run status changed");
+        }
+    }
 }
 
 /// What `event` changes, the run as it finds it: [`effect`], the gate it

@@ -350,6 +350,65 @@ async fn one_delivery_applies_many_runs_each_in_order(db: &Db) {
     }
 }
 
+/// A run whose events cannot be written (here: an event id another run's
+/// event already has) fails the delivery's shared transaction; the other
+/// runs then apply one by one, and its events are answered "send again".
+/// A delivery where nothing can be written fails as a whole.
+async fn a_run_that_cannot_be_written_holds_back_no_other(db: &Db) {
+    let app = spawn_app(db, &[]).await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(started_run(&app, json!({"project": "test_video_gen", "input": {"topic": "batch"}})).await);
+    }
+    let event = |id: &str, run: &str, seq: i64, kind: &str| {
+        json!({"eventId": id, "runId": run, "seq": seq, "type": kind, "at": "2026-01-05T10:00:00Z",
+               "data": {"persona": "iggy"}})
+    };
+    let deliver = |events: Vec<Value>| {
+        let app = &app;
+        async move {
+            let response = app
+                .internal_post("/v1/internal/events", &json!({"events": events}))
+                .await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            let statuses: Vec<String> = body["results"]
+                .as_array()
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| r["status"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (status, statuses)
+        }
+    };
+    assert_eq!(
+        deliver(vec![event("taken", &runs[0], 1, "execution.started")]).await,
+        (200, vec!["applied".to_string()])
+    );
+    let (status, answers) = deliver(vec![
+        event("a-2", &runs[0], 2, "persona.started"),
+        event("taken", &runs[1], 1, "execution.started"),
+        event("c-1", &runs[2], 1, "execution.started"),
+    ])
+    .await;
+    assert_eq!(
+        (status, answers),
+        (200, vec!["applied".into(), "out_of_order".into(), "applied".into()])
+    );
+    for (run, expected) in [(&runs[0], "running"), (&runs[1], "pending"), (&runs[2], "running")] {
+        let (_, body) = app.get_json(&format!("/v1/runs/{run}")).await;
+        assert_eq!(body["status"], expected, "{run}");
+    }
+    // Alone, it fails the delivery; sent again with its own id, it applies.
+    let (status, _) = deliver(vec![event("taken", &runs[1], 1, "execution.started")]).await;
+    assert_eq!(status, 500);
+    let (status, answers) = deliver(vec![event("b-1", &runs[1], 1, "execution.started")]).await;
+    assert_eq!((status, answers), (200, vec!["applied".to_string()]));
+}
+
 async fn cancelling_ends_a_run_once(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let run_id = started_run(&app, json!({"project": "aismr", "input": {"object": "soap"}})).await;
@@ -521,6 +580,7 @@ conformance_tests!(
     oversized_bodies_get_a_json_413,
     unknown_runs_are_404,
     one_delivery_applies_many_runs_each_in_order,
+    a_run_that_cannot_be_written_holds_back_no_other,
     cancelling_ends_a_run_once,
     workflow_approval_holds_the_run_with_its_proposal,
     runs_are_listed_newest_first_with_filters_and_cursors,

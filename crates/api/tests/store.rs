@@ -4,8 +4,8 @@
 use chrono::Duration;
 use myloware_api::store::{
     self, ApiStore, AppliedEvent, Artifact, CallbackRecorded, Channel, ChatMessage, CommandKind, Decided, Decision,
-    DeliveryAttempt, GateStatus, NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails, RunQuery,
-    RunUpdate, SignatureStatus, StoreError, WebhookDelivery, WebhookOutcome, now,
+    DeliveryAttempt, GateStatus, NewCommand, NewGate, NewRun, Pruned, Push, PushOutcome, RawJson, RunDetails,
+    RunEvents, RunQuery, RunUpdate, SignatureStatus, StoreError, WebhookDelivery, WebhookOutcome, now,
 };
 use myloware_core::ids::new_run_id;
 use myloware_core::project::ProjectSpec;
@@ -486,6 +486,12 @@ async fn applies(store: &dyn ApiStore, run_id: &str, seq: i64, kind: &str, expec
         .unwrap()
 }
 
+/// The seqs of the events applied to `run`, in order.
+async fn seqs(store: &dyn ApiStore, run: &str) -> Vec<i64> {
+    let events = store.list_events(run).await.unwrap();
+    events.iter().map(|e| e.seq).collect()
+}
+
 async fn events_apply_once_in_order_with_their_changes(db: &Db) {
     let store = store::open(db);
     let run = store.insert_run(&new_run("aismr", RunStatus::Pending)).await.unwrap();
@@ -523,14 +529,81 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
     let read = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!(read.status, RunStatus::Running);
     assert_eq!(read.current_persona, None);
-    let seqs: Vec<i64> = store
-        .list_events(&run.id)
+    let seqs = seqs(&*store, &run.id).await;
+    assert!(seqs.starts_with(&[1, 2]), "{seqs:?}");
+}
+
+/// Several runs' events in one transaction: each run's are written only if
+/// the run is still as read, and one that is not holds back none of the
+/// others; a run with no events holds trivially.
+async fn runs_events_apply_together_each_if_unchanged(db: &Db) {
+    let store = store::open(db);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            store
+                .insert_run(&new_run("aismr", RunStatus::Pending))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let running = RunUpdate {
+        status: Some(RunStatus::Running),
+        ..Default::default()
+    };
+    let batch = |run: &str, expected_last_seq: i64, seqs: &[i64]| RunEvents {
+        expected_last_seq,
+        expected_status: RunStatus::Pending,
+        events: seqs
+            .iter()
+            .map(|seq| (event(run, *seq, "execution.started"), running.clone()))
+            .collect(),
+    };
+    let mut first = batch(&ids[0], 0, &[1, 2]);
+    first.events[0].1.artifacts = vec![Artifact::new(
+        &ids[0],
+        "kieai.job",
+        Some("riley"),
+        json!({"taskId": "t1"}),
+    )];
+    let held = store
+        .apply_runs_events(&[
+            &first,
+            &batch(&ids[1], 5, &[6]),
+            &batch(&ids[2], 0, &[]),
+            &batch(&ids[2], 0, &[1]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(held, [true, false, true, true], "the second run's last seq is 0, not 5");
+    assert_eq!(seqs(&*store, &ids[0]).await, [1, 2]);
+    assert_eq!(seqs(&*store, &ids[1]).await, Vec::<i64>::new());
+    assert_eq!(seqs(&*store, &ids[2]).await, [1]);
+    let read = store.get_run(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((read.status, read.last_event_seq), (RunStatus::Running, 2));
+    assert_eq!(store.list_artifacts(&ids[0]).await.unwrap().len(), 1);
+    let read = store.get_run(&ids[1]).await.unwrap().unwrap();
+    assert_eq!((read.status, read.last_event_seq), (RunStatus::Pending, 0));
+
+    // Nothing holds: nothing is written.
+    let held = store.apply_runs_events(&[&batch(&ids[1], 3, &[4])]).await.unwrap();
+    assert_eq!(held, [false]);
+    assert_eq!(seqs(&*store, &ids[1]).await, Vec::<i64>::new());
+
+    // The runs among some ids, read together; unknown ids are left out.
+    let mut read: Vec<String> = store
+        .get_runs(&[&ids[2], "run_unknown000000", &ids[0]])
         .await
         .unwrap()
-        .iter()
-        .map(|e| e.seq)
+        .into_iter()
+        .map(|run| run.id)
         .collect();
-    assert!(seqs.starts_with(&[1, 2]), "{seqs:?}");
+    read.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    assert_eq!(read, expected);
+    assert!(store.get_runs(&[]).await.unwrap().is_empty());
 }
 
 async fn webhook_keys_are_used_once_and_bring_their_command(db: &Db) {
@@ -974,6 +1047,7 @@ conformance_tests!(
     commands_are_delivered_in_order_per_run_until_acknowledged,
     commands_read_back_as_the_typed_bodies_enqueued,
     events_apply_once_in_order_with_their_changes,
+    runs_events_apply_together_each_if_unchanged,
     webhook_keys_are_used_once_and_bring_their_command,
     callbacks_commit_together_each_key_once,
     retention_prunes_only_old_rows_no_unfinished_run_needs,

@@ -30,15 +30,19 @@ pub async fn receive_events(
     State(state): State<ApiState>,
     ValidJson(batch): ValidJson<EventBatch>,
 ) -> Result<Json<EventResults>, ApiError> {
-    // Each run's events in their order, applied together; runs apart.
+    // Each run's events in their order; the runs together.
     let mut runs: HashMap<&str, Vec<usize>> = HashMap::new();
     for (at, event) in batch.events.iter().enumerate() {
         runs.entry(&event.run_id).or_default().push(at);
     }
+    let runs: Vec<Vec<usize>> = runs.into_values().collect();
+    let events: Vec<Vec<&Event>> = runs
+        .iter()
+        .map(|positions| positions.iter().map(|at| &batch.events[*at]).collect())
+        .collect();
     let mut outcomes = vec![EventOutcome::OutOfOrder; batch.events.len()];
-    for positions in runs.values() {
-        let events: Vec<&Event> = positions.iter().map(|at| &batch.events[*at]).collect();
-        for (at, outcome) in positions.iter().zip(events::apply_run(&state, &events).await?) {
+    for (positions, answers) in runs.iter().zip(events::apply_delivery(&state, &events).await?) {
+        for (at, outcome) in positions.iter().zip(answers) {
             outcomes[*at] = outcome;
         }
     }

@@ -14,7 +14,7 @@ use super::commands::{Command, DeliveryAttempt, NewCommand};
 use super::common::StoreResult;
 use super::costs::{DaySpend, RunCostRow};
 use super::dead_letters::{DeadLetter, DeadLetterKind};
-use super::events::{AppliedEvent, RunUpdate};
+use super::events::{AppliedEvent, RunEvents, RunUpdate};
 use super::gates::{Decided, Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
@@ -29,6 +29,10 @@ pub trait ApiStore: Send + Sync + 'static {
     }
 
     async fn get_run(&self, id: &str) -> StoreResult<Option<Run>>;
+
+    /// The runs among `ids` that exist, in no particular order, read in
+    /// one statement.
+    async fn get_runs(&self, ids: &[&str]) -> StoreResult<Vec<Run>>;
 
     /// The run with its gates (in the order they were requested) and
     /// artifacts (in creation order), read together.
@@ -89,19 +93,15 @@ pub trait ApiStore: Send + Sync + 'static {
 
     async fn list_commands(&self, run_id: &str) -> StoreResult<Vec<Command>>;
 
-    /// Applies consecutive events of one run (seqs `expected_last_seq + 1`
-    /// onwards, each with what it changes, worked out from the run as read)
-    /// in one transaction, if the run's last applied seq and its status are
-    /// still those read; `false` (nothing written) when another writer (an
-    /// event, a decision, a cancel) got there first.
-    async fn apply_events(
-        &self,
-        expected_last_seq: i64,
-        expected_status: RunStatus,
-        events: &[(AppliedEvent, RunUpdate)],
-    ) -> StoreResult<bool>;
+    /// Applies consecutive events of several runs in one transaction: each
+    /// run's (seqs `expected_last_seq + 1` onwards, each with what it
+    /// changes, worked out from the run as read) if the run's last applied
+    /// seq and its status are still those read. Per run, in order: whether
+    /// its events were written (`false`: nothing of that run's written,
+    /// another writer (an event, a decision, a cancel) got there first).
+    async fn apply_runs_events(&self, runs: &[&RunEvents]) -> StoreResult<Vec<bool>>;
 
-    /// [`ApiStore::apply_events`] of one event.
+    /// [`ApiStore::apply_runs_events`] of one run's one event.
     async fn apply_event(
         &self,
         event: &AppliedEvent,
@@ -109,8 +109,12 @@ pub trait ApiStore: Send + Sync + 'static {
         expected_status: RunStatus,
         update: &RunUpdate,
     ) -> StoreResult<bool> {
-        self.apply_events(expected_last_seq, expected_status, &[(event.clone(), update.clone())])
-            .await
+        let run = RunEvents {
+            expected_last_seq,
+            expected_status,
+            events: vec![(event.clone(), update.clone())],
+        };
+        Ok(self.apply_runs_events(&[&run]).await?[0])
     }
 
     async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>>;

@@ -38,7 +38,7 @@ pub use commands::{Command, DeliveryAttempt, NewCommand};
 pub use common::{RawJson, StoreError, StoreResult, now};
 pub use costs::{AppliedCost, DaySpend, RunCostRow};
 pub use dead_letters::{DeadLetter, DeadLetterKind};
-pub use events::{AppliedEvent, RunUpdate};
+pub use events::{AppliedEvent, RunEvents, RunUpdate};
 pub use gates::{Approval, Decided, Decision, GateExpiry, GateRecord, GateStatus, NewGate};
 pub use retention::{ApiGauges, Pruned};
 pub use runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};

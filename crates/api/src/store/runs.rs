@@ -327,6 +327,19 @@ macro_rules! run_methods {
                 Ok(run)
             }
 
+            async fn get_runs(&self, ids: &[&str]) -> StoreResult<Vec<Run>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut select = sqlx::QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id IN ("));
+                let mut each = select.separated(", ");
+                for id in ids {
+                    each.push_bind(*id);
+                }
+                select.push(")");
+                Ok(select.build_query_as().fetch_all(&self.pool).await?)
+            }
+
             async fn get_run_details(&self, id: &str) -> StoreResult<Option<RunDetails>> {
                 let row: Option<RunViewRow> = sqlx::query_as(Self::RUN_VIEW).bind(id).fetch_optional(&self.pool).await?;
                 row.map(RunDetails::try_from).transpose()

@@ -154,7 +154,8 @@ impl CostRecorded {
 pub enum EventOutcome {
     Applied,
     Duplicate,
-    /// An earlier event of the run has not arrived yet; send again later.
+    /// Not applied now: an earlier event of the run has not arrived yet,
+    /// or the run could not be written; send again later.
     OutOfOrder,
     /// No such run here (another deployment's, or a database reset): nothing to apply, do not retry.
     UnknownRun,
