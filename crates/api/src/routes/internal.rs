@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
+use myloware_core::ErrorBody;
 use myloware_core::wire::{Event, EventBatch, EventOutcome, EventResult, EventResults};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,6 +25,7 @@ pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     request_body = EventBatch,
     responses(
         (status = 200, body = EventResults),
+        (status = 409, description = "No run of the delivery could be written: each was changing under other writers; send the events again", body = ErrorBody),
         (status = 413, description = "Body over MAX_BODY_BYTES (refused before the signature is checked)"),
     ))]
 pub async fn receive_events(
