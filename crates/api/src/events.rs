@@ -19,13 +19,16 @@ use crate::error::ApiError;
 use crate::hitl;
 use crate::notify;
 use crate::state::ApiState;
-use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunEvents, RunUpdate};
+use crate::store::{AppliedCost, AppliedEvent, Artifact, NewGate, Run, RunEvents, RunUpdate, StoreError};
 
 /// Applies a delivery's events, each run's (in `seq` order, as `runs`
 /// groups them) with the others in one transaction. A run another writer
-/// changed since it was read goes on by itself ([`apply_run`]), and so
-/// does every run when the transaction fails, so one run's failure does
-/// not fail its neighbours. Each run's outcomes, as [`apply_run`]'s.
+/// changed since it was read goes on by itself ([`apply_run`]); so does
+/// every run when that transaction fails because of what some run wrote
+/// ([`myloware_db::is_about_the_rows`]), so that one run's failure does not
+/// fail its neighbours: it is answered "out of order" (sent again later).
+/// Fails as a whole when nothing could be written. Each run's outcomes,
+/// as [`apply_run`]'s.
 pub async fn apply_delivery(state: &ApiState, runs: &[Vec<&Event>]) -> Result<Vec<Vec<EventOutcome>>, ApiError> {
     let ids: Vec<&str> = runs
         .iter()
@@ -46,9 +49,12 @@ pub async fn apply_delivery(state: &ApiState, runs: &[Vec<&Event>]) -> Result<Ve
             outcomes.push(unknown_run(events));
             continue;
         };
-        let planned = plan(state, run, events);
-        outcomes.push(planned.outcomes.clone());
-        if !planned.writes.events.is_empty() {
+        let mut planned = plan(state, run, events);
+        if planned.writes.events.is_empty() {
+            outcomes.push(std::mem::take(&mut planned.outcomes));
+        } else {
+            // Answered once written.
+            outcomes.push(Vec::new());
             batch.push((index, planned));
         }
     }
@@ -56,36 +62,42 @@ pub async fn apply_delivery(state: &ApiState, runs: &[Vec<&Event>]) -> Result<Ve
         return Ok(outcomes);
     }
     let writes: Vec<&RunEvents> = batch.iter().map(|(_, planned)| &planned.writes).collect();
-    let held = match state.store.apply_runs_events(&writes).await {
+    let mut held = match state.store.apply_runs_events(&writes).await {
         Ok(held) => held,
-        Err(error) => {
+        Err(StoreError::Database(error)) if myloware_db::is_about_the_rows(&error) => {
             tracing::warn!(%error, runs = batch.len(), "a delivery's runs failed together; applying each alone");
-            vec![false; batch.len()]
+            Vec::new()
         }
+        Err(error) => return Err(error.into()),
     };
-    let (to_write, mut failed) = (batch.len(), Vec::new());
-    for ((index, planned), held) in batch.into_iter().zip(held) {
+    // A run without its flag is taken as not written (it goes alone).
+    held.resize(batch.len(), false);
+    let (to_write, mut failed, mut error) = (batch.len(), 0, None);
+    for ((index, mut planned), held) in batch.into_iter().zip(held) {
         if held {
             announce(state, &planned);
+            outcomes[index] = std::mem::take(&mut planned.outcomes);
             continue;
         }
         match apply_run(state, &runs[index]).await {
             Ok(answer) => outcomes[index] = answer,
-            Err(error) => {
+            Err(cause) => {
                 // Not applied: the outbox sends them again.
-                tracing::error!(runId = %planned.run.id, %error, "a run's events could not be applied");
+                tracing::error!(runId = %planned.run.id, error = %cause, "a run's events could not be applied");
                 outcomes[index] = vec![EventOutcome::OutOfOrder; runs[index].len()];
-                failed.push(error);
+                failed += 1;
+                // The answer if all fail: a conflict only if every run's was.
+                if !matches!(cause, ApiError::Conflict(_)) || error.is_none() {
+                    error = Some(cause);
+                }
             }
         }
     }
-    if failed.len() == to_write {
+    match error {
         // Nothing could be written: the delivery failed as a whole.
-        if let Some(error) = failed.pop() {
-            return Err(error);
-        }
+        Some(error) if failed == to_write => Err(error),
+        _ => Ok(outcomes),
     }
-    Ok(outcomes)
 }
 
 /// Applies a run's events of one delivery (in `seq` order) in one

@@ -398,15 +398,28 @@ async fn a_run_that_cannot_be_written_holds_back_no_other(db: &Db) {
         (status, answers),
         (200, vec!["applied".into(), "out_of_order".into(), "applied".into()])
     );
-    for (run, expected) in [(&runs[0], "running"), (&runs[1], "pending"), (&runs[2], "running")] {
+    let applied = |run: String| {
+        let store = app.state.store.clone();
+        async move {
+            let events = store.list_events(&run).await.unwrap();
+            events.into_iter().map(|e| e.event_id).collect::<Vec<String>>()
+        }
+    };
+    for (run, status, events) in [
+        (&runs[0], "running", vec!["taken", "a-2"]),
+        (&runs[1], "pending", vec![]),
+        (&runs[2], "running", vec!["c-1"]),
+    ] {
         let (_, body) = app.get_json(&format!("/v1/runs/{run}")).await;
-        assert_eq!(body["status"], expected, "{run}");
+        assert_eq!(body["status"], status, "{run}");
+        assert_eq!(applied(run.clone()).await, events, "{run}");
     }
     // Alone, it fails the delivery; sent again with its own id, it applies.
     let (status, _) = deliver(vec![event("taken", &runs[1], 1, "execution.started")]).await;
     assert_eq!(status, 500);
     let (status, answers) = deliver(vec![event("b-1", &runs[1], 1, "execution.started")]).await;
     assert_eq!((status, answers), (200, vec!["applied".to_string()]));
+    assert_eq!(applied(runs[1].clone()).await, ["b-1"]);
 }
 
 async fn cancelling_ends_a_run_once(db: &Db) {

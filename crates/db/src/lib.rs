@@ -213,6 +213,18 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
+/// Whether `err` is about the rows a transaction wrote rather than about
+/// the database: a constraint it broke (unique, foreign key, not null,
+/// check), or Postgres ending it to break a deadlock or a serialization
+/// conflict. Written again in parts, or later, such a transaction can
+/// succeed; an unreachable, busy or timed-out database would fail each
+/// part the same way.
+pub fn is_about_the_rows(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.kind() != sqlx::error::ErrorKind::Other || matches!(db.code().as_deref(), Some("40P01" | "40001"))
+    })
+}
+
 /// Counts (`dry_run`) or deletes, per table, the rows matching its
 /// condition, where `$1` is `cutoff`, inside the transaction `tx`: the
 /// retention prune of each service's store. `tables` is a list of

@@ -162,7 +162,7 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, url: &str, due: Vec<Ou
             .store
             .outbox_retry(
                 run_id,
-                "the API has not applied an earlier event yet",
+                "not applied by the API yet (an earlier event missing, or the run could not be written)",
                 Utc::now() + BACKOFF.after(attempts),
             )
             .await;

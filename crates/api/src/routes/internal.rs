@@ -25,7 +25,7 @@ pub fn router(state: &ApiState) -> OpenApiRouter<ApiState> {
     request_body = EventBatch,
     responses(
         (status = 200, body = EventResults),
-        (status = 409, description = "No run of the delivery could be written: each was changing under other writers; send the events again", body = ErrorBody),
+        (status = 409, description = "No run of the delivery could be written: every one kept changing under other writers; send the events again", body = ErrorBody),
         (status = 413, description = "Body over MAX_BODY_BYTES (refused before the signature is checked)"),
     ))]
 pub async fn receive_events(
