@@ -422,6 +422,60 @@ async fn a_run_that_cannot_be_written_holds_back_no_other(db: &Db) {
     assert_eq!(applied(runs[1].clone()).await, ["b-1"]);
 }
 
+/// The outbox sends a delivery again while the first is still being
+/// applied (its request timed out): deliveries of the same events at once
+/// apply each event once, in order, whichever commits first; every other
+/// answer for it is "duplicate".
+async fn the_same_delivery_sent_at_once_applies_each_event_once(db: &Db) {
+    let app = spawn_app(db, &[]).await;
+    let mut runs = Vec::new();
+    for _ in 0..16 {
+        runs.push(started_run(&app, json!({"project": "test_video_gen", "input": {"topic": "again"}})).await);
+    }
+    let mut events = Vec::new();
+    for seq in 1..=3 {
+        for run in &runs {
+            let (kind, data) = match seq {
+                1 => ("execution.started", json!({})),
+                2 => ("persona.started", json!({"persona": "iggy"})),
+                _ => (
+                    "persona.completed",
+                    json!({"persona": "iggy", "output": {"ideas": seq}}),
+                ),
+            };
+            events.push(
+                json!({"eventId": format!("{run}-{seq}"), "runId": run, "seq": seq, "type": kind,
+                               "at": "2026-01-05T10:00:00Z", "data": data}),
+            );
+        }
+    }
+    let body = json!({"events": events});
+    let answers = futures_util::future::join_all((0..4).map(|_| async {
+        let response = app.internal_post("/v1/internal/events", &body).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    }))
+    .await;
+    for (at, event) in events.iter().enumerate() {
+        let statuses: Vec<&str> = answers
+            .iter()
+            .map(|answer| answer["results"][at]["status"].as_str().unwrap())
+            .collect();
+        let applied = statuses.iter().filter(|s| **s == "applied").count();
+        let duplicates = statuses.iter().filter(|s| **s == "duplicate").count();
+        assert_eq!((applied, duplicates), (1, 3), "{}: {statuses:?}", event["eventId"]);
+    }
+    for run in &runs {
+        let applied = app.state.store.list_events(run).await.unwrap();
+        let seqs: Vec<i64> = applied.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "{run}");
+        let artifacts = app.state.store.list_artifacts(run).await.unwrap();
+        assert_eq!(artifacts.len(), 1, "{run}: one persona.output");
+        let (_, body) = app.get_json(&format!("/v1/runs/{run}")).await;
+        assert_eq!(body["status"], "running", "{run}");
+    }
+}
+
 async fn cancelling_ends_a_run_once(db: &Db) {
     let app = spawn_app(db, &[]).await;
     let run_id = started_run(&app, json!({"project": "aismr", "input": {"object": "soap"}})).await;
@@ -594,6 +648,7 @@ conformance_tests!(
     unknown_runs_are_404,
     one_delivery_applies_many_runs_each_in_order,
     a_run_that_cannot_be_written_holds_back_no_other,
+    the_same_delivery_sent_at_once_applies_each_event_once,
     cancelling_ends_a_run_once,
     workflow_approval_holds_the_run_with_its_proposal,
     runs_are_listed_newest_first_with_filters_and_cursors,
