@@ -299,12 +299,7 @@ async fn run_details_are_the_run_its_gates_and_artifacts(db: &Db) {
         data: json!({"gate": "ideate"}),
         at: now(),
     };
-    assert!(
-        store
-            .apply_event(&applied, 0, RunStatus::Pending, &update)
-            .await
-            .unwrap()
-    );
+    assert!(apply_one(&*store, &applied, 0, RunStatus::Pending, &update).await);
 
     let details = store.get_run_details(&run.id).await.unwrap().unwrap();
     assert_details_match(store.as_ref(), &details).await;
@@ -476,14 +471,28 @@ fn event(run_id: &str, seq: i64, kind: &str) -> AppliedEvent {
     }
 }
 
+/// Whether `event` applies with `update` to a run whose last applied seq
+/// and status are expected to be `expected_last_seq` and `expected_status`.
+async fn apply_one(
+    store: &dyn ApiStore,
+    event: &AppliedEvent,
+    expected_last_seq: i64,
+    expected_status: RunStatus,
+    update: &RunUpdate,
+) -> bool {
+    let run = RunEvents {
+        expected_last_seq,
+        expected_status,
+        events: vec![(event.clone(), update.clone())],
+    };
+    store.apply_runs_events(&[&run]).await.unwrap()[0]
+}
+
 /// Whether event `seq` (of `kind`) of `run_id` applies with `update` when
 /// the run's last applied seq is expected to be `expected`.
 async fn applies(store: &dyn ApiStore, run_id: &str, seq: i64, kind: &str, expected: i64, update: &RunUpdate) -> bool {
     let status = store.get_run(run_id).await.unwrap().unwrap().status;
-    store
-        .apply_event(&event(run_id, seq, kind), expected, status, update)
-        .await
-        .unwrap()
+    apply_one(store, &event(run_id, seq, kind), expected, status, update).await
 }
 
 /// The seqs of the events applied to `run`, in order.
@@ -520,10 +529,14 @@ async fn events_apply_once_in_order_with_their_changes(db: &Db) {
     };
     // Worked out from a status the run has left (a cancel, a decision
     // committed meanwhile): nothing written, the caller reads again.
-    let stale = store
-        .apply_event(&event(&run.id, 2, "persona.completed"), 1, RunStatus::Pending, &clear)
-        .await
-        .unwrap();
+    let stale = apply_one(
+        &*store,
+        &event(&run.id, 2, "persona.completed"),
+        1,
+        RunStatus::Pending,
+        &clear,
+    )
+    .await;
     assert!(!stale, "a status the run has left");
     assert!(applies(&*store, &run.id, 2, "persona.completed", 1, &clear).await);
     let read = store.get_run(&run.id).await.unwrap().unwrap();
@@ -984,12 +997,7 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         (applied, update)
     };
     let (applied, update) = reached(1, json!({"ideas": ["b"], "revision": {"round": 1}}));
-    assert!(
-        store
-            .apply_event(&applied, 0, RunStatus::Running, &update)
-            .await
-            .unwrap()
-    );
+    assert!(apply_one(&*store, &applied, 0, RunStatus::Running, &update).await);
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!(
         (gate.status, gate.revisions, gate.decision.clone()),
@@ -1018,12 +1026,7 @@ async fn gates_count_approvals_and_reopen_after_a_revision(db: &Db) {
         ["key:bob", "key:ann"]
     );
     let (applied, update) = reached(2, json!({"ideas": ["c"]}));
-    assert!(
-        store
-            .apply_event(&applied, 1, RunStatus::AwaitingIdeate, &update)
-            .await
-            .unwrap()
-    );
+    assert!(apply_one(&*store, &applied, 1, RunStatus::AwaitingIdeate, &update).await);
     let gate = store.get_gate(&run.id, Gate::Ideate).await.unwrap().unwrap();
     assert_eq!(
         (gate.status, gate.preview["ideas"].clone()),

@@ -26,7 +26,7 @@ mod read;
 mod text_enum;
 
 pub use guard::{RowsAffected, guarded};
-pub use read::rows_for;
+pub use read::{push_list, rows_for};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -17,3 +17,18 @@ where
 {
     sqlx::query_as(sql).bind(key).fetch_all(pool).await
 }
+
+/// Appends `(v1, v2, …)` to `query`, each value bound: the list of an
+/// `IN`, for the statements that read or mark many rows by key at once.
+pub fn push_list<'t, DB, T>(query: &mut sqlx::QueryBuilder<DB>, values: impl IntoIterator<Item = T>)
+where
+    DB: Database,
+    T: Encode<'t, DB> + Type<DB>,
+{
+    query.push("(");
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(")");
+}

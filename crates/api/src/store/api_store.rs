@@ -14,7 +14,7 @@ use super::commands::{Command, DeliveryAttempt, NewCommand};
 use super::common::StoreResult;
 use super::costs::{DaySpend, RunCostRow};
 use super::dead_letters::{DeadLetter, DeadLetterKind};
-use super::events::{AppliedEvent, RunEvents, RunUpdate};
+use super::events::{AppliedEvent, RunEvents};
 use super::gates::{Decided, Decision, GateExpiry, GateRecord};
 use super::retention::{ApiGauges, Pruned};
 use super::runs::{NewRun, ProposalEdit, Run, RunDetails, RunQuery};
@@ -100,22 +100,6 @@ pub trait ApiStore: Send + Sync + 'static {
     /// its events were written (`false`: nothing of that run's written,
     /// another writer (an event, a decision, a cancel) got there first).
     async fn apply_runs_events(&self, runs: &[&RunEvents]) -> StoreResult<Vec<bool>>;
-
-    /// [`ApiStore::apply_runs_events`] of one run's one event.
-    async fn apply_event(
-        &self,
-        event: &AppliedEvent,
-        expected_last_seq: i64,
-        expected_status: RunStatus,
-        update: &RunUpdate,
-    ) -> StoreResult<bool> {
-        let run = RunEvents {
-            expected_last_seq,
-            expected_status,
-            events: vec![(event.clone(), update.clone())],
-        };
-        Ok(self.apply_runs_events(&[&run]).await?[0])
-    }
 
     async fn list_events(&self, run_id: &str) -> StoreResult<Vec<AppliedEvent>>;
 

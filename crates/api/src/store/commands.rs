@@ -168,12 +168,8 @@ macro_rules! command_methods {
                         .push_bind(error)
                         .push(", next_attempt_at = ")
                         .push_bind(retry_at)
-                        .push(" WHERE acked_at IS NULL AND seq IN (");
-                    let mut list = update.separated(", ");
-                    for seq in chunk {
-                        list.push_bind(*seq);
-                    }
-                    update.push(")");
+                        .push(" WHERE acked_at IS NULL AND seq IN ");
+                    myloware_db::push_list(&mut update, chunk);
                     update.build().execute(&self.pool).await?;
                 }
                 Ok(())

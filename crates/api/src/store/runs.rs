@@ -331,12 +331,8 @@ macro_rules! run_methods {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut select = sqlx::QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id IN ("));
-                let mut each = select.separated(", ");
-                for id in ids {
-                    each.push_bind(*id);
-                }
-                select.push(")");
+                let mut select = sqlx::QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id IN "));
+                myloware_db::push_list(&mut select, ids);
                 Ok(select.build_query_as().fetch_all(&self.pool).await?)
             }
 

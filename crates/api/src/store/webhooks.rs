@@ -178,12 +178,8 @@ macro_rules! webhook_methods {
                 let mut runs: Vec<&str> = callbacks.iter().map(|(_, c)| c.run_id.as_str()).collect();
                 runs.sort_unstable();
                 runs.dedup();
-                let mut known = sqlx::QueryBuilder::new("SELECT id FROM runs WHERE id IN (");
-                let mut ids = known.separated(", ");
-                for run in runs {
-                    ids.push_bind(run);
-                }
-                known.push(")");
+                let mut known = sqlx::QueryBuilder::new("SELECT id FROM runs WHERE id IN ");
+                myloware_db::push_list(&mut known, runs);
                 let known: std::collections::HashSet<String> =
                     known.build_query_scalar().fetch_all(&mut *tx).await?.into_iter().collect();
                 let ours: Vec<&(WebhookDelivery, NewCommand)> =

@@ -50,12 +50,8 @@ macro_rules! outbox_store {
                 let now = Utc::now();
                 for chunk in event_ids.chunks(500) {
                     let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET delivered_at = ");
-                    update.push_bind(now).push(", attempts = attempts + 1 WHERE delivered_at IS NULL AND event_id IN (");
-                    let mut ids = update.separated(", ");
-                    for id in chunk {
-                        ids.push_bind(id);
-                    }
-                    update.push(")");
+                    update.push_bind(now).push(", attempts = attempts + 1 WHERE delivered_at IS NULL AND event_id IN ");
+                    myloware_db::push_list(&mut update, chunk);
                     update.build().execute(&self.pool).await?;
                 }
                 Ok(())
