@@ -8,7 +8,8 @@ use myloware_core::costs::{Charge, PriceTable};
 use myloware_core::wire::EventKind;
 use myloware_db::Db;
 use myloware_orchestrator::store::{
-    self, ExecStatus, JournalBegin, JournalStatus, NewEvent, NewExecution, OrchestratorStore, Spend, StepCommit,
+    self, ExecStatus, JournalBegin, JournalStatus, NewEvent, NewExecution, NextCall, OrchestratorStore, PaidAnswer,
+    Spend, StepCommit,
 };
 use myloware_testkit::conformance_tests;
 use serde_json::json;
@@ -154,6 +155,151 @@ async fn a_paid_call_is_recorded_once_per_journal_key(db: &Db) {
     assert_eq!(store.get_execution("run_a").await.unwrap().unwrap().event_seq, 3);
 }
 
+/// Riley's clips one after another: each answer is written with the next
+/// clip's begin. The answer (its journal entry, its one cost, its event at
+/// the next seq) is written whatever the begin finds: the next call begun,
+/// begun before, a cancel, a lost lease.
+async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
+    let store = claimed(db, "run_a", "aismr").await;
+    let prices = PriceTable::default();
+    let key = |i: u32| format!("run_a:riley:clip:{i}");
+    let clip = |i: u32| {
+        spend(
+            "run_a",
+            "aismr",
+            prices.clip("veo3_fast"),
+            ProviderMode::Mock,
+            Some(&key(i)),
+        )
+    };
+    let request = |i: u32| json!({"index": i});
+    let answer = |i: u32| json!({"taskId": format!("task-{i}")});
+    let pay_then_begin = |i: u32| {
+        let store = store.clone();
+        let (key_i, key_next, spend_i, request_next, answer_i) =
+            (key(i), key(i + 1), clip(i), request(i + 1), answer(i));
+        async move {
+            let event = cost_event(&spend_i);
+            let paid = PaidAnswer {
+                key: &key_i,
+                response: &answer_i,
+                spend: &spend_i,
+                event: &event,
+            };
+            let next = NextCall {
+                key: &key_next,
+                provider: "kieai",
+                operation: "submit",
+                request: &request_next,
+            };
+            store.journal_paid_then_begin("run_a", "w", paid, next).await.unwrap()
+        }
+    };
+    assert_eq!(
+        store
+            .journal_begin("run_a", "w", &key(0), "kieai", "submit", &request(0))
+            .await
+            .unwrap(),
+        JournalBegin::Begun
+    );
+    assert_eq!(pay_then_begin(0).await, (true, JournalBegin::Begun));
+    // Sent again (a step re-run): the answer is not recorded twice and the
+    // next call is found begun, unanswered.
+    let (recorded, again) = pay_then_begin(0).await;
+    assert!(!recorded, "one cost per journal key");
+    match again {
+        JournalBegin::Existing(entry) => {
+            assert_eq!(
+                (entry.key.as_str(), entry.status, entry.response),
+                (key(1).as_str(), JournalStatus::Started, None)
+            )
+        }
+        other => panic!("expected the entry begun before, got {other:?}"),
+    }
+    // A cancel: clip 1's answer is written, clip 2 is not begun.
+    store.request_cancel("run_a").await.unwrap();
+    assert_eq!(pay_then_begin(1).await, (true, JournalBegin::Cancelled));
+
+    let journal = store.journal("run_a").await.unwrap();
+    let entries: Vec<(&str, JournalStatus, Option<serde_json::Value>)> = journal
+        .iter()
+        .map(|e| (e.key.as_str(), e.status, e.response.clone()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (key(0).as_str(), JournalStatus::Succeeded, Some(answer(0))),
+            (key(1).as_str(), JournalStatus::Succeeded, Some(answer(1))),
+        ]
+    );
+    let costs: Vec<Option<String>> = store
+        .spend("run_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.journal_key)
+        .collect();
+    assert_eq!(costs, [Some(key(0)), Some(key(1))]);
+    let outbox = store.outbox("run_a").await.unwrap();
+    let events: Vec<(i64, &str, &serde_json::Value)> = outbox
+        .iter()
+        .map(|e| (e.run_seq, e.kind.as_str(), &e.data["key"]))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (1, "execution.started", &serde_json::Value::Null),
+            (2, "cost.recorded", &json!(key(0))),
+            (3, "cost.recorded", &json!(key(1))),
+        ]
+    );
+
+    // Another worker holds the run now: the answer is still written.
+    let store = claimed(db, "run_b", "aismr").await;
+    let key_b = "run_b:riley:clip:0";
+    assert_eq!(
+        store
+            .journal_begin("run_b", "w", key_b, "kieai", "submit", &request(0))
+            .await
+            .unwrap(),
+        JournalBegin::Begun
+    );
+    let spend_b = spend(
+        "run_b",
+        "aismr",
+        prices.clip("veo3_fast"),
+        ProviderMode::Mock,
+        Some(key_b),
+    );
+    let event_b = cost_event(&spend_b);
+    let paid = PaidAnswer {
+        key: key_b,
+        response: &answer(0),
+        spend: &spend_b,
+        event: &event_b,
+    };
+    let next = NextCall {
+        key: "run_b:riley:clip:1",
+        provider: "kieai",
+        operation: "submit",
+        request: &request(1),
+    };
+    assert_eq!(
+        store
+            .journal_paid_then_begin("run_b", "other", paid, next)
+            .await
+            .unwrap(),
+        (true, JournalBegin::LeaseLost)
+    );
+    let journal = store.journal("run_b").await.unwrap();
+    assert_eq!(journal.len(), 1, "nothing begun without the lease");
+    assert_eq!(
+        (journal[0].status, journal[0].response.clone()),
+        (JournalStatus::Succeeded, Some(answer(0)))
+    );
+    assert_eq!(store.spend("run_b").await.unwrap().len(), 1);
+}
+
 async fn llm_costs_are_committed_with_their_step_only(db: &Db) {
     let store = claimed(db, "run_a", "aismr").await;
     let prices = PriceTable::default();
@@ -226,6 +372,7 @@ async fn spent_since_sums_by_project_and_mode(db: &Db) {
 
 conformance_tests!(
     a_paid_call_is_recorded_once_per_journal_key,
+    an_answer_is_written_with_the_next_calls_begin,
     llm_costs_are_committed_with_their_step_only,
     spent_since_sums_by_project_and_mode,
 );

@@ -142,6 +142,19 @@ pub struct Step<'a> {
     pub spend: Vec<Spend>,
     /// Provider jobs it learned ended (their slots are freed with it).
     pub jobs_ended: Vec<String>,
+    /// A paid call's answer held back to go with the next call's begin.
+    pub held: HeldAnswer,
+}
+
+/// A paid call's answer that a step making several calls in a row holds
+/// back, to write it in the transaction that begins its next call (one
+/// commit instead of two; Riley's clips). Nothing is held unless the step
+/// asks (`steps::journal::hold_answers`), and what is held is written
+/// alone when the step returns without another call.
+#[derive(Default)]
+pub struct HeldAnswer {
+    pub(crate) holding: bool,
+    pub(crate) answer: std::sync::Mutex<Option<crate::store::PaidAnswerOwned>>,
 }
 
 impl Step<'_> {
@@ -369,6 +382,7 @@ impl Engine {
                 observations: Vec::new(),
                 spend: Vec::new(),
                 jobs_ended: Vec::new(),
+                held: HeldAnswer::default(),
             };
             let node = nodes.get(execution.node as usize).copied();
             let outcome = if cancelled {
@@ -377,7 +391,12 @@ impl Engine {
                 match node {
                     Some(node) => {
                         let span = step_span(&execution.run_id, &request.project, node);
-                        tracing::Instrument::instrument(steps::run(&mut step, node), span).await?
+                        let ran = tracing::Instrument::instrument(steps::run(&mut step, node), span).await;
+                        // An answer held for a next call that did not come.
+                        let written = steps::write_held_answer(&step).await;
+                        let outcome = ran?;
+                        written?;
+                        outcome
                     }
                     None => Outcome::Advance,
                 }

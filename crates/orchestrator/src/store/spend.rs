@@ -11,7 +11,7 @@ use myloware_core::ProviderMode;
 use myloware_core::costs::Charge;
 use serde_json::Value;
 
-use super::{NewEvent, StoreResult};
+use super::{JournalBegin, NewEvent, StoreResult};
 
 /// A paid call's cost, as recorded and as read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,45 @@ pub struct Spend {
     /// The journal key of a provider call; `None` for an LLM request.
     pub journal_key: Option<String>,
     pub at: DateTime<Utc>,
+}
+
+/// A paid call's answer, as [`SpendStore::journal_succeeded_paid`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct PaidAnswer<'a> {
+    pub key: &'a str,
+    pub response: &'a Value,
+    pub spend: &'a Spend,
+    pub event: &'a NewEvent,
+}
+
+/// A [`PaidAnswer`] kept for later (held by a step until its next call).
+#[derive(Debug, Clone)]
+pub struct PaidAnswerOwned {
+    pub key: String,
+    pub response: Value,
+    pub spend: Spend,
+    pub event: NewEvent,
+}
+
+impl PaidAnswerOwned {
+    pub fn as_paid(&self) -> PaidAnswer<'_> {
+        PaidAnswer {
+            key: &self.key,
+            response: &self.response,
+            spend: &self.spend,
+            event: &self.event,
+        }
+    }
+}
+
+/// The next provider call to begin, as
+/// [`super::JournalStore::journal_begin`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct NextCall<'a> {
+    pub key: &'a str,
+    pub provider: &'a str,
+    pub operation: &'a str,
+    pub request: &'a Value,
 }
 
 /// The costs of paid calls.
@@ -40,6 +79,19 @@ pub trait SpendStore: Send + Sync {
         spend: &Spend,
         event: &NewEvent,
     ) -> StoreResult<bool>;
+
+    /// `journal_succeeded_paid` of `paid`, then `journal_begin` of `next`
+    /// while `worker` holds the lease, in one transaction (one round trip
+    /// on Postgres): a step making paid calls one after another writes each
+    /// answer with the next call's begin. The answer is written whatever
+    /// the begin finds (a lost lease, a cancel, an existing entry).
+    async fn journal_paid_then_begin(
+        &self,
+        run_id: &str,
+        worker: &str,
+        paid: PaidAnswer<'_>,
+        next: NextCall<'_>,
+    ) -> StoreResult<(bool, JournalBegin)>;
 
     /// What was spent since `since` in `mode`, in micro-dollars: by
     /// `project`, or by every project.

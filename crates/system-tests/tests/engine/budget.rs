@@ -221,6 +221,30 @@ async fn live_runs_share_the_provider_job_slots(db: &Db) {
         }
     }
     assert_eq!(submitted, 4);
+    // A clip's answer waits for the next clip's begin; a step that stops
+    // for want of a slot writes it before parking. Each answer and its cost
+    // once.
+    for run in &runs {
+        let store = &system.orchestrator_state.store;
+        let answered: Vec<(String, bool)> = store
+            .journal(run)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.provider == "kieai")
+            .map(|e| (e.key, e.response.is_some_and(|r| r["taskId"].is_string())))
+            .collect();
+        assert_eq!(answered.len(), 2, "{answered:?}");
+        assert!(answered.iter().all(|(_, answered)| *answered), "{answered:?}");
+        let clip_costs = store
+            .spend(run)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.charge.provider == "kieai")
+            .count();
+        assert_eq!(clip_costs, 2, "one cost per clip of {run}");
+    }
     system.stop_idle().await;
 }
 

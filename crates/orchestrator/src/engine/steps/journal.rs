@@ -26,12 +26,34 @@ pub(super) async fn begin(
     operation: &str,
     request: &Value,
 ) -> Result<Journaled, StepError> {
-    match step
-        .engine
-        .store
-        .journal_begin(&step.run_id, step.worker, key, provider, operation, request)
-        .await?
-    {
+    let store = &step.engine.store;
+    let begun = match take_held(step) {
+        None => {
+            store
+                .journal_begin(&step.run_id, step.worker, key, provider, operation, request)
+                .await?
+        }
+        Some(held) => {
+            let next = NextCall {
+                key,
+                provider,
+                operation,
+                request,
+            };
+            match store
+                .journal_paid_then_begin(&step.run_id, step.worker, held.as_paid(), next)
+                .await
+            {
+                Ok((_, begun)) => begun,
+                Err(err) => {
+                    // Not written: the step's end tries again.
+                    hold(step, held);
+                    return Err(err.into());
+                }
+            }
+        }
+    };
+    match begun {
         JournalBegin::Begun => Ok(Journaled::Fresh),
         JournalBegin::LeaseLost => Err(StepError::LeaseLost),
         JournalBegin::Cancelled => Ok(Journaled::Cancelled),
@@ -41,6 +63,47 @@ pub(super) async fn begin(
             _ => Journaled::Unanswered,
         }),
     }
+}
+
+/// From now on, a paid call's answer is held back and written with the
+/// next call's begin, in one transaction (`SpendStore::journal_paid_then_begin`),
+/// until [`stop_holding`]. For calls made one after another with nothing
+/// slow between one's answer and the next's begin: the answer is durable
+/// before the next call is made, as it is when written alone, so a crash
+/// leaves no more unknown. Whatever is still held when the step returns is
+/// written then ([`write_held_answer`]).
+pub(super) fn hold_answers(step: &mut Step<'_>) {
+    step.held.holding = true;
+}
+
+/// Writes the answer held, if any, and holds no more.
+pub(super) async fn stop_holding(step: &mut Step<'_>) -> Result<(), StepError> {
+    step.held.holding = false;
+    write_held_answer(step).await
+}
+
+/// Writes the answer held, if any (alone, as `journal_succeeded_paid`).
+pub(crate) async fn write_held_answer(step: &Step<'_>) -> Result<(), StepError> {
+    let Some(held) = take_held(step) else { return Ok(()) };
+    let paid = held.as_paid();
+    let written = step
+        .engine
+        .store
+        .journal_succeeded_paid(&step.run_id, paid.key, paid.response, paid.spend, paid.event)
+        .await;
+    if let Err(err) = written {
+        hold(step, held);
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+fn take_held(step: &Step<'_>) -> Option<PaidAnswerOwned> {
+    step.held.answer.lock().expect("held answer lock").take()
+}
+
+pub(super) fn hold(step: &Step<'_>, answer: PaidAnswerOwned) {
+    *step.held.answer.lock().expect("held answer lock") = Some(answer);
 }
 
 pub(super) async fn finish(step: &Step<'_>, key: &str, succeeded: bool, response: Value) -> Result<(), StepError> {

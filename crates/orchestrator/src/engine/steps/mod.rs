@@ -27,7 +27,7 @@ use crate::metrics::{Job, JobOutcome, Observation, PersonaOutcome};
 use crate::personas::{LlmPersonas, Work};
 use crate::run_state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
 use crate::scripted;
-use crate::store::{JournalBegin, JournalEntry, JournalStatus};
+use crate::store::{JournalBegin, JournalEntry, JournalStatus, NextCall, PaidAnswerOwned};
 
 mod alex;
 mod assets;
@@ -38,6 +38,8 @@ mod journal;
 mod quinn;
 mod riley;
 mod spend;
+
+pub(super) use journal::write_held_answer;
 
 use alex::alex;
 use iggy::iggy;

@@ -78,6 +78,8 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
         return Ok(held);
     }
     let mut waiting_for_slot = false;
+    // One clip's answer is written with the next clip's begin.
+    hold_answers(step);
     for i in 0..step.state.clips.len() {
         if step.state.clips[i].submitted {
             continue;
@@ -133,6 +135,7 @@ pub(super) async fn riley(step: &mut Step<'_>) -> Result<Outcome, StepError> {
             json!({"kind": "kieai.job", "persona": "riley", "data": {"index": script.index, "taskId": task_id}}),
         );
     }
+    stop_holding(step).await?;
 
     // A callback is only a trigger: ask kie.ai about the task it named
     // (once per clip), never take its body's word.

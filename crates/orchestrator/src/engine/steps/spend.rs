@@ -8,7 +8,7 @@ use myloware_core::costs::{Charge, KIEAI_MODEL, render_seconds};
 use myloware_core::wire::CostRecorded;
 
 use super::*;
-use crate::store::{NewEvent, Spend};
+use crate::store::{NewEvent, PaidAnswerOwned, Spend};
 
 /// The price of a journaled provider call; `None` for one that is free.
 pub(super) fn provider_charge(step: &Step<'_>, provider: &str, operation: &str) -> Option<Charge> {
@@ -40,7 +40,8 @@ fn cost(step: &Step<'_>, charge: &Charge, key: Option<&str>) -> (Spend, NewEvent
     (spend, event)
 }
 
-/// Records a paid call's success in the journal with its cost and event.
+/// Records a paid call's success in the journal with its cost and event
+/// (or holds it for the next call's begin: [`journal::hold_answers`]).
 /// The outbox is not woken for it: the step's commit, which follows, does,
 /// and the event goes out in the same batch as the step's.
 pub(super) async fn journal_succeeded(
@@ -50,6 +51,18 @@ pub(super) async fn journal_succeeded(
     response: &Value,
 ) -> Result<(), StepError> {
     let (spend, event) = cost(step, charge, Some(key));
+    if step.held.holding {
+        // Only one is ever held: the next begin writes it.
+        journal::write_held_answer(step).await?;
+        let answer = PaidAnswerOwned {
+            key: key.to_owned(),
+            response: response.clone(),
+            spend,
+            event,
+        };
+        journal::hold(step, answer);
+        return Ok(());
+    }
     let store = &step.engine.store;
     store
         .journal_succeeded_paid(&step.run_id, key, response, &spend, &event)

@@ -60,7 +60,18 @@ impl PgOrchestratorStore {
             .bind(now)
             .fetch_one(&self.pool)
             .await?;
-        let begin = match outcome.as_str() {
+        Ok(Some(self.journal_begin_outcome(run_id, key, &outcome).await?))
+    }
+
+    /// What `mw_journal_begin` answered, as a [`JournalBegin`]: an existing
+    /// entry is read.
+    pub(super) async fn journal_begin_outcome(
+        &self,
+        run_id: &str,
+        key: &str,
+        outcome: &str,
+    ) -> StoreResult<JournalBegin> {
+        Ok(match outcome {
             "begun" => JournalBegin::Begun,
             "lease_lost" => JournalBegin::LeaseLost,
             "cancelled" => JournalBegin::Cancelled,
@@ -78,8 +89,7 @@ impl PgOrchestratorStore {
                 let unknown = format!("mw_journal_begin answered {other:?}");
                 return Err(sqlx::Error::Decode(unknown.into()));
             }
-        };
-        Ok(Some(begin))
+        })
     }
 }
 
@@ -99,6 +109,57 @@ impl SqliteOrchestratorStore {
     ) -> StoreResult<Option<JournalBegin>> {
         Ok(None)
     }
+}
+
+/// Begins a provider call's journal entry in transaction `$tx`
+/// ([`JournalStore::journal_begin`]; `$lock_execution` as in
+/// `sql_orchestrator_store!`): the [`JournalBegin`]. Only a begun entry is
+/// written; the caller commits.
+macro_rules! journal_begin_in {
+    ($tx:expr, $lock_execution:expr, $run_id:expr, $worker:expr, $key:expr, $provider:expr, $operation:expr, $request:expr, $now:expr) => {{
+        // Only while the lease is held, and holding the execution's row
+        // (Postgres; SQLite's write transactions take turns) without
+        // writing it: a new version of the wide, indexed row for every
+        // provider call cost more than the call's journal.
+        let lock: Option<&str> = $lock_execution;
+        let lease = match lock {
+            Some(_) => format!("{LEASE_AND_CANCEL} FOR UPDATE"),
+            None => LEASE_AND_CANCEL.to_string(),
+        };
+        let cancel_requested: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(lease))
+            .bind($run_id)
+            .bind($worker)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        match cancel_requested {
+            None => JournalBegin::LeaseLost,
+            Some(true) => JournalBegin::Cancelled,
+            Some(false) => {
+                let inserted = sqlx::query(
+                    "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",
+                )
+                .bind($run_id)
+                .bind($key)
+                .bind($provider)
+                .bind($operation)
+                .bind(Json($request))
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    JournalBegin::Begun
+                } else {
+                    let row: JournalRow = sqlx::query_as(JOURNAL_ENTRY)
+                        .bind($run_id)
+                        .bind($key)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                    JournalBegin::Existing(row.try_into()?)
+                }
+            }
+        }
+    }};
 }
 
 /// `JournalStore` for one backend (see `sql_orchestrator_store!`).
@@ -123,52 +184,22 @@ macro_rules! journal_store {
                 {
                     return Ok(begin);
                 }
-                // Only while the lease is held, and holding the execution's
-                // row (Postgres; SQLite's write transactions take turns)
-                // without writing it: a new version of the wide, indexed row
-                // for every provider call cost more than the call's journal.
                 let mut tx = self.begin().await?;
-                let lock: Option<&str> = $lock_execution;
-                let lease = match lock {
-                    Some(_) => format!("{LEASE_AND_CANCEL} FOR UPDATE"),
-                    None => LEASE_AND_CANCEL.to_string(),
-                };
-                let cancel_requested: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(lease))
-                    .bind(run_id)
-                    .bind(worker)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(cancel_requested) = cancel_requested else {
-                    tx.rollback().await?;
-                    return Ok(JournalBegin::LeaseLost);
-                };
-                if cancel_requested {
-                    tx.rollback().await?;
-                    return Ok(JournalBegin::Cancelled);
-                }
-                let inserted = sqlx::query(
-                    "INSERT INTO journal (run_id, key, provider, operation, status, request, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'started', $5, $6, $6) ON CONFLICT (run_id, key) DO NOTHING",
-                )
-                .bind(run_id)
-                .bind(key)
-                .bind(provider)
-                .bind(operation)
-                .bind(Json(request))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 1 {
-                    tx.commit().await?;
-                    return Ok(JournalBegin::Begun);
-                }
-                let row: JournalRow = sqlx::query_as(JOURNAL_ENTRY)
-                    .bind(run_id)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.rollback().await?;
-                Ok(JournalBegin::Existing(row.try_into()?))
+                let begin = journal_begin_in!(
+                    tx,
+                    $lock_execution,
+                    run_id,
+                    worker,
+                    key,
+                    provider,
+                    operation,
+                    request,
+                    now
+                );
+                // Nothing but a begun entry is written: committing the
+                // other outcomes' transactions is the same as rolling back.
+                tx.commit().await?;
+                Ok(begin)
             }
 
             async fn journal_finish(

@@ -16,8 +16,9 @@ use sqlx::types::Json;
 
 use super::{
     Created, EngineCounts, ExecStatus, Execution, ExecutionStore, JournalBegin, JournalEntry, JournalStatus,
-    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, OrchestratorStore, OutboxEvent,
-    OutboxStore, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal, query_terms,
+    JournalStore, KnowledgeHit, KnowledgeStore, LedgerStore, NewEvent, NewExecution, NextCall, OrchestratorStore,
+    OutboxEvent, OutboxStore, PaidAnswer, SignalStore, Spend, SpendStore, StepCommit, StoreResult, StoredSignal,
+    query_terms,
 };
 
 #[macro_use]

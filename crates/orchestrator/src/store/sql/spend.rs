@@ -90,6 +90,36 @@ impl PgOrchestratorStore {
             .await?;
         Ok(Some(recorded))
     }
+
+    /// [`SpendStore::journal_paid_then_begin`] as one call of
+    /// `mw_journal_paid_then_begin` (migration 20261231000001): the two
+    /// functions, in one transaction.
+    pub(super) async fn journal_paid_then_begin_in_one_call(
+        &self,
+        run_id: &str,
+        worker: &str,
+        paid: &PaidAnswer<'_>,
+        next: &NextCall<'_>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(bool, JournalBegin)>> {
+        let (recorded, outcome): (bool, String) =
+            sqlx::query_as("SELECT * FROM mw_journal_paid_then_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                .bind(run_id)
+                .bind(paid.key)
+                .bind(Json(paid.response))
+                .bind(Json(spend_json(std::slice::from_ref(paid.spend))))
+                .bind(Json(events_json(std::slice::from_ref(paid.event))))
+                .bind(worker)
+                .bind(next.key)
+                .bind(next.provider)
+                .bind(next.operation)
+                .bind(Json(next.request))
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+        let begin = self.journal_begin_outcome(run_id, next.key, &outcome).await?;
+        Ok(Some((recorded, begin)))
+    }
 }
 
 impl SqliteOrchestratorStore {
@@ -105,6 +135,51 @@ impl SqliteOrchestratorStore {
     ) -> StoreResult<Option<bool>> {
         Ok(None)
     }
+
+    /// SQLite runs in process: the transaction of
+    /// [`SpendStore::journal_paid_then_begin`] does it.
+    pub(super) async fn journal_paid_then_begin_in_one_call(
+        &self,
+        _: &str,
+        _: &str,
+        _: &PaidAnswer<'_>,
+        _: &NextCall<'_>,
+        _: DateTime<Utc>,
+    ) -> StoreResult<Option<(bool, JournalBegin)>> {
+        Ok(None)
+    }
+}
+
+/// Records a paid call's answer in transaction `$tx`
+/// ([`SpendStore::journal_succeeded_paid`]): whether its cost was recorded
+/// now. The caller commits.
+macro_rules! journal_paid_in {
+    ($tx:expr, $run_id:expr, $key:expr, $response:expr, $spend:expr, $event:expr) => {{
+        // The cost first, then the execution's row (its event seq), then
+        // the journal: executions before journal, as `journal_begin` takes
+        // them.
+        let recorded = insert_spend!($tx, std::slice::from_ref($spend)) == 1;
+        if recorded {
+            let seq: Option<(i64,)> =
+                sqlx::query_as("UPDATE executions SET event_seq = event_seq + 1 WHERE run_id = $1 RETURNING event_seq")
+                    .bind($run_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            if let Some((seq,)) = seq {
+                insert_events!($tx, $run_id, seq, std::slice::from_ref($event));
+            }
+        }
+        sqlx::query(
+            "UPDATE journal SET status = 'succeeded', response = $3, updated_at = $4 WHERE run_id = $1 AND key = $2",
+        )
+        .bind($run_id)
+        .bind($key)
+        .bind(Json($response))
+        .bind(Utc::now())
+        .execute(&mut *$tx)
+        .await?;
+        recorded
+    }};
 }
 
 /// `SpendStore` for one backend (see `sql_orchestrator_store!`).
@@ -121,36 +196,49 @@ macro_rules! spend_store {
                 event: &NewEvent,
             ) -> StoreResult<bool> {
                 // Postgres: one round trip (a server-side function).
-                if let Some(recorded) = self.journal_paid_in_one_call(run_id, key, response, spend, event).await? {
+                if let Some(recorded) = self
+                    .journal_paid_in_one_call(run_id, key, response, spend, event)
+                    .await?
+                {
                     return Ok(recorded);
                 }
                 let mut tx = self.begin().await?;
-                // The cost first, then the execution's row (its event seq),
-                // then the journal: executions before journal, as
-                // `journal_begin` takes them.
-                let recorded = insert_spend!(tx, std::slice::from_ref(spend)) == 1;
-                if recorded {
-                    let seq: Option<(i64,)> = sqlx::query_as(
-                        "UPDATE executions SET event_seq = event_seq + 1 WHERE run_id = $1 RETURNING event_seq",
-                    )
-                    .bind(run_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((seq,)) = seq {
-                        insert_events!(tx, run_id, seq, std::slice::from_ref(event));
-                    }
-                }
-                sqlx::query(
-                    "UPDATE journal SET status = 'succeeded', response = $3, updated_at = $4 WHERE run_id = $1 AND key = $2",
-                )
-                .bind(run_id)
-                .bind(key)
-                .bind(Json(response))
-                .bind(Utc::now())
-                .execute(&mut *tx)
-                .await?;
+                let recorded = journal_paid_in!(tx, run_id, key, response, spend, event);
                 tx.commit().await?;
                 Ok(recorded)
+            }
+
+            async fn journal_paid_then_begin(
+                &self,
+                run_id: &str,
+                worker: &str,
+                paid: PaidAnswer<'_>,
+                next: NextCall<'_>,
+            ) -> StoreResult<(bool, JournalBegin)> {
+                let now = Utc::now();
+                // Postgres: one round trip (a server-side function).
+                if let Some(both) = self
+                    .journal_paid_then_begin_in_one_call(run_id, worker, &paid, &next, now)
+                    .await?
+                {
+                    return Ok(both);
+                }
+                let mut tx = self.begin().await?;
+                let recorded = journal_paid_in!(tx, run_id, paid.key, paid.response, paid.spend, paid.event);
+                let begin = journal_begin_in!(
+                    tx,
+                    $lock_execution,
+                    run_id,
+                    worker,
+                    next.key,
+                    next.provider,
+                    next.operation,
+                    next.request,
+                    now
+                );
+                // The answer is written whatever the begin found.
+                tx.commit().await?;
+                Ok((recorded, begin))
             }
 
             async fn spent_since(
