@@ -22,6 +22,10 @@ CREATE FUNCTION mw_journal_paid_then_begin(
 )
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    -- The execution's row first, as mw_journal_begin alone takes it: an
+    -- answer recorded before updates only its journal row, which would
+    -- otherwise come before the execution's.
+    PERFORM 1 FROM executions WHERE run_id = p_run_id FOR UPDATE;
     recorded := mw_journal_paid(p_run_id, p_key, p_response, p_spend, p_events, p_now);
     outcome := mw_journal_begin(p_run_id, p_worker, p_next_key, p_provider, p_operation, p_request, p_now);
 END

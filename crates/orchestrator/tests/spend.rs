@@ -298,6 +298,14 @@ async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
         (JournalStatus::Succeeded, Some(answer(0)))
     );
     assert_eq!(store.spend("run_b").await.unwrap().len(), 1);
+    let kinds: Vec<(i64, String)> = store
+        .outbox("run_b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.run_seq, e.kind))
+        .collect();
+    assert_eq!(kinds, [(1, "execution.started".into()), (2, "cost.recorded".into())]);
 }
 
 async fn llm_costs_are_committed_with_their_step_only(db: &Db) {

@@ -394,6 +394,9 @@ impl Engine {
                         let ran = tracing::Instrument::instrument(steps::run(&mut step, node), span).await;
                         // An answer held for a next call that did not come.
                         let written = steps::write_held_answer(&step).await;
+                        if let (Err(_), Err(err)) = (&ran, &written) {
+                            tracing::warn!(runId = %execution.run_id, error = %err, "a paid call's answer held by the failed step is not written");
+                        }
                         let outcome = ran?;
                         written?;
                         outcome

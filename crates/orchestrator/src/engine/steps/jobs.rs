@@ -23,6 +23,10 @@ fn cap(step: &Step<'_>) -> Option<u32> {
 /// held already, or no cap).
 pub(super) async fn slot(step: &Step<'_>, provider: &str, key: &str) -> Result<bool, StepError> {
     let Some(cap) = cap(step) else { return Ok(true) };
+    // Taking a slot is a transaction behind a lock every run shares: an
+    // answer held for the next begin is written first, not kept in memory
+    // while it waits (journal::hold_answers).
+    write_held_answer(step).await?;
     let taken = step
         .engine
         .store

@@ -46,7 +46,8 @@ pub(super) async fn begin(
             {
                 Ok((_, begun)) => begun,
                 Err(err) => {
-                    // Not written: the step's end tries again.
+                    // Maybe not written: the step's end writes it (again
+                    // changes nothing: one cost and one event per key).
                     hold(step, held);
                     return Err(err.into());
                 }
@@ -68,7 +69,8 @@ pub(super) async fn begin(
 /// From now on, a paid call's answer is held back and written with the
 /// next call's begin, in one transaction (`SpendStore::journal_paid_then_begin`),
 /// until [`stop_holding`]. For calls made one after another with nothing
-/// slow between one's answer and the next's begin: the answer is durable
+/// between one's answer and the next's begin but building the next request
+/// (a job slot under a cap writes the answer first): the answer is durable
 /// before the next call is made, as it is when written alone, so a crash
 /// leaves no more unknown. Whatever is still held when the step returns is
 /// written then ([`write_held_answer`]).

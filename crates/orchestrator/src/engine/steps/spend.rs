@@ -52,7 +52,8 @@ pub(super) async fn journal_succeeded(
 ) -> Result<(), StepError> {
     let (spend, event) = cost(step, charge, Some(key));
     if step.held.holding {
-        // Only one is ever held: the next begin writes it.
+        // This call's begin took the answer held before it, so none is
+        // held here; the next begin writes this one.
         journal::write_held_answer(step).await?;
         let answer = PaidAnswerOwned {
             key: key.to_owned(),

@@ -223,6 +223,8 @@ macro_rules! spend_store {
                 {
                     return Ok(both);
                 }
+                // SQLite: `BEGIN IMMEDIATE` takes the database's one write
+                // lock first, so the rows' order does not matter here.
                 let mut tx = self.begin().await?;
                 let recorded = journal_paid_in!(tx, run_id, paid.key, paid.response, paid.spend, paid.event);
                 let begin = journal_begin_in!(
