@@ -20,17 +20,9 @@ fn cost_event(run_id: &str, seq: i64, cost: &CostRecorded, at: &str) -> Value {
 }
 
 async fn deliver(app: &TestApp, events: Vec<Value>) -> Vec<String> {
-    let response = app
-        .internal_post("/v1/internal/events", &json!({"events": events}))
-        .await;
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    answer["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_string())
-        .collect()
+    let (status, answers) = app.deliver_events(&events).await;
+    assert_eq!(status, 200, "{answers:?}");
+    answers
 }
 
 async fn start(app: &TestApp, project: &str) -> String {

@@ -327,17 +327,8 @@ async fn one_delivery_applies_many_runs_each_in_order(db: &Db) {
     events.push(event(&runs[1], 4, "status.changed", json!({"status": "running"})));
     expected.push("out_of_order");
 
-    let response = app
-        .internal_post("/v1/internal/events", &json!({"events": events}))
-        .await;
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    let statuses: Vec<&str> = answer["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
+    let (status, statuses) = app.deliver_events(&events).await;
+    assert_eq!(status, 200);
     assert_eq!(statuses, expected);
     for run in &runs[..12] {
         let (status, body) = app.get_json(&format!("/v1/runs/{run}")).await;
@@ -366,23 +357,7 @@ async fn a_run_that_cannot_be_written_holds_back_no_other(db: &Db) {
     };
     let deliver = |events: Vec<Value>| {
         let app = &app;
-        async move {
-            let response = app
-                .internal_post("/v1/internal/events", &json!({"events": events}))
-                .await;
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
-            let statuses: Vec<String> = body["results"]
-                .as_array()
-                .map(|results| {
-                    results
-                        .iter()
-                        .map(|r| r["status"].as_str().unwrap().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            (status, statuses)
-        }
+        async move { app.deliver_events(&events).await }
     };
     assert_eq!(
         deliver(vec![event("taken", &runs[0], 1, "execution.started")]).await,

@@ -150,17 +150,9 @@ async fn events_apply_once_and_in_order(db: &Db) {
     let post = |events: Vec<Value>| {
         let app = &app;
         async move {
-            let response = app
-                .internal_post("/v1/internal/events", &json!({"events": events}))
-                .await;
-            assert_eq!(response.status(), 200);
-            let body: Value = response.json().await.unwrap();
-            body["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["status"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
+            let (status, answers) = app.deliver_events(&events).await;
+            assert_eq!(status, 200, "{answers:?}");
+            answers
         }
     };
     // seq 3 before 2: refused until 2 arrives.

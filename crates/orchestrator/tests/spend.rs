@@ -179,12 +179,11 @@ async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
         let (key_i, key_next, spend_i, request_next, answer_i) =
             (key(i), key(i + 1), clip(i), request(i + 1), answer(i));
         async move {
-            let event = cost_event(&spend_i);
             let paid = PaidAnswer {
-                key: &key_i,
-                response: &answer_i,
-                spend: &spend_i,
-                event: &event,
+                key: key_i,
+                response: answer_i,
+                event: cost_event(&spend_i),
+                spend: spend_i,
             };
             let next = NextCall {
                 key: &key_next,
@@ -192,7 +191,7 @@ async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
                 operation: "submit",
                 request: &request_next,
             };
-            store.journal_paid_then_begin("run_a", "w", paid, next).await.unwrap()
+            store.journal_paid_then_begin("run_a", "w", &paid, next).await.unwrap()
         }
     };
     assert_eq!(
@@ -271,12 +270,11 @@ async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
         ProviderMode::Mock,
         Some(key_b),
     );
-    let event_b = cost_event(&spend_b);
     let paid = PaidAnswer {
-        key: key_b,
-        response: &answer(0),
-        spend: &spend_b,
-        event: &event_b,
+        key: key_b.into(),
+        response: answer(0),
+        event: cost_event(&spend_b),
+        spend: spend_b,
     };
     let next = NextCall {
         key: "run_b:riley:clip:1",
@@ -286,7 +284,7 @@ async fn an_answer_is_written_with_the_next_calls_begin(db: &Db) {
     };
     assert_eq!(
         store
-            .journal_paid_then_begin("run_b", "other", paid, next)
+            .journal_paid_then_begin("run_b", "other", &paid, next)
             .await
             .unwrap(),
         (true, JournalBegin::LeaseLost)

@@ -213,6 +213,27 @@ impl TestApp {
         self.http.execute(request).await.unwrap()
     }
 
+    /// `POST /v1/internal/events` with `events`, as the outbox sends them:
+    /// the status and each event's answer (`applied`, `duplicate`, …; none
+    /// when the delivery failed as a whole).
+    pub async fn deliver_events(&self, events: &[Value]) -> (u16, Vec<String>) {
+        let response = self
+            .internal_post("/v1/internal/events", &serde_json::json!({"events": events}))
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        let answers = body["results"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| r["status"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, answers)
+    }
+
     /// `POST /v1/runs/start`; returns the status and body.
     pub async fn start_run(&self, body: Value) -> (u16, Value) {
         let response = self.post("/v1/runs/start").json(&body).send().await.unwrap();

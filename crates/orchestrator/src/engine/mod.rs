@@ -154,7 +154,7 @@ pub struct Step<'a> {
 #[derive(Default)]
 pub struct HeldAnswer {
     pub(crate) holding: bool,
-    pub(crate) answer: std::sync::Mutex<Option<crate::store::PaidAnswerOwned>>,
+    pub(crate) answer: std::sync::Mutex<Option<crate::store::PaidAnswer>>,
 }
 
 impl Step<'_> {

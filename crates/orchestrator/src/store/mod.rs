@@ -18,7 +18,7 @@ use serde_json::Value;
 mod spend;
 mod sql;
 
-pub use spend::{NextCall, PaidAnswer, PaidAnswerOwned, Spend, SpendStore};
+pub use spend::{NextCall, PaidAnswer, Spend, SpendStore};
 pub use sql::{PgOrchestratorStore, SqliteOrchestratorStore};
 
 pub type StoreResult<T> = Result<T, sqlx::Error>;

@@ -25,33 +25,14 @@ pub struct Spend {
     pub at: DateTime<Utc>,
 }
 
-/// A paid call's answer, as [`SpendStore::journal_succeeded_paid`] takes it.
-#[derive(Debug, Clone, Copy)]
-pub struct PaidAnswer<'a> {
-    pub key: &'a str,
-    pub response: &'a Value,
-    pub spend: &'a Spend,
-    pub event: &'a NewEvent,
-}
-
-/// A [`PaidAnswer`] kept for later (held by a step until its next call).
+/// A paid call's answer, as [`SpendStore::journal_succeeded_paid`] takes
+/// it: held by a step until its next call's begin writes it.
 #[derive(Debug, Clone)]
-pub struct PaidAnswerOwned {
+pub struct PaidAnswer {
     pub key: String,
     pub response: Value,
     pub spend: Spend,
     pub event: NewEvent,
-}
-
-impl PaidAnswerOwned {
-    pub fn as_paid(&self) -> PaidAnswer<'_> {
-        PaidAnswer {
-            key: &self.key,
-            response: &self.response,
-            spend: &self.spend,
-            event: &self.event,
-        }
-    }
 }
 
 /// The next provider call to begin, as
@@ -89,7 +70,7 @@ pub trait SpendStore: Send + Sync {
         &self,
         run_id: &str,
         worker: &str,
-        paid: PaidAnswer<'_>,
+        paid: &PaidAnswer,
         next: NextCall<'_>,
     ) -> StoreResult<(bool, JournalBegin)>;
 

@@ -41,7 +41,7 @@ pub(super) async fn begin(
                 request,
             };
             match store
-                .journal_paid_then_begin(&step.run_id, step.worker, held.as_paid(), next)
+                .journal_paid_then_begin(&step.run_id, step.worker, &held, next)
                 .await
             {
                 Ok((_, begun)) => begun,
@@ -87,11 +87,10 @@ pub(super) async fn stop_holding(step: &mut Step<'_>) -> Result<(), StepError> {
 /// Writes the answer held, if any (alone, as `journal_succeeded_paid`).
 pub(crate) async fn write_held_answer(step: &Step<'_>) -> Result<(), StepError> {
     let Some(held) = take_held(step) else { return Ok(()) };
-    let paid = held.as_paid();
     let written = step
         .engine
         .store
-        .journal_succeeded_paid(&step.run_id, paid.key, paid.response, paid.spend, paid.event)
+        .journal_succeeded_paid(&step.run_id, &held.key, &held.response, &held.spend, &held.event)
         .await;
     if let Err(err) = written {
         hold(step, held);
@@ -100,11 +99,11 @@ pub(crate) async fn write_held_answer(step: &Step<'_>) -> Result<(), StepError> 
     Ok(())
 }
 
-fn take_held(step: &Step<'_>) -> Option<PaidAnswerOwned> {
+fn take_held(step: &Step<'_>) -> Option<PaidAnswer> {
     step.held.answer.lock().expect("held answer lock").take()
 }
 
-pub(super) fn hold(step: &Step<'_>, answer: PaidAnswerOwned) {
+pub(super) fn hold(step: &Step<'_>, answer: PaidAnswer) {
     *step.held.answer.lock().expect("held answer lock") = Some(answer);
 }
 

@@ -27,7 +27,7 @@ use crate::metrics::{Job, JobOutcome, Observation, PersonaOutcome};
 use crate::personas::{LlmPersonas, Work};
 use crate::run_state::{Caption, Clip, ClipStatus, LlmUsage, Publish, Render, seconds_since};
 use crate::scripted;
-use crate::store::{JournalBegin, JournalEntry, JournalStatus, NextCall, PaidAnswerOwned};
+use crate::store::{JournalBegin, JournalEntry, JournalStatus, NextCall, PaidAnswer};
 
 mod alex;
 mod assets;

@@ -8,7 +8,7 @@ use myloware_core::costs::{Charge, KIEAI_MODEL, render_seconds};
 use myloware_core::wire::CostRecorded;
 
 use super::*;
-use crate::store::{NewEvent, PaidAnswerOwned, Spend};
+use crate::store::{NewEvent, PaidAnswer, Spend};
 
 /// The price of a journaled provider call; `None` for one that is free.
 pub(super) fn provider_charge(step: &Step<'_>, provider: &str, operation: &str) -> Option<Charge> {
@@ -55,7 +55,7 @@ pub(super) async fn journal_succeeded(
         // This call's begin took the answer held before it, so none is
         // held here; the next begin writes this one.
         journal::write_held_answer(step).await?;
-        let answer = PaidAnswerOwned {
+        let answer = PaidAnswer {
             key: key.to_owned(),
             response: response.clone(),
             spend,

@@ -98,17 +98,17 @@ impl PgOrchestratorStore {
         &self,
         run_id: &str,
         worker: &str,
-        paid: &PaidAnswer<'_>,
+        paid: &PaidAnswer,
         next: &NextCall<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(bool, JournalBegin)>> {
         let (recorded, outcome): (bool, String) =
             sqlx::query_as("SELECT * FROM mw_journal_paid_then_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                 .bind(run_id)
-                .bind(paid.key)
-                .bind(Json(paid.response))
-                .bind(Json(spend_json(std::slice::from_ref(paid.spend))))
-                .bind(Json(events_json(std::slice::from_ref(paid.event))))
+                .bind(&paid.key)
+                .bind(Json(&paid.response))
+                .bind(Json(spend_json(std::slice::from_ref(&paid.spend))))
+                .bind(Json(events_json(std::slice::from_ref(&paid.event))))
                 .bind(worker)
                 .bind(next.key)
                 .bind(next.provider)
@@ -142,7 +142,7 @@ impl SqliteOrchestratorStore {
         &self,
         _: &str,
         _: &str,
-        _: &PaidAnswer<'_>,
+        _: &PaidAnswer,
         _: &NextCall<'_>,
         _: DateTime<Utc>,
     ) -> StoreResult<Option<(bool, JournalBegin)>> {
@@ -212,13 +212,13 @@ macro_rules! spend_store {
                 &self,
                 run_id: &str,
                 worker: &str,
-                paid: PaidAnswer<'_>,
+                paid: &PaidAnswer,
                 next: NextCall<'_>,
             ) -> StoreResult<(bool, JournalBegin)> {
                 let now = Utc::now();
                 // Postgres: one round trip (a server-side function).
                 if let Some(both) = self
-                    .journal_paid_then_begin_in_one_call(run_id, worker, &paid, &next, now)
+                    .journal_paid_then_begin_in_one_call(run_id, worker, paid, &next, now)
                     .await?
                 {
                     return Ok(both);
@@ -226,7 +226,7 @@ macro_rules! spend_store {
                 // SQLite: `BEGIN IMMEDIATE` takes the database's one write
                 // lock first, so the rows' order does not matter here.
                 let mut tx = self.begin().await?;
-                let recorded = journal_paid_in!(tx, run_id, paid.key, paid.response, paid.spend, paid.event);
+                let recorded = journal_paid_in!(tx, run_id, &paid.key, &paid.response, &paid.spend, &paid.event);
                 let begin = journal_begin_in!(
                     tx,
                     $lock_execution,
